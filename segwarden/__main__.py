@@ -1,0 +1,3 @@
+from segwarden.cli import main
+
+main()

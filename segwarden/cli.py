@@ -1,0 +1,78 @@
+"""`segwarden` console script."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from enum import StrEnum
+
+import typer
+from pydantic import ValidationError
+
+from shared.auth import AuthConfigError
+from shared.embedded import InfrastructureError
+from shared.http import ConfigurationError
+from shared.pseudonym import PseudonymKeyError
+
+app = typer.Typer(help="Consent-aware, real-time customer segmentation.", no_args_is_help=True)
+
+
+class Service(StrEnum):
+    consent = "consent"
+    segmenter = "segmenter"
+    audit = "audit"
+
+
+def fail_on_bad_settings(exc: Exception) -> None:
+    """Print one line naming the wrong setting, then exit 2 (no traceback for a config mistake)."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_url=False)[0]
+        setting = "_".join(str(p) for p in first["loc"]).upper() or exc.title
+        message = f"segwarden: invalid setting {setting}: {first['msg']}"
+    else:
+        message = f"segwarden: {exc}"
+    typer.echo(message, err=True)
+    raise typer.Exit(2)
+
+
+SETTING_ERRORS = (
+    ValidationError,
+    ConfigurationError,
+    AuthConfigError,
+    PseudonymKeyError,
+    InfrastructureError,
+)
+
+
+@app.command()
+def serve(service: Service) -> None:
+    """Run one service in the foreground, configured from the environment."""
+    module = importlib.import_module(f"services.{service.value}.main")
+    try:
+        module.run()
+    except SETTING_ERRORS as exc:
+        fail_on_bad_settings(exc)
+
+
+@app.command()
+def up() -> None:
+    """Start the whole stack on this machine; Ctrl-C stops all of it."""
+    from segwarden.stack import run_stack
+
+    try:
+        code = run_stack()
+    except SETTING_ERRORS as exc:
+        fail_on_bad_settings(exc)
+    raise typer.Exit(code)
+
+
+@app.command()
+def bench() -> None:
+    """Run the benchmarks under bench/ and print their reports."""
+    from segwarden.benchrunner import run_benchmarks
+
+    raise typer.Exit(run_benchmarks())
+
+
+def main() -> None:
+    app(prog_name="segwarden", args=sys.argv[1:])

@@ -1,0 +1,14 @@
+"""Entry point: `segwarden serve audit`."""
+
+from __future__ import annotations
+
+from services.audit.app import create_app
+from services.audit.settings import AuditSettings
+from shared.http import serve
+from shared.logs import configure_logging
+
+
+def run() -> None:
+    settings = AuditSettings()
+    configure_logging(settings.log_level, "audit")
+    serve(create_app(settings), settings.bind_host, settings.audit_port, "AUDIT_PORT", settings.log_level)

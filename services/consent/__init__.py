@@ -1,0 +1,1 @@
+"""The consent service: system of record for per-purpose consent, erasure and access requests."""

@@ -1,0 +1,1 @@
+"""segwarden's shared package: event schemas, topics, settings and the Kafka, Redis and HTTP helpers."""

@@ -1,0 +1,195 @@
+"""The messages that cross Kafka topics: one frozen, strict pydantic model per record type.
+
+Decode with `Model.model_validate_json(raw)`; strict mode accepts RFC 3339 strings for
+timestamps only from JSON, which is what crosses a topic.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+PURPOSE_ID_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+SEGMENT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+CustomerId = Annotated[str, StringConstraints(pattern=CUSTOMER_ID_PATTERN)]
+PurposeId = Annotated[str, StringConstraints(pattern=PURPOSE_ID_PATTERN)]
+SegmentId = Annotated[str, StringConstraints(pattern=SEGMENT_ID_PATTERN)]
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+EventType = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.]{1,64}$")]
+ShortText = Annotated[str, StringConstraints(max_length=256)]
+
+ConsentStatus = Literal["granted", "denied"]
+Jurisdiction = Literal["GDPR", "CCPA", "OTHER"]
+ConsentReason = Literal["user", "gpc", "expired", "erasure"]
+MembershipAction = Literal["joined", "left"]
+MembershipReason = Literal[
+    "rule_matched",
+    "rule_unmatched",
+    "consent_granted",
+    "consent_withdrawn",
+    "consent_expired",
+    "erased",
+    "segment_changed",
+    "segment_deleted",
+]
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    """Base of every topic record: immutable, unknown fields refused, no silent coercion."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class CustomerEvent(Message):
+    """`customer.events`: something a customer did, published by an upstream app."""
+
+    event_id: EventId
+    customer_id: CustomerId
+    type: EventType
+    occurred_at: AwareDatetime
+    source: ShortText
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_purchase(self) -> CustomerEvent:
+        if self.type == "purchase":
+            amount = self.attributes.get("amount")
+            if isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0:
+                raise ValueError("attributes.amount: a purchase needs a number >= 0")
+            if not isinstance(self.attributes.get("currency"), str):
+                raise ValueError("attributes.currency: a purchase needs a currency code")
+        return self
+
+
+class ConsentRequested(Message):
+    """`consent.requests`: a consent choice sent over Kafka instead of the HTTP PUT."""
+
+    request_id: EventId
+    event_id: EventId | None = None
+    customer_id: CustomerId
+    purpose: PurposeId
+    status: ConsentStatus
+    source: ShortText
+    jurisdiction: Jurisdiction
+    policy_version: ShortText
+    expires_at: AwareDatetime | None = None
+
+
+class ConsentChanged(Message):
+    """`consent.changes`: one recorded change of a customer's consent to one purpose."""
+
+    event_id: EventId
+    customer_id: CustomerId
+    purpose: PurposeId
+    status: ConsentStatus
+    previous_status: ConsentStatus | None
+    reason: ConsentReason
+    source: ShortText
+    jurisdiction: Jurisdiction
+    policy_version: ShortText
+    recorded_at: AwareDatetime
+    expires_at: AwareDatetime | None = None
+
+
+class PurposeState(Message):
+    """The effective consent of one customer to one purpose."""
+
+    status: ConsentStatus
+    effective: bool
+    recorded_at: AwareDatetime | None = None
+    source: ShortText | None = None
+    expires_at: AwareDatetime | None = None
+    jurisdiction: Jurisdiction | None = None
+    policy_version: ShortText | None = None
+
+
+class ConsentStateSnapshot(Message):
+    """`consent.state` (compacted): the latest state of every purpose of one customer."""
+
+    event_id: EventId
+    customer_id: CustomerId
+    purposes: dict[PurposeId, PurposeState]
+    updated_at: AwareDatetime
+
+
+class SegmentDefinition(Message):
+    """`segment.definitions` (compacted, key `segment_id`): a rule- or model-based segment."""
+
+    event_id: EventId
+    segment_id: SegmentId
+    name: ShortText
+    rule: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    model: Annotated[str, StringConstraints(max_length=128)] | None = None
+    cluster: Annotated[int, Field(ge=0)] | None = None
+    required_purposes: tuple[PurposeId, ...] = ()
+    description: Annotated[str, StringConstraints(max_length=2048)] = ""
+    version: Annotated[int, Field(ge=1)] = 1
+    updated_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _rule_or_model(self) -> SegmentDefinition:
+        if (self.rule is None) == (self.model is None):
+            raise ValueError("a segment has exactly one of rule or model")
+        if self.model is not None and self.cluster is None:
+            raise ValueError("cluster: a model-based segment names its cluster")
+        return self
+
+
+class MembershipChanged(Message):
+    """`segment.membership`: a customer joined or left a segment; what campaign tools read."""
+
+    event_id: EventId
+    segment_id: SegmentId
+    customer_id: CustomerId
+    action: MembershipAction
+    reason: MembershipReason
+    cause_event_id: EventId | None
+    cause_at: AwareDatetime | None
+    at: AwareDatetime
+
+
+class ErasureRequested(Message):
+    """`erasure.requests`: the customer asked to be forgotten; every service deletes them."""
+
+    event_id: EventId
+    customer_id: CustomerId
+    requested_at: AwareDatetime
+
+
+class AuditRecord(Message):
+    """`audit.log`: one ledger record, hash-chained to the one before it."""
+
+    seq: Annotated[int, Field(ge=0)]
+    at: AwareDatetime
+    kind: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,64}$")]
+    subject: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None
+    event_id: EventId
+    payload: dict[str, Any]
+    prev_hash: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    hash: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class DeadLetter(Message):
+    """`<topic>.dlq`: an input that failed to parse or validate, with the reason."""
+
+    error: str
+    topic: str
+    partition: int
+    offset: int
+    value: str

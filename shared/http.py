@@ -1,0 +1,127 @@
+"""The common HTTP surface of every service: health, readiness, metrics, request latency, serving."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from shared.metrics import DEPENDENCY_UP, HTTP_REQUEST_SECONDS
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[str | None]]
+
+
+class ConfigurationError(RuntimeError):
+    """A setting is wrong; the message names it and is printed as one line at start-up."""
+
+
+class Readiness:
+    """Named checks; each returns None when its dependency is ready, else the reason."""
+
+    def __init__(self, timeout: float = 2.5) -> None:
+        self._checks: dict[str, ReadinessCheck] = {}
+        self.timeout = timeout
+
+    def add(self, name: str, check: ReadinessCheck) -> None:
+        self._checks[name] = check
+
+    async def reasons(self) -> dict[str, str]:
+        results = await asyncio.gather(*(self._run(name, c) for name, c in self._checks.items()))
+        return {name: reason for name, reason in results if reason is not None}
+
+    async def _run(self, name: str, check: ReadinessCheck) -> tuple[str, str | None]:
+        try:
+            reason = await asyncio.wait_for(check(), self.timeout)
+        except TimeoutError:
+            reason = f"{name}: no answer within {self.timeout}s"
+        except Exception as exc:  # a failing check is a reason to report, not a 500
+            reason = f"{name}: {type(exc).__name__}: {exc}"
+        DEPENDENCY_UP.labels(name).set(0 if reason else 1)
+        return name, reason
+
+
+class Health(BaseModel):
+    status: str
+
+
+class ReadyReport(BaseModel):
+    status: str
+    reasons: dict[str, str] = {}
+
+
+def install_operational_routes(app: FastAPI, readiness: Readiness) -> None:
+    """`/healthz`, `/readyz`, `/metrics` and per-route latency on `app`."""
+
+    @app.get("/healthz", response_model=Health, tags=["operations"])
+    async def healthz() -> Health:
+        """The process is alive and serving HTTP."""
+        return Health(status="ok")
+
+    @app.get(
+        "/readyz",
+        response_model=ReadyReport,
+        tags=["operations"],
+        responses={503: {"model": ReadyReport, "description": "a dependency is not ready"}},
+    )
+    async def readyz() -> Any:
+        """200 when the broker, stores and compacted inputs are connected and loaded, else 503."""
+        reasons = await readiness.reasons()
+        if reasons:
+            return JSONResponse(ReadyReport(status="unavailable", reasons=reasons).model_dump(), 503)
+        return ReadyReport(status="ready")
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus metrics in the text exposition format."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.middleware("http")
+    async def time_requests(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        HTTP_REQUEST_SECONDS.labels(request.method, template, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+
+def check_port_free(host: str, port: int, setting: str) -> None:
+    """Fail fast with the setting's name rather than uvicorn's traceback when a port is taken."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"{setting}={port}: cannot listen on {host}:{port} ({exc.strerror})"
+            ) from exc
+
+
+def serve(app: FastAPI, host: str, port: int, port_setting: str, log_level: str = "info") -> None:
+    """Run `app` under uvicorn in the foreground until SIGINT or SIGTERM."""
+    check_port_free(host, port, port_setting)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()

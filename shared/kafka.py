@@ -1,0 +1,146 @@
+"""Kafka helpers: idempotent topic creation, and producer and consumer factories tuned from settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError as AIOKafkaError
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from shared.settings import ServiceSettings
+from shared.topics import TopicNames, TopicPlan
+
+log = logging.getLogger(__name__)
+
+
+class _Startable(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+ClientT = TypeVar("ClientT", bound=_Startable)
+
+
+def topic_names(settings: ServiceSettings) -> TopicNames:
+    return TopicNames(settings.topic_prefix, settings.topic_partitions)
+
+
+def ensure_topics(settings: ServiceSettings, plans: list[TopicPlan] | None = None) -> list[str]:
+    """Create every missing topic with its final partitions and configs; return the created names.
+
+    Blocking (kafka-python's admin); call it through `asyncio.to_thread` from async code.
+    """
+    plans = plans if plans is not None else topic_names(settings).plan()
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id="segwarden-admin",
+        request_timeout_ms=10_000,
+    )
+    try:
+        existing = set(admin.list_topics())
+        missing = [plan for plan in plans if plan.name not in existing]
+        for plan in missing:
+            topic = NewTopic(
+                plan.name, plan.partitions, settings.topic_replication_factor, topic_configs=plan.configs
+            )
+            try:
+                admin.create_topics([topic])
+            except TopicAlreadyExistsError:
+                # Another process created it between our list and create: that is the goal.
+                continue
+        if missing:
+            log.info("created topics", extra={"topics": [p.name for p in missing]})
+        return [plan.name for plan in missing]
+    finally:
+        admin.close()
+
+
+def delete_topics(settings: ServiceSettings, names: list[str]) -> None:
+    """Delete topics (benchmarks and tests clean up after themselves; see BROKER-NOTES.md)."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="segwarden-admin")
+    try:
+        existing = set(admin.list_topics())
+        doomed = [name for name in names if name in existing]
+        if doomed:
+            admin.delete_topics(doomed)
+    except KafkaError:
+        log.warning("could not delete topics", exc_info=True)
+    finally:
+        admin.close()
+
+
+def make_producer(settings: ServiceSettings, client_id: str) -> AIOKafkaProducer:
+    # acks=all for durability on a replicated cluster. Idempotence stays off: the embedded
+    # broker refuses aiokafka's InitProducerId, so consumers de-duplicate on event_id instead.
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        linger_ms=settings.kafka_linger_ms,
+        request_timeout_ms=10_000,
+        retry_backoff_ms=200,
+    )
+
+
+def make_consumer(
+    settings: ServiceSettings, *topics: str, group_id: str | None, client_id: str
+) -> AIOKafkaConsumer:
+    """A consumer that commits by hand (after the effect) and reads from the start when new."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=group_id,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        rebalance_timeout_ms=settings.kafka_session_timeout_ms,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        request_timeout_ms=max(40_000, settings.kafka_session_timeout_ms + 5_000),
+        metadata_max_age_ms=30_000,
+    )
+
+
+async def broker_answers(producer: AIOKafkaProducer, timeout: float = 2.0) -> str | None:
+    """None when the broker answers a metadata request within `timeout`, else the reason."""
+    try:
+        ok = await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout)
+    except (TimeoutError, KafkaError, OSError) as exc:
+        return f"kafka: no answer from the broker ({type(exc).__name__})"
+    return None if ok is not None else "kafka: no metadata from the broker"
+
+
+def clamp_lag(end_offset: int | None, position: int | None) -> int:
+    """Consumer lag for metrics only, never for correctness.
+
+    The embedded broker under-reports end offsets (last batch's start + 1), which can make
+    end minus position negative; a negative lag means "caught up", so it is clamped to 0.
+    """
+    if end_offset is None or position is None:
+        return 0
+    return max(0, end_offset - position)
+
+
+async def start_client(make: Callable[[], ClientT], what: str) -> ClientT:
+    """Start an aiokafka client, retrying with backoff while the broker is away.
+
+    Services call this from a background task, so HTTP is up at once and /readyz reports
+    "connecting" instead of the process failing because the broker started second.
+    """
+    delay = 0.2
+    while True:
+        client = make()
+        try:
+            await client.start()
+            return client
+        except (KafkaError, AIOKafkaError, OSError) as exc:
+            log.warning("kafka not reachable yet", extra={"client": what, "error": repr(exc)})
+            await client.stop()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,76 @@
+"""Typed settings shared by every service; each service subclasses `ServiceSettings`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_REDIS_SCHEMES = {"redis", "rediss", "unix"}
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every process reads from the environment (names as in the contract)."""
+
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    topic_partitions: int = Field(6, ge=1, le=1024)
+    topic_replication_factor: int = Field(1, ge=1, le=16)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    data_dir: Path = Path("./.data")
+    pseudonym_key: str | None = None
+    auth_tokens: str | None = None
+    bind_host: str = "127.0.0.1"
+    log_level: str = "INFO"
+
+    # Group timings that join in ~3 s on the embedded broker and are valid on Apache
+    # Kafka (its group.min.session.timeout.ms is 6000); see BROKER-NOTES.md.
+    kafka_session_timeout_ms: int = Field(6000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(1000, ge=100)
+    # Hot-path consumers wait this long for data: the embedded broker sleeps out most
+    # of the wait when a partition is idle, so it bounds end-to-end latency.
+    kafka_fetch_max_wait_ms: int = Field(50, ge=0, le=5000)
+    kafka_linger_ms: int = Field(2, ge=0, le=1000)
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port[,host:port...], got {server!r}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if urlparse(value).scheme not in _REDIS_SCHEMES:
+            raise ValueError(f"expected a redis:// or rediss:// URL, got {value!r}")
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if value and not all(ch.isalnum() or ch in "._-" for ch in value):
+            raise ValueError("may hold only letters, digits, '.', '_' and '-'")
+        return value
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",")]
+
+    @property
+    def redis_namespace(self) -> str:
+        """Prefix of every Redis key, so stacks (and tests) sharing a Redis stay apart."""
+        return f"sw:{self.topic_prefix}"
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+    def sqlite_url(self, name: str) -> str:
+        return f"sqlite:///{(self.data_dir / name).resolve()}"

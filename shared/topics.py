@@ -1,0 +1,133 @@
+"""The topic registry: every topic's name (with `TOPIC_PREFIX`), partitions, cleanup policy and schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from shared import events
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic of the contract, before the prefix is applied."""
+
+    base: str
+    schema: type[BaseModel]
+    key: str | None
+    description: str
+    compacted: bool = False
+    customer_keyed: bool = True
+
+
+CUSTOMER_EVENTS = TopicSpec(
+    "customer.events",
+    events.CustomerEvent,
+    "customer_id",
+    "What customers did, from upstream apps. `purchase` and `profile_update` feed features.",
+)
+CONSENT_REQUESTS = TopicSpec(
+    "consent.requests",
+    events.ConsentRequested,
+    "customer_id",
+    "Consent choices sent over Kafka; validated and recorded by the consent service.",
+)
+CONSENT_CHANGES = TopicSpec(
+    "consent.changes",
+    events.ConsentChanged,
+    "customer_id",
+    "One record per recorded change of effective consent, from the consent service.",
+)
+CONSENT_STATE = TopicSpec(
+    "consent.state",
+    events.ConsentStateSnapshot,
+    "customer_id",
+    "Latest effective consent of every purpose per customer; a tombstone after erasure.",
+    compacted=True,
+)
+SEGMENT_DEFINITIONS = TopicSpec(
+    "segment.definitions",
+    events.SegmentDefinition,
+    "segment_id",
+    "Segment definitions keyed by segment id; a tombstone when a segment is deleted.",
+    compacted=True,
+    customer_keyed=False,
+)
+SEGMENT_MEMBERSHIP = TopicSpec(
+    "segment.membership",
+    events.MembershipChanged,
+    "customer_id",
+    "Who joined and who left which segment, and why; what campaign tools subscribe to.",
+)
+ERASURE_REQUESTS = TopicSpec(
+    "erasure.requests",
+    events.ErasureRequested,
+    "customer_id",
+    "Erasure requests from the consent service; every service forgets the customer.",
+)
+AUDIT_LOG = TopicSpec(
+    "audit.log",
+    events.AuditRecord,
+    None,
+    "The audit ledger in ledger order, pseudonymized, hash-chained.",
+    customer_keyed=False,
+)
+
+ALL: tuple[TopicSpec, ...] = (
+    CUSTOMER_EVENTS,
+    CONSENT_REQUESTS,
+    CONSENT_CHANGES,
+    CONSENT_STATE,
+    SEGMENT_DEFINITIONS,
+    SEGMENT_MEMBERSHIP,
+    ERASURE_REQUESTS,
+    AUDIT_LOG,
+)
+# Inputs that may carry records which fail to parse get a dead-letter topic each.
+WITH_DEAD_LETTERS: tuple[TopicSpec, ...] = (
+    CUSTOMER_EVENTS,
+    CONSENT_REQUESTS,
+    CONSENT_CHANGES,
+    CONSENT_STATE,
+    SEGMENT_DEFINITIONS,
+    SEGMENT_MEMBERSHIP,
+    ERASURE_REQUESTS,
+)
+DLQ_SUFFIX = ".dlq"
+
+
+@dataclass(frozen=True)
+class TopicPlan:
+    """A concrete topic to create: full name, partitions and configs."""
+
+    name: str
+    partitions: int
+    configs: dict[str, str]
+
+
+class TopicNames:
+    """Resolves contract topic names for one stack (prefix and partition count)."""
+
+    def __init__(self, prefix: str = "", partitions: int = 6) -> None:
+        self.prefix = prefix
+        self.partitions = partitions
+
+    def name(self, spec: TopicSpec) -> str:
+        return f"{self.prefix}{spec.base}"
+
+    def dlq(self, spec: TopicSpec) -> str:
+        return f"{self.prefix}{spec.base}{DLQ_SUFFIX}"
+
+    def plan(self) -> list[TopicPlan]:
+        """Every topic of the stack with its final partition count (the broker cannot add any)."""
+        plans = []
+        for spec in ALL:
+            # Customer-keyed topics are co-partitioned; audit.log is one partition so its
+            # order is the ledger's order; definitions are few and read whole by every worker.
+            partitions = self.partitions if spec.customer_keyed else 1
+            configs = {"cleanup.policy": "compact" if spec.compacted else "delete"}
+            plans.append(TopicPlan(self.name(spec), partitions, configs))
+        for spec in WITH_DEAD_LETTERS:
+            plans.append(TopicPlan(self.dlq(spec), 1, {"cleanup.policy": "delete"}))
+        return plans

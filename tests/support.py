@@ -1,0 +1,83 @@
+"""Helpers for tests that run services as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from shared.embedded import free_port
+
+PORT_VARIABLES = {"consent": "CONSENT_PORT", "segmenter": "SEGMENTER_PORT", "audit": "AUDIT_PORT"}
+
+
+class ServiceProcess:
+    """`segwarden serve NAME` as a subprocess on a free port, its output in a log file."""
+
+    def __init__(self, name: str, env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.port = int(env.get(PORT_VARIABLES[name], free_port()))
+        self.env = {**os.environ, **env, PORT_VARIABLES[name]: str(self.port)}
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServiceProcess:
+        with self.log_path.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "segwarden", "serve", self.name],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> ServiceProcess:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited {self.process.returncode}:\n{self.log()}")
+            try:
+                response = httpx.get(f"{self.url}/readyz", timeout=3)
+                if response.status_code == 200:
+                    return self
+                last = response.text
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name} not ready in {timeout}s: {last}\n{self.log()}")
+
+    def log(self, tail: int = 40) -> str:
+        try:
+            return "".join(self.log_path.read_text(errors="replace").splitlines(True)[-tail:])
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL: the crash a test wants to survive."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
