@@ -26,6 +26,7 @@ class ServiceSettings(BaseSettings):
     auth_tokens: str | None = None
     bind_host: str = "127.0.0.1"
     log_level: str = "INFO"
+    purposes_file: Path | None = None
 
     # Group timings that join in ~3 s on the embedded broker and are valid on Apache
     # Kafka (its group.min.session.timeout.ms is 6000); see BROKER-NOTES.md.

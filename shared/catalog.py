@@ -1,0 +1,54 @@
+"""The purpose catalog: which purposes exist, their lawful basis, defaults, sale/share flag, retention."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from shared.events import PURPOSE_ID_PATTERN, ConsentStatus, Jurisdiction
+
+
+class Purpose(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Annotated[str, StringConstraints(pattern=PURPOSE_ID_PATTERN)]
+    description: str
+    lawful_basis: str
+    defaults: dict[Jurisdiction, ConsentStatus]
+    sale_or_share: bool = False
+    retention_days: int = Field(ge=1)
+    data_categories: tuple[str, ...] = ()
+
+    def default_for(self, jurisdiction: Jurisdiction | None) -> ConsentStatus:
+        """The status without any record; denied unless the catalog says otherwise (fail closed)."""
+        return self.defaults.get(jurisdiction or "OTHER", "denied")
+
+
+class PurposeCatalog(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    purposes: tuple[Purpose, ...]
+
+    def get(self, purpose_id: str) -> Purpose | None:
+        return next((p for p in self.purposes if p.id == purpose_id), None)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(p.id for p in self.purposes)
+
+    @property
+    def sale_or_share_ids(self) -> tuple[str, ...]:
+        return tuple(p.id for p in self.purposes if p.sale_or_share)
+
+
+def load_catalog(path: Path | None = None) -> PurposeCatalog:
+    """The catalog at `path` (PURPOSES_FILE), else the shipped default."""
+    if path is None:
+        text = resources.files("shared").joinpath("purposes.yaml").read_text()
+    else:
+        text = path.read_text()
+    return PurposeCatalog.model_validate(yaml.safe_load(text))
