@@ -105,3 +105,12 @@ def require_scope(scope: str) -> object:
         return principal
 
     return Depends(check)
+
+
+def internal_token(settings: ServiceSettings) -> str:
+    """The token this service presents to the others (INTERNAL_TOKEN, else the admin token)."""
+    if settings.internal_token:
+        return settings.internal_token
+    if settings.auth_tokens:
+        raise AuthConfigError("INTERNAL_TOKEN: required when AUTH_TOKENS is set (services call each other)")
+    return ensure_admin_token(settings)

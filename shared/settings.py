@@ -27,6 +27,12 @@ class ServiceSettings(BaseSettings):
     bind_host: str = "127.0.0.1"
     log_level: str = "INFO"
     purposes_file: Path | None = None
+    # Where services find each other (the consent export gathers segments and the audit trail).
+    consent_url: str = "http://127.0.0.1:8001"
+    segmenter_url: str = "http://127.0.0.1:8002"
+    audit_url: str = "http://127.0.0.1:8003"
+    # Bearer token for service-to-service calls; defaults to the generated admin token.
+    internal_token: str | None = None
 
     # Group timings that join in ~3 s on the embedded broker and are valid on Apache
     # Kafka (its group.min.session.timeout.ms is 6000); see BROKER-NOTES.md.
