@@ -65,6 +65,7 @@ def service_env(kafka_bootstrap: str, redis_url: str, topic_prefix: str, tmp_pat
         "DATA_DIR": str(tmp_path / "data"),
         "AUTH_TOKENS": ",".join(f"{token}={scopes}" for token, scopes in TEST_TOKENS.items()),
         "LOG_LEVEL": "INFO",
+        "INTERNAL_TOKEN": "admin-token-0001",
     }
 
 
