@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 from shared.embedded import ensure_redis
@@ -16,6 +18,33 @@ def main() -> None:
     started = ensure_redis(url, Path(".data/test-redis"))
     # A Redis started here must outlive this script: the test run uses it.
     logging.info("redis at %s %s", url, "started" if started else "already running")
+    ensure_promtool()
+
+
+# apt must not start the package's system service: tests start their own Prometheus on a free port.
+_NO_SERVICE_START = "#!/bin/sh\nexit 101\n"
+
+
+def ensure_promtool() -> None:
+    """Install Debian's `prometheus` (promtool and the server, for tests/deploy) when missing."""
+    if shutil.which("promtool") or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    policy = Path("/usr/sbin/policy-rc.d")
+    added = not policy.exists()
+    if added:
+        policy.write_text(_NO_SERVICE_START)
+        policy.chmod(0o755)
+    try:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"]
+        subprocess.run(install, check=True, env=env)
+    finally:
+        if added:
+            policy.unlink()
+    if subprocess.run(["pgrep", "-u", "prometheus"], capture_output=True).returncode == 0:
+        subprocess.run(["/etc/init.d/prometheus", "stop"], check=False)
+    logging.info("promtool installed: %s", shutil.which("promtool"))
 
 
 if __name__ == "__main__":
