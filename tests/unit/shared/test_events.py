@@ -1,0 +1,146 @@
+"""The topic schemas accept the contract's examples and refuse bad input with the field named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from shared.events import (
+    AuditRecord,
+    ConsentChanged,
+    CustomerEvent,
+    MembershipChanged,
+    SegmentDefinition,
+)
+
+PURCHASE = {
+    "event_id": "9b2f",
+    "customer_id": "c-1042",
+    "type": "purchase",
+    "occurred_at": "2026-11-29T10:00:00Z",
+    "source": "webshop",
+    "attributes": {"amount": 59.90, "currency": "EUR"},
+}
+
+
+def decode(model, payload: dict):
+    return model.model_validate_json(json.dumps(payload))
+
+
+def field_names(exc: ValidationError) -> set[str]:
+    return {".".join(str(p) for p in error["loc"]) for error in exc.errors()}
+
+
+def test_contract_example_event_round_trips() -> None:
+    event = decode(CustomerEvent, PURCHASE)
+    assert event.occurred_at.tzinfo is not None
+    assert CustomerEvent.model_validate_json(event.to_bytes()) == event
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("type", "Purchase!"),
+        ("customer_id", "has space"),
+        ("occurred_at", "2026-11-29T10:00:00"),  # no timezone
+        ("event_id", ""),
+    ],
+)
+def test_event_refuses_bad_field_and_names_it(field: str, value: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        decode(CustomerEvent, {**PURCHASE, field: value})
+    assert field in field_names(caught.value)
+
+
+def test_purchase_needs_non_negative_amount() -> None:
+    with pytest.raises(ValidationError, match="attributes.amount"):
+        decode(CustomerEvent, {**PURCHASE, "attributes": {"amount": -1, "currency": "EUR"}})
+    with pytest.raises(ValidationError, match="attributes.currency"):
+        decode(CustomerEvent, {**PURCHASE, "attributes": {"amount": 3}})
+
+
+def test_other_event_types_need_no_attributes() -> None:
+    event = decode(CustomerEvent, {**PURCHASE, "type": "page.view", "attributes": {}})
+    assert event.type == "page.view"
+
+
+def test_unknown_fields_are_refused() -> None:
+    with pytest.raises(ValidationError) as caught:
+        decode(CustomerEvent, {**PURCHASE, "email": "a@b.c"})
+    assert "email" in field_names(caught.value)
+
+
+def test_messages_are_immutable() -> None:
+    event = decode(CustomerEvent, PURCHASE)
+    with pytest.raises(ValidationError):
+        event.customer_id = "other"  # type: ignore[misc]
+
+
+def test_consent_change_reason_is_closed_set() -> None:
+    change = {
+        "event_id": "e1",
+        "customer_id": "c-1",
+        "purpose": "marketing_email",
+        "status": "denied",
+        "previous_status": "granted",
+        "reason": "user",
+        "source": "preference-center",
+        "jurisdiction": "GDPR",
+        "policy_version": "2026-03",
+        "recorded_at": "2026-11-29T10:00:00+01:00",
+        "expires_at": None,
+    }
+    assert decode(ConsentChanged, change).reason == "user"
+    with pytest.raises(ValidationError) as caught:
+        decode(ConsentChanged, {**change, "reason": "because"})
+    assert "reason" in field_names(caught.value)
+
+
+def test_segment_definition_has_rule_or_model() -> None:
+    base = {
+        "event_id": "e",
+        "segment_id": "eu-high-value",
+        "name": "EU",
+        "updated_at": "2026-11-29T10:00:00Z",
+    }
+    assert decode(SegmentDefinition, {**base, "rule": "total_spend >= 100"}).rule
+    assert decode(SegmentDefinition, {**base, "model": "m1", "cluster": 2}).cluster == 2
+    with pytest.raises(ValidationError, match="exactly one of rule or model"):
+        decode(SegmentDefinition, base)
+    with pytest.raises(ValidationError, match="cluster"):
+        decode(SegmentDefinition, {**base, "model": "m1"})
+
+
+def test_membership_action_and_reason_are_checked() -> None:
+    record = {
+        "event_id": "e",
+        "segment_id": "s",
+        "customer_id": "c",
+        "action": "left",
+        "reason": "consent_withdrawn",
+        "cause_event_id": "x",
+        "cause_at": "2026-11-29T10:00:00Z",
+        "at": "2026-11-29T10:00:01Z",
+    }
+    assert decode(MembershipChanged, record).action == "left"
+    with pytest.raises(ValidationError) as caught:
+        decode(MembershipChanged, {**record, "action": "kicked"})
+    assert "action" in field_names(caught.value)
+
+
+def test_audit_record_subject_is_a_pseudonym_not_an_id() -> None:
+    record = {
+        "seq": 0,
+        "at": "2026-11-29T10:00:00Z",
+        "kind": "consent_change",
+        "subject": "c-1042",
+        "event_id": "e",
+        "payload": {},
+        "prev_hash": "0" * 64,
+        "hash": "a" * 64,
+    }
+    with pytest.raises(ValidationError) as caught:
+        decode(AuditRecord, record)
+    assert "subject" in field_names(caught.value)
