@@ -1,0 +1,62 @@
+"""`segwarden up`: everything ready, Ctrl-C stops everything, broker loss is reported and healed."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import httpx
+
+
+def broker_pid(port: int) -> int:
+    """The embedded broker started by `segwarden up` for `port`, found by its command line."""
+    marker = f"tcp://127.0.0.1:{port}".encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"broker" in cmdline and marker in cmdline:
+                return int(entry.name)
+    raise AssertionError(f"no broker process for port {port}")
+
+
+def test_up_starts_everything_and_ctrl_c_stops_everything(stack_launcher) -> None:
+    stack = stack_launcher()
+    stack.wait_all_ready()
+    stack.wait_until(lambda: "segwarden is up" in stack.output(), 10, "the banner")
+    banner = stack.output()
+    for service in ("consent", "segmenter", "audit"):
+        assert stack.url(service) in banner
+    assert f"127.0.0.1:{stack.broker_port}" in banner
+    assert str((stack.data_dir / "admin-token").resolve()) in banner
+    token = (stack.data_dir / "admin-token").read_text().strip()
+    assert token not in banner
+    broker = broker_pid(stack.broker_port)
+
+    assert stack.interrupt() == 0
+    assert stack.listening_ports() == []
+    assert not Path(f"/proc/{broker}").exists()
+
+    again = stack_launcher(data_dir=stack.data_dir)
+    again.wait_all_ready()
+    assert (stack.data_dir / "admin-token").read_text().strip() == token
+    assert again.interrupt() == 0
+    assert again.listening_ports() == []
+
+
+def test_broker_loss_is_reported_then_healed(stack_launcher) -> None:
+    stack = stack_launcher()
+    stack.wait_all_ready()
+    os.kill(broker_pid(stack.broker_port), signal.SIGKILL)
+
+    def reports_kafka() -> bool:
+        response = httpx.get(f"{stack.url('consent')}/readyz", timeout=8)
+        return response.status_code == 503 and "kafka" in response.text
+
+    stack.wait_until(reports_kafka, 30, "consent /readyz to report the broker")
+    stack.wait_until(lambda: "restarting" in stack.output(), 30, "the supervisor to restart the broker")
+    stack.wait_all_ready(timeout=90)
+    assert stack.interrupt() == 0
