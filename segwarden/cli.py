@@ -67,6 +67,20 @@ def up() -> None:
 
 
 @app.command()
+def demo(
+    customers: int = typer.Option(200, help="synthetic customers"),
+    duration: float = typer.Option(60.0, help="seconds to run"),
+    seed: int = typer.Option(7, help="random seed"),
+) -> None:
+    """Drive synthetic customers, events and consent changes against a running stack."""
+    import asyncio
+
+    from segwarden.demo import run_demo
+
+    asyncio.run(run_demo(customers, duration, seed))
+
+
+@app.command()
 def bench() -> None:
     """Run the benchmarks under bench/ and print their reports."""
     from segwarden.benchrunner import run_benchmarks
