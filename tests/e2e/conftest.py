@@ -66,7 +66,7 @@ class RunningStack:
 
 
 def launch_stack(
-    tmp_path: Path, topic_prefix: str, redis_url: str, data_dir: Path | None = None
+    tmp_path: Path, topic_prefix: str, redis_url: str, data_dir: Path | None, extra_env: dict[str, str]
 ) -> RunningStack:
     ports = {service: free_port() for service in SERVICES}
     broker_port = free_port()
@@ -84,6 +84,7 @@ def launch_stack(
         "CONSENT_URL": f"http://127.0.0.1:{ports['consent']}",
         "SEGMENTER_URL": f"http://127.0.0.1:{ports['segmenter']}",
         "AUDIT_URL": f"http://127.0.0.1:{ports['audit']}",
+        **extra_env,
     }
     output_path = tmp_path / f"up-{broker_port}.log"
     with output_path.open("w") as out:
@@ -101,8 +102,8 @@ def launch_stack(
 def stack_launcher(tmp_path: Path, topic_prefix: str, redis_url: str) -> Iterator:
     launched: list[RunningStack] = []
 
-    def launch(data_dir: Path | None = None) -> RunningStack:
-        stack = launch_stack(tmp_path, topic_prefix, redis_url, data_dir)
+    def launch(data_dir: Path | None = None, extra_env: dict[str, str] | None = None) -> RunningStack:
+        stack = launch_stack(tmp_path, topic_prefix, redis_url, data_dir, extra_env or {})
         launched.append(stack)
         return stack
 

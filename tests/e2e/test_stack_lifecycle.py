@@ -60,3 +60,20 @@ def test_broker_loss_is_reported_then_healed(stack_launcher) -> None:
     stack.wait_until(lambda: "restarting" in stack.output(), 30, "the supervisor to restart the broker")
     stack.wait_all_ready(timeout=90)
     assert stack.interrupt() == 0
+
+
+def test_a_dying_child_is_named_with_its_last_lines_and_the_rest_stop(stack_launcher) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        stack = stack_launcher(extra_env={"AUDIT_PORT": str(taken)})
+        stack.ports["audit"] = taken
+        assert stack.process.wait(60) == 1
+    output = stack.output()
+    assert "audit exited with code 2" in output
+    assert f"AUDIT_PORT={taken}" in output
+    stack.ports.pop("audit")
+    assert stack.listening_ports() == []
