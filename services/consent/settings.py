@@ -10,6 +10,14 @@ from shared.settings import ServiceSettings
 class ConsentSettings(ServiceSettings):
     consent_port: int = Field(8001, ge=1, le=65535)
     consent_db_url: str | None = None
+    # How often the expiry job looks for grants past their expires_at (seconds).
+    consent_expiry_interval: float = Field(30.0, gt=0, le=86_400)
+    # The relay is woken by each commit; this poll only finds rows a crashed process left behind.
+    consent_outbox_poll_interval: float = Field(2.0, gt=0, le=3600)
+    # Sent outbox rows are kept this long for inspection, then pruned (history is the record).
+    consent_outbox_retention_seconds: int = Field(3600, ge=0)
+    # Give up on a peer service (segmenter, audit) after this long when building an export.
+    consent_export_timeout: float = Field(3.0, gt=0, le=60)
 
     @property
     def db_url(self) -> str:

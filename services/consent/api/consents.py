@@ -1,0 +1,69 @@
+"""`/v1/customers/{customer_id}/consents`: record a choice, read the effective state and the history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+
+from services.consent.api.deps import CustomerId, KnownPurpose, ServiceDep, scope, unprocessable
+from services.consent.api.schemas import (
+    ConsentChoice,
+    ConsentRecordOut,
+    ConsentsOut,
+    HistoryOut,
+    PurposeStateOut,
+    RecordedConsentOut,
+)
+from services.consent.domain import ConsentEntry, InvalidConsentError, RecordConsent
+from services.consent.privacy import clip_user_agent, truncate_ip
+
+router = APIRouter(prefix="/v1/customers/{customer_id}/consents", tags=["consents"])
+
+
+def record_out(entry: ConsentEntry) -> ConsentRecordOut:
+    fields = {k: v for k, v in vars(entry).items() if k != "publishes"}
+    return ConsentRecordOut(**fields, published=entry.publishes)
+
+
+@router.put("/{purpose}", response_model=RecordedConsentOut, dependencies=[scope("consent:write")])
+async def put_consent(
+    customer_id: CustomerId,
+    purpose: KnownPurpose,
+    choice: ConsentChoice,
+    request: Request,
+    service: ServiceDep,
+    sec_gpc: Annotated[str | None, Header(alias="Sec-GPC")] = None,
+    user_agent: Annotated[str | None, Header()] = None,
+) -> RecordedConsentOut:
+    """Record a choice; `Sec-GPC: 1` also denies every sale/share purpose (reason gpc)."""
+    command = RecordConsent(
+        customer_id=customer_id,
+        purpose=purpose,
+        **choice.model_dump(),
+        gpc=(sec_gpc or "").strip() == "1",
+        user_agent=clip_user_agent(user_agent),
+        ip_truncated=truncate_ip(request.client.host if request.client else None),
+    )
+    try:
+        entries = await service.record(command) or []
+    except InvalidConsentError as exc:
+        raise unprocessable("body", exc.field, exc.message) from exc
+    main = next((e for e in entries if e.purpose == purpose), entries[0])
+    others = [record_out(e) for e in entries if e is not main]
+    return RecordedConsentOut(**record_out(main).model_dump(), also_recorded=others)
+
+
+@router.get("", response_model=ConsentsOut, dependencies=[scope("consent:read")])
+async def get_consents(customer_id: CustomerId, service: ServiceDep) -> ConsentsOut:
+    """The effective state of every catalog purpose; the catalog default where nothing was recorded."""
+    states = await service.states(customer_id)
+    purposes = {p: PurposeStateOut.model_validate(s.model_dump()) for p, s in states.items()}
+    return ConsentsOut(customer_id=customer_id, purposes=purposes)
+
+
+@router.get("/history", response_model=HistoryOut, dependencies=[scope("consent:read")])
+async def get_history(customer_id: CustomerId, service: ServiceDep) -> HistoryOut:
+    """Every recorded change of the customer's consent, oldest first."""
+    rows = await service.history(customer_id)
+    return HistoryOut(customer_id=customer_id, history=[ConsentRecordOut.model_validate(r) for r in rows])

@@ -1,0 +1,53 @@
+"""Annotated dependencies of the consent routes: the service, validated path parameters."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, HTTPException, Path, Request, params
+
+from services.consent.export import HttpPeerExport
+from services.consent.service import ConsentService
+from shared.auth import require_scope
+from shared.events import CUSTOMER_ID_PATTERN, PURPOSE_ID_PATTERN
+
+
+def scope(name: str) -> params.Depends:
+    """`require_scope`, typed for a router's `dependencies=` list."""
+    return cast(params.Depends, require_scope(name))
+
+
+def unprocessable(location: str, field: str, message: str) -> HTTPException:
+    """A 422 shaped like FastAPI's own, naming the field."""
+    detail = [{"loc": [location, field], "msg": f"{field}: {message}", "type": "value_error"}]
+    return HTTPException(422, detail)
+
+
+def get_service(request: Request) -> ConsentService:
+    service: ConsentService = request.app.state.consent
+    return service
+
+
+def get_peers(request: Request) -> HttpPeerExport:
+    peers: HttpPeerExport = request.app.state.peers
+    return peers
+
+
+ServiceDep = Annotated[ConsentService, Depends(get_service)]
+PeersDep = Annotated[HttpPeerExport, Depends(get_peers)]
+CustomerId = Annotated[
+    str, Path(pattern=CUSTOMER_ID_PATTERN, description="the customer's id", examples=["c-1042"])
+]
+
+
+def known_purpose(
+    purpose: Annotated[str, Path(pattern=PURPOSE_ID_PATTERN, examples=["marketing_email"])],
+    service: ServiceDep,
+) -> str:
+    if service.policy.catalog.get(purpose) is None:
+        known = ", ".join(service.policy.catalog.ids)
+        raise unprocessable("path", "purpose", f"unknown purpose {purpose!r}; known: {known}")
+    return purpose
+
+
+KnownPurpose = Annotated[str, Depends(known_purpose)]

@@ -1,0 +1,101 @@
+"""Request and response models of the consent API (ordinary models: FastAPI validates parsed JSON)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+Status = Literal["granted", "denied"]
+JurisdictionName = Literal["GDPR", "CCPA", "OTHER"]
+
+
+class ConsentChoice(BaseModel):
+    """The body of `PUT /v1/customers/{customer_id}/consents/{purpose}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status
+    source: str = Field(min_length=1, max_length=256, examples=["preference-center"])
+    jurisdiction: JurisdictionName
+    policy_version: str = Field(min_length=1, max_length=256, examples=["2026-03"])
+    expires_at: AwareDatetime | None = None
+
+
+class ConsentRecordOut(BaseModel):
+    """One recorded change, as stored (IP truncated to its network)."""
+
+    event_id: str
+    customer_id: str
+    purpose: str
+    status: Status
+    previous_status: Status | None
+    reason: str
+    method: str
+    source: str
+    jurisdiction: JurisdictionName
+    policy_version: str
+    recorded_at: datetime
+    expires_at: datetime | None
+    published: bool = Field(description="whether it changed the effective state (and was published)")
+    user_agent: str | None = None
+    ip_truncated: str | None = None
+
+
+class RecordedConsentOut(ConsentRecordOut):
+    also_recorded: list[ConsentRecordOut] = Field(
+        default_factory=list, description="other rows the same request recorded (GPC denials)"
+    )
+
+
+class PurposeStateOut(BaseModel):
+    status: Status
+    effective: bool
+    recorded_at: datetime | None = None
+    source: str | None = None
+    expires_at: datetime | None = None
+    jurisdiction: JurisdictionName | None = None
+    policy_version: str | None = None
+
+
+class ConsentsOut(BaseModel):
+    customer_id: str
+    purposes: dict[str, PurposeStateOut]
+
+
+class HistoryOut(BaseModel):
+    customer_id: str
+    history: list[ConsentRecordOut]
+
+
+class PurposeOut(BaseModel):
+    id: str
+    description: str
+    lawful_basis: str
+    defaults: dict[JurisdictionName, Status]
+    sale_or_share: bool
+    retention_days: int
+    data_categories: list[str]
+
+
+class PurposesOut(BaseModel):
+    purposes: list[PurposeOut]
+
+
+class ErasureAccepted(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    event_id: str
+    requested_at: datetime
+
+
+class ExportOut(BaseModel):
+    """The data-subject access bundle; a peer that did not answer is named in `unavailable`."""
+
+    customer_id: str
+    generated_at: datetime
+    consents: dict[str, PurposeStateOut]
+    history: list[ConsentRecordOut]
+    segments: Any | None
+    audit: list[Any] | None
+    unavailable: list[str]

@@ -1,0 +1,149 @@
+"""The consent service's composition root: builds the adapters from settings and runs the background work."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from services.consent.consumer import KafkaConsentRequestConsumer
+from services.consent.db.engine import database_answers, make_engine, run_migrations
+from services.consent.db.outbox import SqlOutbox
+from services.consent.db.store import SqlConsentStore
+from services.consent.expiry import run_expiry
+from services.consent.export import HttpPeerExport
+from services.consent.policy import ConsentPolicy
+from services.consent.relay import KafkaOutboxRelay
+from services.consent.service import ConsentService
+from services.consent.settings import ConsentSettings
+from shared import topics
+from shared.auth import internal_token
+from shared.catalog import load_catalog
+from shared.kafka import (
+    broker_answers,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    start_client,
+    topic_names,
+)
+from shared.pseudonym import load_pseudonym_key
+
+log = logging.getLogger(__name__)
+
+
+class ConsentRuntime:
+    """Everything the consent service runs: store, service, relay, consumer, expiry job."""
+
+    def __init__(self, settings: ConsentSettings) -> None:
+        self.settings = settings
+        settings.ensure_data_dir()
+        self.engine = make_engine(settings.db_url)
+        self.names = topic_names(settings)
+        self.relay = KafkaOutboxRelay(
+            SqlOutbox(self.engine),
+            self.names,
+            state_page=lambda after, limit: self.service.state_page(after, limit),
+            ensure_topics=lambda: asyncio.to_thread(ensure_topics, settings),
+            poll_interval=settings.consent_outbox_poll_interval,
+            retention=timedelta(seconds=settings.consent_outbox_retention_seconds),
+        )
+        policy = ConsentPolicy(load_catalog(settings.purposes_file))
+        self.service = ConsentService(
+            SqlConsentStore(self.engine), policy, load_pseudonym_key(settings), self.relay.wake
+        )
+        self.peers = HttpPeerExport(
+            settings.segmenter_url,
+            settings.audit_url,
+            internal_token(settings),
+            settings.consent_export_timeout,
+        )
+        self.producer: AIOKafkaProducer | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Migrate the store, then connect to Kafka in the background so HTTP serves at once."""
+        await asyncio.to_thread(run_migrations, self.engine)
+        self._tasks = [
+            asyncio.create_task(_keep_running("kafka", self._run_kafka)),
+            asyncio.create_task(
+                _keep_running(
+                    "expiry", lambda: run_expiry(self.service, self.settings.consent_expiry_interval)
+                )
+            ),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for client in (self.consumer, self.producer):
+            if client is not None:
+                await client.stop()
+        self.engine.dispose()
+
+    async def kafka_ready(self) -> str | None:
+        if self.producer is None:
+            return "kafka: connecting to the broker"
+        return await broker_answers(self.producer)
+
+    async def database_ready(self) -> str | None:
+        return await asyncio.to_thread(database_answers, self.engine)
+
+    async def _run_kafka(self) -> None:
+        if self.producer is None:
+            self.producer = await start_client(
+                lambda: make_producer(self.settings, "segwarden-consent"), "producer"
+            )
+        await _retry_until_done(lambda: asyncio.to_thread(ensure_topics, self.settings))
+        relay = asyncio.create_task(_keep_running("relay", lambda: self.relay.run(self._producer())))
+        try:
+            if self.consumer is None:
+                self.consumer = await start_client(self._make_consumer, "consumer")
+            await KafkaConsentRequestConsumer(self.consumer, self._producer(), self.service).run()
+        finally:
+            relay.cancel()
+
+    def _producer(self) -> AIOKafkaProducer:
+        assert self.producer is not None, "started before the relay and consumer"
+        return self.producer
+
+    def _make_consumer(self) -> AIOKafkaConsumer:
+        return make_consumer(
+            self.settings,
+            self.names.name(topics.CONSENT_REQUESTS),
+            group_id=f"{self.settings.topic_prefix}segwarden-consent",
+            client_id="segwarden-consent",
+        )
+
+
+async def _keep_running(name: str, work: Callable[[], Awaitable[None]]) -> None:
+    """Restart background work that failed unexpectedly; a dead relay would silently stop publishing."""
+    while True:
+        try:
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task failed; restarting", extra={"task": name})
+        await asyncio.sleep(1.0)
+
+
+async def _retry_until_done(attempt: Callable[[], Awaitable[object]]) -> None:
+    delay = 0.2
+    while True:
+        try:
+            await attempt()
+            return
+        except Exception as exc:  # the broker is away: try again, as start_client does
+            log.warning("kafka not ready for topic creation", extra={"error": repr(exc)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def readiness_checks(runtime: ConsentRuntime) -> dict[str, Callable[[], Awaitable[str | None]]]:
+    return {"kafka": runtime.kafka_ready, "database": runtime.database_ready}

@@ -1,0 +1,71 @@
+"""`KafkaConsentRequestConsumer`: consent choices from consent.requests, validated like the API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+from sqlalchemy.exc import SQLAlchemyError
+
+from services.consent.domain import InvalidConsentError, RecordConsent
+from services.consent.service import ConsentService
+from shared.deadletter import decode_or_dead_letter, send_dead_letter
+from shared.events import ConsentRequested
+from shared.metrics import MESSAGES_CONSUMED
+
+log = logging.getLogger(__name__)
+
+
+def command_from(request: ConsentRequested) -> RecordConsent:
+    return RecordConsent(
+        customer_id=request.customer_id,
+        purpose=request.purpose,
+        status=request.status,
+        source=request.source,
+        jurisdiction=request.jurisdiction,
+        policy_version=request.policy_version,
+        expires_at=request.expires_at,
+        method="kafka",
+        request_id=request.request_id,
+    )
+
+
+class KafkaConsentRequestConsumer:
+    """Records each request once (dedupe on request_id in the same transaction), commits after."""
+
+    def __init__(
+        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, service: ConsentService
+    ) -> None:
+        self.consumer = consumer
+        self.producer = producer
+        self.service = service
+
+    async def run(self) -> None:
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=500, max_records=200)
+            for records in batches.values():
+                for record in records:
+                    await self.handle(record)
+            if batches:
+                await self.consumer.commit()
+
+    async def handle(self, record: ConsumerRecord) -> None:
+        MESSAGES_CONSUMED.labels(record.topic).inc()
+        request = await decode_or_dead_letter(self.producer, record, ConsentRequested)
+        if request is None:
+            return
+        delay = 0.2
+        while True:
+            try:
+                await self.service.record(command_from(request))
+                return
+            except InvalidConsentError as exc:
+                await send_dead_letter(self.producer, record, str(exc))
+                return
+            except SQLAlchemyError as exc:
+                # The store is the system of record: wait for it rather than skip the request.
+                log.error("cannot record a consent request; retrying", extra={"error": type(exc).__name__})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)

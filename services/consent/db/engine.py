@@ -1,0 +1,80 @@
+"""Engines for the consent store (SQLite or PostgreSQL) and the alembic upgrade run at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, text
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+_DRIVERLESS = {"postgresql://": "postgresql+psycopg://", "postgres://": "postgresql+psycopg://"}
+
+
+def normalize_url(url: str) -> str:
+    """Map the plain `postgresql://` of the contract to the psycopg 3 driver this package ships."""
+    for plain, with_driver in _DRIVERLESS.items():
+        if url.startswith(plain):
+            return with_driver + url[len(plain) :]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """An engine whose writes serialize per customer (see `lock_customer`)."""
+    url = normalize_url(url)
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, pool_size=8, max_overflow=8, connect_args={"check_same_thread": False})
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own BEGIN is deferred).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # IMMEDIATE takes the write lock at BEGIN, so a read-then-write never meets a newer commit.
+    mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def reader(connection: Connection) -> Connection:
+    """Mark a connection as read-only, so SQLite begins a deferred (shared) transaction."""
+    return connection.execution_options(sqlite_begin="DEFERRED")
+
+
+def lock_customer(connection: Connection, customer_id: str) -> None:
+    """Serialize writers of one customer; SQLite's IMMEDIATE lock already serializes all writers."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:c, 0))"), {"c": customer_id})
+
+
+def run_migrations(engine: Engine) -> None:
+    """Upgrade the schema to the newest revision (idempotent; never drops data)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def database_answers(engine: Engine) -> str | None:
+    """Readiness: None when a trivial query succeeds, else the reason."""
+    try:
+        with engine.connect() as connection:
+            reader(connection).execute(text("SELECT 1"))
+    except Exception as exc:  # any driver error means "not ready", reported by name
+        return f"database: {type(exc).__name__}"
+    return None

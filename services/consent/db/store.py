@@ -1,0 +1,145 @@
+"""`SqlConsentStore`: consent history, the current projection and the outbox, in one database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+
+from services.consent.db.engine import lock_customer, reader
+from services.consent.db.tables import (
+    consent_current,
+    consent_records,
+    erasures,
+    outbox,
+    processed_requests,
+)
+from services.consent.domain import ConsentEntry, CurrentConsent
+
+_CURRENT_FIELDS = ("status", "source", "jurisdiction", "policy_version", "recorded_at", "expires_at")
+
+
+class CustomerUnit:
+    """One write transaction that holds one customer's lock: read, decide, append, enqueue."""
+
+    def __init__(self, connection: Connection, customer_id: str) -> None:
+        self.connection = connection
+        self.customer_id = customer_id
+
+    def current(self) -> dict[str, CurrentConsent]:
+        return _current(self.connection, self.customer_id)
+
+    def claim_request(self, request_id: str, now: datetime) -> bool:
+        """False when this request id was processed before (a redelivery): then it is already done."""
+        seen = select(processed_requests.c.request_id).where(processed_requests.c.request_id == request_id)
+        if self.connection.execute(seen).first() is not None:
+            return False
+        self.connection.execute(insert(processed_requests).values(request_id=request_id, processed_at=now))
+        return True
+
+    def append(self, entries: list[ConsentEntry]) -> None:
+        """New history rows, and the current projection moved to them."""
+        for entry in entries:
+            row = {k: v for k, v in vars(entry).items() if k != "publishes"}
+            self.connection.execute(insert(consent_records).values(**row, published=entry.publishes))
+            values = {field: getattr(entry, field) for field in _CURRENT_FIELDS}
+            key = (consent_current.c.customer_id == self.customer_id) & (
+                consent_current.c.purpose == entry.purpose
+            )
+            if self.connection.execute(update(consent_current).where(key).values(**values)).rowcount == 0:
+                self.connection.execute(
+                    insert(consent_current).values(
+                        customer_id=self.customer_id, purpose=entry.purpose, **values
+                    )
+                )
+
+    def enqueue(
+        self, topic: str, event_id: str, payload: bytes | None, now: datetime, purge: bool = False
+    ) -> None:
+        self.connection.execute(
+            insert(outbox).values(
+                event_id=event_id,
+                customer_id=self.customer_id,
+                topic=topic,
+                payload=payload,
+                created_at=now,
+                purge_when_sent=purge,
+            )
+        )
+
+    def erase(self, subject: str, event_id: str, now: datetime) -> int:
+        """Delete every row naming the customer; keep a proof under the pseudonym. Returns rows deleted."""
+        deleted = 0
+        for table in (consent_records, consent_current, outbox):
+            result = self.connection.execute(delete(table).where(table.c.customer_id == self.customer_id))
+            deleted += result.rowcount
+        self.connection.execute(
+            insert(erasures).values(
+                subject=subject, event_id=event_id, requested_at=now, records_deleted=deleted
+            )
+        )
+        return deleted
+
+
+class SqlConsentStore:
+    """Reads and per-customer write units over SQLAlchemy (sync: call it from a worker thread)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def customer(self, customer_id: str) -> Iterator[CustomerUnit]:
+        with self.engine.begin() as connection:
+            lock_customer(connection, customer_id)
+            yield CustomerUnit(connection, customer_id)
+
+    def current(self, customer_id: str) -> dict[str, CurrentConsent]:
+        with self.engine.connect() as connection:
+            return _current(reader(connection), customer_id)
+
+    def history(self, customer_id: str) -> list[dict[str, Any]]:
+        query = (
+            select(consent_records)
+            .where(consent_records.c.customer_id == customer_id)
+            .order_by(consent_records.c.id)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row) for row in reader(connection).execute(query).mappings()]
+
+    def customers_with_lapsed_grants(self, now: datetime, limit: int) -> list[str]:
+        query = (
+            select(consent_current.c.customer_id)
+            .where(consent_current.c.status == "granted", consent_current.c.expires_at <= now)
+            .distinct()
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return list(reader(connection).execute(query).scalars())
+
+    def customer_ids(self, after: str, limit: int) -> list[str]:
+        """A page of customers with a record, in id order (to republish consent.state)."""
+        query = (
+            select(consent_current.c.customer_id)
+            .where(consent_current.c.customer_id > after)
+            .group_by(consent_current.c.customer_id)
+            .order_by(consent_current.c.customer_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return list(reader(connection).execute(query).scalars())
+
+    def erasure_count(self, subject: str) -> int:
+        query = select(func.count()).select_from(erasures).where(erasures.c.subject == subject)
+        with self.engine.connect() as connection:
+            return int(reader(connection).execute(query).scalar_one())
+
+
+def _current(connection: Connection, customer_id: str) -> dict[str, CurrentConsent]:
+    query = select(consent_current).where(consent_current.c.customer_id == customer_id)
+    return {
+        row.purpose: CurrentConsent(**{field: getattr(row, field) for field in _CURRENT_FIELDS})
+        for row in connection.execute(query)
+    }

@@ -1,0 +1,120 @@
+"""The consent store's schema (SQLAlchemy Core); alembic migrations under `migrations/` create it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every dialect (SQLite keeps no offset, so it is put back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the consent store")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# SQLite only auto-increments a column typed exactly INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer, "sqlite")
+metadata = MetaData()
+
+# Every choice is a new row: history is appended to, never rewritten.
+consent_records = Table(
+    "consent_records",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("customer_id", String(128), nullable=False),
+    Column("purpose", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("previous_status", String(16)),
+    Column("reason", String(16), nullable=False),
+    Column("method", String(16), nullable=False),
+    Column("source", String(256), nullable=False),
+    Column("jurisdiction", String(8), nullable=False),
+    Column("policy_version", String(256), nullable=False),
+    Column("user_agent", String(256)),
+    Column("ip_truncated", String(64)),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime),
+    Column("published", Boolean, nullable=False),
+    Index("ix_consent_records_customer", "customer_id", "id"),
+)
+
+# The latest row per customer and purpose: a projection kept in the same transaction, for reads
+# and for the expiry job's index scan.
+consent_current = Table(
+    "consent_current",
+    metadata,
+    Column("customer_id", String(128), primary_key=True),
+    Column("purpose", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("source", String(256), nullable=False),
+    Column("jurisdiction", String(8), nullable=False),
+    Column("policy_version", String(256), nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime),
+    Index("ix_consent_current_expiry", "status", "expires_at"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False),
+    Column("customer_id", String(128), nullable=False),
+    Column("topic", String(64), nullable=False),
+    Column("payload", LargeBinary),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime),
+    # Rows that name an erased customer are deleted once sent instead of kept as sent.
+    Column("purge_when_sent", Boolean, nullable=False),
+    Index("ix_outbox_pending", "sent_at", "id"),
+    Index("ix_outbox_customer", "customer_id"),
+)
+
+processed_requests = Table(
+    "processed_requests",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("processed_at", UtcDateTime, nullable=False),
+)
+
+# What the law needs to prove an erasure happened, under the pseudonym only.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("subject", String(64), nullable=False),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("records_deleted", Integer, nullable=False),
+    Index("ix_erasures_subject", "subject"),
+)

@@ -1,0 +1,58 @@
+"""`HttpPeerExport`: what the segmenter and the audit service hold about a customer, for the DSAR bundle."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+AUDIT_PAGE = 1000
+AUDIT_MAX_PAGES = 100
+
+
+class PeerUnavailableError(RuntimeError):
+    """A peer service did not answer usefully; the bundle says so instead of failing."""
+
+
+class HttpPeerExport:
+    def __init__(self, segmenter_url: str, audit_url: str, token: str, timeout: float) -> None:
+        self.segmenter_url = segmenter_url.rstrip("/")
+        self.audit_url = audit_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.timeout = timeout
+
+    async def segments(self, customer_id: str) -> Any:
+        async with self._client() as client:
+            body = await _get(client, f"{self.segmenter_url}/v1/customers/{customer_id}/segments", {})
+        return body.get("segments", body)
+
+    async def audit_trail(self, customer_id: str) -> list[Any]:
+        records: list[Any] = []
+        params: dict[str, Any] = {"customer_id": customer_id, "limit": AUDIT_PAGE}
+        async with self._client() as client:
+            for _ in range(AUDIT_MAX_PAGES):
+                body = await _get(client, f"{self.audit_url}/v1/audit", params)
+                records.extend(body.get("records", []))
+                after = body.get("next_after_seq")
+                if after is None or not body.get("records"):
+                    return records
+                params["after_seq"] = after
+        return records
+
+    def _client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(headers=self.headers, timeout=self.timeout)
+
+
+async def _get(client: httpx.AsyncClient, url: str, params: dict[str, Any]) -> dict[str, Any]:
+    try:
+        response = await client.get(url, params=params)
+    except httpx.HTTPError as exc:
+        raise PeerUnavailableError(f"{url}: {type(exc).__name__}") from exc
+    if response.status_code != 200:
+        raise PeerUnavailableError(f"{url}: HTTP {response.status_code}")
+    body = response.json()
+    if not isinstance(body, dict):
+        raise PeerUnavailableError(f"{url}: unexpected body")
+    return body

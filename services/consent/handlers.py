@@ -1,0 +1,75 @@
+"""Use cases over the store: each runs in one transaction that writes history and outbox together.
+
+Synchronous on purpose (SQLAlchemy sessions); `ConsentService` runs them in a worker thread.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from services.consent.db.store import CustomerUnit, SqlConsentStore
+from services.consent.domain import ConsentEntry, RecordConsent
+from services.consent.policy import ConsentPolicy
+from shared import topics
+from shared.events import ErasureRequested, new_event_id
+
+
+def record_consent(
+    store: SqlConsentStore, policy: ConsentPolicy, command: RecordConsent, now: datetime
+) -> list[ConsentEntry] | None:
+    """Record a choice and queue what it changed; None when its request id was already processed."""
+    policy.validate(command, now)
+    with store.customer(command.customer_id) as unit:
+        if command.request_id and not unit.claim_request(command.request_id, now):
+            return None
+        entries = policy.decide(command, unit.current(), now)
+        _append_and_enqueue(unit, policy, entries, now)
+    return entries
+
+
+def expire_customer(
+    store: SqlConsentStore, policy: ConsentPolicy, customer_id: str, now: datetime
+) -> list[ConsentEntry]:
+    """Deny (reason expired) every lapsed grant of one customer and queue the changes."""
+    with store.customer(customer_id) as unit:
+        entries = policy.expire(customer_id, unit.current(), now)
+        _append_and_enqueue(unit, policy, entries, now)
+    return entries
+
+
+def erase_customer(
+    store: SqlConsentStore, policy: ConsentPolicy, customer_id: str, subject: str, now: datetime
+) -> tuple[ErasureRequested, list[ConsentEntry]]:
+    """Delete the customer's consent details and queue: denials, a state tombstone, the erasure request.
+
+    Pending outbox rows of the customer are deleted with the rest: the tombstone and the denials
+    supersede them. The queued rows are deleted (not kept as sent) once the broker has them.
+    """
+    request = ErasureRequested(event_id=new_event_id(), customer_id=customer_id, requested_at=now)
+    with store.customer(customer_id) as unit:
+        entries = policy.erase(customer_id, unit.current(), now)
+        unit.erase(subject, request.event_id, now)
+        for entry in entries:
+            unit.enqueue(topics.CONSENT_CHANGES.base, entry.event_id, entry.to_event().to_bytes(), now, True)
+        unit.enqueue(topics.CONSENT_STATE.base, new_event_id(), None, now, purge=True)
+        unit.enqueue(topics.ERASURE_REQUESTS.base, request.event_id, request.to_bytes(), now, purge=True)
+    return request, entries
+
+
+def snapshot_bytes(store: SqlConsentStore, policy: ConsentPolicy, customer_id: str, now: datetime) -> bytes:
+    """The customer's current consent.state value (for republishing at start)."""
+    return policy.snapshot(customer_id, store.current(customer_id), now).to_bytes()
+
+
+def _append_and_enqueue(
+    unit: CustomerUnit, policy: ConsentPolicy, entries: list[ConsentEntry], now: datetime
+) -> None:
+    if not entries:
+        return
+    unit.append(entries)
+    changed = [entry for entry in entries if entry.publishes]
+    for entry in changed:
+        unit.enqueue(topics.CONSENT_CHANGES.base, entry.event_id, entry.to_event().to_bytes(), now)
+    if changed:
+        snapshot = policy.snapshot(unit.customer_id, unit.current(), now)
+        unit.enqueue(topics.CONSENT_STATE.base, snapshot.event_id, snapshot.to_bytes(), now)

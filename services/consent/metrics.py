@@ -1,0 +1,25 @@
+"""Prometheus metrics of the consent service (labels bounded by the catalog; never a customer id)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+CHANGES = Counter(
+    "segwarden_consent_changes_total",
+    "Recorded consent choices by purpose, status and reason (published or not).",
+    ["purpose", "status", "reason", "published"],
+)
+OUTBOX_PENDING = Gauge("segwarden_consent_outbox_pending", "Outbox rows not yet acknowledged by the broker.")
+OUTBOX_OLDEST_AGE = Gauge(
+    "segwarden_consent_outbox_oldest_age_seconds",
+    "Age of the oldest outbox row not yet published (0 if none).",
+)
+PUBLISH_ERRORS = Counter(
+    "segwarden_consent_publish_errors_total", "Failed attempts of the outbox relay to publish a batch."
+)
+STATE_REPUBLISHED = Counter(
+    "segwarden_consent_state_republished_total",
+    "consent.state snapshots republished from the store (at start and after the broker came back).",
+)
+EXPIRED = Counter("segwarden_consent_expired_total", "Grants turned into denials by the expiry job.")
+ERASURES = Counter("segwarden_consent_erasures_total", "Erasure requests carried out.")

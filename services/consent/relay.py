@@ -1,0 +1,141 @@
+"""`KafkaOutboxRelay`: publishes committed outbox rows, in order, and republishes consent.state."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from kafka.errors import KafkaError as AdminKafkaError
+from sqlalchemy.exc import SQLAlchemyError
+
+from services.consent import metrics
+from services.consent.db.outbox import OutboxRow, SqlOutbox
+from shared import topics
+from shared.events import utcnow
+from shared.metrics import MESSAGES_PUBLISHED
+from shared.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+StatePage = Callable[[str, int], Awaitable[list[tuple[str, bytes]]]]
+EnsureTopics = Callable[[], Awaitable[object]]
+PRUNE_EVERY = timedelta(minutes=1)
+# A store outage is retried the same way: the rows wait in the outbox either way.
+RETRYABLE = (KafkaError, AdminKafkaError, OSError, TimeoutError, SQLAlchemyError)
+
+
+class KafkaOutboxRelay:
+    """Woken right after each commit; polls only as a fallback (rows left by a crash, lost wake-ups).
+
+    At start, and after every failure (the broker may have restarted and forgotten its topics), it
+    re-creates the topics, drains the outbox, then republishes every customer's consent.state.
+    """
+
+    def __init__(
+        self,
+        outbox: SqlOutbox,
+        names: TopicNames,
+        state_page: StatePage,
+        ensure_topics: EnsureTopics,
+        poll_interval: float = 2.0,
+        batch_size: int = 500,
+        retention: timedelta = timedelta(hours=1),
+    ) -> None:
+        self.outbox = outbox
+        self.names = names
+        self.state_page = state_page
+        self.ensure_topics = ensure_topics
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self.retention = retention
+        self._wake = asyncio.Event()
+        self._pruned_at = utcnow()
+
+    def wake(self) -> None:
+        """Called after a commit; safe from the event loop thread only."""
+        self._wake.set()
+
+    async def run(self, producer: AIOKafkaProducer) -> None:
+        resync, delay = True, 0.2
+        while True:
+            try:
+                if resync:
+                    await self.ensure_topics()
+                await self.drain(producer)
+                if resync:
+                    await self.republish_state(producer)
+                    resync, delay = False, 0.2
+            except RETRYABLE as exc:
+                metrics.PUBLISH_ERRORS.inc()
+                log.warning(
+                    "outbox relay cannot publish; retrying", extra={"error": repr(exc), "delay": delay}
+                )
+                resync = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            await self._housekeep()
+            await self._sleep_until_woken()
+
+    async def drain(self, producer: AIOKafkaProducer) -> int:
+        """Publish pending rows until none is left; returns how many were published."""
+        published = 0
+        while True:
+            self._wake.clear()
+            rows = await asyncio.to_thread(self.outbox.pending, self.batch_size)
+            if not rows:
+                return published
+            await self._publish(producer, [(r.topic, r.customer_id, r.payload) for r in rows])
+            await asyncio.to_thread(self.outbox.mark_sent, rows, utcnow())
+            published += len(rows)
+            _count(rows, self.names)
+
+    async def republish_state(self, producer: AIOKafkaProducer) -> int:
+        """Every customer's current state to consent.state: idempotent for last-value-per-key readers."""
+        after, total = "", 0
+        while page := await self.state_page(after, self.batch_size):
+            await self._publish(producer, [(topics.CONSENT_STATE.base, key, value) for key, value in page])
+            after, total = page[-1][0], total + len(page)
+        metrics.STATE_REPUBLISHED.inc(total)
+        MESSAGES_PUBLISHED.labels(self.names.name(topics.CONSENT_STATE)).inc(total)
+        log.info("republished consent.state", extra={"customers": total})
+        return total
+
+    async def _publish(
+        self, producer: AIOKafkaProducer, records: list[tuple[str, str, bytes | None]]
+    ) -> None:
+        # Sends are queued in order and awaited together: one producer keeps per-partition order.
+        futures = [
+            await producer.send(self.names.prefix + topic, value, key=key.encode())
+            for topic, key, value in records
+        ]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            raise failure
+
+    async def _housekeep(self) -> None:
+        now = utcnow()
+        # Pruning is a write (an fsync on SQLite), so not on every wake-up under load.
+        if now - self._pruned_at > PRUNE_EVERY:
+            await asyncio.to_thread(self.outbox.prune_sent, now - self.retention)
+            self._pruned_at = now
+        stats = await asyncio.to_thread(self.outbox.stats)
+        metrics.OUTBOX_PENDING.set(stats.pending)
+        age = (now - stats.oldest_created_at).total_seconds() if stats.oldest_created_at else 0.0
+        metrics.OUTBOX_OLDEST_AGE.set(max(0.0, age))
+
+    async def _sleep_until_woken(self) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+        except TimeoutError:
+            pass  # the fallback poll: rows a crashed process committed, or a wake-up that was missed
+
+
+def _count(rows: list[OutboxRow], names: TopicNames) -> None:
+    for row in rows:
+        MESSAGES_PUBLISHED.labels(names.prefix + row.topic).inc()

@@ -1,0 +1,91 @@
+"""`ConsentService`: the async face of the use cases (store calls in threads, relay wake-ups, metrics)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from services.consent import handlers, metrics
+from services.consent.db.store import SqlConsentStore
+from services.consent.domain import ConsentEntry, RecordConsent
+from services.consent.policy import ConsentPolicy
+from shared.events import ErasureRequested, PurposeState, utcnow
+from shared.pseudonym import pseudonymize
+
+log = logging.getLogger(__name__)
+
+
+class ConsentService:
+    def __init__(
+        self,
+        store: SqlConsentStore,
+        policy: ConsentPolicy,
+        pseudonym_key: bytes,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.pseudonym_key = pseudonym_key
+        self.on_commit = on_commit
+
+    async def record(self, command: RecordConsent) -> list[ConsentEntry] | None:
+        """Record a choice (InvalidConsentError names the bad field); None for a duplicate request id."""
+        entries = await asyncio.to_thread(handlers.record_consent, self.store, self.policy, command, utcnow())
+        if entries:
+            self._committed(entries)
+        return entries
+
+    async def states(self, customer_id: str) -> dict[str, PurposeState]:
+        current = await asyncio.to_thread(self.store.current, customer_id)
+        return self.policy.states(current, utcnow())
+
+    async def history(self, customer_id: str) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.store.history, customer_id)
+
+    async def expire_lapsed(self, batch: int = 500) -> int:
+        """Deny every grant past its expiry; returns how many grants expired."""
+        now = utcnow()
+        due = await asyncio.to_thread(self.store.customers_with_lapsed_grants, now, batch)
+        expired = 0
+        for customer_id in due:
+            entries = await asyncio.to_thread(
+                handlers.expire_customer, self.store, self.policy, customer_id, now
+            )
+            self._committed(entries)
+            expired += len(entries)
+        metrics.EXPIRED.inc(expired)
+        return expired
+
+    async def erase(self, customer_id: str) -> ErasureRequested:
+        subject = self.pseudonym(customer_id)
+        request, entries = await asyncio.to_thread(
+            handlers.erase_customer, self.store, self.policy, customer_id, subject, utcnow()
+        )
+        self._committed(entries)
+        metrics.ERASURES.inc()
+        log.info("erased a customer's consent records", extra={"subject": subject})
+        return request
+
+    async def state_page(self, after: str, limit: int) -> list[tuple[str, bytes]]:
+        """A page of (customer id, consent.state value), for the relay's republish."""
+        now = utcnow()
+        ids = await asyncio.to_thread(self.store.customer_ids, after, limit)
+        return [
+            (
+                customer_id,
+                await asyncio.to_thread(handlers.snapshot_bytes, self.store, self.policy, customer_id, now),
+            )
+            for customer_id in ids
+        ]
+
+    def pseudonym(self, customer_id: str) -> str:
+        return pseudonymize(self.pseudonym_key, customer_id)
+
+    def _committed(self, entries: list[ConsentEntry]) -> None:
+        for entry in entries:
+            metrics.CHANGES.labels(
+                entry.purpose, entry.status, entry.reason, str(entry.publishes).lower()
+            ).inc()
+        self.on_commit()
