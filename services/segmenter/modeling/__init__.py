@@ -1,0 +1,1 @@
+"""Model-based segments: consent-aware clustering of minimized customer features (scikit-learn)."""
