@@ -1,4 +1,4 @@
-"""The audit service's app factory (routes are mounted as the service grows)."""
+"""The audit service's app factory: the runtime (composition root) plus one router per resource."""
 
 from __future__ import annotations
 
@@ -7,26 +7,32 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from services.audit.api import proofs, records, ropa, verify
+from services.audit.runtime import AuditRuntime
 from services.audit.settings import AuditSettings
 from shared.auth import load_tokens
 from shared.http import Readiness, install_operational_routes
-from shared.kafka import broker_answers, make_producer
 
 
 def create_app(settings: AuditSettings) -> FastAPI:
+    runtime = AuditRuntime(settings)
     readiness = Readiness()
+    readiness.add("database", runtime.database_ready)
+    readiness.add("kafka", runtime.kafka_ready)
+    readiness.add("consumer", runtime.consumer_ready)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        producer = make_producer(settings, "segwarden-audit")
-        await producer.start()
-        readiness.add("kafka", lambda: broker_answers(producer))
+        await runtime.start()
         try:
             yield
         finally:
-            await producer.stop()
+            await runtime.stop()
 
     app = FastAPI(title="segwarden audit", version="0.1.0", lifespan=lifespan)
     app.state.tokens = load_tokens(settings)
+    app.state.runtime = runtime
     install_operational_routes(app, readiness)
+    for router in (records.router, proofs.router, verify.router, ropa.router):
+        app.include_router(router)
     return app

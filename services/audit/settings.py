@@ -9,3 +9,19 @@ from shared.settings import ServiceSettings
 
 class AuditSettings(ServiceSettings):
     audit_port: int = Field(8003, ge=1, le=65535)
+    # `sqlite:///$DATA_DIR/audit.db` when unset; `postgresql://…` in production.
+    audit_db_url: str | None = None
+    # A new signed checkpoint is made this often (seconds) whenever the ledger has grown.
+    checkpoint_interval: float = Field(10.0, gt=0, le=3600)
+    # Most source records appended in one transaction (and fetched in one poll).
+    audit_batch_size: int = Field(1000, ge=1, le=50_000)
+
+    @property
+    def consumer_group(self) -> str:
+        return f"{self.topic_prefix}segwarden-audit"
+
+    def database_url(self) -> str:
+        if self.audit_db_url:
+            return self.audit_db_url
+        self.ensure_data_dir()
+        return self.sqlite_url("audit.db")

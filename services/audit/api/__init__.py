@@ -1,0 +1,1 @@
+"""HTTP routes of the audit service, one router per resource."""

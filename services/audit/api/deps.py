@@ -1,0 +1,21 @@
+"""Annotated dependencies of the audit routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.params import Depends as DependsParam
+
+from services.audit.runtime import AuditRuntime
+from shared.auth import require_scope
+
+
+def _runtime(request: Request) -> AuditRuntime:
+    runtime: AuditRuntime = request.app.state.runtime
+    return runtime
+
+
+Runtime = Annotated[AuditRuntime, Depends(_runtime)]
+# require_scope returns a Depends(); typed here so routers can list it in `dependencies`.
+AUDIT_READ: DependsParam = require_scope("audit:read")  # type: ignore[assignment]

@@ -1,0 +1,84 @@
+"""Signed checkpoints, inclusion proofs and consistency proofs (RFC 9162)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+
+from services.audit import merkle
+from services.audit.api.deps import AUDIT_READ, Runtime
+from services.audit.api.schemas import CheckpointOut, ConsistencyProofOut, InclusionProofOut
+from services.audit.runtime import AuditRuntime
+from services.audit.side_stores import Checkpoint
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[AUDIT_READ])
+
+
+def _out(runtime: AuditRuntime, checkpoint: Checkpoint) -> CheckpointOut:
+    return CheckpointOut(**vars(checkpoint), public_key=runtime.signer.public_key)
+
+
+@router.get("/checkpoint", response_model=CheckpointOut)
+async def latest_checkpoint(runtime: Runtime) -> CheckpointOut:
+    """The latest signed tree head (one is signed now if none exists yet)."""
+    latest = await asyncio.to_thread(runtime.checkpoints.latest)
+    if latest is None:
+        latest = await asyncio.to_thread(runtime.checkpointer.checkpoint)
+    return _out(runtime, latest)
+
+
+@router.post("/checkpoint", response_model=CheckpointOut)
+async def sign_checkpoint(runtime: Runtime) -> CheckpointOut:
+    """Sign a tree head over the whole ledger now, unless the latest one already covers it."""
+    return _out(runtime, await asyncio.to_thread(runtime.checkpointer.checkpoint))
+
+
+def _leaves(runtime: AuditRuntime, tree_size: int) -> list[bytes]:
+    length, _ = runtime.ledger.head()
+    if tree_size > length:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, f"tree_size: the ledger holds only {length} records"
+        )
+    return list(runtime.ledger.leaf_hashes(0, tree_size))
+
+
+@router.get("/records/{seq}/proof", response_model=InclusionProofOut)
+async def inclusion_proof(
+    runtime: Runtime,
+    seq: Annotated[int, Path(ge=0)],
+    tree_size: Annotated[int | None, Query(ge=1)] = None,
+) -> InclusionProofOut:
+    """An RFC 9162 inclusion proof of record `seq` (tree_size defaults to the latest checkpoint's)."""
+
+    def prove() -> InclusionProofOut:
+        size = tree_size if tree_size is not None else runtime.checkpointer.checkpoint().tree_size
+        if seq >= size:
+            if seq >= runtime.ledger.head()[0]:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"seq: no record {seq} in the ledger")
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "tree_size: must be greater than seq")
+        leaves = _leaves(runtime, size)
+        path = [node.hex() for node in merkle.inclusion_path(seq, leaves)]
+        return InclusionProofOut(seq=seq, tree_size=size, root=merkle.root(leaves).hex(), path=path)
+
+    return await asyncio.to_thread(prove)
+
+
+@router.get("/consistency", response_model=ConsistencyProofOut)
+async def consistency_proof(
+    runtime: Runtime, first: Annotated[int, Query(ge=1)], second: Annotated[int, Query(ge=1)]
+) -> ConsistencyProofOut:
+    """An RFC 9162 consistency proof that the tree of `first` records is a prefix of the one of `second`."""
+    if first > second:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "first: must not exceed second")
+
+    def prove() -> ConsistencyProofOut:
+        leaves = _leaves(runtime, second)
+        path = [node.hex() for node in merkle.consistency_path(first, leaves)]
+        first_root, second_root = merkle.root(leaves[:first]).hex(), merkle.root(leaves).hex()
+        return ConsistencyProofOut(
+            first=first, second=second, first_root=first_root, second_root=second_root, path=path
+        )
+
+    return await asyncio.to_thread(prove)

@@ -1,0 +1,25 @@
+"""`GET /v1/audit/verify`: recompute the whole chain and every checkpoint's root."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+
+from services.audit.api.deps import AUDIT_READ, Runtime
+from services.audit.api.schemas import VerifyOut
+from services.audit.metrics import VERIFY_FAILURES, VERIFY_RUNS
+from services.audit.verify import verify_ledger
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[AUDIT_READ])
+
+
+@router.get("/verify", response_model=VerifyOut)
+async def verify(runtime: Runtime) -> VerifyOut:
+    """Verify the ledger from its first record; `first_bad_seq` names the first record that fails."""
+    checkpoints = await asyncio.to_thread(runtime.checkpoints.all)
+    report = await asyncio.to_thread(verify_ledger, runtime.ledger, checkpoints, runtime.signer)
+    VERIFY_RUNS.inc()
+    if not report.ok:
+        VERIFY_FAILURES.inc()
+    return VerifyOut(**vars(report))

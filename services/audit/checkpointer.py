@@ -1,0 +1,57 @@
+"""`Checkpointer`: keeps the Merkle frontier in step with the ledger and signs new tree heads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from services.audit.ledger import format_at
+from services.audit.merkle import MerkleFrontier
+from services.audit.metrics import LEDGER_LENGTH, checkpoint_signed
+from services.audit.side_stores import Checkpoint, SqlCheckpointStore
+from services.audit.signing import Ed25519Signer, checkpoint_text
+from services.audit.store import SqlLedgerStore
+from shared.events import utcnow
+
+log = logging.getLogger(__name__)
+
+
+class Checkpointer:
+    def __init__(self, ledger: SqlLedgerStore, store: SqlCheckpointStore, signer: Ed25519Signer) -> None:
+        self.ledger, self.store, self.signer = ledger, store, signer
+        self.frontier = MerkleFrontier()
+        self._lock = threading.Lock()
+
+    def checkpoint(self) -> Checkpoint:
+        """The latest signed tree head, made now when the ledger has grown past it (blocking)."""
+        with self._lock:
+            self._catch_up()
+            latest = self.store.latest()
+            if latest is not None and latest.tree_size >= self.frontier.size:
+                return latest
+            made = self._sign(self.frontier.size, self.frontier.root().hex())
+            self.store.add(made)
+            checkpoint_signed()
+            log.info("signed a checkpoint", extra={"tree_size": made.tree_size, "root": made.root})
+            return made
+
+    async def run(self, interval: float) -> None:
+        """Make a checkpoint every `interval` seconds when the ledger has grown."""
+        while True:
+            try:
+                await asyncio.to_thread(self.checkpoint)
+            except Exception:  # a database hiccup must not end checkpointing for good
+                log.exception("checkpoint failed; retrying at the next interval")
+            await asyncio.sleep(interval)
+
+    def _catch_up(self) -> None:
+        length, _ = self.ledger.head()
+        for leaf in self.ledger.leaf_hashes(self.frontier.size, length):
+            self.frontier.append(leaf)
+        LEDGER_LENGTH.set(self.frontier.size)
+
+    def _sign(self, tree_size: int, root: str) -> Checkpoint:
+        timestamp = format_at(utcnow())
+        signature = self.signer.sign(checkpoint_text(tree_size, root, timestamp))
+        return Checkpoint(tree_size, root, timestamp, signature)

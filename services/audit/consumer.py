@@ -1,0 +1,115 @@
+"""`KafkaSourceConsumer`: reads the four source topics and appends one record per source event.
+
+Exactly once however often a record is delivered: the ledger skips event ids it holds, in the
+same transaction as the append, and offsets are committed only after that transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+from sqlalchemy.exc import SQLAlchemyError
+
+from services.audit import sources
+from services.audit.metrics import DUPLICATES_SKIPPED, LEDGER_LENGTH, RECORDS_APPENDED
+from services.audit.settings import AuditSettings
+from services.audit.store import AppendResult, SourceItem, SqlLedgerStore
+from shared import events, topics
+from shared.deadletter import decode_or_dead_letter, send_dead_letter
+from shared.kafka import clamp_lag, make_consumer, start_client, topic_names
+from shared.metrics import CONSUMER_LAG, MESSAGES_CONSUMED
+
+log = logging.getLogger(__name__)
+
+# Source topic -> (its model, how a decoded event becomes a ledger entry under the pseudonym key).
+_CUSTOMER_SOURCES: dict[topics.TopicSpec, tuple[type[Any], Callable[[bytes, Any], SourceItem]]] = {
+    topics.CONSENT_CHANGES: (events.ConsentChanged, sources.consent_change),
+    topics.SEGMENT_MEMBERSHIP: (events.MembershipChanged, sources.membership_change),
+    topics.ERASURE_REQUESTS: (events.ErasureRequested, sources.erasure_request),
+}
+
+
+class KafkaSourceConsumer:
+    def __init__(
+        self, settings: AuditSettings, ledger: SqlLedgerStore, key: bytes, on_appended: Callable[[], None]
+    ) -> None:
+        self.settings, self.ledger, self.key, self.on_appended = settings, ledger, key, on_appended
+        names = topic_names(settings)
+        self.specs = {names.name(spec): spec for spec in (*_CUSTOMER_SOURCES, topics.SEGMENT_DEFINITIONS)}
+        self.consumer: AIOKafkaConsumer | None = None
+
+    def assigned(self) -> bool:
+        return self.consumer is not None and bool(self.consumer.assignment())
+
+    async def run(self, producer: AIOKafkaProducer) -> None:
+        group, topic_list = self.settings.consumer_group, sorted(self.specs)
+        self.consumer = await start_client(
+            lambda: make_consumer(self.settings, *topic_list, group_id=group, client_id="segwarden-audit"),
+            "audit consumer",
+        )
+        try:
+            while True:
+                batches = await self.consumer.getmany(
+                    timeout_ms=500, max_records=self.settings.audit_batch_size
+                )
+                records = [record for part in batches.values() for record in part]
+                if records:
+                    await self._ingest(producer, records)
+                    await self.consumer.commit()
+                    await self._report_lag()
+        finally:
+            await self.consumer.stop()
+
+    async def _ingest(self, producer: AIOKafkaProducer, records: list[ConsumerRecord]) -> None:
+        items = [item for record in records if (item := await self._decode(producer, record)) is not None]
+        result = await self._append(items)
+        for record in result.appended:
+            RECORDS_APPENDED.labels(record.kind).inc()
+        DUPLICATES_SKIPPED.inc(result.duplicates)
+        if result.appended:
+            LEDGER_LENGTH.set(result.appended[-1].seq + 1)
+            self.on_appended()
+        log.debug("appended", extra={"appended": len(result.appended), "duplicates": result.duplicates})
+
+    async def _append(self, items: list[SourceItem]) -> AppendResult:
+        """Append, retrying while the database is away: the offsets wait, nothing is skipped."""
+        delay = 0.2
+        while True:
+            try:
+                return await asyncio.to_thread(self.ledger.append, items)
+            except SQLAlchemyError as exc:
+                log.warning("ledger append failed; retrying", extra={"error": type(exc).__name__})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _decode(self, producer: AIOKafkaProducer, record: ConsumerRecord) -> SourceItem | None:
+        MESSAGES_CONSUMED.labels(record.topic).inc()
+        spec = self.specs[record.topic]
+        if spec is topics.SEGMENT_DEFINITIONS:
+            return await self._decode_definition(producer, record)
+        model, to_item = _CUSTOMER_SOURCES[spec]
+        event = await decode_or_dead_letter(producer, record, model)
+        return None if event is None else to_item(self.key, event)
+
+    async def _decode_definition(
+        self, producer: AIOKafkaProducer, record: ConsumerRecord
+    ) -> sources.DefinitionChange | None:
+        if record.value is None:
+            segment_id = record.key.decode("utf-8", errors="replace") if record.key else ""
+            if not segment_id:
+                await send_dead_letter(producer, record, "key: a tombstone needs the segment id as its key")
+                return None
+            return sources.DefinitionChange(segment_id, None)
+        definition = await decode_or_dead_letter(producer, record, events.SegmentDefinition)
+        return None if definition is None else sources.DefinitionChange(definition.segment_id, definition)
+
+    async def _report_lag(self) -> None:
+        assert self.consumer is not None
+        for tp in self.consumer.assignment():
+            lag = clamp_lag(self.consumer.highwater(tp), await self.consumer.position(tp))
+            CONSUMER_LAG.labels(self.settings.consumer_group, tp.topic, str(tp.partition)).set(lag)

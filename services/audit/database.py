@@ -1,0 +1,68 @@
+"""The SQLAlchemy engine for the audit database: SQLite by default, PostgreSQL in production."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import Connection
+
+from services.audit.tables import APPEND_ONLY, metadata, postgresql_guards, sqlite_guards
+
+# A PostgreSQL advisory lock id for "the writer of this ledger".
+_LEDGER_LOCK = 0x5E6A0D17
+
+
+def normalize_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean the psycopg 3 driver, the one installed."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    url = normalize_url(url)
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself, so writers can take the lock first.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # FULL: an appended record survives power loss, not only a crash of the process.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    immediate = connection.get_execution_options().get("ledger_writer", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def writer_connection(engine: Engine) -> Connection:
+    """A connection whose transactions hold the ledger's write lock, so appends stay serial."""
+    return engine.connect().execution_options(ledger_writer=True)
+
+
+def lock_ledger(connection: Connection) -> None:
+    """Serialize writers (the service and, e.g., the model trainer) for this transaction."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LEDGER_LOCK})
+
+
+def create_schema(engine: Engine) -> None:
+    """Tables and the triggers that refuse UPDATE and DELETE of the append-only ones."""
+    with writer_connection(engine) as connection, connection.begin():
+        lock_ledger(connection)
+        metadata.create_all(connection)
+        guards = postgresql_guards if engine.dialect.name == "postgresql" else sqlite_guards
+        for table in APPEND_ONLY:
+            for statement in guards(table):
+                connection.execute(text(statement))

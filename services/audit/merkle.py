@@ -1,0 +1,104 @@
+"""RFC 9162 Merkle tree hashes, inclusion and consistency proofs, over the ledger's record hashes.
+
+Pure: standard library only. A leaf is the 32 bytes of a record's `hash`; leaf hash
+`SHA-256(0x00 || leaf)`, node hash `SHA-256(0x01 || left || right)` (RFC 9162, 2.1.1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+_sha256 = hashlib.sha256
+EMPTY_ROOT = _sha256(b"").digest()
+
+
+def leaf_hash(leaf: bytes) -> bytes:
+    return _sha256(b"\x00" + leaf).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return _sha256(b"\x01" + left + right).digest()
+
+
+def _split(n: int) -> int:
+    """The largest power of two smaller than n (n > 1)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def _mth(hashed: Sequence[bytes], lo: int, hi: int) -> bytes:
+    """MTH over leaf hashes [lo, hi), hi > lo."""
+    if hi - lo == 1:
+        return hashed[lo]
+    k = _split(hi - lo)
+    return node_hash(_mth(hashed, lo, lo + k), _mth(hashed, lo + k, hi))
+
+
+def root(leaves: Sequence[bytes]) -> bytes:
+    """MTH(D[n]) of the leaves (record hashes as bytes)."""
+    if not leaves:
+        return EMPTY_ROOT
+    return _mth([leaf_hash(leaf) for leaf in leaves], 0, len(leaves))
+
+
+def inclusion_path(index: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """PATH(index, D[n]) (RFC 9162, 2.1.3.1), nearest sibling first."""
+    if not 0 <= index < len(leaves):
+        raise IndexError(f"leaf {index} is not in a tree of {len(leaves)}")
+    hashed = [leaf_hash(leaf) for leaf in leaves]
+    path: list[bytes] = []
+    lo, hi = 0, len(hashed)
+    while hi - lo > 1:
+        k = _split(hi - lo)
+        if index < lo + k:
+            path.append(_mth(hashed, lo + k, hi))
+            hi = lo + k
+        else:
+            path.append(_mth(hashed, lo, lo + k))
+            lo += k
+    return path[::-1]
+
+
+def consistency_path(first: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """PROOF(first, D[n]) (RFC 9162, 2.1.4.1) for 0 < first <= n."""
+    if not 0 < first <= len(leaves):
+        raise IndexError(f"no consistency proof from {first} to {len(leaves)}")
+    hashed = [leaf_hash(leaf) for leaf in leaves]
+    path: list[bytes] = []
+    lo, hi, m, complete = 0, len(hashed), first, True
+    while m != hi - lo:
+        k = _split(hi - lo)
+        if m <= k:
+            path.append(_mth(hashed, lo + k, hi))
+            hi = lo + k
+        else:
+            path.append(_mth(hashed, lo, lo + k))
+            lo, m, complete = lo + k, m - k, False
+    if not complete:
+        path.append(_mth(hashed, lo, hi))
+    return path[::-1]
+
+
+class MerkleFrontier:
+    """The roots of the perfect subtrees of a growing tree: append and root in O(log n)."""
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, bytes]] = []
+        self.size = 0
+
+    def append(self, leaf: bytes) -> None:
+        size, node = 1, leaf_hash(leaf)
+        stack = self._stack
+        while stack and stack[-1][0] == size:
+            node = node_hash(stack.pop()[1], node)
+            size *= 2
+        stack.append((size, node))
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self._stack:
+            return EMPTY_ROOT
+        node = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            node = node_hash(left, node)
+        return node

@@ -1,0 +1,71 @@
+"""`KafkaAuditRelay`: publishes the ledger to `audit.log` in ledger order, after each commit.
+
+The database remembers how far it published, so a restart (or a broker that forgot its
+topics) resumes from there: the contract's Restarts section. Delivery is at least once;
+readers de-duplicate on `seq`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from contextlib import suppress
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from services.audit.side_stores import SqlPublicationMark
+from services.audit.store import SqlLedgerStore
+from shared.metrics import MESSAGES_PUBLISHED
+
+log = logging.getLogger(__name__)
+# Appends by other processes (e.g. the model trainer) are picked up within this many seconds.
+_POLL_SECONDS = 1.0
+
+
+class KafkaAuditRelay:
+    def __init__(
+        self, ledger: SqlLedgerStore, mark: SqlPublicationMark, topic: str, chunk: int = 1000
+    ) -> None:
+        self.ledger, self.mark, self.topic, self.chunk = ledger, mark, topic, chunk
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def resume(self, probe: AIOKafkaConsumer) -> None:
+        """Start over when `audit.log` is empty but records were published (the broker forgot)."""
+        partition = TopicPartition(self.topic, 0)
+        end = (await probe.end_offsets([partition]))[partition]
+        published = await asyncio.to_thread(self.mark.get)
+        if end == 0 and published >= 0:
+            log.warning("audit.log is empty; publishing the ledger again", extra={"records": published + 1})
+            await asyncio.to_thread(self.mark.set, -1)
+
+    async def run(self, producer: AIOKafkaProducer) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                while await self.publish_pending(producer):
+                    pass
+            except KafkaError as exc:
+                # Nothing is lost: the mark did not move, so the next round sends them again.
+                log.warning("publishing to audit.log failed; retrying", extra={"error": repr(exc)})
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), _POLL_SECONDS)
+
+    async def publish_pending(self, producer: AIOKafkaProducer) -> int:
+        """Publish up to one chunk of unpublished records; the number published."""
+        last = await asyncio.to_thread(self.mark.get)
+        pending = await asyncio.to_thread(self.ledger.find, None, None, last, self.chunk)
+        if not pending:
+            return 0
+        sent = []
+        for record in pending:
+            value = json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+            sent.append(await producer.send(self.topic, value, key=str(record.seq).encode(), partition=0))
+        await asyncio.gather(*sent)
+        await asyncio.to_thread(self.mark.set, pending[-1].seq)
+        MESSAGES_PUBLISHED.labels(self.topic).inc(len(pending))
+        return len(pending)

@@ -1,0 +1,77 @@
+"""Records of processing activities (GDPR Art. 30) from the purpose catalog and the live segments.
+
+Pure: imports only `shared/` and the audit service's own core types.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from services.audit.sources import KnownDefinition
+from shared.catalog import PurposeCatalog
+
+DATA_SUBJECTS = "customers of the controller"
+MEMBERSHIP_RECIPIENTS = "campaign tools subscribed to segment.membership"
+CSV_COLUMNS = (
+    "activity",
+    "purpose",
+    "description",
+    "lawful_basis",
+    "data_subjects",
+    "data_categories",
+    "recipients",
+    "segments",
+    "sale_or_share",
+    "retention_days",
+)
+
+
+def activities(catalog: PurposeCatalog, definitions: list[KnownDefinition]) -> list[dict[str, Any]]:
+    """One activity per purpose (with the segments that rely on it), plus the audit trail itself."""
+    live = [d for d in definitions if not d.deleted]
+    result = []
+    for purpose in catalog.purposes:
+        segments = sorted(d.segment_id for d in live if purpose.id in d.payload.get("required_purposes", ()))
+        result.append(
+            {
+                "activity": f"segmentation for {purpose.id}",
+                "purpose": purpose.id,
+                "description": purpose.description,
+                "lawful_basis": purpose.lawful_basis,
+                "data_subjects": DATA_SUBJECTS,
+                "data_categories": list(purpose.data_categories),
+                "recipients": [MEMBERSHIP_RECIPIENTS] if segments else [],
+                "segments": segments,
+                "sale_or_share": purpose.sale_or_share,
+                "retention_days": purpose.retention_days,
+            }
+        )
+    result.append(_audit_trail(live))
+    return result
+
+
+def _audit_trail(live: list[KnownDefinition]) -> dict[str, Any]:
+    return {
+        "activity": "audit trail of consent and segmentation",
+        "purpose": "accountability",
+        "description": "Tamper-evident, pseudonymized record of consent changes, segment membership "
+        "changes, segment definitions and erasure requests (GDPR Art. 5(2), 7(1)).",
+        "lawful_basis": "legal_obligation",
+        "data_subjects": DATA_SUBJECTS,
+        "data_categories": ["pseudonymous consent history", "pseudonymous segment membership history"],
+        "recipients": ["auditors and data protection officer (audit:read)"],
+        "segments": sorted(d.segment_id for d in live),
+        "sale_or_share": False,
+        "retention_days": None,
+    }
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "; ".join(v) if isinstance(v, list) else v for k, v in row.items()})
+    return out.getvalue()

@@ -1,0 +1,43 @@
+"""`Ed25519Signer`: the ledger's signing key, created once under DATA_DIR and kept across restarts."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from shared.secrets import read_or_create_secret
+
+KEY_FILE = "audit-signing-key"
+
+
+def checkpoint_text(tree_size: int, root: str, timestamp: str) -> bytes:
+    """The exact bytes a checkpoint signature covers (contract: Audit service)."""
+    return f"segwarden-audit\n{tree_size}\n{root}\n{timestamp}\n".encode()
+
+
+class Ed25519Signer:
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._key = private_key
+        raw = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.public_key = base64.b64encode(raw).decode()
+
+    @classmethod
+    def from_data_dir(cls, data_dir: Path) -> Ed25519Signer:
+        seed = read_or_create_secret(data_dir / KEY_FILE, lambda: secrets.token_hex(32).encode())
+        return cls(Ed25519PrivateKey.from_private_bytes(bytes.fromhex(seed.decode().strip())))
+
+    def sign(self, message: bytes) -> str:
+        return base64.b64encode(self._key.sign(message)).decode()
+
+    def verifies(self, message: bytes, signature: str) -> bool:
+        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(self.public_key))
+        try:
+            public.verify(base64.b64decode(signature), message)
+        except (InvalidSignature, ValueError):  # ValueError: not base64, or the wrong length
+            return False
+        return True
