@@ -1,0 +1,124 @@
+"""docker-compose.yml, read statically (no Docker engine here): healthchecks, pinned images, wiring."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from services.audit.settings import AuditSettings
+from services.consent.settings import ConsentSettings
+from services.segmenter.settings import SegmenterSettings
+from shared.settings import ServiceSettings
+from tests.deploy.conftest import ROOT
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+SEGWARDEN: dict[str, type[ServiceSettings]] = {
+    "consent": ConsentSettings,
+    "segmenter": SegmenterSettings,
+    "audit": AuditSettings,
+}
+DEFAULTED = re.compile(r"\$\{(\w+):-([^}]*)\}")
+
+
+def resolve(text: str) -> str:
+    """Apply `${VAR:-default}` defaults, as compose does with an empty environment."""
+    return DEFAULTED.sub(lambda m: m.group(2), text)
+
+
+def test_every_service_has_a_healthcheck() -> None:
+    missing = [name for name, svc in SERVICES.items() if not svc.get("healthcheck", {}).get("test")]
+    assert not missing, f"services without a healthcheck: {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_image_is_pinned_by_tag(name: str) -> None:
+    image = resolve(SERVICES[name]["image"])
+    repository, _, tag = image.rpartition(":")
+    assert repository and "/" not in tag, f"{name}: {image} has no tag"
+    assert tag not in {"latest", "", "stable", "main"}, f"{name}: {image} is not pinned"
+    assert re.search(r"\d", tag), f"{name}: {image} has no version in its tag"
+
+
+def test_every_dependency_waits_for_health() -> None:
+    for name, svc in SERVICES.items():
+        for dependency, spec in svc.get("depends_on", {}).items():
+            assert dependency in SERVICES, f"{name} depends on unknown {dependency}"
+            assert spec["condition"] == "service_healthy", f"{name} -> {dependency}: {spec}"
+
+
+def test_the_segwarden_services_wait_for_their_stores() -> None:
+    for name in SEGWARDEN:
+        assert {"kafka", "redis", "postgres"} <= set(SERVICES[name]["depends_on"]), name
+
+
+def test_one_kraft_broker_by_default_and_three_in_the_cluster_profile() -> None:
+    brokers = {n: s for n, s in SERVICES.items() if s["image"].startswith("apache/kafka:")}
+    default = [n for n, s in brokers.items() if not s.get("profiles")]
+    assert default == ["kafka"]
+    assert sorted(n for n, s in brokers.items() if "cluster" in s.get("profiles", [])) == [
+        "kafka-2",
+        "kafka-3",
+    ]
+    for name, broker in brokers.items():
+        env = broker["environment"]
+        assert "broker" in env["KAFKA_PROCESS_ROLES"] and env["KAFKA_CONTROLLER_QUORUM_VOTERS"], name
+        assert f"//{name}:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+    # The optional brokers must not be required when their profile is off.
+    for name in SEGWARDEN:
+        assert SERVICES[name]["depends_on"]["kafka-2"]["required"] is False
+
+
+def test_the_segmenter_runs_two_replicas() -> None:
+    assert SERVICES["segmenter"]["deploy"]["replicas"] == 2
+
+
+def test_redis_persists_to_a_volume() -> None:
+    redis = SERVICES["redis"]
+    assert "--appendonly" in redis["command"] and "yes" in redis["command"]
+    assert any(v.endswith(":/data") for v in redis["volumes"])
+
+
+@pytest.mark.parametrize("name", sorted(SEGWARDEN))
+def test_service_environment_names_real_settings(name: str) -> None:
+    """A misspelt variable would be ignored silently by pydantic-settings (extra="ignore")."""
+    fields = set(SEGWARDEN[name].model_fields)
+    unknown = [key for key in SERVICES[name]["environment"] if key.lower() not in fields]
+    assert not unknown, f"{name}: not settings of {SEGWARDEN[name].__name__}: {unknown}"
+    assert SERVICES[name]["environment"]["BIND_HOST"] == "0.0.0.0"
+    assert SERVICES[name]["command"] == ["segwarden", "serve", name]
+
+
+def test_stores_are_postgres_for_consent_and_audit() -> None:
+    assert SERVICES["consent"]["environment"]["CONSENT_DB_URL"].startswith("postgresql+psycopg://")
+    assert SERVICES["audit"]["environment"]["AUDIT_DB_URL"].startswith("postgresql+psycopg://")
+    init = (ROOT / "deploy/postgres/init-databases.sql").read_text()
+    for database in ("consent", "audit"):
+        assert f"CREATE DATABASE {database};" in init
+
+
+def test_secrets_are_required_not_shipped() -> None:
+    env = SERVICES["consent"]["environment"]
+    for secret in ("AUTH_TOKENS", "INTERNAL_TOKEN", "PSEUDONYM_KEY"):
+        assert re.fullmatch(r"\$\{" + secret + r":\?[^}]+\}", env[secret]), secret
+
+
+def test_every_named_volume_is_declared_and_every_mounted_file_exists() -> None:
+    declared = set(COMPOSE["volumes"])
+    for name, svc in SERVICES.items():
+        for volume in svc.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name}: {source} does not exist"
+            else:
+                assert source in declared, f"{name}: volume {source} is not declared"
+
+
+def test_prometheus_gets_its_config_and_rules_and_grafana_its_dashboards() -> None:
+    prometheus = " ".join(SERVICES["prometheus"]["volumes"])
+    assert "./deploy/prometheus/prometheus.yml:" in prometheus and "./deploy/prometheus/rules:" in prometheus
+    grafana = " ".join(SERVICES["grafana"]["volumes"])
+    assert "./deploy/grafana/provisioning:" in grafana and "./deploy/grafana/dashboards:" in grafana
