@@ -1,4 +1,4 @@
-"""The chain's canonical form equals the contract's json.dumps recipe; verification finds the first bad seq."""
+"""The canonical form equals the contract's json.dumps recipe; verification names the first bad seq."""
 
 from __future__ import annotations
 

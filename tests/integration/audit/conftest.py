@@ -1,0 +1,133 @@
+"""Helpers for the audit service's integration tests: source events, producing, polling the API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from kafka import KafkaProducer
+
+from shared import topics
+from shared.events import (
+    ConsentChanged,
+    ErasureRequested,
+    MembershipChanged,
+    SegmentDefinition,
+    new_event_id,
+)
+from shared.topics import TopicNames
+from tests.conftest import bearer
+
+NOW = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
+
+
+def consent(customer: str, purpose: str = "marketing_email", status: str = "granted") -> ConsentChanged:
+    return ConsentChanged(
+        event_id=new_event_id(),
+        customer_id=customer,
+        purpose=purpose,
+        status=status,
+        previous_status=None,
+        reason="user",
+        source="preference-center",
+        jurisdiction="GDPR",
+        policy_version="2026-03",
+        recorded_at=NOW,
+    )
+
+
+def membership(customer: str, segment: str = "eu-high-value", action: str = "joined") -> MembershipChanged:
+    return MembershipChanged(
+        event_id=new_event_id(),
+        segment_id=segment,
+        customer_id=customer,
+        action=action,
+        reason="rule_matched",
+        cause_event_id=None,
+        cause_at=None,
+        at=NOW,
+    )
+
+
+def erasure(customer: str) -> ErasureRequested:
+    return ErasureRequested(event_id=new_event_id(), customer_id=customer, requested_at=NOW)
+
+
+def definition(segment: str, purposes: tuple[str, ...] = ("marketing_email",)) -> SegmentDefinition:
+    return SegmentDefinition(
+        event_id=new_event_id(),
+        segment_id=segment,
+        name=segment,
+        rule="total_spend >= 100",
+        required_purposes=purposes,
+        updated_at=NOW,
+    )
+
+
+class Sources:
+    """Produces source records to one test's topics (kafka-python, acks from the broker)."""
+
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        self.names = TopicNames(prefix)
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+
+    def send(self, spec: topics.TopicSpec, key: str | None, value: bytes | None) -> None:
+        self.producer.send(self.names.name(spec), value=value, key=key.encode() if key else None)
+
+    def event(self, event: Any) -> None:
+        spec = {
+            ConsentChanged: topics.CONSENT_CHANGES,
+            MembershipChanged: topics.SEGMENT_MEMBERSHIP,
+            ErasureRequested: topics.ERASURE_REQUESTS,
+            SegmentDefinition: topics.SEGMENT_DEFINITIONS,
+        }[type(event)]
+        key = event.segment_id if spec is topics.SEGMENT_DEFINITIONS else event.customer_id
+        self.send(spec, key, event.to_bytes())
+
+    def flush(self) -> None:
+        self.producer.flush(30)
+
+    def close(self) -> None:
+        self.producer.close(10)
+
+
+@pytest.fixture
+def sources(kafka_bootstrap: str, topic_prefix: str):
+    made = Sources(kafka_bootstrap, topic_prefix)
+    yield made
+    made.close()
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def all_records(url: str, token: str = "auditor-token-01", **params: Any) -> list[dict[str, Any]]:
+    """Every record the API lists, following `next_after_seq`."""
+    out: list[dict[str, Any]] = []
+    after = -1
+    while True:
+        page = httpx.get(
+            f"{url}/v1/audit", params={**params, "after_seq": after, "limit": 1000}, headers=bearer(token)
+        )
+        page.raise_for_status()
+        body = page.json()
+        out.extend(body["records"])
+        if body["next_after_seq"] is None:
+            return out
+        after = body["next_after_seq"]
+
+
+def ledger_length(url: str) -> int:
+    return int(httpx.get(f"{url}/v1/audit/verify", headers=bearer("auditor-token-01")).json()["length"])

@@ -1,0 +1,126 @@
+"""The audit service as a real process on the real broker, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from kafka import KafkaConsumer
+
+from shared import topics
+from shared.topics import TopicNames
+from tests.conftest import bearer
+from tests.integration.audit.conftest import (
+    all_records,
+    consent,
+    definition,
+    erasure,
+    ledger_length,
+    membership,
+    wait_for,
+)
+from tests.unit.audit.rfc9162 import check_chain, check_signature, mth, verify_inclusion
+
+AUDITOR = bearer("auditor-token-01")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    if request.param == "sqlite":
+        return {}
+    url = request.getfixturevalue("postgres_url")
+    return {"AUDIT_DB_URL": url.replace("postgresql+psycopg://", "postgresql://")}
+
+
+def read_topic(bootstrap: str, topic: str, count: int) -> list[bytes]:
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=2000
+    )
+    try:
+        values: list[bytes] = []
+        wait_for(
+            lambda: values.extend(m.value for m in consumer) or len(values) >= count,
+            what=f"{count} on {topic}",
+        )
+        return values
+    finally:
+        consumer.close()
+
+
+def test_records_every_source_event_once_verifiably(
+    start_service, sources, database_env, kafka_bootstrap, topic_prefix, service_env
+) -> None:
+    audit = start_service("audit", CHECKPOINT_INTERVAL="1", **database_env).wait_ready()
+    customers = [f"c-{i}" for i in range(5)]
+    sent = [definition("eu-high-value")]
+    sent += [consent(c) for c in customers] + [membership(c) for c in customers] + [erasure(customers[0])]
+    for event in sent + sent[3:6]:  # a few delivered twice
+        sources.event(event)
+    sources.send(topics.CONSENT_CHANGES, "c-0", b'{"not": "a consent change"}')
+    sources.send(topics.SEGMENT_DEFINITIONS, "eu-high-value", None)  # the segment is deleted
+    sources.flush()
+
+    records = wait_for(
+        lambda: (r := all_records(audit.url)) and len(r) == len(sent) + 1 and r, what="records"
+    )
+    # Ledger order follows each partition's order; topics and partitions interleave.
+    recorded = [r["event_id"] for r in records]
+    assert sorted(recorded) == sorted([e.event_id for e in sent] + [f"{sent[0].event_id}:deleted"])
+    kinds = [r["kind"] for r in records]
+    assert kinds.index("segment_defined") < kinds.index("segment_deleted")
+    check_chain(records)
+    assert_pseudonymous(records, customers, Path(service_env["DATA_DIR"]), audit.url)
+
+    checkpoint = wait_for(
+        lambda: (
+            (c := httpx.get(f"{audit.url}/v1/audit/checkpoint", headers=AUDITOR).json())["tree_size"]
+            == len(records)
+            and c
+        ),
+        what="a checkpoint over every record",
+    )
+    check_signature(checkpoint)
+    leaves = [bytes.fromhex(r["hash"]) for r in records]
+    assert checkpoint["root"] == mth(leaves).hex()
+    proof = httpx.get(f"{audit.url}/v1/audit/records/4/proof", headers=AUDITOR).json()
+    assert proof["tree_size"] == len(records) and proof["root"] == checkpoint["root"]
+    path = [bytes.fromhex(p) for p in proof["path"]]
+    assert verify_inclusion(4, len(records), leaves[4], path, bytes.fromhex(checkpoint["root"]))
+
+    verify = httpx.get(f"{audit.url}/v1/audit/verify", headers=AUDITOR).json()
+    assert verify["ok"] and verify["first_bad_seq"] is None and verify["head"] == records[-1]["hash"]
+    published = read_topic(kafka_bootstrap, TopicNames(topic_prefix).name(topics.AUDIT_LOG), len(records))
+    assert [json.loads(v) for v in published[: len(records)]] == records
+    dead = read_topic(kafka_bootstrap, TopicNames(topic_prefix).dlq(topics.CONSENT_CHANGES), 1)
+    assert json.loads(dead[0])["error"] and "customer_id" in json.loads(dead[0])["error"]
+    metrics = httpx.get(f"{audit.url}/metrics").text
+    assert 'segwarden_audit_records_appended_total{kind="consent_change"} 5.0' in metrics
+    assert "segwarden_audit_duplicates_skipped_total 3.0" in metrics
+
+
+def assert_pseudonymous(records: list[dict], customers: list[str], data_dir: Path, url: str) -> None:
+    """No raw id anywhere; subjects are HMAC-SHA256 under the key in DATA_DIR; lookup by id works."""
+    text = json.dumps(records)
+    assert not any(f'"{c}"' in text for c in customers)
+    key = bytes.fromhex((data_dir / "pseudonym-key").read_text().strip())
+    subject = hmac.new(key, b"c-1", hashlib.sha256).hexdigest()
+    trail = all_records(url, customer_id="c-1")
+    assert [r["kind"] for r in trail] == ["consent_change", "membership_change"]
+    assert all(r["subject"] == subject for r in trail)
+    only_consent = all_records(url, kind="consent_change")
+    assert len(only_consent) == len(customers)
+
+
+def test_api_needs_the_audit_scope_and_validates(start_service) -> None:
+    audit = start_service("audit").wait_ready()
+    assert httpx.get(f"{audit.url}/v1/audit").status_code == 401
+    assert httpx.get(f"{audit.url}/v1/audit", headers=bearer("consent-reader-01")).status_code == 403
+    bad = httpx.get(f"{audit.url}/v1/audit", params={"after_seq": "x"}, headers=AUDITOR)
+    assert bad.status_code == 422 and "after_seq" in bad.text
+    missing = httpx.get(f"{audit.url}/v1/audit/records/5/proof", headers=AUDITOR)
+    assert missing.status_code == 404
+    assert ledger_length(audit.url) == 0
