@@ -9,12 +9,14 @@ from enum import StrEnum
 import typer
 from pydantic import ValidationError
 
+from services.audit import cli as audit_cli
 from shared.auth import AuthConfigError
 from shared.embedded import InfrastructureError
 from shared.http import ConfigurationError
 from shared.pseudonym import PseudonymKeyError
 
 app = typer.Typer(help="Consent-aware, real-time customer segmentation.", no_args_is_help=True)
+app.add_typer(audit_cli.app, name="audit")
 
 
 class Service(StrEnum):

@@ -1,0 +1,72 @@
+"""`segwarden audit …`: operator commands that read the ledger's store directly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from dataclasses import asdict
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy import Engine, inspect, make_url
+
+from services.audit.database import make_engine
+from services.audit.settings import AuditSettings
+from services.audit.side_stores import SqlCheckpointStore
+from services.audit.signing import Ed25519Signer
+from services.audit.store import SqlLedgerStore
+from services.audit.tables import records
+from services.audit.verify import VerifyReport, verify_ledger
+
+app = typer.Typer(help="The audit ledger.", no_args_is_help=True)
+
+
+@app.command()
+def verify(
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (no progress bar)."),
+) -> None:
+    """Verify the ledger (AUDIT_DB_URL or $DATA_DIR/audit.db): exit 0 when intact, 1 when not."""
+    settings = AuditSettings()
+    url = settings.database_url()
+    sqlite_file = make_url(url).database if url.startswith("sqlite") else None
+    if sqlite_file is not None and not Path(sqlite_file).exists():
+        _no_ledger(url)
+    engine = make_engine(url)
+    try:
+        if not inspect(engine).has_table(records.name):
+            _no_ledger(engine.url.render_as_string())
+        report = _verify(settings, engine, show_progress=not as_json)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(asdict(report)))
+    else:
+        _print(report)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _no_ledger(where: str) -> None:
+    typer.echo(f"segwarden: no audit ledger in {where}", err=True)
+    raise typer.Exit(2)
+
+
+def _verify(settings: AuditSettings, engine: Engine, show_progress: bool) -> VerifyReport:
+    ledger, checkpoints = SqlLedgerStore(engine), SqlCheckpointStore(engine)
+    signer = Ed25519Signer.existing(settings.data_dir)
+    length, _ = ledger.head()
+    columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not show_progress) as progress:
+        task = progress.add_task("ledger", total=length)
+        return verify_ledger(ledger, checkpoints.all(), signer, lambda n: progress.advance(task, n))
+
+
+def _print(report: VerifyReport) -> None:
+    console = Console()
+    if report.ok:
+        console.print(
+            f"[green]ok[/green]: {report.length} records, head {report.head}, "
+            f"{report.checkpoints_checked} signed checkpoints match"
+        )
+    else:
+        console.print(f"[red]bad[/red]: first bad seq {report.first_bad_seq}: {report.reason}")
