@@ -1,0 +1,131 @@
+"""Fixtures for the consent service's integration tests: a shared service per module, topic readers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from tests.conftest import TEST_TOKENS
+from tests.support import ServiceProcess
+
+Record = tuple[str | None, bytes | None]
+
+
+def consent_env(kafka_bootstrap: str, redis_url: str, data_dir: Path, **overrides: str) -> dict[str, str]:
+    """The env of `service_env`, for fixtures wider than one test (its own prefix and data dir)."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "REDIS_URL": redis_url,
+        "TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
+        "TOPIC_PARTITIONS": "3",
+        "DATA_DIR": str(data_dir),
+        "AUTH_TOKENS": ",".join(f"{token}={scopes}" for token, scopes in TEST_TOKENS.items()),
+        "INTERNAL_TOKEN": "admin-token-0001",
+        "CONSENT_EXPIRY_INTERVAL": "1",
+        "CONSENT_OUTBOX_POLL_INTERVAL": "0.5",
+        **overrides,
+    }
+
+
+@pytest.fixture(scope="module")
+def consent(
+    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    """One consent service shared by a module's tests; each test uses its own customer ids."""
+    tmp = tmp_path_factory.mktemp("consent")
+    service = ServiceProcess(
+        "consent", consent_env(kafka_bootstrap, redis_url, tmp / "data"), tmp / "consent.log"
+    )
+    try:
+        yield service.wait_ready()
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def customer() -> str:
+    return f"c-{uuid.uuid4().hex[:12]}"
+
+
+def topic(service: ServiceProcess, base: str) -> str:
+    return service.env["TOPIC_PREFIX"] + base
+
+
+def read_topic(
+    bootstrap: str, name: str, until: Callable[[list[Record]], bool], timeout: float = 30.0
+) -> list[Record]:
+    """Every (key, value) of a topic from the start, polled until `until` holds or the deadline passes."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100)
+    try:
+        partitions = _partitions(consumer, name, timeout)
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        records: list[Record] = []
+        deadline = time.monotonic() + timeout
+        while not until(records) and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend((r.key.decode() if r.key else None, r.value) for r in batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def _partitions(consumer: KafkaConsumer, name: str, timeout: float) -> list[TopicPartition]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = consumer.partitions_for_topic(name)
+        if found:
+            return [TopicPartition(name, p) for p in sorted(found)]
+        time.sleep(0.2)
+    raise AssertionError(f"topic {name} does not exist")
+
+
+def for_key(records: list[Record], key: str) -> list[bytes | None]:
+    return [value for k, value in records if k == key]
+
+
+def produce(bootstrap: str, name: str, key: str, values: list[bytes]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    try:
+        for value in values:
+            producer.send(name, value, key=key.encode())
+        producer.flush(30)
+    finally:
+        producer.close()
+
+
+def wait_for(check: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> object:
+    """Poll `check` until it returns something truthy; fail naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def choice(status: str = "granted", **fields: object) -> dict[str, object]:
+    return {
+        "status": status,
+        "source": "preference-center",
+        "jurisdiction": "GDPR",
+        "policy_version": "2026-03",
+    } | fields
+
+
+def put(
+    service: ServiceProcess, customer_id: str, purpose: str, body: dict[str, object], **headers: str
+) -> httpx.Response:
+    return httpx.put(
+        f"{service.url}/v1/customers/{customer_id}/consents/{purpose}",
+        json=body,
+        headers={"Authorization": "Bearer consent-writer-01", **headers},
+        timeout=10,
+    )

@@ -1,0 +1,178 @@
+"""consent.requests, expiry, erasure and export against the real service process and broker."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.events import ConsentChanged, ConsentRequested, DeadLetter, ErasureRequested
+from tests.conftest import bearer
+from tests.integration.consent.conftest import choice, for_key, produce, put, read_topic, topic, wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _history(consent, customer: str) -> list[dict]:
+    url = f"{consent.url}/v1/customers/{customer}/consents/history"
+    return httpx.get(url, headers=bearer(), timeout=10).json()["history"]
+
+
+def _request(customer: str, request_id: str, **fields: object) -> bytes:
+    # Request ids are de-duplicated across all customers, so each carries its customer's id.
+    body = {
+        "request_id": f"{customer}-{request_id}",
+        "customer_id": customer,
+        "purpose": "personalization",
+        **choice(),
+        **fields,
+    }
+    return json.dumps(body).encode()
+
+
+def test_kafka_requests_are_recorded_once_per_request_id(consent, kafka_bootstrap, customer) -> None:
+    ConsentRequested.model_validate_json(_request(customer, "r-1"))  # the test's input is a valid request
+    produce(kafka_bootstrap, topic(consent, "consent.requests"), customer, [_request(customer, "r-1")] * 3)
+    produce(
+        kafka_bootstrap,
+        topic(consent, "consent.requests"),
+        customer,
+        [_request(customer, "r-2", status="denied")],
+    )
+    history = wait_for(lambda: len(h := _history(consent, customer)) >= 2 and h, what="two recorded requests")
+    assert [(h["status"], h["method"]) for h in history] == [("granted", "kafka"), ("denied", "kafka")]
+    changes = read_topic(
+        kafka_bootstrap, topic(consent, "consent.changes"), lambda r: len(for_key(r, customer)) >= 2
+    )
+    assert [ConsentChanged.model_validate_json(v).status for v in for_key(changes, customer)] == [
+        "granted",
+        "denied",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        (b"{not json", "json"),
+        (None, "purpose"),
+        (None, "customer_id"),
+        (None, "expires_at"),
+    ],
+)
+def test_invalid_requests_go_to_the_dead_letter_topic_naming_the_field(
+    consent, kafka_bootstrap, customer, value: bytes | None, field: str
+) -> None:
+    bad = {
+        "purpose": _request(customer, "r-bad", purpose="no_such_purpose"),
+        "customer_id": _request("bad id!", "r-bad"),
+        "expires_at": _request(customer, "r-bad", expires_at="2020-01-01T00:00:00Z"),
+    }
+    payload = value if value is not None else bad[field]
+    produce(
+        kafka_bootstrap, topic(consent, "consent.requests"), customer, [payload, _request(customer, "r-ok")]
+    )
+    dlq = read_topic(
+        kafka_bootstrap, topic(consent, "consent.requests.dlq"), lambda r: bool(for_key(r, customer))
+    )
+    [letter] = [DeadLetter.model_validate_json(v) for v in for_key(dlq, customer)]
+    assert field in letter.error.lower() and letter.value == payload.decode()
+    # One bad record never stops the stream: the valid one after it is recorded.
+    assert wait_for(lambda: _history(consent, customer), what="the valid request after the bad one")
+    metrics = httpx.get(f"{consent.url}/metrics").text
+    assert f'segwarden_dead_letters_total{{topic="{topic(consent, "consent.requests")}"}}' in metrics
+
+
+def test_a_lapsed_grant_is_denied_and_published_by_the_expiry_job(consent, kafka_bootstrap, customer) -> None:
+    expires = datetime.now(UTC) + timedelta(seconds=2)
+    assert (
+        put(consent, customer, "marketing_email", choice(expires_at=expires.isoformat())).status_code == 200
+    )
+    changes = read_topic(
+        kafka_bootstrap, topic(consent, "consent.changes"), lambda r: len(for_key(r, customer)) >= 2
+    )
+    expired = ConsentChanged.model_validate_json(for_key(changes, customer)[-1])
+    assert (expired.status, expired.previous_status, expired.reason) == ("denied", "granted", "expired")
+    assert expired.recorded_at >= expires
+    last = _history(consent, customer)[-1]
+    assert (last["status"], last["reason"], last["method"], last["published"]) == (
+        "denied",
+        "expired",
+        "expiry",
+        True,
+    )
+    states = httpx.get(f"{consent.url}/v1/customers/{customer}/consents", headers=bearer()).json()["purposes"]
+    assert states["marketing_email"]["effective"] is False
+
+
+def _rows_naming(db: Path, needle: str) -> list[tuple[str, str]]:
+    """(table, column) pairs whose stored text or bytes contain `needle`."""
+    found = []
+    with sqlite3.connect(db) as connection:
+        tables = [t for (t,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            columns = [c[1] for c in connection.execute(f"PRAGMA table_info({table})")]
+            for column in columns:
+                for (value,) in connection.execute(f"SELECT {column} FROM {table}"):
+                    text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+                    if needle in text:
+                        found.append((table, column))
+    return found
+
+
+def test_erasure_forgets_the_customer_and_tells_everyone(consent, kafka_bootstrap, customer) -> None:
+    for purpose in ("marketing_email", "profiling"):
+        assert put(consent, customer, purpose, choice()).status_code == 200
+    assert (
+        httpx.post(
+            f"{consent.url}/v1/customers/{customer}/erasure", headers=bearer("consent-writer-01")
+        ).status_code
+        == 403
+    )
+    response = httpx.post(
+        f"{consent.url}/v1/customers/{customer}/erasure", headers=bearer("dsr-officer-0001")
+    )
+    assert response.status_code == 202
+    erasure_id = response.json()["event_id"]
+    requests = read_topic(
+        kafka_bootstrap, topic(consent, "erasure.requests"), lambda r: bool(for_key(r, customer))
+    )
+    [request] = [ErasureRequested.model_validate_json(v) for v in for_key(requests, customer)]
+    assert request.event_id == erasure_id
+    state = read_topic(
+        kafka_bootstrap, topic(consent, "consent.state"), lambda r: None in for_key(r, customer)
+    )
+    assert for_key(state, customer)[-1] is None  # the tombstone is the last word
+    changes = read_topic(
+        kafka_bootstrap, topic(consent, "consent.changes"), lambda r: len(for_key(r, customer)) >= 4
+    )
+    erased = [ConsentChanged.model_validate_json(v) for v in for_key(changes, customer)][2:]
+    assert sorted((c.purpose, c.status, c.reason) for c in erased) == [
+        ("marketing_email", "denied", "erasure"),
+        ("profiling", "denied", "erasure"),
+    ]
+    assert _history(consent, customer) == []
+    db = Path(consent.env["DATA_DIR"]) / "consent.db"
+    assert wait_for(lambda: not _rows_naming(db, customer), what="no row naming the erased customer")
+    with sqlite3.connect(db) as connection:
+        proofs = connection.execute(
+            "SELECT subject, records_deleted FROM erasures WHERE event_id = ?", (erasure_id,)
+        )
+        [(subject, deleted)] = proofs.fetchall()
+    assert len(subject) == 64 and deleted >= 4
+
+
+def test_export_bundles_consents_history_and_says_which_peer_is_unavailable(consent, customer) -> None:
+    # The module's service points SEGMENTER_URL/AUDIT_URL at their defaults, where nothing listens in tests.
+    assert put(consent, customer, "marketing_email", choice()).status_code == 200
+    url = f"{consent.url}/v1/customers/{customer}/export"
+    assert httpx.get(url, headers=bearer("consent-reader-01")).status_code == 403
+    bundle = httpx.get(url, headers=bearer("dsr-officer-0001"), timeout=30).json()
+    assert bundle["customer_id"] == customer
+    assert bundle["consents"]["marketing_email"]["effective"] is True
+    assert [h["purpose"] for h in bundle["history"]] == ["marketing_email"]
+    assert bundle["segments"] is None and bundle["audit"] is None
+    assert sorted(bundle["unavailable"]) == ["audit", "segmenter"]
