@@ -1,0 +1,136 @@
+"""The store on real SQLite and PostgreSQL: triggers refuse changes; tampering behind its back is found."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from services.audit.append import append_to_ledger
+from services.audit.checkpointer import Checkpointer
+from services.audit.database import create_schema, make_engine
+from services.audit.ledger import LedgerEntry
+from services.audit.settings import AuditSettings
+from services.audit.side_stores import SqlCheckpointStore
+from services.audit.signing import Ed25519Signer
+from services.audit.store import SqlLedgerStore
+from services.audit.verify import VerifyReport, verify_ledger
+from tests.unit.audit.rfc9162 import check_chain
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'audit.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    made = make_engine(db_url)
+    create_schema(made)
+    yield made
+    made.dispose()
+
+
+def fill(engine: Engine, count: int) -> SqlLedgerStore:
+    ledger = SqlLedgerStore(engine)
+    entries = [
+        LedgerEntry("consent_change", "ab" * 32, f"e-{i}", {"i": i, "status": "granted"})
+        for i in range(count)
+    ]
+    ledger.append(entries[: count // 2])
+    ledger.append(entries[count // 2 :] + entries[:3])  # redelivered: skipped
+    return ledger
+
+
+def verify(engine: Engine, signer: Ed25519Signer) -> VerifyReport:
+    return verify_ledger(SqlLedgerStore(engine), SqlCheckpointStore(engine).all(), signer)
+
+
+def tamper(engine: Engine, *statements: str) -> None:
+    """Change rows behind the service's back: drop the guard triggers, then edit."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("ALTER TABLE audit_records DISABLE TRIGGER USER"))
+        else:
+            for op in ("update", "delete"):
+                connection.execute(text(f"DROP TRIGGER audit_records_no_{op}"))
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+
+
+def test_appends_chain_and_skip_duplicates(engine: Engine) -> None:
+    ledger = fill(engine, 10)
+    rows = [row for chunk in ledger.rows(chunk=3) for row in chunk]
+    assert [row[4] for row in rows] == [f"e-{i}" for i in range(10)]
+    keys = ("seq", "at", "kind", "subject", "event_id", "payload", "prev_hash", "hash")
+    check_chain(
+        [{**dict(zip(keys, row, strict=True)), "payload": json.loads(row[5])} for row in rows]
+    )
+
+
+@pytest.mark.parametrize(
+    "statement", ["UPDATE audit_records SET kind = 'x' WHERE seq = 1", "DELETE FROM audit_records"]
+)
+def test_the_database_refuses_updates_and_deletes(engine: Engine, statement: str) -> None:
+    fill(engine, 4)
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+        connection.execute(text(statement))
+
+
+@pytest.mark.parametrize(
+    ("statements", "first_bad"),
+    [
+        (['UPDATE audit_records SET payload = \'{"i":4,"status":"denied"}\' WHERE seq = 4'], 4),
+        (["UPDATE audit_records SET subject = NULL WHERE seq = 6"], 6),
+        (["DELETE FROM audit_records WHERE seq = 5"], 5),
+        (
+            [
+                "UPDATE audit_records SET seq = -1 WHERE seq = 3",
+                "UPDATE audit_records SET seq = 3 WHERE seq = 2",
+                "UPDATE audit_records SET seq = 2 WHERE seq = -1",
+            ],
+            2,
+        ),
+        (["DELETE FROM audit_records WHERE seq = 9"], 9),  # the tail: caught by the signed checkpoint
+    ],
+    ids=["edit-payload", "edit-subject", "delete", "reorder", "truncate"],
+)
+def test_verify_names_the_first_bad_seq(
+    engine: Engine, tmp_path: Path, statements: list[str], first_bad: int
+) -> None:
+    ledger, signer = fill(engine, 10), Ed25519Signer.from_data_dir(tmp_path)
+    Checkpointer(ledger, SqlCheckpointStore(engine), signer).checkpoint()
+    assert verify(engine, signer).ok
+    tamper(engine, *statements)
+    report = verify(engine, signer)
+    assert not report.ok and report.first_bad_seq == first_bad, report
+
+
+def test_a_rewritten_suffix_is_caught_by_the_signed_checkpoints(engine: Engine, tmp_path: Path) -> None:
+    ledger, signer = fill(engine, 6), Ed25519Signer.from_data_dir(tmp_path)
+    checkpointer = Checkpointer(ledger, SqlCheckpointStore(engine), signer)
+    checkpointer.checkpoint()
+    ledger.append([LedgerEntry("consent_change", None, f"later-{i}", {"i": i}) for i in range(4)])
+    checkpointer.checkpoint()
+    # Rewrite records 7.. with a consistent chain, as an insider with the code could.
+    tamper(engine, "DELETE FROM audit_records WHERE seq >= 7")
+    ledger.append([LedgerEntry("consent_change", None, f"forged-{i}", {"i": i}) for i in range(3)])
+    report = verify(engine, signer)
+    assert not report.ok and report.first_bad_seq == 6 and "checkpoint" in (report.reason or "")
+
+
+def test_other_processes_append_through_the_same_lock(db_url: str, engine: Engine, tmp_path: Path) -> None:
+    settings = AuditSettings(data_dir=tmp_path, audit_db_url=db_url)
+    fill(engine, 3)
+    made = append_to_ledger(settings, "model_trained", "model-1", {"clusters": 4}, customer_id=None)
+    assert made is not None and made.seq == 3 and made.kind == "model_trained"
+    assert append_to_ledger(settings, "model_trained", "model-1", {"clusters": 4}) is None
+    with pytest.raises(ValueError, match="customer_id"):
+        append_to_ledger(settings, "model_trained", "model-2", {"customer_id": "c-1"})
+    assert verify(engine, Ed25519Signer.from_data_dir(tmp_path)).length == 4
