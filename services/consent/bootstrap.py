@@ -16,7 +16,7 @@ from services.consent.db.store import SqlConsentStore
 from services.consent.expiry import run_expiry
 from services.consent.export import HttpPeerExport
 from services.consent.policy import ConsentPolicy
-from services.consent.relay import KafkaOutboxRelay
+from services.consent.relay import KafkaOutboxRelay, sample_outbox
 from services.consent.service import ConsentService
 from services.consent.settings import ConsentSettings
 from shared import topics
@@ -33,6 +33,7 @@ from shared.kafka import (
 from shared.pseudonym import load_pseudonym_key
 
 log = logging.getLogger(__name__)
+OUTBOX_SAMPLE_SECONDS = 1.0
 
 
 class ConsentRuntime:
@@ -43,8 +44,9 @@ class ConsentRuntime:
         settings.ensure_data_dir()
         self.engine = make_engine(settings.db_url)
         self.names = topic_names(settings)
+        self.outbox = SqlOutbox(self.engine)
         self.relay = KafkaOutboxRelay(
-            SqlOutbox(self.engine),
+            self.outbox,
             self.names,
             state_page=lambda after, limit: self.service.state_page(after, limit),
             ensure_topics=lambda: asyncio.to_thread(ensure_topics, settings),
@@ -68,14 +70,13 @@ class ConsentRuntime:
     async def start(self) -> None:
         """Migrate the store, then connect to Kafka in the background so HTTP serves at once."""
         await asyncio.to_thread(run_migrations, self.engine)
-        self._tasks = [
-            asyncio.create_task(_keep_running("kafka", self._run_kafka)),
-            asyncio.create_task(
-                _keep_running(
-                    "expiry", lambda: run_expiry(self.service, self.settings.consent_expiry_interval)
-                )
-            ),
-        ]
+        expiry_interval = self.settings.consent_expiry_interval
+        work: dict[str, Callable[[], Awaitable[None]]] = {
+            "kafka": self._run_kafka,
+            "expiry": lambda: run_expiry(self.service, expiry_interval),
+            "outbox-gauges": lambda: sample_outbox(self.outbox, OUTBOX_SAMPLE_SECONDS),
+        }
+        self._tasks = [asyncio.create_task(_keep_running(name, run)) for name, run in work.items()]
 
     async def stop(self) -> None:
         for task in self._tasks:

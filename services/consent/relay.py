@@ -69,6 +69,10 @@ class KafkaOutboxRelay:
                 if resync:
                     await self.republish_state(producer)
                     resync, delay = False, 0.2
+                await self._prune()
+                woken = await self._sleep_until_woken()
+                # A broker that restarted empty (the embedded one keeps nothing) is found here.
+                resync = not woken and not await self._topics_present(producer)
             except RETRYABLE as exc:
                 metrics.PUBLISH_ERRORS.inc()
                 log.warning(
@@ -77,9 +81,6 @@ class KafkaOutboxRelay:
                 resync = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-                continue
-            await self._housekeep()
-            await self._sleep_until_woken()
 
     async def drain(self, producer: AIOKafkaProducer) -> int:
         """Publish pending rows until none is left; returns how many were published."""
@@ -118,22 +119,35 @@ class KafkaOutboxRelay:
         if failure is not None:
             raise failure
 
-    async def _housekeep(self) -> None:
+    async def _prune(self) -> None:
         now = utcnow()
         # Pruning is a write (an fsync on SQLite), so not on every wake-up under load.
         if now - self._pruned_at > PRUNE_EVERY:
             await asyncio.to_thread(self.outbox.prune_sent, now - self.retention)
             self._pruned_at = now
-        stats = await asyncio.to_thread(self.outbox.stats)
-        metrics.OUTBOX_PENDING.set(stats.pending)
-        age = (now - stats.oldest_created_at).total_seconds() if stats.oldest_created_at else 0.0
-        metrics.OUTBOX_OLDEST_AGE.set(max(0.0, age))
 
-    async def _sleep_until_woken(self) -> None:
+    async def _sleep_until_woken(self) -> bool:
+        """True when a commit woke the relay, False after the fallback poll interval."""
         try:
             await asyncio.wait_for(self._wake.wait(), self.poll_interval)
         except TimeoutError:
-            pass  # the fallback poll: rows a crashed process committed, or a wake-up that was missed
+            return False
+        return True
+
+    async def _topics_present(self, producer: AIOKafkaProducer) -> bool:
+        cluster = await producer.client.fetch_all_metadata()
+        wanted = {self.names.name(spec) for spec in (topics.CONSENT_CHANGES, topics.CONSENT_STATE)}
+        return wanted <= set(cluster.topics())
+
+
+async def sample_outbox(outbox: SqlOutbox, interval: float) -> None:
+    """Keep the outbox gauges current, also while the broker is away and the relay cannot run."""
+    while True:
+        stats = await asyncio.to_thread(outbox.stats)
+        metrics.OUTBOX_PENDING.set(stats.pending)
+        age = (utcnow() - stats.oldest_created_at).total_seconds() if stats.oldest_created_at else 0.0
+        metrics.OUTBOX_OLDEST_AGE.set(max(0.0, age))
+        await asyncio.sleep(interval)
 
 
 def _count(rows: list[OutboxRow], names: TopicNames) -> None:
