@@ -95,15 +95,15 @@ class FileModelStore:
                 logger.warning("model refused", extra={"model_id": model_id, "error": str(exc)})
         return found
 
-    def stamps(self) -> dict[str, tuple[int, int]]:
-        """Model id -> (mtime_ns, size) of its envelope: what a watcher compares to notice changes."""
+    def stamps(self) -> dict[str, tuple[int, int, int]]:
+        """Model id -> (inode, mtime_ns, size) of its envelope: what a watcher compares to notice changes."""
         stamps = {}
         for path in self.directory.glob("*.json"):
             try:
                 stat = path.stat()
             except FileNotFoundError:
                 continue  # removed while listing
-            stamps[path.stem] = (stat.st_mtime_ns, stat.st_size)
+            stamps[path.stem] = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         return stamps
 
     def report_path(self, model_id: str) -> Path:
