@@ -69,9 +69,7 @@ def test_appends_chain_and_skip_duplicates(engine: Engine) -> None:
     rows = [row for chunk in ledger.rows(chunk=3) for row in chunk]
     assert [row[4] for row in rows] == [f"e-{i}" for i in range(10)]
     keys = ("seq", "at", "kind", "subject", "event_id", "payload", "prev_hash", "hash")
-    check_chain(
-        [{**dict(zip(keys, row, strict=True)), "payload": json.loads(row[5])} for row in rows]
-    )
+    check_chain([{**dict(zip(keys, row, strict=True)), "payload": json.loads(row[5])} for row in rows])
 
 
 @pytest.mark.parametrize(

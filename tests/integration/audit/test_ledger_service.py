@@ -100,6 +100,8 @@ def test_records_every_source_event_once_verifiably(
     metrics = httpx.get(f"{audit.url}/metrics").text
     assert 'segwarden_audit_records_appended_total{kind="consent_change"} 5.0' in metrics
     assert "segwarden_audit_duplicates_skipped_total 3.0" in metrics
+    dlq_topic = TopicNames(topic_prefix).name(topics.CONSENT_CHANGES)
+    assert f'segwarden_dead_letters_total{{topic="{dlq_topic}"}} 1.0' in metrics
 
 
 def assert_pseudonymous(records: list[dict], customers: list[str], data_dir: Path, url: str) -> None:
