@@ -1,0 +1,139 @@
+"""`SqlConsentStore`, `SqlOutbox` and the use cases on real SQLite and PostgreSQL databases."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, inspect, select, text
+
+from services.consent import handlers
+from services.consent.db.engine import make_engine, normalize_url, run_migrations
+from services.consent.db.outbox import SqlOutbox
+from services.consent.db.store import SqlConsentStore
+from services.consent.db.tables import metadata
+from services.consent.domain import RecordConsent
+from services.consent.policy import ConsentPolicy
+from shared.catalog import load_catalog
+from shared.events import utcnow
+
+POLICY = ConsentPolicy(load_catalog())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'data' / 'consent.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url").replace("postgresql+psycopg", "postgresql")
+    engine = make_engine(url)
+    run_migrations(engine)
+    yield engine
+    engine.dispose()
+
+
+def grant(
+    customer: str = "c-1", purpose: str = "marketing_email", status: str = "granted", **fields
+) -> RecordConsent:
+    return RecordConsent(customer, purpose, status, "test", "GDPR", "v1", **fields)  # type: ignore[arg-type]
+
+
+def test_plain_postgresql_urls_get_the_psycopg_driver() -> None:
+    assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_migrations_create_the_schema_and_run_again_harmlessly(engine: Engine) -> None:
+    run_migrations(engine)
+    assert set(metadata.tables) <= set(inspect(engine).get_table_names())
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+
+
+def test_a_change_and_its_outbox_rows_commit_together(engine: Engine) -> None:
+    store, outbox = SqlConsentStore(engine), SqlOutbox(engine)
+    [entry] = handlers.record_consent(store, POLICY, grant(), utcnow()) or []
+    rows = outbox.pending(100)
+    assert [(r.topic, r.event_id) for r in rows][0] == ("consent.changes", entry.event_id)
+    assert rows[1].topic == "consent.state" and json.loads(rows[1].payload or b"")["customer_id"] == "c-1"
+    with pytest.raises(RuntimeError), store.customer("c-1") as unit:
+        denial = POLICY.decide(grant(status="denied"), unit.current(), utcnow())
+        unit.append(denial)
+        unit.enqueue("consent.changes", denial[0].event_id, b"{}", utcnow())
+        raise RuntimeError("crash before commit")
+    assert len(store.history("c-1")) == 1 and len(outbox.pending(100)) == 2
+
+
+def test_sent_rows_leave_the_queue_and_age_out(engine: Engine) -> None:
+    store, outbox = SqlConsentStore(engine), SqlOutbox(engine)
+    handlers.record_consent(store, POLICY, grant(), utcnow())
+    rows = outbox.pending(100)
+    assert outbox.stats().pending == 2 and outbox.stats().oldest_created_at is not None
+    outbox.mark_sent(rows[:1], utcnow())
+    assert [r.id for r in outbox.pending(100)] == [rows[1].id]
+    outbox.mark_sent(rows[1:], utcnow())
+    assert outbox.stats().pending == 0 and outbox.prune_sent(utcnow() + timedelta(seconds=1)) == 2
+
+
+def test_a_request_id_is_recorded_once(engine: Engine) -> None:
+    store = SqlConsentStore(engine)
+    assert handlers.record_consent(store, POLICY, grant(request_id="r-1"), utcnow())
+    assert handlers.record_consent(store, POLICY, grant(status="denied", request_id="r-1"), utcnow()) is None
+    assert [h["status"] for h in store.history("c-1")] == ["granted"]
+
+
+def test_lapsed_grants_are_found_and_expired(engine: Engine) -> None:
+    store = SqlConsentStore(engine)
+    now = utcnow()
+    handlers.record_consent(store, POLICY, grant(expires_at=now + timedelta(seconds=1)), now)
+    handlers.record_consent(store, POLICY, grant("c-2", expires_at=now + timedelta(days=1)), now)
+    later = now + timedelta(seconds=2)
+    assert store.customers_with_lapsed_grants(later, 10) == ["c-1"]
+    [entry] = handlers.expire_customer(store, POLICY, "c-1", later)
+    assert (entry.reason, entry.status) == ("expired", "denied")
+    assert store.customers_with_lapsed_grants(later, 10) == []
+    assert store.current("c-1")["marketing_email"].status == "denied"
+
+
+def test_concurrent_writers_of_one_customer_keep_a_consistent_chain(engine: Engine) -> None:
+    store = SqlConsentStore(engine)
+    statuses = ["granted", "denied"] * 10
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda s: handlers.record_consent(store, POLICY, grant(status=s), utcnow()), statuses))
+    history = store.history("c-1")
+    assert len(history) == len(statuses)
+    for before, after in zip(history, history[1:], strict=False):
+        assert after["previous_status"] == before["status"]
+        assert after["published"] == (after["status"] != before["status"])
+
+
+def test_erasure_leaves_only_a_pseudonymous_proof(engine: Engine) -> None:
+    store, outbox = SqlConsentStore(engine), SqlOutbox(engine)
+    handlers.record_consent(store, POLICY, grant("c-erase-me", gpc=True), utcnow())
+    handlers.record_consent(store, POLICY, grant("c-keep"), utcnow())
+    request, denials = handlers.erase_customer(store, POLICY, "c-erase-me", "ab" * 32, utcnow())
+    assert [d.purpose for d in denials] == ["marketing_email"]
+    queued = [r for r in outbox.pending(100) if r.customer_id == "c-erase-me"]
+    assert [r.topic for r in queued] == ["consent.changes", "consent.state", "erasure.requests"]
+    assert queued[1].payload is None and all(r.purge_when_sent for r in queued)
+    outbox.mark_sent(queued, utcnow())
+    assert _tables_naming(engine, "c-erase-me") == []
+    assert store.history("c-keep") and store.erasure_count("ab" * 32) == 1
+    assert request.customer_id == "c-erase-me"
+
+
+def _tables_naming(engine: Engine, needle: str) -> list[str]:
+    found = []
+    with engine.connect() as connection:
+        for table in metadata.sorted_tables:
+            for row in connection.execute(select(table)):
+                if any(
+                    needle in (v.decode(errors="replace") if isinstance(v, bytes) else str(v)) for v in row
+                ):
+                    found.append(table.name)
+    return found
