@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -25,6 +26,12 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "segmenter": SegmenterSettings,
     "audit": AuditSettings,
 }
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+def test_manifest_is_valid_against_the_kubernetes_schema(document: dict[str, Any]) -> None:
+    """Strict: a misspelt field (`readinesProbe`) is an error, not silently ignored by the API server."""
+    kubernetes_validate.validate(document, "1.30.0", strict=True)
 
 
 def container(name: str) -> dict[str, Any]:
