@@ -57,7 +57,7 @@ class FileModelStore:
         """Write the model's bytes, then its signed envelope; returns the envelope's path."""
         target = self._envelope_path(check_model_id(metadata.id))
         previous = self._recorded_checksum(target)
-        if target.exists() and not replace:
+        if self.exists(metadata.id) and not replace:
             raise ModelExistsError(f"model {metadata.id!r} exists; retrain under a new id or replace it")
         data = pickle.dumps(pipeline, protocol=5)
         signed = envelope(self._key, metadata, data)
@@ -105,6 +105,17 @@ class FileModelStore:
                 continue  # removed while listing
             stamps[path.stem] = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         return stamps
+
+    def remove(self, model_id: str) -> None:
+        """Delete a model: its envelope first, so no reader finds it half gone."""
+        checksum = self._recorded_checksum(self._envelope_path(check_model_id(model_id)))
+        self._envelope_path(model_id).unlink(missing_ok=True)
+        if checksum is not None:
+            self._bytes_path(model_id, checksum).unlink(missing_ok=True)
+        self.report_path(model_id).unlink(missing_ok=True)
+
+    def exists(self, model_id: str) -> bool:
+        return self._envelope_path(check_model_id(model_id)).exists()
 
     def report_path(self, model_id: str) -> Path:
         return self.directory / f"{check_model_id(model_id)}.png"

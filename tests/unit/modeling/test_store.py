@@ -120,3 +120,10 @@ def test_the_installation_key_is_created_once(tmp_path: Path, trained: TrainedMo
     model_store(settings).save(trained.metadata, trained.pipeline)
     assert model_store(settings).load("rfm-3").metadata == trained.metadata
     assert (tmp_path / "model-key").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_removed_model_leaves_no_file_behind(store: FileModelStore) -> None:
+    store.save_report("rfm-3", b"\x89PNG")
+    assert store.exists("rfm-3")
+    store.remove("rfm-3")
+    assert not store.exists("rfm-3") and list(store.directory.iterdir()) == []

@@ -1,0 +1,85 @@
+"""The training service: counts only what its source allows, stores, reports and audits, or keeps nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.audit.database import make_engine
+from services.audit.settings import AuditSettings
+from services.audit.store import SqlLedgerStore
+from services.segmenter.modeling.ledger import SqlAuditLedger
+from services.segmenter.modeling.store import FileModelStore, ModelExistsError
+from services.segmenter.modeling.synthetic import population
+from services.segmenter.modeling.trainer import LedgerError, TrainingRun, train_model
+from services.segmenter.modeling.training import TrainingSpec
+
+
+class ListSource:
+    """An in-memory `TrainingSource`: (consented, features) pairs, filtered like a real source must."""
+
+    def __init__(self, people: list[tuple[bool, Mapping[str, object]]]) -> None:
+        self.people = people
+        self.without_consent = 0
+
+    async def population(self) -> int | None:
+        return len(self.people)
+
+    async def consented_features(self, purpose: str) -> AsyncIterator[Mapping[str, object]]:
+        for consented, features in self.people:
+            if consented:
+                yield features
+            else:
+                self.without_consent += 1
+
+
+class RefusingLedger:
+    def record(self, kind: str, event_id: str, payload: dict[str, Any]) -> None:
+        raise OSError("disk full")
+
+
+def people() -> list[tuple[bool, Mapping[str, object]]]:
+    return [(index % 4 != 0, features) for index, (_, features) in enumerate(population(40, seed=2))]
+
+
+def audit_records(settings: AuditSettings) -> list[dict[str, Any]]:
+    engine = make_engine(settings.database_url())
+    try:
+        return [r.to_dict() for r in SqlLedgerStore(engine).find(None, "model_trained", -1, 10)]
+    finally:
+        engine.dispose()
+
+
+async def test_a_training_is_stored_reported_and_audited_with_counts_only(tmp_path: Path) -> None:
+    store, settings = FileModelStore(tmp_path / "models", b"k" * 32), AuditSettings(data_dir=tmp_path)
+    scanned: list[int] = []
+    run = TrainingRun(TrainingSpec("rfm", 3), store, SqlAuditLedger(settings), on_scanned=scanned.append)
+    model = await train_model(ListSource(people()), run)
+    assert model.metadata.n_training == 90 and scanned[-1] == 120
+    assert store.load("rfm").metadata == model.metadata
+    assert store.report_path("rfm").read_bytes().startswith(b"\x89PNG")
+    (record,) = audit_records(settings)
+    assert record["subject"] is None
+    assert record["payload"]["n_training"] == 90 and record["payload"]["n_without_consent"] == 30
+    assert record["payload"]["sha256"] == store.metadata_and_checksum("rfm")[1]
+
+
+async def test_a_model_the_ledger_refuses_is_not_kept(tmp_path: Path) -> None:
+    store = FileModelStore(tmp_path, b"k" * 32)
+    with pytest.raises(LedgerError, match="disk full"):
+        await train_model(ListSource(people()), TrainingRun(TrainingSpec("rfm", 3), store, RefusingLedger()))
+    assert not store.exists("rfm") and list(tmp_path.iterdir()) == []
+
+
+async def test_an_existing_id_is_refused_before_reading_anyone(tmp_path: Path) -> None:
+    store, settings = FileModelStore(tmp_path / "models", b"k" * 32), AuditSettings(data_dir=tmp_path)
+    await train_model(
+        ListSource(people()), TrainingRun(TrainingSpec("rfm", 3), store, SqlAuditLedger(settings))
+    )
+    source = ListSource(people())
+    with pytest.raises(ModelExistsError, match="train a new id"):
+        await train_model(source, TrainingRun(TrainingSpec("rfm", 3), store, SqlAuditLedger(settings)))
+    assert source.without_consent == 0
