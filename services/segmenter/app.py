@@ -1,32 +1,58 @@
-"""The segmenter service's app factory (routes are mounted as the service grows)."""
+"""The segmenter's app factory: HTTP API, faust stream and periodic jobs in one process and loop."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis.asyncio as aioredis
 from fastapi import FastAPI
 
+from services.segmenter.adapters.redis_keys import KeyLayout
+from services.segmenter.adapters.redis_membership import RedisMembershipReader
+from services.segmenter.api import customers, models, segments
+from services.segmenter.api.deps import ApiContext
+from services.segmenter.bootstrap import Runtime
 from services.segmenter.settings import SegmenterSettings
 from shared.auth import load_tokens
+from shared.catalog import load_catalog
 from shared.http import Readiness, install_operational_routes
-from shared.kafka import broker_answers, make_producer
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: SegmenterSettings) -> FastAPI:
     readiness = Readiness()
+    redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    runtime = Runtime(settings, redis)
+    readiness.add("kafka", runtime.kafka_reason)
+    readiness.add("redis", runtime.redis_reason)
+    readiness.add("consent", runtime.consent_reason)
+    readiness.add("definitions", runtime.definitions_reason)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        producer = make_producer(settings, "segwarden-segmenter")
-        await producer.start()
-        readiness.add("kafka", lambda: broker_answers(producer))
+        starting = asyncio.create_task(runtime.start())
         try:
             yield
         finally:
-            await producer.stop()
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            await runtime.stop()
+            await redis.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
 
     app = FastAPI(title="segwarden segmenter", version="0.1.0", lifespan=lifespan)
     app.state.tokens = load_tokens(settings)
+    app.state.runtime = runtime
+    app.state.api = ApiContext(
+        settings=settings,
+        runtime=runtime,
+        membership=RedisMembershipReader(redis, KeyLayout(settings.redis_namespace)),
+        catalog=load_catalog(settings.purposes_file),
+    )
     install_operational_routes(app, readiness)
+    for router in (segments.router, customers.router, models.router):
+        app.include_router(router)
     return app

@@ -1,0 +1,79 @@
+"""Lua scripts that update one customer's keys (one hash slot) atomically."""
+
+# KEYS: features, version, seen-marker, consent, segments.
+# ARGV: dedupe ttl, type, occurred_at (epoch), purchase amount or "", then profile attr/JSON pairs.
+APPLY_EVENT = """
+if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[1]) then return {0} end
+local f, t = KEYS[1], tonumber(ARGV[3])
+redis.call('HINCRBY', f, 'events', 1)
+redis.call('HINCRBY', f, 'e:' .. ARGV[2], 1)
+local first = redis.call('HGET', f, 'first')
+if (not first) or tonumber(first) > t then redis.call('HSET', f, 'first', ARGV[3]) end
+local last = redis.call('HGET', f, 'last')
+if (not last) or tonumber(last) < t then redis.call('HSET', f, 'last', ARGV[3]) end
+if ARGV[4] ~= '' then
+  redis.call('HINCRBYFLOAT', f, 'spend', ARGV[4])
+  redis.call('HINCRBY', f, 'purchases', 1)
+  local lp = redis.call('HGET', f, 'lastp')
+  if (not lp) or tonumber(lp) < t then redis.call('HSET', f, 'lastp', ARGV[3]) end
+end
+for i = 5, #ARGV, 2 do redis.call('HSET', f, 'p:' .. ARGV[i], ARGV[i + 1]) end
+local v = redis.call('INCR', KEYS[2])
+return {1, v, redis.call('HGETALL', f), redis.call('HGETALL', KEYS[4]), redis.call('SMEMBERS', KEYS[5])}
+"""
+
+# KEYS: features, version, consent, segments.  Returns {version, features, consent, segments}.
+READ_CUSTOMER = """
+local v = tonumber(redis.call('GET', KEYS[2]) or '0')
+return {v, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[3]), redis.call('SMEMBERS', KEYS[4])}
+"""
+
+# KEYS: consent, version, features, segments.  ARGV: triples purpose, "status|expires|recorded", recorded.
+# A purpose's state only moves forward in recorded_at, so snapshots and changes commute.
+APPLY_CONSENT = """
+local changed = 0
+for i = 1, #ARGV, 3 do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  local newer = (not old) or tonumber(string.match(old, '([^|]*)$')) <= tonumber(ARGV[i + 2])
+  if newer and old ~= ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    changed = 1
+  end
+end
+local v
+if changed == 1 then v = redis.call('INCR', KEYS[2]) else v = tonumber(redis.call('GET', KEYS[2]) or '0') end
+local features = redis.call('HGETALL', KEYS[3])
+return {changed, v, features, redis.call('HGETALL', KEYS[1]), redis.call('SMEMBERS', KEYS[4])}
+"""
+
+# KEYS: version, segments, consent.  ARGV: expected version, now, then ops "j"|"l", segment,
+# n, n required purposes.  Refuses (-1) when the customer changed since it was read; a join
+# whose consent is not effective now is not applied (fail closed).  Returns applied segments.
+COMMIT = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
+local now, applied, i = tonumber(ARGV[2]), {}, 3
+while i <= #ARGV do
+  local action, sid, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  if action == 'j' then
+    local ok = true
+    for k = 1, n do
+      local s = redis.call('HGET', KEYS[3], ARGV[i + 2 + k])
+      local status, exp = string.match(s or '', '^([^|]*)|([^|]*)|')
+      if status ~= 'granted' or (exp ~= '' and tonumber(exp) <= now) then ok = false end
+    end
+    if ok and redis.call('SADD', KEYS[2], sid) == 1 then table.insert(applied, sid) end
+  elseif redis.call('SREM', KEYS[2], sid) == 1 then
+    table.insert(applied, sid)
+  end
+  i = i + 3 + n
+end
+return applied
+"""
+
+# KEYS: features, consent, segments, version.  Returns the segments the customer was in.
+ERASE = """
+local segs = redis.call('SMEMBERS', KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('INCR', KEYS[4])
+return segs
+"""

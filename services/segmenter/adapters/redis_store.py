@@ -1,0 +1,217 @@
+"""RedisCustomerStore: features, consent and live membership of customers in Redis, shared by all workers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from services.segmenter.adapters import lua
+from services.segmenter.adapters.redis_keys import KeyLayout
+from services.segmenter.domain.consent import ConsentView, PurposeConsent
+from services.segmenter.domain.membership import MembershipChange
+
+
+@dataclass(frozen=True)
+class CustomerSnapshot:
+    """What one atomic read (or update) of a customer's slot returned."""
+
+    customer_id: str
+    version: int
+    features: dict[str, str]
+    consent: ConsentView
+    segments: set[str]
+
+
+@dataclass(frozen=True)
+class EventWrite:
+    """The feature update one customer event makes."""
+
+    customer_id: str
+    event_id: str
+    type: str
+    occurred_at: float
+    amount: float | None
+    profile: dict[str, Any]
+
+
+def encode_consent(state: PurposeConsent) -> str:
+    expires = "" if state.expires_at is None else repr(state.expires_at)
+    return f"{state.status}|{expires}|{state.recorded_at!r}"
+
+
+def decode_consent(raw: dict[str, str]) -> ConsentView:
+    purposes = {}
+    for purpose, value in raw.items():
+        status, expires, recorded = value.split("|")
+        purposes[purpose] = PurposeConsent(status, float(expires) if expires else None, float(recorded))
+    return ConsentView(purposes)
+
+
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+class RedisCustomerStore:
+    def __init__(self, client: aioredis.Redis, keys: KeyLayout, dedupe_ttl_s: int) -> None:
+        self.client = client
+        self.keys = keys
+        self.dedupe_ttl_s = dedupe_ttl_s
+        self._apply_event = client.register_script(lua.APPLY_EVENT)
+        self._read = client.register_script(lua.READ_CUSTOMER)
+        self._apply_consent = client.register_script(lua.APPLY_CONSENT)
+        self._commit = client.register_script(lua.COMMIT)
+        self._erase = client.register_script(lua.ERASE)
+
+    async def ping(self) -> None:
+        await self.client.ping()
+
+    def _snapshot(self, customer_id: str, version: int, result: Sequence[Any]) -> CustomerSnapshot:
+        features, consent, segments = result
+        return CustomerSnapshot(
+            customer_id, int(version), _pairs(features), decode_consent(_pairs(consent)), set(segments)
+        )
+
+    async def apply_events(
+        self, writes: Sequence[EventWrite], known: Iterable[tuple[int, str]]
+    ) -> list[CustomerSnapshot | None]:
+        """Apply every event in one pipeline; None for a redelivered (already applied) event."""
+        k = self.keys
+        async with self.client.pipeline(transaction=False) as pipe:
+            for w in writes:
+                profile = [item for attr, value in w.profile.items() for item in (attr, json.dumps(value))]
+                args: list[str | int | float] = [
+                    self.dedupe_ttl_s,
+                    w.type,
+                    repr(w.occurred_at),
+                    "" if w.amount is None else repr(w.amount),
+                ]
+                keys = [
+                    k.features(w.customer_id),
+                    k.version(w.customer_id),
+                    k.seen(w.customer_id, w.event_id),
+                ]
+                keys += [k.consent(w.customer_id), k.segments(w.customer_id)]
+                await self._apply_event(keys=keys, args=[*args, *profile], client=pipe)
+            for partition, customer_id in known:
+                pipe.sadd(k.known(partition), customer_id)
+            results = await pipe.execute()
+        return [
+            self._snapshot(w.customer_id, r[1], r[2:]) if r[0] else None
+            for w, r in zip(writes, results, strict=False)
+        ]
+
+    async def read(self, customer_id: str) -> CustomerSnapshot:
+        k = self.keys
+        keys = [
+            k.features(customer_id),
+            k.version(customer_id),
+            k.consent(customer_id),
+            k.segments(customer_id),
+        ]
+        result = await self._read(keys=keys)
+        return self._snapshot(customer_id, result[0], result[1:])
+
+    async def apply_consent(
+        self, customer_id: str, states: dict[str, PurposeConsent]
+    ) -> tuple[bool, CustomerSnapshot]:
+        """Record the purposes' states (each only moves forward in time); whether anything changed."""
+        k = self.keys
+        args: list[Any] = []
+        for purpose, state in states.items():
+            args += [purpose, encode_consent(state), repr(state.recorded_at)]
+        keys = [
+            k.consent(customer_id),
+            k.version(customer_id),
+            k.features(customer_id),
+            k.segments(customer_id),
+        ]
+        result = await self._apply_consent(keys=keys, args=args)
+        return bool(result[0]), self._snapshot(customer_id, result[1], result[2:])
+
+    async def commit(
+        self, snapshot: CustomerSnapshot, changes: Sequence[MembershipChange], now: float
+    ) -> list[MembershipChange] | None:
+        """Apply the changes to the customer's set if nothing changed since `snapshot`; None if it did."""
+        cid = snapshot.customer_id
+        args: list[Any] = [str(snapshot.version), repr(now)]
+        for change in changes:
+            args += [
+                "j" if change.action == "joined" else "l",
+                change.segment_id,
+                len(change.required_purposes),
+            ]
+            args += list(change.required_purposes)
+        keys = [self.keys.version(cid), self.keys.segments(cid), self.keys.consent(cid)]
+        applied = await self._commit(keys=keys, args=args)
+        if applied == -1:
+            return None
+        done = set(applied)
+        return [c for c in changes if c.segment_id in done]
+
+    async def sync_members(self, customer_id: str, applied: Sequence[MembershipChange]) -> None:
+        """Second step: the segments' member sets (other hash slots) follow the customer's set."""
+        if not applied:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for change in applied:
+                members = self.keys.members(change.segment_id)
+                if change.action == "joined":
+                    pipe.sadd(members, customer_id)
+                else:
+                    pipe.srem(members, customer_id)
+            await pipe.execute()
+
+    async def erase(self, customer_id: str) -> list[str]:
+        """Delete features, consent and segments of the customer; the segments they were in."""
+        k = self.keys
+        keys = [
+            k.features(customer_id),
+            k.consent(customer_id),
+            k.segments(customer_id),
+            k.version(customer_id),
+        ]
+        return sorted(await self._erase(keys=keys))
+
+    async def clear_consent(self, customer_id: str) -> CustomerSnapshot:
+        """Drop every consent record of the customer (a consent.state tombstone): all denied."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.consent(customer_id))
+            pipe.incr(self.keys.version(customer_id))
+            await pipe.execute()
+        return await self.read(customer_id)
+
+    async def forget(self, partition: int, customer_id: str) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.srem(self.keys.known(partition), customer_id)
+            pipe.zrem(self.keys.expiry(partition), customer_id)
+            await pipe.execute()
+
+    async def remember(self, partition: int, customer_id: str) -> None:
+        await self.client.sadd(self.keys.known(partition), customer_id)
+
+    async def known_customers(self, partition: int) -> AsyncIterator[str]:
+        async for customer_id in self.client.sscan_iter(self.keys.known(partition), count=500):
+            yield customer_id
+
+    async def read_many(self, customer_ids: Sequence[str]) -> list[CustomerSnapshot]:
+        k = self.keys
+        async with self.client.pipeline(transaction=False) as pipe:
+            for cid in customer_ids:
+                keys = [k.features(cid), k.version(cid), k.consent(cid), k.segments(cid)]
+                await self._read(keys=keys, client=pipe)
+            results = await pipe.execute()
+        return [self._snapshot(cid, r[0], r[1:]) for cid, r in zip(customer_ids, results, strict=True)]
+
+    async def set_expiry(self, partition: int, customer_id: str, expires_at: float | None) -> None:
+        if expires_at is None:
+            await self.client.zrem(self.keys.expiry(partition), customer_id)
+        else:
+            await self.client.zadd(self.keys.expiry(partition), {customer_id: expires_at})
+
+    async def due_expiries(self, partition: int, now: float, limit: int = 1000) -> list[str]:
+        key = self.keys.expiry(partition)
+        return list(await self.client.zrangebyscore(key, "-inf", now, start=0, num=limit))

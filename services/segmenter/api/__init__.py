@@ -1,0 +1,1 @@
+"""The segmenter's HTTP API: one router per resource."""

@@ -1,0 +1,84 @@
+"""Request and response models of the segmenter API (separate from the strict topic models)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from shared.events import PURPOSE_ID_PATTERN, SegmentDefinition
+
+
+class SegmentRequest(BaseModel):
+    """A rule-based segment (`rule`) or a model-based one (`model` and `cluster`)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    rule: Annotated[str, Field(max_length=4096)] | None = None
+    model: Annotated[str, Field(max_length=128)] | None = None
+    cluster: Annotated[int, Field(ge=0)] | None = None
+    required_purposes: list[Annotated[str, Field(pattern=PURPOSE_ID_PATTERN)]] = []
+    description: Annotated[str, Field(max_length=2048)] = ""
+
+
+class SegmentResponse(BaseModel):
+    segment_id: str
+    name: str
+    rule: str | None
+    model: str | None
+    cluster: int | None
+    required_purposes: list[str]
+    description: str
+    version: int
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, d: SegmentDefinition) -> SegmentResponse:
+        return cls(
+            segment_id=d.segment_id,
+            name=d.name,
+            rule=d.rule,
+            model=d.model,
+            cluster=d.cluster,
+            required_purposes=list(d.required_purposes),
+            description=d.description,
+            version=d.version,
+            updated_at=d.updated_at,
+        )
+
+
+class SegmentList(BaseModel):
+    segments: list[SegmentResponse]
+
+
+class SegmentDeleted(BaseModel):
+    segment_id: str
+    deleted: bool
+
+
+class MembersPage(BaseModel):
+    members: list[str]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null when done")
+
+
+class SegmentStats(BaseModel):
+    segment_id: str
+    size: int
+    k_anonymity: int
+    breakdowns: dict[str, dict[str, int]] = Field(
+        description="member counts per profile attribute value; groups smaller than k_anonymity "
+        "are merged into `_suppressed` (itself omitted when smaller than k_anonymity)"
+    )
+
+
+class CustomerSegments(BaseModel):
+    customer_id: str
+    segments: list[str]
+
+
+class ModelInfo(BaseModel):
+    id: str
+    created_at: datetime
+    clusters: int
+    features: list[str]
+    n_training: int

@@ -1,0 +1,140 @@
+"""Routes of /v1/segments: definitions, members and k-anonymous stats."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+
+from services.segmenter.api.deps import CanRead, CanWrite, Context
+from services.segmenter.api.schemas import (
+    MembersPage,
+    SegmentDeleted,
+    SegmentList,
+    SegmentRequest,
+    SegmentResponse,
+    SegmentStats,
+)
+from services.segmenter.domain.stats import suppress_small_groups
+from services.segmenter.rules import RuleError, compile_rule
+from shared.events import SEGMENT_ID_PATTERN, SegmentDefinition, new_event_id, utcnow
+
+router = APIRouter(prefix="/v1/segments", tags=["segments"])
+SegmentIdPath = Annotated[str, Path(pattern=SEGMENT_ID_PATTERN)]
+BREAKDOWN_ATTRS = ("country", "tier")
+STATS_SCAN_LIMIT = 100_000
+
+
+def _invalid(loc: list[str | int], message: str, **extra: object) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{"loc": loc, "msg": message, **extra}])
+
+
+def _validate(body: SegmentRequest, ctx: Context) -> None:
+    if (body.rule is None) == (body.model is None):
+        raise _invalid(["body", "rule"], "a segment has exactly one of `rule` or `model`")
+    if body.model is not None and body.cluster is None:
+        raise _invalid(["body", "cluster"], "a model-based segment names its cluster")
+    for index, purpose in enumerate(body.required_purposes):
+        if ctx.catalog.get(purpose) is None:
+            raise _invalid(["body", "required_purposes", index], f"unknown purpose {purpose!r}")
+    if body.rule is not None:
+        try:
+            compile_rule(body.rule)
+        except RuleError as exc:
+            raise _invalid(["body", "rule"], str(exc), position=exc.position) from exc
+
+
+@router.put("/{segment_id}", response_model=SegmentResponse)
+async def put_segment(
+    segment_id: SegmentIdPath, body: SegmentRequest, ctx: Context, _: CanWrite
+) -> SegmentResponse:
+    """Create or replace a segment; its members are re-evaluated."""
+    _validate(body, ctx)
+    definition = SegmentDefinition(
+        event_id=new_event_id(),
+        segment_id=segment_id,
+        name=body.name,
+        rule=body.rule,
+        model=body.model,
+        cluster=body.cluster,
+        required_purposes=tuple(dict.fromkeys(body.required_purposes)),
+        description=body.description,
+        version=ctx.definitions.next_version(segment_id),
+        updated_at=utcnow(),
+    )
+    return SegmentResponse.of(await ctx.definitions.save(definition))
+
+
+@router.get("", response_model=SegmentList)
+async def list_segments(ctx: Context, _: CanRead) -> SegmentList:
+    """Every live segment."""
+    segments = sorted(ctx.definitions.registry.all(), key=lambda s: s.id)
+    return SegmentList(segments=[SegmentResponse.of(s.definition) for s in segments])
+
+
+def _existing(segment_id: str, ctx: Context) -> SegmentDefinition:
+    segment = ctx.definitions.registry.get(segment_id)
+    if segment is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no segment {segment_id!r}")
+    return segment.definition
+
+
+@router.get("/{segment_id}", response_model=SegmentResponse)
+async def get_segment(segment_id: SegmentIdPath, ctx: Context, _: CanRead) -> SegmentResponse:
+    """One segment's definition."""
+    return SegmentResponse.of(_existing(segment_id, ctx))
+
+
+@router.delete("/{segment_id}", response_model=SegmentDeleted)
+async def delete_segment(segment_id: SegmentIdPath, ctx: Context, _: CanWrite) -> SegmentDeleted:
+    """Delete a segment: every member leaves it (reason segment_deleted)."""
+    _existing(segment_id, ctx)
+    return SegmentDeleted(segment_id=segment_id, deleted=await ctx.definitions.delete(segment_id))
+
+
+@router.get("/{segment_id}/members", response_model=MembersPage)
+async def members(
+    segment_id: SegmentIdPath,
+    ctx: Context,
+    _: CanRead,
+    cursor: Annotated[str, Query(pattern=r"^\d{1,20}$")] = "0",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> MembersPage:
+    """A page of live members (an SSCAN cursor: a page may hold a few more or fewer than `limit`)."""
+    _existing(segment_id, ctx)
+    page, next_cursor = await ctx.membership.page(segment_id, int(cursor), limit)
+    return MembersPage(members=page, next_cursor=str(next_cursor) if next_cursor else None)
+
+
+@router.get("/{segment_id}/stats", response_model=SegmentStats)
+async def stats(segment_id: SegmentIdPath, ctx: Context, _: CanRead) -> SegmentStats:
+    """Size, and breakdowns by profile country and tier with groups under K_ANONYMITY suppressed."""
+    _existing(segment_id, ctx)
+    counts: dict[str, Counter[str]] = {attr: Counter() for attr in BREAKDOWN_ATTRS}
+    chunk: list[str] = []
+    scanned = 0
+    async for customer_id in ctx.membership.members(segment_id):
+        chunk.append(customer_id)
+        scanned += 1
+        if len(chunk) >= 500 or scanned >= STATS_SCAN_LIMIT:
+            await _count(ctx, chunk, counts)
+            chunk = []
+        if scanned >= STATS_SCAN_LIMIT:
+            break
+    await _count(ctx, chunk, counts)
+    k = ctx.settings.k_anonymity
+    return SegmentStats(
+        segment_id=segment_id,
+        size=await ctx.membership.size(segment_id),
+        k_anonymity=k,
+        breakdowns={attr: suppress_small_groups(c, k) for attr, c in counts.items()},
+    )
+
+
+async def _count(ctx: Context, chunk: list[str], counts: dict[str, Counter[str]]) -> None:
+    if not chunk:
+        return
+    for profile in await ctx.membership.profiles(chunk, BREAKDOWN_ATTRS):
+        for attr in BREAKDOWN_ATTRS:
+            counts[attr][str(profile.get(attr, "_unknown"))] += 1

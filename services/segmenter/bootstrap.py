@@ -1,0 +1,130 @@
+"""The composition root's runtime: builds every adapter from settings and starts them in order.
+
+It runs in the background of the HTTP server, so /healthz answers at once and /readyz says
+what is still missing while the broker or Redis are away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+
+from services.segmenter.adapters.kafka_compacted import KafkaCompactedReader
+from services.segmenter.adapters.kafka_publisher import KafkaMembershipPublisher
+from services.segmenter.adapters.redis_keys import KeyLayout
+from services.segmenter.adapters.redis_store import RedisCustomerStore
+from services.segmenter.adapters.sqlite_definitions import SqliteDefinitionStore
+from services.segmenter.consent_loader import load_consent_state
+from services.segmenter.definition_feed import DefinitionFeed
+from services.segmenter.definitions import DefinitionService
+from services.segmenter.domain.segments import Segment, SegmentRegistry
+from services.segmenter.membership_service import MembershipService
+from services.segmenter.settings import SegmenterSettings
+from services.segmenter.stream_app import create_stream_app, owned_partitions
+from services.segmenter.stream_handlers import StreamHandlers
+from services.segmenter.sweeps import Sweeper, run_every
+from shared.kafka import broker_answers, ensure_topics, make_producer, start_client, topic_names
+from shared.pseudonym import load_pseudonym_key
+from shared.topics import CONSENT_STATE, SEGMENT_DEFINITIONS
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self, settings: SegmenterSettings, redis: aioredis.Redis) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.registry = SegmentRegistry()
+        self.store = RedisCustomerStore(redis, KeyLayout(settings.redis_namespace), settings.dedupe_ttl_s)
+        self.producer: AIOKafkaProducer | None = None
+        self.definitions: DefinitionService | None = None
+        self.membership: MembershipService | None = None
+        self.sweeper: Sweeper | None = None
+        self.stream: Any = None
+        self.consent_loaded = False
+        self.stream_started = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        settings = self.settings
+        await _retry("topics", lambda: asyncio.to_thread(ensure_topics, settings))
+        self.producer = await start_client(lambda: make_producer(settings, "segwarden-segmenter"), "producer")
+        publisher = KafkaMembershipPublisher(self.producer, topic_names(settings))
+        self.membership = MembershipService(self.store, publisher)
+        store = SqliteDefinitionStore(settings.ensure_data_dir() / "segments.db")
+        self.definitions = DefinitionService(self.registry, store, publisher, self._segment_changed)
+        await _retry("consent state", self._load_consent)
+        feed = DefinitionFeed(self._reader(SEGMENT_DEFINITIONS.base), self.definitions, self.producer)
+        self._spawn(feed.run())
+        handlers = StreamHandlers(self.store, self.registry, self.membership, self.producer)
+        self.stream = create_stream_app(settings, handlers)
+        await self.stream.start()
+        self.stream_started = True
+        self.sweeper = Sweeper(
+            self.store,
+            self.registry,
+            self.membership,
+            lambda: owned_partitions(self.stream, settings),
+            load_pseudonym_key(settings),
+        )
+        self._spawn(run_every(settings.sweep_interval_s, "sweep", self.sweeper.sweep_once))
+        self._spawn(run_every(settings.compliance_interval_s, "compliance", self.sweeper.compliance_once))
+
+    def _reader(self, base: str) -> KafkaCompactedReader:
+        topic = topic_names(self.settings).prefix + base
+        return KafkaCompactedReader(self.settings, topic, f"segwarden-segmenter-{base}")
+
+    async def _load_consent(self) -> None:
+        await load_consent_state(self._reader(CONSENT_STATE.base), self.store)
+        self.consent_loaded = True
+
+    async def _segment_changed(self, segment: Segment | None, segment_id: str) -> None:
+        if self.sweeper is None:
+            return  # before the stream owns partitions there is no one to re-evaluate
+        await self.sweeper.reevaluate({segment_id}, deleted=segment is None)
+
+    def _spawn(self, job: Any) -> None:
+        self._tasks.append(asyncio.create_task(job))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.stream is not None:
+            await self.stream.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def kafka_reason(self) -> str | None:
+        if self.producer is None:
+            return "kafka: connecting"
+        if not self.stream_started:
+            return "kafka: stream starting"
+        return await broker_answers(self.producer)
+
+    async def redis_reason(self) -> str | None:
+        await self.redis.ping()
+        return None
+
+    async def consent_reason(self) -> str | None:
+        return None if self.consent_loaded else "consent: consent.state not loaded yet"
+
+    async def definitions_reason(self) -> str | None:
+        loaded = self.definitions is not None and self.definitions.loaded
+        return None if loaded else "definitions: segment.definitions not loaded yet"
+
+
+async def _retry(what: str, call: Any) -> None:
+    delay = 0.2
+    while True:
+        try:
+            await call()
+            return
+        except Exception as exc:  # the dependency is away: say so and try again
+            log.warning("start-up step failed, retrying", extra={"step": what, "error": repr(exc)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,46 @@
+"""Loads `consent.state` into Redis before the service reports ready (last value per key wins)."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.structs import ConsumerRecord
+from pydantic import ValidationError
+
+from services.segmenter.adapters.kafka_compacted import KafkaCompactedReader
+from services.segmenter.adapters.redis_store import RedisCustomerStore
+from services.segmenter.stream_handlers import purpose_consent
+from shared.events import ConsentStateSnapshot
+
+log = logging.getLogger(__name__)
+
+
+async def load_consent_state(reader: KafkaCompactedReader, store: RedisCustomerStore) -> int:
+    """Apply the latest snapshot of every customer; returns how many customers were loaded.
+
+    Purposes only move forward in recorded_at, so what the consent.changes stream applied
+    already is never undone; a tombstone clears the customer's consent (all denied). Invalid
+    records are left to the stream agent, which dead-letters them once.
+    """
+    await reader.start()
+    try:
+        latest: dict[bytes, ConsumerRecord] = {}
+        for record in await reader.read_to_end():
+            if record.key is not None:
+                latest[record.key] = record
+    finally:
+        await reader.stop()
+    for key, record in latest.items():
+        if record.value is None:
+            await store.clear_consent(key.decode())
+            continue
+        try:
+            snapshot = ConsentStateSnapshot.model_validate_json(record.value)
+        except ValidationError:
+            continue
+        fallback = snapshot.updated_at.timestamp()
+        states = {p: purpose_consent(s, fallback) for p, s in snapshot.purposes.items()}
+        if states:
+            await store.apply_consent(snapshot.customer_id, states)
+    log.info("loaded consent state", extra={"customers": len(latest)})
+    return len(latest)

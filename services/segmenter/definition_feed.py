@@ -1,0 +1,68 @@
+"""Loads segment definitions from the compacted topic, republishes what it lacks, then follows it."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+from pydantic import ValidationError
+
+from services.segmenter.adapters.kafka_compacted import KafkaCompactedReader
+from services.segmenter.definitions import DefinitionService
+from shared.deadletter import describe_error, send_dead_letter
+from shared.events import SegmentDefinition
+
+log = logging.getLogger(__name__)
+
+
+class DefinitionFeed:
+    def __init__(
+        self, reader: KafkaCompactedReader, service: DefinitionService, producer: AIOKafkaProducer
+    ) -> None:
+        self.reader = reader
+        self.service = service
+        self.producer = producer
+
+    async def run(self) -> None:
+        await self.reader.start()
+        stored = await self.service.load_store()
+        latest: dict[str, SegmentDefinition | None] = {}
+        for record in await self.reader.read_to_end():
+            decoded = await self._decode(record)
+            if decoded is not None:
+                latest[decoded[0]] = decoded[1]
+        for segment_id, definition in latest.items():
+            await self._apply(segment_id, definition)
+        for row in stored:
+            on_topic = latest.get(row.segment_id)
+            if row.segment_id not in latest or (on_topic is not None and on_topic.version < row.version):
+                log.info("republishing a definition the topic lacks", extra={"segment": row.segment_id})
+                await self.service.publisher.publish_definition(row.segment_id, row.definition)
+                await self._apply(row.segment_id, row.definition, row.version)
+        self.service.loaded = True
+        async for record in self.reader.follow():
+            decoded = await self._decode(record)
+            if decoded is not None:
+                await self._apply(decoded[0], decoded[1])
+
+    async def _apply(self, segment_id: str, definition: SegmentDefinition | None, version: int = 0) -> None:
+        if definition is not None:
+            await self.service.store.upsert(definition)
+        else:
+            await self.service.store.mark_deleted(segment_id, self.service.versions.get(segment_id, version))
+        await self.service.apply(segment_id, definition, version)
+
+    async def _decode(self, record: ConsumerRecord) -> tuple[str, SegmentDefinition | None] | None:
+        """(segment id, definition or None for a tombstone), or None after dead-lettering it."""
+        if record.value is None:
+            if record.key:
+                return record.key.decode(), None
+            await send_dead_letter(self.producer, record, "record: a tombstone needs a key")
+            return None
+        try:
+            definition = SegmentDefinition.model_validate_json(record.value)
+        except ValidationError as exc:
+            await send_dead_letter(self.producer, record, describe_error(exc))
+            return None
+        return definition.segment_id, definition

@@ -1,0 +1,1 @@
+"""The segmenter's pure core: consent, features, segments and membership decisions (no I/O)."""

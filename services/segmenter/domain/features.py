@@ -1,0 +1,63 @@
+"""A customer's stored counters turned into the rule features of the contract."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+DAY = 86400.0
+# Field names of the stored feature hash (short: one hash per customer in Redis).
+SPEND, PURCHASES, EVENTS, FIRST, LAST, LAST_PURCHASE = (
+    "spend",
+    "purchases",
+    "events",
+    "first",
+    "last",
+    "lastp",
+)
+EVENT_PREFIX, PROFILE_PREFIX = "e:", "p:"
+
+
+def rule_features(stored: Mapping[str, str], now: float) -> CustomerFeatures:
+    """Feature name -> value; a feature the customer lacks is absent (its comparisons are false)."""
+    features = CustomerFeatures()
+    if not stored:
+        return features
+    features.update(
+        {
+            "total_spend": float(stored.get(SPEND, 0)),
+            "purchase_count": int(stored.get(PURCHASES, 0)),
+            "event_count": int(stored.get(EVENTS, 0)),
+        }
+    )
+    for field, name in (
+        (FIRST, "first_seen_days"),
+        (LAST, "last_seen_days"),
+        (LAST_PURCHASE, "last_purchase_days"),
+    ):
+        if field in stored:
+            features[name] = _days_since(float(stored[field]), now)
+    for field, raw in stored.items():
+        if field.startswith(EVENT_PREFIX):
+            features["events." + field[len(EVENT_PREFIX) :]] = int(raw)
+        elif field.startswith(PROFILE_PREFIX):
+            features["profile." + field[len(PROFILE_PREFIX) :]] = json.loads(raw)
+    return features
+
+
+class CustomerFeatures(dict[str, Any]):
+    """Features of a known customer: `events.<type>` they never sent counts 0, not missing."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if name in self:
+            return self[name]
+        if self and name.startswith("events."):
+            return 0
+        return default
+
+
+def _days_since(then: float, now: float) -> int:
+    """Whole days elapsed; an event stamped in the future counts as today."""
+    return max(0, math.floor((now - then) / DAY))

@@ -1,0 +1,92 @@
+"""Segments as the evaluator holds them, indexed by the features their rules read."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from services.segmenter.rules import CompiledRule, compile_rule
+from shared.events import SegmentDefinition
+
+# Features an event of each type can change; any event changes the counters and recency.
+_EVERY_EVENT = ("event_count", "last_seen_days", "first_seen_days")
+_PURCHASE = ("total_spend", "purchase_count", "last_purchase_days")
+
+
+@dataclass(frozen=True)
+class Segment:
+    definition: SegmentDefinition
+    rule: CompiledRule | None  # None for model-based segments (assigned by issue 7's models)
+
+    @property
+    def id(self) -> str:
+        return self.definition.segment_id
+
+    @property
+    def required_purposes(self) -> tuple[str, ...]:
+        return self.definition.required_purposes
+
+    @classmethod
+    def from_definition(cls, definition: SegmentDefinition) -> Segment:
+        rule = compile_rule(definition.rule) if definition.rule is not None else None
+        return cls(definition, rule)
+
+
+def features_changed_by(event_type: str, profile_attrs: Iterable[str] = ()) -> set[str]:
+    changed = {*_EVERY_EVENT, f"events.{event_type}"}
+    if event_type == "purchase":
+        changed.update(_PURCHASE)
+    changed.update(f"profile.{attr}" for attr in profile_attrs)
+    return changed
+
+
+class SegmentRegistry:
+    """The live rule segments, with an index from feature and purpose to the segments using it."""
+
+    def __init__(self) -> None:
+        self._segments: dict[str, Segment] = {}
+        self._by_feature: dict[str, set[str]] = defaultdict(set)
+        self._by_purpose: dict[str, set[str]] = defaultdict(set)
+
+    def put(self, segment: Segment) -> Segment | None:
+        """Install `segment`; returns the one it replaced."""
+        previous = self.remove(segment.id)
+        self._segments[segment.id] = segment
+        for feature in segment.rule.features if segment.rule else ():
+            self._by_feature[feature].add(segment.id)
+        for purpose in segment.required_purposes:
+            self._by_purpose[purpose].add(segment.id)
+        return previous
+
+    def remove(self, segment_id: str) -> Segment | None:
+        segment = self._segments.pop(segment_id, None)
+        for index in (self._by_feature, self._by_purpose):
+            for ids in index.values():
+                ids.discard(segment_id)
+        return segment
+
+    def get(self, segment_id: str) -> Segment | None:
+        return self._segments.get(segment_id)
+
+    def all(self) -> list[Segment]:
+        return list(self._segments.values())
+
+    def rule_segments(self) -> list[Segment]:
+        return [s for s in self._segments.values() if s.rule is not None]
+
+    def time_sensitive(self) -> list[Segment]:
+        return [s for s in self.rule_segments() if s.rule is not None and s.rule.time_sensitive]
+
+    def reading(self, features: Iterable[str]) -> list[Segment]:
+        """Rule segments whose rule reads any of `features`: the only ones an event can change."""
+        ids: set[str] = set()
+        for feature in features:
+            ids |= self._by_feature.get(feature, set())
+        return [self._segments[i] for i in sorted(ids) if self._segments[i].rule is not None]
+
+    def requiring(self, purposes: Iterable[str]) -> list[Segment]:
+        ids: set[str] = set()
+        for purpose in purposes:
+            ids |= self._by_purpose.get(purpose, set())
+        return [self._segments[i] for i in sorted(ids)]

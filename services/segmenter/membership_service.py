@@ -1,0 +1,159 @@
+"""Reconciles one customer's live membership with the membership rule, then tells campaign tools.
+
+Order per change: decide (pure) -> commit to the customer's Redis slot (version-checked, consent
+re-checked in Lua) -> segment member sets -> egress consent check -> publish. So Redis always
+holds a change before it is published, and no `joined` goes out without effective consent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from services.segmenter.adapters.kafka_publisher import KafkaMembershipPublisher
+from services.segmenter.adapters.redis_store import CustomerSnapshot, RedisCustomerStore
+from services.segmenter.domain.features import rule_features
+from services.segmenter.domain.membership import MembershipChange, Trigger, decide
+from services.segmenter.domain.segments import Segment
+from services.segmenter.locks import KeyedLocks
+from services.segmenter.metrics import COMMIT_CONFLICTS, EVALUATION_SECONDS, MEMBERSHIP_CHANGES
+from shared.events import MembershipChanged, new_event_id
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 20
+Decider = Callable[[CustomerSnapshot, float], list[MembershipChange]]
+
+
+class CommitConflictError(RuntimeError):
+    """The customer kept changing under every attempt to commit (a bug or a storm)."""
+
+
+@dataclass(frozen=True)
+class Cause:
+    event_id: str | None
+    at: datetime | None
+
+
+class MembershipService:
+    def __init__(
+        self,
+        store: RedisCustomerStore,
+        publisher: KafkaMembershipPublisher,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.clock = clock
+        self.locks = KeyedLocks()
+
+    async def reconcile(
+        self, snapshot: CustomerSnapshot, candidates: Sequence[Segment], trigger: Trigger, cause: Cause
+    ) -> list[MembershipChanged]:
+        """Apply the membership rule for `candidates` to the customer and publish what changed."""
+        if not candidates:
+            return []
+
+        def rule(snap: CustomerSnapshot, now: float) -> list[MembershipChange]:
+            started = time.perf_counter()
+            features = rule_features(snap.features, now)
+            changes = decide(candidates, features, snap.consent, snap.segments, now, trigger)
+            EVALUATION_SECONDS.observe(time.perf_counter() - started)
+            return changes
+
+        if not rule(snapshot, self.clock()):
+            return []  # the common case: nothing changes, no lock, no Redis round trip
+        return await self.apply(snapshot, rule, cause)
+
+    async def evict(self, customer_id: str, reasons: dict[str, str], cause: Cause) -> list[MembershipChanged]:
+        """Leave the named segments (segment -> reason) whatever the rule says."""
+
+        def leave(snap: CustomerSnapshot, now: float) -> list[MembershipChange]:
+            return [MembershipChange(s, "left", r) for s, r in reasons.items() if s in snap.segments]
+
+        return await self.apply(await self.store.read(customer_id), leave, cause)
+
+    async def erase(self, customer_id: str, cause: Cause) -> list[MembershipChanged]:
+        """Forget the customer's features, consent and segments, then announce every leave."""
+        async with self.locks.hold(customer_id):
+            segments = await self.store.erase(customer_id)
+            left = [MembershipChange(s, "left", "erased") for s in segments]
+            await self.store.sync_members(customer_id, left)
+            return await self._egress(customer_id, left, cause)
+
+    async def apply(
+        self, snapshot: CustomerSnapshot, decider: Decider, cause: Cause
+    ) -> list[MembershipChanged]:
+        """Under the customer's lock: decide, commit (retrying on a newer version), sync, publish."""
+        async with self.locks.hold(snapshot.customer_id):
+            applied, snapshot = await self._commit(snapshot, decider)
+            if not applied:
+                return []
+            await self.store.sync_members(snapshot.customer_id, applied)
+            published = await self._egress(snapshot.customer_id, applied, cause)
+        return published
+
+    async def _commit(
+        self, snapshot: CustomerSnapshot, decider: Decider
+    ) -> tuple[list[MembershipChange], CustomerSnapshot]:
+        for _ in range(MAX_ATTEMPTS):
+            now = self.clock()
+            changes = decider(snapshot, now)
+            if not changes:
+                return [], snapshot
+            applied = await self.store.commit(snapshot, changes, now)
+            if applied is not None:
+                return applied, snapshot
+            COMMIT_CONFLICTS.inc()
+            snapshot = await self.store.read(snapshot.customer_id)
+        raise CommitConflictError(f"no stable version after {MAX_ATTEMPTS} attempts")
+
+    async def _egress(
+        self, customer_id: str, applied: list[MembershipChange], cause: Cause
+    ) -> list[MembershipChanged]:
+        """Fail closed at the door: a join whose consent lapsed since the commit is undone, not announced."""
+        if any(c.action == "joined" for c in applied):
+            fresh = await self.store.read(customer_id)
+            now = self.clock()
+            lapsed = [
+                c
+                for c in applied
+                if c.action == "joined" and not fresh.consent.all_effective(c.required_purposes, now)
+            ]
+            if lapsed:
+                log.warning(
+                    "undid joins whose consent lapsed", extra={"segments": [c.segment_id for c in lapsed]}
+                )
+                await self._undo(fresh, lapsed)
+                applied = [c for c in applied if c not in lapsed]
+        messages = [self._message(customer_id, c, cause) for c in applied]
+        await self.publisher.publish(messages)
+        for c in applied:
+            MEMBERSHIP_CHANGES.labels(c.action, c.reason).inc()
+        return messages
+
+    async def _undo(self, snapshot: CustomerSnapshot, joins: list[MembershipChange]) -> None:
+        def leave(snap: CustomerSnapshot, now: float) -> list[MembershipChange]:
+            return [
+                MembershipChange(c.segment_id, "left", snap.consent.why_not(c.required_purposes, now) or "")
+                for c in joins
+                if c.segment_id in snap.segments
+            ]
+
+        undone, _ = await self._commit(snapshot, leave)
+        await self.store.sync_members(snapshot.customer_id, undone)
+
+    @staticmethod
+    def _message(customer_id: str, change: MembershipChange, cause: Cause) -> MembershipChanged:
+        return MembershipChanged(
+            event_id=new_event_id(),
+            segment_id=change.segment_id,
+            customer_id=customer_id,
+            action=change.action,  # type: ignore[arg-type]
+            reason=change.reason,  # type: ignore[arg-type]
+            cause_event_id=cause.event_id,
+            cause_at=cause.at,
+            at=datetime.now(UTC),
+        )

@@ -1,0 +1,42 @@
+"""Prometheus metrics of the segmenter (shared ones are in shared/metrics.py). No customer ids in labels."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from shared.metrics import LATENCY_BUCKETS
+
+EVENTS_PROCESSED = Counter(
+    "segwarden_segmenter_events_processed_total",
+    "Customer events by type family (purchase, profile_update, other) and outcome "
+    "(applied, duplicate, dead_letter).",
+    ["type", "outcome"],
+)
+EVALUATION_SECONDS = Histogram(
+    "segwarden_segmenter_evaluation_seconds",
+    "Time to evaluate one customer's candidate segments (pure rule and consent checks).",
+    buckets=(0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05),
+)
+MEMBERSHIP_CHANGES = Counter(
+    "segwarden_segmenter_membership_changes_total",
+    "Published membership changes by action and reason.",
+    ["action", "reason"],
+)
+EVICTION_LATENCY = Histogram(
+    "segwarden_segmenter_eviction_latency_seconds",
+    "From a consent change's recorded_at to the publish of the `left` it caused.",
+    buckets=LATENCY_BUCKETS,
+)
+SEGMENT_SIZE = Gauge("segwarden_segmenter_segment_size", "Live members per segment.", ["segment"])
+COMPLIANCE_VIOLATIONS = Counter(
+    "segwarden_segmenter_compliance_violations_total",
+    "Memberships found by the compliance monitor without effective consent (evicted); must stay 0.",
+)
+COMPLIANCE_SCANS = Counter(
+    "segwarden_segmenter_compliance_scans_total", "Completed compliance scans of live membership."
+)
+SWEEPS = Counter("segwarden_segmenter_sweeps_total", "Completed sweeps for time-based features and expiry.")
+COMMIT_CONFLICTS = Counter(
+    "segwarden_segmenter_commit_conflicts_total",
+    "Membership commits retried because the customer changed between read and commit.",
+)

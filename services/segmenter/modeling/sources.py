@@ -1,0 +1,71 @@
+"""`RedisTrainingSource`: the training set read from the segmenter's own Redis state.
+
+Consent is read first and alone; a customer's features are read only when their purpose is
+effective, and that atomic read's own consent is checked again, so a withdrawal that lands
+between the two reads still keeps the customer out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+
+from services.segmenter.adapters.redis_store import RedisCustomerStore, decode_consent
+from services.segmenter.domain.features import rule_features
+
+# Consent is pre-read for this many customers per Redis round trip.
+BATCH = 500
+
+
+class RedisTrainingSource:
+    def __init__(
+        self, customers: RedisCustomerStore, partitions: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._customers = customers
+        self._partitions = partitions
+        self._clock = clock
+        self.without_consent = 0
+
+    async def population(self) -> int | None:
+        async with self._customers.client.pipeline(transaction=False) as pipe:
+            for partition in range(self._partitions):
+                pipe.scard(self._customers.keys.known(partition))
+            return sum(await pipe.execute())
+
+    async def consented_features(self, purpose: str) -> AsyncIterator[Mapping[str, object]]:
+        async for batch in self._batches():
+            for customer_id, allowed in zip(batch, await self._allowed(batch, purpose), strict=True):
+                features = await self._features(customer_id, purpose) if allowed else None
+                if features is None:
+                    self.without_consent += 1
+                elif features:  # no event yet means no behaviour to learn from: not a training row
+                    yield features
+
+    async def _batches(self) -> AsyncIterator[list[str]]:
+        seen: set[str] = set()  # a customer is in one partition's set, unless partitions changed
+        batch: list[str] = []
+        for partition in range(self._partitions):
+            async for customer_id in self._customers.known_customers(partition):
+                if customer_id not in seen:
+                    seen.add(customer_id)
+                    batch.append(customer_id)
+                if len(batch) >= BATCH:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    async def _allowed(self, batch: list[str], purpose: str) -> list[bool]:
+        async with self._customers.client.pipeline(transaction=False) as pipe:
+            for customer_id in batch:
+                pipe.hgetall(self._customers.keys.consent(customer_id))
+            states = await pipe.execute()
+        now = self._clock()
+        return [decode_consent(state).effective(purpose, now) for state in states]
+
+    async def _features(self, customer_id: str, purpose: str) -> Mapping[str, object] | None:
+        snapshot = await self._customers.read(customer_id)
+        now = self._clock()
+        if not snapshot.consent.effective(purpose, now):
+            return None
+        return rule_features(snapshot.features, now)

@@ -1,0 +1,124 @@
+"""Compiles a syntax tree to nested closures: evaluation is plain function calls, no eval, no tree walk."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from services.segmenter.rules.features import TIME_FEATURES
+from services.segmenter.rules.nodes import (
+    And,
+    Compare,
+    Feature,
+    ListOf,
+    Node,
+    Not,
+    Operand,
+    Or,
+    Truth,
+    features_of,
+)
+from services.segmenter.rules.parser import parse
+
+Features = Mapping[str, Any]
+Predicate = Callable[[Features], bool]
+_MISSING = object()
+_ORDERING: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    """A rule ready to evaluate against a customer's features, and what it reads."""
+
+    text: str
+    tree: Node
+    features: frozenset[str]
+    matches: Predicate
+
+    @property
+    def time_sensitive(self) -> bool:
+        return bool(self.features & TIME_FEATURES)
+
+
+def compile_rule(text: str) -> CompiledRule:
+    """Parse and compile `text`; raises RuleError naming the position."""
+    tree = parse(text)
+    return CompiledRule(text, tree, features_of(tree), compile_node(tree))
+
+
+def compile_node(node: Node) -> Predicate:
+    if isinstance(node, And):
+        left, right = compile_node(node.left), compile_node(node.right)
+        return lambda f: left(f) and right(f)
+    if isinstance(node, Or):
+        left, right = compile_node(node.left), compile_node(node.right)
+        return lambda f: left(f) or right(f)
+    if isinstance(node, Not):
+        inner = compile_node(node.operand)
+        return lambda f: not inner(f)
+    if isinstance(node, Truth):
+        value = _value_of(node.operand)
+        return lambda f: _truthy(value(f))
+    return _compile_compare(node)
+
+
+def _compile_compare(node: Compare) -> Predicate:
+    left, right, op = _value_of(node.left), _value_of(node.right), node.op
+    if op in ("in", "not in"):
+        negate = op == "not in"
+        return lambda f: _member(left(f), right(f), negate)
+    if op in ("==", "!="):
+        negate = op == "!="
+        return lambda f: _equal(left(f), right(f), negate)
+    ordering = _ORDERING[op]
+    return lambda f: _ordered(ordering, left(f), right(f))
+
+
+def _value_of(operand: Operand) -> Callable[[Features], Any]:
+    if isinstance(operand, Feature):
+        name = operand.name
+        return lambda f: f.get(name, _MISSING)
+    value: Any = operand.items if isinstance(operand, ListOf) else operand.value
+    return lambda f: value
+
+
+def _kind(value: Any) -> str:
+    """Comparable families: booleans are not numbers here, so `true == 1` is false."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    return type(value).__name__
+
+
+def _equal(left: Any, right: Any, negate: bool) -> bool:
+    if left is _MISSING or right is _MISSING:
+        return False  # a comparison with a missing feature is false, whatever the operator
+    same = _kind(left) == _kind(right) and left == right
+    return not same if negate else same
+
+
+def _ordered(ordering: Callable[[Any, Any], bool], left: Any, right: Any) -> bool:
+    if left is _MISSING or right is _MISSING or _kind(left) != _kind(right):
+        return False
+    if _kind(left) not in ("number", "str"):
+        return False
+    return ordering(left, right)
+
+
+def _member(item: Any, collection: Any, negate: bool) -> bool:
+    if item is _MISSING or not isinstance(collection, tuple):
+        return False
+    found = any(_kind(item) == _kind(c) and item == c for c in collection)
+    return not found if negate else found
+
+
+def _truthy(value: Any) -> bool:
+    return value is not _MISSING and bool(value)

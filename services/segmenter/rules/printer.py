@@ -1,0 +1,51 @@
+"""Prints a syntax tree back to rule text that parses to the same tree (canonical form)."""
+
+from __future__ import annotations
+
+import math
+
+from services.segmenter.rules.nodes import (
+    And,
+    Feature,
+    ListOf,
+    Literal,
+    Node,
+    Not,
+    Operand,
+    Or,
+    Truth,
+)
+
+
+def to_text(node: Node) -> str:
+    """Fully parenthesized text of `node`, so precedence never changes its meaning."""
+    if isinstance(node, And):
+        return f"({to_text(node.left)} and {to_text(node.right)})"
+    if isinstance(node, Or):
+        return f"({to_text(node.left)} or {to_text(node.right)})"
+    if isinstance(node, Not):
+        return f"not {to_text(node.operand)}"
+    if isinstance(node, Truth):
+        return _operand(node.operand)
+    return f"{_operand(node.left)} {node.op} {_operand(node.right)}"
+
+
+def _operand(operand: Operand) -> str:
+    if isinstance(operand, Feature):
+        return operand.name
+    if isinstance(operand, ListOf):
+        return "[" + ", ".join(_literal(item) for item in operand.items) + "]"
+    return _literal(operand.value)
+
+
+def _literal(value: Literal) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("rule literals are finite numbers")
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\t", "\\t")
+    return f"'{escaped}'"

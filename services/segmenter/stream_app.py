@@ -1,0 +1,111 @@
+"""The faust app of the segmenter: agents that hand each input to its handler, nothing more.
+
+It runs in the HTTP server's event loop (started and stopped by the FastAPI lifespan), with
+faust's own web server off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
+from redis.exceptions import RedisError
+
+from services.segmenter.adapters.faust_transport import SegmenterFaustApp
+from services.segmenter.settings import SegmenterSettings
+from services.segmenter.stream_handlers import StreamHandlers
+from shared.kafka import topic_names
+from shared.topics import CONSENT_CHANGES, CONSENT_STATE, CUSTOMER_EVENTS, ERASURE_REQUESTS
+
+log = logging.getLogger(__name__)
+
+
+def as_record(event: Any) -> ConsumerRecord:
+    """faust's message as the aiokafka record the shared dead-letter helpers take."""
+    m = event.message
+    return ConsumerRecord(
+        topic=m.topic,
+        partition=m.partition,
+        offset=m.offset,
+        timestamp=int(m.timestamp * 1000),
+        timestamp_type=m.timestamp_type,
+        key=m.key,
+        value=m.value,
+        checksum=None,
+        serialized_key_size=m.serialized_key_size or 0,
+        serialized_value_size=m.serialized_value_size or 0,
+        headers=(),
+    )
+
+
+async def with_retry(what: str, call: Callable[[], Awaitable[None]]) -> None:
+    """Retry while Redis or the broker is away: an input is never skipped (handlers are idempotent)."""
+    delay = 0.1
+    while True:
+        try:
+            await call()
+            return
+        except (RedisError, KafkaError, OSError) as exc:
+            log.warning("handler failed, retrying", extra={"input": what, "error": repr(exc)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def create_stream_app(settings: SegmenterSettings, handlers: StreamHandlers) -> SegmenterFaustApp:
+    names = topic_names(settings)
+    app = SegmenterFaustApp(
+        f"{settings.topic_prefix}segwarden-segmenter",
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
+        web_enabled=False,
+        web_bind="127.0.0.1",
+        web_port=settings.faust_web_port,
+        broker_session_timeout=settings.kafka_session_timeout_ms / 1000,
+        broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
+        broker_rebalance_timeout=settings.kafka_session_timeout_ms / 1000,
+        topic_partitions=settings.topic_partitions,
+        consumer_auto_offset_reset="earliest",
+        producer_linger_ms=settings.kafka_linger_ms,
+    )
+    app.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
+
+    def topic(spec: Any) -> Any:
+        return app.topic(
+            names.name(spec),
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.topic_partitions,
+        )
+
+    @app.agent(topic(CUSTOMER_EVENTS), name="customer-events")
+    async def customer_events(stream: Any) -> None:
+        async for batch in stream.take_events(settings.event_batch_size, within=settings.event_batch_wait_s):
+            records = [as_record(e) for e in batch]
+            await with_retry("customer.events", partial(handlers.on_events, records))
+
+    def one_by_one(spec: Any, handle: Callable[[ConsumerRecord], Awaitable[None]]) -> None:
+        async def agent(stream: Any) -> None:
+            async for event in stream.events():
+                record = as_record(event)
+                await with_retry(spec.base, partial(handle, record))
+
+        app.agent(topic(spec), name=spec.base)(agent)
+
+    one_by_one(CONSENT_CHANGES, handlers.on_consent_change)
+    one_by_one(CONSENT_STATE, handlers.on_consent_state)
+    one_by_one(ERASURE_REQUESTS, handlers.on_erasure)
+    return app
+
+
+def owned_partitions(app: SegmenterFaustApp, settings: SegmenterSettings) -> list[int]:
+    """Partitions of the customer topics this worker owns now (co-partitioned: one list for all)."""
+    events = topic_names(settings).name(CUSTOMER_EVENTS)
+    try:
+        assignment = app.consumer.assignment()
+    except Exception:  # before the consumer exists there is nothing owned
+        return []
+    return sorted(tp.partition for tp in assignment if tp.topic == events)

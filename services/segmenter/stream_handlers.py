@@ -1,0 +1,170 @@
+"""Handlers of the segmenter's input streams: decode (or dead-letter), update Redis, reconcile membership."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+
+from services.segmenter.adapters.redis_store import CustomerSnapshot, EventWrite, RedisCustomerStore
+from services.segmenter.domain.consent import PurposeConsent
+from services.segmenter.domain.membership import ON_CONSENT, ON_EVENT
+from services.segmenter.domain.segments import SegmentRegistry, features_changed_by
+from services.segmenter.membership_service import Cause, MembershipService
+from services.segmenter.metrics import EVENTS_PROCESSED, EVICTION_LATENCY
+from shared.deadletter import decode_or_dead_letter
+from shared.events import ConsentChanged, ConsentStateSnapshot, CustomerEvent, ErasureRequested, PurposeState
+from shared.metrics import MESSAGES_CONSUMED
+
+log = logging.getLogger(__name__)
+EVICTIONS = ("consent_withdrawn", "consent_expired")
+
+
+def type_family(event_type: str) -> str:
+    """A bounded metric label: event types are open-ended, their meaning to features is not."""
+    return event_type if event_type in ("purchase", "profile_update") else "other"
+
+
+def purpose_consent(state: PurposeState, fallback_recorded: float) -> PurposeConsent:
+    """A snapshot's purpose; one the consent service marks not effective counts as denied (fail closed)."""
+    status = "granted" if state.status == "granted" and state.effective else "denied"
+    recorded = state.recorded_at.timestamp() if state.recorded_at else fallback_recorded
+    expires = state.expires_at.timestamp() if state.expires_at else None
+    return PurposeConsent(status, expires, recorded)
+
+
+@dataclass
+class _Latest:
+    snapshot: CustomerSnapshot
+    event: CustomerEvent
+    features: set[str] = field(default_factory=set)
+
+
+class StreamHandlers:
+    def __init__(
+        self,
+        store: RedisCustomerStore,
+        registry: SegmentRegistry,
+        membership: MembershipService,
+        producer: AIOKafkaProducer,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.membership = membership
+        self.producer = producer
+
+    async def on_events(self, records: Sequence[ConsumerRecord]) -> None:
+        """A batch: one Redis pipeline for every feature update, then one evaluation per customer."""
+        decoded: list[tuple[int, CustomerEvent]] = []
+        for record in records:
+            MESSAGES_CONSUMED.labels(record.topic).inc()
+            event = await decode_or_dead_letter(self.producer, record, CustomerEvent)
+            if event is None:
+                EVENTS_PROCESSED.labels("invalid", "dead_letter").inc()
+            else:
+                decoded.append((record.partition, event))
+        if not decoded:
+            return
+        writes = [_write(event) for _, event in decoded]
+        known = {(partition, event.customer_id) for partition, event in decoded}
+        snapshots = await self.store.apply_events(writes, known)
+        latest: dict[str, _Latest] = {}
+        for (_, event), snapshot in zip(decoded, snapshots, strict=True):
+            EVENTS_PROCESSED.labels(
+                type_family(event.type), "duplicate" if snapshot is None else "applied"
+            ).inc()
+            if snapshot is None:
+                continue
+            entry = latest.setdefault(event.customer_id, _Latest(snapshot, event))
+            entry.snapshot, entry.event = snapshot, event
+            entry.features |= features_changed_by(event.type, _profile(event))
+        for entry in latest.values():
+            cause = Cause(entry.event.event_id, entry.event.occurred_at)
+            candidates = self.registry.reading(entry.features)
+            await self.membership.reconcile(entry.snapshot, candidates, ON_EVENT, cause)
+
+    async def on_consent_change(self, record: ConsumerRecord) -> None:
+        """The hot path: record the change, then evict (or admit) at once."""
+        MESSAGES_CONSUMED.labels(record.topic).inc()
+        change = await decode_or_dead_letter(self.producer, record, ConsentChanged)
+        if change is None:
+            return
+        recorded = change.recorded_at.timestamp()
+        expires = change.expires_at.timestamp() if change.expires_at else None
+        state = PurposeConsent(change.status, expires, recorded)
+        _, snapshot = await self.store.apply_consent(change.customer_id, {change.purpose: state})
+        candidates = self.registry.requiring([change.purpose])
+        published = await self.membership.reconcile(
+            snapshot, candidates, ON_CONSENT, Cause(change.event_id, change.recorded_at)
+        )
+        _observe_evictions(published, recorded)
+        await self._track(record.partition, snapshot)
+
+    async def on_consent_state(self, record: ConsumerRecord) -> None:
+        """A compacted snapshot of every purpose; a tombstone means the customer's consent is gone."""
+        MESSAGES_CONSUMED.labels(record.topic).inc()
+        if record.value is None:
+            if record.key:
+                await self._consent_gone(record.key.decode(), record.partition)
+            return
+        snapshot_record = await decode_or_dead_letter(self.producer, record, ConsentStateSnapshot)
+        if snapshot_record is None:
+            return
+        fallback = snapshot_record.updated_at.timestamp()
+        states = {p: purpose_consent(s, fallback) for p, s in snapshot_record.purposes.items()}
+        if not states:
+            return
+        _, snapshot = await self.store.apply_consent(snapshot_record.customer_id, states)
+        cause = Cause(snapshot_record.event_id, snapshot_record.updated_at)
+        published = await self.membership.reconcile(
+            snapshot, self.registry.requiring(states), ON_CONSENT, cause
+        )
+        _observe_evictions(published, fallback)
+        await self._track(record.partition, snapshot)
+
+    async def on_erasure(self, record: ConsumerRecord) -> None:
+        MESSAGES_CONSUMED.labels(record.topic).inc()
+        request = await decode_or_dead_letter(self.producer, record, ErasureRequested)
+        if request is None:
+            return
+        await self.membership.erase(request.customer_id, Cause(request.event_id, request.requested_at))
+        await self.store.forget(record.partition, request.customer_id)
+
+    async def _consent_gone(self, customer_id: str, partition: int) -> None:
+        snapshot = await self.store.clear_consent(customer_id)
+        candidates = [s for s in self.registry.all() if s.id in snapshot.segments]
+        await self.membership.reconcile(snapshot, candidates, ON_CONSENT, Cause(None, None))
+        await self.store.set_expiry(partition, customer_id, None)
+
+    async def _track(self, partition: int, snapshot: CustomerSnapshot) -> None:
+        """Remember the customer for sweeps, and when its next grant expires."""
+        await self.store.remember(partition, snapshot.customer_id)
+        expiry = snapshot.consent.next_expiry(time.time())
+        await self.store.set_expiry(partition, snapshot.customer_id, expiry)
+
+
+def _observe_evictions(published: Sequence[object], recorded_at: float) -> None:
+    if any(
+        getattr(m, "action", None) == "left" and getattr(m, "reason", None) in EVICTIONS for m in published
+    ):
+        EVICTION_LATENCY.observe(max(0.0, time.time() - recorded_at))
+
+
+def _profile(event: CustomerEvent) -> dict[str, object]:
+    return dict(event.attributes) if event.type == "profile_update" else {}
+
+
+def _write(event: CustomerEvent) -> EventWrite:
+    amount = event.attributes.get("amount") if event.type == "purchase" else None
+    return EventWrite(
+        event_id=event.event_id,
+        customer_id=event.customer_id,
+        type=event.type,
+        occurred_at=event.occurred_at.timestamp(),
+        amount=float(amount) if amount is not None else None,
+        profile=_profile(event),
+    )

@@ -1,0 +1,133 @@
+"""Periodic work over the customers of the partitions this worker owns.
+
+The sweep re-evaluates time-sensitive segments (rules reading *_days features) and customers
+whose consent grant expired; the compliance monitor checks every live membership against the
+effective consent and evicts (and counts, as a metric that must stay 0) any violation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from services.segmenter.adapters.redis_store import CustomerSnapshot, RedisCustomerStore
+from services.segmenter.domain.membership import ON_DEFINITION, ON_SWEEP
+from services.segmenter.domain.segments import SegmentRegistry
+from services.segmenter.membership_service import Cause, MembershipService
+from services.segmenter.metrics import COMPLIANCE_SCANS, COMPLIANCE_VIOLATIONS, SWEEPS
+from shared.pseudonym import pseudonymize
+
+log = logging.getLogger(__name__)
+CHUNK = 200
+NO_CAUSE = Cause(None, None)
+IN_FLIGHT_S = 10.0
+
+
+class Sweeper:
+    def __init__(
+        self,
+        store: RedisCustomerStore,
+        registry: SegmentRegistry,
+        membership: MembershipService,
+        owned: Callable[[], list[int]],
+        pseudonym_key: bytes,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.membership = membership
+        self.owned = owned
+        self.pseudonym_key = pseudonym_key
+
+    async def snapshots(self, partition: int) -> AsyncIterator[list[CustomerSnapshot]]:
+        """The partition's known customers, read in pipelined chunks."""
+        chunk: list[str] = []
+        async for customer_id in self.store.known_customers(partition):
+            chunk.append(customer_id)
+            if len(chunk) >= CHUNK:
+                yield await self.store.read_many(chunk)
+                chunk = []
+        if chunk:
+            yield await self.store.read_many(chunk)
+
+    async def sweep_once(self) -> None:
+        time_segments = self.registry.time_sensitive()
+        for partition in self.owned():
+            await self._expire(partition)
+            if time_segments:
+                async for chunk in self.snapshots(partition):
+                    for snapshot in chunk:
+                        await self.membership.reconcile(snapshot, time_segments, ON_SWEEP, NO_CAUSE)
+        SWEEPS.inc()
+
+    async def _expire(self, partition: int) -> None:
+        now = time.time()
+        due = await self.store.due_expiries(partition, now)
+        for snapshot in await self.store.read_many(due) if due else []:
+            current = [s for s in self.registry.all() if s.id in snapshot.segments]
+            await self.membership.reconcile(snapshot, current, ON_SWEEP, NO_CAUSE)
+            await self.store.set_expiry(partition, snapshot.customer_id, snapshot.consent.next_expiry(now))
+
+    async def reevaluate(self, segment_ids: set[str], deleted: bool) -> None:
+        """A changed segment re-evaluated (or a deleted one emptied) for the owned partitions."""
+        for partition in self.owned():
+            async for chunk in self.snapshots(partition):
+                for snapshot in chunk:
+                    if deleted:
+                        gone = dict.fromkeys(segment_ids & snapshot.segments, "segment_deleted")
+                        if gone:
+                            await self.membership.evict(snapshot.customer_id, gone, NO_CAUSE)
+                        continue
+                    segments = [s for s in (self.registry.get(i) for i in segment_ids) if s is not None]
+                    await self.membership.reconcile(snapshot, segments, ON_DEFINITION, NO_CAUSE)
+
+    async def compliance_once(self) -> int:
+        """Evict every membership without effective consent; the number of violations found."""
+        violations = 0
+        for partition in self.owned():
+            async for chunk in self.snapshots(partition):
+                for snapshot in chunk:
+                    violations += await self._check(snapshot)
+        COMPLIANCE_SCANS.inc()
+        return violations
+
+    async def _check(self, snapshot: CustomerSnapshot) -> int:
+        now, evict, violations = time.time(), {}, 0
+        for segment_id in snapshot.segments:
+            segment = self.registry.get(segment_id)
+            if segment is None:
+                evict[segment_id] = "segment_deleted"
+                continue
+            gap = snapshot.consent.why_not(segment.required_purposes, now)
+            if gap is not None:
+                evict[segment_id] = gap
+                violations += _is_violation(snapshot, segment.required_purposes, gap, now)
+        if violations:
+            COMPLIANCE_VIOLATIONS.inc(violations)
+            subject = pseudonymize(self.pseudonym_key, snapshot.customer_id)
+            log.error(
+                "membership without effective consent", extra={"subject": subject, "segments": sorted(evict)}
+            )
+        if evict:
+            await self.membership.evict(snapshot.customer_id, evict, NO_CAUSE)
+        return violations
+
+
+def _is_violation(snapshot: CustomerSnapshot, purposes: tuple[str, ...], gap: str, now: float) -> bool:
+    """A lapse the hot path had time to act on: not an expiry awaiting its sweep, nor a
+    withdrawal recorded within the last IN_FLIGHT_S seconds whose eviction may be under way."""
+    if gap != "consent_withdrawn":
+        return False
+    lapsed = [snapshot.consent.purposes.get(p) for p in purposes if not snapshot.consent.effective(p, now)]
+    return any(state is None or now - state.recorded_at > IN_FLIGHT_S for state in lapsed)
+
+
+async def run_every(interval: float, what: str, job: Callable[[], Awaitable[object]]) -> None:
+    """Run `job` every `interval` seconds for ever; a failure is logged and retried next time."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await job()
+        except Exception:
+            log.exception("periodic job failed", extra={"job": what})
