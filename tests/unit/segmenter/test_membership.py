@@ -1,0 +1,94 @@
+"""The membership rule, consent effectiveness (fail closed) and the segment index, without I/O."""
+
+from __future__ import annotations
+
+from services.segmenter.domain.consent import ConsentView, PurposeConsent
+from services.segmenter.domain.features import DAY, rule_features
+from services.segmenter.domain.membership import ON_CONSENT, ON_EVENT, decide
+from services.segmenter.domain.segments import Segment, SegmentRegistry, features_changed_by
+from services.segmenter.domain.stats import suppress_small_groups
+from shared.events import SegmentDefinition, utcnow
+
+NOW = 1_800_000_000.0
+
+
+def segment(segment_id: str, rule: str, *purposes: str) -> Segment:
+    definition = SegmentDefinition(
+        event_id=f"e-{segment_id}",
+        segment_id=segment_id,
+        name=segment_id,
+        rule=rule,
+        required_purposes=purposes,
+        updated_at=utcnow(),
+    )
+    return Segment.from_definition(definition)
+
+
+def consent(**purposes: PurposeConsent) -> ConsentView:
+    return ConsentView(purposes)
+
+
+GRANTED = PurposeConsent("granted", None, NOW - 10)
+DENIED = PurposeConsent("denied", None, NOW - 5)
+EXPIRED = PurposeConsent("granted", NOW - 1, NOW - 100)
+
+
+def test_join_needs_the_rule_and_every_required_purpose() -> None:
+    big = segment("big", "total_spend >= 100", "marketing_email", "personalization")
+    features = {"total_spend": 150.0}
+    both = consent(marketing_email=GRANTED, personalization=GRANTED)
+    one = consent(marketing_email=GRANTED)
+    assert [c.action for c in decide([big], features, both, set(), NOW, ON_EVENT)] == ["joined"]
+    assert decide([big], features, one, set(), NOW, ON_EVENT) == []
+
+
+def test_leave_reasons_say_why() -> None:
+    big = segment("big", "total_spend >= 100", "marketing_email")
+    rich, poor = {"total_spend": 150.0}, {"total_spend": 1.0}
+    withdrawn = decide([big], rich, consent(marketing_email=DENIED), {"big"}, NOW, ON_CONSENT)
+    expired = decide([big], rich, consent(marketing_email=EXPIRED), {"big"}, NOW, ON_CONSENT)
+    unmatched = decide([big], poor, consent(marketing_email=GRANTED), {"big"}, NOW, ON_EVENT)
+    never = decide([big], rich, consent(), {"big"}, NOW, ON_EVENT)
+    assert [c.reason for c in withdrawn + expired + unmatched + never] == [
+        "consent_withdrawn",
+        "consent_expired",
+        "rule_unmatched",
+        "consent_withdrawn",
+    ]
+
+
+def test_expiry_is_checked_at_evaluation_time() -> None:
+    state = PurposeConsent("granted", NOW + 60, NOW)
+    assert state.effective(NOW) and not state.effective(NOW + 60)
+    assert consent(p=state).next_expiry(NOW) == NOW + 60
+
+
+def test_features_from_stored_counters() -> None:
+    stored = {"spend": "12.5", "purchases": "2", "events": "5", "first": str(NOW - 3 * DAY), "last": str(NOW)}
+    stored |= {"e:click": "3", "p:country": '"DE"'}
+    features = rule_features(stored, NOW)
+    assert features["total_spend"] == 12.5 and features["first_seen_days"] == 3 and features["last_seen_days"] == 0
+    assert features["events.click"] == 3 and features.get("events.never") == 0
+    assert features["profile.country"] == "DE" and "last_purchase_days" not in features
+    assert rule_features({}, NOW).get("events.click") is None  # an unknown customer has no features
+
+
+def test_index_finds_only_segments_an_event_can_change() -> None:
+    registry = SegmentRegistry()
+    for s in (
+        segment("spend", "total_spend > 10"),
+        segment("clicks", "events.click > 1"),
+        segment("de", "profile.country == 'DE'", "marketing_email"),
+    ):
+        registry.put(s)
+    assert [s.id for s in registry.reading(features_changed_by("click"))] == ["clicks"]
+    assert [s.id for s in registry.reading(features_changed_by("purchase"))] == ["spend"]
+    assert [s.id for s in registry.reading(features_changed_by("profile_update", ["country"]))] == ["de"]
+    assert [s.id for s in registry.requiring(["marketing_email"])] == ["de"]
+    registry.remove("de")
+    assert registry.requiring(["marketing_email"]) == []
+
+
+def test_small_groups_are_suppressed() -> None:
+    assert suppress_small_groups({"DE": 12, "FR": 3, "IT": 4}, 5) == {"DE": 12, "_suppressed": 7}
+    assert suppress_small_groups({"DE": 12, "FR": 3}, 5) == {"DE": 12}

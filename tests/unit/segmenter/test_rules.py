@@ -1,0 +1,119 @@
+"""The rule language: parsing, positions of errors, evaluation semantics, and property-based round trips."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.segmenter.rules import RuleError, compile_rule, parse
+from services.segmenter.rules.nodes import And, Compare, Constant, Feature, ListOf, Node, Not, Or, Truth
+from services.segmenter.rules.printer import to_text
+
+
+def matches(rule: str, **features: object) -> bool:
+    return compile_rule(rule).matches({k.replace("__", "."): v for k, v in features.items()})
+
+
+def test_contract_example_matches_and_reads_its_features() -> None:
+    rule = compile_rule("total_spend >= 100 and profile.country in ['DE', 'FR']")
+    assert rule.features == {"total_spend", "profile.country"}
+    assert rule.matches({"total_spend": 150.0, "profile.country": "FR"})
+    assert not rule.matches({"total_spend": 99.5, "profile.country": "FR"})
+    assert not rule.matches({"total_spend": 150.0, "profile.country": "US"})
+
+
+@pytest.mark.parametrize(
+    "rule",
+    ["total_spend > 1", "total_spend != 1", "profile.tier in ['gold']", "profile.tier not in ['gold']", "profile.vip"],
+)
+def test_a_comparison_with_a_missing_feature_is_false(rule: str) -> None:
+    assert compile_rule(rule).matches({}) is False
+
+
+def test_operators_precedence_and_literals() -> None:
+    assert matches("not total_spend > 5 or event_count == 3", total_spend=10, event_count=3)
+    assert not matches("(not total_spend > 5) and event_count == 3", total_spend=10, event_count=3)
+    assert matches("profile.vip == true and profile.score <= -1.5", profile__vip=True, profile__score=-2.0)
+    assert matches('profile.name == "O\\"Neil"', profile__name='O"Neil')
+    assert not matches("profile.vip == 1", profile__vip=True)  # booleans are not numbers
+    assert not matches("profile.country < 3", profile__country="DE")  # mixed types never order
+
+
+def test_time_features_make_a_rule_time_sensitive() -> None:
+    assert compile_rule("last_seen_days <= 30").time_sensitive
+    assert not compile_rule("events.page.view >= 2").time_sensitive
+
+
+@pytest.mark.parametrize(
+    ("rule", "position", "words"),
+    [
+        ("total_spend >= ", 15, "expected a feature"),
+        ("total_spend >= 10 and lifetime_value > 3", 22, "unknown feature 'lifetime_value'"),
+        ("(total_spend > 1", 16, "expected ')'"),
+        ("total_spend > 1 total_spend", 16, "expected 'and', 'or'"),
+        ("profile.country == 'DE", 19, "unterminated string"),
+        ("total_spend > 1 & x", 16, "unexpected character '&'"),
+        ("profile.country in ['DE' 'FR']", 25, "expected ',' or ']'"),
+        ("", 0, "expected a condition"),
+    ],
+)
+def test_errors_name_the_position(rule: str, position: int, words: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        parse(rule)
+    assert caught.value.position == position
+    assert words in str(caught.value) and f"at position {position}" in str(caught.value)
+
+
+def test_deep_nesting_is_refused_not_a_recursion_error() -> None:
+    with pytest.raises(RuleError):
+        parse("(" * 500 + "total_spend > 1" + ")" * 500)
+    with pytest.raises(RuleError):
+        parse("not " * 500 + "total_spend > 1")
+
+
+FEATURES = st.sampled_from(
+    ["total_spend", "purchase_count", "event_count", "last_seen_days", "events.page.view", "profile.country"]
+)
+SCALARS = st.one_of(
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.text(max_size=8),
+    st.booleans(),
+)
+OPERANDS = st.one_of(
+    FEATURES.map(Feature),
+    SCALARS.map(Constant),
+    st.lists(SCALARS, max_size=3).map(lambda items: ListOf(tuple(items))),
+)
+OPS = st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "in", "not in"])
+LEAVES = st.one_of(st.builds(Compare, OPS, OPERANDS, OPERANDS), OPERANDS.map(Truth))
+TREES: st.SearchStrategy[Node] = st.recursive(
+    LEAVES,
+    lambda inner: st.one_of(st.builds(And, inner, inner), st.builds(Or, inner, inner), inner.map(Not)),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(TREES)
+def test_printed_rules_parse_back_to_the_same_tree(tree: Node) -> None:
+    assert parse(to_text(tree)) == tree
+
+
+@settings(max_examples=200, deadline=None)
+@given(TREES, st.fixed_dictionaries({}, optional={"total_spend": SCALARS, "profile.country": SCALARS}))
+def test_evaluation_never_raises(tree: Node, features: dict[str, object]) -> None:
+    assert compile_rule(to_text(tree)).matches(features) in (True, False)
+
+
+GARBAGE_ALPHABET = st.sampled_from(list("()[],'\"\\ <>=!-.0123456789abdeilnorstux_") + ["and", "or", "not", "in"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(max_size=60), st.lists(GARBAGE_ALPHABET, max_size=30).map("".join)))
+def test_garbage_never_crashes_only_raises_rule_error(text: str) -> None:
+    try:
+        compile_rule(text)
+    except RuleError as exc:
+        assert 0 <= exc.position <= len(text)
