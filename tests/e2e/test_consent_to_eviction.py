@@ -1,0 +1,127 @@
+"""The mission end to end through public interfaces: grant, join, opt out, evicted, audited."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from shared.events import CustomerEvent, MembershipChanged, new_event_id, utcnow
+
+SEGMENT = "e2e-spenders"
+MARKER = "e2e-repeat-buyers"
+
+
+def put_consent(stack, customer: str, purpose: str, status: str) -> httpx.Response:
+    body = {"status": status, "source": "e2e", "jurisdiction": "GDPR", "policy_version": "2026-03"}
+    return httpx.put(
+        f"{stack.url('consent')}/v1/customers/{customer}/consents/{purpose}",
+        json=body,
+        headers=stack.admin_headers(),
+        timeout=10,
+    )
+
+
+async def publish_purchase(stack, customer: str, amount: float) -> None:
+    event = CustomerEvent(
+        event_id=new_event_id(),
+        customer_id=customer,
+        type="purchase",
+        occurred_at=utcnow(),
+        source="e2e",
+        attributes={"amount": amount, "currency": "EUR"},
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=stack.env["KAFKA_BOOTSTRAP_SERVERS"])
+    await producer.start()
+    try:
+        topic = f"{stack.env['TOPIC_PREFIX']}customer.events"
+        await producer.send_and_wait(topic, event.to_bytes(), key=customer.encode())
+    finally:
+        await producer.stop()
+
+
+async def next_membership(
+    consumer: AIOKafkaConsumer, customer: str, segment: str, seen: list[MembershipChanged]
+) -> MembershipChanged:
+    """The next change of `customer` in `segment`; every change read on the way lands in `seen`."""
+    async with asyncio.timeout(60):
+        async for record in consumer:
+            change = MembershipChanged.model_validate_json(record.value)
+            seen.append(change)
+            if change.customer_id == customer and change.segment_id == segment:
+                return change
+    raise AssertionError("unreachable")
+
+
+def customer_segments(stack, customer: str) -> list:
+    response = httpx.get(
+        f"{stack.url('segmenter')}/v1/customers/{customer}/segments",
+        headers=stack.admin_headers(),
+        timeout=10,
+    )
+    response.raise_for_status()
+    return [s if isinstance(s, str) else s["segment_id"] for s in response.json()["segments"]]
+
+
+async def test_opt_out_evicts_and_the_ledger_proves_it(stack_launcher) -> None:
+    stack = stack_launcher()
+    stack.wait_all_ready()
+    headers = stack.admin_headers()
+    segments = {
+        SEGMENT: {"name": "Spenders", "rule": "total_spend >= 100", "required_purposes": ["marketing_email"]},
+        # Needs no consent: its join marks that the segmenter has processed the second purchase.
+        MARKER: {"name": "Repeat buyers", "rule": "purchase_count >= 2", "required_purposes": []},
+    }
+    for segment_id, body in segments.items():
+        response = httpx.put(f"{stack.url('segmenter')}/v1/segments/{segment_id}", json=body, headers=headers)
+        assert response.status_code == 200, response.text
+    seen: list[MembershipChanged] = []
+
+    consumer = AIOKafkaConsumer(
+        f"{stack.env['TOPIC_PREFIX']}segment.membership",
+        bootstrap_servers=stack.env["KAFKA_BOOTSTRAP_SERVERS"],
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    try:
+        assert put_consent(stack, "c-e2e-1", "marketing_email", "granted").status_code == 200
+        await publish_purchase(stack, "c-e2e-1", 150.0)
+        joined = await next_membership(consumer, "c-e2e-1", SEGMENT, seen)
+        assert (joined.action, joined.reason) == ("joined", "rule_matched")
+        assert SEGMENT in customer_segments(stack, "c-e2e-1")
+
+        assert put_consent(stack, "c-e2e-1", "marketing_email", "denied").status_code == 200
+        left = await next_membership(consumer, "c-e2e-1", SEGMENT, seen)
+        assert (left.action, left.reason) == ("left", "consent_withdrawn")
+        assert SEGMENT not in customer_segments(stack, "c-e2e-1")
+
+        # A later event must not bring the opted-out customer back.
+        await publish_purchase(stack, "c-e2e-1", 500.0)
+        marker = await next_membership(consumer, "c-e2e-1", MARKER, seen)
+        assert marker.action == "joined"
+        assert [c.action for c in seen if c.segment_id == SEGMENT] == ["joined", "left"]
+    finally:
+        await consumer.stop()
+
+    def ledger_has_both_membership_changes() -> bool:
+        response = httpx.get(
+            f"{stack.url('audit')}/v1/audit",
+            params={"customer_id": "c-e2e-1", "kind": "membership_change"},
+            headers=headers,
+            timeout=10,
+        )
+        return response.status_code == 200 and len(response.json()["records"]) >= 2
+
+    stack.wait_until(ledger_has_both_membership_changes, 60, "the ledger to record join and leave")
+    records = httpx.get(
+        f"{stack.url('audit')}/v1/audit", params={"customer_id": "c-e2e-1"}, headers=headers, timeout=10
+    ).json()["records"]
+    assert "c-e2e-1" not in json.dumps(records)
+    assert (
+        httpx.get(f"{stack.url('audit')}/v1/audit/verify", headers=headers, timeout=30).json()["ok"] is True
+    )
+    assert SEGMENT not in customer_segments(stack, "c-e2e-1")
+    assert stack.interrupt() == 0
