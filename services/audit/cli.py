@@ -25,6 +25,7 @@ app = typer.Typer(help="The audit ledger.", no_args_is_help=True)
 @app.command()
 def verify(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (no progress bar)."),
+    merkle: bool = typer.Option(False, "--merkle", help="Also recompute every checkpoint's Merkle root."),
 ) -> None:
     """Verify the ledger (AUDIT_DB_URL or $DATA_DIR/audit.db): exit 0 when intact, 1 when not."""
     settings = AuditSettings()
@@ -36,7 +37,7 @@ def verify(
     try:
         if not inspect(engine).has_table(records.name):
             _no_ledger(engine.url.render_as_string())
-        report = _verify(settings, engine, show_progress=not as_json)
+        report = _verify(settings, engine, show_progress=not as_json, merkle=merkle)
     finally:
         engine.dispose()
     if as_json:
@@ -51,14 +52,15 @@ def _no_ledger(where: str) -> None:
     raise typer.Exit(2)
 
 
-def _verify(settings: AuditSettings, engine: Engine, show_progress: bool) -> VerifyReport:
+def _verify(settings: AuditSettings, engine: Engine, show_progress: bool, merkle: bool) -> VerifyReport:
     ledger, checkpoints = SqlLedgerStore(engine), SqlCheckpointStore(engine)
     signer = Ed25519Signer.existing(settings.data_dir)
     length, _ = ledger.head()
     columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not show_progress) as progress:
         task = progress.add_task("ledger", total=length)
-        return verify_ledger(ledger, checkpoints.all(), signer, lambda n: progress.advance(task, n))
+        advance = lambda n: progress.advance(task, n)  # noqa: E731
+        return verify_ledger(ledger, checkpoints.all(), signer, advance, merkle)
 
 
 def _print(report: VerifyReport) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 GENESIS = "0" * 64
 _sha256 = hashlib.sha256
 _dumps = json.dumps
+# What json.dumps(a_string, ensure_ascii=False) returns, without building an encoder each time.
+_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,10 @@ def canonical(
     Spelled out with the keys in sorted order, because building and re-serializing a dict per
     record would make verification several times slower; the unit tests pin the equivalence.
     """
-    who = "null" if subject is None else _dumps(subject, ensure_ascii=False)
+    who = "null" if subject is None else _quote(subject)
     return (
-        f'{{"at":{_dumps(at, ensure_ascii=False)},"event_id":{_dumps(event_id, ensure_ascii=False)},'
-        f'"kind":{_dumps(kind, ensure_ascii=False)},"payload":{payload},"prev_hash":"{prev_hash}",'
-        f'"seq":{seq},"subject":{who}}}'
+        f'{{"at":{_quote(at)},"event_id":{_quote(event_id)},"kind":{_quote(kind)},"payload":{payload},'
+        f'"prev_hash":{_quote(prev_hash)},"seq":{seq},"subject":{who}}}'
     ).encode()
 
 
@@ -107,15 +108,17 @@ class ChainCheck:
     def feed(self, rows: Iterable[Row]) -> bool:
         """Check a chunk of rows; False once a bad record was found."""
         expected, head, reason = self.length, self.head, None
+        link = bytes.fromhex(head)
         for seq, at, kind, subject, event_id, payload, prev_hash, stored in rows:
             if seq != expected:
                 reason = f"record {expected} is missing or out of place (found {seq})"
             elif prev_hash != head:
                 reason = "prev_hash is not the previous record's hash"
             else:
-                body = canonical(seq, at, kind, subject, event_id, payload, prev_hash)
-                digest = _sha256(bytes.fromhex(prev_hash) + body).hexdigest()
-                reason = None if digest == stored else "hash does not match the record's contents"
+                hasher = _sha256(link)
+                hasher.update(canonical(seq, at, kind, subject, event_id, payload, prev_hash))
+                link = hasher.digest()
+                reason = None if link.hex() == stored else "hash does not match the record's contents"
             if reason is not None:
                 break
             expected, head = expected + 1, stored

@@ -80,20 +80,35 @@ def consistency_path(first: int, leaves: Sequence[bytes]) -> list[bytes]:
 
 
 class MerkleFrontier:
-    """The roots of the perfect subtrees of a growing tree: append and root in O(log n)."""
+    """The roots of the perfect subtrees of a growing tree: append and root in O(log n).
+
+    `extend` hashes whole aligned blocks level by level, which is several times faster in
+    CPython than appending leaf by leaf.
+    """
 
     def __init__(self) -> None:
         self._stack: list[tuple[int, bytes]] = []
         self.size = 0
 
     def append(self, leaf: bytes) -> None:
-        size, node = 1, leaf_hash(leaf)
-        stack = self._stack
+        self.extend([leaf])
+
+    def extend(self, leaves: Sequence[bytes]) -> None:
+        level = [_sha256(b"\x00" + leaf).digest() for leaf in leaves]
+        start = 0
+        while start < len(level):
+            # A block may only start where a perfect subtree of its size starts.
+            aligned = self.size & -self.size or 1 << 62
+            block = min(aligned, 1 << ((len(level) - start).bit_length() - 1))
+            self._push(block, _perfect_root(level[start : start + block]))
+            start += block
+
+    def _push(self, size: int, node: bytes) -> None:
+        stack, self.size = self._stack, self.size + size
         while stack and stack[-1][0] == size:
             node = node_hash(stack.pop()[1], node)
             size *= 2
         stack.append((size, node))
-        self.size += 1
 
     def root(self) -> bytes:
         if not self._stack:
@@ -102,3 +117,10 @@ class MerkleFrontier:
         for _, left in reversed(self._stack[:-1]):
             node = node_hash(left, node)
         return node
+
+
+def _perfect_root(level: list[bytes]) -> bytes:
+    """The root over leaf hashes whose count is a power of two."""
+    while len(level) > 1:
+        level = [_sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level), 2)]
+    return level[0]

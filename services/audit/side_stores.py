@@ -18,6 +18,8 @@ class Checkpoint:
     root: str
     timestamp: str
     signature: str
+    head: str
+    head_signature: str
 
 
 class SqlCheckpointStore:

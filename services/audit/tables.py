@@ -29,6 +29,10 @@ checkpoints = Table(
     Column("root", String(64), nullable=False),
     Column("timestamp", String(40), nullable=False),
     Column("signature", String(128), nullable=False),
+    # The hash of record tree_size - 1, signed too: with an intact chain it pins every record
+    # of the tree, so verification need not recompute the Merkle root.
+    Column("head", String(64), nullable=False),
+    Column("head_signature", String(128), nullable=False),
 )
 
 # The latest definition of every segment seen on `segment.definitions` (for the RoPA and

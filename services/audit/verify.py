@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services.audit.ledger import ChainCheck, Row
+from services.audit.ledger import GENESIS, ChainCheck, Row
 from services.audit.merkle import MerkleFrontier
 from services.audit.side_stores import Checkpoint
-from services.audit.signing import Ed25519Verifier, checkpoint_text
+from services.audit.signing import Ed25519Verifier, checkpoint_text, head_text
 from services.audit.store import SqlLedgerStore
 
 Progress = Callable[[int], None]
@@ -28,36 +28,55 @@ class VerifyReport:
 
 
 class _CheckpointCheck:
-    """Compares the Merkle root at each checkpoint's size, as the records stream past."""
+    """Checks every signed checkpoint as the verified records stream past its size.
 
-    def __init__(self, checkpoints: list[Checkpoint], signer: Ed25519Verifier | None) -> None:
+    The signed head (hash of record tree_size - 1) pins the whole prefix once the chain is
+    intact; with `merkle`, each root is also recomputed from the records (RFC 9162).
+    """
+
+    def __init__(self, checkpoints: list[Checkpoint], signer: Ed25519Verifier | None, merkle: bool) -> None:
         self.pending = sorted(checkpoints, key=lambda c: c.tree_size)
         self.signer = signer
-        self.frontier = MerkleFrontier()
+        self.frontier = MerkleFrontier() if merkle else None
+        self.size, self.last_hash = 0, GENESIS
         self.good_size, self.checked = 0, 0
         self.failure: tuple[int, str] | None = None
+        self.feed([])  # a checkpoint of the empty tree is reached before any record
 
     def feed(self, rows: list[Row]) -> None:
-        for row in rows:
-            if self.failure is not None or not self.pending:
+        """Take the next verified records (contiguous, in seq order)."""
+        while self.failure is None and self.pending:
+            reach = self.pending[0].tree_size - self.size
+            if reach > len(rows):
+                self._grow(rows)
                 return
-            self._compare()
-            self.frontier.append(bytes.fromhex(row[7]))
-        self._compare()
+            self._grow(rows[:reach])
+            rows = rows[reach:]
+            self._check(self.pending.pop(0))
 
-    def _compare(self) -> None:
-        while self.failure is None and self.pending and self.pending[0].tree_size == self.frontier.size:
-            head = self.pending.pop(0)
-            text = checkpoint_text(head.tree_size, head.root, head.timestamp)
-            if self.signer is None or not self.signer.verifies(text, head.signature):
-                self.failure = (self.good_size, f"checkpoint {head.tree_size}: bad signature")
-            elif self.frontier.root().hex() != head.root:
-                self.failure = (
-                    self.good_size,
-                    f"a record in [{self.good_size}, {head.tree_size}) differs from its checkpoint",
-                )
-            else:
-                self.good_size, self.checked = head.tree_size, self.checked + 1
+    def _grow(self, rows: list[Row]) -> None:
+        if rows:
+            self.size, self.last_hash = rows[-1][0] + 1, rows[-1][7]
+            if self.frontier is not None:
+                self.frontier.extend([bytes.fromhex(row[7]) for row in rows])
+
+    def _check(self, head: Checkpoint) -> None:
+        if not self._signed(head):
+            self.failure = (self.good_size, f"checkpoint {head.tree_size}: bad signature")
+        elif head.head != self.last_hash or (
+            self.frontier is not None and self.frontier.root().hex() != head.root
+        ):
+            span = f"[{self.good_size}, {head.tree_size})"
+            self.failure = (self.good_size, f"a record in {span} differs from its signed checkpoint")
+        else:
+            self.good_size, self.checked = head.tree_size, self.checked + 1
+
+    def _signed(self, head: Checkpoint) -> bool:
+        if self.signer is None:
+            return False
+        text = checkpoint_text(head.tree_size, head.root, head.timestamp)
+        tail = head_text(head.tree_size, head.head)
+        return self.signer.verifies(text, head.signature) and self.signer.verifies(tail, head.head_signature)
 
 
 def verify_ledger(
@@ -65,8 +84,10 @@ def verify_ledger(
     checkpoints: list[Checkpoint],
     signer: Ed25519Verifier | None,
     progress: Progress | None = None,
+    merkle: bool = False,
 ) -> VerifyReport:
-    chain, heads = ChainCheck(), _CheckpointCheck(checkpoints, signer)
+    """Verify from seq 0; `merkle` also recomputes every checkpoint's Merkle root (slower)."""
+    chain, heads = ChainCheck(), _CheckpointCheck(checkpoints, signer, merkle)
     for rows in ledger.rows():
         before = chain.length
         intact = chain.feed(rows)

@@ -30,6 +30,10 @@ class CheckpointOut(BaseModel):
     timestamp: str
     signature: str
     public_key: str
+    # Beyond the contract: the hash of record tree_size - 1 and a signature over
+    # "segwarden-audit-head\n{tree_size}\n{head}\n" (see docs/audit.md).
+    head: str
+    head_signature: str
 
 
 class InclusionProofOut(BaseModel):

@@ -15,10 +15,10 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[AUDIT_READ]
 
 
 @router.get("/verify", response_model=VerifyOut)
-async def verify(runtime: Runtime) -> VerifyOut:
-    """Verify the ledger from its first record; `first_bad_seq` names the first record that fails."""
+async def verify(runtime: Runtime, merkle: bool = False) -> VerifyOut:
+    """Verify the ledger from seq 0, naming the first bad seq; `merkle=true` recomputes roots too."""
     checkpoints = await asyncio.to_thread(runtime.checkpoints.all)
-    report = await asyncio.to_thread(verify_ledger, runtime.ledger, checkpoints, runtime.signer)
+    report = await asyncio.to_thread(verify_ledger, runtime.ledger, checkpoints, runtime.signer, None, merkle)
     VERIFY_RUNS.inc()
     if not report.ok:
         VERIFY_FAILURES.inc()

@@ -48,8 +48,8 @@ def fill(engine: Engine, count: int) -> SqlLedgerStore:
     return ledger
 
 
-def verify(engine: Engine, signer: Ed25519Signer) -> VerifyReport:
-    return verify_ledger(SqlLedgerStore(engine), SqlCheckpointStore(engine).all(), signer)
+def verify(engine: Engine, signer: Ed25519Signer, merkle: bool = False) -> VerifyReport:
+    return verify_ledger(SqlLedgerStore(engine), SqlCheckpointStore(engine).all(), signer, merkle=merkle)
 
 
 def tamper(engine: Engine, *statements: str) -> None:
@@ -110,7 +110,10 @@ def test_verify_names_the_first_bad_seq(
     assert not report.ok and report.first_bad_seq == first_bad, report
 
 
-def test_a_rewritten_suffix_is_caught_by_the_signed_checkpoints(engine: Engine, tmp_path: Path) -> None:
+@pytest.mark.parametrize("merkle", [False, True], ids=["signed-head", "merkle-root"])
+def test_a_rewritten_suffix_is_caught_by_the_signed_checkpoints(
+    engine: Engine, tmp_path: Path, merkle: bool
+) -> None:
     ledger, signer = fill(engine, 6), Ed25519Signer.from_data_dir(tmp_path)
     checkpointer = Checkpointer(ledger, SqlCheckpointStore(engine), signer)
     checkpointer.checkpoint()
@@ -119,8 +122,9 @@ def test_a_rewritten_suffix_is_caught_by_the_signed_checkpoints(engine: Engine, 
     # Rewrite records 7.. with a consistent chain, as an insider with the code could.
     tamper(engine, "DELETE FROM audit_records WHERE seq >= 7")
     ledger.append([LedgerEntry("consent_change", None, f"forged-{i}", {"i": i}) for i in range(3)])
-    report = verify(engine, signer)
+    report = verify(engine, signer, merkle)
     assert not report.ok and report.first_bad_seq == 6 and "checkpoint" in (report.reason or "")
+    assert report.checkpoints_checked == 1
 
 
 def test_other_processes_append_through_the_same_lock(db_url: str, engine: Engine, tmp_path: Path) -> None:

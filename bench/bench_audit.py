@@ -1,0 +1,286 @@
+"""Audit ledger benchmark: append and verify rates beside their floors, measured in the same run.
+
+- append: `SqlLedgerStore.append` in batches of 1,000 (as the consumer does), against the floor
+  of raw inserts of the same rows into a plain table of the same database;
+- verify: `verify_ledger` (chain + signed checkpoint root) and the chain alone, against the floor
+  of raw SHA-256 over the same canonical bytes held in memory;
+- end to end: source events on the embedded broker to records in the ledger, through
+  `segwarden serve audit`.
+
+Run: `.venv/bin/python bench/bench_audit.py` (or `make bench`). JSON goes to bench/results/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import Column, Engine, Index, MetaData, Table, insert
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from services.audit.checkpointer import Checkpointer  # noqa: E402
+from services.audit.database import create_schema, make_engine  # noqa: E402
+from services.audit.ledger import LedgerEntry, canonical  # noqa: E402
+from services.audit.side_stores import SqlCheckpointStore  # noqa: E402
+from services.audit.signing import Ed25519Signer  # noqa: E402
+from services.audit.store import SqlLedgerStore  # noqa: E402
+from services.audit.tables import records  # noqa: E402
+from services.audit.verify import verify_ledger  # noqa: E402
+from shared.embedded import EmbeddedBroker, free_port  # noqa: E402
+from shared.events import ConsentChanged, new_event_id  # noqa: E402
+
+APPEND_N = 20_000
+VERIFY_N = 200_000
+E2E_N = 5_000
+BATCH = 1_000
+REPEATS = 3
+KEYS = ("seq", "at", "kind", "subject", "event_id", "payload", "prev_hash", "hash")
+# The floor: the ledger's columns and indexes, without chain, lock, duplicate check or triggers.
+raw_metadata = MetaData()
+RAW = Table(
+    "bench_raw_inserts",
+    raw_metadata,
+    *(Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable) for c in records.columns),
+    Index("bench_raw_kind", "kind"),
+    Index("bench_raw_subject", "subject"),
+    Index("bench_raw_event_id", "event_id", unique=True),
+)
+
+
+def entry(i: int) -> LedgerEntry:
+    payload = {
+        "purpose": "marketing_email",
+        "status": "denied",
+        "previous_status": "granted",
+        "reason": "user",
+        "source": "preference-center",
+        "jurisdiction": "GDPR",
+        "policy_version": "2026-03",
+        "recorded_at": "2026-11-29T10:00:00Z",
+        "expires_at": None,
+    }
+    return LedgerEntry(
+        "consent_change", hashlib.sha256(str(i).encode()).hexdigest(), uuid.uuid4().hex, payload
+    )
+
+
+def timed(action: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def median_rate(count: int, runs: list[float]) -> float:
+    return count / statistics.median(runs)
+
+
+def bench_append(url: str) -> dict[str, float]:
+    """Median records/s of ledger appends and of raw inserts of the same rows, on fresh tables."""
+    append_runs, insert_runs = [], []
+    for _ in range(REPEATS):
+        engine = fresh_engine(url)
+        append_runs.append(
+            timed(partial(append_all, SqlLedgerStore(engine), [entry(i) for i in range(APPEND_N)]))
+        )
+        rows = [dict(zip(KEYS, row, strict=True)) for chunk in SqlLedgerStore(engine).rows() for row in chunk]
+        insert_runs.append(timed(partial(raw_insert, engine, rows)))
+        engine.dispose()
+    append, floor = median_rate(APPEND_N, append_runs), median_rate(APPEND_N, insert_runs)
+    return {"append_per_s": append, "raw_insert_per_s": floor, "ratio": append / floor}
+
+
+def append_all(ledger: SqlLedgerStore, entries: list[LedgerEntry]) -> None:
+    for start in range(0, len(entries), BATCH):
+        ledger.append(entries[start : start + BATCH])
+
+
+def raw_insert(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    for i in range(0, len(rows), BATCH):
+        with engine.begin() as connection:
+            connection.execute(insert(RAW), rows[i : i + BATCH])
+
+
+def fresh_engine(url: str) -> Engine:
+    engine = make_engine(url)
+    raw_metadata.drop_all(engine)
+    with engine.begin() as connection:
+        for table in ("audit_records", "audit_checkpoints"):
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+    create_schema(engine)
+    raw_metadata.create_all(engine)
+    return engine
+
+
+def bench_verify(url: str, data_dir: Path) -> dict[str, float]:
+    """Median records/s of verify (chain + signed heads) and verify --merkle, beside raw SHA-256."""
+    engine = fresh_engine(url)
+    ledger = SqlLedgerStore(engine)
+    for start in range(0, VERIFY_N, 10_000):
+        ledger.append([entry(i) for i in range(start, start + 10_000)])
+    signer = Ed25519Signer.from_data_dir(data_dir)
+    Checkpointer(ledger, SqlCheckpointStore(engine), signer).checkpoint()
+    checkpoints = SqlCheckpointStore(engine).all()
+    bodies = [(bytes.fromhex(r[6]), canonical(*r[:7])) for chunk in ledger.rows() for r in chunk]
+    fast, deep, floor = [], [], []
+    for _ in range(REPEATS):
+        fast.append(timed(partial(checked_verify, ledger, checkpoints, signer, False)))
+        deep.append(timed(partial(checked_verify, ledger, checkpoints, signer, True)))
+        floor.append(timed(partial(raw_hashing, bodies)))
+    engine.dispose()
+    rates = {
+        "verify_per_s": median_rate(VERIFY_N, fast),
+        "verify_merkle_per_s": median_rate(VERIFY_N, deep),
+        "raw_sha256_per_s": median_rate(VERIFY_N, floor),
+    }
+    rates["ratio"] = rates["verify_per_s"] / rates["raw_sha256_per_s"]
+    rates["merkle_ratio"] = rates["verify_merkle_per_s"] / rates["raw_sha256_per_s"]
+    rates["seconds_per_million"] = 1e6 / rates["verify_per_s"]
+    return rates
+
+
+def checked_verify(ledger: SqlLedgerStore, checkpoints: list, signer: Ed25519Signer, merkle: bool) -> None:
+    result = verify_ledger(ledger, checkpoints, signer, merkle=merkle)
+    if not (result.ok and result.length == VERIFY_N and result.checkpoints_checked == 1):
+        raise RuntimeError(f"verification failed: {result}")
+
+
+def raw_hashing(bodies: list[tuple[bytes, bytes]]) -> None:
+    for prev, body in bodies:
+        hashlib.sha256(prev + body).digest()
+
+
+def bench_end_to_end(work: Path) -> dict[str, float]:
+    """Source events on the broker to ledger records, through the real service process."""
+    broker = EmbeddedBroker().start()
+    port, prefix = free_port(), f"bench{uuid.uuid4().hex[:8]}."
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "TOPIC_PREFIX": prefix,
+        "DATA_DIR": str(work / "e2e"),
+        "AUDIT_PORT": str(port),
+        "AUTH_TOKENS": "bench-token-0001=*",
+        "INTERNAL_TOKEN": "bench-token-0001",
+    }
+    service = subprocess.Popen(
+        [sys.executable, "-m", "segwarden", "serve", "audit"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait(lambda: httpx.get(f"{url}/readyz").status_code == 200, 90)
+        produce(broker.bootstrap, f"{prefix}consent.changes")
+        started = time.perf_counter()
+        wait(lambda: ledger_length(url) >= E2E_N, 120)
+        elapsed = time.perf_counter() - started
+    finally:
+        service.terminate()
+        service.wait(15)
+        broker.stop()
+    return {"records": E2E_N, "records_per_s": E2E_N / elapsed}
+
+
+def produce(bootstrap: str, topic: str) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024)
+    now = datetime.now(UTC)
+    for i in range(E2E_N):
+        event = ConsentChanged(
+            event_id=new_event_id(),
+            customer_id=f"c-{i}",
+            purpose="marketing_email",
+            status="granted",
+            previous_status=None,
+            reason="user",
+            source="bench",
+            jurisdiction="GDPR",
+            policy_version="2026-03",
+            recorded_at=now,
+        )
+        producer.send(topic, event.to_bytes(), key=event.customer_id.encode())
+    producer.flush(60)
+    producer.close()
+
+
+def ledger_length(url: str) -> int:
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("segwarden_audit_ledger_length "):
+            return int(float(line.split()[1]))
+    return 0
+
+
+def wait(check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"gave up after {timeout}s")
+
+
+def report(results: dict[str, Any]) -> None:
+    lines = [f"audit bench on {results['machine']} at {results['at']}"]
+    for db, figures in results["databases"].items():
+        a, v = figures["append"], figures["verify"]
+        lines.append(
+            f"  {db:10s} append {a['append_per_s']:>9,.0f}/s   raw insert {a['raw_insert_per_s']:>9,.0f}/s"
+            f"   ratio {a['ratio']:.0%} (target >= 50%)"
+        )
+        lines.append(
+            f"  {db:10s} verify {v['verify_per_s']:>9,.0f}/s   raw SHA-256 {v['raw_sha256_per_s']:>9,.0f}/s"
+            f"   ratio {v['ratio']:.0%} (target >= 50%)   1M records in {v['seconds_per_million']:.1f} s"
+        )
+        lines.append(
+            f"  {db:10s} verify --merkle {v['verify_merkle_per_s']:>9,.0f}/s   ratio {v['merkle_ratio']:.0%}"
+        )
+    e2e = results["end_to_end"]
+    lines.append(f"  end to end (broker -> service -> SQLite): {e2e['records_per_s']:,.0f} records/s")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="segwarden-bench-audit-") as tmp:
+        work = Path(tmp)
+        databases = {"sqlite": f"sqlite:///{work / 'bench.db'}"}
+        if os.environ.get("BENCH_POSTGRES_URL"):
+            databases["postgresql"] = os.environ["BENCH_POSTGRES_URL"]
+        results: dict[str, Any] = {
+            "machine": f"{platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()})",
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "sizes": {"append": APPEND_N, "verify": VERIFY_N, "end_to_end": E2E_N},
+            "databases": {
+                name: {"append": bench_append(url), "verify": bench_verify(url, work / name)}
+                for name, url in databases.items()
+            },
+            "end_to_end": bench_end_to_end(work),
+        }
+    report(results)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_audit.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
