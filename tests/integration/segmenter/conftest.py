@@ -1,0 +1,177 @@
+"""Fixtures for segmenter tests: a running segmenter, a producer of its inputs, a reader of its outputs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from shared.events import ConsentChanged, CustomerEvent, MembershipChanged, new_event_id
+
+ADMIN = {"Authorization": "Bearer admin-token-0001"}
+FAST = {"SWEEP_INTERVAL_S": "0.5", "COMPLIANCE_INTERVAL_S": "1"}
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Inputs:
+    """Produces the segmenter's inputs with the shared topic models."""
+
+    def __init__(self, producer: AIOKafkaProducer, prefix: str) -> None:
+        self.producer = producer
+        self.prefix = prefix
+
+    async def send(self, base: str, key: str, value: bytes | None, wait: bool = True) -> None:
+        topic = self.prefix + base
+        if wait:
+            await self.producer.send_and_wait(topic, value, key=key.encode())
+        else:
+            await self.producer.send(topic, value, key=key.encode())
+
+    async def event(
+        self, customer: str, type_: str = "click", wait: bool = True, **attributes: Any
+    ) -> CustomerEvent:
+        event = CustomerEvent(
+            event_id=attributes.pop("event_id", None) or new_event_id(),
+            customer_id=customer,
+            type=type_,
+            occurred_at=datetime.now(UTC),
+            source="test",
+            attributes=attributes,
+        )
+        await self.send("customer.events", customer, event.to_bytes(), wait)
+        return event
+
+    async def consent(
+        self, customer: str, purpose: str, status: str, wait: bool = True, expires_in: float | None = None
+    ) -> ConsentChanged:
+        now = datetime.now(UTC)
+        change = ConsentChanged(
+            event_id=new_event_id(),
+            customer_id=customer,
+            purpose=purpose,
+            status=status,  # type: ignore[arg-type]
+            previous_status=None,
+            reason="user",
+            source="test",
+            jurisdiction="GDPR",
+            policy_version="2026-03",
+            recorded_at=now,
+            expires_at=now + timedelta(seconds=expires_in) if expires_in is not None else None,
+        )
+        await self.send("consent.changes", customer, change.to_bytes(), wait)
+        return change
+
+
+class Outputs:
+    """Collects everything the segmenter publishes on segment.membership, in partition order."""
+
+    def __init__(self) -> None:
+        self.messages: list[MembershipChanged] = []
+
+    def of(self, customer: str, segment: str | None = None) -> list[MembershipChanged]:
+        return [m for m in self.messages if m.customer_id == customer and segment in (None, m.segment_id)]
+
+    def find(
+        self, customer: str, segment: str, action: str, reason: str | None = None
+    ) -> MembershipChanged | None:
+        for m in self.of(customer, segment):
+            if m.action == action and reason in (None, m.reason):
+                return m
+        return None
+
+
+@pytest.fixture
+async def kafka_io(kafka_bootstrap: str, topic_prefix: str) -> AsyncIterator[tuple[Inputs, Outputs]]:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
+    await producer.start()
+    consumer = AIOKafkaConsumer(
+        topic_prefix + "segment.membership",
+        bootstrap_servers=kafka_bootstrap,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+        metadata_max_age_ms=1000,
+    )
+    await consumer.start()
+    outputs = Outputs()
+
+    async def collect() -> None:
+        async for record in consumer:
+            outputs.messages.append(MembershipChanged.model_validate_json(record.value))
+
+    task = asyncio.create_task(collect())
+    try:
+        yield Inputs(producer, topic_prefix), outputs
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await consumer.stop()
+        await producer.stop()
+
+
+@pytest.fixture
+def segmenter(start_service: Any) -> Any:
+    return start_service("segmenter", **FAST).wait_ready()
+
+
+@pytest.fixture
+def api(segmenter: Any) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=segmenter.url, headers=ADMIN, timeout=10) as client:
+        yield client
+
+
+class RedisView:
+    """Reads the segmenter's live membership straight from Redis (what campaign tools would query)."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.client = client
+        self.ns = f"sw:{prefix}"
+
+    def segments_of(self, customer: str) -> set[str]:
+        return set(self.client.smembers(f"{self.ns}{{c:{customer}}}:segs"))
+
+    def members(self, segment: str) -> set[str]:
+        return set(self.client.smembers(f"{self.ns}seg:{{{segment}}}:members"))
+
+    def features(self, customer: str) -> dict[str, str]:
+        return dict(self.client.hgetall(f"{self.ns}{{c:{customer}}}:f"))
+
+
+@pytest.fixture
+def redis_view(redis_client: redis.Redis, topic_prefix: str) -> RedisView:
+    return RedisView(redis_client, topic_prefix)
+
+
+def put_segment(client: httpx.Client, segment_id: str, rule: str, *purposes: str) -> dict[str, Any]:
+    response = client.put(
+        f"/v1/segments/{segment_id}",
+        json={"name": segment_id, "rule": rule, "required_purposes": list(purposes)},
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())

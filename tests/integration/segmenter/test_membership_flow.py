@@ -1,0 +1,118 @@
+"""Consent-gated membership end to end: join, eviction on withdrawal, no rejoin, expiry, erasure,
+dead letters, idempotence and consent state loaded before ready."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from shared.events import ConsentStateSnapshot, DeadLetter, ErasureRequested, PurposeState, new_event_id
+from tests.integration.segmenter.conftest import ADMIN, FAST, put_segment, wait_until
+
+
+async def test_withdrawal_evicts_at_once_and_nothing_brings_the_customer_back(
+    api: httpx.Client, kafka_io: Any, redis_view: Any
+) -> None:
+    inputs, outputs = kafka_io
+    put_segment(api, "buyers", "total_spend >= 100", "marketing_email")
+    put_segment(api, "sms", "purchase_count >= 1", "marketing_sms")
+    put_segment(api, "anyone", "event_count >= 1")
+    await inputs.consent("c-1", "marketing_email", "granted")
+    await inputs.consent("c-1", "marketing_sms", "granted")
+    await inputs.event("c-1", "purchase", amount=150, currency="EUR")
+    await wait_until(lambda: redis_view.segments_of("c-1") == {"buyers", "sms", "anyone"}, what="three joins")
+    joined = outputs.find("c-1", "buyers", "joined")
+    assert joined is None or joined.reason == "rule_matched"
+
+    withdrawal = await inputs.consent("c-1", "marketing_email", "denied")
+    left = await wait_until(lambda: outputs.find("c-1", "buyers", "left"), what="the left event")
+    assert left.reason == "consent_withdrawn" and left.cause_event_id == withdrawal.event_id
+    assert left.cause_at == withdrawal.recorded_at
+    assert redis_view.segments_of("c-1") == {"sms", "anyone"} and "c-1" not in redis_view.members("buyers")
+
+    for _ in range(3):  # later events keep matching the rule but must not bring the customer back
+        await inputs.event("c-1", "purchase", amount=500, currency="EUR")
+    await wait_until(lambda: redis_view.features("c-1").get("purchases") == "4", what="the later events")
+    assert "buyers" not in redis_view.segments_of("c-1")
+    assert [m.action for m in outputs.of("c-1", "buyers")] == ["joined", "left"]
+
+    grant = await inputs.consent("c-1", "marketing_email", "granted")
+    rejoined = await wait_until(
+        lambda: outputs.find("c-1", "buyers", "joined", "consent_granted"), what="rejoin"
+    )
+    assert rejoined.cause_event_id == grant.event_id and "buyers" in redis_view.segments_of("c-1")
+
+    await inputs.consent("c-1", "marketing_sms", "granted", expires_in=1.0)
+    expired = await wait_until(lambda: outputs.find("c-1", "sms", "left", "consent_expired"), what="expiry")
+    assert expired is not None and "sms" not in redis_view.segments_of("c-1")
+
+    erasure = ErasureRequested(event_id=new_event_id(), customer_id="c-1", requested_at=datetime.now(UTC))
+    await inputs.send("erasure.requests", "c-1", erasure.to_bytes())
+    await wait_until(lambda: not redis_view.segments_of("c-1"), what="erasure")
+    assert {m.segment_id for m in outputs.of("c-1") if m.reason == "erased"} == {"buyers", "anyone"}
+    assert redis_view.features("c-1") == {} and "c-1" not in redis_view.members("anyone")
+    metrics = api.get("/metrics").text
+    assert "segwarden_segmenter_eviction_latency_seconds_count 1.0" in metrics
+    assert "segwarden_segmenter_compliance_violations_total 0.0" in metrics
+
+
+async def test_bad_records_go_to_the_dead_letter_topic_and_redeliveries_count_once(
+    api: httpx.Client, kafka_io: Any, redis_view: Any, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    inputs, outputs = kafka_io
+    put_segment(api, "big", "total_spend >= 150")
+    await inputs.send("customer.events", "c-2", b"{not json")
+    await inputs.send(
+        "customer.events", "c-2", b'{"event_id": "x", "customer_id": "c-2", "type": "purchase"}'
+    )
+    same = new_event_id()
+    for _ in range(3):
+        await inputs.event("c-2", "purchase", event_id=same, amount=100, currency="EUR")
+    await inputs.event("c-2", "click")
+    await wait_until(lambda: redis_view.features("c-2").get("events") == "2", what="the click")
+    assert redis_view.features("c-2")["spend"] == "100" and "big" not in redis_view.segments_of("c-2")
+
+    consumer = AIOKafkaConsumer(
+        topic_prefix + "customer.events.dlq", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        letters = [DeadLetter.model_validate_json((await consumer.getone()).value) for _ in range(2)]
+    finally:
+        await consumer.stop()
+    assert letters[0].value == "{not json" and "json" in letters[0].error.lower()
+    assert "occurred_at" in letters[1].error and letters[1].topic == topic_prefix + "customer.events"
+    await inputs.event("c-2", "purchase", amount=60, currency="EUR")  # the stream goes on
+    await wait_until(lambda: "big" in redis_view.segments_of("c-2"), what="the join after the bad records")
+
+
+async def test_consent_state_is_loaded_before_ready(
+    start_service: Any, kafka_io: Any, redis_view: Any, kafka_bootstrap: str
+) -> None:
+    inputs, outputs = kafka_io
+    granted = PurposeState(status="granted", effective=True, recorded_at=datetime.now(UTC))
+    snapshot = ConsentStateSnapshot(
+        event_id=new_event_id(),
+        customer_id="c-3",
+        purposes={"marketing_email": granted},
+        updated_at=datetime.now(UTC),
+    )
+    from services.segmenter.settings import SegmenterSettings
+    from shared.kafka import ensure_topics
+
+    ensure_topics(
+        SegmenterSettings(
+            kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=inputs.prefix, topic_partitions=3
+        )
+    )
+    await inputs.send("consent.state", "c-3", snapshot.to_bytes())
+    service = start_service("segmenter", **FAST).wait_ready()
+    consent_key = f"{redis_view.ns}{{c:c-3}}:consent"
+    assert redis_view.client.hget(consent_key, "marketing_email").startswith("granted|")
+    with httpx.Client(base_url=service.url, headers=ADMIN) as client:
+        put_segment(client, "mail", "event_count >= 1", "marketing_email")
+    await inputs.event("c-3", "click")
+    await wait_until(lambda: outputs.find("c-3", "mail", "joined"), what="a join on the loaded consent")
