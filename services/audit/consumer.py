@@ -42,9 +42,13 @@ class KafkaSourceConsumer:
         names = topic_names(settings)
         self.specs = {names.name(spec): spec for spec in (*_CUSTOMER_SOURCES, topics.SEGMENT_DEFINITIONS)}
         self.consumer: AIOKafkaConsumer | None = None
+        self.caught_up = False
 
-    def assigned(self) -> bool:
-        return self.consumer is not None and bool(self.consumer.assignment())
+    def not_ready(self) -> str | None:
+        """Why the ledger may still miss what the topics hold, or None once it caught up."""
+        if self.consumer is None or not self.consumer.assignment():
+            return "consumer: waiting for its partitions"
+        return None if self.caught_up else "consumer: catching up with the source topics"
 
     async def run(self, producer: AIOKafkaProducer) -> None:
         group, topic_list = self.settings.consumer_group, sorted(self.specs)
@@ -61,7 +65,10 @@ class KafkaSourceConsumer:
                 if records:
                     await self._ingest(producer, records)
                     await self.consumer.commit()
-                    await self._report_lag()
+                # Caught up once a poll found nothing new or no partition lags (latched).
+                lagging = await self._report_lag()
+                assigned = bool(self.consumer.assignment())
+                self.caught_up = self.caught_up or (assigned and (not records or not lagging))
         finally:
             await self.consumer.stop()
 
@@ -108,8 +115,12 @@ class KafkaSourceConsumer:
         definition = await decode_or_dead_letter(producer, record, events.SegmentDefinition)
         return None if definition is None else sources.DefinitionChange(definition.segment_id, definition)
 
-    async def _report_lag(self) -> None:
+    async def _report_lag(self) -> int:
+        """Set the lag gauges; the number of partitions that lag."""
         assert self.consumer is not None
+        lagging = 0
         for tp in self.consumer.assignment():
             lag = clamp_lag(self.consumer.highwater(tp), await self.consumer.position(tp))
             CONSUMER_LAG.labels(self.settings.consumer_group, tp.topic, str(tp.partition)).set(lag)
+            lagging += lag > 0
+        return lagging

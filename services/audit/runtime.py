@@ -101,7 +101,7 @@ class AuditRuntime:
         return await broker_answers(self.producer)
 
     async def consumer_ready(self) -> str | None:
-        return None if self.consumer.assigned() else "consumer: waiting for its partitions"
+        return self.consumer.not_ready()
 
     async def database_ready(self) -> str | None:
         def ping() -> None:

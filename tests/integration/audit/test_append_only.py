@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,3 +139,23 @@ def test_other_processes_append_through_the_same_lock(db_url: str, engine: Engin
     with pytest.raises(ValueError, match="customer_id"):
         append_to_ledger(settings, "model_trained", "model-2", {"customer_id": "c-1"})
     assert verify(engine, Ed25519Signer.from_data_dir(tmp_path)).length == 4
+
+
+def test_the_cli_verifies_the_store_and_names_the_first_bad_seq(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    engine = make_engine(url)
+    create_schema(engine)
+    ledger = fill(engine, 10)
+    Checkpointer(ledger, SqlCheckpointStore(engine), Ed25519Signer.from_data_dir(tmp_path)).checkpoint()
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "AUDIT_DB_URL": url}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "segwarden", "audit", "verify", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    good = cli("--json")
+    assert good.returncode == 0 and json.loads(good.stdout)["ok"] is True, good.stderr
+    tamper(engine, "UPDATE audit_records SET at = '2020-01-01T00:00:00.000000Z' WHERE seq = 7")
+    bad = cli("--merkle")
+    assert bad.returncode == 1 and "first bad seq 7" in bad.stdout, bad.stdout + bad.stderr
+    engine.dispose()
