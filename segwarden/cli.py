@@ -10,6 +10,7 @@ import typer
 from pydantic import ValidationError
 
 from services.audit import cli as audit_cli
+from services.segmenter.modeling import cli as model_cli
 from shared.auth import AuthConfigError
 from shared.embedded import InfrastructureError
 from shared.http import ConfigurationError
@@ -17,6 +18,7 @@ from shared.pseudonym import PseudonymKeyError
 
 app = typer.Typer(help="Consent-aware, real-time customer segmentation.", no_args_is_help=True)
 app.add_typer(audit_cli.app, name="audit")
+app.add_typer(model_cli.app, name="model")
 
 
 class Service(StrEnum):

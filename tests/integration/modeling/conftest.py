@@ -1,0 +1,64 @@
+"""Synthetic customers written into Redis through the segmenter's own store adapter."""
+
+from __future__ import annotations
+
+import time
+import uuid
+import zlib
+from collections.abc import AsyncIterator, Mapping
+
+import pytest
+import redis.asyncio as aioredis
+
+from services.segmenter.adapters.redis_keys import KeyLayout
+from services.segmenter.adapters.redis_store import EventWrite, RedisCustomerStore
+from services.segmenter.domain.consent import PurposeConsent
+
+DAY = 86400.0
+PARTITIONS = 3
+
+
+@pytest.fixture
+async def customers(redis_url: str, topic_prefix: str) -> AsyncIterator[RedisCustomerStore]:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    yield RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"), dedupe_ttl_s=3600)
+    keys = [key async for key in client.scan_iter(f"sw:{topic_prefix}*", count=1000)]
+    for start in range(0, len(keys), 1000):
+        await client.unlink(*keys[start : start + 1000])
+    await client.aclose()  # type: ignore[attr-defined]
+
+
+def events_of(customer_id: str, features: Mapping[str, float | int], now: float) -> list[EventWrite]:
+    """Events that give the customer (about) these features: first and last visit, purchases, views."""
+    first, last = now - features["first_seen_days"] * DAY, now - features["last_seen_days"] * DAY
+    purchases = int(features["purchase_count"])
+    times = [first + (last - first) * i / max(purchases, 1) for i in range(purchases)]
+    if purchases:
+        times[-1] = now - features["last_purchase_days"] * DAY
+    amount = features["total_spend"] / purchases if purchases else None
+    writes = [_event(customer_id, "purchase", t, amount) for t in times]
+    views = int(features["events.page_view"])
+    view_times = [first, last] + [first + (last - first) * i / views for i in range(1, views - 1)]
+    return writes + [_event(customer_id, "page_view", t, None) for t in view_times[:views]]
+
+
+def _event(customer_id: str, kind: str, at: float, amount: float | None) -> EventWrite:
+    return EventWrite(customer_id, uuid.uuid4().hex, kind, at, amount, {"country": "DE"})
+
+
+async def seed(
+    store: RedisCustomerStore, people: list[tuple[str, Mapping[str, float | int], str | None]]
+) -> None:
+    """Write (customer id, features, profiling) into Redis; profiling is granted, denied, expired
+    (a grant whose expiry has passed) or None (no record: the catalog default, denied)."""
+    now = time.time()
+    writes = [write for customer_id, features, _ in people for write in events_of(customer_id, features, now)]
+    known = [(zlib.crc32(customer_id.encode()) % PARTITIONS, customer_id) for customer_id, _, _ in people]
+    await store.apply_events(writes, known)
+    for customer_id, _, profiling in people:
+        if profiling == "expired":
+            await store.apply_consent(
+                customer_id, {"profiling": PurposeConsent("granted", now - 60, now - DAY)}
+            )
+        elif profiling is not None:
+            await store.apply_consent(customer_id, {"profiling": PurposeConsent(profiling, None, now)})
