@@ -72,6 +72,7 @@ class ConsentRuntime:
         await asyncio.to_thread(run_migrations, self.engine)
         expiry_interval = self.settings.consent_expiry_interval
         work: dict[str, Callable[[], Awaitable[None]]] = {
+            "writer": self.service.run_writer,
             "kafka": self._run_kafka,
             "expiry": lambda: run_expiry(self.service, expiry_interval),
             "outbox-gauges": lambda: sample_outbox(self.outbox, OUTBOX_SAMPLE_SECONDS),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from services.consent.db.store import CustomerUnit, SqlConsentStore
-from services.consent.domain import ConsentEntry, RecordConsent
+from services.consent.domain import ConsentEntry, CurrentConsent, RecordConsent
 from services.consent.policy import ConsentPolicy
 from shared import topics
 from shared.events import ErasureRequested, new_event_id
@@ -18,12 +18,27 @@ def record_consent(
     store: SqlConsentStore, policy: ConsentPolicy, command: RecordConsent, now: datetime
 ) -> list[ConsentEntry] | None:
     """Record a choice and queue what it changed; None when its request id was already processed."""
-    policy.validate(command, now)
-    with store.customer(command.customer_id) as unit:
-        if command.request_id and not unit.claim_request(command.request_id, now):
-            return None
-        entries = policy.decide(command, unit.current(), now)
-        _append_and_enqueue(unit, policy, entries, now)
+    return record_many(store, policy, [command], now)[0]
+
+
+def record_many(
+    store: SqlConsentStore, policy: ConsentPolicy, commands: list[RecordConsent], now: datetime
+) -> list[list[ConsentEntry] | None]:
+    """Record several choices in one transaction, in order; any failure rolls all of them back."""
+    for command in commands:
+        policy.validate(command, now)
+    with store.customers([c.customer_id for c in commands]) as units:
+        return [_record(units[c.customer_id], policy, c, now) for c in commands]
+
+
+def _record(
+    unit: CustomerUnit, policy: ConsentPolicy, command: RecordConsent, now: datetime
+) -> list[ConsentEntry] | None:
+    if command.request_id and not unit.claim_request(command.request_id, now):
+        return None
+    current = unit.current()
+    entries = policy.decide(command, current, now)
+    _append_and_enqueue(unit, policy, current, entries, now)
     return entries
 
 
@@ -32,8 +47,9 @@ def expire_customer(
 ) -> list[ConsentEntry]:
     """Deny (reason expired) every lapsed grant of one customer and queue the changes."""
     with store.customer(customer_id) as unit:
-        entries = policy.expire(customer_id, unit.current(), now)
-        _append_and_enqueue(unit, policy, entries, now)
+        current = unit.current()
+        entries = policy.expire(customer_id, current, now)
+        _append_and_enqueue(unit, policy, current, entries, now)
     return entries
 
 
@@ -62,7 +78,11 @@ def snapshot_bytes(store: SqlConsentStore, policy: ConsentPolicy, customer_id: s
 
 
 def _append_and_enqueue(
-    unit: CustomerUnit, policy: ConsentPolicy, entries: list[ConsentEntry], now: datetime
+    unit: CustomerUnit,
+    policy: ConsentPolicy,
+    current: dict[str, CurrentConsent],
+    entries: list[ConsentEntry],
+    now: datetime,
 ) -> None:
     if not entries:
         return
@@ -71,5 +91,6 @@ def _append_and_enqueue(
     for entry in changed:
         unit.enqueue(topics.CONSENT_CHANGES.base, entry.event_id, entry.to_event().to_bytes(), now)
     if changed:
-        snapshot = policy.snapshot(unit.customer_id, unit.current(), now)
+        after = current | {entry.purpose: entry.as_current() for entry in entries}
+        snapshot = policy.snapshot(unit.customer_id, after, now)
         unit.enqueue(topics.CONSENT_STATE.base, snapshot.event_id, snapshot.to_bytes(), now)

@@ -11,6 +11,7 @@ from services.consent import handlers, metrics
 from services.consent.db.store import SqlConsentStore
 from services.consent.domain import ConsentEntry, RecordConsent
 from services.consent.policy import ConsentPolicy
+from services.consent.writer import GroupCommitWriter
 from shared.events import ErasureRequested, PurposeState, utcnow
 from shared.pseudonym import pseudonymize
 
@@ -29,13 +30,24 @@ class ConsentService:
         self.policy = policy
         self.pseudonym_key = pseudonym_key
         self.on_commit = on_commit
+        self.writer: GroupCommitWriter[RecordConsent, list[ConsentEntry] | None] = GroupCommitWriter(
+            lambda commands: handlers.record_many(store, policy, commands, utcnow()),
+            lambda command: handlers.record_consent(store, policy, command, utcnow()),
+        )
 
     async def record(self, command: RecordConsent) -> list[ConsentEntry] | None:
-        """Record a choice (InvalidConsentError names the bad field); None for a duplicate request id."""
-        entries = await asyncio.to_thread(handlers.record_consent, self.store, self.policy, command, utcnow())
+        """Record a choice (InvalidConsentError names the bad field); None for a duplicate request id.
+
+        Needs `run_writer()` running: concurrent choices are committed together.
+        """
+        self.policy.validate(command, utcnow())
+        entries = await self.writer.submit(command)
         if entries:
             self._committed(entries)
         return entries
+
+    async def run_writer(self) -> None:
+        await self.writer.run()
 
     async def states(self, customer_id: str) -> dict[str, PurposeState]:
         current = await asyncio.to_thread(self.store.current, customer_id)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 
+_SQLITE_WRITERS: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 _DRIVERLESS = {"postgresql://": "postgresql+psycopg://", "postgres://": "postgresql+psycopg://"}
 
@@ -31,7 +36,21 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, pool_size=8, max_overflow=8, connect_args={"check_same_thread": False})
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
+    _SQLITE_WRITERS[engine] = threading.Lock()
     return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction. SQLite writers of this process queue on a lock: contending on the
+    database lock instead would make SQLite's busy handler sleep (up to 100 ms a try)."""
+    lock = _SQLITE_WRITERS.get(engine)
+    if lock is None:
+        with engine.begin() as connection:
+            yield connection
+        return
+    with lock, engine.begin() as connection:
+        yield connection
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, delete, func, select, update
 
-from services.consent.db.engine import reader
+from services.consent.db.engine import reader, write_transaction
 from services.consent.db.tables import outbox
 
 
@@ -47,7 +47,7 @@ class SqlOutbox:
         """Mark rows sent; rows about an erased customer are deleted instead, so no id survives."""
         purge = [row.id for row in rows if row.purge_when_sent]
         keep = [row.id for row in rows if not row.purge_when_sent]
-        with self.engine.begin() as connection:
+        with write_transaction(self.engine) as connection:
             if keep:
                 connection.execute(update(outbox).where(outbox.c.id.in_(keep)).values(sent_at=now))
             if purge:
@@ -55,7 +55,7 @@ class SqlOutbox:
 
     def prune_sent(self, before: datetime) -> int:
         """Forget rows sent before `before`: the history table is the record, the outbox a queue."""
-        with self.engine.begin() as connection:
+        with write_transaction(self.engine) as connection:
             return connection.execute(delete(outbox).where(outbox.c.sent_at < before)).rowcount
 
     def stats(self) -> OutboxStats:

@@ -7,9 +7,9 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
-from services.consent.db.engine import lock_customer, reader
+from services.consent.db.engine import lock_customer, reader, write_transaction
 from services.consent.db.tables import (
     consent_current,
     consent_records,
@@ -20,6 +20,15 @@ from services.consent.db.tables import (
 from services.consent.domain import ConsentEntry, CurrentConsent
 
 _CURRENT_FIELDS = ("status", "source", "jurisdiction", "policy_version", "recorded_at", "expires_at")
+# Built once with bound parameters, so SQLAlchemy compiles each statement once (the hot path).
+_INSERT_RECORD = insert(consent_records)
+_INSERT_CURRENT = insert(consent_current)
+_INSERT_OUTBOX = insert(outbox)
+_UPDATE_CURRENT = update(consent_current).where(
+    consent_current.c.customer_id == bindparam("k_customer"),
+    consent_current.c.purpose == bindparam("k_purpose"),
+)
+_SELECT_CURRENT = select(consent_current).where(consent_current.c.customer_id == bindparam("customer_id"))
 
 
 class CustomerUnit:
@@ -44,31 +53,19 @@ class CustomerUnit:
         """New history rows, and the current projection moved to them."""
         for entry in entries:
             row = {k: v for k, v in vars(entry).items() if k != "publishes"}
-            self.connection.execute(insert(consent_records).values(**row, published=entry.publishes))
+            self.connection.execute(_INSERT_RECORD, {**row, "published": entry.publishes})
             values = {field: getattr(entry, field) for field in _CURRENT_FIELDS}
-            key = (consent_current.c.customer_id == self.customer_id) & (
-                consent_current.c.purpose == entry.purpose
-            )
-            if self.connection.execute(update(consent_current).where(key).values(**values)).rowcount == 0:
+            key = {"k_customer": self.customer_id, "k_purpose": entry.purpose}
+            if self.connection.execute(_UPDATE_CURRENT, {**key, **values}).rowcount == 0:
                 self.connection.execute(
-                    insert(consent_current).values(
-                        customer_id=self.customer_id, purpose=entry.purpose, **values
-                    )
+                    _INSERT_CURRENT, {"customer_id": self.customer_id, "purpose": entry.purpose, **values}
                 )
 
     def enqueue(
         self, topic: str, event_id: str, payload: bytes | None, now: datetime, purge: bool = False
     ) -> None:
-        self.connection.execute(
-            insert(outbox).values(
-                event_id=event_id,
-                customer_id=self.customer_id,
-                topic=topic,
-                payload=payload,
-                created_at=now,
-                purge_when_sent=purge,
-            )
-        )
+        row = {"event_id": event_id, "customer_id": self.customer_id, "topic": topic, "payload": payload}
+        self.connection.execute(_INSERT_OUTBOX, {**row, "created_at": now, "purge_when_sent": purge})
 
     def erase(self, subject: str, event_id: str, now: datetime) -> int:
         """Delete every row naming the customer; keep a proof under the pseudonym. Returns rows deleted."""
@@ -92,9 +89,17 @@ class SqlConsentStore:
 
     @contextmanager
     def customer(self, customer_id: str) -> Iterator[CustomerUnit]:
-        with self.engine.begin() as connection:
-            lock_customer(connection, customer_id)
-            yield CustomerUnit(connection, customer_id)
+        with self.customers([customer_id]) as units:
+            yield units[customer_id]
+
+    @contextmanager
+    def customers(self, customer_ids: list[str]) -> Iterator[dict[str, CustomerUnit]]:
+        """One transaction holding the locks of several customers (a group commit: one fsync)."""
+        with write_transaction(self.engine) as connection:
+            # Locks in one global order, so two writers' batches can never deadlock on PostgreSQL.
+            for customer_id in sorted(set(customer_ids)):
+                lock_customer(connection, customer_id)
+            yield {customer_id: CustomerUnit(connection, customer_id) for customer_id in customer_ids}
 
     def current(self, customer_id: str) -> dict[str, CurrentConsent]:
         with self.engine.connect() as connection:
@@ -138,8 +143,7 @@ class SqlConsentStore:
 
 
 def _current(connection: Connection, customer_id: str) -> dict[str, CurrentConsent]:
-    query = select(consent_current).where(consent_current.c.customer_id == customer_id)
     return {
         row.purpose: CurrentConsent(**{field: getattr(row, field) for field in _CURRENT_FIELDS})
-        for row in connection.execute(query)
+        for row in connection.execute(_SELECT_CURRENT, {"customer_id": customer_id})
     }
