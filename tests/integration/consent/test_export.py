@@ -1,0 +1,32 @@
+"""The access bundle with its peers running: segments from the segmenter, the trail from the audit service."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import bearer
+from tests.integration.consent.conftest import choice, put, wait_for
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
+
+
+def test_export_gathers_segments_and_the_audit_trail(start_service, customer) -> None:
+    segmenter = start_service("segmenter")
+    audit = start_service("audit")
+    consent = start_service("consent", SEGMENTER_URL=segmenter.url, AUDIT_URL=audit.url)
+    for service in (segmenter, audit, consent):
+        service.wait_ready(90)
+    assert put(consent, customer, "marketing_email", choice()).status_code == 200
+    url = f"{consent.url}/v1/customers/{customer}/export"
+
+    def bundle_with_trail() -> dict | None:
+        bundle = httpx.get(url, headers=bearer("dsr-officer-0001"), timeout=30).json()
+        return bundle if bundle["audit"] else None
+
+    bundle = wait_for(bundle_with_trail, timeout=60, what="the consent change in the audit trail")
+    assert bundle["unavailable"] == []
+    assert bundle["segments"] == []
+    assert {record["kind"] for record in bundle["audit"]} >= {"consent_change"}
+    assert all(customer not in str(record) for record in bundle["audit"])  # the ledger is pseudonymous
+    assert [h["purpose"] for h in bundle["history"]] == ["marketing_email"]
