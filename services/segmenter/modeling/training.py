@@ -12,22 +12,15 @@ from datetime import UTC, datetime
 import numpy as np
 import sklearn
 from sklearn.cluster import KMeans, MiniBatchKMeans
-from sklearn.metrics import silhouette_score
 from sklearn.mixture import GaussianMixture
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from services.segmenter.modeling.features import FEATURES, feature_vector
 from services.segmenter.modeling.metadata import ALGORITHMS, ModelMetadata, check_model_id
+from services.segmenter.modeling.selection import AUTO_RANGE, Fit, TrainingError, choose_k, silhouette
 
-AUTO_RANGE = range(2, 9)
-# Silhouette is quadratic in the rows; a fixed-seed sample keeps `auto` fast on big populations.
-SILHOUETTE_SAMPLE = 3000
 Progress = Callable[[str], None]
-
-
-class TrainingError(ValueError):
-    """Training cannot give a usable, privacy-safe model from these customers."""
 
 
 @dataclass(frozen=True)
@@ -38,13 +31,6 @@ class TrainingSpec:
     # A center of fewer customers than this would describe individuals (cf. K_ANONYMITY).
     min_cluster_size: int = 10
     random_state: int = 0
-
-
-@dataclass(frozen=True)
-class Fit:
-    pipeline: Pipeline
-    labels: np.ndarray
-    silhouette: float | None
 
 
 @dataclass(frozen=True)
@@ -66,7 +52,7 @@ def train(spec: TrainingSpec, samples: np.ndarray, progress: Progress | None = N
     _check_spec(spec, samples)
     if spec.clusters is not None:
         fit = _fit(spec, spec.clusters, samples)
-        _refuse_small_clusters(fit.labels, spec.min_cluster_size)
+        _refuse_small_clusters(fit.labels, spec.clusters, spec.min_cluster_size)
         return _describe(spec, fit, samples, None, None)
     say = progress or (lambda _: None)
     fits: dict[int, Fit] = {}
@@ -75,23 +61,6 @@ def train(spec: TrainingSpec, samples: np.ndarray, progress: Progress | None = N
         fits[k] = _fit(spec, k, samples)
     best, scores, reason = choose_k(fits, spec.min_cluster_size)
     return _describe(spec, fits[best], samples, scores, reason)
-
-
-def choose_k(fits: dict[int, Fit], min_size: int) -> tuple[int, dict[str, float | None], str]:
-    """The K with the highest silhouette among fits whose every cluster holds `min_size` customers."""
-    allowed = {k: f.silhouette for k, f in fits.items() if _smallest(f.labels, k) >= min_size}
-    scores = {str(k): allowed.get(k) for k in fits}
-    scored = {k: s for k, s in allowed.items() if s is not None}
-    if not scored:
-        raise TrainingError(
-            f"no K in {min(fits)}..{max(fits)} gives clusters of at least {min_size} distinct customers"
-        )
-    best = max(scored, key=lambda k: (scored[k], -k))  # a tie goes to the simpler model
-    refused = sorted(k for k in fits if k not in allowed)
-    reason = f"K={best} has the highest silhouette ({scored[best]:.3f}) of K={min(fits)}..{max(fits)}"
-    if refused:
-        reason += f"; K={refused} left out: a cluster under {min_size} customers"
-    return best, scores, reason
 
 
 def _check_spec(spec: TrainingSpec, samples: np.ndarray) -> None:
@@ -129,27 +98,15 @@ def _fit(spec: TrainingSpec, k: int, samples: np.ndarray) -> Fit:
         [("scale", StandardScaler()), ("cluster", _estimator(spec.algorithm, k, spec.random_state))]
     )
     labels = pipeline.fit(samples).predict(samples)
-    return Fit(pipeline, labels, _silhouette(pipeline, samples, labels, spec.random_state))
+    return Fit(pipeline, labels, silhouette(pipeline, samples, labels, spec.random_state))
 
 
-def _silhouette(pipeline: Pipeline, samples: np.ndarray, labels: np.ndarray, seed: int) -> float | None:
-    if not 2 <= len(np.unique(labels)) < len(samples):
-        return None  # undefined: everyone in one cluster, or one customer per cluster
-    scaled = pipeline["scale"].transform(samples)
-    size = min(len(samples), SILHOUETTE_SAMPLE)
-    return float(silhouette_score(scaled, labels, sample_size=size, random_state=seed))
-
-
-def _smallest(labels: np.ndarray, k: int) -> int:
-    return int(np.bincount(labels, minlength=k).min())
-
-
-def _refuse_small_clusters(labels: np.ndarray, min_size: int) -> None:
-    sizes = np.bincount(labels)
+def _refuse_small_clusters(labels: np.ndarray, k: int, min_size: int) -> None:
+    sizes = np.bincount(labels, minlength=k)
     small = [(c, int(n)) for c, n in enumerate(sizes) if n < min_size]
-    if len(sizes) < 2 or small:
+    if small:
         raise TrainingError(
-            f"clusters of fewer than {min_size} customers (cluster, size): {small or 'all in one'}; "
+            f"clusters of fewer than {min_size} customers (cluster, size): {small}; "
             "their centers would describe individuals: choose fewer clusters or --clusters auto"
         )
 

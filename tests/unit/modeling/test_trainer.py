@@ -15,7 +15,7 @@ from services.segmenter.modeling.ledger import SqlAuditLedger
 from services.segmenter.modeling.store import FileModelStore, ModelExistsError
 from services.segmenter.modeling.synthetic import population
 from services.segmenter.modeling.trainer import LedgerError, TrainingRun, train_model
-from services.segmenter.modeling.training import TrainingSpec
+from services.segmenter.modeling.training import TrainedModel, TrainingSpec
 
 
 class ListSource:
@@ -74,12 +74,10 @@ async def test_a_model_the_ledger_refuses_is_not_kept(tmp_path: Path) -> None:
     assert not store.exists("rfm") and list(tmp_path.iterdir()) == []
 
 
-async def test_an_existing_id_is_refused_before_reading_anyone(tmp_path: Path) -> None:
-    store, settings = FileModelStore(tmp_path / "models", b"k" * 32), AuditSettings(data_dir=tmp_path)
-    await train_model(
-        ListSource(people()), TrainingRun(TrainingSpec("rfm", 3), store, SqlAuditLedger(settings))
-    )
+async def test_an_existing_id_is_refused_before_reading_anyone(tmp_path: Path, trained: TrainedModel) -> None:
+    store = FileModelStore(tmp_path, b"k" * 32)
+    store.save(trained.metadata, trained.pipeline)
     source = ListSource(people())
     with pytest.raises(ModelExistsError, match="train a new id"):
-        await train_model(source, TrainingRun(TrainingSpec("rfm", 3), store, SqlAuditLedger(settings)))
+        await train_model(source, TrainingRun(TrainingSpec("rfm-3", 3), store, RefusingLedger()))
     assert source.without_consent == 0

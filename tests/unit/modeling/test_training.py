@@ -8,15 +8,9 @@ from sklearn.metrics import adjusted_rand_score
 
 from services.segmenter.modeling.features import FEATURES
 from services.segmenter.modeling.metadata import ModelIdError
+from services.segmenter.modeling.selection import Fit, TrainingError, choose_k
 from services.segmenter.modeling.synthetic import GROUPS, population
-from services.segmenter.modeling.training import (
-    Fit,
-    TrainingError,
-    TrainingSpec,
-    choose_k,
-    feature_matrix,
-    train,
-)
+from services.segmenter.modeling.training import TrainingSpec, feature_matrix, train
 
 
 @pytest.fixture(scope="module")
