@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import Counter
@@ -23,6 +23,7 @@ from services.segmenter.modeling.store import FileModelStore, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 Stamp = tuple[int, int, int]
+OnChange = Callable[[set[str]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class ModelAssigner:
         self._ready: dict[str, _Ready] = {}
         self._refused: dict[str, tuple[Stamp, str]] = {}
 
-    def assign(self, model_id: str, features: Mapping[str, object], granted: Collection[str]) -> int | None:
+    def assign(self, model_id: str, features: Mapping[str, object], granted: Container[str]) -> int | None:
         """The customer's cluster, or None without the model's purpose in `granted` or without the model.
 
         `granted` is the set of purposes the customer's consent effectively grants: a model is
@@ -78,11 +79,14 @@ class ModelAssigner:
         MODELS_LOADED.set(len(ready))
         return changed
 
-    async def watch(self, interval: float = 2.0) -> None:
-        """Refresh every `interval` seconds off the event loop, until cancelled."""
+    async def watch(self, interval: float = 2.0, on_change: OnChange | None = None) -> None:
+        """Refresh every `interval` seconds off the event loop, until cancelled; `on_change` gets the
+        ids of models that appeared, changed or went away (to re-evaluate their segments' members)."""
         while True:
             try:
-                await asyncio.to_thread(self.refresh)
+                changed = await asyncio.to_thread(self.refresh)
+                if changed and on_change is not None:
+                    await on_change(changed)
             except OSError:
                 logger.exception(
                     "model store could not be read", extra={"directory": str(self._store.directory)}

@@ -18,6 +18,20 @@ TENURE_CAP_DAYS = 3650.0
 # derived ratio finite whatever a corrupt counter says.
 AMOUNT_CAP = 1e12
 
+# The segmenter's feature names the vector reads: an event that changes none of them cannot move a
+# customer to another cluster (what a segment index keys model segments on).
+SOURCE_FEATURES = frozenset(
+    {
+        "total_spend",
+        "purchase_count",
+        "event_count",
+        "events.purchase",
+        "last_seen_days",
+        "last_purchase_days",
+        "first_seen_days",
+    }
+)
+
 FEATURES: tuple[str, ...] = (
     "recency_days",  # days since the last purchase, RECENCY_CAP_DAYS if none
     "inactivity_days",  # days since the last event of any type, RECENCY_CAP_DAYS if none

@@ -84,14 +84,14 @@ def test_a_tampered_model_is_refused_and_the_others_keep_working(
 async def test_watch_picks_up_a_model_trained_while_running(
     store: FileModelStore, trained: TrainedModel
 ) -> None:
-    assigner = ModelAssigner(store)
-    task = asyncio.create_task(assigner.watch(interval=0.05))
+    assigner, noticed = ModelAssigner(store), asyncio.Queue[set[str]]()
+    task = asyncio.create_task(assigner.watch(interval=0.05, on_change=noticed.put))
     try:
         await asyncio.to_thread(store.save, trained.metadata, trained.pipeline)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while assigner.get("rfm-3") is None and loop.time() < deadline:
-            await asyncio.sleep(0.02)
+        assert await asyncio.wait_for(noticed.get(), timeout=30) == {"rfm-3"}
         assert assigner.get("rfm-3") == trained.metadata
+        await asyncio.to_thread(store.remove, "rfm-3")
+        assert await asyncio.wait_for(noticed.get(), timeout=30) == {"rfm-3"}
+        assert assigner.get("rfm-3") is None
     finally:
         task.cancel()

@@ -11,6 +11,7 @@ from services.segmenter.modeling.features import (
     AMOUNT_CAP,
     FEATURES,
     RECENCY_CAP_DAYS,
+    SOURCE_FEATURES,
     TENURE_CAP_DAYS,
     feature_vector,
 )
@@ -102,6 +103,13 @@ def test_any_mapping_gives_a_bounded_finite_vector(features: dict[str, object]) 
     assert vector["tenure_days"] <= TENURE_CAP_DAYS
     assert vector["monetary"] <= AMOUNT_CAP and vector["avg_order_value"] <= AMOUNT_CAP
     assert vector["purchase_share"] <= 1.0
+
+
+@given(st.dictionaries(names, numbers), st.dictionaries(names, numbers))
+def test_only_the_source_features_are_read(features: dict[str, object], other: dict[str, object]) -> None:
+    mixed = {**{k: v for k, v in other.items() if k not in SOURCE_FEATURES}, **features}
+    kept = {k: v for k, v in features.items() if k in SOURCE_FEATURES}
+    assert feature_vector(mixed) == feature_vector(kept)
 
 
 @given(st.dictionaries(names, numbers), st.text(), st.text())
