@@ -1,0 +1,95 @@
+"""Drive the three services through the contract's public API: a segment, a grant, an event, an opt-out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from shared.events import CustomerEvent, new_event_id, utcnow
+from tests.conftest import bearer
+from tests.support import ServiceProcess
+
+SEGMENT = "deploy-active"
+CUSTOMER = "c-deploy-1"
+PURPOSE = "marketing_email"
+
+
+@dataclass
+class Stack:
+    consent: ServiceProcess
+    segmenter: ServiceProcess
+    audit: ServiceProcess
+    bootstrap: str
+    prefix: str
+
+    @property
+    def services(self) -> dict[str, ServiceProcess]:
+        return {"consent": self.consent, "segmenter": self.segmenter, "audit": self.audit}
+
+
+def start_stack(start_service: Callable[..., ServiceProcess], env: dict[str, dict[str, str]]) -> Stack:
+    """Start the three services at once (each a subprocess with its `env`), then wait for all."""
+    consent, segmenter, audit = (
+        start_service(name, **env[name]) for name in ("consent", "segmenter", "audit")
+    )
+    for service in (consent, segmenter, audit):
+        service.wait_ready(90)
+    first = env["consent"]
+    return Stack(consent, segmenter, audit, first["KAFKA_BOOTSTRAP_SERVERS"], first["TOPIC_PREFIX"])
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, stack: Stack) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    logs = "\n".join(f"--- {name}\n{service.log()}" for name, service in stack.services.items())
+    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+
+
+def put_consent(stack: Stack, status: str) -> None:
+    body = {"status": status, "source": "deploy-test", "jurisdiction": "GDPR", "policy_version": "2026-03"}
+    url = f"{stack.consent.url}/v1/customers/{CUSTOMER}/consents/{PURPOSE}"
+    response = httpx.put(url, json=body, headers=bearer(), timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def is_member(stack: Stack) -> bool:
+    url = f"{stack.segmenter.url}/v1/customers/{CUSTOMER}/segments"
+    response = httpx.get(url, headers=bearer(), timeout=10)
+    response.raise_for_status()
+    segments = response.json()["segments"]
+    return SEGMENT in [s if isinstance(s, str) else s["segment_id"] for s in segments]
+
+
+async def publish(stack: Stack, base_topic: str, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(f"{stack.prefix}{base_topic}", value, key=CUSTOMER.encode())
+    finally:
+        await producer.stop()
+
+
+async def opt_out_traffic(stack: Stack) -> None:
+    """Join a customer to a consent-gated segment, opt them out, and feed each consumer a bad record."""
+    segment = {"name": "Active", "rule": "event_count >= 1", "required_purposes": [PURPOSE]}
+    response = httpx.put(f"{stack.segmenter.url}/v1/segments/{SEGMENT}", json=segment, headers=bearer())
+    assert response.status_code == 200, response.text
+    put_consent(stack, "granted")
+    event = CustomerEvent(
+        event_id=new_event_id(), customer_id=CUSTOMER, type="page_view", occurred_at=utcnow(), source="deploy"
+    )
+    await publish(stack, "customer.events", event.to_bytes())
+    wait_until(lambda: is_member(stack), 60, "the customer to join the segment", stack)
+    put_consent(stack, "denied")
+    wait_until(lambda: not is_member(stack), 60, "the opt-out to evict the customer", stack)
+    for topic in ("customer.events", "consent.requests"):
+        await publish(stack, topic, b"{not json")
+    verify = httpx.get(f"{stack.audit.url}/v1/audit/verify", headers=bearer(), timeout=30)
+    assert verify.status_code == 200 and verify.json()["ok"] is True, verify.text
