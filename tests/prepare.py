@@ -27,7 +27,8 @@ _NO_SERVICE_START = "#!/bin/sh\nexit 101\n"
 
 def ensure_promtool() -> None:
     """Install Debian's `prometheus` (promtool and the server, for tests/deploy) when missing."""
-    if shutil.which("promtool") or os.geteuid() != 0 or not shutil.which("apt-get"):
+    present = shutil.which("promtool") and shutil.which("prometheus")
+    if present or os.geteuid() != 0 or not shutil.which("apt-get"):
         return
     policy = Path("/usr/sbin/policy-rc.d")
     added = not policy.exists()
