@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 import yaml
@@ -71,3 +72,18 @@ def test_dashboards_and_alerts_read_only_metrics_the_code_defines() -> None:
     undefined = names_in(exprs) - defined_metric_names()
     assert not undefined, f"named in dashboards or alerts but defined nowhere: {sorted(undefined)}"
     assert recorded_names_in(exprs) <= recording_rules()
+
+
+def test_every_dashboard_query_is_valid_promql(promtool: str, tmp_path) -> None:
+    """promtool parses each query as a recording rule (Grafana's `$__rate_interval` set to 1m)."""
+    rules = [
+        {"record": f"dashboard:query_{number}", "expr": expr.replace("$__rate_interval", "1m")}
+        for number, expr in enumerate(dashboard_exprs())
+    ]
+    path = tmp_path / "dashboard_queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
