@@ -19,7 +19,6 @@ from tests.integration.audit.conftest import (
     consent,
     definition,
     erasure,
-    ledger_length,
     membership,
     wait_for,
 )
@@ -55,10 +54,11 @@ def test_records_every_source_event_once_verifiably(
     start_service, sources, database_env, kafka_bootstrap, topic_prefix, service_env
 ) -> None:
     audit = start_service("audit", CHECKPOINT_INTERVAL="1", **database_env).wait_ready()
+    assert_auth_and_validation(audit.url)
     customers = [f"c-{i}" for i in range(5)]
-    sent = [definition("eu-high-value")]
+    sent = [definition("eu-high-value"), definition("loyal-sms", ("marketing_sms",))]
     sent += [consent(c) for c in customers] + [membership(c) for c in customers] + [erasure(customers[0])]
-    for event in sent + sent[3:6]:  # a few delivered twice
+    for event in sent + sent[3:6] + [sent[1]]:  # a few delivered twice, a definition republished
         sources.event(event)
     sources.send(topics.CONSENT_CHANGES, "c-0", b'{"not": "a consent change"}')
     sources.send(topics.SEGMENT_DEFINITIONS, "eu-high-value", None)  # the segment is deleted
@@ -72,6 +72,7 @@ def test_records_every_source_event_once_verifiably(
     assert sorted(recorded) == sorted([e.event_id for e in sent] + [f"{sent[0].event_id}:deleted"])
     kinds = [r["kind"] for r in records]
     assert kinds.index("segment_defined") < kinds.index("segment_deleted")
+    assert_records_of_processing(audit.url)
     check_chain(records)
     assert_pseudonymous(records, customers, Path(service_env["DATA_DIR"]), audit.url)
 
@@ -99,7 +100,7 @@ def test_records_every_source_event_once_verifiably(
     assert json.loads(dead[0])["error"] and "customer_id" in json.loads(dead[0])["error"]
     metrics = httpx.get(f"{audit.url}/metrics").text
     assert 'segwarden_audit_records_appended_total{kind="consent_change"} 5.0' in metrics
-    assert "segwarden_audit_duplicates_skipped_total 3.0" in metrics
+    assert "segwarden_audit_duplicates_skipped_total 4.0" in metrics
     dlq_topic = TopicNames(topic_prefix).name(topics.CONSENT_CHANGES)
     assert f'segwarden_dead_letters_total{{topic="{dlq_topic}"}} 1.0' in metrics
 
@@ -117,12 +118,23 @@ def assert_pseudonymous(records: list[dict], customers: list[str], data_dir: Pat
     assert len(only_consent) == len(customers)
 
 
-def test_api_needs_the_audit_scope_and_validates(start_service) -> None:
-    audit = start_service("audit").wait_ready()
-    assert httpx.get(f"{audit.url}/v1/audit").status_code == 401
-    assert httpx.get(f"{audit.url}/v1/audit", headers=bearer("consent-reader-01")).status_code == 403
-    bad = httpx.get(f"{audit.url}/v1/audit", params={"after_seq": "x"}, headers=AUDITOR)
+def assert_auth_and_validation(url: str) -> None:
+    assert httpx.get(f"{url}/v1/audit").status_code == 401
+    assert httpx.get(f"{url}/v1/audit", headers=bearer("consent-reader-01")).status_code == 403
+    bad = httpx.get(f"{url}/v1/audit", params={"after_seq": "x"}, headers=AUDITOR)
     assert bad.status_code == 422 and "after_seq" in bad.text
-    missing = httpx.get(f"{audit.url}/v1/audit/records/5/proof", headers=AUDITOR)
-    assert missing.status_code == 404
-    assert ledger_length(audit.url) == 0
+    assert httpx.get(f"{url}/v1/audit/records/5/proof", headers=AUDITOR).status_code == 404
+
+
+def assert_records_of_processing(url: str) -> None:
+    """Art. 30 records: live segments appear under the purposes they need; deleted ones do not."""
+    ropa = httpx.get(f"{url}/v1/ropa", headers=AUDITOR).json()["activities"]
+    by_purpose = {a["purpose"]: a for a in ropa}
+    assert by_purpose["marketing_sms"]["segments"] == ["loyal-sms"]
+    assert by_purpose["marketing_sms"]["recipients"] and by_purpose["marketing_sms"]["retention_days"] == 730
+    assert by_purpose["marketing_email"]["segments"] == []
+    assert "accountability" in by_purpose
+    csv = httpx.get(f"{url}/v1/ropa", params={"format": "csv"}, headers=AUDITOR)
+    assert csv.headers["content-type"].startswith("text/csv")
+    lines = csv.text.splitlines()
+    assert lines[0].startswith("activity,purpose,") and any("loyal-sms" in line for line in lines[1:])

@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import astuple, replace
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.audit.ledger import GENESIS, ChainCheck, LedgerEntry, SealedRecord, canonical, seal
@@ -50,6 +50,7 @@ def test_seal_hashes_exactly_as_the_contract_says(entry, seq, prev) -> None:
     assert canonical(*astuple(record)[:7]) == expected
 
 
+@settings(max_examples=40)
 @given(st.lists(entries, min_size=1, max_size=8))
 def test_an_intact_chain_verifies(items) -> None:
     records = chain(items)
@@ -65,6 +66,7 @@ def test_chunks_verify_like_one_stream() -> None:
     assert check.length == 10
 
 
+@settings(max_examples=40)
 @given(st.lists(entries, min_size=3, max_size=8, unique_by=lambda e: e.event_id), st.data())
 def test_edit_deletion_and_swap_name_the_first_bad_seq(items, data) -> None:
     records = chain(items)
