@@ -49,34 +49,32 @@ def feature_vector(features: Mapping[str, object]) -> tuple[float, ...]:
     A missing, non-numeric, negative or non-finite input counts as absent (the documented
     default), so a malformed counter can never crash training or online assignment.
     """
-    purchases = _amount(features, "purchase_count")
-    spend = _amount(features, "total_spend")
-    events = max(_amount(features, "event_count"), _amount(features, "events.purchase"), purchases)
+    purchases = _read(features, "purchase_count", 0.0, AMOUNT_CAP)
+    spend = _read(features, "total_spend", 0.0, AMOUNT_CAP)
+    events = max(
+        _read(features, "event_count", 0.0, AMOUNT_CAP), _read(features, "events.purchase", 0.0, AMOUNT_CAP)
+    )
+    events = max(events, purchases)
     return (
-        _days(features, "last_purchase_days", RECENCY_CAP_DAYS),
-        _days(features, "last_seen_days", RECENCY_CAP_DAYS),
+        _read(features, "last_purchase_days", RECENCY_CAP_DAYS, RECENCY_CAP_DAYS),
+        _read(features, "last_seen_days", RECENCY_CAP_DAYS, RECENCY_CAP_DAYS),
         purchases,
         spend,
         spend / max(purchases, 1.0) if purchases > 0 else 0.0,
-        min(_amount(features, "first_seen_days"), TENURE_CAP_DAYS),
+        _read(features, "first_seen_days", 0.0, TENURE_CAP_DAYS),
         purchases / events if events > 0 else 0.0,
     )
 
 
-def _number(features: Mapping[str, object], name: str) -> float | None:
+_PLAIN = (int, float)
+
+
+def _read(features: Mapping[str, object], name: str, missing: float, cap: float) -> float:
+    """The value as a float clipped to `cap`, or `missing`. Runs on every event: kept to one call."""
     value = features.get(name)
     # bool is an int to Python but never a count or an amount here.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) and number >= 0 else None
-
-
-def _amount(features: Mapping[str, object], name: str) -> float:
-    number = _number(features, name)
-    return 0.0 if number is None else min(number, AMOUNT_CAP)
-
-
-def _days(features: Mapping[str, object], name: str, cap: float) -> float:
-    number = _number(features, name)
-    return cap if number is None else min(number, cap)
+    if type(value) not in _PLAIN and (isinstance(value, bool) or not isinstance(value, int | float)):
+        return missing
+    number = float(value)  # type: ignore[arg-type]
+    # False for NaN as well as for negatives and infinities.
+    return min(number, cap) if 0.0 <= number < math.inf else missing
