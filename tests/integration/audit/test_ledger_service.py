@@ -12,6 +12,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from shared import topics
+from shared.embedded import free_port
 from shared.topics import TopicNames
 from tests.conftest import bearer
 from tests.integration.audit.conftest import (
@@ -22,7 +23,7 @@ from tests.integration.audit.conftest import (
     membership,
     wait_for,
 )
-from tests.unit.audit.rfc9162 import check_chain, check_signature, mth, verify_inclusion
+from tests.unit.audit.rfc9162 import check_chain, check_signature, mth, verify_consistency, verify_inclusion
 
 AUDITOR = bearer("auditor-token-01")
 
@@ -92,6 +93,16 @@ def test_records_every_source_event_once_verifiably(
     path = [bytes.fromhex(p) for p in proof["path"]]
     assert verify_inclusion(4, len(records), leaves[4], path, bytes.fromhex(checkpoint["root"]))
 
+    consistency = httpx.get(
+        f"{audit.url}/v1/audit/consistency", params={"first": 3, "second": len(records)}, headers=AUDITOR
+    ).json()
+    assert (
+        consistency["first_root"] == mth(leaves[:3]).hex()
+        and consistency["second_root"] == checkpoint["root"]
+    )
+    steps = [bytes.fromhex(p) for p in consistency["path"]]
+    assert verify_consistency(3, len(records), mth(leaves[:3]), mth(leaves), steps)
+
     verify = httpx.get(f"{audit.url}/v1/audit/verify", headers=AUDITOR).json()
     assert verify["ok"] and verify["first_bad_seq"] is None and verify["head"] == records[-1]["hash"]
     published = read_topic(kafka_bootstrap, TopicNames(topic_prefix).name(topics.AUDIT_LOG), len(records))
@@ -138,3 +149,20 @@ def assert_records_of_processing(url: str) -> None:
     assert csv.headers["content-type"].startswith("text/csv")
     lines = csv.text.splitlines()
     assert lines[0].startswith("activity,purpose,") and any("loyal-sms" in line for line in lines[1:])
+
+
+def test_http_answers_while_the_broker_is_away(start_service) -> None:
+    audit = start_service("audit", KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")
+    wait_for(lambda: _answers(f"{audit.url}/healthz"), what="HTTP")
+    ready = httpx.get(f"{audit.url}/readyz")
+    assert ready.status_code == 503 and "kafka" in ready.json()["reasons"]
+    page = httpx.get(f"{audit.url}/v1/audit", headers=AUDITOR)
+    assert page.status_code == 200 and page.json() == {"records": [], "next_after_seq": None}
+    assert httpx.get(f"{audit.url}/v1/audit/checkpoint", headers=AUDITOR).json()["tree_size"] == 0
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url).status_code == 200
+    except httpx.HTTPError:
+        return False
