@@ -53,11 +53,22 @@ async def test_training_sees_exactly_the_consented_customers_and_finds_their_gro
     assert max(centre["frequency"] for centre in model.metadata.centers) < OUTSIDERS["purchase_count"] / 2
     assigner = ModelAssigner(store)
     assigner.refresh()
+    found = {customer_id: await assigned(assigner, customers, customer_id) for customer_id, _, _ in people}
     ids = sorted(groups)
-    snapshots = [await customers.read(customer_id) for customer_id in ids]
-    now = time.time()
-    found = [assigner.assign("rfm", rule_features(s.features, now), {"profiling"}) for s in snapshots]
-    assert adjusted_rand_score([groups[i] for i in ids], found) > 0.95
+    assert adjusted_rand_score([groups[i] for i in ids], [found[i] for i in ids]) > 0.95
+    assert {customer_id for customer_id, cluster in found.items() if cluster is None} == {
+        customer_id for customer_id, _, _ in people if customer_id not in groups
+    }
+    # A withdrawal after training: no cluster at the very next assignment.
+    await customers.apply_consent("c-0", {"profiling": PurposeConsent("denied", None, time.time() + 1)})
+    assert found["c-0"] is not None and await assigned(assigner, customers, "c-0") is None
+
+
+async def assigned(assigner: ModelAssigner, customers: RedisCustomerStore, customer_id: str) -> int | None:
+    """Online assignment as the segmenter does it, from the customer's stored features and consent."""
+    snapshot, now = await customers.read(customer_id), time.time()
+    granted = {p for p in snapshot.consent.purposes if snapshot.consent.effective(p, now)}
+    return assigner.assign("rfm", rule_features(snapshot.features, now), granted)
 
 
 async def test_a_withdrawal_before_training_keeps_the_customer_out(customers: RedisCustomerStore) -> None:
