@@ -38,6 +38,6 @@ async def test_every_metric_in_alerts_and_dashboards_is_exposed_after_traffic(
         return not missing
 
     try:
-        wait_until(all_exposed, 30, "every metric to be exposed", stack)
+        wait_until(all_exposed, 60, "every metric to be exposed", stack)
     except AssertionError:
         pytest.fail(f"not exposed by any running service: {sorted(missing)}")

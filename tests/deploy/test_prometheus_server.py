@@ -104,7 +104,7 @@ async def test_prometheus_scrapes_the_services_and_returns_the_eviction_histogra
         result = prometheus.query(f'{HISTOGRAM}_count{{job="segmenter"}}')
         return bool(result) and float(result[0]["value"][1]) >= 1
 
-    wait_until(evictions_scraped, 30, "Prometheus to scrape an eviction", stack)
+    wait_until(evictions_scraped, 60, "Prometheus to scrape an eviction", stack)
     buckets = prometheus.query(f'{HISTOGRAM}_bucket{{job="segmenter"}}')
     everything = [float(s["value"][1]) for s in buckets if s["metric"]["le"] == "+Inf"]
     assert len({s["metric"]["le"] for s in buckets}) > 1 and everything and everything[0] >= 1, buckets
