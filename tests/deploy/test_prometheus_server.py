@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -74,7 +74,9 @@ class PrometheusServer:
 
 
 @pytest.fixture
-def prometheus_server(prometheus_binary: str, tmp_path: Path) -> Iterator[type[PrometheusServer]]:
+def prometheus_server(
+    prometheus_binary: str, tmp_path: Path
+) -> Iterator[Callable[[dict[str, str]], PrometheusServer]]:
     started: list[PrometheusServer] = []
 
     def launch(targets: dict[str, str]) -> PrometheusServer:
@@ -87,7 +89,7 @@ def prometheus_server(prometheus_binary: str, tmp_path: Path) -> Iterator[type[P
             time.sleep(0.2)
         return server
 
-    yield launch  # type: ignore[misc]
+    yield launch
     for server in started:
         server.stop()
 
