@@ -24,7 +24,7 @@ from services.segmenter.definitions import DefinitionService
 from services.segmenter.domain.segments import Segment, SegmentRegistry
 from services.segmenter.membership_service import MembershipService
 from services.segmenter.settings import SegmenterSettings
-from services.segmenter.stream_app import create_stream_app, owned_partitions
+from services.segmenter.stream_app import create_stream_app, owned_partitions, record_lag
 from services.segmenter.stream_handlers import StreamHandlers
 from services.segmenter.sweeps import Sweeper, run_every
 from shared.kafka import broker_answers, ensure_topics, make_producer, start_client, topic_names
@@ -32,6 +32,7 @@ from shared.pseudonym import load_pseudonym_key
 from shared.topics import CONSENT_STATE, SEGMENT_DEFINITIONS
 
 log = logging.getLogger(__name__)
+LAG_INTERVAL_S = 5.0
 
 
 class Runtime:
@@ -73,6 +74,10 @@ class Runtime:
         )
         self._spawn(run_every(settings.sweep_interval_s, "sweep", self.sweeper.sweep_once))
         self._spawn(run_every(settings.compliance_interval_s, "compliance", self.sweeper.compliance_once))
+        self._spawn(run_every(LAG_INTERVAL_S, "lag", self._record_lag))
+
+    async def _record_lag(self) -> None:
+        record_lag(self.stream)
 
     def _reader(self, base: str) -> KafkaCompactedReader:
         topic = topic_names(self.settings).prefix + base

@@ -35,6 +35,9 @@ COMPLIANCE_VIOLATIONS = Counter(
 COMPLIANCE_SCANS = Counter(
     "segwarden_segmenter_compliance_scans_total", "Completed compliance scans of live membership."
 )
+OWNED_PARTITIONS = Gauge(
+    "segwarden_segmenter_owned_partitions", "Partitions of the customer topics this worker owns now."
+)
 SWEEPS = Counter("segwarden_segmenter_sweeps_total", "Completed sweeps for time-based features and expiry.")
 COMMIT_CONFLICTS = Counter(
     "segwarden_segmenter_commit_conflicts_total",

@@ -19,7 +19,8 @@ from redis.exceptions import RedisError
 from services.segmenter.adapters.faust_transport import SegmenterFaustApp
 from services.segmenter.settings import SegmenterSettings
 from services.segmenter.stream_handlers import StreamHandlers
-from shared.kafka import topic_names
+from shared.kafka import clamp_lag, topic_names
+from shared.metrics import CONSUMER_LAG
 from shared.topics import CONSENT_CHANGES, CONSENT_STATE, CUSTOMER_EVENTS, ERASURE_REQUESTS
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,16 @@ def create_stream_app(settings: SegmenterSettings, handlers: StreamHandlers) -> 
     one_by_one(CONSENT_STATE, handlers.on_consent_state)
     one_by_one(ERASURE_REQUESTS, handlers.on_erasure)
     return app
+
+
+def record_lag(app: SegmenterFaustApp) -> None:
+    """Consumer lag per owned partition, for metrics only (clamped: see shared.kafka.clamp_lag)."""
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        # faust keeps the committed offsets only in this attribute; read-only use.
+        committed = consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
+        lag = clamp_lag(consumer.highwater(tp), committed)
+        CONSUMER_LAG.labels(app.conf.id, tp.topic, str(tp.partition)).set(lag)
 
 
 def owned_partitions(app: SegmenterFaustApp, settings: SegmenterSettings) -> list[int]:

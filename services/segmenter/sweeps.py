@@ -16,7 +16,13 @@ from services.segmenter.adapters.redis_store import CustomerSnapshot, RedisCusto
 from services.segmenter.domain.membership import ON_DEFINITION, ON_SWEEP
 from services.segmenter.domain.segments import SegmentRegistry
 from services.segmenter.membership_service import Cause, MembershipService
-from services.segmenter.metrics import COMPLIANCE_SCANS, COMPLIANCE_VIOLATIONS, SWEEPS
+from services.segmenter.metrics import (
+    COMPLIANCE_SCANS,
+    COMPLIANCE_VIOLATIONS,
+    OWNED_PARTITIONS,
+    SEGMENT_SIZE,
+    SWEEPS,
+)
 from shared.pseudonym import pseudonymize
 
 log = logging.getLogger(__name__)
@@ -53,12 +59,16 @@ class Sweeper:
 
     async def sweep_once(self) -> None:
         time_segments = self.registry.time_sensitive()
-        for partition in self.owned():
+        owned = self.owned()
+        OWNED_PARTITIONS.set(len(owned))
+        for partition in owned:
             await self._expire(partition)
             if time_segments:
                 async for chunk in self.snapshots(partition):
                     for snapshot in chunk:
                         await self.membership.reconcile(snapshot, time_segments, ON_SWEEP, NO_CAUSE)
+        for segment in self.registry.all():
+            SEGMENT_SIZE.labels(segment.id).set(await self.store.segment_size(segment.id))
         SWEEPS.inc()
 
     async def _expire(self, partition: int) -> None:

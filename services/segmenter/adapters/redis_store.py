@@ -197,6 +197,9 @@ class RedisCustomerStore:
         async for customer_id in self.client.sscan_iter(self.keys.known(partition), count=500):
             yield customer_id
 
+    async def segment_size(self, segment_id: str) -> int:
+        return int(await self.client.scard(self.keys.members(segment_id)))
+
     async def read_many(self, customer_ids: Sequence[str]) -> list[CustomerSnapshot]:
         k = self.keys
         async with self.client.pipeline(transaction=False) as pipe:

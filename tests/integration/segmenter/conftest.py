@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,8 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.events import ConsentChanged, CustomerEvent, MembershipChanged, new_event_id
+from tests.conftest import TEST_TOKENS
+from tests.support import ServiceProcess
 
 ADMIN = {"Authorization": "Bearer admin-token-0001"}
 FAST = {"SWEEP_INTERVAL_S": "0.5", "COMPLIANCE_INTERVAL_S": "1"}
@@ -108,7 +111,14 @@ class Outputs:
 
 
 @pytest.fixture
-async def kafka_io(kafka_bootstrap: str, topic_prefix: str) -> AsyncIterator[tuple[Inputs, Outputs]]:
+def io_prefix(topic_prefix: str) -> str:
+    """The topic prefix the test's inputs and outputs use (a module sharing a service overrides it)."""
+    return topic_prefix
+
+
+@pytest.fixture
+async def kafka_io(kafka_bootstrap: str, io_prefix: str) -> AsyncIterator[tuple[Inputs, Outputs]]:
+    topic_prefix = io_prefix
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
     await producer.start()
     consumer = AIOKafkaConsumer(
@@ -135,9 +145,38 @@ async def kafka_io(kafka_bootstrap: str, topic_prefix: str) -> AsyncIterator[tup
         await producer.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_segmenter(
+    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    """One segmenter for a whole module (its tests use distinct customers and segments): each
+    start costs seconds of imports and a group join."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    tmp = tmp_path_factory.mktemp("segmenter")
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "REDIS_URL": redis_url,
+        "TOPIC_PREFIX": prefix,
+        "TOPIC_PARTITIONS": "3",
+        "DATA_DIR": str(tmp / "data"),
+        "AUTH_TOKENS": ",".join(f"{token}={scopes}" for token, scopes in TEST_TOKENS.items()),
+        "INTERNAL_TOKEN": "admin-token-0001",
+        **FAST,
+    }
+    service = ServiceProcess("segmenter", env, tmp / "segmenter.log")
+    try:
+        yield service.wait_ready()
+    finally:
+        service.stop()
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        for key in client.scan_iter(f"sw:{prefix}*", count=1000):
+            client.delete(key)
+        client.close()
+
+
 @pytest.fixture
-def segmenter(start_service: Any) -> Any:
-    return start_service("segmenter", **FAST).wait_ready()
+def segmenter(shared_segmenter: ServiceProcess) -> ServiceProcess:
+    return shared_segmenter
 
 
 @pytest.fixture
@@ -164,8 +203,10 @@ class RedisView:
 
 
 @pytest.fixture
-def redis_view(redis_client: redis.Redis, topic_prefix: str) -> RedisView:
-    return RedisView(redis_client, topic_prefix)
+def redis_view(redis_url: str, io_prefix: str) -> Iterator[RedisView]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield RedisView(client, io_prefix)
+    client.close()
 
 
 def put_segment(client: httpx.Client, segment_id: str, rule: str, *purposes: str) -> dict[str, Any]:
@@ -175,3 +216,8 @@ def put_segment(client: httpx.Client, segment_id: str, rule: str, *purposes: str
     )
     assert response.status_code == 200, response.text
     return dict(response.json())
+
+
+@pytest.fixture
+def shared_prefix(shared_segmenter: ServiceProcess) -> str:
+    return shared_segmenter.env["TOPIC_PREFIX"]

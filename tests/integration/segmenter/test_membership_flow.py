@@ -3,14 +3,22 @@ dead letters, idempotence and consent state loaded before ready."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaConsumer
 
-from shared.events import ConsentStateSnapshot, DeadLetter, ErasureRequested, PurposeState, new_event_id
-from tests.integration.segmenter.conftest import ADMIN, FAST, put_segment, wait_until
+from shared.events import DeadLetter, ErasureRequested, new_event_id
+from tests.integration.segmenter.conftest import put_segment, wait_until
+
+
+@pytest.fixture
+def io_prefix(shared_prefix: str) -> str:
+    """This module's tests share one segmenter, so its topics."""
+    return shared_prefix
 
 
 async def test_withdrawal_evicts_at_once_and_nothing_brings_the_customer_back(
@@ -60,7 +68,7 @@ async def test_withdrawal_evicts_at_once_and_nothing_brings_the_customer_back(
 
 
 async def test_bad_records_go_to_the_dead_letter_topic_and_redeliveries_count_once(
-    api: httpx.Client, kafka_io: Any, redis_view: Any, kafka_bootstrap: str, topic_prefix: str
+    api: httpx.Client, kafka_io: Any, redis_view: Any, kafka_bootstrap: str, io_prefix: str
 ) -> None:
     inputs, outputs = kafka_io
     put_segment(api, "big", "total_spend >= 150")
@@ -76,43 +84,15 @@ async def test_bad_records_go_to_the_dead_letter_topic_and_redeliveries_count_on
     assert redis_view.features("c-2")["spend"] == "100" and "big" not in redis_view.segments_of("c-2")
 
     consumer = AIOKafkaConsumer(
-        topic_prefix + "customer.events.dlq", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+        io_prefix + "customer.events.dlq", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
-        letters = [DeadLetter.model_validate_json((await consumer.getone()).value) for _ in range(2)]
+        records = [await asyncio.wait_for(consumer.getone(), 30) for _ in range(2)]
+        letters = [DeadLetter.model_validate_json(r.value) for r in records]
     finally:
         await consumer.stop()
     assert letters[0].value == "{not json" and "json" in letters[0].error.lower()
-    assert "occurred_at" in letters[1].error and letters[1].topic == topic_prefix + "customer.events"
+    assert "occurred_at" in letters[1].error and letters[1].topic == io_prefix + "customer.events"
     await inputs.event("c-2", "purchase", amount=60, currency="EUR")  # the stream goes on
     await wait_until(lambda: "big" in redis_view.segments_of("c-2"), what="the join after the bad records")
-
-
-async def test_consent_state_is_loaded_before_ready(
-    start_service: Any, kafka_io: Any, redis_view: Any, kafka_bootstrap: str
-) -> None:
-    inputs, outputs = kafka_io
-    granted = PurposeState(status="granted", effective=True, recorded_at=datetime.now(UTC))
-    snapshot = ConsentStateSnapshot(
-        event_id=new_event_id(),
-        customer_id="c-3",
-        purposes={"marketing_email": granted},
-        updated_at=datetime.now(UTC),
-    )
-    from services.segmenter.settings import SegmenterSettings
-    from shared.kafka import ensure_topics
-
-    ensure_topics(
-        SegmenterSettings(
-            kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=inputs.prefix, topic_partitions=3
-        )
-    )
-    await inputs.send("consent.state", "c-3", snapshot.to_bytes())
-    service = start_service("segmenter", **FAST).wait_ready()
-    consent_key = f"{redis_view.ns}{{c:c-3}}:consent"
-    assert redis_view.client.hget(consent_key, "marketing_email").startswith("granted|")
-    with httpx.Client(base_url=service.url, headers=ADMIN) as client:
-        put_segment(client, "mail", "event_count >= 1", "marketing_email")
-    await inputs.event("c-3", "click")
-    await wait_until(lambda: outputs.find("c-3", "mail", "joined"), what="a join on the loaded consent")

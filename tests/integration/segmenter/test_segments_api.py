@@ -5,13 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaConsumer
 
 from tests.conftest import bearer
 from tests.integration.segmenter.conftest import ADMIN, put_segment, wait_for, wait_until
 
 
-def test_bad_rules_unknown_names_and_missing_scopes_are_refused(api: httpx.Client) -> None:
+@pytest.fixture
+def io_prefix(shared_prefix: str) -> str:
+    """This module's tests share one segmenter, so its topics."""
+    return shared_prefix
+
+
+def test_bad_rules_unknown_names_and_missing_scopes_are_refused(api: httpx.Client, segmenter: Any) -> None:
     bad = api.put("/v1/segments/s1", json={"name": "s", "rule": "total_spend >= and x"})
     assert bad.status_code == 422
     detail = bad.json()["detail"][0]
@@ -34,7 +41,7 @@ def test_bad_rules_unknown_names_and_missing_scopes_are_refused(api: httpx.Clien
     assert api.put("/v1/segments/Bad_Id", json={"name": "s", "rule": "event_count > 1"}).status_code == 422
     assert api.get("/v1/segments/s1").status_code == 404
 
-    url = f"{api.base_url}v1/segments"
+    url = f"{segmenter.url}/v1/segments"
     assert httpx.get(url).status_code == 401
     assert httpx.get(url, headers=bearer("not-a-token-at-all")).status_code == 401
     assert httpx.get(url, headers=bearer("consent-reader-01")).status_code == 403
