@@ -21,7 +21,7 @@ RUN groupadd --system --gid 10001 segwarden \
         --shell /usr/sbin/nologin segwarden \
     && install -d -o segwarden -g segwarden /var/lib/segwarden
 COPY --from=build /opt/segwarden /opt/segwarden
-COPY deploy/docker/probe.py /usr/local/bin/segwarden-probe
+COPY --chmod=0755 deploy/docker/probe.py /usr/local/bin/segwarden-probe
 ENV PATH=/opt/segwarden/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -48,6 +48,6 @@ def test_build_context_holds_every_package_and_every_copied_path() -> None:
     assert {pattern.rstrip("*") for pattern in packages["include"]} <= allowed
     for line in INSTRUCTIONS:
         if line.startswith("COPY ") and "--from=" not in line:
-            source = line.split()[1]
+            source = [word for word in line.split()[1:] if not word.startswith("--")][0]
             assert source == "." or any(source == a or source.startswith(a + "/") for a in allowed), source
             assert (ROOT / source).exists(), source
