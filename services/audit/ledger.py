@@ -15,7 +15,6 @@ from typing import Any
 
 GENESIS = "0" * 64
 _sha256 = hashlib.sha256
-_dumps = json.dumps
 # What json.dumps(a_string, ensure_ascii=False) returns, without building an encoder each time.
 _quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
@@ -57,8 +56,13 @@ class SealedRecord:
         }
 
 
+# json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False), with the
+# encoder built once rather than per call (json.dumps builds one whenever options are given).
+_PAYLOAD_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_payload(payload: dict[str, Any]) -> str:
-    return _dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _PAYLOAD_ENCODER.encode(payload)
 
 
 def format_at(moment: datetime) -> str:
