@@ -1,0 +1,73 @@
+"""The integration tests' stream checks fail on the violations they exist to catch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.events import ConsentChanged, MembershipChanged, new_event_id
+from tests.integration.segmenter.workload import Model, check_stream, replay
+
+T0 = datetime(2026, 11, 30, tzinfo=UTC)
+
+
+def change(purpose: str, status: str, seconds: int) -> ConsentChanged:
+    return ConsentChanged(
+        event_id=new_event_id(),
+        customer_id="c",
+        purpose=purpose,
+        status=status,  # type: ignore[arg-type]
+        previous_status=None,
+        reason="user",
+        source="t",
+        jurisdiction="GDPR",
+        policy_version="1",
+        recorded_at=T0 + timedelta(seconds=seconds),
+    )
+
+
+def message(action: str, seconds: int, cause: str | None = None) -> MembershipChanged:
+    return MembershipChanged(
+        event_id=new_event_id(),
+        segment_id="spenders",
+        customer_id="c",
+        action=action,  # type: ignore[arg-type]
+        reason="rule_matched" if action == "joined" else "consent_withdrawn",
+        cause_event_id=cause,
+        cause_at=None,
+        at=T0 + timedelta(seconds=seconds),
+    )
+
+
+def model_with(*changes: ConsentChanged) -> Model:
+    model = Model()
+    model.changes["c"].extend(changes)
+    return model
+
+
+def test_a_valid_stream_passes_and_replays() -> None:
+    grant, deny = change("marketing_email", "granted", 1), change("marketing_email", "denied", 3)
+    stream = [message("joined", 2), message("left", 4, deny.event_id)]
+    check_stream(stream, model_with(grant, deny))
+    assert replay(stream)["c"] == set()
+
+
+def test_a_join_without_consent_fails() -> None:
+    with pytest.raises(AssertionError, match="join without consent"):
+        check_stream([message("joined", 2)], model_with())
+
+
+def test_a_rejoin_after_an_acted_on_opt_out_fails_until_a_new_grant() -> None:
+    grant, deny = change("marketing_email", "granted", 1), change("marketing_email", "denied", 3)
+    rejoin = [message("joined", 2), message("left", 4, deny.event_id), message("joined", 5)]
+    with pytest.raises(AssertionError, match="join without consent"):
+        check_stream(rejoin, model_with(grant, deny))
+    regrant = change("marketing_email", "granted", 5)
+    check_stream(rejoin[:2] + [message("joined", 6)], model_with(grant, deny, regrant))
+
+
+def test_a_double_join_fails() -> None:
+    grant = change("marketing_email", "granted", 1)
+    with pytest.raises(AssertionError, match="twice in a row"):
+        check_stream([message("joined", 2), message("joined", 3)], model_with(grant))
