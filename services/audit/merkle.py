@@ -28,8 +28,8 @@ def _split(n: int) -> int:
 
 def _mth(hashed: Sequence[bytes], lo: int, hi: int) -> bytes:
     """MTH over leaf hashes [lo, hi), hi > lo."""
-    if hi - lo == 1:
-        return hashed[lo]
+    if hi - lo & (hi - lo - 1) == 0:  # a perfect subtree: hash it level by level
+        return _perfect_root(list(hashed[lo:hi]))
     k = _split(hi - lo)
     return node_hash(_mth(hashed, lo, lo + k), _mth(hashed, lo + k, hi))
 
@@ -43,9 +43,33 @@ def root(leaves: Sequence[bytes]) -> bytes:
 
 def inclusion_path(index: int, leaves: Sequence[bytes]) -> list[bytes]:
     """PATH(index, D[n]) (RFC 9162, 2.1.3.1), nearest sibling first."""
+    return inclusion_proof(index, leaves)[1]
+
+
+def inclusion_proof(index: int, leaves: Sequence[bytes]) -> tuple[bytes, list[bytes]]:
+    """(root, PATH(index, D[n])), hashing the tree once: the root is folded from the path."""
     if not 0 <= index < len(leaves):
         raise IndexError(f"leaf {index} is not in a tree of {len(leaves)}")
     hashed = [leaf_hash(leaf) for leaf in leaves]
+    path = _path(index, hashed)
+    return _fold(index, len(leaves), hashed[index], path), path
+
+
+def _fold(index: int, size: int, node: bytes, path: list[bytes]) -> bytes:
+    """The root a path leads to (RFC 9162, 2.1.3.2, without the checks)."""
+    fn, sn = index, size - 1
+    for sibling in path:
+        if fn & 1 or fn == sn:
+            node = node_hash(sibling, node)
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            node = node_hash(node, sibling)
+        fn, sn = fn >> 1, sn >> 1
+    return node
+
+
+def _path(index: int, hashed: list[bytes]) -> list[bytes]:
     path: list[bytes] = []
     lo, hi = 0, len(hashed)
     while hi - lo > 1:

@@ -58,9 +58,8 @@ async def inclusion_proof(
             if seq >= runtime.ledger.head()[0]:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"seq: no record {seq} in the ledger")
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "tree_size: must be greater than seq")
-        leaves = _leaves(runtime, size)
-        path = [node.hex() for node in merkle.inclusion_path(seq, leaves)]
-        return InclusionProofOut(seq=seq, tree_size=size, root=merkle.root(leaves).hex(), path=path)
+        root, path = merkle.inclusion_proof(seq, _leaves(runtime, size))
+        return InclusionProofOut(seq=seq, tree_size=size, root=root.hex(), path=[node.hex() for node in path])
 
     return await asyncio.to_thread(prove)
 

@@ -7,7 +7,14 @@ import hashlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.audit.merkle import EMPTY_ROOT, MerkleFrontier, consistency_path, inclusion_path, root
+from services.audit.merkle import (
+    EMPTY_ROOT,
+    MerkleFrontier,
+    consistency_path,
+    inclusion_path,
+    inclusion_proof,
+    root,
+)
 from tests.unit.audit.rfc9162 import h, mth, verify_consistency, verify_inclusion
 
 leaf_lists = st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=40)
@@ -30,6 +37,7 @@ def test_empty_tree_is_the_hash_of_nothing() -> None:
 def test_inclusion_proofs_verify_and_bind_the_leaf(leaves, data) -> None:
     index = data.draw(st.integers(0, len(leaves) - 1))
     path = inclusion_path(index, leaves)
+    assert inclusion_proof(index, leaves) == (mth(leaves), path)
     assert verify_inclusion(index, len(leaves), leaves[index], path, mth(leaves))
     assert not verify_inclusion(index, len(leaves), b"\xff" * 32, path, mth(leaves))
 
