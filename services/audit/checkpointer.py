@@ -48,8 +48,7 @@ class Checkpointer:
 
     def _catch_up(self) -> None:
         length, _ = self.ledger.head()
-        leaves = list(self.ledger.leaf_hashes(self.frontier.size, length))
-        if leaves:
+        for leaves in self.ledger.leaf_hashes(self.frontier.size, length):
             self.frontier.extend(leaves)
             self.head = leaves[-1].hex()
         LEDGER_LENGTH.set(self.frontier.size)

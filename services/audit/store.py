@@ -73,13 +73,13 @@ class SqlLedgerStore:
             finally:
                 cursor.close()
 
-    def leaf_hashes(self, start: int, stop: int, chunk: int = 50_000) -> Iterator[bytes]:
-        """The record hashes of seq in [start, stop) as bytes: the Merkle leaves."""
+    def leaf_hashes(self, start: int, stop: int, chunk: int = 50_000) -> Iterator[list[bytes]]:
+        """The record hashes of seq in [start, stop) as bytes (the Merkle leaves), in chunks."""
         query = select(records.c.hash).where(records.c.seq >= start, records.c.seq < stop)
         options = {"stream_results": True, "yield_per": chunk}
         with self.engine.connect().execution_options(**options) as connection:
             for part in connection.execute(query.order_by(records.c.seq)).partitions():
-                yield from (bytes.fromhex(h) for (h,) in part)
+                yield [bytes.fromhex(h) for (h,) in part]
 
     def known_definitions(self) -> list[KnownDefinition]:
         with self.engine.connect() as connection:

@@ -41,7 +41,7 @@ def _leaves(runtime: AuditRuntime, tree_size: int) -> list[bytes]:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_ENTITY, f"tree_size: the ledger holds only {length} records"
         )
-    return list(runtime.ledger.leaf_hashes(0, tree_size))
+    return [leaf for chunk in runtime.ledger.leaf_hashes(0, tree_size) for leaf in chunk]
 
 
 @router.get("/records/{seq}/proof", response_model=InclusionProofOut)
