@@ -108,6 +108,7 @@ class Stack:
                 dead = self.dead_child()
                 if dead:
                     return dead
+                self.heal_broker()
                 for child in self.children:
                     if not child.ready:
                         child.ready = _answers_ready(client, child.url)
@@ -121,21 +122,24 @@ class Stack:
         return next((c for c in self.children if c.process and c.process.poll() is not None), None)
 
     def supervise(self) -> int:
-        """Run until a signal or a child's death; restart the embedded broker if it dies."""
+        """Run until a signal or a child's death, healing the embedded broker meanwhile."""
         while not self.stopping:
             dead = self.dead_child()
             if dead:
                 report_death(dead)
                 return 1
-            if self.broker and self.broker.process and self.broker.process.poll() is not None:
-                typer.echo("embedded broker exited; restarting it (its topics were in memory)", err=True)
-                time.sleep(1.0)
-                self.broker.start()
-                ensure_topics(
-                    self.settings.model_copy(update={"kafka_bootstrap_servers": self.broker.bootstrap})
-                )
+            self.heal_broker()
             time.sleep(0.5)
         return 0
+
+    def heal_broker(self) -> None:
+        """Restart the embedded broker if it died; its topics were in memory, so create them again."""
+        if not (self.broker and self.broker.process and self.broker.process.poll() is not None):
+            return
+        typer.echo("embedded broker exited; restarting it (its topics were in memory)", err=True)
+        time.sleep(1.0)
+        self.broker.start()
+        ensure_topics(self.settings.model_copy(update={"kafka_bootstrap_servers": self.broker.bootstrap}))
 
     def stop(self) -> None:
         self.stopping = True

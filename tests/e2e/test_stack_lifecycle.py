@@ -8,6 +8,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.e2e.test_consent_to_eviction import put_consent
+
 
 def broker_pid(port: int) -> int:
     """The embedded broker started by `segwarden up` for `port`, found by its command line."""
@@ -23,7 +25,9 @@ def broker_pid(port: int) -> int:
     raise AssertionError(f"no broker process for port {port}")
 
 
-def test_up_starts_everything_and_ctrl_c_stops_everything(stack_launcher) -> None:
+def test_up_starts_everything_ctrl_c_stops_everything_and_a_restart_keeps_every_record(
+    stack_launcher,
+) -> None:
     stack = stack_launcher()
     stack.wait_all_ready()
     stack.wait_until(lambda: "segwarden is up" in stack.output(), 10, "the banner")
@@ -34,17 +38,55 @@ def test_up_starts_everything_and_ctrl_c_stops_everything(stack_launcher) -> Non
     assert str((stack.data_dir / "admin-token").resolve()) in banner
     token = (stack.data_dir / "admin-token").read_text().strip()
     assert token not in banner
+    records_before = write_records(stack)
     broker = broker_pid(stack.broker_port)
 
     assert stack.interrupt() == 0
     assert stack.listening_ports() == []
     assert not Path(f"/proc/{broker}").exists()
 
+    # The embedded broker forgot everything; the services' own stores did not.
     again = stack_launcher(data_dir=stack.data_dir)
     again.wait_all_ready()
     assert (stack.data_dir / "admin-token").read_text().strip() == token
+    history, definition, ledger = read_records(again)
+    assert history == records_before[0]
+    assert definition["rule"] == records_before[1]["rule"]
+    assert ledger[: len(records_before[2])] == records_before[2]
     assert again.interrupt() == 0
     assert again.listening_ports() == []
+
+
+SEGMENT = {"name": "Keepers", "rule": "event_count >= 1", "required_purposes": ["marketing_sms"]}
+
+
+def write_records(stack) -> tuple[list, dict, list]:
+    """A consent granted then denied, a segment, and the ledger once it holds all three."""
+    headers = stack.admin_headers()
+    assert put_consent(stack, "c-restart", "marketing_sms", "granted").status_code == 200
+    assert put_consent(stack, "c-restart", "marketing_sms", "denied").status_code == 200
+    response = httpx.put(f"{stack.url('segmenter')}/v1/segments/keepers", json=SEGMENT, headers=headers)
+    assert response.status_code == 200, response.text
+    stack.wait_until(
+        lambda: len(read_records(stack)[2]) >= 3, 60, "the ledger to hold the changes and definition"
+    )
+    return read_records(stack)
+
+
+def read_records(stack) -> tuple[list, dict, list]:
+    headers = stack.admin_headers()
+    history = httpx.get(
+        f"{stack.url('consent')}/v1/customers/c-restart/consents/history", headers=headers, timeout=10
+    ).json()["history"]
+    definition = httpx.get(
+        f"{stack.url('segmenter')}/v1/segments/keepers", headers=headers, timeout=10
+    ).json()
+    verify = httpx.get(f"{stack.url('audit')}/v1/audit/verify", headers=headers, timeout=30).json()
+    assert verify["ok"] is True, verify
+    ledger = httpx.get(
+        f"{stack.url('audit')}/v1/audit", params={"limit": 1000}, headers=headers, timeout=30
+    ).json()["records"]
+    return history, definition, ledger
 
 
 def test_broker_loss_is_reported_then_healed(stack_launcher) -> None:
