@@ -16,9 +16,10 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.audit import sources
+from services.audit.batch import AppendResult, SourceItem
 from services.audit.metrics import DUPLICATES_SKIPPED, LEDGER_LENGTH, RECORDS_APPENDED
 from services.audit.settings import AuditSettings
-from services.audit.store import AppendResult, SourceItem, SqlLedgerStore
+from services.audit.store import SqlLedgerStore
 from shared import events, topics
 from shared.deadletter import decode_or_dead_letter, send_dead_letter
 from shared.kafka import clamp_lag, make_consumer, start_client, topic_names

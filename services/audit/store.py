@@ -84,6 +84,3 @@ class SqlLedgerStore:
     def known_definitions(self) -> list[KnownDefinition]:
         with self.engine.connect() as connection:
             return [known_definition(row) for row in connection.execute(select(definitions))]
-
-
-__all__ = ["AppendResult", "SourceItem", "SqlLedgerStore"]
