@@ -11,6 +11,7 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from shared.embedded import free_port
 from tests.conftest import TEST_TOKENS
 from tests.support import ServiceProcess
 
@@ -29,6 +30,9 @@ def consent_env(kafka_bootstrap: str, redis_url: str, data_dir: Path, **override
         "INTERNAL_TOKEN": "admin-token-0001",
         "CONSENT_EXPIRY_INTERVAL": "1",
         "CONSENT_OUTBOX_POLL_INTERVAL": "0.5",
+        # Closed ports, so the export's "unavailable" path is tested even if a stack runs on 8002/8003.
+        "SEGMENTER_URL": f"http://127.0.0.1:{free_port()}",
+        "AUDIT_URL": f"http://127.0.0.1:{free_port()}",
         **overrides,
     }
 

@@ -166,7 +166,7 @@ def test_erasure_forgets_the_customer_and_tells_everyone(consent, kafka_bootstra
 
 
 def test_export_bundles_consents_history_and_says_which_peer_is_unavailable(consent, customer) -> None:
-    # The module's service points SEGMENTER_URL/AUDIT_URL at their defaults, where nothing listens in tests.
+    # The module's service points SEGMENTER_URL/AUDIT_URL at closed ports (see consent_env).
     assert put(consent, customer, "marketing_email", choice()).status_code == 200
     url = f"{consent.url}/v1/customers/{customer}/export"
     assert httpx.get(url, headers=bearer("consent-reader-01")).status_code == 403
