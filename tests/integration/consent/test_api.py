@@ -185,3 +185,10 @@ def test_history_is_oldest_first_and_never_rewritten(consent, customer) -> None:
     assert [h["previous_status"] for h in history] == [None, "granted", "denied", "granted", "denied"]
     stamps = [h["recorded_at"] for h in history]
     assert stamps == sorted(stamps)
+
+
+def test_auth_is_checked_before_the_path_so_nothing_leaks(consent) -> None:
+    url = f"{consent.url}/v1/customers/bad id!/consents/no_such_purpose"
+    assert httpx.put(url, json={}).status_code == 401
+    assert httpx.put(url, json={}, headers=bearer("consent-reader-01")).status_code == 403
+    assert httpx.put(url, json={}, headers=bearer("consent-writer-01")).status_code == 422
