@@ -7,6 +7,7 @@ between the two reads still keeps the customer out.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 
@@ -15,6 +16,8 @@ from services.segmenter.domain.features import rule_features
 
 # Consent is pre-read for this many customers per Redis round trip.
 BATCH = 500
+# Atomic feature reads in flight at once (one pooled connection each).
+CONCURRENT_READS = 16
 
 
 class RedisTrainingSource:
@@ -34,12 +37,15 @@ class RedisTrainingSource:
 
     async def consented_features(self, purpose: str) -> AsyncIterator[Mapping[str, object]]:
         async for batch in self._batches():
-            for customer_id, allowed in zip(batch, await self._allowed(batch, purpose), strict=True):
-                features = await self._features(customer_id, purpose) if allowed else None
-                if features is None:
-                    self.without_consent += 1
-                elif features:  # no event yet means no behaviour to learn from: not a training row
-                    yield features
+            allowed = [c for c, ok in zip(batch, await self._allowed(batch, purpose), strict=True) if ok]
+            self.without_consent += len(batch) - len(allowed)
+            for start in range(0, len(allowed), CONCURRENT_READS):
+                reads = (self._features(c, purpose) for c in allowed[start : start + CONCURRENT_READS])
+                for features in await asyncio.gather(*reads):
+                    if features is None:
+                        self.without_consent += 1
+                    elif features:  # no event yet means no behaviour to learn from: not a training row
+                        yield features
 
     async def _batches(self) -> AsyncIterator[list[str]]:
         seen: set[str] = set()  # a customer is in one partition's set, unless partitions changed

@@ -16,6 +16,7 @@ from services.segmenter.domain.consent import PurposeConsent
 
 DAY = 86400.0
 PARTITIONS = 3
+SEED_CHUNK = 100  # customers per pipeline: one huge pipeline times out writing to the socket
 
 
 @pytest.fixture
@@ -52,9 +53,13 @@ async def seed(
     """Write (customer id, features, profiling) into Redis; profiling is granted, denied, expired
     (a grant whose expiry has passed) or None (no record: the catalog default, denied)."""
     now = time.time()
-    writes = [write for customer_id, features, _ in people for write in events_of(customer_id, features, now)]
-    known = [(zlib.crc32(customer_id.encode()) % PARTITIONS, customer_id) for customer_id, _, _ in people]
-    await store.apply_events(writes, known)
+    for start in range(0, len(people), SEED_CHUNK):
+        chunk = people[start : start + SEED_CHUNK]
+        writes = [
+            write for customer_id, features, _ in chunk for write in events_of(customer_id, features, now)
+        ]
+        known = [(zlib.crc32(customer_id.encode()) % PARTITIONS, customer_id) for customer_id, _, _ in chunk]
+        await store.apply_events(writes, known)
     for customer_id, _, profiling in people:
         if profiling == "expired":
             await store.apply_consent(
