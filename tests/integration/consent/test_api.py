@@ -120,6 +120,12 @@ def test_a_grant_is_stored_published_and_read_back(consent, kafka_bootstrap, cus
     state = read_topic(kafka_bootstrap, topic(consent, "consent.state"), lambda r: bool(for_key(r, customer)))
     snapshot = ConsentStateSnapshot.model_validate_json(for_key(state, customer)[-1])
     assert set(snapshot.purposes) == set(states) and snapshot.purposes["marketing_email"].effective
+    metrics = httpx.get(f"{consent.url}/metrics").text
+    assert (
+        'segwarden_consent_changes_total{published="true",purpose="marketing_email",'
+        'reason="user",status="granted"}' in metrics
+    )
+    assert "segwarden_consent_outbox_oldest_age_seconds" in metrics
 
 
 def test_a_repeated_choice_is_in_history_but_not_published(consent, kafka_bootstrap, customer) -> None:

@@ -147,6 +147,8 @@ def test_a_broker_that_restarts_empty_gets_its_topics_and_state_back(
         read_topic(broker.bootstrap, topic(service, "consent.state"), lambda r: bool(for_key(r, customer)))
         broker.stop()
         wait_for(lambda: httpx.get(f"{service.url}/readyz").status_code == 503, what="readyz to notice")
+        errors = "segwarden_consent_publish_errors_total"
+        wait_for(lambda: (_metric(service, errors) or 0) > 0, what="the relay to count failed attempts")
         broker = EmbeddedBroker(port, tmp_path / "broker.log").start()
         service.wait_ready()
         state = read_topic(
