@@ -106,15 +106,6 @@ def run() -> dict[str, Any]:
     calls.update({a: partial(assigner.assign, a, granted=GRANTED) for a in ALGORITHMS})
     runs = interleaved(calls, mappings)
     rows = [samples[i : i + 1] for i in range(PREDICT_SAMPLE)]
-    models = {
-        a: {
-            "assign_ns": statistics.median(runs[a]),
-            "ratio_to_rule": statistics.median(m / r for m, r in zip(runs[a], runs["rule"], strict=True)),
-            "predict_ns": statistics.median(mean_ns(facts[a]["pipeline"].predict, rows) for _ in range(3)),
-            "train_s": facts[a]["train_s"],
-        }
-        for a in ALGORITHMS
-    }
     return {
         "machine": f"{platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()})",
         "load_average_1m": os.getloadavg()[0],
@@ -125,7 +116,16 @@ def run() -> dict[str, Any]:
         "rule_ns": statistics.median(runs["rule"]),
         "features_ns": statistics.median(mean_ns(lambda s: rule_features(s, now), stored) for _ in range(3)),
         "verified_load_all_s": facts["verified_load_all_s"],
-        "models": models,
+        "models": {a: model_figures(runs, a, facts[a], rows) for a in ALGORITHMS},
+    }
+
+
+def model_figures(runs: dict[str, list[float]], algorithm: str, facts: dict[str, Any], rows: list) -> dict:
+    return {
+        "assign_ns": statistics.median(runs[algorithm]),
+        "ratio_to_rule": statistics.median(m / r for m, r in zip(runs[algorithm], runs["rule"], strict=True)),
+        "predict_ns": statistics.median(mean_ns(facts["pipeline"].predict, rows) for _ in range(3)),
+        "train_s": facts["train_s"],
     }
 
 

@@ -1,6 +1,6 @@
 """`segwarden model ...`: train segmentation models on consented customers, list the stored ones.
 
-scikit-learn, matplotlib and the adapters are imported inside the commands: every `segwarden`
+scikit-learn, matplotlib and the adapters (`runner.py`) are imported inside the commands: every `segwarden`
 invocation loads this module, and `segwarden serve` should not pay a second for them.
 """
 
@@ -13,11 +13,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.segmenter.modeling.metadata import ALGORITHMS
+from services.segmenter.modeling.metadata import ALGORITHMS, ModelIdError
 from services.segmenter.settings import SegmenterSettings
 
 if TYPE_CHECKING:
-    from services.segmenter.modeling.training import TrainedModel, TrainingSpec
+    from services.segmenter.modeling.training import TrainedModel
 
 app = typer.Typer(help="Segmentation models trained on customers who allow profiling.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -34,7 +34,7 @@ def train_command(
     seed: Annotated[int, typer.Option(help="random seed of the fit")] = 0,
 ) -> None:
     """Train a clustering model on the customers whose profiling consent is effective, and no one else."""
-    from services.segmenter.modeling.metadata import ModelIdError
+    from services.segmenter.modeling.runner import run_training
     from services.segmenter.modeling.store import ModelExistsError
     from services.segmenter.modeling.trainer import LedgerError
     from services.segmenter.modeling.training import TrainingError, TrainingSpec
@@ -42,7 +42,7 @@ def train_command(
     settings = SegmenterSettings()
     spec = TrainingSpec(name, _clusters(clusters), algorithm, min_cluster_size or settings.k_anonymity, seed)
     try:
-        model = asyncio.run(_train(settings, spec))
+        model = asyncio.run(run_training(settings, spec, console))
     except (TrainingError, ModelIdError, ModelExistsError, LedgerError) as exc:
         console.print(f"[red]segwarden model train: {exc}[/red]")
         raise typer.Exit(1) from exc
@@ -70,48 +70,6 @@ def _clusters(value: str) -> int | None:
             f"expected a number of clusters or `auto`, got {value!r}", param_hint="--clusters"
         )
     return int(value)
-
-
-async def _train(settings: SegmenterSettings, spec: TrainingSpec) -> TrainedModel:
-    import redis.asyncio as aioredis
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    from services.audit.settings import AuditSettings
-    from services.segmenter.adapters.redis_keys import KeyLayout
-    from services.segmenter.adapters.redis_store import RedisCustomerStore
-    from services.segmenter.modeling.ledger import SqlAuditLedger
-    from services.segmenter.modeling.sources import RedisTrainingSource
-    from services.segmenter.modeling.store import model_store
-    from services.segmenter.modeling.trainer import TrainingRun, train_model
-
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-    customers = RedisCustomerStore(client, KeyLayout(settings.redis_namespace), settings.dedupe_ttl_s)
-    source = RedisTrainingSource(customers, settings.topic_partitions)
-    run = TrainingRun(spec, model_store(settings), SqlAuditLedger(AuditSettings()))
-    columns = (
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    try:
-        with Progress(*columns, console=console) as progress:
-            scan = progress.add_task(
-                "reading customers with profiling consent", total=await source.population()
-            )
-            run.on_scanned = lambda looked_at: progress.update(scan, completed=looked_at)
-            run.on_step = lambda step: progress.update(scan, description=step)
-            return await train_model(source, run)
-    finally:
-        await client.aclose()  # type: ignore[attr-defined]  # redis>=5; the stubs predate it
 
 
 def _summary(model: TrainedModel, settings: SegmenterSettings) -> None:
