@@ -48,6 +48,7 @@ class ConsentRuntime:
         self.relay = KafkaOutboxRelay(
             self.outbox,
             self.names,
+            # The service is built below (it wakes the relay); the relay reads states through it.
             state_page=lambda after, limit: self.service.state_page(after, limit),
             ensure_topics=lambda: asyncio.to_thread(ensure_topics, settings),
             poll_interval=settings.consent_outbox_poll_interval,
@@ -66,6 +67,7 @@ class ConsentRuntime:
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._connected = asyncio.Event()
 
     async def start(self) -> None:
         """Migrate the store, then connect to Kafka in the background so HTTP serves at once."""
@@ -73,7 +75,9 @@ class ConsentRuntime:
         expiry_interval = self.settings.consent_expiry_interval
         work: dict[str, Callable[[], Awaitable[None]]] = {
             "writer": self.service.run_writer,
-            "kafka": self._run_kafka,
+            "kafka-connect": self._connect,
+            "relay": self._run_relay,
+            "requests-consumer": self._run_consumer,
             "expiry": lambda: run_expiry(self.service, expiry_interval),
             "outbox-gauges": lambda: sample_outbox(self.outbox, OUTBOX_SAMPLE_SECONDS),
         }
@@ -96,23 +100,25 @@ class ConsentRuntime:
     async def database_ready(self) -> str | None:
         return await asyncio.to_thread(database_answers, self.engine)
 
-    async def _run_kafka(self) -> None:
-        if self.producer is None:
-            self.producer = await start_client(
-                lambda: make_producer(self.settings, "segwarden-consent"), "producer"
-            )
+    async def _connect(self) -> None:
+        """Start the producer and create the topics, retrying while the broker is away."""
+        self.producer = await start_client(
+            lambda: make_producer(self.settings, "segwarden-consent"), "producer"
+        )
         await _retry_until_done(lambda: asyncio.to_thread(ensure_topics, self.settings))
-        relay = asyncio.create_task(_keep_running("relay", lambda: self.relay.run(self._producer())))
-        try:
-            if self.consumer is None:
-                self.consumer = await start_client(self._make_consumer, "consumer")
-            await KafkaConsentRequestConsumer(self.consumer, self._producer(), self.service).run()
-        finally:
-            relay.cancel()
+        self._connected.set()
 
-    def _producer(self) -> AIOKafkaProducer:
-        assert self.producer is not None, "started before the relay and consumer"
-        return self.producer
+    async def _run_relay(self) -> None:
+        await self._connected.wait()
+        assert self.producer is not None
+        await self.relay.run(self.producer)
+
+    async def _run_consumer(self) -> None:
+        await self._connected.wait()
+        assert self.producer is not None
+        if self.consumer is None:
+            self.consumer = await start_client(self._make_consumer, "consumer")
+        await KafkaConsentRequestConsumer(self.consumer, self.producer, self.service).run()
 
     def _make_consumer(self) -> AIOKafkaConsumer:
         return make_consumer(
@@ -128,6 +134,7 @@ async def _keep_running(name: str, work: Callable[[], Awaitable[None]]) -> None:
     while True:
         try:
             await work()
+            return
         except asyncio.CancelledError:
             raise
         except Exception:
