@@ -29,22 +29,24 @@ async def customers(redis_url: str, topic_prefix: str) -> AsyncIterator[RedisCus
     await client.aclose()  # type: ignore[attr-defined]
 
 
-def events_of(customer_id: str, features: Mapping[str, float | int], now: float) -> list[EventWrite]:
-    """Events that give the customer (about) these features: first and last visit, purchases, views."""
+def event_plan(features: Mapping[str, float | int], now: float) -> list[tuple[str, float, float | None]]:
+    """(type, epoch seconds, amount) of events that give a customer (about) these features."""
     first, last = now - features["first_seen_days"] * DAY, now - features["last_seen_days"] * DAY
     purchases = int(features["purchase_count"])
     times = [first + (last - first) * i / max(purchases, 1) for i in range(purchases)]
     if purchases:
         times[-1] = now - features["last_purchase_days"] * DAY
     amount = features["total_spend"] / purchases if purchases else None
-    writes = [_event(customer_id, "purchase", t, amount) for t in times]
     views = int(features["events.page_view"])
     view_times = [first, last] + [first + (last - first) * i / views for i in range(1, views - 1)]
-    return writes + [_event(customer_id, "page_view", t, None) for t in view_times[:views]]
+    return [("purchase", t, amount) for t in times] + [("page_view", t, None) for t in view_times[:views]]
 
 
-def _event(customer_id: str, kind: str, at: float, amount: float | None) -> EventWrite:
-    return EventWrite(customer_id, uuid.uuid4().hex, kind, at, amount, {"country": "DE"})
+def events_of(customer_id: str, features: Mapping[str, float | int], now: float) -> list[EventWrite]:
+    return [
+        EventWrite(customer_id, uuid.uuid4().hex, kind, at, amount, {"country": "DE"})
+        for kind, at, amount in event_plan(features, now)
+    ]
 
 
 async def seed(
