@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 
 from services.consent.api import consents, dsr, purposes
 from services.consent.bootstrap import ConsentRuntime, readiness_checks
 from services.consent.settings import ConsentSettings
 from shared.auth import load_tokens
 from shared.http import Readiness, install_operational_routes
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: ConsentSettings) -> FastAPI:
@@ -34,6 +39,14 @@ def create_app(settings: ConsentSettings) -> FastAPI:
     app.state.peers = runtime.peers
     app.state.runtime = runtime
     install_operational_routes(app, readiness)
+    app.add_exception_handler(OperationalError, _store_unavailable)
     for router in (purposes.router, consents.router, dsr.router):
         app.include_router(router)
     return app
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The store is the system of record: without it nothing can be answered or recorded, and a
+    # 503 tells the caller to retry, where a 500 would say the request itself was at fault.
+    log.error("the consent store is unavailable", extra={"error": type(exc).__name__})
+    return JSONResponse({"detail": "the consent store is unavailable; retry later"}, status_code=503)

@@ -162,3 +162,20 @@ def test_a_broker_that_restarts_empty_gets_its_topics_and_state_back(
         assert [json.loads(v)["status"] for v in for_key(changes, customer)] == ["denied"]
     finally:
         broker.stop()
+
+
+def test_a_lost_database_is_reported_on_readyz_and_as_503(start_service, postgres_url, customer) -> None:
+    import psycopg
+
+    service = start_service("consent", CONSENT_DB_URL=postgres_url).wait_ready()
+    assert put(service, customer, "profiling", choice()).status_code == 200
+    name = postgres_url.rsplit("/", 1)[1]
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    ready = wait_for(
+        lambda: (r := httpx.get(f"{service.url}/readyz", timeout=10)).status_code == 503 and r.json(),
+        what="readyz to report the database",
+    )
+    assert "database" in ready["reasons"]
+    response = put(service, customer, "profiling", choice("denied"))
+    assert response.status_code == 503 and "store" in response.json()["detail"]
