@@ -34,19 +34,36 @@ def train_command(
     seed: Annotated[int, typer.Option(help="random seed of the fit")] = 0,
 ) -> None:
     """Train a clustering model on the customers whose profiling consent is effective, and no one else."""
+    from segwarden.cli import SETTING_ERRORS, fail_on_bad_settings
+
+    try:
+        settings = SegmenterSettings()
+    except SETTING_ERRORS as exc:
+        fail_on_bad_settings(exc)
+    size = min_cluster_size or settings.k_anonymity
+    _summary(_train(settings, name, _clusters(clusters), algorithm, size, seed), settings)
+
+
+def _train(
+    settings: SegmenterSettings, name: str, clusters: int | None, algorithm: str, size: int, seed: int
+) -> TrainedModel:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
     from services.segmenter.modeling.runner import run_training
     from services.segmenter.modeling.store import ModelExistsError
     from services.segmenter.modeling.trainer import LedgerError
     from services.segmenter.modeling.training import TrainingError, TrainingSpec
 
-    settings = SegmenterSettings()
-    spec = TrainingSpec(name, _clusters(clusters), algorithm, min_cluster_size or settings.k_anonymity, seed)
     try:
-        model = asyncio.run(run_training(settings, spec, console))
+        return asyncio.run(
+            run_training(settings, TrainingSpec(name, clusters, algorithm, size, seed), console)
+        )
     except (TrainingError, ModelIdError, ModelExistsError, LedgerError) as exc:
-        console.print(f"[red]segwarden model train: {exc}[/red]")
-        raise typer.Exit(1) from exc
-    _summary(model, settings)
+        message = str(exc)
+    except RedisConnectionError as exc:
+        message = f"the segmenter's Redis at {settings.redis_url} did not answer: {exc}"
+    console.print(f"[red]segwarden model train: {message}[/red]", soft_wrap=True)
+    raise typer.Exit(1)
 
 
 @app.command("list")

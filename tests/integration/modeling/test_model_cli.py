@@ -19,6 +19,7 @@ from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.modeling.store import model_store
 from services.segmenter.modeling.synthetic import population
 from services.segmenter.modeling.training import TrainingSpec, feature_matrix, train
+from shared.embedded import free_port
 from shared.settings import ServiceSettings
 from tests.integration.modeling.conftest import PARTITIONS, seed
 
@@ -81,3 +82,10 @@ def test_list_shows_verified_models_and_train_refuses_a_used_id_or_a_bad_count(
     assert again.exit_code == 1 and "train a new id" in again.stderr
     bad = runner.invoke(app, ["model", "train", "--name", "rfm-2", "--clusters", "many"], env=env)
     assert bad.exit_code == 2 and "--clusters" in bad.stderr
+    gone = {**env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    unreachable = runner.invoke(app, ["model", "train", "--name", "rfm-2", "--clusters", "3"], env=gone)
+    assert (
+        unreachable.exit_code == 1
+        and "Redis" in unreachable.stderr
+        and "did not answer" in unreachable.stderr
+    )
