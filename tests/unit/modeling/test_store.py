@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from services.segmenter.modeling.integrity import ModelIntegrityError, envelope
 from services.segmenter.modeling.store import (
@@ -127,3 +129,42 @@ def test_a_removed_model_leaves_no_file_behind(store: FileModelStore) -> None:
     assert store.exists("rfm-3")
     store.remove("rfm-3")
     assert not store.exists("rfm-3") and list(store.directory.iterdir()) == []
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(position=st.floats(min_value=0, max_value=1, exclude_max=True), mask=st.integers(1, 255))
+def test_any_flipped_byte_of_the_model_bytes_is_refused(
+    store: FileModelStore, position: float, mask: int
+) -> None:
+    path = bytes_file(store)
+    original = path.read_bytes()
+    data = bytearray(original)
+    data[int(position * len(data))] ^= mask
+    path.write_bytes(bytes(data))
+    try:
+        with pytest.raises(ModelIntegrityError):
+            store.load("rfm-3")
+    finally:
+        path.write_bytes(original)
+
+
+json_values = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8)
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_edited_metadata_field_is_refused(store: FileModelStore, data: st.DataObject) -> None:
+    path = store.directory / "rfm-3.json"
+    original = path.read_bytes()
+    doc = json.loads(original)
+    field = data.draw(st.sampled_from(sorted(doc["metadata"])))
+    value = data.draw(json_values.filter(lambda v: v != doc["metadata"][field]))
+    doc["metadata"][field] = value
+    path.write_text(json.dumps(doc))
+    try:
+        with pytest.raises(ModelIntegrityError, match="metadata signature does not match"):
+            store.load("rfm-3")
+    finally:
+        path.write_bytes(original)
