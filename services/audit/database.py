@@ -24,7 +24,9 @@ def normalize_url(url: str) -> str:
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        # No server-side prepared statements: a generic plan cached while the ledger was
+        # small (a sequential scan) would stay in use as it grows, making each append slow.
+        return create_engine(url, pool_pre_ping=True, connect_args={"prepare_threshold": None})
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
