@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.consent.consumer import KafkaConsentRequestConsumer
 from services.consent.db.engine import database_answers, make_engine, run_migrations
+from services.consent.db.lease import SqlRelayLease
 from services.consent.db.outbox import SqlOutbox
 from services.consent.db.store import SqlConsentStore
 from services.consent.expiry import run_expiry
@@ -45,8 +46,10 @@ class ConsentRuntime:
         self.engine = make_engine(settings.db_url)
         self.names = topic_names(settings)
         self.outbox = SqlOutbox(self.engine)
+        self.lease = SqlRelayLease(self.engine)
         self.relay = KafkaOutboxRelay(
             self.outbox,
+            self.lease,
             self.names,
             # The service is built below (it wakes the relay); the relay reads states through it.
             state_page=lambda after, limit: self.service.state_page(after, limit),
@@ -90,6 +93,7 @@ class ConsentRuntime:
         for client in (self.consumer, self.producer):
             if client is not None:
                 await client.stop()
+        await asyncio.to_thread(self.lease.release)
         self.engine.dispose()
 
     async def kafka_ready(self) -> str | None:

@@ -13,6 +13,7 @@ from kafka.errors import KafkaError as AdminKafkaError
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.consent import metrics
+from services.consent.db.lease import SqlRelayLease
 from services.consent.db.outbox import OutboxRow, SqlOutbox
 from shared import topics
 from shared.events import utcnow
@@ -38,6 +39,7 @@ class KafkaOutboxRelay:
     def __init__(
         self,
         outbox: SqlOutbox,
+        lease: SqlRelayLease,
         names: TopicNames,
         state_page: StatePage,
         ensure_topics: EnsureTopics,
@@ -46,6 +48,7 @@ class KafkaOutboxRelay:
         retention: timedelta = timedelta(hours=1),
     ) -> None:
         self.outbox = outbox
+        self.lease = lease
         self.names = names
         self.state_page = state_page
         self.ensure_topics = ensure_topics
@@ -63,6 +66,11 @@ class KafkaOutboxRelay:
         resync, delay = True, 0.2
         while True:
             try:
+                if not await asyncio.to_thread(self.lease.hold):
+                    # Another replica relays; when it stops, this one takes over and resyncs.
+                    resync = True
+                    await asyncio.sleep(self.poll_interval)
+                    continue
                 if resync:
                     await self.ensure_topics()
                 await self.drain(producer)

@@ -179,3 +179,23 @@ def test_a_lost_database_is_reported_on_readyz_and_as_503(start_service, postgre
     assert "database" in ready["reasons"]
     response = put(service, customer, "profiling", choice("denied"))
     assert response.status_code == 503 and "store" in response.json()["detail"]
+
+
+def test_two_replicas_on_one_database_publish_every_change_once(
+    start_service, kafka_bootstrap, postgres_url
+) -> None:
+    first = start_service("consent", CONSENT_DB_URL=postgres_url).wait_ready()
+    second = start_service("consent", CONSENT_DB_URL=postgres_url).wait_ready()
+    customers = [f"c-replica-{n}" for n in range(4)]
+    _burst(first, customers[:2], rounds=2)
+    _burst(second, customers[2:], rounds=2)
+    expected = _published_ids(first, customers)
+    assert len(expected) == 4 * 2 * len(PURPOSES)
+    grouped = _changes_by_event_id(kafka_bootstrap, first, set(expected))
+    assert set(grouped) == set(expected)
+    assert all(len(values) == 1 for values in grouped.values()), "two relays published the same row"
+    first.kill()  # the relaying replica (or not): either way the other one must carry on
+    _burst(second, customers[:1], rounds=1)
+    later = set(_published_ids(second, customers[:1])) - set(expected)
+    assert len(later) == len(PURPOSES)
+    assert later <= set(_changes_by_event_id(kafka_bootstrap, second, later))
