@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
 from services.segmenter.adapters.kafka_compacted import KafkaCompactedReader
+from services.segmenter.adapters.kafka_consent import KafkaConsentFollower
 from services.segmenter.adapters.kafka_publisher import KafkaMembershipPublisher
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore
@@ -24,12 +26,18 @@ from services.segmenter.definitions import DefinitionService
 from services.segmenter.domain.segments import Segment, SegmentRegistry
 from services.segmenter.membership_service import MembershipService
 from services.segmenter.settings import SegmenterSettings
-from services.segmenter.stream_app import create_stream_app, owned_partitions, record_lag
+from services.segmenter.stream_app import (
+    create_stream_app,
+    on_assignment,
+    owned_partitions,
+    record_lag,
+    with_retry,
+)
 from services.segmenter.stream_handlers import StreamHandlers
 from services.segmenter.sweeps import Sweeper, run_every
 from shared.kafka import broker_answers, ensure_topics, make_producer, start_client, topic_names
 from shared.pseudonym import load_pseudonym_key
-from shared.topics import CONSENT_STATE, SEGMENT_DEFINITIONS
+from shared.topics import CONSENT_CHANGES, CONSENT_STATE, SEGMENT_DEFINITIONS
 
 log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 5.0
@@ -46,6 +54,7 @@ class Runtime:
         self.membership: MembershipService | None = None
         self.sweeper: Sweeper | None = None
         self.stream: Any = None
+        self.consent: KafkaConsentFollower | None = None
         self.consent_loaded = False
         self.stream_started = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -61,8 +70,20 @@ class Runtime:
         await _retry("consent state", self._load_consent)
         feed = DefinitionFeed(self._reader(SEGMENT_DEFINITIONS.base), self.definitions, self.producer)
         self._spawn(feed.run())
+        # Events evaluated before the definitions are in would miss their segments.
+        await self.definitions.loaded.wait()
         handlers = StreamHandlers(self.store, self.registry, self.membership, self.producer)
+        names = topic_names(settings)
+        self.consent = KafkaConsentFollower(
+            settings,
+            names.name(CONSENT_CHANGES),
+            f"{settings.topic_prefix}segwarden-segmenter-consent",
+            lambda record: with_retry(CONSENT_CHANGES.base, partial(handlers.on_consent_change, record)),
+        )
+        await self.consent.start()
         self.stream = create_stream_app(settings, handlers)
+        on_assignment(self.stream, settings, self.consent.follow)
+        self._spawn(self.consent.run())
         await self.stream.start()
         self.stream_started = True
         self.sweeper = Sweeper(
@@ -101,6 +122,8 @@ class Runtime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.stream is not None:
             await self.stream.stop()
+        if self.consent is not None:
+            await self.consent.stop()
         if self.producer is not None:
             await self.producer.stop()
 
@@ -119,7 +142,7 @@ class Runtime:
         return None if self.consent_loaded else "consent: consent.state not loaded yet"
 
     async def definitions_reason(self) -> str | None:
-        loaded = self.definitions is not None and self.definitions.loaded
+        loaded = self.definitions is not None and self.definitions.loaded.is_set()
         return None if loaded else "definitions: segment.definitions not loaded yet"
 
 

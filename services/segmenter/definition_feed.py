@@ -40,7 +40,7 @@ class DefinitionFeed:
                 log.info("republishing a definition the topic lacks", extra={"segment": row.segment_id})
                 await self.service.publisher.publish_definition(row.segment_id, row.definition)
                 await self._apply(row.segment_id, row.definition, row.version)
-        self.service.loaded = True
+        self.service.loaded.set()
         async for record in self.reader.follow():
             decoded = await self._decode(record)
             if decoded is not None:

@@ -29,7 +29,7 @@ class DefinitionService:
         self.publisher = publisher
         self.on_change = on_change  # re-evaluates a changed segment, or empties a deleted one
         self.versions: dict[str, int] = {}
-        self.loaded = False
+        self.loaded = asyncio.Event()
         self._jobs: set[asyncio.Task[None]] = set()
 
     async def load_store(self) -> list[StoredDefinition]:

@@ -19,6 +19,6 @@ class SegmenterSettings(ServiceSettings):
     dedupe_ttl_s: int = Field(7 * 24 * 3600, ge=60)
     # Events are taken from the stream in batches of at most this many, waiting this long.
     event_batch_size: int = Field(500, ge=1, le=10_000)
-    event_batch_wait_s: float = Field(0.02, ge=0.001, le=5)
+    event_batch_wait_s: float = Field(0.1, ge=0.001, le=5)
     # faust's own web server stays off; if a faust version starts it anyway it binds here.
     faust_web_port: int = Field(6066, ge=1, le=65535)

@@ -21,7 +21,7 @@ from services.segmenter.settings import SegmenterSettings
 from services.segmenter.stream_handlers import StreamHandlers
 from shared.kafka import clamp_lag, topic_names
 from shared.metrics import CONSUMER_LAG
-from shared.topics import CONSENT_CHANGES, CONSENT_STATE, CUSTOMER_EVENTS, ERASURE_REQUESTS
+from shared.topics import CONSENT_STATE, CUSTOMER_EVENTS, ERASURE_REQUESTS
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,6 @@ def create_stream_app(settings: SegmenterSettings, handlers: StreamHandlers) -> 
 
         app.agent(topic(spec), name=spec.base)(agent)
 
-    one_by_one(CONSENT_CHANGES, handlers.on_consent_change)
     one_by_one(CONSENT_STATE, handlers.on_consent_state)
     one_by_one(ERASURE_REQUESTS, handlers.on_erasure)
     return app
@@ -110,6 +109,24 @@ def record_lag(app: SegmenterFaustApp) -> None:
         committed = consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
         lag = clamp_lag(consumer.highwater(tp), committed)
         CONSUMER_LAG.labels(app.conf.id, tp.topic, str(tp.partition)).set(lag)
+
+
+def on_assignment(
+    app: SegmenterFaustApp, settings: SegmenterSettings, follow: Callable[[list[int]], Awaitable[None]]
+) -> None:
+    """Call `follow` with the owned partitions whenever faust's assignment changes."""
+
+    async def revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        # Before the partitions move on: stop reading them (the new owner starts after this).
+        await follow(
+            [p for p in owned_partitions(app, settings) if p not in {tp.partition for tp in revoked}]
+        )
+
+    async def assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+        await follow(owned_partitions(app, settings))
+
+    app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]  # faust types receivers loosely
+    app.on_partitions_assigned.connect(assigned)  # type: ignore[arg-type]
 
 
 def owned_partitions(app: SegmenterFaustApp, settings: SegmenterSettings) -> list[int]:

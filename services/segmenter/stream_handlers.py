@@ -14,7 +14,7 @@ from services.segmenter.adapters.redis_store import CustomerSnapshot, EventWrite
 from services.segmenter.domain.consent import PurposeConsent
 from services.segmenter.domain.membership import ON_CONSENT, ON_EVENT
 from services.segmenter.domain.segments import SegmentRegistry, features_changed_by
-from services.segmenter.membership_service import Cause, MembershipService
+from services.segmenter.membership_service import Cause, MembershipService, Plan
 from services.segmenter.metrics import EVENTS_PROCESSED, EVICTION_LATENCY
 from shared.deadletter import decode_or_dead_letter
 from shared.events import ConsentChanged, ConsentStateSnapshot, CustomerEvent, ErasureRequested, PurposeState
@@ -82,10 +82,13 @@ class StreamHandlers:
             entry = latest.setdefault(event.customer_id, _Latest(snapshot, event))
             entry.snapshot, entry.event = snapshot, event
             entry.features |= features_changed_by(event.type, _profile(event))
-        for entry in latest.values():
-            cause = Cause(entry.event.event_id, entry.event.occurred_at)
-            candidates = self.registry.reading(entry.features)
-            await self.membership.reconcile(entry.snapshot, candidates, ON_EVENT, cause)
+        plans = [self._plan(entry) for entry in latest.values()]
+        await self.membership.apply_many([p for p in plans if p is not None])
+
+    def _plan(self, entry: _Latest) -> Plan | None:
+        cause = Cause(entry.event.event_id, entry.event.occurred_at)
+        candidates = self.registry.reading(entry.features)
+        return self.membership.plan(entry.snapshot, candidates, ON_EVENT, cause)
 
     async def on_consent_change(self, record: ConsumerRecord) -> None:
         """The hot path: record the change, then evict (or admit) at once."""

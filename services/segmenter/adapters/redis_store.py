@@ -132,38 +132,49 @@ class RedisCustomerStore:
         result = await self._apply_consent(keys=keys, args=args)
         return bool(result[0]), self._snapshot(customer_id, result[1], result[2:])
 
-    async def commit(
+    def _commit_call(
         self, snapshot: CustomerSnapshot, changes: Sequence[MembershipChange], now: float
-    ) -> list[MembershipChange] | None:
-        """Apply the changes to the customer's set if nothing changed since `snapshot`; None if it did."""
+    ) -> tuple[list[str], list[Any]]:
         cid = snapshot.customer_id
         args: list[Any] = [str(snapshot.version), repr(now)]
         for change in changes:
-            args += [
-                "j" if change.action == "joined" else "l",
-                change.segment_id,
-                len(change.required_purposes),
-            ]
-            args += list(change.required_purposes)
-        keys = [self.keys.version(cid), self.keys.segments(cid), self.keys.consent(cid)]
-        applied = await self._commit(keys=keys, args=args)
-        if applied == -1:
-            return None
-        done = set(applied)
-        return [c for c in changes if c.segment_id in done]
+            action = "j" if change.action == "joined" else "l"
+            args += [action, change.segment_id, len(change.required_purposes), *change.required_purposes]
+        return [self.keys.version(cid), self.keys.segments(cid), self.keys.consent(cid)], args
 
-    async def sync_members(self, customer_id: str, applied: Sequence[MembershipChange]) -> None:
-        """Second step: the segments' member sets (other hash slots) follow the customer's set."""
-        if not applied:
+    async def commit_many(
+        self, batch: Sequence[tuple[CustomerSnapshot, Sequence[MembershipChange]]], now: float
+    ) -> list[list[MembershipChange] | None]:
+        """Apply each customer's changes if it is unchanged since its snapshot (else None), in one pipeline.
+
+        Returns the changes that took effect: a join whose consent is not effective now does not.
+        """
+        if not batch:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for snapshot, changes in batch:
+                keys, args = self._commit_call(snapshot, changes, now)
+                await self._commit(keys=keys, args=args, client=pipe)
+            results = await pipe.execute()
+        out: list[list[MembershipChange] | None] = []
+        for (_, changes), applied in zip(batch, results, strict=True):
+            done = set(applied) if applied != -1 else None
+            out.append(None if done is None else [c for c in changes if c.segment_id in done])
+        return out
+
+    async def sync_members_many(self, batch: Sequence[tuple[str, Sequence[MembershipChange]]]) -> None:
+        """Second step: the segments' member sets (other hash slots) follow the customers' sets."""
+        if not any(applied for _, applied in batch):
             return
         async with self.client.pipeline(transaction=False) as pipe:
-            for change in applied:
-                members = self.keys.members(change.segment_id)
-                if change.action == "joined":
-                    pipe.sadd(members, customer_id)
-                else:
-                    pipe.srem(members, customer_id)
+            for customer_id, applied in batch:
+                for change in applied:
+                    members = self.keys.members(change.segment_id)
+                    (pipe.sadd if change.action == "joined" else pipe.srem)(members, customer_id)
             await pipe.execute()
+
+    async def sync_members(self, customer_id: str, applied: Sequence[MembershipChange]) -> None:
+        await self.sync_members_many([(customer_id, applied)])
 
     async def erase(self, customer_id: str) -> list[str]:
         """Delete features, consent and segments of the customer; the segments they were in."""

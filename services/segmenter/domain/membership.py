@@ -45,8 +45,11 @@ def decide(
     for segment in candidates:
         if segment.rule is None:
             continue  # model-based: assigned by the model scorer, not by a rule
+        matches, was_member = segment.rule.matches(features), segment.id in current
+        if not matches and not was_member:
+            continue  # the common case: consent cannot change anything here
         consent_gap = consent.why_not(segment.required_purposes, now)
-        member = segment.rule.matches(features) and consent_gap is None
+        member = matches and consent_gap is None
         if member and segment.id not in current:
             changes.append(
                 MembershipChange(segment.id, "joined", trigger.join_reason, segment.required_purposes)
