@@ -212,7 +212,7 @@ async def drain_rate(url: str, target: float) -> float:
             first_at, first_done = now, done
         if done >= target:
             return (done - first_done) / (now - first_at) if first_at and now > first_at else float("nan")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # /metrics costs the segmenter CPU: poll gently
 
 
 class MembershipReader:

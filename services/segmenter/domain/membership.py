@@ -57,15 +57,3 @@ def decide(
         elif not member and segment.id in current:
             changes.append(MembershipChange(segment.id, "left", consent_gap or trigger.leave_reason))
     return changes
-
-
-def evict_unconsented(
-    segments: Iterable[Segment], consent: ConsentView, current: set[str], now: float
-) -> list[MembershipChange]:
-    """Leaves for every current segment whose required consent is no longer effective."""
-    changes = []
-    for segment in segments:
-        gap = consent.why_not(segment.required_purposes, now)
-        if gap is not None and segment.id in current:
-            changes.append(MembershipChange(segment.id, "left", gap))
-    return changes
