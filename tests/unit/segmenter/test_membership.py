@@ -67,7 +67,11 @@ def test_features_from_stored_counters() -> None:
     stored = {"spend": "12.5", "purchases": "2", "events": "5", "first": str(NOW - 3 * DAY), "last": str(NOW)}
     stored |= {"e:click": "3", "p:country": '"DE"'}
     features = rule_features(stored, NOW)
-    assert features["total_spend"] == 12.5 and features["first_seen_days"] == 3 and features["last_seen_days"] == 0
+    assert (
+        features["total_spend"] == 12.5
+        and features["first_seen_days"] == 3
+        and features["last_seen_days"] == 0
+    )
     assert features["events.click"] == 3 and features.get("events.never") == 0
     assert features["profile.country"] == "DE" and "last_purchase_days" not in features
     assert rule_features({}, NOW).get("events.click") is None  # an unknown customer has no features

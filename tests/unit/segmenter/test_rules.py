@@ -25,7 +25,13 @@ def test_contract_example_matches_and_reads_its_features() -> None:
 
 @pytest.mark.parametrize(
     "rule",
-    ["total_spend > 1", "total_spend != 1", "profile.tier in ['gold']", "profile.tier not in ['gold']", "profile.vip"],
+    [
+        "total_spend > 1",
+        "total_spend != 1",
+        "profile.tier in ['gold']",
+        "profile.tier not in ['gold']",
+        "profile.vip",
+    ],
 )
 def test_a_comparison_with_a_missing_feature_is_false(rule: str) -> None:
     assert compile_rule(rule).matches({}) is False
@@ -107,7 +113,9 @@ def test_evaluation_never_raises(tree: Node, features: dict[str, object]) -> Non
     assert compile_rule(to_text(tree)).matches(features) in (True, False)
 
 
-GARBAGE_ALPHABET = st.sampled_from(list("()[],'\"\\ <>=!-.0123456789abdeilnorstux_") + ["and", "or", "not", "in"])
+GARBAGE_ALPHABET = st.sampled_from(
+    list("()[],'\"\\ <>=!-.0123456789abdeilnorstux_") + ["and", "or", "not", "in"]
+)
 
 
 @settings(max_examples=500, deadline=None)
