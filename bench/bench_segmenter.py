@@ -49,7 +49,7 @@ from shared.topics import TopicPlan  # noqa: E402
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 PARTITIONS = 3
 FETCH_WAIT_MS = 50
-SAMPLES = 120
+SAMPLES = 250
 WARMUP = 10
 BACKLOG = 10_000
 BACKLOG_CUSTOMERS = 2_000
@@ -198,6 +198,42 @@ async def pipe_rate(bootstrap: str, prefix: str, producer: AIOKafkaProducer) -> 
     finally:
         await pipe_in.stop()
     return BACKLOG / (time.perf_counter() - (started or time.perf_counter()))
+
+
+async def faust_rate(bootstrap: str, prefix: str, producer: AIOKafkaProducer) -> float:
+    """Events/s of a faust agent that only takes batches (no decoding, no work): faust's own ceiling."""
+    import faust
+
+    from services.segmenter.adapters.faust_transport import SegmenterFaustApp
+
+    source = prefix + "faust.in"
+    await produce_backlog(producer, source, BACKLOG, seed=4)
+    app = SegmenterFaustApp(
+        prefix + "bench-faust",
+        broker=f"kafka://{bootstrap}",
+        web_enabled=False,
+        web_bind="127.0.0.1",
+        broker_session_timeout=6,
+        broker_heartbeat_interval=1,
+        broker_rebalance_timeout=6,
+        consumer_auto_offset_reset="earliest",
+    )
+    app.fetch_max_wait_ms = FETCH_WAIT_MS
+    seen: list[float] = []
+    topic = app.topic(source, key_serializer="raw", value_serializer="raw", partitions=PARTITIONS)
+
+    async def drain(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(500, within=0.1):
+            seen.extend(time.perf_counter() for _ in batch)
+
+    app.agent(topic, name="drain")(drain)
+    await app.start()
+    try:
+        while len(seen) < BACKLOG:
+            await asyncio.sleep(0.05)
+    finally:
+        await app.stop()
+    return (BACKLOG - 1) / (seen[-1] - seen[0])
 
 
 def processed(url: str) -> float:
@@ -357,7 +393,7 @@ async def run(bootstrap: str, prefix: str, workdir: Path) -> dict[str, object]:
     )
     extra = [
         TopicPlan(prefix + name, 1 if "floor" in name else PARTITIONS, {})
-        for name in ("floor.a", "floor.b", "pipe.in", "pipe.out")
+        for name in ("floor.a", "floor.b", "pipe.in", "pipe.out", "faust.in")
     ]
     await asyncio.to_thread(ensure_topics, settings)
     await asyncio.to_thread(ensure_topics, settings, extra)
@@ -366,6 +402,7 @@ async def run(bootstrap: str, prefix: str, workdir: Path) -> dict[str, object]:
     try:
         floor = await transport_floor(bootstrap, prefix)
         pipe = await pipe_rate(bootstrap, prefix, producer)
+        faust_only = await faust_rate(bootstrap, prefix, producer)
         for definition in segment_definitions():
             await producer.send(
                 prefix + "segment.definitions", definition.to_bytes(), key=definition.segment_id.encode()
@@ -382,7 +419,13 @@ async def run(bootstrap: str, prefix: str, workdir: Path) -> dict[str, object]:
             process.wait(15)
     finally:
         await producer.stop()
-    return {"floor": floor, "evictions": evictions, "pipe_rate": pipe, "segmenter_rate": segmenter_rate}
+    return {
+        "floor": floor,
+        "evictions": evictions,
+        "pipe_rate": pipe,
+        "faust_rate": faust_only,
+        "segmenter_rate": segmenter_rate,
+    }
 
 
 def report(results: dict[str, object]) -> dict[str, object]:
@@ -396,6 +439,7 @@ def report(results: dict[str, object]) -> dict[str, object]:
         "eviction_p99_over_floor_p99": round(evictions["p99_ms"] / floor["p99_ms"], 2),
         "background_events_per_s": BACKGROUND_RATE,
         "pipe_events_per_s": round(pipe),
+        "faust_noop_agent_events_per_s": round(float(results["faust_rate"])),  # type: ignore[arg-type]
         "segmenter_events_per_s": round(rate),
         "segmenter_over_pipe": round(rate / pipe, 3),
         "segments": 20,
@@ -408,6 +452,7 @@ def report(results: dict[str, object]) -> dict[str, object]:
         f"  under {BACKGROUND_RATE} events/s",
         f"  eviction p99 / floor p99  {out['eviction_p99_over_floor_p99']}x  (target <= 3x)",
         f"  bare pipe                 {out['pipe_events_per_s']} events/s",
+        f"  faust agent doing nothing {out['faust_noop_agent_events_per_s']} events/s  (faust's own ceiling)",
         f"  segmenter, 20 segments    {out['segmenter_events_per_s']} events/s"
         f"  = {out['segmenter_over_pipe']:.0%} of the pipe  (target >= 50%)",
     ]

@@ -13,8 +13,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from services.segmenter.adapters.redis_store import CustomerSnapshot, RedisCustomerStore
-from services.segmenter.domain.membership import ON_DEFINITION, ON_SWEEP
-from services.segmenter.domain.segments import SegmentRegistry
+from services.segmenter.domain.membership import ON_DEFINITION, ON_SWEEP, Trigger
+from services.segmenter.domain.segments import Segment, SegmentRegistry
 from services.segmenter.membership_service import Cause, MembershipService
 from services.segmenter.metrics import (
     COMPLIANCE_SCANS,
@@ -65,8 +65,7 @@ class Sweeper:
             await self._expire(partition)
             if time_segments:
                 async for chunk in self.snapshots(partition):
-                    for snapshot in chunk:
-                        await self.membership.reconcile(snapshot, time_segments, ON_SWEEP, NO_CAUSE)
+                    await self._reconcile(chunk, time_segments, ON_SWEEP)
         for segment in self.registry.all():
             SEGMENT_SIZE.labels(segment.id).set(await self.store.segment_size(segment.id))
         SWEEPS.inc()
@@ -81,16 +80,23 @@ class Sweeper:
 
     async def reevaluate(self, segment_ids: set[str], deleted: bool) -> None:
         """A changed segment re-evaluated (or a deleted one emptied) for the owned partitions."""
+        segments = [s for s in (self.registry.get(i) for i in segment_ids) if s is not None]
         for partition in self.owned():
             async for chunk in self.snapshots(partition):
+                if not deleted:
+                    await self._reconcile(chunk, segments, ON_DEFINITION)
+                    continue
                 for snapshot in chunk:
-                    if deleted:
-                        gone = dict.fromkeys(segment_ids & snapshot.segments, "segment_deleted")
-                        if gone:
-                            await self.membership.evict(snapshot.customer_id, gone, NO_CAUSE)
-                        continue
-                    segments = [s for s in (self.registry.get(i) for i in segment_ids) if s is not None]
-                    await self.membership.reconcile(snapshot, segments, ON_DEFINITION, NO_CAUSE)
+                    gone = dict.fromkeys(segment_ids & snapshot.segments, "segment_deleted")
+                    if gone:
+                        await self.membership.evict(snapshot.customer_id, gone, NO_CAUSE)
+
+    async def _reconcile(
+        self, chunk: list[CustomerSnapshot], segments: list[Segment], trigger: Trigger
+    ) -> None:
+        """One batch of customers: plans for those that change, applied in shared pipelines."""
+        plans = [self.membership.plan(snapshot, segments, trigger, NO_CAUSE) for snapshot in chunk]
+        await self.membership.apply_many([p for p in plans if p is not None])
 
     async def compliance_once(self) -> int:
         """Evict every membership without effective consent; the number of violations found."""
