@@ -13,6 +13,7 @@ from kafka import KafkaConsumer
 
 from shared import topics
 from shared.embedded import free_port
+from shared.events import AuditRecord
 from shared.topics import TopicNames
 from tests.conftest import bearer
 from tests.integration.audit.conftest import (
@@ -107,6 +108,7 @@ def test_records_every_source_event_once_verifiably(
     assert verify["ok"] and verify["first_bad_seq"] is None and verify["head"] == records[-1]["hash"]
     published = read_topic(kafka_bootstrap, TopicNames(topic_prefix).name(topics.AUDIT_LOG), len(records))
     assert [json.loads(v) for v in published[: len(records)]] == records
+    assert all(AuditRecord.model_validate_json(v).subject != "c-0" for v in published)  # the topic's schema
     dead = read_topic(kafka_bootstrap, TopicNames(topic_prefix).dlq(topics.CONSENT_CHANGES), 1)
     assert json.loads(dead[0])["error"] and "customer_id" in json.loads(dead[0])["error"]
     metrics = httpx.get(f"{audit.url}/metrics").text
