@@ -16,7 +16,7 @@ from services.audit.store import SqlLedgerStore
 from shared.pseudonym import load_pseudonym_key, pseudonymize
 
 _KIND = re.compile(r"^[a-z_]{1,64}$")
-_FORBIDDEN = {"customer_id", "email", "phone", "name"}
+_FORBIDDEN = {"customer_id", "email", "phone"}
 
 
 def append_to_ledger(
