@@ -10,10 +10,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.metrics import DEPENDENCY_UP, HTTP_REQUEST_SECONDS
 
@@ -86,18 +87,40 @@ def install_operational_routes(app: FastAPI, readiness: Readiness) -> None:
         """Prometheus metrics in the text exposition format."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.middleware("http")
-    async def time_requests(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    app.add_middleware(RequestTimer)
+
+
+class RequestTimer:
+    """Per-route request latency, as a plain ASGI middleware.
+
+    Starlette's `@app.middleware("http")` (BaseHTTPMiddleware) costs a task group and a
+    re-streamed body per request: a fifth of a service's CPU under load (measured on consent).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        HTTP_REQUEST_SECONDS.labels(request.method, template, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
-        return response
+        status = 500
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            # The router puts the matched route into the (shared) scope: label by its template.
+            template = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_REQUEST_SECONDS.labels(scope["method"], template, str(status)).observe(
+                time.perf_counter() - started
+            )
 
 
 def check_port_free(host: str, port: int, setting: str) -> None:
