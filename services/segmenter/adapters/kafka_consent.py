@@ -5,7 +5,7 @@ delays a consent change queued behind it (head-of-line blocking). This consumer 
 consent changes on its own, with the short fetch wait, and follows faust's assignment: it
 reads exactly the consent partitions whose customer.events partitions this worker owns, so
 one process still sees all of a customer's inputs. Offsets are committed under its own group
-id after each change is handled (at least once; handling is idempotent).
+id after the changes of each fetch are handled (at least once; handling is idempotent).
 """
 
 from __future__ import annotations
@@ -60,16 +60,17 @@ class KafkaConsentFollower:
                 continue
             batches = await self.consumer.getmany(timeout_ms=self.settings.kafka_fetch_max_wait_ms * 4)
             for tp, records in batches.items():
-                for record in records:
-                    if not await self._handle(tp, record):
-                        break
+                await self._handle_all(tp, records)
 
-    async def _handle(self, tp: TopicPartition, record: ConsumerRecord) -> bool:
-        """Handle and commit one record; False when its partition was revoked meanwhile."""
+    async def _handle_all(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        """Handle each change at once; commit once per fetched batch (a redelivery is harmless)."""
         assert self.consumer is not None
-        async with self._busy:
-            if tp.partition not in self.partitions:
-                return False
-            await self.handle(record)
-            await self.consumer.commit({tp: record.offset + 1})
-            return True
+        done = None
+        for record in records:
+            async with self._busy:
+                if tp.partition not in self.partitions:
+                    break  # revoked meanwhile: the new owner goes on from the last commit
+                await self.handle(record)
+                done = record.offset
+        if done is not None:
+            await self.consumer.commit({tp: done + 1})
