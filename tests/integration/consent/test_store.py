@@ -137,3 +137,18 @@ def _tables_naming(engine: Engine, needle: str) -> list[str]:
                 ):
                     found.append(table.name)
     return found
+
+
+def test_a_group_commit_applies_its_commands_in_order(engine: Engine) -> None:
+    store, outbox = SqlConsentStore(engine), SqlOutbox(engine)
+    commands = [grant("c-1"), grant("c-2"), grant("c-1", status="denied"), grant("c-1")]
+    results = handlers.record_many(store, POLICY, commands, utcnow())
+    assert [[e.publishes for e in r or []] for r in results] == [[True], [True], [True], [True]]
+    assert [(h["status"], h["previous_status"]) for h in store.history("c-1")] == [
+        ("granted", None),
+        ("denied", "granted"),
+        ("granted", "denied"),
+    ]
+    states = [json.loads(r.payload or b"") for r in outbox.pending(100) if r.topic == "consent.state"]
+    c1_states = [s["purposes"]["marketing_email"]["status"] for s in states if s["customer_id"] == "c-1"]
+    assert c1_states == ["granted", "denied", "granted"]
