@@ -64,7 +64,7 @@ class Inputs:
             event_id=attributes.pop("event_id", None) or new_event_id(),
             customer_id=customer,
             type=type_,
-            occurred_at=datetime.now(UTC),
+            occurred_at=attributes.pop("occurred_at", None) or datetime.now(UTC),
             source="test",
             attributes=attributes,
         )

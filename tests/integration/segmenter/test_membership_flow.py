@@ -4,7 +4,7 @@ dead letters, idempotence and consent state loaded before ready."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -57,10 +57,22 @@ async def test_withdrawal_evicts_at_once_and_nothing_brings_the_customer_back(
     expired = await wait_until(lambda: outputs.find("c-1", "sms", "left", "consent_expired"), what="expiry")
     assert expired is not None and "sms" not in redis_view.segments_of("c-1")
 
+    put_segment(api, "today", "last_seen_days < 1")
+    almost_a_day_ago = datetime.now(UTC) - timedelta(days=1) + timedelta(seconds=2)
+    await inputs.event("c-4", "click", occurred_at=almost_a_day_ago)
+    await wait_until(lambda: outputs.find("c-4", "today", "joined"), what="the join on a recent event")
+    assert outputs.find("c-1", "today", "joined")  # a new rule re-evaluates known customers (or the sweep)
+    aged = await wait_until(lambda: outputs.find("c-4", "today", "left"), what="the sweep to age it out")
+    assert aged.reason == "rule_unmatched" and "today" not in redis_view.segments_of("c-4")
+
     erasure = ErasureRequested(event_id=new_event_id(), customer_id="c-1", requested_at=datetime.now(UTC))
     await inputs.send("erasure.requests", "c-1", erasure.to_bytes())
     await wait_until(lambda: not redis_view.segments_of("c-1"), what="erasure")
-    assert {m.segment_id for m in outputs.of("c-1") if m.reason == "erased"} == {"buyers", "anyone"}
+    # c-1 joined "today" when it was defined (segment_changed); Redis is cleared before the lefts go out.
+    erased = {"buyers", "anyone", "today"}
+    await wait_until(
+        lambda: {m.segment_id for m in outputs.of("c-1") if m.reason == "erased"} == erased, what="lefts"
+    )
     assert redis_view.features("c-1") == {} and "c-1" not in redis_view.members("anyone")
     metrics = api.get("/metrics").text
     assert "segwarden_segmenter_eviction_latency_seconds_count 1.0" in metrics

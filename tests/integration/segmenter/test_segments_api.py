@@ -84,10 +84,18 @@ async def test_lifecycle_members_stats_and_delete(api: httpx.Client, kafka_io: A
     assert stats["size"] == 12 and stats["breakdowns"]["country"] == {"DE": 11}  # IT (1) is suppressed
     assert stats["breakdowns"]["tier"] == {"gold": 12}
 
+    changed = put_segment(api, "active", "event_count >= 1 and profile.country == 'DE'", "marketing_email")
+    assert changed["version"] == 3
+    await wait_until(
+        lambda: outputs.find("c-11", "active", "left", "segment_changed"), what="the re-evaluation"
+    )
+    assert "c-11" not in redis_view.members("active") and len(redis_view.members("active")) == 11
+
     assert api.delete("/v1/segments/active").json() == {"segment_id": "active", "deleted": True}
     await wait_until(lambda: not redis_view.members("active"), what="the deleted segment to empty")
     await wait_until(
-        lambda: all(outputs.find(c, "active", "left", "segment_deleted") for c in customers), what="lefts"
+        lambda: all(outputs.find(c, "active", "left", "segment_deleted") for c in customers[:11]),
+        what="lefts",
     )
     assert api.get("/v1/segments/active").status_code == 404
     assert api.get("/v1/customers/c-3/segments").json()["segments"] == []
