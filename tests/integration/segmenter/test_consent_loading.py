@@ -1,4 +1,4 @@
-"""consent.state is loaded into Redis before the segmenter reports ready."""
+"""Readiness: consent.state is loaded into Redis before ready; HTTP answers while the broker is away."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import Any
 import httpx
 
 from services.segmenter.settings import SegmenterSettings
+from shared.embedded import free_port
 from shared.events import ConsentStateSnapshot, PurposeState, new_event_id
 from shared.kafka import ensure_topics
-from tests.integration.segmenter.conftest import ADMIN, FAST, put_segment, wait_until
+from tests.integration.segmenter.conftest import ADMIN, FAST, put_segment, wait_for, wait_until
 
 
 async def test_consent_state_is_loaded_before_ready(
@@ -39,3 +40,21 @@ async def test_consent_state_is_loaded_before_ready(
         put_segment(client, "mail", "event_count >= 1", "marketing_email")
     await inputs.event("c-3", "click")
     await wait_until(lambda: outputs.find("c-3", "mail", "joined"), what="a join on the loaded consent")
+
+
+def test_http_answers_while_the_broker_is_away(start_service: Any) -> None:
+    away = f"127.0.0.1:{free_port()}"
+    service = start_service("segmenter", KAFKA_BOOTSTRAP_SERVERS=away)
+
+    def answers() -> httpx.Response | None:
+        try:
+            return httpx.get(f"{service.url}/readyz", timeout=5)
+        except httpx.HTTPError:
+            return None
+
+    ready = wait_for(answers, 60, "HTTP to answer")
+    assert ready.status_code == 503 and "kafka" in ready.json()["reasons"]
+    assert "consent" in ready.json()["reasons"] and "definitions" in ready.json()["reasons"]
+    assert httpx.get(f"{service.url}/healthz").status_code == 200
+    listing = httpx.get(f"{service.url}/v1/segments", headers=ADMIN)
+    assert listing.status_code == 503 and "broker" in listing.json()["detail"]
