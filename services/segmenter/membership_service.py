@@ -139,7 +139,8 @@ class MembershipService:
         self, committed: list[tuple[str, list[MembershipChange], Cause]]
     ) -> list[MembershipChanged]:
         """Fail closed at the door: a join whose consent lapsed since the commit is undone, not announced."""
-        joining = [cid for cid, applied, _ in committed if any(c.action == "joined" for c in applied)]
+        # Only joins that need consent are re-checked: a segment requiring no purpose has none to lapse.
+        joining = [cid for cid, applied, _ in committed if any(c.required_purposes for c in applied)]
         fresh = {s.customer_id: s for s in await self.store.read_many(joining)} if joining else {}
         now, messages = self.clock(), []
         for customer_id, applied, cause in committed:
