@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 
 from services.segmenter.api.deps import CanRead, Context
-from services.segmenter.api.schemas import ModelInfo
+from services.segmenter.modeling.metadata import ModelMetadata
+from services.segmenter.modeling.store import model_store
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-@router.get("", response_model=list[ModelInfo])
-async def list_models(ctx: Context, _: CanRead) -> list[ModelInfo]:
-    """Trained models found under DATA_DIR/models (training and assignment are issue 7's)."""
-    found = []
-    for path in sorted((ctx.settings.data_dir / "models").glob("*/metadata.json")):
-        found.append(ModelInfo.model_validate_json(path.read_text()))
-    return found
+@router.get("", response_model=list[ModelMetadata])
+async def list_models(ctx: Context, _: CanRead) -> list[ModelMetadata]:
+    """Every trained model whose signed metadata verifies (`segwarden model train` writes them)."""
+    return await asyncio.to_thread(lambda: model_store(ctx.settings).list())

@@ -74,11 +74,3 @@ class SegmentStats(BaseModel):
 class CustomerSegments(BaseModel):
     customer_id: str
     segments: list[str]
-
-
-class ModelInfo(BaseModel):
-    id: str
-    created_at: datetime
-    clusters: int
-    features: list[str]
-    n_training: int

@@ -41,6 +41,8 @@ def test_bad_rules_unknown_names_and_missing_scopes_are_refused(api: httpx.Clien
     assert api.put("/v1/segments/Bad_Id", json={"name": "s", "rule": "event_count > 1"}).status_code == 422
     assert api.get("/v1/segments/s1").status_code == 404
 
+    assert api.get("/v1/models").json() == []  # none trained under this DATA_DIR
+    assert httpx.get(f"{segmenter.url}/v1/models").status_code == 401
     url = f"{segmenter.url}/v1/segments"
     assert httpx.get(url).status_code == 401
     assert httpx.get(url, headers=bearer("not-a-token-at-all")).status_code == 401
