@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -128,3 +131,27 @@ async def test_definitions_survive_a_fresh_broker_and_reach_the_topic(
     finally:
         await consumer.stop()
     assert keys[b"kept"] is not None and b'"rule":"total_spend > 10"' in keys[b"kept"]
+
+
+def listening_sockets(pid: int) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket the process listens on, from /proc (Linux)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd) if fd.is_symlink() else ""
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:  # 0A: LISTEN
+                address, port = local.split(":")
+                found.add((address, int(port, 16)))
+    return found
+
+
+def test_only_the_api_port_listens_and_only_on_loopback(segmenter: Any) -> None:
+    assert segmenter.process is not None
+    loopback = format(socket.htonl(0x7F000001), "08X")  # 127.0.0.1 as /proc/net/tcp writes it
+    assert listening_sockets(segmenter.process.pid) == {(loopback, segmenter.port)}  # no faust web on 6066
