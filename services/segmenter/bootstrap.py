@@ -93,6 +93,8 @@ class Runtime:
             lambda: owned_partitions(self.stream, settings),
             load_pseudonym_key(settings),
         )
+        # A definition may have changed while no worker ran: bring the owned customers up to date.
+        self._spawn(self.sweeper.reevaluate({s.id for s in self.registry.all()}, deleted=False))
         self._spawn(run_every(settings.sweep_interval_s, "sweep", self.sweeper.sweep_once))
         self._spawn(run_every(settings.compliance_interval_s, "compliance", self.sweeper.compliance_once))
         self._spawn(run_every(LAG_INTERVAL_S, "lag", self._record_lag))
