@@ -64,7 +64,7 @@ class Runtime:
         await _retry("topics", lambda: asyncio.to_thread(ensure_topics, settings))
         self.producer = await start_client(lambda: make_producer(settings, "segwarden-segmenter"), "producer")
         publisher = KafkaMembershipPublisher(self.producer, topic_names(settings))
-        self.membership = MembershipService(self.store, publisher)
+        self.membership = MembershipService(self.store, publisher, self._required_purposes)
         store = SqliteDefinitionStore(settings.ensure_data_dir() / "segments.db")
         self.definitions = DefinitionService(self.registry, store, publisher, self._segment_changed)
         await _retry("consent state", self._load_consent)
@@ -98,6 +98,10 @@ class Runtime:
         self._spawn(run_every(settings.sweep_interval_s, "sweep", self.sweeper.sweep_once))
         self._spawn(run_every(settings.compliance_interval_s, "compliance", self.sweeper.compliance_once))
         self._spawn(run_every(LAG_INTERVAL_S, "lag", self._record_lag))
+
+    def _required_purposes(self, segment_id: str) -> tuple[str, ...] | None:
+        segment = self.registry.get(segment_id)
+        return None if segment is None else segment.required_purposes
 
     async def _record_lag(self) -> None:
         record_lag(self.stream)

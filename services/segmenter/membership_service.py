@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from services.segmenter.adapters.kafka_publisher import KafkaMembershipPublisher
-from services.segmenter.adapters.redis_store import CustomerSnapshot, RedisCustomerStore
+from services.segmenter.adapters.redis_store import Committed, CustomerSnapshot, Pending, RedisCustomerStore
 from services.segmenter.domain.features import rule_features
 from services.segmenter.domain.membership import MembershipChange, Trigger, decide
 from services.segmenter.domain.segments import Segment
@@ -26,6 +26,8 @@ from shared.events import MembershipChanged, new_event_id
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 20
 Decider = Callable[[CustomerSnapshot, float], list[MembershipChange]]
+# One customer on its way out: the changes just applied, and its outbox (JSON messages, in order).
+Outgoing = tuple[str, list[MembershipChange], list[str]]
 
 
 class CommitConflictError(RuntimeError):
@@ -52,10 +54,12 @@ class MembershipService:
         self,
         store: RedisCustomerStore,
         publisher: KafkaMembershipPublisher,
+        required_purposes: Callable[[str], tuple[str, ...] | None],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.publisher = publisher
+        self.required_purposes = required_purposes  # of a live segment; None once it is gone
         self.clock = clock
         self.locks = KeyedLocks()
 
@@ -96,8 +100,14 @@ class MembershipService:
         async with self.locks.hold(customer_id):
             segments = await self.store.erase(customer_id)
             left = [MembershipChange(s, "left", "erased") for s in segments]
+            await self.store.push_outbox(customer_id, [self._message(customer_id, c, cause) for c in left])
             await self.store.sync_members(customer_id, left)
-            return await self._egress([(customer_id, left, cause)])
+            return await self._egress([(customer_id, left, await self.store.outbox(customer_id))])
+
+    async def flush_outbox(self, customer_id: str) -> list[MembershipChanged]:
+        """Publish what a crashed worker committed but never got acknowledged."""
+        async with self.locks.hold(customer_id):
+            return await self._egress([(customer_id, [], await self.store.outbox(customer_id))])
 
     async def apply_many(self, plans: Sequence[Plan]) -> list[MembershipChanged]:
         """Under the customers' locks: decide, commit, sync member sets, publish, each step one
@@ -105,81 +115,92 @@ class MembershipService:
         async with AsyncExitStack() as stack:
             for customer_id in sorted({p.snapshot.customer_id for p in plans}):
                 await stack.enter_async_context(self.locks.hold(customer_id))
-            committed = [c for c in await self._commit_many(plans) if c[1]]
+            committed = [c for c in await self._commit_many(plans) if c[1] or c[2]]
             await self.store.sync_members_many([(cid, applied) for cid, applied, _ in committed])
             return await self._egress(committed)
 
-    async def _commit_many(self, plans: Sequence[Plan]) -> list[tuple[str, list[MembershipChange], Cause]]:
+    async def _commit_many(self, plans: Sequence[Plan]) -> list[Outgoing]:
         now = self.clock()
         decided = [(p, p.decide(p.snapshot, now)) for p in plans]
-        todo = [(p, changes) for p, changes in decided if changes]
-        results = await self.store.commit_many([(p.snapshot, changes) for p, changes in todo], now)
-        committed = []
-        for (p, _), applied in zip(todo, results, strict=True):
-            if applied is None:  # the customer changed since it was read: retry it alone
+        todo = [
+            (p, self._pending(p.snapshot.customer_id, changes, p.cause)) for p, changes in decided if changes
+        ]
+        results = await self.store.commit_many([(p.snapshot, pending) for p, pending in todo], now)
+        outgoing = []
+        for (p, _), result in zip(todo, results, strict=True):
+            if result is None:  # the customer changed since it was read: retry it alone
                 COMMIT_CONFLICTS.inc()
-                applied = await self._commit(await self.store.read(p.snapshot.customer_id), p.decide)
-            committed.append((p.snapshot.customer_id, applied, p.cause))
-        return committed
+                result = await self._commit(await self.store.read(p.snapshot.customer_id), p.decide, p.cause)
+            outgoing.append((p.snapshot.customer_id, result.applied, result.outbox))
+        return outgoing
 
-    async def _commit(self, snapshot: CustomerSnapshot, decider: Decider) -> list[MembershipChange]:
+    async def _commit(self, snapshot: CustomerSnapshot, decider: Decider, cause: Cause | None) -> Committed:
+        """Commit one customer's changes, re-reading on conflict; no cause means no announcement."""
         for _ in range(MAX_ATTEMPTS):
             now = self.clock()
             changes = decider(snapshot, now)
             if not changes:
-                return []
-            applied = (await self.store.commit_many([(snapshot, changes)], now))[0]
-            if applied is not None:
-                return applied
+                return Committed([], [])
+            pending = self._pending(snapshot.customer_id, changes, cause)
+            result = (await self.store.commit_many([(snapshot, pending)], now))[0]
+            if result is not None:
+                return result
             COMMIT_CONFLICTS.inc()
             snapshot = await self.store.read(snapshot.customer_id)
         raise CommitConflictError(f"no stable version after {MAX_ATTEMPTS} attempts")
 
-    async def _egress(
-        self, committed: list[tuple[str, list[MembershipChange], Cause]]
-    ) -> list[MembershipChanged]:
-        """Fail closed at the door: a join whose consent lapsed since the commit is undone, not announced."""
-        # Only joins that need consent are re-checked: a segment requiring no purpose has none to lapse.
-        joining = [cid for cid, applied, _ in committed if any(c.required_purposes for c in applied)]
+    def _pending(
+        self, customer_id: str, changes: list[MembershipChange], cause: Cause | None
+    ) -> list[Pending]:
+        return [(c, self._message(customer_id, c, cause) if cause else "") for c in changes]
+
+    async def _egress(self, outgoing: list[Outgoing]) -> list[MembershipChanged]:
+        """Publish each customer's outbox in order, then clear it. Fail closed at the door: a join
+        whose consent lapsed since the commit (or whose segment is gone) is withheld, and undone."""
+        decoded = [(cid, [MembershipChanged.model_validate_json(m) for m in box]) for cid, _, box in outgoing]
+        joining = sorted({cid for cid, messages in decoded if any(m.action == "joined" for m in messages)})
         fresh = {s.customer_id: s for s in await self.store.read_many(joining)} if joining else {}
-        now, messages = self.clock(), []
-        for customer_id, applied, cause in committed:
-            if customer_id in fresh:
-                applied = await self._drop_lapsed(fresh[customer_id], applied, now)
-            messages += [self._message(customer_id, c, cause) for c in applied]
-            for c in applied:
-                MEMBERSHIP_CHANGES.labels(c.action, c.reason).inc()
-        await self.publisher.publish(messages)
-        return messages
-
-    async def _drop_lapsed(
-        self, fresh: CustomerSnapshot, applied: list[MembershipChange], now: float
-    ) -> list[MembershipChange]:
-        lapsed = [
-            c
-            for c in applied
-            if c.action == "joined" and not fresh.consent.all_effective(c.required_purposes, now)
-        ]
-        if lapsed:
-            log.warning(
-                "undid joins whose consent lapsed", extra={"segments": [c.segment_id for c in lapsed]}
-            )
-            await self._undo(fresh, lapsed)
-        return [c for c in applied if c not in lapsed]
-
-    async def _undo(self, snapshot: CustomerSnapshot, joins: list[MembershipChange]) -> None:
-        def leave(snap: CustomerSnapshot, now: float) -> list[MembershipChange]:
-            return [
-                MembershipChange(c.segment_id, "left", snap.consent.why_not(c.required_purposes, now) or "")
-                for c in joins
-                if c.segment_id in snap.segments
+        now, published = self.clock(), []
+        for customer_id, messages in decoded:
+            withheld = [
+                m for m in messages if m.action == "joined" and not self._may_join(fresh[customer_id], m, now)
             ]
+            if withheld:
+                log.warning(
+                    "withheld joins whose consent lapsed",
+                    extra={"segments": [m.segment_id for m in withheld]},
+                )
+                await self._undo(fresh[customer_id], {m.segment_id for m in withheld})
+            published += [m for m in messages if m not in withheld]
+        await self.publisher.publish(published)
+        await self.store.clear_outbox([(cid, box) for cid, _, box in outgoing])
+        for m in published:
+            MEMBERSHIP_CHANGES.labels(m.action, m.reason).inc()
+        return published
 
-        undone = await self._commit(snapshot, leave)
-        await self.store.sync_members(snapshot.customer_id, undone)
+    def _may_join(self, fresh: CustomerSnapshot, message: MembershipChanged, now: float) -> bool:
+        purposes = self.required_purposes(message.segment_id)
+        if purposes is None or message.segment_id not in fresh.segments:
+            return False  # the segment is gone, or the customer already left it again
+        return fresh.consent.all_effective(purposes, now)
+
+    async def _undo(self, snapshot: CustomerSnapshot, segment_ids: set[str]) -> None:
+        """Silently leave segments whose join was withheld (it was never announced)."""
+
+        def leave(snap: CustomerSnapshot, now: float) -> list[MembershipChange]:
+            changes = []
+            for segment_id in sorted(segment_ids & snap.segments):
+                purposes = self.required_purposes(segment_id)
+                gap = "segment_deleted" if purposes is None else snap.consent.why_not(purposes, now)
+                if gap:
+                    changes.append(MembershipChange(segment_id, "left", gap))
+            return changes
+
+        undone = await self._commit(snapshot, leave, None)
+        await self.store.sync_members(snapshot.customer_id, undone.applied)
 
     @staticmethod
-    def _message(customer_id: str, change: MembershipChange, cause: Cause) -> MembershipChanged:
+    def _message(customer_id: str, change: MembershipChange, cause: Cause) -> str:
         return MembershipChanged(
             event_id=new_event_id(),
             segment_id=change.segment_id,
@@ -189,4 +210,4 @@ class MembershipService:
             cause_event_id=cause.event_id,
             cause_at=cause.at,
             at=datetime.now(UTC),
-        )
+        ).model_dump_json()

@@ -46,22 +46,36 @@ class Sweeper:
         self.owned = owned
         self.pseudonym_key = pseudonym_key
 
-    async def snapshots(self, partition: int) -> AsyncIterator[list[CustomerSnapshot]]:
-        """The partition's known customers, read in pipelined chunks."""
+    async def customers(self, partition: int) -> AsyncIterator[list[str]]:
+        """The partition's known customers, in chunks."""
         chunk: list[str] = []
         async for customer_id in self.store.known_customers(partition):
             chunk.append(customer_id)
             if len(chunk) >= CHUNK:
-                yield await self.store.read_many(chunk)
+                yield chunk
                 chunk = []
         if chunk:
+            yield chunk
+
+    async def snapshots(self, partition: int) -> AsyncIterator[list[CustomerSnapshot]]:
+        """The partition's known customers, read in pipelined chunks."""
+        async for chunk in self.customers(partition):
             yield await self.store.read_many(chunk)
+
+    async def relay_outboxes(self, partition: int) -> None:
+        """Publish what a crashed worker committed but never got acknowledged."""
+        async for chunk in self.customers(partition):
+            lengths = await self.store.outbox_lengths(chunk)
+            for customer_id, length in zip(chunk, lengths, strict=True):
+                if length:
+                    await self.membership.flush_outbox(customer_id)
 
     async def sweep_once(self) -> None:
         time_segments = self.registry.time_sensitive()
         owned = self.owned()
         OWNED_PARTITIONS.set(len(owned))
         for partition in owned:
+            await self.relay_outboxes(partition)
             await self._expire(partition)
             if time_segments:
                 async for chunk in self.snapshots(partition):

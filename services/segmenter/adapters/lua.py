@@ -46,28 +46,35 @@ local features = redis.call('HGETALL', KEYS[3])
 return {changed, v, features, redis.call('HGETALL', KEYS[1]), redis.call('SMEMBERS', KEYS[4])}
 """
 
-# KEYS: version, segments, consent.  ARGV: expected version, now, then ops "j"|"l", segment,
-# n, n required purposes.  Refuses (-1) when the customer changed since it was read; a join
-# whose consent is not effective now is not applied (fail closed).  Returns applied segments.
+# KEYS: version, segments, consent, outbox.  ARGV: expected version, now, then ops "j"|"l",
+# segment, message, n, n required purposes.  Refuses (-1) when the customer changed since it
+# was read; a join whose consent is not effective now is not applied (fail closed). An applied
+# op's message joins the outbox in the same step, so a crash before the publish loses nothing.
+# Returns {applied segments, the whole outbox (older leftovers first)}.
 COMMIT = """
 if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
 local now, applied, i = tonumber(ARGV[2]), {}, 3
 while i <= #ARGV do
-  local action, sid, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local action, sid, message, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local done = false
   if action == 'j' then
     local ok = true
     for k = 1, n do
-      local s = redis.call('HGET', KEYS[3], ARGV[i + 2 + k])
+      local s = redis.call('HGET', KEYS[3], ARGV[i + 3 + k])
       local status, exp = string.match(s or '', '^([^|]*)|([^|]*)|')
       if status ~= 'granted' or (exp ~= '' and tonumber(exp) <= now) then ok = false end
     end
-    if ok and redis.call('SADD', KEYS[2], sid) == 1 then table.insert(applied, sid) end
-  elseif redis.call('SREM', KEYS[2], sid) == 1 then
-    table.insert(applied, sid)
+    done = ok and redis.call('SADD', KEYS[2], sid) == 1
+  else
+    done = redis.call('SREM', KEYS[2], sid) == 1
   end
-  i = i + 3 + n
+  if done then
+    table.insert(applied, sid)
+    if message ~= '' then redis.call('RPUSH', KEYS[4], message) end
+  end
+  i = i + 4 + n
 end
-return applied
+return {applied, redis.call('LRANGE', KEYS[4], 0, -1)}
 """
 
 # KEYS: features, consent, segments, version.  Returns the segments the customer was in.

@@ -32,6 +32,10 @@ class KeyLayout:
     def seen(self, customer_id: str, event_id: str) -> str:
         return self.customer(customer_id, f"seen:{event_id}")
 
+    def outbox(self, customer_id: str) -> str:
+        """Membership changes committed but not yet acknowledged by the broker, oldest first."""
+        return self.customer(customer_id, "outbox")
+
     def members(self, segment_id: str) -> str:
         return f"{self.namespace}seg:{{{segment_id}}}:members"
 

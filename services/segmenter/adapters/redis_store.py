@@ -26,6 +26,16 @@ class CustomerSnapshot:
     segments: set[str]
 
 
+# A change to commit and the JSON of the MembershipChanged that announces it ("" for none).
+Pending = tuple[MembershipChange, str]
+
+
+@dataclass(frozen=True)
+class Committed:
+    applied: list[MembershipChange]
+    outbox: list[str]
+
+
 @dataclass(frozen=True)
 class EventWrite:
     """The feature update one customer event makes."""
@@ -133,34 +143,73 @@ class RedisCustomerStore:
         return bool(result[0]), self._snapshot(customer_id, result[1], result[2:])
 
     def _commit_call(
-        self, snapshot: CustomerSnapshot, changes: Sequence[MembershipChange], now: float
+        self, snapshot: CustomerSnapshot, pending: Sequence[Pending], now: float
     ) -> tuple[list[str], list[Any]]:
         cid = snapshot.customer_id
         args: list[Any] = [str(snapshot.version), repr(now)]
-        for change in changes:
+        for change, message in pending:
             action = "j" if change.action == "joined" else "l"
-            args += [action, change.segment_id, len(change.required_purposes), *change.required_purposes]
-        return [self.keys.version(cid), self.keys.segments(cid), self.keys.consent(cid)], args
+            args += [
+                action,
+                change.segment_id,
+                message,
+                len(change.required_purposes),
+                *change.required_purposes,
+            ]
+        keys = [
+            self.keys.version(cid),
+            self.keys.segments(cid),
+            self.keys.consent(cid),
+            self.keys.outbox(cid),
+        ]
+        return keys, args
 
     async def commit_many(
-        self, batch: Sequence[tuple[CustomerSnapshot, Sequence[MembershipChange]]], now: float
-    ) -> list[list[MembershipChange] | None]:
+        self, batch: Sequence[tuple[CustomerSnapshot, Sequence[Pending]]], now: float
+    ) -> list[Committed | None]:
         """Apply each customer's changes if it is unchanged since its snapshot (else None), in one pipeline.
 
-        Returns the changes that took effect: a join whose consent is not effective now does not.
+        Returns the changes that took effect (a join whose consent is not effective now does not)
+        and the customer's outbox: the messages of applied changes, after any older leftovers.
         """
         if not batch:
             return []
         async with self.client.pipeline(transaction=False) as pipe:
-            for snapshot, changes in batch:
-                keys, args = self._commit_call(snapshot, changes, now)
+            for snapshot, pending in batch:
+                keys, args = self._commit_call(snapshot, pending, now)
                 await self._commit(keys=keys, args=args, client=pipe)
             results = await pipe.execute()
-        out: list[list[MembershipChange] | None] = []
-        for (_, changes), applied in zip(batch, results, strict=True):
-            done = set(applied) if applied != -1 else None
-            out.append(None if done is None else [c for c in changes if c.segment_id in done])
+        out: list[Committed | None] = []
+        for (_, pending), result in zip(batch, results, strict=True):
+            if result == -1:
+                out.append(None)
+                continue
+            done = set(result[0])
+            out.append(Committed([c for c, _ in pending if c.segment_id in done], list(result[1])))
         return out
+
+    async def outbox(self, customer_id: str) -> list[str]:
+        return list(await self.client.lrange(self.keys.outbox(customer_id), 0, -1))
+
+    async def push_outbox(self, customer_id: str, messages: Sequence[str]) -> None:
+        if messages:
+            await self.client.rpush(self.keys.outbox(customer_id), *messages)
+
+    async def clear_outbox(self, sent: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """Drop messages the broker acknowledged (or that were withheld) from their outboxes."""
+        if not any(messages for _, messages in sent):
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for customer_id, messages in sent:
+                for message in messages:
+                    pipe.lrem(self.keys.outbox(customer_id), 1, message)
+            await pipe.execute()
+
+    async def outbox_lengths(self, customer_ids: Sequence[str]) -> list[int]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for customer_id in customer_ids:
+                pipe.llen(self.keys.outbox(customer_id))
+            return [int(n) for n in await pipe.execute()]
 
     async def sync_members_many(self, batch: Sequence[tuple[str, Sequence[MembershipChange]]]) -> None:
         """Second step: the segments' member sets (other hash slots) follow the customers' sets."""

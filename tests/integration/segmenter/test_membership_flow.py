@@ -11,7 +11,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from shared.events import DeadLetter, ErasureRequested, new_event_id
+from shared.events import DeadLetter, ErasureRequested, MembershipChanged, new_event_id
 from tests.integration.segmenter.conftest import put_segment, wait_until
 
 
@@ -108,3 +108,33 @@ async def test_bad_records_go_to_the_dead_letter_topic_and_redeliveries_count_on
     assert "occurred_at" in letters[1].error and letters[1].topic == io_prefix + "customer.events"
     await inputs.event("c-2", "purchase", amount=60, currency="EUR")  # the stream goes on
     await wait_until(lambda: "big" in redis_view.segments_of("c-2"), what="the join after the bad records")
+
+
+async def test_changes_committed_before_a_crash_are_published_later(
+    api: httpx.Client, kafka_io: Any, redis_view: Any
+) -> None:
+    inputs, outputs = kafka_io
+    put_segment(api, "relay", "event_count >= 1")
+    await inputs.event("c-6", "click")
+    await wait_until(lambda: outputs.find("c-6", "relay", "joined"), what="the join")
+
+    def leftover(segment: str) -> MembershipChanged:
+        now = datetime.now(UTC)
+        return MembershipChanged(
+            event_id=new_event_id(),
+            segment_id=segment,
+            customer_id="c-6",
+            action="joined",
+            reason="rule_matched",
+            cause_event_id=None,
+            cause_at=None,
+            at=now,
+        )
+
+    # What a worker killed between its Redis commit and the broker's ack leaves behind.
+    valid, stale = leftover("relay"), leftover("no-such-segment")
+    outbox = f"{redis_view.ns}{{c:c-6}}:outbox"
+    redis_view.client.rpush(outbox, valid.model_dump_json(), stale.model_dump_json())
+    await wait_until(lambda: any(m.event_id == valid.event_id for m in outputs.messages), what="the relay")
+    await wait_until(lambda: redis_view.client.llen(outbox) == 0, what="the outbox to empty")
+    assert not any(m.event_id == stale.event_id for m in outputs.messages)  # fail closed: no such segment
