@@ -17,7 +17,14 @@ from services.segmenter.domain.segments import SegmentRegistry, features_changed
 from services.segmenter.membership_service import Cause, MembershipService, Plan
 from services.segmenter.metrics import EVENTS_PROCESSED, EVICTION_LATENCY
 from shared.deadletter import decode_or_dead_letter
-from shared.events import ConsentChanged, ConsentStateSnapshot, CustomerEvent, ErasureRequested, PurposeState
+from shared.events import (
+    ConsentChanged,
+    ConsentStateSnapshot,
+    CustomerEvent,
+    ErasureRequested,
+    MembershipChanged,
+    PurposeState,
+)
 from shared.metrics import MESSAGES_CONSUMED
 
 log = logging.getLogger(__name__)
@@ -150,10 +157,8 @@ class StreamHandlers:
         await self.store.set_expiry(partition, snapshot.customer_id, expiry)
 
 
-def _observe_evictions(published: Sequence[object], recorded_at: float) -> None:
-    if any(
-        getattr(m, "action", None) == "left" and getattr(m, "reason", None) in EVICTIONS for m in published
-    ):
+def _observe_evictions(published: Sequence[MembershipChanged], recorded_at: float) -> None:
+    if any(m.action == "left" and m.reason in EVICTIONS for m in published):
         EVICTION_LATENCY.observe(max(0.0, time.time() - recorded_at))
 
 
