@@ -25,6 +25,9 @@ from services.segmenter.definition_feed import DefinitionFeed
 from services.segmenter.definitions import DefinitionService
 from services.segmenter.domain.segments import Segment, SegmentRegistry
 from services.segmenter.membership_service import MembershipService
+from services.segmenter.modeling.assign import ModelAssigner
+from services.segmenter.modeling.features import SOURCE_FEATURES
+from services.segmenter.modeling.store import model_store
 from services.segmenter.settings import SegmenterSettings
 from services.segmenter.stream_app import (
     create_stream_app,
@@ -41,13 +44,15 @@ from shared.topics import CONSENT_CHANGES, CONSENT_STATE, SEGMENT_DEFINITIONS
 
 log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 5.0
+MODEL_WATCH_INTERVAL_S = 2.0
 
 
 class Runtime:
     def __init__(self, settings: SegmenterSettings, redis: aioredis.Redis) -> None:
         self.settings = settings
         self.redis = redis
-        self.registry = SegmentRegistry()
+        self.registry = SegmentRegistry(SOURCE_FEATURES)
+        self.assigner = ModelAssigner(model_store(settings))
         self.store = RedisCustomerStore(redis, KeyLayout(settings.redis_namespace), settings.dedupe_ttl_s)
         self.producer: AIOKafkaProducer | None = None
         self.definitions: DefinitionService | None = None
@@ -64,7 +69,11 @@ class Runtime:
         await _retry("topics", lambda: asyncio.to_thread(ensure_topics, settings))
         self.producer = await start_client(lambda: make_producer(settings, "segwarden-segmenter"), "producer")
         publisher = KafkaMembershipPublisher(self.producer, topic_names(settings))
-        self.membership = MembershipService(self.store, publisher, self._required_purposes)
+        self.membership = MembershipService(
+            self.store, publisher, self._required_purposes, self.assigner.assign
+        )
+        # Model segments evaluated before their models are loaded would evict everyone.
+        await _retry("models", lambda: asyncio.to_thread(self.assigner.refresh))
         store = SqliteDefinitionStore(settings.ensure_data_dir() / "segments.db")
         self.definitions = DefinitionService(self.registry, store, publisher, self._segment_changed)
         await _retry("consent state", self._load_consent)
@@ -98,6 +107,20 @@ class Runtime:
         self._spawn(run_every(settings.sweep_interval_s, "sweep", self.sweeper.sweep_once))
         self._spawn(run_every(settings.compliance_interval_s, "compliance", self.sweeper.compliance_once))
         self._spawn(run_every(LAG_INTERVAL_S, "lag", self._record_lag))
+        self._spawn(self.assigner.watch(MODEL_WATCH_INTERVAL_S, on_change=self._models_changed))
+
+    async def refresh_models(self) -> None:
+        """Load new or changed models now (a PUT naming a model trained a moment ago)."""
+        changed = await asyncio.to_thread(self.assigner.refresh)
+        if changed:
+            await self._models_changed(changed)
+
+    async def _models_changed(self, model_ids: set[str]) -> None:
+        """A model appeared, changed or went away: its segments' members re-evaluated."""
+        segment_ids = self.registry.using_models(model_ids)
+        if segment_ids and self.sweeper is not None:
+            log.info("models changed", extra={"models": sorted(model_ids), "segments": sorted(segment_ids)})
+            await self.sweeper.reevaluate(segment_ids, deleted=False)
 
     def _required_purposes(self, segment_id: str) -> tuple[str, ...] | None:
         segment = self.registry.get(segment_id)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from services.segmenter.adapters.kafka_publisher import KafkaMembershipPublisher
 from services.segmenter.adapters.redis_store import Committed, CustomerSnapshot, Pending, RedisCustomerStore
 from services.segmenter.domain.features import rule_features
-from services.segmenter.domain.membership import MembershipChange, Trigger, decide
+from services.segmenter.domain.membership import Assign, MembershipChange, Trigger, decide
 from services.segmenter.domain.segments import Segment
 from services.segmenter.locks import KeyedLocks
 from services.segmenter.metrics import COMMIT_CONFLICTS, EVALUATION_SECONDS, MEMBERSHIP_CHANGES
@@ -55,11 +55,13 @@ class MembershipService:
         store: RedisCustomerStore,
         publisher: KafkaMembershipPublisher,
         required_purposes: Callable[[str], tuple[str, ...] | None],
+        assign: Assign,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.publisher = publisher
         self.required_purposes = required_purposes  # of a live segment; None once it is gone
+        self.assign = assign  # the model scorer of model-based segments
         self.clock = clock
         self.locks = KeyedLocks()
 
@@ -73,7 +75,7 @@ class MembershipService:
         def rule(snap: CustomerSnapshot, now: float) -> list[MembershipChange]:
             started = time.perf_counter()
             features = rule_features(snap.features, now)
-            changes = decide(candidates, features, snap.consent, snap.segments, now, trigger)
+            changes = decide(candidates, features, snap.consent, snap.segments, now, trigger, self.assign)
             EVALUATION_SECONDS.observe(time.perf_counter() - started)
             return changes
 

@@ -45,12 +45,31 @@ def _validate(body: SegmentRequest, ctx: Context) -> None:
             raise _invalid(["body", "rule"], str(exc), position=exc.position) from exc
 
 
+async def _validate_model(body: SegmentRequest, ctx: Context) -> None:
+    """The model can assign, has the cluster, and the segment requires the model's purpose."""
+    if body.model is None or body.cluster is None:
+        return
+    metadata = ctx.runtime.assigner.get(body.model)
+    if metadata is None:  # perhaps trained a moment ago, before the watcher's next look
+        await ctx.runtime.refresh_models()
+        metadata = ctx.runtime.assigner.get(body.model)
+    if metadata is None:
+        raise _invalid(["body", "model"], f"unknown model {body.model!r} (see GET /v1/models)")
+    if body.cluster >= metadata.clusters:
+        message = f"model {body.model!r} has clusters 0..{metadata.clusters - 1}"
+        raise _invalid(["body", "cluster"], message)
+    if metadata.purpose not in body.required_purposes:
+        message = f"a segment of model {body.model!r} must require {metadata.purpose!r}"
+        raise _invalid(["body", "required_purposes"], message)
+
+
 @router.put("/{segment_id}", response_model=SegmentResponse)
 async def put_segment(
     segment_id: SegmentIdPath, body: SegmentRequest, ctx: Context, _: CanWrite
 ) -> SegmentResponse:
     """Create or replace a segment; its members are re-evaluated."""
     _validate(body, ctx)
+    await _validate_model(body, ctx)
     definition = SegmentDefinition(
         event_id=new_event_id(),
         segment_id=segment_id,

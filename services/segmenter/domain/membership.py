@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,32 @@ ON_CONSENT = Trigger("consent_granted", "rule_unmatched")
 ON_DEFINITION = Trigger("segment_changed", "segment_changed")
 ON_SWEEP = Trigger("rule_matched", "rule_unmatched")
 
+# (model id, features, effectively granted purposes) -> cluster, or None: the model scorer, passed
+# in so the domain stays free of model files and their loading.
+Assign = Callable[[str, Mapping[str, Any], Container[str]], int | None]
+
+
+def _no_models(model_id: str, features: Mapping[str, Any], granted: Container[str]) -> int | None:
+    return None
+
+
+class _Matcher:
+    """Whether a segment's condition holds: its rule, or the model's cluster for the customer."""
+
+    def __init__(self, features: Mapping[str, Any], consent: ConsentView, now: float, assign: Assign):
+        self.features, self.consent, self.now, self.assign = features, consent, now, assign
+        self._granted: set[str] | None = None
+
+    def matches(self, segment: Segment) -> bool:
+        if segment.rule is not None:
+            return segment.rule.matches(self.features)
+        definition = segment.definition
+        if definition.model is None or definition.cluster is None:
+            return False
+        if self._granted is None:  # once per customer, only when a model segment is evaluated
+            self._granted = {p for p in self.consent.purposes if self.consent.effective(p, self.now)}
+        return self.assign(definition.model, self.features, self._granted) == definition.cluster
+
 
 def decide(
     candidates: Iterable[Segment],
@@ -39,13 +65,13 @@ def decide(
     current: set[str],
     now: float,
     trigger: Trigger,
+    assign: Assign = _no_models,
 ) -> list[MembershipChange]:
-    """The joins and leaves that make `current` agree with the membership rule for `candidates`."""
-    changes = []
+    """The joins and leaves that make `current` agree with the membership rule for `candidates`;
+    a model-based segment's condition is `assign(model, features, granted) == cluster`."""
+    changes, matcher = [], _Matcher(features, consent, now, assign)
     for segment in candidates:
-        if segment.rule is None:
-            continue  # model-based: assigned by the model scorer, not by a rule
-        matches, was_member = segment.rule.matches(features), segment.id in current
+        matches, was_member = matcher.matches(segment), segment.id in current
         if not matches and not was_member:
             continue  # the common case: consent cannot change anything here
         consent_gap = consent.why_not(segment.required_purposes, now)

@@ -17,7 +17,7 @@ _PURCHASE = ("total_spend", "purchase_count", "last_purchase_days")
 @dataclass(frozen=True)
 class Segment:
     definition: SegmentDefinition
-    rule: CompiledRule | None  # None for model-based segments (assigned by issue 7's models)
+    rule: CompiledRule | None  # None for model-based segments (assigned by a clustering model)
 
     @property
     def id(self) -> str:
@@ -26,6 +26,10 @@ class Segment:
     @property
     def required_purposes(self) -> tuple[str, ...]:
         return self.definition.required_purposes
+
+    @property
+    def model(self) -> str | None:
+        return self.definition.model
 
     @classmethod
     def from_definition(cls, definition: SegmentDefinition) -> Segment:
@@ -42,9 +46,14 @@ def features_changed_by(event_type: str, profile_attrs: Iterable[str] = ()) -> s
 
 
 class SegmentRegistry:
-    """The live rule segments, with an index from feature and purpose to the segments using it."""
+    """The live segments, with an index from feature and purpose to the segments using it.
 
-    def __init__(self) -> None:
+    Model-based segments are indexed under `model_features` (what every model reads) and count as
+    time-sensitive: their models read day counts that change with time.
+    """
+
+    def __init__(self, model_features: Iterable[str] = ()) -> None:
+        self._model_features = frozenset(model_features)
         self._segments: dict[str, Segment] = {}
         self._by_feature: dict[str, set[str]] = defaultdict(set)
         self._by_purpose: dict[str, set[str]] = defaultdict(set)
@@ -53,7 +62,7 @@ class SegmentRegistry:
         """Install `segment`; returns the one it replaced."""
         previous = self.remove(segment.id)
         self._segments[segment.id] = segment
-        for feature in segment.rule.features if segment.rule else ():
+        for feature in segment.rule.features if segment.rule else self._model_features:
             self._by_feature[feature].add(segment.id)
         for purpose in segment.required_purposes:
             self._by_purpose[purpose].add(segment.id)
@@ -72,18 +81,20 @@ class SegmentRegistry:
     def all(self) -> list[Segment]:
         return list(self._segments.values())
 
-    def rule_segments(self) -> list[Segment]:
-        return [s for s in self._segments.values() if s.rule is not None]
-
     def time_sensitive(self) -> list[Segment]:
-        return [s for s in self.rule_segments() if s.rule is not None and s.rule.time_sensitive]
+        return [s for s in self._segments.values() if s.rule is None or s.rule.time_sensitive]
+
+    def using_models(self, model_ids: Iterable[str]) -> set[str]:
+        """Ids of the segments assigned by any of `model_ids`."""
+        wanted = set(model_ids)
+        return {s.id for s in self._segments.values() if s.model is not None and s.model in wanted}
 
     def reading(self, features: Iterable[str]) -> list[Segment]:
-        """Rule segments whose rule reads any of `features`: the only ones an event can change."""
+        """Segments whose condition reads any of `features`: the only ones an event can change."""
         ids: set[str] = set()
         for feature in features:
             ids |= self._by_feature.get(feature, set())
-        return [self._segments[i] for i in sorted(ids) if self._segments[i].rule is not None]
+        return [self._segments[i] for i in sorted(ids)]
 
     def requiring(self, purposes: Iterable[str]) -> list[Segment]:
         ids: set[str] = set()
