@@ -1,0 +1,153 @@
+"""Model-based segments online: a model trained on consented customers assigns live events' customers,
+only with effective profiling consent; a withdrawal evicts at once; PUT refuses what cannot assign."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from services.audit.settings import AuditSettings
+from services.segmenter.adapters.redis_keys import KeyLayout
+from services.segmenter.adapters.redis_store import RedisCustomerStore
+from services.segmenter.domain.features import rule_features
+from services.segmenter.modeling.assign import ModelAssigner
+from services.segmenter.modeling.ledger import SqlAuditLedger
+from services.segmenter.modeling.sources import RedisTrainingSource
+from services.segmenter.modeling.store import model_store
+from services.segmenter.modeling.synthetic import population
+from services.segmenter.modeling.trainer import TrainingRun, train_model
+from services.segmenter.modeling.training import TrainingSpec
+from services.segmenter.settings import SegmenterSettings
+from tests.integration.modeling.conftest import PARTITIONS, event_plan, seed
+from tests.integration.segmenter.conftest import ADMIN, FAST, Inputs, Outputs, RedisView, wait_until
+
+MODEL = "rfm-live"
+LOYAL = 0  # index of the "loyal" group in synthetic.GROUPS
+
+
+async def train(
+    service_env: dict[str, str], topic_prefix: str, redis_url: str, tmp_path: Path
+) -> ModelAssigner:
+    """Seed consented and unconsented customers into Redis, train on them into the segmenter's store."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    customers = RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"), dedupe_ttl_s=3600)
+    people: list[tuple[str, Any, str | None]] = [
+        (f"t-{i}", features, "granted") for i, (_, features) in enumerate(population(20, seed=3))
+    ]
+    people += [(f"u-{i}", features, "denied") for i, (_, features) in enumerate(population(4, seed=8))]
+    await seed(customers, people)
+    store = model_store(SegmenterSettings(data_dir=Path(service_env["DATA_DIR"])))
+    run = TrainingRun(TrainingSpec(MODEL, 3), store, SqlAuditLedger(AuditSettings(data_dir=tmp_path)))
+    model = await train_model(RedisTrainingSource(customers, PARTITIONS), run)
+    assert model.metadata.n_training == 60
+    await client.aclose()  # type: ignore[attr-defined]
+    assigner = ModelAssigner(store)
+    assigner.refresh()
+    return assigner
+
+
+async def send_history(inputs: Inputs, customer: str, features: dict[str, Any]) -> int:
+    """The customer's events, stamped in the past so they add up to `features`; returns how many."""
+    plan = event_plan(features, time.time())
+    for kind, at, amount in plan:
+        attributes = {} if amount is None else {"amount": round(amount, 2), "currency": "EUR"}
+        occurred = datetime.fromtimestamp(at, UTC)
+        await inputs.event(customer, kind, wait=False, occurred_at=occurred, **attributes)
+    await inputs.producer.flush()
+    return len(plan)
+
+
+def sweeps(client: httpx.Client) -> float:
+    found = re.search(r"^segwarden_segmenter_sweeps_total (\S+)$", client.get("/metrics").text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+@pytest.fixture
+def segmenter_api(start_service: Any) -> Iterator[httpx.Client]:
+    service = start_service("segmenter", **FAST).wait_ready()
+    with httpx.Client(base_url=service.url, headers=ADMIN, timeout=10) as client:
+        yield client
+
+
+async def test_profiling_consent_decides_model_segment_membership(
+    service_env: dict[str, str],
+    topic_prefix: str,
+    redis_url: str,
+    tmp_path: Path,
+    start_service: Any,
+    kafka_io: tuple[Inputs, Outputs],
+    redis_view: RedisView,
+) -> None:
+    local = await train(service_env, topic_prefix, redis_url, tmp_path)
+    loyal = [features for group, features in population(3, seed=21) if group == LOYAL]
+    cluster = local.assign(MODEL, loyal[0], {"profiling"})
+    assert cluster is not None and all(local.assign(MODEL, f, {"profiling"}) == cluster for f in loyal)
+    service = start_service("segmenter", **FAST).wait_ready()
+    api = httpx.Client(base_url=service.url, headers=ADMIN, timeout=10)
+    assert [m["id"] for m in api.get("/v1/models").json()] == [MODEL]
+    assert refused(api, cluster=3) == ["body", "cluster"]  # the model has clusters 0..2
+    assert refused(api, required_purposes=["marketing_email"]) == ["body", "required_purposes"]
+    body = {"name": "loyal", "model": MODEL, "cluster": cluster, "required_purposes": ["profiling"]}
+    assert api.put("/v1/segments/loyal", json=body).status_code == 200, "defined"
+
+    # The consenting trainees of the loyal cluster join (segment_changed), nobody else.
+    now, expected = time.time(), set()
+    for customer in [f"t-{i}" for i in range(60)] + [f"u-{i}" for i in range(12)]:
+        features = rule_features(redis_view.features(customer), now)
+        if customer.startswith("t-") and local.assign(MODEL, features, {"profiling"}) == cluster:
+            expected.add(customer)
+    assert len(expected) >= 15
+    await wait_until(lambda: redis_view.members("loyal") == expected, what="trainees of the cluster to join")
+
+    inputs, outputs = kafka_io
+    consenting, denied, unrecorded = "live-a", "live-b", "live-c"
+    await inputs.consent(consenting, "profiling", "granted")
+    await inputs.consent(denied, "profiling", "denied")
+    for customer in (consenting, denied):
+        await wait_until(
+            lambda c=customer: redis_view.client.hexists(f"sw:{topic_prefix}{{c:{c}}}:consent", "profiling"),
+            what="consent recorded before the events",
+        )
+    counts = {c: await send_history(inputs, c, loyal[0]) for c in (denied, unrecorded, consenting)}
+
+    def stored() -> bool:
+        return all(int(redis_view.features(c).get("events", 0)) == n for c, n in counts.items())
+
+    await wait_until(stored, what="every event stored")
+    await wait_until(
+        lambda: outputs.find(consenting, "loyal", "joined", "rule_matched"),
+        what="the consenting customer's join",
+    )
+    assert redis_view.segments_of(consenting) == {"loyal"}
+    before = sweeps(api)
+    await wait_until(lambda: sweeps(api) >= before + 2, what="two sweeps after the events")
+    for customer in (denied, unrecorded):
+        assert outputs.of(customer) == [] and redis_view.segments_of(customer) == set()
+
+    await inputs.consent(consenting, "profiling", "denied")
+    await wait_until(
+        lambda: outputs.find(consenting, "loyal", "left", "consent_withdrawn"), what="eviction on withdrawal"
+    )
+    assert redis_view.segments_of(consenting) == set() and consenting not in redis_view.members("loyal")
+    api.close()
+
+
+def refused(api: httpx.Client, **changes: Any) -> list[Any]:
+    """PUT a model segment with `changes`; the location of the field the 422 names."""
+    body = {"name": "m", "model": MODEL, "cluster": 0, "required_purposes": ["profiling"], **changes}
+    response = api.put("/v1/segments/m", json=body)
+    assert response.status_code == 422, response.text
+    return list(response.json()["detail"][0]["loc"])
+
+
+def test_a_segment_of_an_unknown_model_is_refused(segmenter_api: httpx.Client) -> None:
+    assert refused(segmenter_api, model="no-such-model") == ["body", "model"]
+    assert segmenter_api.get("/v1/segments/m").status_code == 404
