@@ -58,6 +58,10 @@ class PrometheusServer:
         response.raise_for_status()
         return response.json()["data"]["result"]
 
+    def up(self) -> dict[str, str]:
+        """`up` per job; a target shows only after its first scrape (discovery batches for ~5 s)."""
+        return {s["metric"]["job"]: s["value"][1] for s in self.query('up{job=~"consent|segmenter|audit"}')}
+
     def ready(self) -> bool:
         try:
             return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
@@ -100,6 +104,8 @@ async def test_prometheus_scrapes_the_services_and_returns_the_eviction_histogra
     stack = start_stack(start_service, compose_env)
     targets = {name: f"127.0.0.1:{service.port}" for name, service in stack.services.items()}
     prometheus = prometheus_server(targets)
+    everyone_up = {"consent": "1", "segmenter": "1", "audit": "1"}
+    wait_until(lambda: prometheus.up() == everyone_up, 60, "Prometheus to scrape all three", stack)
     await opt_out_traffic(stack)
 
     def evictions_scraped() -> bool:
@@ -112,8 +118,7 @@ async def test_prometheus_scrapes_the_services_and_returns_the_eviction_histogra
     assert len({s["metric"]["le"] for s in buckets}) > 1 and everything and everything[0] >= 1, buckets
     (p99,) = prometheus.query(f"histogram_quantile(0.99, sum by (le) ({HISTOGRAM}_bucket))")
     assert math.isfinite(float(p99["value"][1])) and float(p99["value"][1]) > 0, p99
-    up = {s["metric"]["job"]: s["value"][1] for s in prometheus.query('up{job=~"consent|segmenter|audit"}')}
-    assert up == {"consent": "1", "segmenter": "1", "audit": "1"}
+    assert prometheus.up() == everyone_up
     rules = httpx.get(f"{prometheus.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
     unhealthy = [r["name"] for g in rules for r in g["rules"] if r["health"] == "err"]
     assert rules and not unhealthy, unhealthy
