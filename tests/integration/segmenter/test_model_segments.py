@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import redis.asyncio as aioredis
 
 from services.audit.settings import AuditSettings
@@ -21,7 +19,7 @@ from services.segmenter.domain.features import rule_features
 from services.segmenter.modeling.assign import ModelAssigner
 from services.segmenter.modeling.ledger import SqlAuditLedger
 from services.segmenter.modeling.sources import RedisTrainingSource
-from services.segmenter.modeling.store import model_store
+from services.segmenter.modeling.store import FileModelStore, model_store
 from services.segmenter.modeling.synthetic import population
 from services.segmenter.modeling.trainer import TrainingRun, train_model
 from services.segmenter.modeling.training import TrainingSpec
@@ -35,7 +33,7 @@ LOYAL = 0  # index of the "loyal" group in synthetic.GROUPS
 
 async def train(
     service_env: dict[str, str], topic_prefix: str, redis_url: str, tmp_path: Path
-) -> ModelAssigner:
+) -> tuple[ModelAssigner, FileModelStore]:
     """Seed consented and unconsented customers into Redis, train on them into the segmenter's store."""
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     customers = RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"), dedupe_ttl_s=3600)
@@ -51,7 +49,7 @@ async def train(
     await client.aclose()  # type: ignore[attr-defined]
     assigner = ModelAssigner(store)
     assigner.refresh()
-    return assigner
+    return assigner, store
 
 
 async def send_history(inputs: Inputs, customer: str, features: dict[str, Any]) -> int:
@@ -70,13 +68,6 @@ def sweeps(client: httpx.Client) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-@pytest.fixture
-def segmenter_api(start_service: Any) -> Iterator[httpx.Client]:
-    service = start_service("segmenter", **FAST).wait_ready()
-    with httpx.Client(base_url=service.url, headers=ADMIN, timeout=10) as client:
-        yield client
-
-
 async def test_profiling_consent_decides_model_segment_membership(
     service_env: dict[str, str],
     topic_prefix: str,
@@ -86,7 +77,7 @@ async def test_profiling_consent_decides_model_segment_membership(
     kafka_io: tuple[Inputs, Outputs],
     redis_view: RedisView,
 ) -> None:
-    local = await train(service_env, topic_prefix, redis_url, tmp_path)
+    local, _ = await train(service_env, topic_prefix, redis_url, tmp_path)
     loyal = [features for group, features in population(3, seed=21) if group == LOYAL]
     cluster = local.assign(MODEL, loyal[0], {"profiling"})
     assert cluster is not None and all(local.assign(MODEL, f, {"profiling"}) == cluster for f in loyal)
@@ -148,6 +139,29 @@ def refused(api: httpx.Client, **changes: Any) -> list[Any]:
     return list(response.json()["detail"][0]["loc"])
 
 
-def test_a_segment_of_an_unknown_model_is_refused(segmenter_api: httpx.Client) -> None:
-    assert refused(segmenter_api, model="no-such-model") == ["body", "model"]
-    assert segmenter_api.get("/v1/segments/m").status_code == 404
+async def test_a_removed_model_empties_its_segments_and_takes_no_new_ones(
+    service_env: dict[str, str],
+    topic_prefix: str,
+    redis_url: str,
+    tmp_path: Path,
+    start_service: Any,
+    kafka_io: tuple[Inputs, Outputs],
+    redis_view: RedisView,
+) -> None:
+    _, store = await train(service_env, topic_prefix, redis_url, tmp_path)
+    # No fast sweep here: only the model watcher can notice the removal.
+    service = start_service("segmenter").wait_ready()
+    api = httpx.Client(base_url=service.url, headers=ADMIN, timeout=10)
+    body = {"name": "c1", "model": MODEL, "cluster": 1, "required_purposes": ["profiling"]}
+    assert api.put("/v1/segments/c1", json=body).status_code == 200
+    members = await wait_until(lambda: redis_view.members("c1"), what="the cluster's trainees to join")
+    store.remove(MODEL)
+    _, outputs = kafka_io
+    await wait_until(lambda: not redis_view.members("c1"), what="the members to leave")
+    await wait_until(
+        lambda: all(outputs.find(c, "c1", "left", "segment_changed") for c in members),
+        what="every member's left (segment_changed)",
+    )
+    assert refused(api, model=MODEL) == ["body", "model"]
+    assert refused(api, model="no-such-model") == ["body", "model"]
+    api.close()
