@@ -102,11 +102,11 @@ async def test_profiling_consent_decides_model_segment_membership(
     consenting, denied, unrecorded = "live-a", "live-b", "live-c"
     await inputs.consent(consenting, "profiling", "granted")
     await inputs.consent(denied, "profiling", "denied")
-    for customer in (consenting, denied):
-        await wait_until(
-            lambda c=customer: redis_view.client.hexists(f"sw:{topic_prefix}{{c:{c}}}:consent", "profiling"),
-            what="consent recorded before the events",
-        )
+    consent_keys = [f"sw:{topic_prefix}{{c:{c}}}:consent" for c in (consenting, denied)]
+    await wait_until(
+        lambda: all(redis_view.client.hexists(key, "profiling") for key in consent_keys),
+        what="consent recorded before the events",
+    )
     counts = {c: await send_history(inputs, c, loyal[0]) for c in (denied, unrecorded, consenting)}
 
     def stored() -> bool:
