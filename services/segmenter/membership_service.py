@@ -98,13 +98,19 @@ class MembershipService:
         return await self.apply_many([Plan(await self.store.read(customer_id), leave, cause)])
 
     async def erase(self, customer_id: str, cause: Cause) -> list[MembershipChanged]:
-        """Forget the customer's features, consent and segments, then announce every leave."""
+        """Forget the customer's features, consent and segments and queue every leave in one step,
+        then announce them."""
         async with self.locks.hold(customer_id):
-            segments = await self.store.erase(customer_id)
-            left = [MembershipChange(s, "left", "erased") for s in segments]
-            await self.store.push_outbox(customer_id, [self._message(customer_id, c, cause) for c in left])
-            await self.store.sync_members(customer_id, left)
-            return await self._egress([(customer_id, left, await self.store.outbox(customer_id))])
+            for _ in range(MAX_ATTEMPTS):
+                segments = sorted((await self.store.read(customer_id)).segments)
+                left = [MembershipChange(s, "left", "erased") for s in segments]
+                messages = [(c.segment_id, self._message(customer_id, c, cause)) for c in left]
+                outbox = await self.store.erase(customer_id, messages)
+                if outbox is not None:
+                    await self.store.sync_members(customer_id, left)
+                    return await self._egress([(customer_id, left, outbox)])
+                COMMIT_CONFLICTS.inc()  # the segments changed since the read (another worker)
+        raise CommitConflictError(f"no stable segments to erase after {MAX_ATTEMPTS} attempts")
 
     async def flush_outbox(self, customer_id: str) -> list[MembershipChanged]:
         """Publish what a crashed worker committed but never got acknowledged."""

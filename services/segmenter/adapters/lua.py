@@ -77,10 +77,17 @@ end
 return {applied, redis.call('LRANGE', KEYS[4], 0, -1)}
 """
 
-# KEYS: features, consent, segments, version.  Returns the segments the customer was in.
+# KEYS: features, consent, segments, version, outbox.  ARGV: pairs segment, its `left` message.
+# Deletes the customer's data and appends the `left` of every segment they were in to the outbox in
+# one step, so a crash cannot lose those messages. Refuses (-1) unless ARGV names exactly the
+# segments the customer is in now. Returns the whole outbox (older leftovers first).
 ERASE = """
-local segs = redis.call('SMEMBERS', KEYS[3])
+if redis.call('SCARD', KEYS[3]) * 2 ~= #ARGV then return -1 end
+for i = 1, #ARGV, 2 do
+  if redis.call('SISMEMBER', KEYS[3], ARGV[i]) == 0 then return -1 end
+end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('INCR', KEYS[4])
-return segs
+for i = 2, #ARGV, 2 do redis.call('RPUSH', KEYS[5], ARGV[i]) end
+return redis.call('LRANGE', KEYS[5], 0, -1)
 """

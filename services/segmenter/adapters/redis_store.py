@@ -191,10 +191,6 @@ class RedisCustomerStore:
     async def outbox(self, customer_id: str) -> list[str]:
         return list(await self.client.lrange(self.keys.outbox(customer_id), 0, -1))
 
-    async def push_outbox(self, customer_id: str, messages: Sequence[str]) -> None:
-        if messages:
-            await self.client.rpush(self.keys.outbox(customer_id), *messages)
-
     async def clear_outbox(self, sent: Sequence[tuple[str, Sequence[str]]]) -> None:
         """Drop messages the broker acknowledged (or that were withheld) from their outboxes."""
         if not any(messages for _, messages in sent):
@@ -225,16 +221,20 @@ class RedisCustomerStore:
     async def sync_members(self, customer_id: str, applied: Sequence[MembershipChange]) -> None:
         await self.sync_members_many([(customer_id, applied)])
 
-    async def erase(self, customer_id: str) -> list[str]:
-        """Delete features, consent and segments of the customer; the segments they were in."""
+    async def erase(self, customer_id: str, left: Sequence[tuple[str, str]]) -> list[str] | None:
+        """Delete features, consent and segments of the customer and queue `left` (segment, message)
+        in the outbox, atomically; the outbox, or None when `left` does not name exactly the
+        segments the customer is in (re-read and try again)."""
         k = self.keys
         keys = [
             k.features(customer_id),
             k.consent(customer_id),
             k.segments(customer_id),
             k.version(customer_id),
+            k.outbox(customer_id),
         ]
-        return sorted(await self._erase(keys=keys))
+        result = await self._erase(keys=keys, args=[part for pair in left for part in pair])
+        return None if result == -1 else list(result)
 
     async def clear_consent(self, customer_id: str) -> CustomerSnapshot:
         """Drop every consent record of the customer (a consent.state tombstone): all denied."""
