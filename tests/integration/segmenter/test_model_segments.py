@@ -3,7 +3,6 @@ only with effective profiling consent; a withdrawal evicts at once; PUT refuses 
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +24,7 @@ from services.segmenter.modeling.trainer import TrainingRun, train_model
 from services.segmenter.modeling.training import TrainingSpec
 from services.segmenter.settings import SegmenterSettings
 from tests.integration.modeling.conftest import PARTITIONS, event_plan, seed
-from tests.integration.segmenter.conftest import ADMIN, FAST, Inputs, Outputs, RedisView, wait_until
+from tests.integration.segmenter.conftest import ADMIN, Inputs, Outputs, RedisView, wait_until
 
 MODEL = "rfm-live"
 LOYAL = 0  # index of the "loyal" group in synthetic.GROUPS
@@ -63,9 +62,19 @@ async def send_history(inputs: Inputs, customer: str, features: dict[str, Any]) 
     return len(plan)
 
 
-def sweeps(client: httpx.Client) -> float:
-    found = re.search(r"^segwarden_segmenter_sweeps_total (\S+)$", client.get("/metrics").text, re.M)
-    return float(found.group(1)) if found else 0.0
+def refused(api: httpx.Client, **changes: Any) -> list[Any]:
+    """PUT a model segment with `changes`; the location of the field the 422 names."""
+    body = {"name": "m", "model": MODEL, "cluster": 0, "required_purposes": ["profiling"], **changes}
+    response = api.put("/v1/segments/m", json=body)
+    assert response.status_code == 422, response.text
+    return list(response.json()["detail"][0]["loc"])
+
+
+def trainees_in(local: ModelAssigner, redis_view: RedisView, cluster: int) -> set[str]:
+    """The consenting trainees the model places in `cluster` (the unconsented `u-*` never count)."""
+    now = time.time()
+    features = {c: rule_features(redis_view.features(c), now) for c in [f"t-{i}" for i in range(60)]}
+    return {c for c, f in features.items() if local.assign(MODEL, f, {"profiling"}) == cluster}
 
 
 async def test_profiling_consent_decides_model_segment_membership(
@@ -77,28 +86,29 @@ async def test_profiling_consent_decides_model_segment_membership(
     kafka_io: tuple[Inputs, Outputs],
     redis_view: RedisView,
 ) -> None:
-    local, _ = await train(service_env, topic_prefix, redis_url, tmp_path)
+    local, store = await train(service_env, topic_prefix, redis_url, tmp_path)
     loyal = [features for group, features in population(3, seed=21) if group == LOYAL]
     cluster = local.assign(MODEL, loyal[0], {"profiling"})
     assert cluster is not None and all(local.assign(MODEL, f, {"profiling"}) == cluster for f in loyal)
-    service = start_service("segmenter", **FAST).wait_ready()
+    # The default (slow) sweep: a removed model must be noticed by the model watcher.
+    service = start_service("segmenter").wait_ready()
     api = httpx.Client(base_url=service.url, headers=ADMIN, timeout=10)
     assert [m["id"] for m in api.get("/v1/models").json()] == [MODEL]
+    assert refused(api, model="no-such-model") == ["body", "model"]
     assert refused(api, cluster=3) == ["body", "cluster"]  # the model has clusters 0..2
     assert refused(api, required_purposes=["marketing_email"]) == ["body", "required_purposes"]
     body = {"name": "loyal", "model": MODEL, "cluster": cluster, "required_purposes": ["profiling"]}
     assert api.put("/v1/segments/loyal", json=body).status_code == 200, "defined"
 
-    # The consenting trainees of the loyal cluster join (segment_changed), nobody else.
-    now, expected = time.time(), set()
-    for customer in [f"t-{i}" for i in range(60)] + [f"u-{i}" for i in range(12)]:
-        features = rule_features(redis_view.features(customer), now)
-        if customer.startswith("t-") and local.assign(MODEL, features, {"profiling"}) == cluster:
-            expected.add(customer)
+    inputs, outputs = kafka_io
+    expected = trainees_in(local, redis_view, cluster)
     assert len(expected) >= 15
     await wait_until(lambda: redis_view.members("loyal") == expected, what="trainees of the cluster to join")
+    await wait_until(
+        lambda: all(outputs.find(c, "loyal", "joined", "segment_changed") for c in expected),
+        what="every trainee's joined (segment_changed)",
+    )
 
-    inputs, outputs = kafka_io
     consenting, denied, unrecorded = "live-a", "live-b", "live-c"
     await inputs.consent(consenting, "profiling", "granted")
     await inputs.consent(denied, "profiling", "denied")
@@ -118,50 +128,21 @@ async def test_profiling_consent_decides_model_segment_membership(
         what="the consenting customer's join",
     )
     assert redis_view.segments_of(consenting) == {"loyal"}
-    before = sweeps(api)
-    await wait_until(lambda: sweeps(api) >= before + 2, what="two sweeps after the events")
-    for customer in (denied, unrecorded):
-        assert outputs.of(customer) == [] and redis_view.segments_of(customer) == set()
 
     await inputs.consent(consenting, "profiling", "denied")
     await wait_until(
         lambda: outputs.find(consenting, "loyal", "left", "consent_withdrawn"), what="eviction on withdrawal"
     )
     assert redis_view.segments_of(consenting) == set() and consenting not in redis_view.members("loyal")
-    api.close()
 
-
-def refused(api: httpx.Client, **changes: Any) -> list[Any]:
-    """PUT a model segment with `changes`; the location of the field the 422 names."""
-    body = {"name": "m", "model": MODEL, "cluster": 0, "required_purposes": ["profiling"], **changes}
-    response = api.put("/v1/segments/m", json=body)
-    assert response.status_code == 422, response.text
-    return list(response.json()["detail"][0]["loc"])
-
-
-async def test_a_removed_model_empties_its_segments_and_takes_no_new_ones(
-    service_env: dict[str, str],
-    topic_prefix: str,
-    redis_url: str,
-    tmp_path: Path,
-    start_service: Any,
-    kafka_io: tuple[Inputs, Outputs],
-    redis_view: RedisView,
-) -> None:
-    _, store = await train(service_env, topic_prefix, redis_url, tmp_path)
-    # No fast sweep here: only the model watcher can notice the removal.
-    service = start_service("segmenter").wait_ready()
-    api = httpx.Client(base_url=service.url, headers=ADMIN, timeout=10)
-    body = {"name": "c1", "model": MODEL, "cluster": 1, "required_purposes": ["profiling"]}
-    assert api.put("/v1/segments/c1", json=body).status_code == 200
-    members = await wait_until(lambda: redis_view.members("c1"), what="the cluster's trainees to join")
     store.remove(MODEL)
-    _, outputs = kafka_io
-    await wait_until(lambda: not redis_view.members("c1"), what="the members to leave")
+    await wait_until(lambda: not redis_view.members("loyal"), what="the model's removal to empty the segment")
     await wait_until(
-        lambda: all(outputs.find(c, "c1", "left", "segment_changed") for c in members),
+        lambda: all(outputs.find(c, "loyal", "left", "segment_changed") for c in expected),
         what="every member's left (segment_changed)",
     )
     assert refused(api, model=MODEL) == ["body", "model"]
-    assert refused(api, model="no-such-model") == ["body", "model"]
+    # Seconds after their events were evaluated, the customers without profiling never joined.
+    for customer in (denied, unrecorded):
+        assert outputs.of(customer) == [] and redis_view.segments_of(customer) == set()
     api.close()
