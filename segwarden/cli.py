@@ -79,9 +79,17 @@ def demo(
     """Drive synthetic customers, events and consent changes against a running stack."""
     import asyncio
 
+    import httpx
+
     from segwarden.demo import run_demo
 
-    asyncio.run(run_demo(customers, duration, seed))
+    try:
+        asyncio.run(run_demo(customers, duration, seed))
+    except httpx.ConnectError as exc:
+        typer.echo(f"segwarden demo: no running stack answers ({exc}); start one with `make run`", err=True)
+        raise typer.Exit(1) from exc
+    except SETTING_ERRORS as exc:
+        fail_on_bad_settings(exc)
 
 
 @app.command()

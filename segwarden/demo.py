@@ -103,12 +103,13 @@ async def watch_membership(consumer: AIOKafkaConsumer, state: DemoState) -> None
             state.joined += 1
             continue
         state.left += 1
-        for purpose in ("marketing_email", "marketing_sms"):
-            started = state.withdrawn_at.get((change.customer_id, purpose))
-            if started is not None and change.reason == "consent_withdrawn":
-                state.latencies_ms.append((time.perf_counter() - started) * 1000)
-                state.withdrawn_at.pop((change.customer_id, purpose))
-                break
+        if change.reason != "consent_withdrawn" or change.segment_id not in DEMO_SEGMENTS:
+            continue
+        # Each demo segment needs one purpose: the withdrawal of that purpose caused this left.
+        purpose = DEMO_SEGMENTS[change.segment_id][1][0]
+        started = state.withdrawn_at.pop((change.customer_id, purpose), None)
+        if started is not None:
+            state.latencies_ms.append((time.perf_counter() - started) * 1000)
 
 
 async def run_demo(customers: int, duration: float, seed: int) -> None:
@@ -118,15 +119,15 @@ async def run_demo(customers: int, duration: float, seed: int) -> None:
     headers = {"Authorization": f"Bearer {internal_token(settings)}"}
     ids = [f"demo-{seed}-{n}" for n in range(customers)]
     state = DemoState()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
-    consumer = AIOKafkaConsumer(
-        names.name(SEGMENT_MEMBERSHIP),
-        bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="latest",
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-    )
     async with httpx.AsyncClient(headers=headers, timeout=10) as client:
         await define_segments(client, settings.segmenter_url)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+        consumer = AIOKafkaConsumer(
+            names.name(SEGMENT_MEMBERSHIP),
+            bootstrap_servers=settings.bootstrap_servers,
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        )
         await producer.start()
         await consumer.start()
         watcher = asyncio.create_task(watch_membership(consumer, state))
@@ -155,6 +156,8 @@ async def drive(client, producer, settings, ids, rng, state: DemoState, duration
             status = rng.choice(["granted", "denied"])
             if status == "denied":
                 state.withdrawn_at[(customer, purpose)] = time.perf_counter()
+            else:
+                state.withdrawn_at.pop((customer, purpose), None)
             await set_consent(client, settings.consent_url, customer, purpose, status)
             for segment in DEMO_SEGMENTS:
                 response = await client.get(f"{settings.segmenter_url}/v1/segments/{segment}/stats")

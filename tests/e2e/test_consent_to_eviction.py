@@ -125,3 +125,31 @@ async def test_opt_out_evicts_and_the_ledger_proves_it(stack_launcher) -> None:
     )
     assert SEGMENT not in customer_segments(stack, "c-e2e-1")
     assert stack.interrupt() == 0
+
+
+def test_demo_drives_a_running_stack_and_measures_evictions(stack_launcher) -> None:
+    import subprocess
+    import sys
+
+    stack = stack_launcher()
+    stack.wait_all_ready()
+    result = subprocess.run(
+        [sys.executable, "-m", "segwarden", "demo", "--customers", "12", "--duration", "12"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "demo-big-spenders" in result.stdout and "eviction latency p50" in result.stdout
+    members = httpx.get(
+        f"{stack.url('segmenter')}/v1/segments/demo-big-spenders/stats",
+        headers=stack.admin_headers(),
+        timeout=10,
+    ).json()
+    assert members["size"] >= 0
+    verify = httpx.get(
+        f"{stack.url('audit')}/v1/audit/verify", headers=stack.admin_headers(), timeout=30
+    ).json()
+    assert verify["ok"] is True and verify["length"] > 12
+    assert stack.interrupt() == 0
