@@ -7,7 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -81,3 +83,16 @@ class ServiceProcess:
                 self.process.kill()
                 self.process.wait(5)
         return self.process.returncode
+
+
+def wait_for(
+    check: Callable[[], Any], timeout: float = 30.0, what: str = "condition", every: float = 0.1
+) -> Any:
+    """Poll `check` until it returns something truthy, and return that; fail naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -100,17 +98,6 @@ def sources(kafka_bootstrap: str, topic_prefix: str):
     made = Sources(kafka_bootstrap, topic_prefix)
     yield made
     made.close()
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    """Poll `check` until it returns something truthy, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def all_records(url: str, token: str = "auditor-token-01", **params: Any) -> list[dict[str, Any]]:

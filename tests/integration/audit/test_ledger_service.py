@@ -22,8 +22,8 @@ from tests.integration.audit.conftest import (
     definition,
     erasure,
     membership,
-    wait_for,
 )
+from tests.support import wait_for
 from tests.unit.audit.rfc9162 import check_chain, check_signature, mth, verify_consistency, verify_inclusion
 
 AUDITOR = bearer("auditor-token-01")

@@ -12,8 +12,9 @@ from shared import topics
 from shared.embedded import EmbeddedBroker
 from shared.topics import TopicNames
 from tests.conftest import bearer
-from tests.integration.audit.conftest import all_records, consent, ledger_length, membership, wait_for
+from tests.integration.audit.conftest import all_records, consent, ledger_length, membership
 from tests.integration.audit.test_ledger_service import read_topic
+from tests.support import wait_for
 from tests.unit.audit.rfc9162 import check_chain, check_signature
 
 AUDITOR = bearer("auditor-token-01")

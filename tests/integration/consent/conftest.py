@@ -104,17 +104,6 @@ def produce(bootstrap: str, name: str, key: str, values: list[bytes]) -> None:
         producer.close()
 
 
-def wait_for(check: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> object:
-    """Poll `check` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def choice(status: str = "granted", **fields: object) -> dict[str, object]:
     return {
         "status": status,

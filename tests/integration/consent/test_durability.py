@@ -10,7 +10,8 @@ import pytest
 
 from shared.embedded import EmbeddedBroker, free_port
 from tests.conftest import bearer
-from tests.integration.consent.conftest import choice, for_key, put, read_topic, topic, wait_for
+from tests.integration.consent.conftest import choice, for_key, put, read_topic, topic
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 PURPOSES = ["marketing_email", "marketing_sms", "personalization", "profiling", "third_party_sharing"]

@@ -6,7 +6,8 @@ import httpx
 import pytest
 
 from tests.conftest import bearer
-from tests.integration.consent.conftest import choice, put, wait_for
+from tests.integration.consent.conftest import choice, put
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 

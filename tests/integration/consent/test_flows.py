@@ -12,7 +12,8 @@ import pytest
 
 from shared.events import ConsentChanged, ConsentRequested, DeadLetter, ErasureRequested
 from tests.conftest import bearer
-from tests.integration.consent.conftest import choice, for_key, produce, put, read_topic, topic, wait_for
+from tests.integration.consent.conftest import choice, for_key, produce, put, read_topic, topic
+from tests.support import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,7 +12,8 @@ from services.segmenter.settings import SegmenterSettings
 from shared.embedded import free_port
 from shared.events import ConsentStateSnapshot, PurposeState, new_event_id
 from shared.kafka import ensure_topics
-from tests.integration.segmenter.conftest import ADMIN, FAST, put_segment, wait_for, wait_until
+from tests.integration.segmenter.conftest import ADMIN, FAST, put_segment, wait_until
+from tests.support import wait_for
 
 
 async def test_consent_state_is_loaded_before_ready(

@@ -7,8 +7,9 @@ from typing import Any
 
 import httpx
 
-from tests.integration.segmenter.conftest import ADMIN, FAST, put_segment, wait_for, wait_until
+from tests.integration.segmenter.conftest import ADMIN, FAST, put_segment, wait_until
 from tests.integration.segmenter.workload import SEGMENTS, Model, check_stream, replay, run_workload
+from tests.support import wait_for
 
 
 def define_segments(url: str) -> None:

@@ -12,7 +12,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from tests.conftest import bearer
-from tests.integration.segmenter.conftest import ADMIN, put_segment, wait_for, wait_until
+from tests.integration.segmenter.conftest import ADMIN, put_segment, wait_until
+from tests.support import wait_for
 
 
 @pytest.fixture
