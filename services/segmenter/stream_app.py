@@ -62,6 +62,8 @@ def create_stream_app(settings: SegmenterSettings, handlers: StreamHandlers) -> 
     app = SegmenterFaustApp(
         f"{settings.topic_prefix}segwarden-segmenter",
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
+        # faust's default data directory is relative to the working directory.
+        datadir=str(settings.data_dir.resolve() / "faust"),
         web_enabled=False,
         web_bind="127.0.0.1",
         web_port=settings.faust_web_port,
