@@ -132,9 +132,10 @@ def test_a_restart_keeps_every_record_and_republishes_consent_state(
     state = read_topic(
         kafka_bootstrap, topic(service, "consent.state"), lambda r: len(for_key(r, customer)) >= 2
     )
-    assert [json.loads(v)["purposes"]["profiling"]["status"] for v in for_key(state, customer)] == [
-        "granted"
-    ] * 2
+    # The restart republished the state (more than once if the relay also found the topic short
+    # of it: the topic is compacted and readers keep the last value, so that is harmless).
+    statuses = [json.loads(v)["purposes"]["profiling"]["status"] for v in for_key(state, customer)]
+    assert len(statuses) >= 2 and set(statuses) == {"granted"}
 
 
 def test_a_broker_that_restarts_empty_gets_its_topics_and_state_back(
