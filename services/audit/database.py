@@ -8,21 +8,14 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 
 from services.audit.tables import APPEND_ONLY, metadata, postgresql_guards, sqlite_guards
+from shared.database import driver_url
 
 # A PostgreSQL advisory lock id for "the writer of this ledger".
 _LEDGER_LOCK = 0x5E6A0D17
 
 
-def normalize_url(url: str) -> str:
-    """`postgresql://` and `postgres://` mean the psycopg 3 driver, the one installed."""
-    for scheme in ("postgresql://", "postgres://"):
-        if url.startswith(scheme):
-            return "postgresql+psycopg://" + url[len(scheme) :]
-    return url
-
-
 def make_engine(url: str) -> Engine:
-    url = normalize_url(url)
+    url = driver_url(url)
     if not url.startswith("sqlite"):
         # No server-side prepared statements: a generic plan cached while the ledger was
         # small (a sequential scan) would stay in use as it grows, making each append slow.

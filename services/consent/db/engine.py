@@ -13,22 +13,15 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 
+from shared.database import driver_url
+
 _SQLITE_WRITERS: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-_DRIVERLESS = {"postgresql://": "postgresql+psycopg://", "postgres://": "postgresql+psycopg://"}
-
-
-def normalize_url(url: str) -> str:
-    """Map the plain `postgresql://` of the contract to the psycopg 3 driver this package ships."""
-    for plain, with_driver in _DRIVERLESS.items():
-        if url.startswith(plain):
-            return with_driver + url[len(plain) :]
-    return url
 
 
 def make_engine(url: str) -> Engine:
     """An engine whose writes serialize per customer (see `lock_customer`)."""
-    url = normalize_url(url)
+    url = driver_url(url)
     if not url.startswith("sqlite"):
         return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
     if url.startswith("sqlite:///"):

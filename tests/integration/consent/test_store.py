@@ -12,13 +12,14 @@ import pytest
 from sqlalchemy import Engine, inspect, select, text
 
 from services.consent import handlers
-from services.consent.db.engine import make_engine, normalize_url, run_migrations
+from services.consent.db.engine import make_engine, run_migrations
 from services.consent.db.outbox import SqlOutbox
 from services.consent.db.store import SqlConsentStore
 from services.consent.db.tables import metadata
 from services.consent.domain import RecordConsent
 from services.consent.policy import ConsentPolicy
 from shared.catalog import load_catalog
+from shared.database import driver_url
 from shared.events import utcnow
 
 POLICY = ConsentPolicy(load_catalog())
@@ -43,9 +44,9 @@ def grant(
 
 
 def test_plain_postgresql_urls_get_the_psycopg_driver() -> None:
-    assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
-    assert normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
-    assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert driver_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert driver_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert driver_url("sqlite:///x.db") == "sqlite:///x.db"
 
 
 def test_migrations_create_the_schema_and_run_again_harmlessly(engine: Engine) -> None:
