@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-import httpx
 from aiokafka import AIOKafkaConsumer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,10 +33,11 @@ from services.consent.db.store import SqlConsentStore  # noqa: E402
 from services.consent.domain import RecordConsent  # noqa: E402
 from services.consent.policy import ConsentPolicy  # noqa: E402
 from shared.catalog import load_catalog  # noqa: E402
-from shared.embedded import EmbeddedBroker, free_port  # noqa: E402
+from shared.embedded import EmbeddedBroker  # noqa: E402
 from shared.events import utcnow  # noqa: E402
 from shared.kafka import delete_topics, topic_names  # noqa: E402
 from shared.settings import ServiceSettings  # noqa: E402
+from tests.support import ServiceProcess  # noqa: E402
 
 FLOOR_SECONDS = 5.0
 LOAD_SECONDS = 10.0
@@ -67,29 +66,6 @@ def floor_rate(db_url: str) -> float:
         done += 1
     engine.dispose()
     return done / (time.perf_counter() - started)
-
-
-def start_service(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    Path(env["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
-    log = open(Path(env["DATA_DIR"]) / "consent.log", "ab")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen(
-        [sys.executable, "-m", "segwarden", "serve", "consent"],
-        env={**os.environ, **env, "CONSENT_PORT": str(port), "LOG_LEVEL": "WARNING"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"the consent service did not become ready; see {env['DATA_DIR']}/consent.log")
 
 
 async def put_load(url: str) -> tuple[list[float], float, float]:
@@ -155,15 +131,16 @@ def run_service(bootstrap: str, db_url: str, data_dir: Path) -> dict[str, float]
         "AUTH_TOKENS": f"{TOKEN}=*",
         "INTERNAL_TOKEN": TOKEN,
     }
-    process, url = start_service(env)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    service = ServiceProcess("consent", {**env, "LOG_LEVEL": "WARNING"}, data_dir / "consent.log")
+    service.wait_ready(60)
     try:
-        latencies, started, finished = asyncio.run(put_load(url))
+        latencies, started, finished = asyncio.run(put_load(service.url))
         published = asyncio.run(
             await_published(bootstrap, f"{prefix}consent.changes", len(latencies), started)
         )
     finally:
-        process.terminate()
-        process.wait(15)
+        service.stop(15)
         settings = ServiceSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix, topic_partitions=3)
         delete_topics(settings, [plan.name for plan in topic_names(settings).plan()])
     ordered = sorted(latencies)

@@ -19,7 +19,6 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from services.segmenter.settings import SegmenterSettings  # noqa: E402
-from shared.embedded import EmbeddedBroker, ensure_redis, free_port  # noqa: E402
+from shared.embedded import EmbeddedBroker, ensure_redis  # noqa: E402
 from shared.events import (  # noqa: E402  # noqa: E402
     ConsentChanged,
     CustomerEvent,
@@ -45,6 +44,7 @@ from shared.events import (  # noqa: E402  # noqa: E402
 )
 from shared.kafka import delete_topics, ensure_topics  # noqa: E402
 from shared.topics import TopicPlan  # noqa: E402
+from tests.support import ServiceProcess  # noqa: E402
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 PARTITIONS = 3
@@ -348,12 +348,8 @@ async def background_load(producer: AIOKafkaProducer, topic: str, stop: asyncio.
         await asyncio.sleep(max(0.0, 0.05 - (time.perf_counter() - started)))
 
 
-def start_segmenter(
-    bootstrap: str, prefix: str, data_dir: Path, log_path: Path
-) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+def start_segmenter(bootstrap: str, prefix: str, data_dir: Path, log_path: Path) -> ServiceProcess:
     env = {
-        **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "REDIS_URL": REDIS_URL,
         "TOPIC_PREFIX": prefix,
@@ -361,30 +357,10 @@ def start_segmenter(
         "DATA_DIR": str(data_dir),
         "AUTH_TOKENS": f"{TOKEN}=*",
         "INTERNAL_TOKEN": TOKEN,
-        "SEGMENTER_PORT": str(port),
         "LOG_LEVEL": "WARNING",
         "KAFKA_FETCH_MAX_WAIT_MS": str(FETCH_WAIT_MS),
     }
-    with log_path.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "segwarden", "serve", "segmenter"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=3).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            break
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"the segmenter did not become ready; see {log_path}")
+    return ServiceProcess("segmenter", env, log_path).wait_ready(120)
 
 
 async def run(bootstrap: str, prefix: str, workdir: Path) -> dict[str, object]:
@@ -408,15 +384,14 @@ async def run(bootstrap: str, prefix: str, workdir: Path) -> dict[str, object]:
                 prefix + "segment.definitions", definition.to_bytes(), key=definition.segment_id.encode()
             )
         await produce_backlog(producer, prefix + "customer.events", BACKLOG, seed=1)
-        process, url = await asyncio.to_thread(
+        segmenter = await asyncio.to_thread(
             start_segmenter, bootstrap, prefix, workdir / "data", workdir / "segmenter.log"
         )
         try:
-            segmenter_rate = await drain_rate(url, BACKLOG)
+            segmenter_rate = await drain_rate(segmenter.url, BACKLOG)
             evictions = await eviction_latencies(bootstrap, prefix, producer)
         finally:
-            process.terminate()
-            process.wait(15)
+            segmenter.stop(15)
     finally:
         await producer.stop()
     return {
