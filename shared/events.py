@@ -22,6 +22,7 @@ SegmentId = Annotated[str, StringConstraints(pattern=SEGMENT_ID_PATTERN)]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.]{1,64}$")]
 ShortText = Annotated[str, StringConstraints(max_length=256)]
+ConsentSequence = Annotated[int, Field(ge=1, le=2**53)]
 
 ConsentStatus = Literal["granted", "denied"]
 Jurisdiction = Literal["GDPR", "CCPA", "OTHER"]
@@ -105,6 +106,9 @@ class ConsentChanged(Message):
     policy_version: ShortText
     recorded_at: AwareDatetime
     expires_at: AwareDatetime | None = None
+    # Per customer, strictly increasing in commit order across all purposes: what orders
+    # consent (recorded_at is for display). None on records written before it existed.
+    sequence: ConsentSequence | None = None
 
 
 class PurposeState(Message):
@@ -117,6 +121,8 @@ class PurposeState(Message):
     expires_at: AwareDatetime | None = None
     jurisdiction: Jurisdiction | None = None
     policy_version: ShortText | None = None
+    # The customer's consent sequence of the change that set this state (see ConsentChanged).
+    sequence: ConsentSequence | None = None
 
 
 class ConsentStateSnapshot(Message):

@@ -8,6 +8,8 @@ from urllib.parse import urlparse
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared import failpoints
+
 _REDIS_SCHEMES = {"redis", "rediss", "unix"}
 
 
@@ -42,6 +44,8 @@ class ServiceSettings(BaseSettings):
     # of the wait when a partition is idle, so it bounds end-to-end latency.
     kafka_fetch_max_wait_ms: int = Field(50, ge=0, le=5000)
     kafka_linger_ms: int = Field(2, ge=0, le=1000)
+    # Test-only fault injection (shared/failpoints.py); empty in production.
+    failpoints: str = ""
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod
@@ -50,6 +54,12 @@ class ServiceSettings(BaseSettings):
             host, sep, port = server.strip().rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"expected host:port[,host:port...], got {server!r}")
+        return value
+
+    @field_validator("failpoints")
+    @classmethod
+    def _check_failpoints(cls, value: str) -> str:
+        failpoints.parse(value)  # a misspelt failpoint fails at start instead of never firing
         return value
 
     @field_validator("redis_url")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.audit.app import create_app
 from services.audit.settings import AuditSettings
+from shared import failpoints
 from shared.http import serve
 from shared.logs import configure_logging
 
@@ -11,4 +12,5 @@ from shared.logs import configure_logging
 def run() -> None:
     settings = AuditSettings()
     configure_logging(settings.log_level, "audit")
+    failpoints.configure(settings.failpoints)
     serve(create_app(settings), settings.bind_host, settings.audit_port, "AUDIT_PORT", settings.log_level)

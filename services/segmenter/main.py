@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.segmenter.app import create_app
 from services.segmenter.settings import SegmenterSettings
+from shared import failpoints
 from shared.http import serve
 from shared.logs import configure_logging
 
@@ -11,6 +12,7 @@ from shared.logs import configure_logging
 def run() -> None:
     settings = SegmenterSettings()
     configure_logging(settings.log_level, "segmenter")
+    failpoints.configure(settings.failpoints)
     serve(
         create_app(settings),
         settings.bind_host,
