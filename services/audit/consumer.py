@@ -22,6 +22,7 @@ from services.audit.settings import AuditSettings
 from services.audit.store import SqlLedgerStore
 from shared import events, topics
 from shared.deadletter import decode_or_dead_letter, send_dead_letter
+from shared.failpoints import failpoint
 from shared.kafka import clamp_lag, make_consumer, start_client, topic_names
 from shared.metrics import CONSUMER_LAG, MESSAGES_CONSUMED
 
@@ -65,6 +66,7 @@ class KafkaSourceConsumer:
                 records = [record for part in batches.values() for record in part]
                 if records:
                     await self._ingest(producer, records)
+                    failpoint("audit.mid_batch")  # appended, offsets not yet committed
                     await self.consumer.commit()
                 # Caught up once a poll found nothing new or no partition lags (latched).
                 lagging = await self._report_lag()

@@ -22,6 +22,7 @@ from services.segmenter.domain.segments import Segment
 from services.segmenter.locks import KeyedLocks
 from services.segmenter.metrics import COMMIT_CONFLICTS, EVALUATION_SECONDS, MEMBERSHIP_CHANGES
 from shared.events import MembershipChanged, new_event_id
+from shared.failpoints import failpoint
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 20
@@ -124,7 +125,9 @@ class MembershipService:
             for customer_id in sorted({p.snapshot.customer_id for p in plans}):
                 await stack.enter_async_context(self.locks.hold(customer_id))
             committed = [c for c in await self._commit_many(plans) if c[1] or c[2]]
+            failpoint("segmenter.after_slot_commit")
             await self.store.sync_members_many([(cid, applied) for cid, applied, _ in committed])
+            failpoint("segmenter.after_member_sync")
             return await self._egress(committed)
 
     async def _commit_many(self, plans: Sequence[Plan]) -> list[Outgoing]:
@@ -181,6 +184,7 @@ class MembershipService:
                 await self._undo(fresh[customer_id], {m.segment_id for m in withheld})
             published += [m for m in messages if m not in withheld]
         await self.publisher.publish(published)
+        failpoint("segmenter.after_publish")
         await self.store.clear_outbox([(cid, box) for cid, _, box in outgoing])
         for m in published:
             MEMBERSHIP_CHANGES.labels(m.action, m.reason).inc()

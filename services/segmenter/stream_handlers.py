@@ -25,6 +25,7 @@ from shared.events import (
     MembershipChanged,
     PurposeState,
 )
+from shared.failpoints import failpoint
 from shared.metrics import MESSAGES_CONSUMED
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class StreamHandlers:
         writes = [_write(event) for _, event in decoded]
         known = {(partition, event.customer_id) for partition, event in decoded}
         snapshots = await self.store.apply_events(writes, known)
+        failpoint("segmenter.events_mid_batch")  # features written, membership not yet reconciled
         latest: dict[str, _Latest] = {}
         for (_, event), snapshot in zip(decoded, snapshots, strict=True):
             EVENTS_PROCESSED.labels(

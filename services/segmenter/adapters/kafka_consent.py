@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from shared.failpoints import failpoint
 from shared.kafka import make_consumer
 from shared.settings import ServiceSettings
 
@@ -72,5 +73,6 @@ class KafkaConsentFollower:
                     break  # revoked meanwhile: the new owner goes on from the last commit
                 await self.handle(record)
                 done = record.offset
+                failpoint("segmenter.consent_mid_batch")  # handled, not yet committed
         if done is not None:
             await self.consumer.commit({tp: done + 1})
