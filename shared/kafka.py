@@ -61,7 +61,7 @@ def ensure_topics(settings: ServiceSettings, plans: list[TopicPlan] | None = Non
 
 
 def delete_topics(settings: ServiceSettings, names: list[str]) -> None:
-    """Delete topics (benchmarks and tests clean up after themselves; see BROKER-NOTES.md)."""
+    """Delete topics (benchmarks and tests clean up after themselves; see docs/broker.md)."""
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="segwarden-admin")
     try:
         existing = set(admin.list_topics())

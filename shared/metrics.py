@@ -25,7 +25,7 @@ DEAD_LETTERS = Counter(
 CONSUMER_LAG = Gauge(
     "segwarden_consumer_lag_messages",
     "Records between a consumer's position and the partition end; clamped at 0 because the "
-    "embedded broker under-reports end offsets (BROKER-NOTES.md).",
+    "embedded broker under-reports end offsets (docs/broker.md).",
     ["group", "topic", "partition"],
 )
 DEPENDENCY_UP = Gauge(

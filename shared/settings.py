@@ -37,7 +37,7 @@ class ServiceSettings(BaseSettings):
     internal_token: str | None = None
 
     # Group timings that join in ~3 s on the embedded broker and are valid on Apache
-    # Kafka (its group.min.session.timeout.ms is 6000); see BROKER-NOTES.md.
+    # Kafka (its group.min.session.timeout.ms is 6000); see docs/broker.md.
     kafka_session_timeout_ms: int = Field(6000, ge=1000)
     kafka_heartbeat_interval_ms: int = Field(1000, ge=100)
     # Hot-path consumers wait this long for data: the embedded broker sleeps out most

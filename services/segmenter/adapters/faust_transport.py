@@ -2,7 +2,7 @@
 
 faust-streaming 0.15.3 builds its worker consumer with a fixed `fetch_max_wait_ms=1500`; on the
 embedded broker an idle fetch sleeps out most of that wait, which is the whole eviction budget
-(BROKER-NOTES.md: one hop 388/759 ms p50/p99 at 1,500 ms, 22/42 ms at 50 ms). Without tables it
+(docs/broker.md: one hop 388/759 ms p50/p99 at 1,500 ms, 22/42 ms at 50 ms). Without tables it
 also falls back to round-robin assignment, which splits a customer's partitions of different
 topics across workers; faust's own assignor keeps co-partitioned topics on one worker, so one
 process sees a customer's events, consent changes and erasures.

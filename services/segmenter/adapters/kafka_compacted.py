@@ -2,7 +2,7 @@
 
 Every worker needs all of `segment.definitions` (and, at start, all of `consent.state`), so
 these are read by a group-less consumer that assigns itself every partition. The broker does
-not compact (BROKER-NOTES.md), so the reader keeps the last value per key itself.
+not compact (docs/broker.md), so the reader keeps the last value per key itself.
 """
 
 from __future__ import annotations
