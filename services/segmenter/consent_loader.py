@@ -18,9 +18,10 @@ log = logging.getLogger(__name__)
 async def load_consent_state(reader: KafkaCompactedReader, store: RedisCustomerStore) -> int:
     """Apply the latest snapshot of every customer; returns how many customers were loaded.
 
-    Purposes only move forward in recorded_at, so what the consent.changes stream applied
-    already is never undone; a tombstone clears the customer's consent (all denied). Invalid
-    records are left to the stream agent, which dead-letters them once.
+    A purpose's state is replaced only by a newer one (by sequence; PurposeConsent.supersedes),
+    so what the consent.changes stream applied already is never undone; a tombstone clears the
+    customer's consent (all denied). Invalid records are left to the stream agent, which
+    dead-letters them once.
     """
     await reader.start()
     try:

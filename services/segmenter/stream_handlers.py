@@ -30,6 +30,8 @@ from shared.metrics import MESSAGES_CONSUMED
 
 log = logging.getLogger(__name__)
 EVICTIONS = ("consent_withdrawn", "consent_expired")
+# The source the consent service's expiry job writes on the denials it records.
+EXPIRY_SOURCE = "segwarden-expiry"
 
 
 def type_family(event_type: str) -> str:
@@ -38,11 +40,23 @@ def type_family(event_type: str) -> str:
 
 
 def purpose_consent(state: PurposeState, fallback_recorded: float) -> PurposeConsent:
-    """A snapshot's purpose; one the consent service marks not effective counts as denied (fail closed)."""
-    status = "granted" if state.status == "granted" and state.effective else "denied"
+    """A snapshot's purpose; one the consent service marks not effective counts as denied (fail
+    closed), and as a lapsed denial (`consent_expired`) when its grant ran out or the expiry job
+    recorded it."""
     recorded = state.recorded_at.timestamp() if state.recorded_at else fallback_recorded
     expires = state.expires_at.timestamp() if state.expires_at else None
-    return PurposeConsent(status, expires, recorded)
+    if state.status == "granted" and state.effective:
+        return PurposeConsent("granted", expires, recorded, state.sequence)
+    ran_out = state.status == "granted" and expires is not None and expires <= fallback_recorded
+    lapsed = ran_out or (state.status == "denied" and state.source == EXPIRY_SOURCE)
+    return PurposeConsent("denied", expires, recorded, state.sequence, lapsed)
+
+
+def change_consent(change: ConsentChanged) -> PurposeConsent:
+    """A consent.changes record as the purpose's state; reason `expired` marks the denial lapsed."""
+    expires = change.expires_at.timestamp() if change.expires_at else None
+    lapsed = change.status == "denied" and change.reason == "expired"
+    return PurposeConsent(change.status, expires, change.recorded_at.timestamp(), change.sequence, lapsed)
 
 
 @dataclass
@@ -105,15 +119,13 @@ class StreamHandlers:
         change = await decode_or_dead_letter(self.producer, record, ConsentChanged)
         if change is None:
             return
-        recorded = change.recorded_at.timestamp()
-        expires = change.expires_at.timestamp() if change.expires_at else None
-        state = PurposeConsent(change.status, expires, recorded)
+        state = change_consent(change)
         _, snapshot = await self.store.apply_consent(change.customer_id, {change.purpose: state})
         candidates = self.registry.requiring([change.purpose])
         published = await self.membership.reconcile(
             snapshot, candidates, ON_CONSENT, Cause(change.event_id, change.recorded_at)
         )
-        _observe_evictions(published, recorded)
+        _observe_evictions(published, state.recorded_at)
         await self._track(record.partition, snapshot)
 
     async def on_consent_state(self, record: ConsumerRecord) -> None:

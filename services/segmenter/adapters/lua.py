@@ -28,14 +28,29 @@ local v = tonumber(redis.call('GET', KEYS[2]) or '0')
 return {v, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[3]), redis.call('SMEMBERS', KEYS[4])}
 """
 
-# KEYS: consent, version, features, segments.  ARGV: triples purpose, "status|expires|recorded", recorded.
-# A purpose's state only moves forward in recorded_at, so snapshots and changes commute.
+# KEYS: consent, version, features, segments.  ARGV: pairs purpose, "status|expires|recorded|seq|lapsed".
+# A purpose's state is replaced only by one that supersedes it, exactly as
+# domain.consent.PurposeConsent.supersedes: by sequence when both have one (strictly newer), a
+# sequenced state over an unsequenced one, else by recorded_at with the denial winning a tie.
+# So snapshots, changes and their redeliveries commute.
 APPLY_CONSENT = """
+local function parse(v)
+  local status, rec, seq = string.match(v, '^([^|]*)|[^|]*|([^|]*)|?([^|]*)')
+  return status, tonumber(rec), tonumber(seq)
+end
+local function supersedes(new, old)
+  if not old then return true end
+  local ns, nr, nq = parse(new)
+  local ostatus, orec, oq = parse(old)
+  if nq and oq then return nq > oq end
+  if nq or oq then return nq ~= nil end
+  if nr ~= orec then return nr > orec end
+  return ns == 'denied' and ostatus ~= 'denied'
+end
 local changed = 0
-for i = 1, #ARGV, 3 do
+for i = 1, #ARGV, 2 do
   local old = redis.call('HGET', KEYS[1], ARGV[i])
-  local newer = (not old) or tonumber(string.match(old, '([^|]*)$')) <= tonumber(ARGV[i + 2])
-  if newer and old ~= ARGV[i + 1] then
+  if old ~= ARGV[i + 1] and supersedes(ARGV[i + 1], old) then
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
     changed = 1
   end

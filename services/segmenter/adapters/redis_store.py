@@ -49,16 +49,27 @@ class EventWrite:
 
 
 def encode_consent(state: PurposeConsent) -> str:
+    """`status|expires_at|recorded_at|sequence|lapsed` (empty for none); see decode_consent."""
     expires = "" if state.expires_at is None else repr(state.expires_at)
-    return f"{state.status}|{expires}|{state.recorded_at!r}"
+    sequence = "" if state.sequence is None else str(state.sequence)
+    return f"{state.status}|{expires}|{state.recorded_at!r}|{sequence}|{'1' if state.lapsed else ''}"
+
+
+def decode_one(value: str) -> PurposeConsent:
+    """A stored purpose; values written before sequences existed have three fields."""
+    status, expires, recorded, *rest = value.split("|")
+    sequence, lapsed = (rest + ["", ""])[:2]
+    return PurposeConsent(
+        status,
+        float(expires) if expires else None,
+        float(recorded),
+        int(sequence) if sequence else None,
+        lapsed == "1",
+    )
 
 
 def decode_consent(raw: dict[str, str]) -> ConsentView:
-    purposes = {}
-    for purpose, value in raw.items():
-        status, expires, recorded = value.split("|")
-        purposes[purpose] = PurposeConsent(status, float(expires) if expires else None, float(recorded))
-    return ConsentView(purposes)
+    return ConsentView({purpose: decode_one(value) for purpose, value in raw.items()})
 
 
 def _pairs(flat: Sequence[str]) -> dict[str, str]:
@@ -128,11 +139,12 @@ class RedisCustomerStore:
     async def apply_consent(
         self, customer_id: str, states: dict[str, PurposeConsent]
     ) -> tuple[bool, CustomerSnapshot]:
-        """Record the purposes' states (each only moves forward in time); whether anything changed."""
+        """Record the purposes' states, each only when it supersedes the held one
+        (PurposeConsent.supersedes); whether anything changed."""
         k = self.keys
         args: list[Any] = []
         for purpose, state in states.items():
-            args += [purpose, encode_consent(state), repr(state.recorded_at)]
+            args += [purpose, encode_consent(state)]
         keys = [
             k.consent(customer_id),
             k.version(customer_id),
