@@ -1,4 +1,4 @@
-"""The common HTTP surface of every service: health, readiness, metrics, request latency, serving."""
+"""The common HTTP surface of every service: health, readiness, metrics, latency, request guard, serving."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.metrics import DEPENDENCY_UP, HTTP_REQUEST_SECONDS
@@ -121,6 +122,94 @@ class RequestTimer:
             HTTP_REQUEST_SECONDS.labels(scope["method"], template, str(status)).observe(
                 time.perf_counter() - started
             )
+
+
+class BodyTooLargeError(HTTPException):
+    """A streamed body passed MAX_BODY_BYTES; raised from `receive`, answered with 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, _too_large(limit), headers={"Connection": "close"})
+
+
+def _too_large(limit: int) -> str:
+    return f"request body larger than {limit} bytes (MAX_BODY_BYTES)"
+
+
+class RequestGuard:
+    """Refuses what no route should read, before any route reads it.
+
+    A body over `max_body_bytes` gets 413: at once when Content-Length says so, else when the
+    streamed (chunked) body passes the limit. A `/v1` call without a known bearer token gets
+    401 before its body is read or parsed; scopes (403) stay with each route's dependency.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.limit = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            await _refuse(send, 413, _too_large(self.limit), {"connection": "close"})
+            return
+        if _is_api(scope["path"]) and not _authenticated(scope, headers.get("authorization", "")):
+            await _refuse(send, 401, "missing or unknown bearer token", {"www-authenticate": "Bearer"})
+            return
+        started = False
+
+        async def note_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, _capped(receive, self.limit), note_start)
+        except BodyTooLargeError:  # a consumer of the body outside FastAPI's request handling
+            if started:
+                raise
+            await _refuse(send, 413, _too_large(self.limit), {"connection": "close"})
+
+
+def _is_api(path: str) -> bool:
+    return path == "/v1" or path.startswith("/v1/")
+
+
+def _authenticated(scope: Scope, authorization: str) -> bool:
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    return scope["app"].state.tokens.lookup(token.strip()) is not None
+
+
+def _capped(receive: Receive, limit: int) -> Receive:
+    received = 0
+
+    async def receive_within_limit() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLargeError(limit)
+        return message
+
+    return receive_within_limit
+
+
+async def _refuse(send: Send, status_code: int, detail: str, headers: dict[str, str]) -> None:
+    response = JSONResponse({"detail": detail}, status_code, headers=headers)
+    await send({"type": "http.response.start", "status": status_code, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def install_request_guard(app: FastAPI, max_body_bytes: int) -> None:
+    """The body limit and authentication-before-parsing on `app` (call before the operational routes,
+    so request latency, the outer middleware, also counts what the guard refused)."""
+    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes)
 
 
 def check_port_free(host: str, port: int, setting: str) -> None:

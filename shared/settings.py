@@ -44,6 +44,8 @@ class ServiceSettings(BaseSettings):
     # of the wait when a partition is idle, so it bounds end-to-end latency.
     kafka_fetch_max_wait_ms: int = Field(50, ge=0, le=5000)
     kafka_linger_ms: int = Field(2, ge=0, le=1000)
+    # Largest request body any route reads: bigger ones get 413 before a byte is parsed.
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     # Test-only fault injection (shared/failpoints.py); empty in production.
     failpoints: str = ""
 

@@ -11,7 +11,7 @@ from services.audit.api import proofs, records, ropa, verify
 from services.audit.runtime import AuditRuntime
 from services.audit.settings import AuditSettings
 from shared.auth import load_tokens
-from shared.http import Readiness, install_operational_routes
+from shared.http import Readiness, install_operational_routes, install_request_guard
 
 
 def create_app(settings: AuditSettings) -> FastAPI:
@@ -32,6 +32,7 @@ def create_app(settings: AuditSettings) -> FastAPI:
     app = FastAPI(title="segwarden audit", version="0.1.0", lifespan=lifespan)
     app.state.tokens = load_tokens(settings)
     app.state.runtime = runtime
+    install_request_guard(app, settings.max_body_bytes)
     install_operational_routes(app, readiness)
     for router in (records.router, proofs.router, verify.router, ropa.router):
         app.include_router(router)

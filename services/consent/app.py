@@ -14,7 +14,7 @@ from services.consent.api import consents, dsr, purposes
 from services.consent.bootstrap import ConsentRuntime, readiness_checks
 from services.consent.settings import ConsentSettings
 from shared.auth import load_tokens
-from shared.http import Readiness, install_operational_routes
+from shared.http import Readiness, install_operational_routes, install_request_guard
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ def create_app(settings: ConsentSettings) -> FastAPI:
     app.state.consent = runtime.service
     app.state.peers = runtime.peers
     app.state.runtime = runtime
+    install_request_guard(app, settings.max_body_bytes)
     install_operational_routes(app, readiness)
     app.add_exception_handler(OperationalError, _store_unavailable)
     for router in (purposes.router, consents.router, dsr.router):

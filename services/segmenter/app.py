@@ -18,7 +18,7 @@ from services.segmenter.bootstrap import Runtime
 from services.segmenter.settings import SegmenterSettings
 from shared.auth import load_tokens
 from shared.catalog import load_catalog
-from shared.http import Readiness, install_operational_routes
+from shared.http import Readiness, install_operational_routes, install_request_guard
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ def create_app(settings: SegmenterSettings) -> FastAPI:
         membership=RedisMembershipReader(redis, KeyLayout(settings.redis_namespace)),
         catalog=load_catalog(settings.purposes_file),
     )
+    install_request_guard(app, settings.max_body_bytes)
     install_operational_routes(app, readiness)
     for router in (segments.router, customers.router, models.router):
         app.include_router(router)
