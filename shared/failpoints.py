@@ -35,6 +35,7 @@ NAMES = frozenset(
         "consent.after_commit",
         "consent.requests_mid_batch",
         "audit.mid_batch",
+        "audit.commit",
     }
 )
 _SPEC = re.compile(r"^(?P<name>[a-z_.]+)=(?P<action>kill|raise)(?:@(?P<at>\d+))?(?:x(?P<times>\d+))?$")

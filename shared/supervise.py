@@ -91,6 +91,7 @@ class _Health:
     reason: str = ""
     started: float = 0.0
     failed: float = 0.0
+    periodic: bool = False  # recovered only by a successful run, not by time
 
 
 class Supervisor:
@@ -115,6 +116,26 @@ class Supervisor:
         task = asyncio.create_task(self.supervise(name, work), name=name)
         self._tasks[name] = task
         return task
+
+    def every(
+        self, name: str, interval: float, job: Callable[[], Awaitable[object]], first_now: bool = False
+    ) -> asyncio.Task[None]:
+        """Run `job()` every `interval` seconds (first at once when `first_now`), supervised.
+
+        A failed run counts until a later run succeeds, however long the pause between runs.
+        """
+        health = self._health.setdefault(name, _Health())
+        health.periodic = True
+
+        async def periodically() -> None:
+            if not first_now:
+                await self._sleep(interval)
+            while True:
+                await job()
+                health.failures, health.reason = 0, ""
+                await self._sleep(interval)
+
+        return self.spawn(name, periodically)
 
     async def supervise(self, name: str, work: Callable[[], Awaitable[object]]) -> None:
         """`work()` until it returns; a crash is logged, counted and retried after a backoff."""
@@ -162,7 +183,7 @@ class Supervisor:
         return {
             name: self._reason(h, now)
             for name, h in sorted(self._health.items())
-            if h.failures and not (h.running and now - h.started >= self.stable_after)
+            if h.failures and not self._stable(h, now)
         }
 
     def not_ready(self) -> str | None:
@@ -182,6 +203,10 @@ class Supervisor:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
 
+    def _stable(self, health: _Health, now: float) -> bool:
+        """The current attempt has run long enough to call the last failure past."""
+        return not health.periodic and health.running and now - health.started >= self.stable_after
+
     def _reason(self, health: _Health, now: float) -> str:
         state = "restarted" if health.running else "backing off"
         return f"failed {health.failures} time(s) in a row, {state}; last: {health.reason}"
@@ -192,7 +217,7 @@ class Supervisor:
 
     def _failed(self, name: str, health: _Health, exc: BaseException) -> float:
         now = self._clock()
-        if health.running and now - health.started >= self.stable_after:
+        if self._stable(health, now):
             health.failures = 0  # it ran fine for a while: a new failure starts the backoff over
         health.failures += 1
         health.running, health.failed, health.reason = False, now, describe_failure(exc)

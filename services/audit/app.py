@@ -20,6 +20,7 @@ def create_app(settings: AuditSettings) -> FastAPI:
     readiness.add("database", runtime.database_ready)
     readiness.add("kafka", runtime.kafka_ready)
     readiness.add("consumer", runtime.consumer_ready)
+    readiness.add("tasks", runtime.supervisor.check)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 
@@ -36,15 +35,6 @@ class Checkpointer:
             checkpoint_signed()
             log.info("signed a checkpoint", extra={"tree_size": made.tree_size, "root": made.root})
             return made
-
-    async def run(self, interval: float) -> None:
-        """Make a checkpoint every `interval` seconds when the ledger has grown."""
-        while True:
-            try:
-                await asyncio.to_thread(self.checkpoint)
-            except Exception:  # a database hiccup must not end checkpointing for good
-                log.exception("checkpoint failed; retrying at the next interval")
-            await asyncio.sleep(interval)
 
     def _catch_up(self) -> None:
         length, _ = self.ledger.head()

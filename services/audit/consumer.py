@@ -25,6 +25,7 @@ from shared.deadletter import decode_or_dead_letter, send_dead_letter
 from shared.failpoints import failpoint
 from shared.kafka import clamp_lag, make_consumer, start_client, topic_names
 from shared.metrics import CONSUMER_LAG, MESSAGES_CONSUMED
+from shared.supervise import STEP_RETRIES, TRANSIENT, describe_failure, retry
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class KafkaSourceConsumer:
             lambda: make_consumer(self.settings, *topic_list, group_id=group, client_id="segwarden-audit"),
             "audit consumer",
         )
+        uncommitted = False
         try:
             while True:
                 batches = await self.consumer.getmany(
@@ -67,7 +69,8 @@ class KafkaSourceConsumer:
                 if records:
                     await self._ingest(producer, records)
                     failpoint("audit.mid_batch")  # appended, offsets not yet committed
-                    await self.consumer.commit()
+                if records or uncommitted:
+                    uncommitted = not await self._commit()
                 # Caught up once a poll found nothing new or no partition lags (latched).
                 lagging = await self._report_lag()
                 assigned = bool(self.consumer.assignment())
@@ -88,14 +91,26 @@ class KafkaSourceConsumer:
 
     async def _append(self, items: list[SourceItem]) -> AppendResult:
         """Append, retrying while the database is away: the offsets wait, nothing is skipped."""
-        delay = 0.2
-        while True:
-            try:
-                return await asyncio.to_thread(self.ledger.append, items)
-            except SQLAlchemyError as exc:
-                log.warning("ledger append failed; retrying", extra={"error": type(exc).__name__})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        return await retry(
+            "ledger-append", lambda: asyncio.to_thread(self.ledger.append, items), (SQLAlchemyError,)
+        )
+
+    async def _commit(self) -> bool:
+        """Commit the appended records' offsets; False when refused, to be tried again next round.
+
+        Nothing is skipped meanwhile (the records are in the ledger) and nothing is appended
+        twice: if the group moved on, the new owner redelivers them and the ledger skips their
+        event ids. A refused commit must not end the consumer, or the ledger stalls.
+        """
+        assert self.consumer is not None
+        try:
+            failpoint("audit.commit")
+            await self.consumer.commit()
+        except TRANSIENT as exc:
+            STEP_RETRIES.labels("audit-commit").inc()
+            log.warning("offset commit failed; retrying next round", extra={"reason": describe_failure(exc)})
+            return False
+        return True
 
     async def _decode(self, producer: AIOKafkaProducer, record: ConsumerRecord) -> SourceItem | None:
         MESSAGES_CONSUMED.labels(record.topic).inc()

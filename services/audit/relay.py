@@ -13,7 +13,6 @@ import logging
 from contextlib import suppress
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from services.audit.side_stores import SqlPublicationMark
 from services.audit.store import SqlLedgerStore
@@ -44,14 +43,14 @@ class KafkaAuditRelay:
             await asyncio.to_thread(self.mark.set, -1)
 
     async def run(self, producer: AIOKafkaProducer) -> None:
+        """Publish after each wake-up or poll; a failure ends the run (the supervisor restarts it).
+
+        Nothing is lost then: the mark did not move, so the next run sends the records again.
+        """
         while True:
             self._wake.clear()
-            try:
-                while await self.publish_pending(producer):
-                    pass
-            except KafkaError as exc:
-                # Nothing is lost: the mark did not move, so the next round sends them again.
-                log.warning("publishing to audit.log failed; retrying", extra={"error": repr(exc)})
+            while await self.publish_pending(producer):
+                pass
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), _POLL_SECONDS)
 

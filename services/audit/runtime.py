@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import suppress
 
 from aiokafka import AIOKafkaProducer
-from kafka.errors import KafkaError
 from sqlalchemy import text
 
 from services.audit.checkpointer import Checkpointer
@@ -29,6 +27,7 @@ from shared.kafka import (
     topic_names,
 )
 from shared.pseudonym import load_pseudonym_key
+from shared.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -47,34 +46,30 @@ class AuditRuntime:
         self.relay = KafkaAuditRelay(self.ledger, SqlPublicationMark(self.engine), audit_log)
         self.consumer = KafkaSourceConsumer(settings, self.ledger, self.pseudonym_key, self.relay.wake)
         self.producer: AIOKafkaProducer | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self.supervisor = Supervisor()
 
     async def start(self) -> None:
         """Schema now; Kafka in the background, so HTTP answers while the broker is away."""
         await asyncio.to_thread(create_schema, self.engine)
+        checkpoint = self.checkpointer.checkpoint
         interval = self.settings.checkpoint_interval
-        self._tasks = [
-            asyncio.create_task(self.checkpointer.run(interval)),
-            asyncio.create_task(self._run_kafka()),
-        ]
-        for task in self._tasks:
-            task.add_done_callback(_report_crash)
+        self.supervisor.every("checkpointer", interval, lambda: asyncio.to_thread(checkpoint), first_now=True)
+        self.supervisor.spawn("kafka-connect", self._connect_kafka)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await task
+        await self.supervisor.stop()
         if self.producer is not None:
             await self.producer.stop()
         self.engine.dispose()
 
-    async def _run_kafka(self) -> None:
-        await self._ensure_topics()
-        self.producer = await start_client(
-            lambda: make_producer(self.settings, "segwarden-audit"), "producer"
-        )
+    async def _connect_kafka(self) -> None:
+        """Topics, producer and the relay's resume point; then the relay and consumer, supervised."""
+        await self.supervisor.retry("topics", lambda: asyncio.to_thread(ensure_topics, self.settings))
+        if self.producer is None:
+            self.producer = await start_client(
+                lambda: make_producer(self.settings, "segwarden-audit"), "producer"
+            )
+        producer = self.producer
         probe = await start_client(
             lambda: make_consumer(self.settings, group_id=None, client_id="segwarden-audit-probe"), "probe"
         )
@@ -82,18 +77,8 @@ class AuditRuntime:
             await self.relay.resume(probe)
         finally:
             await probe.stop()
-        await asyncio.gather(self.relay.run(self.producer), self.consumer.run(self.producer))
-
-    async def _ensure_topics(self) -> None:
-        delay = 0.2
-        while True:
-            try:
-                await asyncio.to_thread(ensure_topics, self.settings)
-                return
-            except KafkaError as exc:
-                log.warning("cannot create topics yet", extra={"error": repr(exc)})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        self.supervisor.spawn("relay", lambda: self.relay.run(producer))
+        self.supervisor.spawn("consumer", lambda: self.consumer.run(producer))
 
     async def kafka_ready(self) -> str | None:
         if self.producer is None:
@@ -110,8 +95,3 @@ class AuditRuntime:
 
         await asyncio.to_thread(ping)
         return None
-
-
-def _report_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("a background task of the audit service died", exc_info=task.exception())

@@ -194,3 +194,28 @@ async def test_a_transient_failure_is_retried_not_dead_lettered() -> None:
 
     await handle_or_dead_letter(producer, "t.in", [record(1)], handle, backoff=Backoff(0.001, 0.001))  # type: ignore[arg-type]
     assert calls == 3 and producer.sent == []
+
+
+async def test_a_periodic_job_that_fails_every_run_stays_not_ready_until_a_run_succeeds() -> None:
+    clock = Clock()
+    supervisor = Supervisor(Backoff(initial=1.0, cap=1.0), stable_after=5.0, sleep=clock.sleep, clock=clock)
+    runs: list[float] = []
+    healthy = asyncio.Event()
+    seen: list[str | None] = []
+
+    async def sweep() -> None:
+        runs.append(clock.now)
+        seen.append(supervisor.not_ready())
+        if len(runs) == 4:
+            healthy.set()
+        if len(runs) < 4:
+            raise RedisConnectionError("away")
+
+    supervisor.every("sweep", 60.0, sweep)
+    await healthy.wait()
+    # Each restart waits the interval again: a failing job never runs more often than planned.
+    assert [b - a for a, b in zip(runs, runs[1:], strict=False)] == [61.0, 61.0, 61.0]
+    assert seen[0] is None and all("sweep: failed" in (s or "") for s in seen[1:])
+    await asyncio.sleep(0)
+    assert supervisor.not_ready() is None
+    await supervisor.stop()
