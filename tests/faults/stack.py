@@ -1,0 +1,200 @@
+"""One scenario's stack as real processes: its own broker and Redis, a PostgreSQL database,
+consent and segmenter workers, and a watcher that restarts a worker a failpoint killed."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from shared.embedded import free_port
+from tests.conftest import TEST_TOKENS
+from tests.faults.infra import OwnBroker, OwnRedis
+from tests.support import ServiceProcess, wait_for
+
+ADMIN = {"Authorization": "Bearer admin-token-0001"}
+# Periodic repair is slow on purpose (production-like): recovery must come from the paths under test,
+# not from a sweep or a compliance scan that happens to run within the quiescence bound.
+SEGMENTER_ENV = {"SWEEP_INTERVAL_S": "30", "COMPLIANCE_INTERVAL_S": "60", "EVENT_BATCH_WAIT_S": "0.05"}
+CONSENT_ENV = {"CONSENT_EXPIRY_INTERVAL": "1", "CONSENT_OUTBOX_POLL_INTERVAL": "0.5"}
+
+
+@dataclass
+class Worker:
+    """A service process of the stack; `failpoints` is the FAILPOINTS it was started with."""
+
+    service: ServiceProcess
+    failpoints: str = ""
+    managed: bool = True  # the watcher restarts it when a failpoint killed it
+    kills: int = 0
+
+    @property
+    def url(self) -> str:
+        return self.service.url
+
+    def alive(self) -> bool:
+        return self.service.process is not None and self.service.process.poll() is None
+
+
+@dataclass
+class FaultLog:
+    """What the scenario did to the stack, in order, for the summary."""
+
+    entries: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, what: str, fault: bool = True) -> None:
+        """A fault (marked `!` in the summary) or a milestone of the scenario."""
+        mark = "!" if fault else " "
+        self.entries.append(f"{mark} +{time.monotonic() - self.started:5.1f}s {what}")
+
+    def count(self) -> int:
+        return sum(e.startswith("!") for e in self.entries)
+
+
+class FaultStack:
+    def __init__(self, tmp: Path, postgres_url: str, prefix: str) -> None:
+        self.tmp = tmp
+        self.prefix = prefix
+        self.postgres_url = postgres_url
+        self.broker = OwnBroker(tmp / "broker.log").start()
+        self.redis = OwnRedis(tmp / "redis").start()
+        self.faults = FaultLog()
+        self.consents: list[Worker] = []
+        self.segmenters: list[Worker] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="fault-watcher", daemon=True)
+        self._watcher.start()
+
+    # -- services ---------------------------------------------------------------------------
+
+    def env(self, name: str, **overrides: str) -> dict[str, str]:
+        common = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap,
+            "REDIS_URL": self.redis.url,
+            "TOPIC_PREFIX": self.prefix,
+            "TOPIC_PARTITIONS": "3",
+            "AUTH_TOKENS": ",".join(f"{token}={scopes}" for token, scopes in TEST_TOKENS.items()),
+            "INTERNAL_TOKEN": "admin-token-0001",
+            "LOG_LEVEL": "INFO",
+            # Closed ports: no peer answers the consent export.
+            "SEGMENTER_URL": f"http://127.0.0.1:{free_port()}",
+            "AUDIT_URL": f"http://127.0.0.1:{free_port()}",
+        }
+        if name == "consent":
+            common |= {"CONSENT_DB_URL": self.postgres_url, **CONSENT_ENV}
+        else:
+            common |= SEGMENTER_ENV
+        return {**common, **overrides}
+
+    def start_consent(self, failpoints: str = "", **overrides: str) -> Worker:
+        n = len(self.consents)
+        data = self.tmp / f"consent-{n}"
+        env = self.env("consent", DATA_DIR=str(data), FAILPOINTS=failpoints, **overrides)
+        worker = Worker(ServiceProcess("consent", env, self.tmp / f"consent-{n}.log"), failpoints)
+        with self._lock:
+            self.consents.append(worker)
+        return worker
+
+    def start_segmenter(self, failpoints: str = "", **overrides: str) -> Worker:
+        n = len(self.segmenters)
+        data = self.tmp / f"segmenter-{n}"
+        env = self.env("segmenter", DATA_DIR=str(data), FAILPOINTS=failpoints, **overrides)
+        worker = Worker(ServiceProcess("segmenter", env, self.tmp / f"segmenter-{n}.log"), failpoints)
+        if failpoints:
+            self.faults.add(f"segmenter-{n} started with FAILPOINTS={failpoints}")
+        with self._lock:
+            self.segmenters.append(worker)
+        return worker
+
+    @property
+    def consent(self) -> Worker:
+        return self.consents[0]
+
+    @property
+    def segmenter(self) -> Worker:
+        return next(w for w in self.segmenters if w.managed)
+
+    def workers(self) -> list[Worker]:
+        with self._lock:
+            return [*self.consents, *self.segmenters]
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Every managed worker answers /readyz 200 (a killed one is restarted by the watcher first)."""
+
+        def ready() -> bool:
+            return all(_ready(w) for w in self.workers() if w.managed)
+
+        wait_for(ready, timeout, "every worker ready", every=0.2)
+        self.faults.add("every worker ready", fault=False)
+
+    def stop_worker(self, worker: Worker) -> None:
+        """A clean stop (SIGTERM) that the watcher leaves alone."""
+        worker.managed = False
+        worker.service.stop()
+        self.faults.add(f"{worker.service.name} on :{worker.service.port} stopped (SIGTERM)")
+
+    def kill_worker(self, worker: Worker, restart: bool = True) -> None:
+        """SIGKILL from outside; the watcher restarts it when `restart`."""
+        worker.managed = restart
+        worker.service.kill()
+        self.faults.add(f"{worker.service.name} on :{worker.service.port} SIGKILLed by the test")
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.2):
+            for worker in self.workers():
+                process = worker.service.process
+                if not worker.managed or process is None or process.poll() is None:
+                    continue
+                self._restart(worker, process.returncode)
+
+    def _restart(self, worker: Worker, code: int) -> None:
+        name = f"{worker.service.name} on :{worker.service.port}"
+        if code == -9:
+            worker.kills += 1
+            self.faults.add(f"{name} died by SIGKILL (failpoint {worker.failpoints or 'none'}); restarted")
+        else:
+            self.faults.add(f"{name} exited with {code} (not a failpoint); restarted")
+        # Restarted without FAILPOINTS: a failpoint fires in the first life only.
+        worker.service.env.pop("FAILPOINTS", None)
+        worker.failpoints = ""
+        worker.service.start()
+
+    # -- faults on the infrastructure ---------------------------------------------------------
+
+    def flush_redis(self) -> None:
+        self.redis.flushdb()
+        self.faults.add("Redis FLUSHDB")
+
+    def restart_redis(self) -> None:
+        self.redis.restart()
+        self.faults.add("Redis restarted (empty)")
+
+    def restart_broker(self) -> None:
+        self.broker.restart()
+        self.faults.add("broker restarted (every topic forgotten)")
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._watcher.join(2)
+        for worker in self.workers():
+            worker.managed = False
+            worker.service.stop()
+        self.redis.stop()
+        self.broker.stop()
+
+    def logs(self, tail: int = 30) -> str:
+        return "\n".join(f"--- {w.service.log_path.name}\n{w.service.log(tail)}" for w in self.workers())
+
+
+def _ready(worker: Worker) -> bool:
+    if not worker.alive():
+        return False
+    try:
+        return httpx.get(f"{worker.url}/readyz", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False

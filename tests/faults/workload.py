@@ -1,0 +1,206 @@
+"""A seeded workload: a few dozen customers, their events and consent choices, in two phases so a
+fault can land between them (or fire inside them). The same seed gives the same inputs."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import httpx
+from kafka import KafkaProducer
+
+from shared.events import CustomerEvent, utcnow
+from tests.faults.model import Features, Model
+from tests.faults.stack import ADMIN, FaultStack
+
+DEFAULT_SEED = 1010
+PURPOSES = ("marketing_email", "marketing_sms", "personalization")
+GRANT_ODDS = {"marketing_email": 0.7, "marketing_sms": 0.5, "personalization": 0.5}
+
+
+def seed() -> int:
+    return int(os.environ.get("FAULT_SEED", DEFAULT_SEED))
+
+
+@dataclass(frozen=True)
+class Step:
+    customer: str
+    purpose: str | None = None  # a consent choice when set
+    status: str = ""
+    event_id: str = ""  # else an event (a repeated id is a redelivery)
+    amount: float | None = None  # a purchase when set
+
+
+@dataclass
+class Counts:
+    consent_puts: int = 0
+    events: int = 0
+    redeliveries: int = 0
+    bursts: int = 0
+
+
+def plan(rng: random.Random, customers: list[str]) -> tuple[list[Step], list[Step]]:
+    """Phase 1 grants and buys; phase 2 withdraws some grants, re-grants a few, buys more."""
+    first: dict[str, list[Step]] = {}
+    second: dict[str, list[Step]] = {}
+    for customer in customers:
+        granted = [p for p in PURPOSES if rng.random() < GRANT_ODDS[p]]
+        sent: list[Step] = []
+        first[customer] = [Step(customer, p, "granted") for p in granted] + _events(rng, customer, 2, 5, sent)
+        denied = [p for p in granted if rng.random() < 0.5]
+        again = [p for p in denied if rng.random() < 0.3]
+        steps = [Step(customer, p, "denied") for p in denied] + _events(rng, customer, 1, 3, sent)
+        steps += [Step(customer, p, "granted") for p in again]
+        second[customer] = steps
+    return _interleave(rng, first), _interleave(rng, second)
+
+
+def _events(rng: random.Random, customer: str, low: int, high: int, sent: list[Step]) -> list[Step]:
+    steps = []
+    for _ in range(rng.randint(low, high)):
+        if sent and rng.random() < 0.15:
+            steps.append(rng.choice(sent))  # redelivered: same event_id, same payload
+            continue
+        amount = float(rng.randrange(20, 120)) if rng.random() < 0.6 else None
+        step = Step(customer, event_id=f"{customer}-e{len(sent)}-{rng.randrange(10**6)}", amount=amount)
+        sent.append(step)
+        steps.append(step)
+    return steps
+
+
+def _interleave(rng: random.Random, per_customer: dict[str, list[Step]]) -> list[Step]:
+    """A random merge that keeps each customer's own order."""
+    queues = {c: list(steps) for c, steps in per_customer.items() if steps}
+    merged = []
+    while queues:
+        customer = rng.choice(sorted(queues))
+        merged.append(queues[customer].pop(0))
+        if not queues[customer]:
+            del queues[customer]
+    return merged
+
+
+@dataclass
+class Workload:
+    """Drives the stack's public inputs (consent HTTP API, customer.events) and remembers what it sent."""
+
+    stack: FaultStack
+    seed: int
+    size: int = 30
+    counts: Counts = field(default_factory=Counts)
+    model: Model = field(default_factory=Model)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.customers = [f"f{self.seed}-{i:02d}" for i in range(self.size)]
+        self.phases = plan(self.rng, self.customers)
+        self._event_ids: set[str] = set()
+        self._producer: KafkaProducer | None = None
+        self._pool = ThreadPoolExecutor(8)
+        self._turn = 0
+
+    def run_phase(self, index: int) -> None:
+        for chunk in _chunks(self.phases[index]):
+            self._produce([s for s in chunk if s.purpose is None])
+            list(self._pool.map(self._put, [s for s in chunk if s.purpose is not None]))
+            self.producer.flush(30)
+        self.stack.faults.add(f"workload phase {index + 1} sent", fault=False)
+
+    def run(self, between: Callable[[], None] = lambda: None) -> None:
+        self.run_phase(0)
+        between()
+        self.run_phase(1)
+
+    def burst(self, customers: list[str], purpose: str, choices: int) -> None:
+        """Alternating grants and denials for each customer at once (they share group commits),
+        ending on a denial when `choices` is even."""
+        steps = [
+            Step(c, purpose, "granted" if n % 2 == 0 else "denied") for n in range(choices) for c in customers
+        ]
+        list(self._pool.map(self._put, steps))
+        self.counts.bursts += 1
+
+    @property
+    def producer(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(bootstrap_servers=self.stack.broker.bootstrap, linger_ms=5)
+        return self._producer
+
+    def _produce(self, steps: list[Step]) -> None:
+        topic = f"{self.stack.prefix}customer.events"
+        for step in steps:
+            event = CustomerEvent(
+                event_id=step.event_id,
+                customer_id=step.customer,
+                type="purchase" if step.amount is not None else "page_view",
+                occurred_at=utcnow(),
+                source="faults",
+                attributes={"amount": step.amount, "currency": "EUR"} if step.amount is not None else {},
+            )
+            self.producer.send(topic, event.to_bytes(), key=step.customer.encode())
+            self._account(step)
+
+    def _account(self, step: Step) -> None:
+        self.counts.events += 1
+        if step.event_id in self._event_ids:
+            self.counts.redeliveries += 1
+            return
+        self._event_ids.add(step.event_id)
+        features = self.model.features.setdefault(step.customer, Features())
+        features.events += 1
+        if step.amount is not None:
+            features.spend += step.amount
+            features.purchases += 1
+
+    def _put(self, step: Step) -> None:
+        """PUT the choice; a consent worker that is down (a fault) is retried, on the next one."""
+        body = {
+            "status": step.status,
+            "source": "faults",
+            "jurisdiction": "GDPR",
+            "policy_version": "2026-03",
+        }
+        deadline = time.monotonic() + 60
+        while True:
+            self._turn += 1
+            worker = self.stack.consents[self._turn % len(self.stack.consents)]
+            try:
+                response = httpx.put(
+                    f"{worker.url}/v1/customers/{step.customer}/consents/{step.purpose}",
+                    json=body,
+                    headers=ADMIN,
+                    timeout=10,
+                )
+                if response.status_code == 200:
+                    self.counts.consent_puts += 1
+                    return
+                error = f"{response.status_code} {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                error = repr(exc)
+            assert time.monotonic() < deadline, f"consent PUT kept failing: {error}"
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self._pool.shutdown()
+        if self._producer is not None:
+            self._producer.close(5)
+
+
+def _chunks(steps: list[Step], size: int = 8) -> Iterator[list[Step]]:
+    """Runs of steps with at most one consent choice per customer, so a customer's choices keep
+    their order (concurrency across customers only; the burst scenario is the exception)."""
+    chunk: list[Step] = []
+    choosing: set[str] = set()
+    for step in steps:
+        if len(chunk) >= size or (step.purpose and step.customer in choosing):
+            yield chunk
+            chunk, choosing = [], set()
+        chunk.append(step)
+        if step.purpose:
+            choosing.add(step.customer)
+    if chunk:
+        yield chunk
