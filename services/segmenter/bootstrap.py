@@ -24,6 +24,7 @@ from services.segmenter.consent_loader import load_consent_state
 from services.segmenter.definition_feed import DefinitionFeed
 from services.segmenter.definitions import DefinitionService
 from services.segmenter.domain.segments import Segment, SegmentRegistry
+from services.segmenter.expiry import ExpiryScheduler
 from services.segmenter.membership_service import MembershipService
 from services.segmenter.modeling.assign import ModelAssigner
 from services.segmenter.modeling.features import SOURCE_FEATURES
@@ -58,6 +59,7 @@ class Runtime:
         self.definitions: DefinitionService | None = None
         self.membership: MembershipService | None = None
         self.sweeper: Sweeper | None = None
+        self.expiry: ExpiryScheduler | None = None
         self.stream: Any = None
         self.consent: KafkaConsentFollower | None = None
         self.consent_loaded = False
@@ -72,6 +74,9 @@ class Runtime:
         self.membership = MembershipService(
             self.store, publisher, self._required_purposes, self.assigner.assign
         )
+        self.expiry = ExpiryScheduler(
+            self.store, self.registry, self.membership, lambda: owned_partitions(self.stream, settings)
+        )
         # Model segments evaluated before their models are loaded would evict everyone.
         await _retry("models", lambda: asyncio.to_thread(self.assigner.refresh))
         store = SqliteDefinitionStore(settings.ensure_data_dir() / "segments.db")
@@ -81,7 +86,7 @@ class Runtime:
         self._spawn(feed.run())
         # Events evaluated before the definitions are in would miss their segments.
         await self.definitions.loaded.wait()
-        handlers = StreamHandlers(self.store, self.registry, self.membership, self.producer)
+        handlers = StreamHandlers(self.store, self.registry, self.membership, self.producer, self.expiry)
         names = topic_names(settings)
         self.consent = KafkaConsentFollower(
             settings,
@@ -104,6 +109,7 @@ class Runtime:
         )
         # A definition may have changed while no worker ran: bring the owned customers up to date.
         self._spawn(self.sweeper.reevaluate({s.id for s in self.registry.all()}, deleted=False))
+        self._spawn(self.expiry.run())
         self._spawn(run_every(settings.sweep_interval_s, "sweep", self.sweeper.sweep_once))
         self._spawn(run_every(settings.compliance_interval_s, "compliance", self.sweeper.compliance_once))
         self._spawn(run_every(LAG_INTERVAL_S, "lag", self._record_lag))
@@ -134,7 +140,8 @@ class Runtime:
         return KafkaCompactedReader(self.settings, topic, f"segwarden-segmenter-{base}")
 
     async def _load_consent(self) -> None:
-        await load_consent_state(self._reader(CONSENT_STATE.base), self.store)
+        assert self.expiry is not None
+        await load_consent_state(self._reader(CONSENT_STATE.base), self.store, self.expiry.track)
         self.consent_loaded = True
 
     async def _segment_changed(self, segment: Segment | None, segment_id: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
@@ -15,13 +16,17 @@ from shared.events import ConsentStateSnapshot
 log = logging.getLogger(__name__)
 
 
-async def load_consent_state(reader: KafkaCompactedReader, store: RedisCustomerStore) -> int:
+async def load_consent_state(
+    reader: KafkaCompactedReader,
+    store: RedisCustomerStore,
+    track: Callable[[int, str], Awaitable[None]] | None = None,
+) -> int:
     """Apply the latest snapshot of every customer; returns how many customers were loaded.
 
     A purpose's state is replaced only by a newer one (by sequence; PurposeConsent.supersedes),
     so what the consent.changes stream applied already is never undone; a tombstone clears the
     customer's consent (all denied). Invalid records are left to the stream agent, which
-    dead-letters them once.
+    dead-letters them once. `track(partition, customer)` queues each loaded grant's expiry.
     """
     await reader.start()
     try:
@@ -43,5 +48,8 @@ async def load_consent_state(reader: KafkaCompactedReader, store: RedisCustomerS
         states = {p: purpose_consent(s, fallback) for p, s in snapshot.purposes.items()}
         if states:
             await store.apply_consent(snapshot.customer_id, states)
+            if track is not None:
+                await store.remember(record.partition, snapshot.customer_id)
+                await track(record.partition, snapshot.customer_id)
     log.info("loaded consent state", extra={"customers": len(latest)})
     return len(latest)

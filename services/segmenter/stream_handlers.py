@@ -14,6 +14,7 @@ from services.segmenter.adapters.redis_store import CustomerSnapshot, EventWrite
 from services.segmenter.domain.consent import PurposeConsent
 from services.segmenter.domain.membership import ON_CONSENT, ON_EVENT
 from services.segmenter.domain.segments import SegmentRegistry, features_changed_by
+from services.segmenter.expiry import ExpiryScheduler
 from services.segmenter.membership_service import Cause, MembershipService, Plan
 from services.segmenter.metrics import EVENTS_PROCESSED, EVICTION_LATENCY
 from shared.deadletter import decode_or_dead_letter
@@ -73,11 +74,13 @@ class StreamHandlers:
         registry: SegmentRegistry,
         membership: MembershipService,
         producer: AIOKafkaProducer,
+        expiry: ExpiryScheduler,
     ) -> None:
         self.store = store
         self.registry = registry
         self.membership = membership
         self.producer = producer
+        self.expiry = expiry
 
     async def on_events(self, records: Sequence[ConsumerRecord]) -> None:
         """A batch: one Redis pipeline for every feature update, then one evaluation per customer."""
@@ -162,13 +165,13 @@ class StreamHandlers:
         snapshot = await self.store.clear_consent(customer_id)
         candidates = [s for s in self.registry.all() if s.id in snapshot.segments]
         await self.membership.reconcile(snapshot, candidates, ON_CONSENT, Cause(None, None))
-        await self.store.set_expiry(partition, customer_id, None)
+        await self.expiry.track(partition, customer_id)
 
     async def _track(self, partition: int, snapshot: CustomerSnapshot) -> None:
-        """Remember the customer for sweeps, and when its next grant expires."""
+        """Remember the customer for sweeps, and queue when its next grant expires (a renewal
+        moves the due time)."""
         await self.store.remember(partition, snapshot.customer_id)
-        expiry = snapshot.consent.next_expiry(time.time())
-        await self.store.set_expiry(partition, snapshot.customer_id, expiry)
+        await self.expiry.track(partition, snapshot.customer_id)
 
 
 def _observe_evictions(published: Sequence[MembershipChanged], recorded_at: float) -> None:

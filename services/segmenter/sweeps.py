@@ -1,8 +1,9 @@
 """Periodic work over the customers of the partitions this worker owns.
 
-The sweep re-evaluates time-sensitive segments (rules reading *_days features) and customers
-whose consent grant expired; the compliance monitor checks every live membership against the
-effective consent and evicts (and counts, as a metric that must stay 0) any violation.
+The sweep re-evaluates time-sensitive segments (rules reading *_days features; grant expiries
+have their own scheduler, services/segmenter/expiry.py); the compliance monitor checks every
+live membership against the effective consent and evicts (and counts, as a metric that must
+stay 0) any violation.
 """
 
 from __future__ import annotations
@@ -76,21 +77,12 @@ class Sweeper:
         OWNED_PARTITIONS.set(len(owned))
         for partition in owned:
             await self.relay_outboxes(partition)
-            await self._expire(partition)
             if time_segments:
                 async for chunk in self.snapshots(partition):
                     await self._reconcile(chunk, time_segments, ON_SWEEP)
         for segment in self.registry.all():
             SEGMENT_SIZE.labels(segment.id).set(await self.store.segment_size(segment.id))
         SWEEPS.inc()
-
-    async def _expire(self, partition: int) -> None:
-        now = time.time()
-        due = await self.store.due_expiries(partition, now)
-        for snapshot in await self.store.read_many(due) if due else []:
-            current = [s for s in self.registry.all() if s.id in snapshot.segments]
-            await self.membership.reconcile(snapshot, current, ON_SWEEP, NO_CAUSE)
-            await self.store.set_expiry(partition, snapshot.customer_id, snapshot.consent.next_expiry(now))
 
     async def reevaluate(self, segment_ids: set[str], deleted: bool) -> None:
         """A changed segment re-evaluated (or a deleted one emptied) for the owned partitions."""

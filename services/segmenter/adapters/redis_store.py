@@ -287,6 +287,18 @@ class RedisCustomerStore:
         else:
             await self.client.zadd(self.keys.expiry(partition), {customer_id: expires_at})
 
-    async def due_expiries(self, partition: int, now: float, limit: int = 1000) -> list[str]:
-        key = self.keys.expiry(partition)
-        return list(await self.client.zrangebyscore(key, "-inf", now, start=0, num=limit))
+    async def expiry_heads(
+        self, partitions: Sequence[int], now: float, limit: int = 1000
+    ) -> dict[int, tuple[list[str], float | None]]:
+        """Per partition: the customers whose queued expiry is due at `now`, and the earliest one."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for partition in partitions:
+                key = self.keys.expiry(partition)
+                pipe.zrangebyscore(key, "-inf", now, start=0, num=limit)
+                pipe.zrange(key, 0, 0, withscores=True)
+            results = await pipe.execute()
+        heads = {}
+        for i, partition in enumerate(partitions):
+            due, first = results[2 * i], results[2 * i + 1]
+            heads[partition] = (list(due), float(first[0][1]) if first else None)
+        return heads

@@ -6,7 +6,9 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -61,22 +63,30 @@ class Inputs:
         return event
 
     async def consent(
-        self, customer: str, purpose: str, status: str, wait: bool = True, expires_in: float | None = None
+        self,
+        customer: str,
+        purpose: str,
+        status: str,
+        wait: bool = True,
+        expires_in: float | None = None,
+        **fields: Any,
     ) -> ConsentChanged:
+        """A consent change; `fields` set others (`sequence`, `reason`, `expires_at`)."""
         now = datetime.now(UTC)
-        change = ConsentChanged(
-            event_id=new_event_id(),
-            customer_id=customer,
-            purpose=purpose,
-            status=status,  # type: ignore[arg-type]
-            previous_status=None,
-            reason="user",
-            source="test",
-            jurisdiction="GDPR",
-            policy_version="2026-03",
-            recorded_at=now,
-            expires_at=now + timedelta(seconds=expires_in) if expires_in is not None else None,
-        )
+        values: dict[str, Any] = {
+            "event_id": new_event_id(),
+            "customer_id": customer,
+            "purpose": purpose,
+            "status": status,
+            "previous_status": None,
+            "reason": "user",
+            "source": "test",
+            "jurisdiction": "GDPR",
+            "policy_version": "2026-03",
+            "recorded_at": now,
+            "expires_at": now + timedelta(seconds=expires_in) if expires_in is not None else None,
+        }
+        change = ConsentChanged(**{**values, **fields})
         await self.send("consent.changes", customer, change.to_bytes(), wait)
         return change
 
@@ -134,14 +144,12 @@ async def kafka_io(kafka_bootstrap: str, io_prefix: str) -> AsyncIterator[tuple[
         await producer.stop()
 
 
-@pytest.fixture(scope="module")
-def shared_segmenter(
-    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def module_segmenter(
+    kafka_bootstrap: str, redis_url: str, tmp: Path, **overrides: str
 ) -> Iterator[ServiceProcess]:
-    """One segmenter for a whole module (its tests use distinct customers and segments): each
-    start costs seconds of imports and a group join."""
+    """A segmenter on its own prefix, for the tests of one module; its Redis keys removed after."""
     prefix = f"t{uuid.uuid4().hex[:10]}."
-    tmp = tmp_path_factory.mktemp("segmenter")
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "REDIS_URL": redis_url,
@@ -150,7 +158,7 @@ def shared_segmenter(
         "DATA_DIR": str(tmp / "data"),
         "AUTH_TOKENS": ",".join(f"{token}={scopes}" for token, scopes in TEST_TOKENS.items()),
         "INTERNAL_TOKEN": "admin-token-0001",
-        **FAST,
+        **overrides,
     }
     service = ServiceProcess("segmenter", env, tmp / "segmenter.log")
     try:
@@ -161,6 +169,17 @@ def shared_segmenter(
         for key in client.scan_iter(f"sw:{prefix}*", count=1000):
             client.delete(key)
         client.close()
+
+
+@pytest.fixture(scope="module")
+def shared_segmenter(
+    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    """One segmenter for a whole module (its tests use distinct customers and segments): each
+    start costs seconds of imports and a group join."""
+    tmp = tmp_path_factory.mktemp("segmenter")
+    with module_segmenter(kafka_bootstrap, redis_url, tmp, **FAST) as service:
+        yield service
 
 
 @pytest.fixture

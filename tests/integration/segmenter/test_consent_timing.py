@@ -1,0 +1,75 @@
+"""Consent against the real broker and Redis with the default 30 s sweep: an expiry evicts within
+1 s of `expires_at` (the due-queue, not the sweep), a renewal moves the due time, and a denial the
+consent service makes because a grant expired is announced `consent_expired`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.segmenter.conftest import module_segmenter, put_segment, wait_until
+from tests.support import ServiceProcess
+
+
+@pytest.fixture(scope="module")
+def timing_segmenter(
+    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    """Sweep and compliance scan at their defaults (30 s, 60 s): nothing here may lean on them."""
+    tmp = tmp_path_factory.mktemp("segmenter-timing")
+    with module_segmenter(kafka_bootstrap, redis_url, tmp) as service:
+        yield service
+
+
+@pytest.fixture
+def segmenter(timing_segmenter: ServiceProcess) -> ServiceProcess:
+    return timing_segmenter
+
+
+@pytest.fixture
+def io_prefix(timing_segmenter: ServiceProcess) -> str:
+    return timing_segmenter.env["TOPIC_PREFIX"]
+
+
+async def _member(inputs: Any, outputs: Any, customer: str, segment: str, expires_at: datetime) -> None:
+    await inputs.consent(customer, "marketing_sms", "granted", sequence=1, expires_at=expires_at)
+    await inputs.event(customer, "click")
+    await wait_until(lambda: outputs.find(customer, segment, "joined"), what="the join")
+
+
+async def test_an_expiry_evicts_within_a_second_of_expires_at(api: httpx.Client, kafka_io: Any) -> None:
+    inputs, outputs = kafka_io
+    put_segment(api, "exp-a", "event_count >= 1", "marketing_sms")
+    expires_at = datetime.now(UTC) + timedelta(seconds=4)
+    await _member(inputs, outputs, "x-1", "exp-a", expires_at)
+    left = await wait_until(lambda: outputs.find("x-1", "exp-a", "left"), timeout=15, what="the expiry")
+    assert left.reason == "consent_expired"
+    assert timedelta(0) <= left.at - expires_at < timedelta(seconds=1), left.at - expires_at
+
+
+async def test_a_renewal_moves_the_expiry(api: httpx.Client, kafka_io: Any) -> None:
+    inputs, outputs = kafka_io
+    put_segment(api, "exp-b", "event_count >= 1", "marketing_sms")
+    first = datetime.now(UTC) + timedelta(seconds=3)
+    await _member(inputs, outputs, "x-2", "exp-b", first)
+    renewed = first + timedelta(seconds=3)
+    await inputs.consent("x-2", "marketing_sms", "granted", sequence=2, expires_at=renewed)
+    await asyncio.sleep(max(0.0, (first - datetime.now(UTC)).total_seconds()) + 1.5)
+    assert outputs.find("x-2", "exp-b", "left") is None, "evicted at the old expiry"
+    left = await wait_until(lambda: outputs.find("x-2", "exp-b", "left"), timeout=15, what="the expiry")
+    assert left.reason == "consent_expired"
+    assert timedelta(0) <= left.at - renewed < timedelta(seconds=1), left.at - renewed
+
+
+async def test_a_denial_by_the_expiry_job_is_announced_as_expired(api: httpx.Client, kafka_io: Any) -> None:
+    inputs, outputs = kafka_io
+    put_segment(api, "exp-c", "event_count >= 1", "marketing_sms")
+    await _member(inputs, outputs, "x-3", "exp-c", datetime.now(UTC) + timedelta(days=1))
+    denial = await inputs.consent("x-3", "marketing_sms", "denied", sequence=2, reason="expired")
+    left = await wait_until(lambda: outputs.find("x-3", "exp-c", "left"), what="the eviction")
+    assert left.reason == "consent_expired" and left.cause_event_id == denial.event_id
