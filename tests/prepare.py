@@ -19,6 +19,7 @@ def main() -> None:
     # A Redis started here must outlive this script: the test run uses it.
     logging.info("redis at %s %s", url, "started" if started else "already running")
     ensure_promtool()
+    ensure_faketime()
 
 
 # apt must not start the package's system service: tests start their own Prometheus on a free port.
@@ -46,6 +47,18 @@ def ensure_promtool() -> None:
     if subprocess.run(["pgrep", "-u", "prometheus"], capture_output=True).returncode == 0:
         subprocess.run(["/etc/init.d/prometheus", "stop"], check=False)
     logging.info("promtool installed: %s", shutil.which("promtool"))
+
+
+def ensure_faketime() -> None:
+    """Install Debian's `faketime` (libfaketime, for the consent clock-step test) when missing."""
+    present = any(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    if present or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "faketime"]
+    subprocess.run(install, check=True, env=env)
+    logging.info("libfaketime installed")
 
 
 if __name__ == "__main__":

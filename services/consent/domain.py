@@ -30,6 +30,8 @@ class CurrentConsent:
     jurisdiction: Jurisdiction
     policy_version: str
     expires_at: datetime | None = None
+    # The consent sequence of the row that set this state; None for a pre-sequence row.
+    sequence: int | None = None
 
     def effective_at(self, now: datetime) -> bool:
         return self.status == "granted" and (self.expires_at is None or self.expires_at > now)
@@ -72,6 +74,8 @@ class ConsentEntry:
     publishes: bool
     user_agent: str | None = None
     ip_truncated: str | None = None
+    # Assigned by the store in the transaction that records the entry (None until then).
+    sequence: int | None = None
 
     def as_current(self) -> CurrentConsent:
         return CurrentConsent(
@@ -81,6 +85,7 @@ class ConsentEntry:
             self.jurisdiction,
             self.policy_version,
             self.expires_at,
+            self.sequence,
         )
 
     def to_event(self) -> ConsentChanged:
@@ -96,4 +101,5 @@ class ConsentEntry:
             policy_version=self.policy_version,
             recorded_at=self.recorded_at,
             expires_at=self.expires_at,
+            sequence=self.sequence,
         )

@@ -37,9 +37,7 @@ def _record(
     if command.request_id and not unit.claim_request(command.request_id, now):
         return None
     current = unit.current()
-    entries = policy.decide(command, current, now)
-    _append_and_enqueue(unit, policy, current, entries, now)
-    return entries
+    return _append_and_enqueue(unit, policy, current, policy.decide(command, current, now), now)
 
 
 def expire_customer(
@@ -48,9 +46,7 @@ def expire_customer(
     """Deny (reason expired) every lapsed grant of one customer and queue the changes."""
     with store.customer(customer_id) as unit:
         current = unit.current()
-        entries = policy.expire(customer_id, current, now)
-        _append_and_enqueue(unit, policy, current, entries, now)
-    return entries
+        return _append_and_enqueue(unit, policy, current, policy.expire(customer_id, current, now), now)
 
 
 def erase_customer(
@@ -63,7 +59,9 @@ def erase_customer(
     """
     request = ErasureRequested(event_id=new_event_id(), customer_id=customer_id, requested_at=now)
     with store.customer(customer_id) as unit:
-        entries = policy.erase(customer_id, unit.current(), now)
+        # Numbered like any change: the counter outlives the customer's rows, so a later signup
+        # of the same id continues after the erasure's numbers.
+        entries = unit.number(policy.erase(customer_id, unit.current(), now))
         unit.erase(subject, request.event_id, now)
         for entry in entries:
             unit.enqueue(topics.CONSENT_CHANGES.base, entry.event_id, entry.to_event().to_bytes(), now, True)
@@ -83,9 +81,11 @@ def _append_and_enqueue(
     current: dict[str, CurrentConsent],
     entries: list[ConsentEntry],
     now: datetime,
-) -> None:
+) -> list[ConsentEntry]:
+    """Record the entries with their sequence; returns them numbered."""
     if not entries:
-        return
+        return []
+    entries = unit.number(entries)
     unit.append(entries)
     changed = [entry for entry in entries if entry.publishes]
     for entry in changed:
@@ -94,3 +94,4 @@ def _append_and_enqueue(
         after = current | {entry.purpose: entry.as_current() for entry in entries}
         snapshot = policy.snapshot(unit.customer_id, after, now)
         unit.enqueue(topics.CONSENT_STATE.base, snapshot.event_id, snapshot.to_bytes(), now)
+    return entries

@@ -95,6 +95,7 @@ class ConsentPolicy:
                 expires_at=record.expires_at,
                 jurisdiction=record.jurisdiction,
                 policy_version=record.policy_version,
+                sequence=record.sequence,
             )
         return states
 
@@ -163,4 +164,7 @@ class ConsentPolicy:
 def _latest_jurisdiction(current: Current) -> Jurisdiction | None:
     if not current:
         return None
-    return max(current.values(), key=lambda c: c.recorded_at).jurisdiction
+    # The latest by sequence, not by clock (which may step back); pre-sequence rows are older.
+    return max(
+        current.values(), key=lambda c: (c.sequence is not None, c.sequence or 0, c.recorded_at)
+    ).jurisdiction

@@ -41,6 +41,9 @@ class ConsentRecordOut(BaseModel):
     published: bool = Field(description="whether it changed the effective state (and was published)")
     user_agent: str | None = None
     ip_truncated: str | None = None
+    sequence: int | None = Field(
+        None, description="the customer's consent sequence (commit order); null if recorded before it"
+    )
 
 
 class RecordedConsentOut(ConsentRecordOut):
@@ -57,6 +60,7 @@ class PurposeStateOut(BaseModel):
     expires_at: datetime | None = None
     jurisdiction: JurisdictionName | None = None
     policy_version: str | None = None
+    sequence: int | None = None
 
 
 class ConsentsOut(BaseModel):

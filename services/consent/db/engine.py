@@ -17,6 +17,8 @@ from shared.database import driver_url
 
 _SQLITE_WRITERS: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# Any fixed 64-bit number, the same in every replica (the relay lease uses ...0001).
+MIGRATION_LOCK_KEY = 0x5E6A_C0DE_0002
 
 
 def make_engine(url: str) -> Engine:
@@ -75,11 +77,30 @@ def lock_customer(connection: Connection, customer_id: str) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:c, 0))"), {"c": customer_id})
 
 
+def next_sequences(connection: Connection, count: int) -> list[int]:
+    """`count` new consent sequence numbers, ascending, drawn inside the caller's transaction.
+
+    Drawn under the customer's lock (`lock_customer`), so a customer's numbers grow in commit
+    order. The counter is one per database, not per customer: it survives an erasure without a
+    row naming the customer, and replicas share it. Values are unique; gaps carry no meaning.
+    """
+    if connection.dialect.name == "postgresql":
+        query = text("SELECT nextval('consent_sequence') FROM generate_series(1, :n)")
+        return sorted(connection.execute(query, {"n": count}).scalars())
+    # SQLite has one writer at a time (BEGIN IMMEDIATE), so the row cannot move under us.
+    bump = text("UPDATE consent_sequence SET last = last + :n RETURNING last")
+    last = int(connection.execute(bump, {"n": count}).scalar_one())
+    return list(range(last - count + 1, last + 1))
+
+
 def run_migrations(engine: Engine) -> None:
     """Upgrade the schema to the newest revision (idempotent; never drops data)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas started together would otherwise race to create the same tables.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

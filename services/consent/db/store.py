@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
-from services.consent.db.engine import lock_customer, reader, write_transaction
+from services.consent.db.engine import lock_customer, next_sequences, reader, write_transaction
 from services.consent.db.tables import (
     consent_current,
     consent_records,
@@ -19,7 +20,15 @@ from services.consent.db.tables import (
 )
 from services.consent.domain import ConsentEntry, CurrentConsent
 
-_CURRENT_FIELDS = ("status", "source", "jurisdiction", "policy_version", "recorded_at", "expires_at")
+_CURRENT_FIELDS = (
+    "status",
+    "source",
+    "jurisdiction",
+    "policy_version",
+    "recorded_at",
+    "expires_at",
+    "sequence",
+)
 # Built once with bound parameters, so SQLAlchemy compiles each statement once (the hot path).
 _INSERT_RECORD = insert(consent_records)
 _INSERT_CURRENT = insert(consent_current)
@@ -49,8 +58,15 @@ class CustomerUnit:
         self.connection.execute(insert(processed_requests).values(request_id=request_id, processed_at=now))
         return True
 
+    def number(self, entries: list[ConsentEntry]) -> list[ConsentEntry]:
+        """The entries with their consent sequence, ascending in list order (the commit order)."""
+        if not entries:
+            return []
+        sequences = next_sequences(self.connection, len(entries))
+        return [replace(entry, sequence=s) for entry, s in zip(entries, sequences, strict=True)]
+
     def append(self, entries: list[ConsentEntry]) -> None:
-        """New history rows, and the current projection moved to them."""
+        """New history rows (numbered by `number`), and the current projection moved to them."""
         for entry in entries:
             row = {k: v for k, v in vars(entry).items() if k != "publishes"}
             self.connection.execute(_INSERT_RECORD, {**row, "published": entry.publishes})

@@ -65,6 +65,8 @@ consent_records = Table(
     Column("recorded_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime),
     Column("published", Boolean, nullable=False),
+    # The consent sequence (see `next_sequences`); NULL on rows recorded before it existed.
+    Column("sequence", BigInteger),
     Index("ix_consent_records_customer", "customer_id", "id"),
 )
 
@@ -81,6 +83,7 @@ consent_current = Table(
     Column("policy_version", String(256), nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime),
+    Column("sequence", BigInteger),
     Index("ix_consent_current_expiry", "status", "expires_at"),
 )
 
@@ -118,3 +121,7 @@ erasures = Table(
     Column("records_deleted", Integer, nullable=False),
     Index("ix_erasures_subject", "subject"),
 )
+
+# The consent sequence's counter: a PostgreSQL SEQUENCE (CACHE 1, so values grow in the order
+# they are drawn across sessions); on SQLite, one row in a table of its own (one writer at a time).
+CONSENT_SEQUENCE = "consent_sequence"

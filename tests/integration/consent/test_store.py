@@ -9,32 +9,53 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, select, text
 
 from services.consent import handlers
-from services.consent.db.engine import make_engine, run_migrations
+from services.consent.db.engine import MIGRATIONS, make_engine, run_migrations
 from services.consent.db.outbox import SqlOutbox
 from services.consent.db.store import SqlConsentStore
-from services.consent.db.tables import metadata
+from services.consent.db.tables import consent_current, metadata
 from services.consent.domain import RecordConsent
 from services.consent.policy import ConsentPolicy
 from shared.catalog import load_catalog
 from shared.database import driver_url
-from shared.events import utcnow
+from shared.events import ConsentChanged, ConsentStateSnapshot, new_event_id, utcnow
 
 POLICY = ConsentPolicy(load_catalog())
 
 
+def _url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'data' / 'consent.db'}"
+    return request.getfixturevalue("postgres_url").replace("postgresql+psycopg", "postgresql")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'data' / 'consent.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url").replace("postgresql+psycopg", "postgresql")
-    engine = make_engine(url)
+    engine = make_engine(_url(request, tmp_path))
     run_migrations(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def bare_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on an empty database, for tests that migrate step by step."""
+    engine = make_engine(_url(request, tmp_path))
+    yield engine
+    engine.dispose()
+
+
+def _migrate(engine: Engine, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
 
 
 def grant(
@@ -53,7 +74,10 @@ def test_migrations_create_the_schema_and_run_again_harmlessly(engine: Engine) -
     run_migrations(engine)
     assert set(metadata.tables) <= set(inspect(engine).get_table_names())
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert version == ScriptDirectory.from_config(config).get_current_head()
 
 
 def test_a_change_and_its_outbox_rows_commit_together(engine: Engine) -> None:
@@ -111,6 +135,7 @@ def test_concurrent_writers_of_one_customer_keep_a_consistent_chain(engine: Engi
     for before, after in zip(history, history[1:], strict=False):
         assert after["previous_status"] == before["status"]
         assert after["published"] == (after["status"] != before["status"])
+        assert after["sequence"] > before["sequence"]  # history order is sequence order
 
 
 def test_erasure_leaves_only_a_pseudonymous_proof(engine: Engine) -> None:
@@ -153,3 +178,86 @@ def test_a_group_commit_applies_its_commands_in_order(engine: Engine) -> None:
     states = [json.loads(r.payload or b"") for r in outbox.pending(100) if r.topic == "consent.state"]
     c1_states = [s["purposes"]["marketing_email"]["status"] for s in states if s["customer_id"] == "c-1"]
     assert c1_states == ["granted", "denied", "granted"]
+
+
+def _changes(outbox: SqlOutbox, customer: str) -> list[ConsentChanged]:
+    return [
+        ConsentChanged.model_validate_json(r.payload or b"")
+        for r in outbox.pending(1000)
+        if r.topic == "consent.changes" and r.customer_id == customer
+    ]
+
+
+def _snapshots(outbox: SqlOutbox, customer: str) -> list[ConsentStateSnapshot]:
+    return [
+        ConsentStateSnapshot.model_validate_json(r.payload or b"")
+        for r in outbox.pending(1000)
+        if r.topic == "consent.state" and r.customer_id == customer and r.payload
+    ]
+
+
+def test_a_group_commit_numbers_its_choices_in_commit_order(engine: Engine) -> None:
+    store, outbox = SqlConsentStore(engine), SqlOutbox(engine)
+    commands = [grant("c-1"), grant("c-2"), grant("c-1", status="denied"), grant("c-1", gpc=True)]
+    results = handlers.record_many(store, POLICY, commands, utcnow())
+    numbered = [e.sequence for r in results for e in r or []]
+    assert None not in numbered and numbered == sorted(set(numbered))  # unique, in command order
+    history = store.history("c-1")
+    assert [h["sequence"] for h in history] == sorted({h["sequence"] for h in history})
+    # Published: each change carries its row's sequence, in outbox (publishing) order.
+    by_event = {h["event_id"]: h["sequence"] for h in history}
+    changes = _changes(outbox, "c-1")
+    assert [c.sequence for c in changes] == [by_event[c.event_id] for c in changes]
+    assert [c.sequence for c in changes] == sorted(c.sequence for c in changes)
+    # Each snapshot carries, per recorded purpose, the sequence of the row that set it.
+    last = _snapshots(outbox, "c-1")[-1].purposes
+    current = store.current("c-1")
+    assert {p: s.sequence for p, s in last.items() if s.recorded_at} == {
+        p: c.sequence for p, c in current.items()
+    }
+    assert last["marketing_email"].sequence == history[-2]["sequence"]  # the GPC rows came after
+    assert last["personalization"].sequence is None  # never recorded: the catalog default
+
+
+def test_sequences_continue_after_an_erasure_and_across_purposes(engine: Engine) -> None:
+    store, outbox = SqlConsentStore(engine), SqlOutbox(engine)
+    [first] = handlers.record_consent(store, POLICY, grant("c-9"), utcnow()) or []
+    [second] = handlers.record_consent(store, POLICY, grant("c-9", "profiling"), utcnow()) or []
+    _, denials = handlers.erase_customer(store, POLICY, "c-9", "cd" * 32, utcnow())
+    [again] = handlers.record_consent(store, POLICY, grant("c-9"), utcnow()) or []
+    sequences = [first.sequence, second.sequence, *(d.sequence for d in denials), again.sequence]
+    assert len(denials) == 2 and sequences == sorted(set(sequences)), sequences
+    assert [c.sequence for c in _changes(outbox, "c-9")][-3:] == sequences[-3:]
+
+
+def test_rows_recorded_before_the_sequence_keep_null_and_newer_rows_are_numbered(
+    bare_engine: Engine,
+) -> None:
+    _migrate(bare_engine, "0001")
+    now = utcnow().replace(tzinfo=None)  # as the store writes it on SQLite; PostgreSQL reads it as UTC
+    with bare_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO consent_records (event_id, customer_id, purpose, status, reason, method,"
+                " source, jurisdiction, policy_version, recorded_at, published)"
+                " VALUES (:e, 'c-old', 'marketing_email', 'granted', 'user', 'api', 't', 'GDPR', 'v0',"
+                " :at, :published)"
+            ),
+            {"e": new_event_id(), "at": now, "published": True},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO consent_current (customer_id, purpose, status, source, jurisdiction,"
+                " policy_version, recorded_at) VALUES ('c-old', 'marketing_email', 'granted', 't',"
+                " 'GDPR', 'v0', :at)"
+            ),
+            {"at": now},
+        )
+    run_migrations(bare_engine)
+    store = SqlConsentStore(bare_engine)
+    assert store.current("c-old")["marketing_email"].sequence is None
+    [denial] = handlers.record_consent(store, POLICY, grant("c-old", status="denied"), utcnow()) or []
+    assert denial.sequence == 1 and denial.previous_status == "granted"
+    assert [h["sequence"] for h in store.history("c-old")] == [None, 1]
+    with bare_engine.connect() as connection:
+        assert connection.execute(select(consent_current.c.sequence)).scalar_one() == 1

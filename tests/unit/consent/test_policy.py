@@ -148,3 +148,26 @@ def test_published_changes_replay_to_the_effective_state(steps: list[tuple[str, 
         last_gpc = max(i for i, (_, _, gpc) in enumerate(steps) if gpc)
         later = {p for p, s, _ in steps[last_gpc + 1 :] if s == "granted"}
         assert all(states[p].status == "denied" for p in POLICY.catalog.sale_or_share_ids if p not in later)
+
+
+def test_the_default_follows_the_latest_record_by_sequence_not_by_clock() -> None:
+    catalog = POLICY.catalog.model_copy(
+        update={
+            "purposes": tuple(
+                p.model_copy(update={"defaults": {"GDPR": "denied", "CCPA": "granted", "OTHER": "denied"}})
+                if p.id == "personalization"
+                else p
+                for p in POLICY.catalog.purposes
+            )
+        }
+    )
+    policy = ConsentPolicy(catalog)
+    # The CCPA record is newer (higher sequence) though its clock read earlier (a step back).
+    gdpr = replace(current(), jurisdiction="GDPR", recorded_at=NOW, sequence=7)
+    ccpa = replace(current(), jurisdiction="CCPA", recorded_at=NOW - timedelta(seconds=30), sequence=8)
+    states = policy.states({"marketing_email": gdpr, "profiling": ccpa}, NOW)
+    assert states["personalization"].status == "granted"
+    # A pre-sequence record (null) is older than any numbered one, whatever its time.
+    old = replace(ccpa, recorded_at=NOW + timedelta(days=1), sequence=None)
+    states = policy.states({"marketing_email": gdpr, "profiling": old}, NOW)
+    assert states["personalization"].status == "denied"
