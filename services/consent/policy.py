@@ -121,6 +121,8 @@ class ConsentPolicy:
         # a lapsed grant the expiry job has not reached yet is still "granted" downstream.
         before = previous.status if previous else self._default(command.purpose, command.jurisdiction)
         expires_at = command.expires_at if status == "granted" else None
+        # A renewal (granted again, another expiry) changes when consent ends: subscribers need it.
+        renewed = status == "granted" and (previous.expires_at if previous else None) != expires_at
         return ConsentEntry(
             event_id=new_event_id(),
             customer_id=command.customer_id,
@@ -134,7 +136,7 @@ class ConsentPolicy:
             policy_version=command.policy_version,
             recorded_at=now,
             expires_at=expires_at,
-            publishes=before != status,
+            publishes=before != status or renewed,
             user_agent=command.user_agent,
             ip_truncated=command.ip_truncated,
         )

@@ -10,7 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.events import ConsentChanged, ConsentRequested, DeadLetter, ErasureRequested
+from shared.events import (
+    ConsentChanged,
+    ConsentRequested,
+    ConsentStateSnapshot,
+    DeadLetter,
+    ErasureRequested,
+)
 from tests.conftest import bearer
 from tests.integration.consent.conftest import choice, for_key, produce, put, read_topic, topic
 from tests.support import wait_for
@@ -107,6 +113,39 @@ def test_a_lapsed_grant_is_denied_and_published_by_the_expiry_job(consent, kafka
     )
     states = httpx.get(f"{consent.url}/v1/customers/{customer}/consents", headers=bearer()).json()["purposes"]
     assert states["marketing_email"]["effective"] is False
+
+
+def test_a_renewal_is_published_and_the_grant_expires_at_its_new_time(
+    consent, kafka_bootstrap, customer
+) -> None:
+    far, near = (datetime.now(UTC) + timedelta(seconds=s) for s in (3600, 3))
+    for expires, published in ((far, True), (near, True), (near, False)):  # grant, renewal, true repeat
+        response = put(consent, customer, "marketing_email", choice(expires_at=expires.isoformat()))
+        assert response.status_code == 200 and response.json()["published"] is published
+    changes = read_topic(
+        kafka_bootstrap, topic(consent, "consent.changes"), lambda r: len(for_key(r, customer)) >= 3
+    )
+    grant, renewal, expired = [ConsentChanged.model_validate_json(v) for v in for_key(changes, customer)]
+    assert (renewal.status, renewal.previous_status, renewal.reason) == ("granted", "granted", "user")
+    assert (grant.expires_at, renewal.expires_at) == (far, near)
+    assert (expired.status, expired.previous_status, expired.reason) == ("denied", "granted", "expired")
+    assert expired.recorded_at >= near and grant.sequence < renewal.sequence < expired.sequence
+    history = _history(consent, customer)
+    assert [(h["reason"], h["published"]) for h in history] == [
+        ("user", True),
+        ("user", True),
+        ("user", False),
+        ("expired", True),
+    ]
+    state = read_topic(
+        kafka_bootstrap, topic(consent, "consent.state"), lambda r: len(for_key(r, customer)) >= 3
+    )
+    snapshots = [ConsentStateSnapshot.model_validate_json(v).purposes for v in for_key(state, customer)]
+    assert [(s["marketing_email"].expires_at, s["marketing_email"].sequence) for s in snapshots] == [
+        (far, grant.sequence),
+        (near, renewal.sequence),
+        (None, expired.sequence),
+    ]
 
 
 def _rows_naming(db: Path, needle: str) -> list[tuple[str, str]]:

@@ -171,3 +171,17 @@ def test_the_default_follows_the_latest_record_by_sequence_not_by_clock() -> Non
     old = replace(ccpa, recorded_at=NOW + timedelta(days=1), sequence=None)
     states = policy.states({"marketing_email": gdpr, "profiling": old}, NOW)
     assert states["personalization"].status == "denied"
+
+
+def test_a_renewal_publishes_and_a_true_repeat_does_not() -> None:
+    old_end, new_end = NOW + timedelta(days=1), NOW + timedelta(days=30)
+    held = {"marketing_email": current(expires_at=old_end)}
+    [renewal] = POLICY.decide(command(expires_at=new_end), held, NOW)
+    assert (renewal.status, renewal.previous_status, renewal.publishes) == ("granted", "granted", True)
+    assert renewal.to_event().expires_at == new_end
+    [open_ended] = POLICY.decide(command(), held, NOW)  # the expiry removed: also a change
+    assert open_ended.publishes and open_ended.expires_at is None
+    [repeat] = POLICY.decide(command(source="app", expires_at=old_end), held, NOW)
+    assert not repeat.publishes
+    [denied_again] = POLICY.decide(command(status="denied", expires_at=new_end), {}, NOW)
+    assert not denied_again.publishes  # a denial's expires_at is ignored: nothing changed
