@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from services.segmenter.adapters.kafka_compacted import KafkaCompactedReader
 from services.segmenter.definitions import DefinitionService
+from services.segmenter.rules import RuleError, compile_rule
 from shared.deadletter import describe_error, send_dead_letter
 from shared.events import SegmentDefinition
 
@@ -37,6 +38,13 @@ class DefinitionFeed:
         for row in stored:
             on_topic = latest.get(row.segment_id)
             if row.segment_id not in latest or (on_topic is not None and on_topic.version < row.version):
+                refused = _rule_error(row.definition)
+                if refused:  # stored by an older version with laxer limits: never republished
+                    log.error(
+                        "skipped a stored definition whose rule is refused",
+                        extra={"segment": row.segment_id, "error": refused},
+                    )
+                    continue
                 log.info("republishing a definition the topic lacks", extra={"segment": row.segment_id})
                 await self.service.publisher.publish_definition(row.segment_id, row.definition)
                 await self._apply(row.segment_id, row.definition, row.version)
@@ -65,4 +73,18 @@ class DefinitionFeed:
         except ValidationError as exc:
             await send_dead_letter(self.producer, record, describe_error(exc))
             return None
+        refused = _rule_error(definition)
+        if refused:  # a rule the API would refuse (over a limit, personal data) is never applied
+            await send_dead_letter(self.producer, record, f"rule: {refused}")
+            return None
         return definition.segment_id, definition
+
+
+def _rule_error(definition: SegmentDefinition | None) -> str | None:
+    if definition is None or definition.rule is None:
+        return None
+    try:
+        compile_rule(definition.rule)
+    except RuleError as exc:
+        return str(exc)
+    return None

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from services.segmenter.rules.parser import MAX_RULE_LENGTH
 from shared.events import PURPOSE_ID_PATTERN, SegmentDefinition
 
 
@@ -14,7 +15,8 @@ class SegmentRequest(BaseModel):
     """A rule-based segment (`rule`) or a model-based one (`model` and `cluster`)."""
 
     name: Annotated[str, Field(min_length=1, max_length=256)]
-    rule: Annotated[str, Field(max_length=4096)] | None = None
+    # The rule language checks the length itself, so the 422 names the position and the limit.
+    rule: Annotated[str, Field(json_schema_extra={"maxLength": MAX_RULE_LENGTH})] | None = None
     model: Annotated[str, Field(max_length=128)] | None = None
     cluster: Annotated[int, Field(ge=0)] | None = None
     required_purposes: list[Annotated[str, Field(pattern=PURPOSE_ID_PATTERN)]] = []

@@ -1,4 +1,4 @@
-"""Compiles a syntax tree to nested closures: evaluation is plain function calls, no eval, no tree walk."""
+"""Compiles a syntax tree to closures: evaluation is plain function calls, no eval, no tree walk."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from services.segmenter.rules.nodes import (
     Operand,
     Or,
     Truth,
+    chain,
     features_of,
 )
 from services.segmenter.rules.parser import parse
@@ -54,12 +55,11 @@ def compile_rule(text: str) -> CompiledRule:
 
 
 def compile_node(node: Node) -> Predicate:
-    if isinstance(node, And):
-        left, right = compile_node(node.left), compile_node(node.right)
-        return lambda f: left(f) and right(f)
-    if isinstance(node, Or):
-        left, right = compile_node(node.left), compile_node(node.right)
-        return lambda f: left(f) or right(f)
+    """A predicate for `node`. An and/or chain compiles to one loop over its operands, so neither
+    compiling nor evaluating recurses along it; only nesting (bounded by MAX_DEPTH) recurses."""
+    if isinstance(node, And | Or):
+        parts = tuple(compile_node(operand) for operand in chain(node))
+        return _every(parts) if isinstance(node, And) else _any(parts)
     if isinstance(node, Not):
         inner = compile_node(node.operand)
         return lambda f: not inner(f)
@@ -67,6 +67,20 @@ def compile_node(node: Node) -> Predicate:
         value = _value_of(node.operand)
         return lambda f: _truthy(value(f))
     return _compile_compare(node)
+
+
+def _every(parts: tuple[Predicate, ...]) -> Predicate:
+    if len(parts) == 2:  # the common case, without a loop
+        first, second = parts
+        return lambda f: first(f) and second(f)
+    return lambda f: all(part(f) for part in parts)
+
+
+def _any(parts: tuple[Predicate, ...]) -> Predicate:
+    if len(parts) == 2:
+        first, second = parts
+        return lambda f: first(f) or second(f)
+    return lambda f: any(part(f) for part in parts)
 
 
 def _compile_compare(node: Compare) -> Predicate:

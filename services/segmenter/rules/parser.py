@@ -7,6 +7,12 @@ Grammar (lowest precedence first):
     not_expr   := "not" not_expr | comparison
     comparison := "(" or_expr ")" | operand [compare_op operand | ["not"] "in" operand]
     operand    := feature | number | string | "true" | "false" | "[" [literal ("," literal)*] "]"
+
+Bounded, so no rule costs more than a little memory and stack: at most MAX_RULE_LENGTH
+characters, MAX_TERMS comparisons and MAX_DEPTH levels of parentheses and `not`. Chains of
+`and`/`or` are built by loops, not recursion. A string literal that looks like an e-mail
+address or phone number is refused: definitions travel on a topic and into the audit ledger,
+where personal data could never be erased.
 """
 
 from __future__ import annotations
@@ -27,15 +33,20 @@ from services.segmenter.rules.nodes import (
     Truth,
 )
 from services.segmenter.rules.tokens import Token, tokenize
+from shared.personal_data import contact_kind
 
 MAX_RULE_LENGTH = 4096
+MAX_TERMS = 256
 MAX_DEPTH = 64
 
 
 def parse(text: str) -> Node:
     """The syntax tree of `text`; RuleError naming the position when it is not a valid rule."""
     if len(text) > MAX_RULE_LENGTH:
-        raise RuleError(f"rule longer than {MAX_RULE_LENGTH} characters", MAX_RULE_LENGTH)
+        raise RuleError(
+            f"rule longer than {MAX_RULE_LENGTH} characters (MAX_RULE_LENGTH)",
+            MAX_RULE_LENGTH,
+        )
     return _Parser(tokenize(text)).rule()
 
 
@@ -44,6 +55,7 @@ class _Parser:
         self.tokens = tokens
         self.index = 0
         self.depth = 0
+        self.terms = 0
 
     @property
     def current(self) -> Token:
@@ -79,7 +91,7 @@ class _Parser:
     def or_expr(self) -> Node:
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise self.error(f"rule nested deeper than {MAX_DEPTH}")
+            raise self.error(f"rule nested deeper than {MAX_DEPTH} levels (MAX_DEPTH)")
         node = self.and_expr()
         while self.at("keyword", "or"):
             self.advance()
@@ -99,7 +111,7 @@ class _Parser:
             self.advance()
             self.depth += 1
             if self.depth > MAX_DEPTH:
-                raise self.error(f"rule nested deeper than {MAX_DEPTH}")
+                raise self.error(f"rule nested deeper than {MAX_DEPTH} levels (MAX_DEPTH)")
             node = Not(self.not_expr())
             self.depth -= 1
             return node
@@ -111,6 +123,9 @@ class _Parser:
             node = self.or_expr()
             self.expect("punct", ")", "')'")
             return node
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise self.error(f"rule has more than {MAX_TERMS} terms (MAX_TERMS)")
         left = self.operand()
         if self.at("op"):
             op = str(self.advance().value)
@@ -147,6 +162,14 @@ class _Parser:
 
     def literal(self) -> Literal:
         token = self.current
+        if token.kind == "string":
+            kind = contact_kind(str(token.value))
+            if kind is not None:
+                raise RuleError(
+                    f"the string looks like {kind}: a rule must not hold personal data (definitions"
+                    " are published and kept in the audit ledger, which cannot be erased)",
+                    token.position,
+                )
         if token.kind in ("number", "string"):
             self.advance()
             return token.value  # type: ignore[return-value]

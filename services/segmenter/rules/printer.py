@@ -14,15 +14,17 @@ from services.segmenter.rules.nodes import (
     Operand,
     Or,
     Truth,
+    left_spine,
 )
 
 
 def to_text(node: Node) -> str:
-    """Fully parenthesized text of `node`, so precedence never changes its meaning."""
-    if isinstance(node, And):
-        return f"({to_text(node.left)} and {to_text(node.right)})"
-    if isinstance(node, Or):
-        return f"({to_text(node.left)} or {to_text(node.right)})"
+    """Parenthesized text of `node`, so precedence never changes its meaning."""
+    if isinstance(node, And | Or):
+        # A left-nested chain (what the parser builds) prints flat: no recursion along it, and
+        # the text parses back within MAX_DEPTH however long the chain.
+        joiner = " and " if isinstance(node, And) else " or "
+        return "(" + joiner.join(to_text(operand) for operand in left_spine(node)) + ")"
     if isinstance(node, Not):
         return f"not {to_text(node.operand)}"
     if isinstance(node, Truth):

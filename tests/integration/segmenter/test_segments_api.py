@@ -57,6 +57,26 @@ def test_bad_rules_unknown_names_and_missing_scopes_are_refused(api: httpx.Clien
     assert httpx.put(f"{url}/s2", json=body, headers=bearer("segments-rw-0001")).status_code == 200
 
 
+def test_rules_over_the_limits_or_holding_personal_data_get_422_with_the_position(api: httpx.Client) -> None:
+    huge = api.put("/v1/segments/huge", json={"name": "s", "rule": " or ".join(["1"] * 10_000)})
+    assert huge.status_code == 422, huge.text
+    detail = huge.json()["detail"][0]
+    assert (
+        detail["loc"] == ["body", "rule"]
+        and detail["position"] == 4096
+        and "MAX_RULE_LENGTH" in detail["msg"]
+    )
+    terms = api.put("/v1/segments/huge", json={"name": "s", "rule": "or".join(["''"] * 1024)})
+    assert terms.status_code == 422 and terms.json()["detail"][0]["position"] == 1024
+    assert "more than 256 terms (MAX_TERMS)" in terms.json()["detail"][0]["msg"]
+    email = api.put("/v1/segments/pii", json={"name": "s", "rule": "profile.email == 'jane@example.com'"})
+    assert email.status_code == 422 and email.json()["detail"][0]["position"] == 17
+    assert "looks like an e-mail address" in email.json()["detail"][0]["msg"]
+    phone = api.put("/v1/segments/pii", json={"name": "s", "rule": "profile.phone in ['+49 170 1234567']"})
+    assert phone.status_code == 422 and "looks like a phone number" in phone.json()["detail"][0]["msg"]
+    assert api.get("/v1/segments/huge").status_code == 404 and api.get("/v1/segments/pii").status_code == 404
+
+
 async def test_lifecycle_members_stats_and_delete(api: httpx.Client, kafka_io: Any, redis_view: Any) -> None:
     inputs, outputs = kafka_io
     first = put_segment(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+import sys
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.segmenter.rules import RuleError, compile_rule, parse
 from services.segmenter.rules.nodes import And, Compare, Constant, Feature, ListOf, Node, Not, Or, Truth
+from services.segmenter.rules.parser import MAX_DEPTH, MAX_RULE_LENGTH, MAX_TERMS
 from services.segmenter.rules.printer import to_text
+from shared.personal_data import contact_kind
 
 
 def matches(rule: str, **features: object) -> bool:
@@ -78,13 +83,65 @@ def test_deep_nesting_is_refused_not_a_recursion_error() -> None:
         parse("not " * 500 + "total_spend > 1")
 
 
+def test_ten_thousand_terms_are_refused_naming_the_position_and_the_limit() -> None:
+    with pytest.raises(RuleError) as caught:
+        compile_rule(" or ".join(["1"] * 10_000))
+    assert caught.value.position == MAX_RULE_LENGTH and "MAX_RULE_LENGTH" in str(caught.value)
+
+
+def test_more_terms_than_the_limit_are_refused_at_the_first_one_over() -> None:
+    rule = "or".join(["''"] * 1024)  # 4,094 characters: within the length limit
+    with pytest.raises(RuleError) as caught:
+        compile_rule(rule)
+    assert caught.value.position == 4 * MAX_TERMS and f"more than {MAX_TERMS} terms" in str(caught.value)
+    with pytest.raises(RuleError, match="MAX_DEPTH"):
+        parse("(" * (MAX_DEPTH + 1) + "event_count" + ")" * (MAX_DEPTH + 1))
+
+
+def test_a_chain_at_the_limit_compiles_evaluates_and_prints_without_recursing() -> None:
+    rule = " or ".join(["''"] * (MAX_TERMS - 1) + ["event_count > 1"])
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack(0)) + 60)  # far fewer frames than the chain is long
+    try:
+        compiled = compile_rule(rule)
+        matched, unmatched = compiled.matches({"event_count": 2}), compiled.matches({"event_count": 0})
+        printed = to_text(compiled.tree)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert (matched, unmatched) == (True, False) and compiled.features == {"event_count"}
+    assert parse(printed) == compiled.tree
+
+
+@pytest.mark.parametrize(
+    ("rule", "position", "kind"),
+    [
+        ("profile.email == 'jane.doe@example.com'", 17, "an e-mail address"),
+        ("profile.phone in ['DE', '+49 170 1234567']", 24, "a phone number"),
+        ("profile.tel == '(030) 123-4567'", 15, "a phone number"),
+    ],
+)
+def test_a_literal_that_looks_like_personal_data_is_refused(rule: str, position: int, kind: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        compile_rule(rule)
+    assert caught.value.position == position
+    assert f"looks like {kind}" in str(caught.value) and "personal data" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "rule",
+    ["profile.since == '2024-01-01'", "profile.zip == '10115'", "profile.domain == 'example.com'"],
+)
+def test_ordinary_literals_are_not_mistaken_for_personal_data(rule: str) -> None:
+    compile_rule(rule)
+
+
 FEATURES = st.sampled_from(
     ["total_spend", "purchase_count", "event_count", "last_seen_days", "events.page.view", "profile.country"]
 )
 SCALARS = st.one_of(
     st.integers(-(10**12), 10**12),
     st.floats(allow_nan=False, allow_infinity=False, width=64),
-    st.text(max_size=8),
+    st.text(max_size=8).filter(lambda text: contact_kind(text) is None),
     st.booleans(),
 )
 OPERANDS = st.one_of(
