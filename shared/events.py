@@ -6,11 +6,20 @@ timestamps only from JSON, which is what crosses a topic.
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 PURPOSE_ID_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -23,6 +32,14 @@ EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.]{1,64}$")]
 ShortText = Annotated[str, StringConstraints(max_length=256)]
 ConsentSequence = Annotated[int, Field(ge=1, le=2**53)]
+
+# Bounds of `CustomerEvent.attributes` (contract: Limits): what one event may carry.
+MAX_EVENT_ATTRIBUTES = 64  # top-level names
+MAX_ATTRIBUTE_NAME = 64  # characters of a name, at any level
+MAX_ATTRIBUTE_TEXT = 1024  # characters of a string value, at any level
+MAX_ATTRIBUTE_VALUES = 256  # values in all, nested lists and objects included
+MAX_ATTRIBUTE_DEPTH = 4  # levels: `{"a": [[1]]}` puts the 1 at level 3
+MAX_ATTRIBUTE_INT = 2**63 - 1  # integers fit a signed 64-bit value
 
 ConsentStatus = Literal["granted", "denied"]
 Jurisdiction = Literal["GDPR", "CCPA", "OTHER"]
@@ -65,7 +82,15 @@ class CustomerEvent(Message):
     type: EventType
     occurred_at: AwareDatetime
     source: ShortText
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: dict[str, Any] = Field(default_factory=dict, max_length=MAX_EVENT_ATTRIBUTES)
+
+    @field_validator("attributes")
+    @classmethod
+    def _check_attributes(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problem = attribute_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _check_purchase(self) -> CustomerEvent:
@@ -76,6 +101,50 @@ class CustomerEvent(Message):
             if not isinstance(self.attributes.get("currency"), str):
                 raise ValueError("attributes.currency: a purchase needs a currency code")
         return self
+
+
+def attribute_problem(attributes: dict[str, Any]) -> str | None:
+    """What breaks the attribute bounds, naming where (never the value); None when within them.
+
+    Numbers must be finite: JSON decoding accepts `NaN`, `Infinity` and `1e999`, which no
+    feature, comparison or store can use.
+    """
+    pending: list[tuple[str, str, Any, int]] = [(name, name, item, 1) for name, item in attributes.items()]
+    seen = 0
+    while pending:
+        where, name, item, depth = pending.pop()
+        seen += 1
+        problem = _value_problem(name, item, depth)
+        if problem:
+            return f"{where[:100]}: {problem}"
+        if isinstance(item, dict | list):
+            if seen + len(pending) + len(item) > MAX_ATTRIBUTE_VALUES:
+                return f"more than {MAX_ATTRIBUTE_VALUES} values in all"
+            children = item.items() if isinstance(item, dict) else enumerate(item)
+            pending += [
+                (
+                    f"{where}.{key}" if isinstance(item, dict) else f"{where}[{key}]",
+                    str(key),
+                    child,
+                    depth + 1,
+                )
+                for key, child in children
+            ]
+    return None
+
+
+def _value_problem(name: str, item: Any, depth: int) -> str | None:
+    if len(name) > MAX_ATTRIBUTE_NAME:
+        return f"names are at most {MAX_ATTRIBUTE_NAME} characters"
+    if isinstance(item, float) and not math.isfinite(item):
+        return "must be a finite number"
+    if isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_ATTRIBUTE_INT:
+        return "integers must fit 64 bits"
+    if isinstance(item, str) and len(item) > MAX_ATTRIBUTE_TEXT:
+        return f"text is at most {MAX_ATTRIBUTE_TEXT} characters"
+    if depth > MAX_ATTRIBUTE_DEPTH:
+        return f"nested deeper than {MAX_ATTRIBUTE_DEPTH} levels"
+    return None
 
 
 class ConsentRequested(Message):

@@ -8,6 +8,11 @@ import pytest
 from pydantic import ValidationError
 
 from shared.events import (
+    MAX_ATTRIBUTE_DEPTH,
+    MAX_ATTRIBUTE_NAME,
+    MAX_ATTRIBUTE_TEXT,
+    MAX_ATTRIBUTE_VALUES,
+    MAX_EVENT_ATTRIBUTES,
     AuditRecord,
     ConsentChanged,
     CustomerEvent,
@@ -59,6 +64,44 @@ def test_purchase_needs_non_negative_amount() -> None:
         decode(CustomerEvent, {**PURCHASE, "attributes": {"amount": -1, "currency": "EUR"}})
     with pytest.raises(ValidationError, match="attributes.currency"):
         decode(CustomerEvent, {**PURCHASE, "attributes": {"amount": 3}})
+
+
+def with_attributes(attributes_json: str) -> bytes:
+    """A purchase whose attributes are raw JSON text (json.dumps would not write NaN as given)."""
+    head = json.dumps({k: v for k, v in PURCHASE.items() if k != "attributes"})
+    return (head[:-1] + f', "attributes": {attributes_json}}}').encode()
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+@pytest.mark.parametrize(
+    "where", ['{"amount": %s, "currency": "EUR"}', '{"amount": 1, "currency": "EUR", "x": [%s]}']
+)
+def test_only_finite_numbers_are_accepted_in_attributes(number: str, where: str) -> None:
+    with pytest.raises(ValidationError, match="must be a finite number") as caught:
+        CustomerEvent.model_validate_json(with_attributes(where % number))
+    assert field_names(caught.value) == {"attributes"}
+
+
+@pytest.mark.parametrize(
+    ("attributes", "words"),
+    [
+        ({f"k{i}": 1 for i in range(MAX_EVENT_ATTRIBUTES + 1)}, f"at most {MAX_EVENT_ATTRIBUTES} items"),
+        ({"k" * (MAX_ATTRIBUTE_NAME + 1): 1}, f"at most {MAX_ATTRIBUTE_NAME} characters"),
+        ({"note": "x" * (MAX_ATTRIBUTE_TEXT + 1)}, f"at most {MAX_ATTRIBUTE_TEXT} characters"),
+        ({"tags": list(range(MAX_ATTRIBUTE_VALUES))}, f"more than {MAX_ATTRIBUTE_VALUES} values"),
+        ({"deep": [[[[1]]]]}, f"deeper than {MAX_ATTRIBUTE_DEPTH} levels"),
+        ({"id": 2**64}, "fit 64 bits"),
+    ],
+)
+def test_attributes_are_bounded(attributes: dict, words: str) -> None:
+    with pytest.raises(ValidationError, match=words):
+        decode(CustomerEvent, {**PURCHASE, "type": "profile_update", "attributes": attributes})
+
+
+def test_attributes_at_the_bounds_are_accepted() -> None:
+    attributes = {f"k{i}": "x" * MAX_ATTRIBUTE_TEXT for i in range(MAX_EVENT_ATTRIBUTES - 1)}
+    attributes["deep"] = [[[1.5, -(2**63) + 1]]]
+    assert decode(CustomerEvent, {**PURCHASE, "type": "profile_update", "attributes": attributes})
 
 
 def test_other_event_types_need_no_attributes() -> None:
