@@ -92,6 +92,7 @@ class _Health:
     started: float = 0.0
     failed: float = 0.0
     periodic: bool = False  # recovered only by a successful run, not by time
+    stopped: bool = False  # failed and not restarted
 
 
 class Supervisor:
@@ -109,11 +110,17 @@ class Supervisor:
         self._health: dict[str, _Health] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    def spawn(self, name: str, work: Callable[[], Awaitable[object]]) -> asyncio.Task[None]:
-        """Run `work()` in a task, calling it again after each crash; done when it returns."""
+    def spawn(
+        self, name: str, work: Callable[[], Awaitable[object]], restart: bool = True
+    ) -> asyncio.Task[None]:
+        """Run `work()` in a task, calling it again after each crash; done when it returns.
+
+        `restart=False` is for work that cannot simply start over (a start-up sequence): its
+        crash is logged and counted, and it stays on /readyz until the process is restarted.
+        """
         if name in self._tasks and not self._tasks[name].done():
             raise ValueError(f"a task named {name!r} is already running")
-        task = asyncio.create_task(self.supervise(name, work), name=name)
+        task = asyncio.create_task(self.supervise(name, work, restart), name=name)
         self._tasks[name] = task
         return task
 
@@ -137,7 +144,7 @@ class Supervisor:
 
         return self.spawn(name, periodically)
 
-    async def supervise(self, name: str, work: Callable[[], Awaitable[object]]) -> None:
+    async def supervise(self, name: str, work: Callable[[], Awaitable[object]], restart: bool = True) -> None:
         """`work()` until it returns; a crash is logged, counted and retried after a backoff."""
         health = self._health.setdefault(name, _Health())
         try:
@@ -150,8 +157,9 @@ class Supervisor:
                 except Exception as exc:
                     delay = self._failed(name, health, exc)
                     TASK_FAILURES.labels(name).inc()
+                    health.stopped = not restart
                     log.error(
-                        "background task failed; restarting",
+                        "background task failed; restarting" if restart else "background task failed",
                         extra={
                             "task": name,
                             "reason": health.reason,
@@ -160,6 +168,8 @@ class Supervisor:
                             "stack": failure_stack(exc),
                         },
                     )
+                    if not restart:
+                        return
                     await self._sleep(delay)
         finally:
             health.running = False
@@ -208,7 +218,7 @@ class Supervisor:
         return not health.periodic and health.running and now - health.started >= self.stable_after
 
     def _reason(self, health: _Health, now: float) -> str:
-        state = "restarted" if health.running else "backing off"
+        state = "stopped" if health.stopped else "restarted" if health.running else "backing off"
         return f"failed {health.failures} time(s) in a row, {state}; last: {health.reason}"
 
     def _started(self, name: str, health: _Health) -> None:
@@ -263,6 +273,18 @@ async def retry(
                 },
             )
             await sleep(delay)
+
+
+def for_each(
+    handle: Callable[[ConsumerRecord], Awaitable[object]],
+) -> Callable[[list[ConsumerRecord]], Awaitable[None]]:
+    """A one-record handler as the batch handler `handle_or_dead_letter` takes."""
+
+    async def handle_each(records: list[ConsumerRecord]) -> None:
+        for record in records:
+            await handle(record)
+
+    return handle_each
 
 
 async def handle_or_dead_letter(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,15 +30,15 @@ def create_app(settings: SegmenterSettings) -> FastAPI:
     readiness.add("redis", runtime.redis_reason)
     readiness.add("consent", runtime.consent_reason)
     readiness.add("definitions", runtime.definitions_reason)
+    readiness.add("tasks", runtime.supervisor.check)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        starting = asyncio.create_task(runtime.start())
+        # A start-up that fails past its retried steps cannot start over: it stays on /readyz.
+        runtime.supervisor.spawn("startup", runtime.start, restart=False)
         try:
             yield
         finally:
-            starting.cancel()
-            await asyncio.gather(starting, return_exceptions=True)
             await runtime.stop()
             await redis.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -35,12 +34,12 @@ from services.segmenter.stream_app import (
     on_assignment,
     owned_partitions,
     record_lag,
-    with_retry,
 )
 from services.segmenter.stream_handlers import StreamHandlers
-from services.segmenter.sweeps import Sweeper, run_every
+from services.segmenter.sweeps import Sweeper
 from shared.kafka import broker_answers, ensure_topics, make_producer, start_client, topic_names
 from shared.pseudonym import load_pseudonym_key
+from shared.supervise import Supervisor, for_each, handle_or_dead_letter
 from shared.topics import CONSENT_CHANGES, CONSENT_STATE, SEGMENT_DEFINITIONS
 
 log = logging.getLogger(__name__)
@@ -64,12 +63,15 @@ class Runtime:
         self.consent: KafkaConsentFollower | None = None
         self.consent_loaded = False
         self.stream_started = False
-        self._tasks: list[asyncio.Task[None]] = []
+        # Owns every background task; app.py runs `start` under it and adds it to /readyz.
+        self.supervisor = Supervisor()
 
     async def start(self) -> None:
         settings = self.settings
-        await _retry("topics", lambda: asyncio.to_thread(ensure_topics, settings))
-        self.producer = await start_client(lambda: make_producer(settings, "segwarden-segmenter"), "producer")
+        supervisor = self.supervisor
+        await supervisor.retry("topics", lambda: asyncio.to_thread(ensure_topics, settings))
+        producer = await start_client(lambda: make_producer(settings, "segwarden-segmenter"), "producer")
+        self.producer = producer
         publisher = KafkaMembershipPublisher(self.producer, topic_names(settings))
         self.membership = MembershipService(
             self.store, publisher, self._required_purposes, self.assigner.assign
@@ -78,12 +80,12 @@ class Runtime:
             self.store, self.registry, self.membership, lambda: owned_partitions(self.stream, settings)
         )
         # Model segments evaluated before their models are loaded would evict everyone.
-        await _retry("models", lambda: asyncio.to_thread(self.assigner.refresh))
+        await supervisor.retry("models", lambda: asyncio.to_thread(self.assigner.refresh))
         store = SqliteDefinitionStore(settings.ensure_data_dir() / "segments.db")
         self.definitions = DefinitionService(self.registry, store, publisher, self._segment_changed)
-        await _retry("consent state", self._load_consent)
+        await supervisor.retry("consent state", self._load_consent)
         feed = DefinitionFeed(self._reader(SEGMENT_DEFINITIONS.base), self.definitions, self.producer)
-        self._spawn(feed.run())
+        supervisor.spawn("definition-feed", feed.run)
         # Events evaluated before the definitions are in would miss their segments.
         await self.definitions.loaded.wait()
         handlers = StreamHandlers(self.store, self.registry, self.membership, self.producer, self.expiry)
@@ -92,15 +94,17 @@ class Runtime:
             settings,
             names.name(CONSENT_CHANGES),
             f"{settings.topic_prefix}segwarden-segmenter-consent",
-            lambda record: with_retry(CONSENT_CHANGES.base, partial(handlers.on_consent_change, record)),
+            lambda record: handle_or_dead_letter(
+                producer, CONSENT_CHANGES.base, [record], for_each(handlers.on_consent_change)
+            ),
         )
-        await self.consent.start()
+        await supervisor.retry("consent consumer", self.consent.start)
         self.stream = create_stream_app(settings, handlers)
         on_assignment(self.stream, settings, self.consent.follow)
-        self._spawn(self.consent.run())
+        supervisor.spawn("consent-follower", self.consent.run)
         await self.stream.start()
         self.stream_started = True
-        self.sweeper = Sweeper(
+        sweeper = self.sweeper = Sweeper(
             self.store,
             self.registry,
             self.membership,
@@ -108,12 +112,17 @@ class Runtime:
             load_pseudonym_key(settings),
         )
         # A definition may have changed while no worker ran: bring the owned customers up to date.
-        self._spawn(self.sweeper.reevaluate({s.id for s in self.registry.all()}, deleted=False))
-        self._spawn(self.expiry.run())
-        self._spawn(run_every(settings.sweep_interval_s, "sweep", self.sweeper.sweep_once))
-        self._spawn(run_every(settings.compliance_interval_s, "compliance", self.sweeper.compliance_once))
-        self._spawn(run_every(LAG_INTERVAL_S, "lag", self._record_lag))
-        self._spawn(self.assigner.watch(MODEL_WATCH_INTERVAL_S, on_change=self._models_changed))
+        segment_ids = {s.id for s in self.registry.all()}
+        supervisor.spawn("reevaluate", lambda: sweeper.reevaluate(segment_ids, deleted=False))
+        supervisor.spawn("expiry", self.expiry.run)
+        supervisor.every("sweep", settings.sweep_interval_s, sweeper.sweep_once)
+        supervisor.every("compliance", settings.compliance_interval_s, sweeper.compliance_once)
+        supervisor.every("lag", LAG_INTERVAL_S, self._record_lag)
+        supervisor.every(
+            "model-watch",
+            MODEL_WATCH_INTERVAL_S,
+            lambda: self.assigner.refresh_and_notify(self._models_changed),
+        )
 
     async def refresh_models(self) -> None:
         """Load new or changed models now (a PUT naming a model trained a moment ago)."""
@@ -149,13 +158,8 @@ class Runtime:
             return  # before the stream owns partitions there is no one to re-evaluate
         await self.sweeper.reevaluate({segment_id}, deleted=segment is None)
 
-    def _spawn(self, job: Any) -> None:
-        self._tasks.append(asyncio.create_task(job))
-
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.supervisor.stop()
         if self.stream is not None:
             await self.stream.stop()
         if self.consent is not None:
@@ -180,15 +184,3 @@ class Runtime:
     async def definitions_reason(self) -> str | None:
         loaded = self.definitions is not None and self.definitions.loaded.is_set()
         return None if loaded else "definitions: segment.definitions not loaded yet"
-
-
-async def _retry(what: str, call: Any) -> None:
-    delay = 0.2
-    while True:
-        try:
-            await call()
-            return
-        except Exception as exc:  # the dependency is away: say so and try again
-            log.warning("start-up step failed, retrying", extra={"step": what, "error": repr(exc)})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)

@@ -6,21 +6,18 @@ faust's own web server off.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 
-from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
-from redis.exceptions import RedisError
 
 from services.segmenter.adapters.faust_transport import SegmenterFaustApp
 from services.segmenter.settings import SegmenterSettings
 from services.segmenter.stream_handlers import StreamHandlers
 from shared.kafka import clamp_lag, topic_names
 from shared.metrics import CONSUMER_LAG
+from shared.supervise import for_each, handle_or_dead_letter
 from shared.topics import CONSENT_STATE, CUSTOMER_EVENTS, ERASURE_REQUESTS
 
 log = logging.getLogger(__name__)
@@ -44,20 +41,9 @@ def as_record(event: Any) -> ConsumerRecord:
     )
 
 
-async def with_retry(what: str, call: Callable[[], Awaitable[None]]) -> None:
-    """Retry while Redis or the broker is away: an input is never skipped (handlers are idempotent)."""
-    delay = 0.1
-    while True:
-        try:
-            await call()
-            return
-        except (RedisError, KafkaError, OSError) as exc:
-            log.warning("handler failed, retrying", extra={"input": what, "error": repr(exc)})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
 def create_stream_app(settings: SegmenterSettings, handlers: StreamHandlers) -> SegmenterFaustApp:
+    """Each agent waits out Redis or the broker (an input is never skipped: handlers are idempotent)
+    and dead-letters an input that fails otherwise (shared.supervise.handle_or_dead_letter)."""
     names = topic_names(settings)
     app = SegmenterFaustApp(
         f"{settings.topic_prefix}segwarden-segmenter",
@@ -88,13 +74,13 @@ def create_stream_app(settings: SegmenterSettings, handlers: StreamHandlers) -> 
     async def customer_events(stream: Any) -> None:
         async for batch in stream.take_events(settings.event_batch_size, within=settings.event_batch_wait_s):
             records = [as_record(e) for e in batch]
-            await with_retry("customer.events", partial(handlers.on_events, records))
+            await handle_or_dead_letter(handlers.producer, CUSTOMER_EVENTS.base, records, handlers.on_events)
 
     def one_by_one(spec: Any, handle: Callable[[ConsumerRecord], Awaitable[None]]) -> None:
         async def agent(stream: Any) -> None:
             async for event in stream.events():
                 record = as_record(event)
-                await with_retry(spec.base, partial(handle, record))
+                await handle_or_dead_letter(handlers.producer, spec.base, [record], for_each(handle))
 
         app.agent(topic(spec), name=spec.base)(agent)
 

@@ -8,10 +8,9 @@ stay 0) any violation.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 from services.segmenter.adapters.redis_store import CustomerSnapshot, RedisCustomerStore
 from services.segmenter.domain.membership import ON_DEFINITION, ON_SWEEP, Trigger
@@ -143,13 +142,3 @@ def _is_violation(snapshot: CustomerSnapshot, purposes: tuple[str, ...], gap: st
         return False
     lapsed = [snapshot.consent.purposes.get(p) for p in purposes if not snapshot.consent.effective(p, now)]
     return any(state is None or now - state.recorded_at > IN_FLIGHT_S for state in lapsed)
-
-
-async def run_every(interval: float, what: str, job: Callable[[], Awaitable[object]]) -> None:
-    """Run `job` every `interval` seconds for ever; a failure is logged and retried next time."""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await job()
-        except Exception:
-            log.exception("periodic job failed", extra={"job": what})

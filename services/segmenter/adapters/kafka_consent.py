@@ -54,14 +54,19 @@ class KafkaConsentFollower:
                 self.consumer.assign([TopicPartition(self.topic, p) for p in sorted(self.partitions)])
 
     async def run(self) -> None:
+        """Fetch and handle until cancelled; run under the supervisor, which restarts it on a crash."""
         assert self.consumer is not None
         while True:
             if not self.partitions:
                 await asyncio.sleep(0.05)
                 continue
             batches = await self.consumer.getmany(timeout_ms=self.settings.kafka_fetch_max_wait_ms * 4)
-            for tp, records in batches.items():
-                await self._handle_all(tp, records)
+            try:
+                for tp, records in batches.items():
+                    await self._handle_all(tp, records)
+            except Exception:
+                self._rewind(batches)
+                raise
 
     async def _handle_all(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         """Handle each change at once; commit once per fetched batch (a redelivery is harmless)."""
@@ -75,4 +80,21 @@ class KafkaConsentFollower:
                 done = record.offset
                 failpoint("segmenter.consent_mid_batch")  # handled, not yet committed
         if done is not None:
-            await self.consumer.commit({tp: done + 1})
+            await self._commit(tp, done + 1)
+
+    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+        """Commit `tp` only while it is still ours: committing a partition revoked meanwhile (between
+        the last record and here) raises, and its new owner goes on from the last commit anyway."""
+        assert self.consumer is not None
+        async with self._busy:
+            if tp.partition in self.partitions and tp in self.consumer.assignment():
+                await self.consumer.commit({tp: offset})
+
+    def _rewind(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """After a failure mid-batch, read the fetched batches again when the run restarts: the
+        consumer's position is already past them (a redelivery is harmless)."""
+        assert self.consumer is not None
+        assigned = self.consumer.assignment()
+        for tp, records in batches.items():
+            if records and tp in assigned:
+                self.consumer.seek(tp, records[0].offset)

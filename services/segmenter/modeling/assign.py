@@ -2,7 +2,7 @@
 the segmenter needs to place a customer in a cluster.
 
 `assign` does no I/O. `refresh` (blocking: stat, read, verify, unpickle) picks up new, replaced
-and removed models; an async service runs `watch` as a task, a script calls `refresh` itself.
+and removed models; an async service runs `refresh_and_notify` periodically, a script calls `refresh` itself.
 """
 
 from __future__ import annotations
@@ -79,19 +79,13 @@ class ModelAssigner:
         MODELS_LOADED.set(len(ready))
         return changed
 
-    async def watch(self, interval: float = 2.0, on_change: OnChange | None = None) -> None:
-        """Refresh every `interval` seconds off the event loop, until cancelled; `on_change` gets the
-        ids of models that appeared, changed or went away (to re-evaluate their segments' members)."""
-        while True:
-            try:
-                changed = await asyncio.to_thread(self.refresh)
-                if changed and on_change is not None:
-                    await on_change(changed)
-            except OSError:
-                logger.exception(
-                    "model store could not be read", extra={"directory": str(self._store.directory)}
-                )
-            await asyncio.sleep(interval)
+    async def refresh_and_notify(self, on_change: OnChange | None = None) -> None:
+        """`refresh` off the event loop; `on_change` gets the ids of models that appeared, changed or
+        went away (to re-evaluate their segments' members). The service runs it periodically under
+        its supervisor, which logs and retries a store that cannot be read."""
+        changed = await asyncio.to_thread(self.refresh)
+        if changed and on_change is not None:
+            await on_change(changed)
 
     def _load(self, model_id: str, stamp: Stamp, into: dict[str, _Ready]) -> None:
         try:

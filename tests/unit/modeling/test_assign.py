@@ -13,6 +13,7 @@ from services.segmenter.modeling.assign import ModelAssigner
 from services.segmenter.modeling.store import FileModelStore
 from services.segmenter.modeling.synthetic import GROUPS, customer_features
 from services.segmenter.modeling.training import TrainedModel
+from shared.supervise import Supervisor
 
 KEY = b"k" * 32
 PROFILING = {"profiling", "marketing_email"}
@@ -85,7 +86,8 @@ async def test_watch_picks_up_a_model_trained_while_running(
     store: FileModelStore, trained: TrainedModel
 ) -> None:
     assigner, noticed = ModelAssigner(store), asyncio.Queue[set[str]]()
-    task = asyncio.create_task(assigner.watch(interval=0.05, on_change=noticed.put))
+    supervisor = Supervisor()
+    supervisor.every("model-watch", 0.05, lambda: assigner.refresh_and_notify(noticed.put), first_now=True)
     try:
         await asyncio.to_thread(store.save, trained.metadata, trained.pipeline)
         assert await asyncio.wait_for(noticed.get(), timeout=30) == {"rfm-3"}
@@ -94,4 +96,4 @@ async def test_watch_picks_up_a_model_trained_while_running(
         assert await asyncio.wait_for(noticed.get(), timeout=30) == {"rfm-3"}
         assert assigner.get("rfm-3") is None
     finally:
-        task.cancel()
+        await supervisor.stop()

@@ -1,0 +1,124 @@
+"""The dedicated consent consumer against the real broker: a revocation mid-batch and a crash
+mid-batch neither end it nor lose a consent change."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from services.segmenter.adapters.kafka_consent import KafkaConsentFollower
+from shared import failpoints
+from shared.kafka import ensure_topics
+from shared.settings import ServiceSettings
+from shared.supervise import Supervisor
+from shared.topics import TopicPlan
+from tests.integration.segmenter.conftest import wait_until
+
+PER_PARTITION = 20
+
+
+@pytest.fixture
+async def topic(kafka_bootstrap: str, topic_prefix: str) -> AsyncIterator[tuple[ServiceSettings, str]]:
+    settings = ServiceSettings(kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
+    name = f"{topic_prefix}consent.changes"
+    await asyncio.to_thread(ensure_topics, settings, [TopicPlan(name, 2, {})])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for partition in (0, 1):
+            for i in range(PER_PARTITION):
+                await producer.send(name, f"{partition}-{i}".encode(), key=b"k", partition=partition)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    yield settings, name
+    failpoints.configure("")
+
+
+async def committed(follower: KafkaConsentFollower, topic: str, partition: int) -> int:
+    assert follower.consumer is not None
+    return await follower.consumer.committed(TopicPartition(topic, partition)) or 0
+
+
+async def test_a_revocation_mid_batch_commits_only_what_is_still_owned(
+    topic: tuple[ServiceSettings, str], topic_prefix: str
+) -> None:
+    settings, name = topic
+    handled: list[str] = []
+    revoke: asyncio.Task[None] | None = None
+
+    async def handle(record: ConsumerRecord) -> None:
+        nonlocal revoke
+        handled.append(record.value.decode())
+        if record.value == b"0-3" and revoke is None:
+            # What faust's revocation callback does, while this change is in flight.
+            revoke = asyncio.create_task(follower.follow([1]))
+            await asyncio.sleep(0)  # the revocation now waits for this change to be done
+
+    follower = KafkaConsentFollower(settings, name, f"{topic_prefix}follower", handle)
+    await follower.start()
+    supervisor = Supervisor()
+    try:
+        await follower.follow([0, 1])
+        task = supervisor.spawn("consent-follower", follower.run)
+        await wait_until(lambda: sum(v[0] == "1" for v in handled) == PER_PARTITION, what="partition 1")
+        assert not task.done(), "the follower ended after the revocation"
+        assert supervisor.not_ready() is None  # it did not crash either
+        assert "0-4" not in handled  # nothing of partition 0 was handled after its revocation
+        assert await committed(follower, name, 0) <= 4  # never past what was handled
+        # Assigned again (a takeover): every change of partition 0 is handled from the last commit.
+        await follower.follow([0, 1])
+        want = {f"0-{i}" for i in range(PER_PARTITION)}
+        await wait_until(lambda: want <= set(handled), what="partition 0 after the reassignment")
+    finally:
+        await supervisor.stop()
+        await follower.stop()
+
+
+async def test_a_crash_mid_batch_is_restarted_and_the_batch_is_read_again(
+    topic: tuple[ServiceSettings, str], topic_prefix: str
+) -> None:
+    settings, name = topic
+    handled: list[str] = []
+
+    async def handle(record: ConsumerRecord) -> None:
+        handled.append(record.value.decode())
+
+    follower = KafkaConsentFollower(settings, name, f"{topic_prefix}follower", handle)
+    await follower.start()
+    supervisor = Supervisor()
+    failpoints.configure("segmenter.consent_mid_batch=raise@3")  # after the third change
+    try:
+        await follower.follow([0, 1])
+        supervisor.spawn("consent-follower", follower.run)
+        want = {f"{p}-{i}" for p in (0, 1) for i in range(PER_PARTITION)}
+        await wait_until(lambda: want <= set(handled), what="every change after the crash")
+        assert len(handled) > len(want)  # the failed batch was read again, not skipped
+        assert "InjectedFaultError" in supervisor.reasons()["consent-follower"]
+    finally:
+        await supervisor.stop()
+        await follower.stop()
+
+
+async def test_readyz_names_the_consent_follower_while_it_keeps_failing(start_service, kafka_io) -> None:
+    inputs, _ = kafka_io
+    segmenter = start_service("segmenter", FAILPOINTS="segmenter.consent_mid_batch=raise@1x100000")
+    await asyncio.to_thread(segmenter.wait_ready, 90)
+    await inputs.consent("c-failing", "marketing_email", "granted")
+
+    async def failing() -> str | None:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"{segmenter.url}/readyz")
+        reason = response.json().get("reasons", {}).get("tasks", "")
+        return reason if response.status_code == 503 and "consent-follower: failed" in reason else None
+
+    deadline = asyncio.get_running_loop().time() + 30
+    while (reason := await failing()) is None:
+        assert asyncio.get_running_loop().time() < deadline, "no failing consent-follower on /readyz"
+        await asyncio.sleep(0.1)
+    assert "InjectedFaultError at failpoints.py" in reason
