@@ -54,12 +54,10 @@ class ExpiryScheduler:
             self._wake.set()
 
     async def run(self) -> None:
+        """Until cancelled; a failure (Redis or the broker away) ends the run, and the service's
+        supervisor logs it, shows it on /readyz and starts the run again after a backoff."""
         while True:
-            try:
-                delay = await self.run_once()
-            except Exception:  # Redis or the broker away: say so, look again after the cap
-                log.exception("expiry check failed")
-                delay = self.cap_s
+            delay = await self.run_once()
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
 
