@@ -21,6 +21,10 @@ test: $(STAMP)
 	$(BIN)/python -m tests.prepare
 	$(BIN)/pytest -q -p no:cacheprovider
 
+# The unit tests only: pure logic and fakes, no broker, Redis or database (seconds).
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy shared services segwarden
