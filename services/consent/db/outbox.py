@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, bindparam, delete, func, select, update
 
 from services.consent.db.engine import reader, write_transaction
 from services.consent.db.tables import outbox
+
+_SAME_ROW = (outbox.c.id == bindparam("k_id")) & (outbox.c.event_id == bindparam("k_event"))
+_MARK_SENT = update(outbox).where(_SAME_ROW).values(sent_at=bindparam("now"))
+_PURGE_SENT = delete(outbox).where(_SAME_ROW)
 
 
 @dataclass(frozen=True)
@@ -44,14 +48,18 @@ class SqlOutbox:
             return [OutboxRow(*row) for row in reader(connection).execute(query)]
 
     def mark_sent(self, rows: list[OutboxRow], now: datetime) -> None:
-        """Mark rows sent; rows about an erased customer are deleted instead, so no id survives."""
-        purge = [row.id for row in rows if row.purge_when_sent]
-        keep = [row.id for row in rows if not row.purge_when_sent]
+        """Mark rows sent; rows about an erased customer are deleted instead, so no id survives.
+
+        Matched by id and event id: a row deleted meanwhile (an erasure supersedes the pending
+        rows of its customer) is never confused with another row, whatever its id.
+        """
+        purge = [{"k_id": r.id, "k_event": r.event_id} for r in rows if r.purge_when_sent]
+        keep = [{"k_id": r.id, "k_event": r.event_id, "now": now} for r in rows if not r.purge_when_sent]
         with write_transaction(self.engine) as connection:
             if keep:
-                connection.execute(update(outbox).where(outbox.c.id.in_(keep)).values(sent_at=now))
+                connection.execute(_MARK_SENT, keep)
             if purge:
-                connection.execute(delete(outbox).where(outbox.c.id.in_(purge)))
+                connection.execute(_PURGE_SENT, purge)
 
     def prune_sent(self, before: datetime) -> int:
         """Forget rows sent before `before`: the history table is the record, the outbox a queue."""

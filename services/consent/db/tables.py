@@ -101,6 +101,9 @@ outbox = Table(
     Column("purge_when_sent", Boolean, nullable=False),
     Index("ix_outbox_pending", "sent_at", "id"),
     Index("ix_outbox_customer", "customer_id"),
+    # Ids are never reused (migration 0003): SQLite would otherwise give a new row a deleted
+    # row's id, and the relay, marking by id what it sent, would mark a row it never sent.
+    sqlite_autoincrement=True,
 )
 
 processed_requests = Table(

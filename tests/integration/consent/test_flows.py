@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -216,3 +218,32 @@ def test_export_bundles_consents_history_and_says_which_peer_is_unavailable(cons
     assert [h["purpose"] for h in bundle["history"]] == ["marketing_email"]
     assert bundle["segments"] is None and bundle["audit"] is None
     assert sorted(bundle["unavailable"]) == ["audit", "segmenter"]
+
+
+def test_erasures_right_after_signup_are_each_published_once(consent, kafka_bootstrap) -> None:
+    """Issue 12's workload end to end (the exact interleaving that lost rows is in test_store)."""
+    customers = [f"c-signup-{uuid.uuid4().hex[:8]}" for _ in range(40)]
+
+    def signup_then_erase(customer: str) -> str:
+        assert put(consent, customer, "marketing_email", choice()).status_code == 200
+        url = f"{consent.url}/v1/customers/{customer}/erasure"
+        response = httpx.post(url, headers=bearer("dsr-officer-0001"), timeout=10)
+        assert response.status_code == 202
+        return response.json()["event_id"]
+
+    with ThreadPoolExecutor(8) as pool:
+        erasure_ids = dict(zip(customers, pool.map(signup_then_erase, customers), strict=True))
+
+    def all_arrived(records) -> bool:
+        return set(customers) <= {k for k, _ in records}
+
+    requests = read_topic(kafka_bootstrap, topic(consent, "erasure.requests"), all_arrived, timeout=60)
+    published = [ErasureRequested.model_validate_json(v) for k, v in requests if k in erasure_ids]
+    assert sorted(r.event_id for r in published) == sorted(erasure_ids.values())
+    state = read_topic(
+        kafka_bootstrap,
+        topic(consent, "consent.state"),
+        lambda r: all(None in for_key(r, c) for c in customers),
+        timeout=30,
+    )
+    assert [c for c in customers if for_key(state, c)[-1] is not None] == []

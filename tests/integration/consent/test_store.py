@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -261,3 +262,43 @@ def test_rows_recorded_before_the_sequence_keep_null_and_newer_rows_are_numbered
     assert [h["sequence"] for h in store.history("c-old")] == [None, 1]
     with bare_engine.connect() as connection:
         assert connection.execute(select(consent_current.c.sequence)).scalar_one() == 1
+
+
+def test_an_erasure_while_the_relay_publishes_loses_none_of_its_rows(engine: Engine) -> None:
+    """Issue 12: the relay read a customer's rows; the erasure deleted them and queued its own;
+    marking what was read as sent must not touch the erasure's rows (SQLite reused the ids)."""
+    store, outbox = SqlConsentStore(engine), SqlOutbox(engine)
+    handlers.record_consent(store, POLICY, grant("c-new"), utcnow())
+    read = outbox.pending(100)  # the relay has these in flight...
+    handlers.erase_customer(store, POLICY, "c-new", "ef" * 32, utcnow())
+    queued = outbox.pending(100)
+    assert [r.topic for r in queued] == ["consent.changes", "consent.state", "erasure.requests"]
+    assert not {r.id for r in queued} & {r.id for r in read}, "an outbox id was reused"
+    outbox.mark_sent(read, utcnow())  # ...and marks them sent once the broker acked
+    assert outbox.pending(100) == queued
+
+
+def test_marking_sent_matches_the_event_id_too(engine: Engine) -> None:
+    store, outbox = SqlConsentStore(engine), SqlOutbox(engine)
+    handlers.record_consent(store, POLICY, grant(), utcnow())
+    rows = outbox.pending(100)
+    outbox.mark_sent([replace(r, event_id=new_event_id()) for r in rows], utcnow())
+    assert outbox.pending(100) == rows
+
+
+def test_the_migration_keeps_pending_rows_and_stops_id_reuse_on_sqlite(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'consent.db'}")
+    _migrate(engine, "0002")
+    store, outbox = SqlConsentStore(engine), SqlOutbox(engine)
+    handlers.record_consent(store, POLICY, grant(), utcnow())
+    pending = outbox.pending(100)
+    run_migrations(engine)  # at start, before the relay reads anything
+    assert outbox.pending(100) == pending
+    with engine.begin() as connection:  # the highest row goes (pruned, purged or erased)
+        connection.execute(text("DELETE FROM outbox WHERE id = :id"), {"id": pending[-1].id})
+    handlers.record_consent(store, POLICY, grant(status="denied"), utcnow())
+    assert min(r.id for r in outbox.pending(100)[1:]) > pending[-1].id
+    with engine.connect() as connection:
+        ddl = connection.execute(text("SELECT sql FROM sqlite_master WHERE name = 'outbox'")).scalar_one()
+    assert "AUTOINCREMENT" in ddl
+    engine.dispose()
