@@ -13,6 +13,7 @@ from services.consent.domain import InvalidConsentError, RecordConsent
 from services.consent.service import ConsentService
 from shared.deadletter import decode_or_dead_letter, send_dead_letter
 from shared.events import ConsentRequested
+from shared.failpoints import failpoint
 from shared.metrics import MESSAGES_CONSUMED
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class KafkaConsentRequestConsumer:
             for records in batches.values():
                 for record in records:
                     await self.handle(record)
+                    # Recorded, offset not committed: a crash here redelivers what was recorded.
+                    failpoint("consent.requests_mid_batch")
             if batches:
                 await self.consumer.commit()
 

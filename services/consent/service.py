@@ -13,6 +13,7 @@ from services.consent.domain import ConsentEntry, RecordConsent
 from services.consent.policy import ConsentPolicy
 from services.consent.writer import GroupCommitWriter
 from shared.events import ErasureRequested, PurposeState, utcnow
+from shared.failpoints import failpoint
 from shared.pseudonym import pseudonymize
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ class ConsentService:
         return pseudonymize(self.pseudonym_key, customer_id)
 
     def _committed(self, entries: list[ConsentEntry]) -> None:
+        # Committed, not yet published: a crash here leaves the change to the outbox alone.
+        failpoint("consent.after_commit")
         for entry in entries:
             metrics.CHANGES.labels(
                 entry.purpose, entry.status, entry.reason, str(entry.publishes).lower()

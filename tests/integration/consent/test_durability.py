@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from shared.embedded import EmbeddedBroker, free_port
+from shared.events import ConsentChanged
 from tests.conftest import bearer
-from tests.integration.consent.conftest import choice, for_key, put, read_topic, topic
+from tests.integration.consent.conftest import choice, for_key, produce, put, read_topic, topic
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
@@ -201,3 +203,61 @@ def test_two_replicas_on_one_database_publish_every_change_once(
     later = set(_published_ids(second, customers[:1])) - set(expected)
     assert len(later) == len(PURPOSES)
     assert later <= set(_changes_by_event_id(kafka_bootstrap, second, later))
+
+
+def _killed(service) -> None:
+    assert service.process.wait(20) == -signal.SIGKILL, service.log()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_kill_at_the_after_commit_failpoint_publishes_the_change_exactly_once(
+    start_service, kafka_bootstrap, request, customer, database: str
+) -> None:
+    env = {"FAILPOINTS": "consent.after_commit=kill", "CONSENT_OUTBOX_POLL_INTERVAL": "30"}
+    if database == "postgresql":
+        env["CONSENT_DB_URL"] = request.getfixturevalue("postgres_url")
+    service = start_service("consent", **env).wait_ready()
+    with pytest.raises(httpx.HTTPError):  # committed, then killed before the answer and the publish
+        put(service, customer, "profiling", choice())
+    _killed(service)
+    del service.env["FAILPOINTS"]
+    service.start().wait_ready()
+    [granted] = httpx.get(f"{service.url}/v1/customers/{customer}/consents/history", headers=bearer()).json()[
+        "history"
+    ]
+    assert granted["published"] and granted["sequence"] is not None
+    denial = put(service, customer, "profiling", choice("denied")).json()
+    # The relay publishes in commit order: once the later denial is on the topic, so is all before it.
+    grouped = _changes_by_event_id(kafka_bootstrap, service, {granted["event_id"], denial["event_id"]})
+    changes = [ConsentChanged.model_validate_json(v) for v in grouped[granted["event_id"]]]
+    assert len(changes) == 1, "the change was published more than once"
+    assert (changes[0].status, changes[0].sequence) == ("granted", granted["sequence"])
+    assert len(grouped[denial["event_id"]]) == 1
+
+
+def test_a_kill_mid_batch_in_the_requests_consumer_records_each_request_once(
+    start_service, kafka_bootstrap, customer
+) -> None:
+    service = start_service("consent", FAILPOINTS="consent.requests_mid_batch=kill@2").wait_ready()
+    statuses = ["granted", "denied", "granted"]
+    requests = [
+        json.dumps(
+            {"request_id": f"{customer}-r{n}", "customer_id": customer, "purpose": "profiling"}
+            | choice(status)
+        ).encode()
+        for n, status in enumerate(statuses)
+    ]
+    produce(kafka_bootstrap, topic(service, "consent.requests"), customer, requests)
+    _killed(service)  # after recording the second request, before committing the offsets
+    del service.env["FAILPOINTS"]
+    service.start().wait_ready()
+    url = f"{service.url}/v1/customers/{customer}/consents/history"
+    history = wait_for(
+        lambda: len(h := httpx.get(url, headers=bearer()).json()["history"]) >= 3 and h,
+        timeout=60,
+        what="the third request after the restart",
+    )
+    assert [h["status"] for h in history] == statuses  # the redelivered two were "already done"
+    expected = {h["event_id"] for h in history}
+    grouped = _changes_by_event_id(kafka_bootstrap, service, expected)
+    assert {e: len(v) for e, v in grouped.items() if e in expected} == dict.fromkeys(expected, 1)
