@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from services.audit import merkle
-from services.audit.api.deps import AUDIT_READ, Runtime
+from services.audit.api.deps import AUDIT_READ, MAX_SEQ, Runtime
 from services.audit.api.schemas import CheckpointOut, ConsistencyProofOut, InclusionProofOut
 from services.audit.runtime import AuditRuntime
 from services.audit.side_stores import Checkpoint
@@ -47,8 +47,8 @@ def _leaves(runtime: AuditRuntime, tree_size: int) -> list[bytes]:
 @router.get("/records/{seq}/proof", response_model=InclusionProofOut)
 async def inclusion_proof(
     runtime: Runtime,
-    seq: Annotated[int, Path(ge=0)],
-    tree_size: Annotated[int | None, Query(ge=1)] = None,
+    seq: Annotated[int, Path(ge=0, le=MAX_SEQ)],
+    tree_size: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
 ) -> InclusionProofOut:
     """An RFC 9162 inclusion proof of record `seq` (tree_size defaults to the latest checkpoint's)."""
 
@@ -66,7 +66,9 @@ async def inclusion_proof(
 
 @router.get("/consistency", response_model=ConsistencyProofOut)
 async def consistency_proof(
-    runtime: Runtime, first: Annotated[int, Query(ge=1)], second: Annotated[int, Query(ge=1)]
+    runtime: Runtime,
+    first: Annotated[int, Query(ge=1, le=MAX_SEQ)],
+    second: Annotated[int, Query(ge=1, le=MAX_SEQ)],
 ) -> ConsistencyProofOut:
     """An RFC 9162 consistency proof that the tree of `first` records is a prefix of the one of `second`."""
     if first > second:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from services.audit.api.deps import AUDIT_READ, Runtime
+from services.audit.api.deps import AUDIT_READ, MAX_SEQ, Runtime
 from services.audit.api.schemas import AuditRecordOut, RecordPage
 from shared.events import CUSTOMER_ID_PATTERN
 from shared.pseudonym import pseudonymize
@@ -20,7 +20,7 @@ async def list_records(
     runtime: Runtime,
     customer_id: Annotated[str | None, Query(pattern=CUSTOMER_ID_PATTERN)] = None,
     kind: Annotated[str | None, Query(pattern=r"^[a-z_]{1,64}$")] = None,
-    after_seq: Annotated[int, Query(ge=-1)] = -1,
+    after_seq: Annotated[int, Query(ge=-1, le=MAX_SEQ)] = -1,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> RecordPage:
     """Records after `after_seq`, optionally one customer's (pseudonymized here) or one kind's."""

@@ -24,6 +24,7 @@ router = APIRouter(prefix="/v1/segments", tags=["segments"])
 SegmentIdPath = Annotated[str, Path(pattern=SEGMENT_ID_PATTERN)]
 BREAKDOWN_ATTRS = ("country", "tier")
 STATS_SCAN_LIMIT = 100_000
+MAX_CURSOR = 2**64 - 1  # Redis refuses a larger SSCAN cursor with an error (a 500 if passed on)
 
 
 def _invalid(loc: list[str | int], message: str, **extra: object) -> HTTPException:
@@ -121,6 +122,8 @@ async def members(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> MembersPage:
     """A page of live members (an SSCAN cursor: a page may hold a few more or fewer than `limit`)."""
+    if int(cursor) > MAX_CURSOR:
+        raise _invalid(["query", "cursor"], f"a cursor is at most {MAX_CURSOR} (an unsigned 64-bit value)")
     _existing(segment_id, ctx)
     page, next_cursor = await ctx.membership.page(segment_id, int(cursor), limit)
     return MembersPage(members=page, next_cursor=str(next_cursor) if next_cursor else None)

@@ -137,6 +137,16 @@ def assert_auth_and_validation(url: str) -> None:
     bad = httpx.get(f"{url}/v1/audit", params={"after_seq": "x"}, headers=AUDITOR)
     assert bad.status_code == 422 and "after_seq" in bad.text
     assert httpx.get(f"{url}/v1/audit/records/5/proof", headers=AUDITOR).status_code == 404
+    huge = "9" * 26  # past the ledger's BIGINT: a 422 naming the field, never the driver's overflow
+    for path, params, field in [
+        ("/v1/audit", {"after_seq": huge}, "after_seq"),
+        (f"/v1/audit/records/{huge}/proof", {}, "seq"),
+        ("/v1/audit/records/0/proof", {"tree_size": huge}, "tree_size"),
+        ("/v1/audit/consistency", {"first": 1, "second": huge}, "second"),
+    ]:
+        answer = httpx.get(f"{url}{path}", params=params, headers=AUDITOR)
+        assert answer.status_code == 422, (path, answer.text)
+        assert answer.json()["detail"][0]["loc"][-1] == field
 
 
 def assert_records_of_processing(url: str) -> None:
