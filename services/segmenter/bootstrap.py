@@ -53,7 +53,7 @@ class Runtime:
         self.redis = redis
         self.registry = SegmentRegistry(SOURCE_FEATURES)
         self.assigner = ModelAssigner(model_store(settings))
-        self.store = RedisCustomerStore(redis, KeyLayout(settings.redis_namespace), settings.dedupe_ttl_s)
+        self.store = RedisCustomerStore(redis, KeyLayout(settings.redis_namespace))
         self.producer: AIOKafkaProducer | None = None
         self.definitions: DefinitionService | None = None
         self.membership: MembershipService | None = None

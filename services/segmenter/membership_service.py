@@ -7,11 +7,12 @@ holds a change before it is published, and no `joined` goes out without effectiv
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from services.segmenter.adapters.kafka_publisher import KafkaMembershipPublisher
@@ -27,8 +28,7 @@ from shared.failpoints import failpoint
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 20
 Decider = Callable[[CustomerSnapshot, float], list[MembershipChange]]
-# One customer on its way out: the changes just applied, and its outbox (JSON messages, in order).
-Outgoing = tuple[str, list[MembershipChange], list[str]]
+Message = Callable[[MembershipChange], str]  # the JSON announcing a change, "" for none
 
 
 class CommitConflictError(RuntimeError):
@@ -41,13 +41,40 @@ class Cause:
     at: datetime | None
 
 
+NO_CAUSE = Cause(None, None)
+
+
 @dataclass(frozen=True)
 class Plan:
-    """One customer's pending reconciliation: the state read, how to decide, and why."""
+    """One customer's pending reconciliation: the state read, how to decide, and why.
+
+    `repair` is set when a step after an earlier commit may not have run (a redelivery after a
+    failure): then the plan commits even when nothing changes, the member sets of these segments
+    (and of the customer's own and its outbox's) follow the customer's slot, and the outbox goes out.
+    """
 
     snapshot: CustomerSnapshot
     decide: Decider
     cause: Cause
+    repair: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One customer on its way out after its commit."""
+
+    customer_id: str
+    outbox: list[str]  # JSON messages, in order
+    fresh: frozenset[str] = frozenset()  # the messages this commit added: never published before
+    members: dict[str, bool] = field(default_factory=dict)  # segment -> member, for the member sets
+
+
+def _nothing(snapshot: CustomerSnapshot, now: float) -> list[MembershipChange]:
+    return []
+
+
+def _segments_of(outbox: Sequence[str]) -> set[str]:
+    return {str(json.loads(message)["segment_id"]) for message in outbox}
 
 
 class MembershipService:
@@ -67,10 +94,17 @@ class MembershipService:
         self.locks = KeyedLocks()
 
     def plan(
-        self, snapshot: CustomerSnapshot, candidates: Sequence[Segment], trigger: Trigger, cause: Cause
+        self,
+        snapshot: CustomerSnapshot,
+        candidates: Sequence[Segment],
+        trigger: Trigger,
+        cause: Cause,
+        redelivered: bool = False,
     ) -> Plan | None:
-        """A plan to apply the membership rule for `candidates`, or None when nothing would change."""
-        if not candidates:
+        """A plan to apply the membership rule for `candidates`, or None when nothing would change
+        and nothing needs repair (the input is new and the customer has no leftover outbox)."""
+        repair = redelivered or snapshot.outbox > 0
+        if not candidates and not repair:
             return None
 
         def rule(snap: CustomerSnapshot, now: float) -> list[MembershipChange]:
@@ -80,21 +114,39 @@ class MembershipService:
             EVALUATION_SECONDS.observe(time.perf_counter() - started)
             return changes
 
+        if repair:
+            return Plan(snapshot, rule, cause, frozenset(s.id for s in candidates))
         # The common case ends here: nothing changes, so no lock and no Redis round trip.
         return Plan(snapshot, rule, cause) if rule(snapshot, self.clock()) else None
 
     async def reconcile(
-        self, snapshot: CustomerSnapshot, candidates: Sequence[Segment], trigger: Trigger, cause: Cause
+        self,
+        snapshot: CustomerSnapshot,
+        candidates: Sequence[Segment],
+        trigger: Trigger,
+        cause: Cause,
+        redelivered: bool = False,
     ) -> list[MembershipChanged]:
         """Apply the membership rule for `candidates` to the customer and publish what changed."""
-        plan = self.plan(snapshot, candidates, trigger, cause)
+        plan = self.plan(snapshot, candidates, trigger, cause, redelivered)
         return await self.apply_many([plan]) if plan else []
 
-    async def evict(self, customer_id: str, reasons: dict[str, str], cause: Cause) -> list[MembershipChanged]:
-        """Leave the named segments (segment -> reason) whatever the rule says."""
+    async def evict(
+        self,
+        customer_id: str,
+        reasons: dict[str, str],
+        cause: Cause,
+        still: Callable[[str], bool] | None = None,
+    ) -> list[MembershipChanged]:
+        """Leave the named segments (segment -> reason) whatever the rule says; with `still`,
+        only those for which it holds when the change is decided (under the customer's lock)."""
 
         def leave(snap: CustomerSnapshot, now: float) -> list[MembershipChange]:
-            return [MembershipChange(s, "left", r) for s, r in reasons.items() if s in snap.segments]
+            return [
+                MembershipChange(s, "left", r)
+                for s, r in reasons.items()
+                if s in snap.segments and (still is None or still(s))
+            ]
 
         return await self.apply_many([Plan(await self.store.read(customer_id), leave, cause)])
 
@@ -108,84 +160,111 @@ class MembershipService:
                 messages = [(c.segment_id, self._message(customer_id, c, cause)) for c in left]
                 outbox = await self.store.erase(customer_id, messages)
                 if outbox is not None:
-                    await self.store.sync_members(customer_id, left)
-                    return await self._egress([(customer_id, left, outbox)])
+                    # Segments of leftover messages too: a crash may have kept them from their sets.
+                    gone = dict.fromkeys(set(segments) | _segments_of(outbox), False)
+                    await self.store.set_members_many([(customer_id, gone)])
+                    return await self._egress([Outgoing(customer_id, outbox)])
                 COMMIT_CONFLICTS.inc()  # the segments changed since the read (another worker)
         raise CommitConflictError(f"no stable segments to erase after {MAX_ATTEMPTS} attempts")
 
     async def flush_outbox(self, customer_id: str) -> list[MembershipChanged]:
-        """Publish what a crashed worker committed but never got acknowledged."""
-        async with self.locks.hold(customer_id):
-            return await self._egress([(customer_id, [], await self.store.outbox(customer_id))])
+        """Publish what a crashed worker committed but never got acknowledged, after bringing the
+        member sets of its segments in line with the customer's slot."""
+        snapshot = await self.store.read(customer_id)
+        return await self.apply_many([Plan(snapshot, _nothing, NO_CAUSE, frozenset())])
 
     async def apply_many(self, plans: Sequence[Plan]) -> list[MembershipChanged]:
         """Under the customers' locks: decide, commit, sync member sets, publish, each step one
         pipeline for all customers (one plan per customer)."""
+        if not plans:
+            return []
         async with AsyncExitStack() as stack:
             for customer_id in sorted({p.snapshot.customer_id for p in plans}):
                 await stack.enter_async_context(self.locks.hold(customer_id))
-            committed = [c for c in await self._commit_many(plans) if c[1] or c[2]]
+            committed = await self._commit_many(plans)
             failpoint("segmenter.after_slot_commit")
-            await self.store.sync_members_many([(cid, applied) for cid, applied, _ in committed])
+            await self.store.set_members_many([(o.customer_id, o.members) for o in committed])
             failpoint("segmenter.after_member_sync")
-            return await self._egress(committed)
+            return await self._egress([o for o in committed if o.outbox])
 
     async def _commit_many(self, plans: Sequence[Plan]) -> list[Outgoing]:
         now = self.clock()
-        decided = [(p, p.decide(p.snapshot, now)) for p in plans]
-        todo = [
-            (p, self._pending(p.snapshot.customer_id, changes, p.cause)) for p, changes in decided if changes
-        ]
+        todo = []
+        for p in plans:
+            changes = p.decide(p.snapshot, now)
+            if changes or p.repair is not None or p.snapshot.outbox:
+                todo.append((p, self._pending(p.snapshot.customer_id, changes, p.cause)))
         results = await self.store.commit_many([(p.snapshot, pending) for p, pending in todo], now)
         outgoing = []
-        for (p, _), result in zip(todo, results, strict=True):
+        for (p, pending), result in zip(todo, results, strict=True):
             if result is None:  # the customer changed since it was read: retry it alone
                 COMMIT_CONFLICTS.inc()
-                result = await self._commit(await self.store.read(p.snapshot.customer_id), p.decide, p.cause)
-            outgoing.append((p.snapshot.customer_id, result.applied, result.outbox))
+                snapshot = await self.store.read(p.snapshot.customer_id)
+                result, pending = await self._commit(snapshot, p.decide, self._announce(p), p.repair)
+            outgoing.append(_outgoing(p.snapshot.customer_id, pending, result, p.repair))
         return outgoing
 
-    async def _commit(self, snapshot: CustomerSnapshot, decider: Decider, cause: Cause | None) -> Committed:
-        """Commit one customer's changes, re-reading on conflict; no cause means no announcement."""
+    async def _commit(
+        self,
+        snapshot: CustomerSnapshot,
+        decider: Decider,
+        message: Message,
+        repair: frozenset[str] | None = None,
+    ) -> tuple[Committed, list[Pending]]:
+        """Commit one customer's changes, re-reading on conflict; what took effect and what was
+        asked. Without changes it commits (reads the outbox) only for a repair or a leftover."""
         for _ in range(MAX_ATTEMPTS):
             now = self.clock()
             changes = decider(snapshot, now)
-            if not changes:
-                return Committed([], [])
-            pending = self._pending(snapshot.customer_id, changes, cause)
+            if not changes and repair is None and not snapshot.outbox:
+                return Committed([], [], frozenset(snapshot.segments)), []
+            pending = [(c, message(c)) for c in changes]
             result = (await self.store.commit_many([(snapshot, pending)], now))[0]
             if result is not None:
-                return result
+                return result, pending
             COMMIT_CONFLICTS.inc()
             snapshot = await self.store.read(snapshot.customer_id)
         raise CommitConflictError(f"no stable version after {MAX_ATTEMPTS} attempts")
 
-    def _pending(
-        self, customer_id: str, changes: list[MembershipChange], cause: Cause | None
-    ) -> list[Pending]:
-        return [(c, self._message(customer_id, c, cause) if cause else "") for c in changes]
+    def _announce(self, plan: Plan) -> Message:
+        customer_id = plan.snapshot.customer_id
+        return lambda change: self._message(customer_id, change, plan.cause)
+
+    def _pending(self, customer_id: str, changes: list[MembershipChange], cause: Cause) -> list[Pending]:
+        return [(c, self._message(customer_id, c, cause)) for c in changes]
 
     async def _egress(self, outgoing: list[Outgoing]) -> list[MembershipChanged]:
         """Publish each customer's outbox in order, then clear it. Fail closed at the door: a join
-        whose consent lapsed since the commit (or whose segment is gone) is withheld, and undone."""
-        decoded = [(cid, [MembershipChanged.model_validate_json(m) for m in box]) for cid, _, box in outgoing]
-        joining = sorted({cid for cid, messages in decoded if any(m.action == "joined" for m in messages)})
+        whose consent lapsed since the commit (or whose segment is gone) is withheld, and undone;
+        the undo is announced (`left`) unless the join is provably unpublished (this commit's own)."""
+        decoded = [(o, [MembershipChanged.model_validate_json(m) for m in o.outbox]) for o in outgoing]
+        joining = sorted(
+            {o.customer_id for o, messages in decoded if any(m.action == "joined" for m in messages)}
+        )
         fresh = {s.customer_id: s for s in await self.store.read_many(joining)} if joining else {}
-        now, published = self.clock(), []
-        for customer_id, messages in decoded:
+        now, published, sent = self.clock(), [], []
+        for o, messages in decoded:
             withheld = [
-                m for m in messages if m.action == "joined" and not self._may_join(fresh[customer_id], m, now)
+                (m, raw)
+                for m, raw in zip(messages, o.outbox, strict=True)
+                if m.action == "joined" and not self._may_join(fresh[o.customer_id], m, now)
             ]
+            undone: list[str] = []
             if withheld:
                 log.warning(
                     "withheld joins whose consent lapsed",
-                    extra={"segments": [m.segment_id for m in withheld]},
+                    extra={"segments": [m.segment_id for m, _ in withheld]},
                 )
-                await self._undo(fresh[customer_id], {m.segment_id for m in withheld})
-            published += [m for m in messages if m not in withheld]
+                # A leftover join may have been published before a crash: its undo is announced.
+                announce = {m.segment_id for m, raw in withheld if raw not in o.fresh}
+                undone = await self._undo(fresh[o.customer_id], {m.segment_id for m, _ in withheld}, announce)
+            held = [m for m, _ in withheld]
+            published += [m for m in messages if m not in held]
+            published += [MembershipChanged.model_validate_json(u) for u in undone]
+            sent.append((o.customer_id, [*o.outbox, *undone]))
         await self.publisher.publish(published)
         failpoint("segmenter.after_publish")
-        await self.store.clear_outbox([(cid, box) for cid, _, box in outgoing])
+        await self.store.clear_outbox(sent)
         for m in published:
             MEMBERSHIP_CHANGES.labels(m.action, m.reason).inc()
         return published
@@ -196,8 +275,10 @@ class MembershipService:
             return False  # the segment is gone, or the customer already left it again
         return fresh.consent.all_effective(purposes, now)
 
-    async def _undo(self, snapshot: CustomerSnapshot, segment_ids: set[str]) -> None:
-        """Silently leave segments whose join was withheld (it was never announced)."""
+    async def _undo(self, snapshot: CustomerSnapshot, segment_ids: set[str], announce: set[str]) -> list[str]:
+        """Leave segments whose join was withheld; a `left` (queued in the outbox with the leave)
+        for those in `announce`. The messages queued."""
+        customer_id = snapshot.customer_id
 
         def leave(snap: CustomerSnapshot, now: float) -> list[MembershipChange]:
             changes = []
@@ -208,8 +289,13 @@ class MembershipService:
                     changes.append(MembershipChange(segment_id, "left", gap))
             return changes
 
-        undone = await self._commit(snapshot, leave, None)
-        await self.store.sync_members(snapshot.customer_id, undone.applied)
+        def message(change: MembershipChange) -> str:
+            return self._message(customer_id, change, NO_CAUSE) if change.segment_id in announce else ""
+
+        undone, pending = await self._commit(snapshot, leave, message)
+        await self.store.sync_members(customer_id, undone.applied)
+        applied = {c.segment_id for c in undone.applied}
+        return [m for c, m in pending if m and c.segment_id in applied]
 
     @staticmethod
     def _message(customer_id: str, change: MembershipChange, cause: Cause) -> str:
@@ -223,3 +309,16 @@ class MembershipService:
             cause_at=cause.at,
             at=datetime.now(UTC),
         ).model_dump_json()
+
+
+def _outgoing(
+    customer_id: str, pending: list[Pending], result: Committed, repair: frozenset[str] | None
+) -> Outgoing:
+    """What the member sets and egress need: the applied segments follow the slot, and after a
+    possible failure (a repair, leftovers in the outbox) so do the candidates and the outbox's."""
+    applied = {c.segment_id for c in result.applied}
+    fresh = frozenset(m for c, m in pending if m and c.segment_id in applied)
+    sync = set(applied)
+    if repair is not None or len(result.outbox) > len(fresh):
+        sync |= (repair or frozenset()) | result.segments | _segments_of(result.outbox)
+    return Outgoing(customer_id, result.outbox, fresh, {s: s in result.segments for s in sync})

@@ -15,8 +15,6 @@ class SegmenterSettings(ServiceSettings):
     sweep_interval_s: float = Field(30.0, gt=0)
     # Seconds between compliance scans of every live membership against effective consent.
     compliance_interval_s: float = Field(60.0, gt=0)
-    # How long a processed event_id is remembered, so a redelivery changes no feature twice.
-    dedupe_ttl_s: int = Field(7 * 24 * 3600, ge=60)
     # Events are taken from the stream in batches of at most this many, waiting this long.
     event_batch_size: int = Field(500, ge=1, le=10_000)
     event_batch_wait_s: float = Field(0.1, ge=0.001, le=5)

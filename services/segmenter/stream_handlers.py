@@ -65,6 +65,7 @@ class _Latest:
     snapshot: CustomerSnapshot
     event: CustomerEvent
     features: set[str] = field(default_factory=set)
+    redelivered: bool = False  # an event of the batch was applied before: a retry or a redelivery
 
 
 class StreamHandlers:
@@ -83,30 +84,31 @@ class StreamHandlers:
         self.expiry = expiry
 
     async def on_events(self, records: Sequence[ConsumerRecord]) -> None:
-        """A batch: one Redis pipeline for every feature update, then one evaluation per customer."""
-        decoded: list[tuple[int, CustomerEvent]] = []
+        """A batch: one Redis pipeline for every feature update, then one evaluation per customer.
+
+        A redelivered event (a retry after a failure, or after a crash) changes no feature again
+        but is still evaluated from the stored state, with the repair of whatever steps after the
+        commit may not have run (member sets, the outbox)."""
+        decoded: list[tuple[ConsumerRecord, CustomerEvent]] = []
         for record in records:
             MESSAGES_CONSUMED.labels(record.topic).inc()
             event = await decode_or_dead_letter(self.producer, record, CustomerEvent)
             if event is None:
                 EVENTS_PROCESSED.labels("invalid", "dead_letter").inc()
             else:
-                decoded.append((record.partition, event))
+                decoded.append((record, event))
         if not decoded:
             return
-        writes = [_write(event) for _, event in decoded]
-        known = {(partition, event.customer_id) for partition, event in decoded}
-        snapshots = await self.store.apply_events(writes, known)
+        writes = [_write(record, event) for record, event in decoded]
+        known = {(record.partition, event.customer_id) for record, event in decoded}
+        results = await self.store.apply_events(writes, known)
         failpoint("segmenter.events_mid_batch")  # features written, membership not yet reconciled
         latest: dict[str, _Latest] = {}
-        for (_, event), snapshot in zip(decoded, snapshots, strict=True):
-            EVENTS_PROCESSED.labels(
-                type_family(event.type), "duplicate" if snapshot is None else "applied"
-            ).inc()
-            if snapshot is None:
-                continue
+        for (_, event), (applied, snapshot) in zip(decoded, results, strict=True):
+            EVENTS_PROCESSED.labels(type_family(event.type), "applied" if applied else "duplicate").inc()
             entry = latest.setdefault(event.customer_id, _Latest(snapshot, event))
             entry.snapshot, entry.event = snapshot, event
+            entry.redelivered |= not applied
             entry.features |= features_changed_by(event.type, _profile(event))
         plans = [self._plan(entry) for entry in latest.values()]
         await self.membership.apply_many([p for p in plans if p is not None])
@@ -114,7 +116,7 @@ class StreamHandlers:
     def _plan(self, entry: _Latest) -> Plan | None:
         cause = Cause(entry.event.event_id, entry.event.occurred_at)
         candidates = self.registry.reading(entry.features)
-        return self.membership.plan(entry.snapshot, candidates, ON_EVENT, cause)
+        return self.membership.plan(entry.snapshot, candidates, ON_EVENT, cause, entry.redelivered)
 
     async def on_consent_change(self, record: ConsumerRecord) -> None:
         """The hot path: record the change, then evict (or admit) at once."""
@@ -183,9 +185,11 @@ def _profile(event: CustomerEvent) -> dict[str, object]:
     return dict(event.attributes) if event.type == "profile_update" else {}
 
 
-def _write(event: CustomerEvent) -> EventWrite:
+def _write(record: ConsumerRecord, event: CustomerEvent) -> EventWrite:
     amount = event.attributes.get("amount") if event.type == "purchase" else None
     return EventWrite(
+        partition=record.partition,
+        offset=record.offset,
         event_id=event.event_id,
         customer_id=event.customer_id,
         type=event.type,

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from services.segmenter.adapters.redis_store import CustomerSnapshot, RedisCustomerStore
 from services.segmenter.domain.membership import ON_DEFINITION, ON_SWEEP, Trigger
 from services.segmenter.domain.segments import Segment, SegmentRegistry
-from services.segmenter.membership_service import Cause, MembershipService
+from services.segmenter.membership_service import NO_CAUSE, MembershipService
 from services.segmenter.metrics import (
     COMPLIANCE_SCANS,
     COMPLIANCE_VIOLATIONS,
@@ -27,7 +27,6 @@ from shared.pseudonym import pseudonymize
 
 log = logging.getLogger(__name__)
 CHUNK = 200
-NO_CAUSE = Cause(None, None)
 IN_FLIGHT_S = 10.0
 
 
@@ -85,16 +84,34 @@ class Sweeper:
 
     async def reevaluate(self, segment_ids: set[str], deleted: bool) -> None:
         """A changed segment re-evaluated (or a deleted one emptied) for the owned partitions."""
+        if deleted:
+            await self._empty(segment_ids)
+            return
         segments = [s for s in (self.registry.get(i) for i in segment_ids) if s is not None]
         for partition in self.owned():
             async for chunk in self.snapshots(partition):
-                if not deleted:
-                    await self._reconcile(chunk, segments, ON_DEFINITION)
-                    continue
+                await self._reconcile(chunk, segments, ON_DEFINITION)
+
+    async def _empty(self, segment_ids: set[str]) -> None:
+        """Evict the members of deleted segments (`segment_deleted`). A segment defined again
+        under the same id meanwhile (a newer version) keeps its members: whether the id is still
+        deleted is decided under the customer's lock, and a customer whose eviction raced with
+        the new definition is evaluated against it afterwards."""
+
+        def still_deleted(segment_id: str) -> bool:
+            return self.registry.get(segment_id) is None
+
+        for partition in self.owned():
+            async for chunk in self.snapshots(partition):
                 for snapshot in chunk:
                     gone = dict.fromkeys(segment_ids & snapshot.segments, "segment_deleted")
-                    if gone:
-                        await self.membership.evict(snapshot.customer_id, gone, NO_CAUSE)
+                    if not gone:
+                        continue
+                    await self.membership.evict(snapshot.customer_id, gone, NO_CAUSE, still_deleted)
+                    back = [s for s in map(self.registry.get, gone) if s is not None]
+                    if back:
+                        fresh = await self.store.read(snapshot.customer_id)
+                        await self.membership.reconcile(fresh, back, ON_DEFINITION, NO_CAUSE)
 
     async def _reconcile(
         self, chunk: list[CustomerSnapshot], segments: list[Segment], trigger: Trigger

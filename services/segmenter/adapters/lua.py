@@ -1,31 +1,50 @@
 """Lua scripts that update one customer's keys (one hash slot) atomically."""
 
-# KEYS: features, version, seen-marker, consent, segments.
-# ARGV: dedupe ttl, type, occurred_at (epoch), purchase amount or "", then profile attr/JSON pairs.
+# KEYS: features, version, consent, segments, outbox.
+# ARGV: offset field, offset, event_id, type, occurred_at (epoch), purchase amount or "", then
+# profile attr/JSON pairs. An event is applied once: its offset must be above the highest applied
+# offset of its partition (the `_o:<partition>` field; a partition arrives in offset order), and its
+# event_id must differ from the last applied one (`_id`, a producer's retry). Bookkeeping fields
+# start with `_`. Returns {applied 1|0, version, features, consent, segments, outbox length}: a
+# duplicate returns the stored state too, so a retry can re-plan from it.
 APPLY_EVENT = """
-if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[1]) then return {0} end
-local f, t = KEYS[1], tonumber(ARGV[3])
-redis.call('HINCRBY', f, 'events', 1)
-redis.call('HINCRBY', f, 'e:' .. ARGV[2], 1)
-local first = redis.call('HGET', f, 'first')
-if (not first) or tonumber(first) > t then redis.call('HSET', f, 'first', ARGV[3]) end
-local last = redis.call('HGET', f, 'last')
-if (not last) or tonumber(last) < t then redis.call('HSET', f, 'last', ARGV[3]) end
-if ARGV[4] ~= '' then
-  redis.call('HINCRBYFLOAT', f, 'spend', ARGV[4])
-  redis.call('HINCRBY', f, 'purchases', 1)
-  local lp = redis.call('HGET', f, 'lastp')
-  if (not lp) or tonumber(lp) < t then redis.call('HSET', f, 'lastp', ARGV[3]) end
+local f = KEYS[1]
+local seen = redis.call('HMGET', f, ARGV[1], '_id')
+local newer = (not seen[1]) or tonumber(seen[1]) < tonumber(ARGV[2])
+local v, applied
+if newer and seen[2] ~= ARGV[3] then
+  local t = tonumber(ARGV[5])
+  redis.call('HINCRBY', f, 'events', 1)
+  redis.call('HINCRBY', f, 'e:' .. ARGV[4], 1)
+  local first = redis.call('HGET', f, 'first')
+  if (not first) or tonumber(first) > t then redis.call('HSET', f, 'first', ARGV[5]) end
+  local last = redis.call('HGET', f, 'last')
+  if (not last) or tonumber(last) < t then redis.call('HSET', f, 'last', ARGV[5]) end
+  if ARGV[6] ~= '' then
+    redis.call('HINCRBYFLOAT', f, 'spend', ARGV[6])
+    redis.call('HINCRBY', f, 'purchases', 1)
+    local lp = redis.call('HGET', f, 'lastp')
+    if (not lp) or tonumber(lp) < t then redis.call('HSET', f, 'lastp', ARGV[5]) end
+  end
+  for i = 7, #ARGV, 2 do redis.call('HSET', f, 'p:' .. ARGV[i], ARGV[i + 1]) end
+  redis.call('HSET', f, ARGV[1], ARGV[2], '_id', ARGV[3])
+  v = redis.call('INCR', KEYS[2])
+  applied = 1
+else
+  if newer then redis.call('HSET', f, ARGV[1], ARGV[2]) end
+  v = tonumber(redis.call('GET', KEYS[2]) or '0')
+  applied = 0
 end
-for i = 5, #ARGV, 2 do redis.call('HSET', f, 'p:' .. ARGV[i], ARGV[i + 1]) end
-local v = redis.call('INCR', KEYS[2])
-return {1, v, redis.call('HGETALL', f), redis.call('HGETALL', KEYS[4]), redis.call('SMEMBERS', KEYS[5])}
+return {applied, v, redis.call('HGETALL', f), redis.call('HGETALL', KEYS[3]),
+  redis.call('SMEMBERS', KEYS[4]), redis.call('LLEN', KEYS[5])}
 """
 
-# KEYS: features, version, consent, segments.  Returns {version, features, consent, segments}.
+# KEYS: features, version, consent, segments, outbox.
+# Returns {version, features, consent, segments, outbox length}.
 READ_CUSTOMER = """
 local v = tonumber(redis.call('GET', KEYS[2]) or '0')
-return {v, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[3]), redis.call('SMEMBERS', KEYS[4])}
+return {v, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[3]), redis.call('SMEMBERS', KEYS[4]),
+  redis.call('LLEN', KEYS[5])}
 """
 
 # KEYS: consent, version, features, segments.  ARGV: pairs purpose, "status|expires|recorded|seq|lapsed".
@@ -65,7 +84,8 @@ return {changed, v, features, redis.call('HGETALL', KEYS[1]), redis.call('SMEMBE
 # segment, message, n, n required purposes.  Refuses (-1) when the customer changed since it
 # was read; a join whose consent is not effective now is not applied (fail closed). An applied
 # op's message joins the outbox in the same step, so a crash before the publish loses nothing.
-# Returns {applied segments, the whole outbox (older leftovers first)}.
+# With no ops it only reads. Returns {applied segments, the whole outbox (older leftovers first),
+# the customer's segments after the commit (the truth the segments' member sets follow)}.
 COMMIT = """
 if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
 local now, applied, i = tonumber(ARGV[2]), {}, 3
@@ -89,19 +109,26 @@ while i <= #ARGV do
   end
   i = i + 4 + n
 end
-return {applied, redis.call('LRANGE', KEYS[4], 0, -1)}
+return {applied, redis.call('LRANGE', KEYS[4], 0, -1), redis.call('SMEMBERS', KEYS[2])}
 """
 
 # KEYS: features, consent, segments, version, outbox.  ARGV: pairs segment, its `left` message.
 # Deletes the customer's data and appends the `left` of every segment they were in to the outbox in
 # one step, so a crash cannot lose those messages. Refuses (-1) unless ARGV names exactly the
-# segments the customer is in now. Returns the whole outbox (older leftovers first).
+# segments the customer is in now. The applied offsets (`_` fields) stay, so a redelivery of an
+# event from before the erasure does not bring the data back. Returns the whole outbox (older
+# leftovers first).
 ERASE = """
 if redis.call('SCARD', KEYS[3]) * 2 ~= #ARGV then return -1 end
 for i = 1, #ARGV, 2 do
   if redis.call('SISMEMBER', KEYS[3], ARGV[i]) == 0 then return -1 end
 end
+local kept, all = {}, redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 1) == '_' then table.insert(kept, all[i]); table.insert(kept, all[i + 1]) end
+end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+if #kept > 0 then redis.call('HSET', KEYS[1], unpack(kept)) end
 redis.call('INCR', KEYS[4])
 for i = 2, #ARGV, 2 do redis.call('RPUSH', KEYS[5], ARGV[i]) end
 return redis.call('LRANGE', KEYS[5], 0, -1)

@@ -1,7 +1,7 @@
 """The Redis key layout: a customer's keys share one hash slot, each segment's members have their own.
 
 On Redis Cluster the hash tag `{c:<customer_id>}` puts a customer's features, consent, segments,
-version and processed event ids in one slot, so one Lua script updates them atomically; a
+version and outbox in one slot, so one Lua script updates them atomically; a
 segment's member set `{<segment_id>}` lives in its own slot and is updated in a second step.
 """
 
@@ -28,9 +28,6 @@ class KeyLayout:
 
     def version(self, customer_id: str) -> str:
         return self.customer(customer_id, "ver")
-
-    def seen(self, customer_id: str, event_id: str) -> str:
-        return self.customer(customer_id, f"seen:{event_id}")
 
     def outbox(self, customer_id: str) -> str:
         """Membership changes committed but not yet acknowledged by the broker, oldest first."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ class CustomerSnapshot:
     features: dict[str, str]
     consent: ConsentView
     segments: set[str]
+    outbox: int = 0  # messages committed but not yet acknowledged (a leftover: repair before planning)
 
 
 # A change to commit and the JSON of the MembershipChanged that announces it ("" for none).
@@ -34,12 +35,16 @@ Pending = tuple[MembershipChange, str]
 class Committed:
     applied: list[MembershipChange]
     outbox: list[str]
+    segments: frozenset[str]  # the customer's segments after the commit
 
 
 @dataclass(frozen=True)
 class EventWrite:
-    """The feature update one customer event makes."""
+    """The feature update one customer event makes, and where the event was read from: a
+    partition's events are applied in offset order, each once."""
 
+    partition: int
+    offset: int
     customer_id: str
     event_id: str
     type: str
@@ -76,11 +81,15 @@ def _pairs(flat: Sequence[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+def _features(flat: Sequence[str]) -> dict[str, str]:
+    """The feature fields of the stored hash, without the bookkeeping ones (`_o:<p>`, `_id`)."""
+    return {k: v for k, v in zip(flat[::2], flat[1::2], strict=True) if not k.startswith("_")}
+
+
 class RedisCustomerStore:
-    def __init__(self, client: aioredis.Redis, keys: KeyLayout, dedupe_ttl_s: int) -> None:
+    def __init__(self, client: aioredis.Redis, keys: KeyLayout) -> None:
         self.client = client
         self.keys = keys
-        self.dedupe_ttl_s = dedupe_ttl_s
         self._apply_event = client.register_script(lua.APPLY_EVENT)
         self._read = client.register_script(lua.READ_CUSTOMER)
         self._apply_consent = client.register_script(lua.APPLY_CONSENT)
@@ -91,49 +100,55 @@ class RedisCustomerStore:
         await self.client.ping()
 
     def _snapshot(self, customer_id: str, version: int, result: Sequence[Any]) -> CustomerSnapshot:
-        features, consent, segments = result
+        features, consent, segments, *outbox = result  # a script may also return the outbox length
         return CustomerSnapshot(
-            customer_id, int(version), _pairs(features), decode_consent(_pairs(consent)), set(segments)
+            customer_id,
+            int(version),
+            _features(features),
+            decode_consent(_pairs(consent)),
+            set(segments),
+            int(outbox[0]) if outbox else 0,
         )
 
-    async def apply_events(
-        self, writes: Sequence[EventWrite], known: Iterable[tuple[int, str]]
-    ) -> list[CustomerSnapshot | None]:
-        """Apply every event in one pipeline; None for a redelivered (already applied) event."""
+    def _customer_keys(self, customer_id: str) -> list[str]:
+        """KEYS of READ_CUSTOMER and APPLY_EVENT."""
         k = self.keys
-        async with self.client.pipeline(transaction=False) as pipe:
-            for w in writes:
-                profile = [item for attr, value in w.profile.items() for item in (attr, json.dumps(value))]
-                args: list[str | int | float] = [
-                    self.dedupe_ttl_s,
-                    w.type,
-                    repr(w.occurred_at),
-                    "" if w.amount is None else repr(w.amount),
-                ]
-                keys = [
-                    k.features(w.customer_id),
-                    k.version(w.customer_id),
-                    k.seen(w.customer_id, w.event_id),
-                ]
-                keys += [k.consent(w.customer_id), k.segments(w.customer_id)]
-                await self._apply_event(keys=keys, args=[*args, *profile], client=pipe)
-            for partition, customer_id in known:
-                pipe.sadd(k.known(partition), customer_id)
-            results = await pipe.execute()
         return [
-            self._snapshot(w.customer_id, r[1], r[2:]) if r[0] else None
-            for w, r in zip(writes, results, strict=False)
-        ]
-
-    async def read(self, customer_id: str) -> CustomerSnapshot:
-        k = self.keys
-        keys = [
             k.features(customer_id),
             k.version(customer_id),
             k.consent(customer_id),
             k.segments(customer_id),
+            k.outbox(customer_id),
         ]
-        result = await self._read(keys=keys)
+
+    async def apply_events(
+        self, writes: Sequence[EventWrite], known: Iterable[tuple[int, str]]
+    ) -> list[tuple[bool, CustomerSnapshot]]:
+        """Apply every event in one pipeline: per event whether it was applied now (False for a
+        redelivery, an offset at or below its partition's applied one) and the customer's state."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for w in writes:
+                profile = [item for attr, value in w.profile.items() for item in (attr, json.dumps(value))]
+                args: list[str | int | float] = [
+                    f"_o:{w.partition}",
+                    w.offset,
+                    w.event_id,
+                    w.type,
+                    repr(w.occurred_at),
+                    "" if w.amount is None else repr(w.amount),
+                ]
+                keys = self._customer_keys(w.customer_id)
+                await self._apply_event(keys=keys, args=[*args, *profile], client=pipe)
+            for partition, customer_id in known:
+                pipe.sadd(self.keys.known(partition), customer_id)
+            results = await pipe.execute()
+        return [
+            (bool(r[0]), self._snapshot(w.customer_id, r[1], r[2:]))
+            for w, r in zip(writes, results, strict=False)
+        ]
+
+    async def read(self, customer_id: str) -> CustomerSnapshot:
+        result = await self._read(keys=self._customer_keys(customer_id))
         return self._snapshot(customer_id, result[0], result[1:])
 
     async def apply_consent(
@@ -197,7 +212,8 @@ class RedisCustomerStore:
                 out.append(None)
                 continue
             done = set(result[0])
-            out.append(Committed([c for c, _ in pending if c.segment_id in done], list(result[1])))
+            applied = [c for c, _ in pending if c.segment_id in done]
+            out.append(Committed(applied, list(result[1]), frozenset(result[2])))
         return out
 
     async def outbox(self, customer_id: str) -> list[str]:
@@ -219,19 +235,20 @@ class RedisCustomerStore:
                 pipe.llen(self.keys.outbox(customer_id))
             return [int(n) for n in await pipe.execute()]
 
-    async def sync_members_many(self, batch: Sequence[tuple[str, Sequence[MembershipChange]]]) -> None:
-        """Second step: the segments' member sets (other hash slots) follow the customers' sets."""
-        if not any(applied for _, applied in batch):
+    async def set_members_many(self, batch: Sequence[tuple[str, Mapping[str, bool]]]) -> None:
+        """Second step: the segments' member sets (other hash slots) follow the customers' sets;
+        per customer, segment -> whether the customer is a member (as its slot says)."""
+        if not any(membership for _, membership in batch):
             return
         async with self.client.pipeline(transaction=False) as pipe:
-            for customer_id, applied in batch:
-                for change in applied:
-                    members = self.keys.members(change.segment_id)
-                    (pipe.sadd if change.action == "joined" else pipe.srem)(members, customer_id)
+            for customer_id, membership in batch:
+                for segment_id, member in membership.items():
+                    (pipe.sadd if member else pipe.srem)(self.keys.members(segment_id), customer_id)
             await pipe.execute()
 
     async def sync_members(self, customer_id: str, applied: Sequence[MembershipChange]) -> None:
-        await self.sync_members_many([(customer_id, applied)])
+        """The member sets of the segments `applied` changed follow those changes."""
+        await self.set_members_many([(customer_id, {c.segment_id: c.action == "joined" for c in applied})])
 
     async def erase(self, customer_id: str, left: Sequence[tuple[str, str]]) -> list[str] | None:
         """Delete features, consent and segments of the customer and queue `left` (segment, message)
@@ -273,11 +290,9 @@ class RedisCustomerStore:
         return int(await self.client.scard(self.keys.members(segment_id)))
 
     async def read_many(self, customer_ids: Sequence[str]) -> list[CustomerSnapshot]:
-        k = self.keys
         async with self.client.pipeline(transaction=False) as pipe:
             for cid in customer_ids:
-                keys = [k.features(cid), k.version(cid), k.consent(cid), k.segments(cid)]
-                await self._read(keys=keys, client=pipe)
+                await self._read(keys=self._customer_keys(cid), client=pipe)
             results = await pipe.execute()
         return [self._snapshot(cid, r[0], r[1:]) for cid, r in zip(customer_ids, results, strict=True)]
 

@@ -40,7 +40,7 @@ async def redis_source(settings: SegmenterSettings) -> AsyncIterator[RedisTraini
     """The segmenter's own Redis state, through its store adapter."""
     client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
-        customers = RedisCustomerStore(client, KeyLayout(settings.redis_namespace), settings.dedupe_ttl_s)
+        customers = RedisCustomerStore(client, KeyLayout(settings.redis_namespace))
         yield RedisTrainingSource(customers, settings.topic_partitions)
     finally:
         await client.aclose()  # type: ignore[attr-defined]  # redis>=5; the stubs predate it

@@ -22,7 +22,7 @@ SEED_CHUNK = 100  # customers per pipeline: one huge pipeline times out writing 
 @pytest.fixture
 async def customers(redis_url: str, topic_prefix: str) -> AsyncIterator[RedisCustomerStore]:
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    yield RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"), dedupe_ttl_s=3600)
+    yield RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"))
     keys = [key async for key in client.scan_iter(f"sw:{topic_prefix}*", count=1000)]
     for start in range(0, len(keys), 1000):
         await client.unlink(*keys[start : start + 1000])
@@ -44,8 +44,8 @@ def event_plan(features: Mapping[str, float | int], now: float) -> list[tuple[st
 
 def events_of(customer_id: str, features: Mapping[str, float | int], now: float) -> list[EventWrite]:
     return [
-        EventWrite(customer_id, uuid.uuid4().hex, kind, at, amount, {"country": "DE"})
-        for kind, at, amount in event_plan(features, now)
+        EventWrite(0, offset, customer_id, uuid.uuid4().hex, kind, at, amount, {"country": "DE"})
+        for offset, (kind, at, amount) in enumerate(event_plan(features, now))
     ]
 
 

@@ -207,7 +207,12 @@ class RedisView:
         return set(self.client.smembers(f"{self.ns}seg:{{{segment}}}:members"))
 
     def features(self, customer: str) -> dict[str, str]:
-        return dict(self.client.hgetall(f"{self.ns}{{c:{customer}}}:f"))
+        """The stored features, without the bookkeeping fields (`_o:<partition>`, `_id`)."""
+        stored = self.client.hgetall(f"{self.ns}{{c:{customer}}}:f")
+        return {k: v for k, v in stored.items() if not k.startswith("_")}
+
+    def outbox(self, customer: str) -> list[str]:
+        return list(self.client.lrange(f"{self.ns}{{c:{customer}}}:outbox", 0, -1))
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from services.segmenter.domain.consent import PurposeConsent
 @pytest.fixture
 async def store(redis_url: str, topic_prefix: str) -> AsyncIterator[RedisCustomerStore]:
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    yield RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"), dedupe_ttl_s=3600)
+    yield RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"))
     keys = [key async for key in client.scan_iter(f"sw:{topic_prefix}*", count=1000)]
     if keys:
         await client.unlink(*keys)
@@ -25,7 +25,9 @@ async def store(redis_url: str, topic_prefix: str) -> AsyncIterator[RedisCustome
 
 async def customer_in(store: RedisCustomerStore, customer: str, *segments: str) -> None:
     now = time.time()
-    await store.apply_events([EventWrite(customer, "e-1", "purchase", now, 20.0, {"country": "DE"})], [])
+    await store.apply_events(
+        [EventWrite(0, 1, customer, "e-1", "purchase", now, 20.0, {"country": "DE"})], []
+    )
     await store.apply_consent(customer, {"profiling": PurposeConsent("granted", None, now)})
     await store.client.sadd(store.keys.segments(customer), *segments)
     await store.client.rpush(store.keys.outbox(customer), "older")

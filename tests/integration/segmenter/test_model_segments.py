@@ -35,7 +35,7 @@ async def train(
 ) -> tuple[ModelAssigner, FileModelStore]:
     """Seed consented and unconsented customers into Redis, train on them into the segmenter's store."""
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    customers = RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"), dedupe_ttl_s=3600)
+    customers = RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"))
     people: list[tuple[str, Any, str | None]] = [
         (f"t-{i}", features, "granted") for i, (_, features) in enumerate(population(20, seed=3))
     ]

@@ -1,0 +1,263 @@
+"""Redelivery converges, in-process against the real Redis: features applied once per offset with
+bounded memory, retries re-planned from the stored state, leftovers repaired and their undo announced,
+and the delete job spares a segment defined again under the same id."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from aiokafka.structs import ConsumerRecord
+
+from services.segmenter.adapters.redis_keys import KeyLayout
+from services.segmenter.adapters.redis_store import EventWrite, RedisCustomerStore
+from services.segmenter.domain.consent import PurposeConsent
+from services.segmenter.domain.membership import ON_EVENT
+from services.segmenter.domain.segments import Segment, SegmentRegistry
+from services.segmenter.membership_service import NO_CAUSE, MembershipService
+from services.segmenter.stream_handlers import StreamHandlers
+from services.segmenter.sweeps import Sweeper
+from shared import failpoints
+from shared.events import CustomerEvent, MembershipChanged, SegmentDefinition, new_event_id, utcnow
+from shared.failpoints import InjectedFaultError
+
+
+class Published:
+    """Stands in for the Kafka publisher: what would have been announced, in order."""
+
+    def __init__(self) -> None:
+        self.messages: list[MembershipChanged] = []
+
+    async def publish(self, changes: Sequence[MembershipChanged]) -> None:
+        self.messages += changes
+
+    def actions(self, customer: str, segment: str) -> list[str]:
+        return [m.action for m in self.messages if (m.customer_id, m.segment_id) == (customer, segment)]
+
+
+def segment(segment_id: str, rule: str, *purposes: str, version: int = 1) -> Segment:
+    definition = SegmentDefinition(
+        event_id=new_event_id(),
+        segment_id=segment_id,
+        name=segment_id,
+        rule=rule,
+        required_purposes=purposes,
+        version=version,
+        updated_at=utcnow(),
+    )
+    return Segment.from_definition(definition)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def store(redis_url: str, topic_prefix: str) -> AsyncIterator[RedisCustomerStore]:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    yield RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"))
+    keys = [key async for key in client.scan_iter(f"sw:{topic_prefix}*", count=1000)]
+    if keys:
+        await client.unlink(*keys)
+    await client.aclose()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def disarm() -> Iterator[None]:
+    yield
+    failpoints.configure("")
+
+
+class World:
+    def __init__(self, store: RedisCustomerStore) -> None:
+        self.store = store
+        self.registry = SegmentRegistry()
+        self.published = Published()
+        self.clock = Clock()
+        self.membership = MembershipService(
+            store,
+            self.published,
+            self._purposes,
+            lambda *_: None,
+            self.clock,  # type: ignore[arg-type]
+        )
+
+    def _purposes(self, segment_id: str) -> tuple[str, ...] | None:
+        s = self.registry.get(segment_id)
+        return None if s is None else s.required_purposes
+
+    async def members(self, segment_id: str) -> set[str]:
+        return set(await self.store.client.smembers(self.store.keys.members(segment_id)))
+
+    async def grant(self, customer: str, purpose: str, expires_at: float | None = None) -> None:
+        state = PurposeConsent("granted", expires_at, self.clock.now - 1)
+        await self.store.apply_consent(customer, {purpose: state})
+
+
+@pytest.fixture
+def world(store: RedisCustomerStore) -> World:
+    return World(store)
+
+
+def write(
+    offset: int, customer: str = "c-1", event_id: str | None = None, amount: float = 10.0
+) -> EventWrite:
+    return EventWrite(0, offset, customer, event_id or new_event_id(), "purchase", time.time(), amount, {})
+
+
+async def test_each_offset_is_applied_once_with_no_key_per_event_and_no_ttl(
+    store: RedisCustomerStore,
+) -> None:
+    results = await store.apply_events([write(offset) for offset in range(100)], [(0, "c-1")])
+    assert all(applied for applied, _ in results)
+    keys = {key async for key in store.client.scan_iter(store.keys.customer("c-1", "*"))}
+    assert keys == {store.keys.features("c-1"), store.keys.version("c-1")}  # nothing grows per event
+    assert [await store.client.ttl(key) for key in keys] == [-1, -1]  # no window to age out of
+
+    # A replay of old offsets, however late, is a duplicate and still returns the stored state.
+    again = await store.apply_events([write(3), write(99), write(100, amount=5.0)], [])
+    assert [applied for applied, _ in again] == [False, False, True]
+    assert again[0][1].features["purchases"] == "100" and again[2][1].features["purchases"] == "101"
+    assert "_o:0" not in again[0][1].features  # bookkeeping is not a feature
+
+
+async def test_a_repeated_event_id_is_a_duplicate_and_erasure_keeps_the_offsets(
+    store: RedisCustomerStore,
+) -> None:
+    same = new_event_id()
+    results = await store.apply_events([write(1, event_id=same), write(2, event_id=same)], [])
+    assert [applied for applied, _ in results] == [True, False]  # a producer's retry
+    assert await store.erase("c-1", []) is not None
+    assert (await store.read("c-1")).features == {}
+    redelivered = await store.apply_events([write(2)], [])  # from before the erasure
+    assert redelivered[0][0] is False and redelivered[0][1].features == {}
+    assert (await store.apply_events([write(3)], []))[0][0] is True  # a new event after it
+
+
+async def test_a_retry_after_a_failure_mid_batch_evaluates_the_events(world: World, disarm: None) -> None:
+    world.registry.put(segment("buyers", "purchase_count >= 1"))
+    handlers = StreamHandlers(world.store, world.registry, world.membership, None)  # type: ignore[arg-type]
+    event = CustomerEvent(
+        event_id=new_event_id(),
+        customer_id="c-1",
+        type="purchase",
+        occurred_at=datetime.now(UTC),
+        source="test",
+        attributes={"amount": 20, "currency": "EUR"},
+    )
+    record = ConsumerRecord("t", 0, 7, 0, 0, b"c-1", event.to_bytes(), None, 0, 0, ())
+    failpoints.configure("segmenter.events_mid_batch=raise")
+    with pytest.raises(InjectedFaultError):
+        await handlers.on_events([record])
+    assert (await world.store.read("c-1")).features["purchases"] == "1"
+    await handlers.on_events([record])  # what stream_app.with_retry does
+    assert (await world.store.read("c-1")).segments == {"buyers"} and await world.members("buyers") == {"c-1"}
+    assert world.published.actions("c-1", "buyers") == ["joined"]
+    assert (await world.store.read("c-1")).features["purchases"] == "1"
+
+
+async def test_a_failure_after_the_slot_commit_is_repaired_by_the_retry(world: World, disarm: None) -> None:
+    world.registry.put(segment("buyers", "purchase_count >= 1"))
+    handlers = StreamHandlers(world.store, world.registry, world.membership, None)  # type: ignore[arg-type]
+    event = CustomerEvent(
+        event_id=new_event_id(),
+        customer_id="c-1",
+        type="purchase",
+        occurred_at=datetime.now(UTC),
+        source="test",
+        attributes={"amount": 20, "currency": "EUR"},
+    )
+    record = ConsumerRecord("t", 0, 7, 0, 0, b"c-1", event.to_bytes(), None, 0, 0, ())
+    failpoints.configure("segmenter.after_slot_commit=raise")
+    with pytest.raises(InjectedFaultError):
+        await handlers.on_events([record])
+    assert await world.members("buyers") == set() and world.published.messages == []
+    await handlers.on_events([record])
+    assert await world.members("buyers") == {"c-1"} and world.published.actions("c-1", "buyers") == ["joined"]
+    assert await world.store.outbox("c-1") == []
+
+
+async def leftover_join(world: World, customer: str, segment_id: str) -> MembershipChanged:
+    """What a worker killed after its commit (perhaps after its publish) leaves behind."""
+    message = MembershipChanged(
+        event_id=new_event_id(),
+        segment_id=segment_id,
+        customer_id=customer,
+        action="joined",
+        reason="rule_matched",
+        cause_event_id=None,
+        cause_at=None,
+        at=datetime.now(UTC),
+    )
+    await world.store.client.sadd(world.store.keys.segments(customer), segment_id)
+    await world.store.client.rpush(world.store.keys.outbox(customer), message.model_dump_json())
+    return message
+
+
+async def test_a_leftover_is_flushed_with_its_member_sets_even_when_nothing_is_planned(world: World) -> None:
+    world.registry.put(segment("buyers", "purchase_count >= 1"))
+    await world.store.apply_events([write(1)], [(0, "c-1")])
+    join = await leftover_join(world, "c-1", "buyers")  # member sets never synced
+    snapshot = await world.store.read("c-1")
+    assert world.membership.plan(snapshot, [], ON_EVENT, NO_CAUSE) is not None
+    await world.membership.reconcile(snapshot, [], ON_EVENT, NO_CAUSE)
+    assert [m.event_id for m in world.published.messages] == [join.event_id]
+    assert await world.members("buyers") == {"c-1"} and await world.store.outbox("c-1") == []
+
+
+async def test_a_withheld_leftover_join_is_undone_with_a_left(world: World) -> None:
+    world.registry.put(segment("mail", "purchase_count >= 1", "marketing_email"))
+    await world.store.apply_events([write(1)], [(0, "c-1")])
+    await world.grant("c-1", "marketing_email", expires_at=world.clock.now - 1)  # lapsed since the crash
+    join = await leftover_join(world, "c-1", "mail")
+    await world.store.client.sadd(world.store.keys.members("mail"), "c-1")
+    await world.membership.flush_outbox("c-1")
+    assert join.event_id not in {m.event_id for m in world.published.messages}  # fail closed
+    assert world.published.actions("c-1", "mail") == ["left"]  # it may have gone out before the crash
+    assert world.published.messages[0].reason == "consent_expired"
+    assert (await world.store.read("c-1")).segments == set() and await world.members("mail") == set()
+    assert await world.store.outbox("c-1") == []
+
+
+async def test_a_join_withheld_before_it_was_ever_published_is_undone_silently(world: World) -> None:
+    world.registry.put(segment("mail", "purchase_count >= 1", "marketing_email"))
+    await world.grant("c-1", "marketing_email", expires_at=world.clock.now + 5)
+    results = await world.store.apply_events([write(1)], [(0, "c-1")])
+    commit = world.store.commit_many
+
+    async def commit_then_expire(*args: Any, **kwargs: Any) -> Any:
+        result = await commit(*args, **kwargs)
+        world.clock.now += 10  # the grant expires between the commit and the egress
+        return result
+
+    world.store.commit_many = commit_then_expire  # type: ignore[method-assign]
+    await world.membership.reconcile(results[0][1], [world.registry.get("mail")], ON_EVENT, NO_CAUSE)  # type: ignore[list-item]
+    assert world.published.messages == []
+    assert (await world.store.read("c-1")).segments == set() and await world.members("mail") == set()
+    assert await world.store.outbox("c-1") == []
+
+
+async def test_the_delete_job_spares_the_members_of_a_segment_defined_again(world: World) -> None:
+    for customer in ("c-1", "c-2"):
+        await world.store.apply_events([write(1, customer)], [(0, customer)])
+        await world.store.client.sadd(world.store.keys.segments(customer), "vip", "old")
+        await world.store.client.sadd(world.store.keys.members("vip"), customer)
+        await world.store.client.sadd(world.store.keys.members("old"), customer)
+    # "vip" deleted (version 3), then defined again (version 4) before its delete job ran;
+    # "old" deleted for good.
+    world.registry.put(segment("vip", "purchase_count >= 1", version=4))
+    sweeper = Sweeper(world.store, world.registry, world.membership, lambda: [0], b"k" * 32)
+    await sweeper.reevaluate({"vip", "old"}, deleted=True)
+    for customer in ("c-1", "c-2"):
+        assert (await world.store.read(customer)).segments == {"vip"}
+        assert world.published.actions(customer, "vip") == []
+        assert world.published.actions(customer, "old") == ["left"]
+    assert await world.members("vip") == {"c-1", "c-2"} and await world.members("old") == set()
