@@ -144,7 +144,7 @@ async def test_a_repeated_event_id_is_a_duplicate_and_erasure_keeps_the_offsets(
 
 async def test_a_retry_after_a_failure_mid_batch_evaluates_the_events(world: World, disarm: None) -> None:
     world.registry.put(segment("buyers", "purchase_count >= 1"))
-    handlers = StreamHandlers(world.store, world.registry, world.membership, None)  # type: ignore[arg-type]
+    handlers = StreamHandlers(world.store, world.registry, world.membership, None, None)  # type: ignore[arg-type]
     event = CustomerEvent(
         event_id=new_event_id(),
         customer_id="c-1",
@@ -166,7 +166,7 @@ async def test_a_retry_after_a_failure_mid_batch_evaluates_the_events(world: Wor
 
 async def test_a_failure_after_the_slot_commit_is_repaired_by_the_retry(world: World, disarm: None) -> None:
     world.registry.put(segment("buyers", "purchase_count >= 1"))
-    handlers = StreamHandlers(world.store, world.registry, world.membership, None)  # type: ignore[arg-type]
+    handlers = StreamHandlers(world.store, world.registry, world.membership, None, None)  # type: ignore[arg-type]
     event = CustomerEvent(
         event_id=new_event_id(),
         customer_id="c-1",
