@@ -13,6 +13,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from shared.settings import ServiceSettings
+from shared.supervise import retry
 from shared.topics import TopicNames, TopicPlan
 
 log = logging.getLogger(__name__)
@@ -133,14 +134,14 @@ async def start_client(make: Callable[[], ClientT], what: str) -> ClientT:
     Services call this from a background task, so HTTP is up at once and /readyz reports
     "connecting" instead of the process failing because the broker started second.
     """
-    delay = 0.2
-    while True:
+
+    async def attempt() -> ClientT:
         client = make()
         try:
             await client.start()
-            return client
-        except (KafkaError, AIOKafkaError, OSError) as exc:
-            log.warning("kafka not reachable yet", extra={"client": what, "error": repr(exc)})
+        except BaseException:
             await client.stop()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            raise
+        return client
+
+    return await retry(f"kafka {what}", attempt, (KafkaError, AIOKafkaError, OSError))

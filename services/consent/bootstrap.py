@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -14,10 +15,10 @@ from services.consent.db.engine import database_answers, make_engine, run_migrat
 from services.consent.db.lease import SqlRelayLease
 from services.consent.db.outbox import SqlOutbox
 from services.consent.db.store import SqlConsentStore
-from services.consent.expiry import run_expiry
+from services.consent.expiry import expire_all_lapsed
 from services.consent.export import HttpPeerExport
 from services.consent.policy import ConsentPolicy
-from services.consent.relay import KafkaOutboxRelay, sample_outbox
+from services.consent.relay import KafkaOutboxRelay, sample_outbox_once
 from services.consent.service import ConsentService
 from services.consent.settings import ConsentSettings
 from shared import topics
@@ -32,6 +33,7 @@ from shared.kafka import (
     topic_names,
 )
 from shared.pseudonym import load_pseudonym_key
+from shared.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 OUTBOX_SAMPLE_SECONDS = 1.0
@@ -69,27 +71,25 @@ class ConsentRuntime:
         )
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        # Owns every background task: a dead relay would silently stop publishing.
+        self.supervisor = Supervisor()
         self._connected = asyncio.Event()
 
     async def start(self) -> None:
         """Migrate the store, then connect to Kafka in the background so HTTP serves at once."""
         await asyncio.to_thread(run_migrations, self.engine)
+        supervisor = self.supervisor
+        supervisor.spawn("writer", self.service.run_writer)
+        supervisor.spawn("kafka-connect", self._connect)
+        supervisor.spawn("relay", self._run_relay)
+        supervisor.spawn("requests-consumer", self._run_consumer)
         expiry_interval = self.settings.consent_expiry_interval
-        work: dict[str, Callable[[], Awaitable[None]]] = {
-            "writer": self.service.run_writer,
-            "kafka-connect": self._connect,
-            "relay": self._run_relay,
-            "requests-consumer": self._run_consumer,
-            "expiry": lambda: run_expiry(self.service, expiry_interval),
-            "outbox-gauges": lambda: sample_outbox(self.outbox, OUTBOX_SAMPLE_SECONDS),
-        }
-        self._tasks = [asyncio.create_task(_keep_running(name, run)) for name, run in work.items()]
+        supervisor.every("expiry", expiry_interval, partial(expire_all_lapsed, self.service), first_now=True)
+        gauges = partial(sample_outbox_once, self.outbox)
+        supervisor.every("outbox-gauges", OUTBOX_SAMPLE_SECONDS, gauges, first_now=True)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.supervisor.stop()
         for client in (self.consumer, self.producer):
             if client is not None:
                 await client.stop()
@@ -106,10 +106,11 @@ class ConsentRuntime:
 
     async def _connect(self) -> None:
         """Start the producer and create the topics, retrying while the broker is away."""
-        self.producer = await start_client(
-            lambda: make_producer(self.settings, "segwarden-consent"), "producer"
-        )
-        await _retry_until_done(lambda: asyncio.to_thread(ensure_topics, self.settings))
+        if self.producer is None:
+            self.producer = await start_client(
+                lambda: make_producer(self.settings, "segwarden-consent"), "producer"
+            )
+        await self.supervisor.retry("topics", lambda: asyncio.to_thread(ensure_topics, self.settings))
         self._connected.set()
 
     async def _run_relay(self) -> None:
@@ -120,8 +121,12 @@ class ConsentRuntime:
     async def _run_consumer(self) -> None:
         await self._connected.wait()
         assert self.producer is not None
-        if self.consumer is None:
-            self.consumer = await start_client(self._make_consumer, "consumer")
+        # A fresh consumer after a crash: it resumes from the committed offsets, so nothing that
+        # was fetched but not handled before the crash is skipped.
+        if self.consumer is not None:
+            await self.consumer.stop()
+            self.consumer = None
+        self.consumer = await start_client(self._make_consumer, "consumer")
         await KafkaConsentRequestConsumer(self.consumer, self.producer, self.service).run()
 
     def _make_consumer(self) -> AIOKafkaConsumer:
@@ -133,30 +138,9 @@ class ConsentRuntime:
         )
 
 
-async def _keep_running(name: str, work: Callable[[], Awaitable[None]]) -> None:
-    """Restart background work that failed unexpectedly; a dead relay would silently stop publishing."""
-    while True:
-        try:
-            await work()
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("background task failed; restarting", extra={"task": name})
-        await asyncio.sleep(1.0)
-
-
-async def _retry_until_done(attempt: Callable[[], Awaitable[object]]) -> None:
-    delay = 0.2
-    while True:
-        try:
-            await attempt()
-            return
-        except Exception as exc:  # the broker is away: try again, as start_client does
-            log.warning("kafka not ready for topic creation", extra={"error": repr(exc)})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
 def readiness_checks(runtime: ConsentRuntime) -> dict[str, Callable[[], Awaitable[str | None]]]:
-    return {"kafka": runtime.kafka_ready, "database": runtime.database_ready}
+    return {
+        "kafka": runtime.kafka_ready,
+        "database": runtime.database_ready,
+        "tasks": runtime.supervisor.check,
+    }

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy.exc import SQLAlchemyError
 
 from services.consent.domain import InvalidConsentError, RecordConsent
 from services.consent.service import ConsentService
@@ -15,6 +13,7 @@ from shared.deadletter import decode_or_dead_letter, send_dead_letter
 from shared.events import ConsentRequested
 from shared.failpoints import failpoint
 from shared.metrics import MESSAGES_CONSUMED
+from shared.supervise import handle_or_dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +58,13 @@ class KafkaConsentRequestConsumer:
         request = await decode_or_dead_letter(self.producer, record, ConsentRequested)
         if request is None:
             return
-        delay = 0.2
-        while True:
+
+        async def record_it(_: object) -> None:
             try:
                 await self.service.record(command_from(request))
-                return
             except InvalidConsentError as exc:
                 await send_dead_letter(self.producer, record, str(exc))
-                return
-            except SQLAlchemyError as exc:
-                # The store is the system of record: wait for it rather than skip the request.
-                log.error("cannot record a consent request; retrying", extra={"error": type(exc).__name__})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+
+        # The store is the system of record: wait for it (a transient error) rather than skip the
+        # request; a request that fails otherwise goes to the dead-letter topic.
+        await handle_or_dead_letter(self.producer, "consent.requests", [record], record_it)

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
-from sqlalchemy.exc import SQLAlchemyError
-
 from services.consent.service import ConsentService
 
-log = logging.getLogger(__name__)
 
-
-async def run_expiry(service: ConsentService, interval: float) -> None:
-    """Every `interval` seconds, expire what has lapsed; a store outage is logged and retried."""
-    while True:
-        try:
-            while await service.expire_lapsed():
-                pass  # a full batch may leave more lapsed grants behind
-        except SQLAlchemyError as exc:
-            log.error("expiry job failed; will retry", extra={"error": type(exc).__name__})
-        await asyncio.sleep(interval)
+async def expire_all_lapsed(service: ConsentService) -> None:
+    """Expire what has lapsed; run every CONSENT_EXPIRY_INTERVAL by the service's supervisor,
+    which logs a store outage, shows it on /readyz and tries again."""
+    while await service.expire_lapsed():
+        pass  # a full batch may leave more lapsed grants behind

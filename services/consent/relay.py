@@ -63,7 +63,7 @@ class KafkaOutboxRelay:
         self._wake.set()
 
     async def run(self, producer: AIOKafkaProducer) -> None:
-        resync, delay = True, 0.2
+        resync = True
         while True:
             try:
                 if not await asyncio.to_thread(self.lease.hold):
@@ -76,19 +76,16 @@ class KafkaOutboxRelay:
                 await self.drain(producer)
                 if resync:
                     await self.republish_state(producer)
-                    resync, delay = False, 0.2
+                    resync = False
                 await self._prune()
                 woken = await self._sleep_until_woken()
                 # A broker that restarted empty (the embedded one keeps nothing) is found here.
                 resync = not woken and not await self._topics_present(producer)
-            except RETRYABLE as exc:
+            except RETRYABLE:
+                # The supervisor logs it and runs the relay again after a backoff, and a new run
+                # starts with a resync (the broker may have restarted and forgotten its topics).
                 metrics.PUBLISH_ERRORS.inc()
-                log.warning(
-                    "outbox relay cannot publish; retrying", extra={"error": repr(exc), "delay": delay}
-                )
-                resync = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                raise
 
     async def drain(self, producer: AIOKafkaProducer) -> int:
         """Publish pending rows until none is left; returns how many were published."""
@@ -148,14 +145,12 @@ class KafkaOutboxRelay:
         return wanted <= set(cluster.topics())
 
 
-async def sample_outbox(outbox: SqlOutbox, interval: float) -> None:
-    """Keep the outbox gauges current, also while the broker is away and the relay cannot run."""
-    while True:
-        stats = await asyncio.to_thread(outbox.stats)
-        metrics.OUTBOX_PENDING.set(stats.pending)
-        age = (utcnow() - stats.oldest_created_at).total_seconds() if stats.oldest_created_at else 0.0
-        metrics.OUTBOX_OLDEST_AGE.set(max(0.0, age))
-        await asyncio.sleep(interval)
+async def sample_outbox_once(outbox: SqlOutbox) -> None:
+    """Set the outbox gauges; run periodically, also while the broker is away and the relay cannot."""
+    stats = await asyncio.to_thread(outbox.stats)
+    metrics.OUTBOX_PENDING.set(stats.pending)
+    age = (utcnow() - stats.oldest_created_at).total_seconds() if stats.oldest_created_at else 0.0
+    metrics.OUTBOX_OLDEST_AGE.set(max(0.0, age))
 
 
 def _count(rows: list[OutboxRow], names: TopicNames) -> None:
