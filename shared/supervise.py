@@ -147,6 +147,7 @@ class Supervisor:
     async def supervise(self, name: str, work: Callable[[], Awaitable[object]], restart: bool = True) -> None:
         """`work()` until it returns; a crash is logged, counted and retried after a backoff."""
         health = self._health.setdefault(name, _Health())
+        TASK_FAILURES.labels(name)  # exposed at 0 from the start, so `increase` sees the first crash
         try:
             while True:
                 self._started(name, health)

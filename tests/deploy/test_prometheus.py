@@ -66,6 +66,7 @@ def test_the_expected_alerts_exist() -> None:
         "SegwardenAuditVerifyFailed",
         "SegwardenAuditCheckpointStale",
         "SegwardenServiceDown",
+        "SegwardenTaskFailing",
     }
     assert expected <= set(alerts())
 
