@@ -13,6 +13,7 @@ from services.audit import cli as audit_cli
 from services.segmenter.modeling import cli as model_cli
 from shared.auth import AuthConfigError
 from shared.embedded import InfrastructureError
+from shared.files import keep_files_private
 from shared.http import ConfigurationError
 from shared.pseudonym import PseudonymKeyError
 
@@ -101,4 +102,5 @@ def bench() -> None:
 
 
 def main() -> None:
+    keep_files_private()  # every subcommand, and the services and broker `up` starts
     app(prog_name="segwarden", args=sys.argv[1:])

@@ -18,6 +18,7 @@ import typer
 
 from shared.auth import admin_token_path, ensure_admin_token
 from shared.embedded import EmbeddedBroker, InfrastructureError, bootstrap_reachable, ensure_redis
+from shared.files import private_directory
 from shared.kafka import ensure_topics
 from shared.settings import ServiceSettings
 
@@ -189,7 +190,7 @@ def print_banner(stack: Stack, bootstrap: str) -> None:
 
 def run_stack() -> int:
     settings = ServiceSettings()
-    (settings.ensure_data_dir() / "logs").mkdir(exist_ok=True)
+    private_directory(settings.ensure_data_dir() / "logs")
     if not settings.auth_tokens:
         ensure_admin_token(settings)
     stack = Stack(settings)

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import failpoints
+from shared.files import private_directory
 
 _REDIS_SCHEMES = {"redis", "rediss", "unix"}
 
@@ -88,8 +89,7 @@ class ServiceSettings(BaseSettings):
         return f"sw:{self.topic_prefix}"
 
     def ensure_data_dir(self) -> Path:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        return self.data_dir
+        return private_directory(self.data_dir)
 
     def sqlite_url(self, name: str) -> str:
         return f"sqlite:///{(self.data_dir / name).resolve()}"
