@@ -29,9 +29,15 @@ def topic_schema(spec: TopicSpec) -> dict[str, Any]:
 
 
 def _channel(spec: TopicSpec, message: str) -> dict[str, Any]:
-    bindings: dict[str, Any] = {"kafka": {"topic": spec.base}}
-    if spec.compacted:
-        bindings["kafka"]["topicConfiguration"] = {"cleanup.policy": ["compact"]}
+    configs = topics.Retention().configs("compacted" if spec.compacted else spec.retention)
+    # The defaults; TOPIC_RETENTION_* settings change them (contract: Topics, Retention).
+    topic_configuration: dict[str, Any] = {
+        "cleanup.policy": [configs["cleanup.policy"]],
+        "retention.ms": int(configs["retention.ms"]),
+    }
+    if "delete.retention.ms" in configs:
+        topic_configuration["delete.retention.ms"] = int(configs["delete.retention.ms"])
+    bindings: dict[str, Any] = {"kafka": {"topic": spec.base, "topicConfiguration": topic_configuration}}
     return {
         "address": "{prefix}" + spec.base,
         "description": spec.description,

@@ -9,12 +9,12 @@ from typing import Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError as AIOKafkaError
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from shared.settings import ServiceSettings
 from shared.supervise import retry
-from shared.topics import TopicNames, TopicPlan
+from shared.topics import HOUR_MS, Retention, TopicNames, TopicPlan
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +27,28 @@ class _Startable(Protocol):
 ClientT = TypeVar("ClientT", bound=_Startable)
 
 
+def topic_retention(settings: ServiceSettings) -> Retention:
+    return Retention(
+        input_ms=settings.topic_retention_input_hours * HOUR_MS,
+        change_ms=settings.topic_retention_change_hours * HOUR_MS,
+        erasure_ms=settings.topic_retention_erasure_hours * HOUR_MS,
+        dead_letter_ms=settings.topic_retention_dead_letter_hours * HOUR_MS,
+        audit_ms=settings.topic_retention_audit_days * 24 * HOUR_MS,
+        compaction_lag_ms=settings.topic_compaction_lag_hours * HOUR_MS,
+    )
+
+
 def topic_names(settings: ServiceSettings) -> TopicNames:
-    return TopicNames(settings.topic_prefix, settings.topic_partitions)
+    return TopicNames(settings.topic_prefix, settings.topic_partitions, topic_retention(settings))
+
+
+class TopicConfigError(KafkaError):
+    """The broker refused to bring an existing topic's configs (its retention) in line."""
 
 
 def ensure_topics(settings: ServiceSettings, plans: list[TopicPlan] | None = None) -> list[str]:
-    """Create every missing topic with its final partitions and configs; return the created names.
+    """Create every missing topic with its final partitions and configs, and bring the configs of
+    existing ones (their retention) in line with the plan; return the created names.
 
     Blocking (kafka-python's admin); call it through `asyncio.to_thread` from async code.
     """
@@ -56,9 +72,42 @@ def ensure_topics(settings: ServiceSettings, plans: list[TopicPlan] | None = Non
                 continue
         if missing:
             log.info("created topics", extra={"topics": [p.name for p in missing]})
+        _align_configs(admin, [plan for plan in plans if plan.name in existing and plan.configs])
         return [plan.name for plan in missing]
     finally:
         admin.close()
+
+
+def topic_configs(admin: KafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
+    """The configs each topic has, as the broker describes them (every key, not only modified)."""
+    if not names:
+        return {}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    described = admin.describe_configs(resources, config_filter="all").get("topic", {})
+    return {name: {key: entry["value"] for key, entry in described.get(name, {}).items()} for name in names}
+
+
+def _align_configs(admin: KafkaAdminClient, plans: list[TopicPlan]) -> None:
+    """Set the planned configs an existing topic lacks or holds with another value (a changed
+    retention setting reaches topics created before it)."""
+    current = topic_configs(admin, [plan.name for plan in plans])
+    changes = {
+        plan.name: {key: value for key, value in plan.configs.items() if current[plan.name].get(key) != value}
+        for plan in plans
+    }
+    resources = [
+        ConfigResource(ConfigResourceType.TOPIC, name, configs=configs)
+        for name, configs in changes.items()
+        if configs
+    ]
+    if not resources:
+        return
+    # raise_on_unknown off: the embedded broker describes only the configs a topic was given.
+    results = admin.alter_configs(resources, raise_on_unknown=False).get("topic", {})
+    failed = {name: result for name, result in results.items() if result != "OK"}
+    if failed:
+        raise TopicConfigError(f"could not set topic configs: {failed}")
+    log.info("set topic configs", extra={"topics": {r.name: r.configs for r in resources}})
 
 
 def delete_topics(settings: ServiceSettings, names: list[str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import failpoints
@@ -47,6 +47,14 @@ class ServiceSettings(BaseSettings):
     kafka_linger_ms: int = Field(2, ge=0, le=1000)
     # Largest request body any route reads: bigger ones get 413 before a byte is parsed.
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # How long topics keep a record on Apache Kafka (retention.ms, set on new and existing topics
+    # at start; the embedded broker never expires anything). Contract: Topics, Retention.
+    topic_retention_input_hours: int = Field(72, ge=1)  # customer.events, consent.requests
+    topic_retention_change_hours: int = Field(7 * 24, ge=1)  # consent.changes, segment.membership
+    topic_retention_erasure_hours: int = Field(72, ge=1)  # erasure.requests
+    topic_retention_dead_letter_hours: int = Field(72, ge=1)  # every <topic>.dlq
+    topic_retention_audit_days: int = Field(730, ge=1)  # audit.log (pseudonymized)
+    topic_compaction_lag_hours: int = Field(24, ge=1)  # consent.state, segment.definitions
     # Test-only fault injection (shared/failpoints.py); empty in production.
     failpoints: str = ""
 
@@ -78,6 +86,17 @@ class ServiceSettings(BaseSettings):
         if value and not all(ch.isalnum() or ch in "._-" for ch in value):
             raise ValueError("may hold only letters, digits, '.', '_' and '-'")
         return value
+
+    @model_validator(mode="after")
+    def _check_retention(self) -> ServiceSettings:
+        # A replay of customer.events (a segmenter rebuild) skips the customers erased since only
+        # while their erasure requests are still on erasure.requests.
+        if self.topic_retention_erasure_hours < self.topic_retention_input_hours:
+            raise ValueError(
+                "TOPIC_RETENTION_ERASURE_HOURS must be at least TOPIC_RETENTION_INPUT_HOURS "
+                "(a replay of customer.events must still see the erasures)"
+            )
+        return self
 
     @property
     def bootstrap_servers(self) -> list[str]:

@@ -1,12 +1,52 @@
-"""The topic registry: every topic's name (with `TOPIC_PREFIX`), partitions, cleanup policy and schema."""
+"""The topic registry: every topic's name (with `TOPIC_PREFIX`), partitions, policies, retention, schema."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel
 
 from shared import events
+
+HOUR_MS = 3_600_000
+
+# Which retention setting bounds a topic (contract: Topics, retention): `input` for records
+# consumed at once, `change` for what downstream consumers catch up on, `erasure` for the
+# list of erased people, `audit` for the pseudonymized ledger; compacted topics keep the last
+# value per key and are bounded by the compaction lag instead.
+RetentionClass = Literal["input", "change", "erasure", "audit", "compacted"]
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long each class of topic keeps a record, in ms (Apache Kafka only: Tansu never expires)."""
+
+    input_ms: int = 72 * HOUR_MS
+    change_ms: int = 7 * 24 * HOUR_MS
+    erasure_ms: int = 72 * HOUR_MS
+    dead_letter_ms: int = 72 * HOUR_MS
+    audit_ms: int = 730 * 24 * HOUR_MS
+    compaction_lag_ms: int = 24 * HOUR_MS
+
+    def configs(self, retention: RetentionClass) -> dict[str, str]:
+        if retention == "compacted":
+            # Time never deletes; a superseded value is compacted away within the lag, and a
+            # tombstone (it still names its key) is dropped after it.
+            lag = str(self.compaction_lag_ms)
+            return {
+                "cleanup.policy": "compact",
+                "retention.ms": "-1",
+                "max.compaction.lag.ms": lag,
+                "delete.retention.ms": lag,
+            }
+        ms = {"input": self.input_ms, "change": self.change_ms, "erasure": self.erasure_ms}.get(
+            retention, self.audit_ms
+        )
+        return {"cleanup.policy": "delete", "retention.ms": str(ms)}
+
+    def dead_letter_configs(self) -> dict[str, str]:
+        return {"cleanup.policy": "delete", "retention.ms": str(self.dead_letter_ms)}
 
 
 @dataclass(frozen=True)
@@ -19,6 +59,7 @@ class TopicSpec:
     description: str
     compacted: bool = False
     customer_keyed: bool = True
+    retention: RetentionClass = "input"
 
 
 CUSTOMER_EVENTS = TopicSpec(
@@ -38,6 +79,7 @@ CONSENT_CHANGES = TopicSpec(
     events.ConsentChanged,
     "customer_id",
     "One record per recorded change of effective consent, from the consent service.",
+    retention="change",
 )
 CONSENT_STATE = TopicSpec(
     "consent.state",
@@ -45,6 +87,7 @@ CONSENT_STATE = TopicSpec(
     "customer_id",
     "Latest effective consent of every purpose per customer; a tombstone after erasure.",
     compacted=True,
+    retention="compacted",
 )
 SEGMENT_DEFINITIONS = TopicSpec(
     "segment.definitions",
@@ -53,18 +96,21 @@ SEGMENT_DEFINITIONS = TopicSpec(
     "Segment definitions keyed by segment id; a tombstone when a segment is deleted.",
     compacted=True,
     customer_keyed=False,
+    retention="compacted",
 )
 SEGMENT_MEMBERSHIP = TopicSpec(
     "segment.membership",
     events.MembershipChanged,
     "customer_id",
     "Who joined and who left which segment, and why; what campaign tools subscribe to.",
+    retention="change",
 )
 ERASURE_REQUESTS = TopicSpec(
     "erasure.requests",
     events.ErasureRequested,
     "customer_id",
     "Erasure requests from the consent service; every service forgets the customer.",
+    retention="erasure",
 )
 AUDIT_LOG = TopicSpec(
     "audit.log",
@@ -72,6 +118,7 @@ AUDIT_LOG = TopicSpec(
     None,
     "The audit ledger in ledger order, pseudonymized, hash-chained.",
     customer_keyed=False,
+    retention="audit",
 )
 
 ALL: tuple[TopicSpec, ...] = (
@@ -109,9 +156,10 @@ class TopicPlan:
 class TopicNames:
     """Resolves contract topic names for one stack (prefix and partition count)."""
 
-    def __init__(self, prefix: str = "", partitions: int = 6) -> None:
+    def __init__(self, prefix: str = "", partitions: int = 6, retention: Retention | None = None) -> None:
         self.prefix = prefix
         self.partitions = partitions
+        self.retention = retention or Retention()
 
     def name(self, spec: TopicSpec) -> str:
         return f"{self.prefix}{spec.base}"
@@ -126,8 +174,8 @@ class TopicNames:
             # Customer-keyed topics are co-partitioned; audit.log is one partition so its
             # order is the ledger's order; definitions are few and read whole by every worker.
             partitions = self.partitions if spec.customer_keyed else 1
-            configs = {"cleanup.policy": "compact" if spec.compacted else "delete"}
+            configs = self.retention.configs("compacted" if spec.compacted else spec.retention)
             plans.append(TopicPlan(self.name(spec), partitions, configs))
         for spec in WITH_DEAD_LETTERS:
-            plans.append(TopicPlan(self.dlq(spec), 1, {"cleanup.policy": "delete"}))
+            plans.append(TopicPlan(self.dlq(spec), 1, self.retention.dead_letter_configs()))
         return plans

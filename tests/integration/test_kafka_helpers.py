@@ -10,7 +10,14 @@ from kafka.admin import KafkaAdminClient
 from shared.deadletter import decode_or_dead_letter
 from shared.embedded import EmbeddedBroker, free_port
 from shared.events import CustomerEvent, DeadLetter
-from shared.kafka import ensure_topics, make_consumer, make_producer, start_client, topic_names
+from shared.kafka import (
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    start_client,
+    topic_configs,
+    topic_names,
+)
 from shared.settings import ServiceSettings
 from shared.topics import CUSTOMER_EVENTS
 
@@ -29,6 +36,34 @@ def test_ensure_topics_creates_every_topic_once(kafka_bootstrap: str, topic_pref
     try:
         described = {t["name"]: t for t in admin.describe_topics([f"{topic_prefix}customer.events"])}
         assert len(described[f"{topic_prefix}customer.events"]["partitions"]) == 3
+    finally:
+        admin.close()
+
+
+def test_topics_get_their_retention_and_a_changed_setting_reaches_existing_topics(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    settings = settings_for(kafka_bootstrap, topic_prefix)
+    ensure_topics(settings)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        configs = topic_configs(admin, [plan.name for plan in topic_names(settings).plan()])
+        hour = 3_600_000
+        assert configs[f"{topic_prefix}customer.events"]["retention.ms"] == str(72 * hour)
+        assert configs[f"{topic_prefix}erasure.requests"]["retention.ms"] == str(72 * hour)
+        assert configs[f"{topic_prefix}customer.events.dlq"]["retention.ms"] == str(72 * hour)
+        assert configs[f"{topic_prefix}segment.membership"]["retention.ms"] == str(168 * hour)
+        assert configs[f"{topic_prefix}audit.log"]["retention.ms"] == str(730 * 24 * hour)
+        state = configs[f"{topic_prefix}consent.state"]
+        assert state["cleanup.policy"] == "compact" and state["max.compaction.lag.ms"] == str(24 * hour)
+        # Shorter settings on the same topics: nothing created, every retention altered.
+        shorter = settings.model_copy(
+            update={"topic_retention_input_hours": 2, "topic_retention_erasure_hours": 3}
+        )
+        assert ensure_topics(shorter) == []
+        configs = topic_configs(admin, [f"{topic_prefix}customer.events", f"{topic_prefix}erasure.requests"])
+        assert configs[f"{topic_prefix}customer.events"]["retention.ms"] == str(2 * hour)
+        assert configs[f"{topic_prefix}erasure.requests"]["retention.ms"] == str(3 * hour)
     finally:
         admin.close()
 

@@ -25,11 +25,12 @@ def test_asyncapi_lists_every_topic_with_its_schema() -> None:
         assert json.loads(schema_path.read_text())["type"] == "object"
 
 
-def test_compacted_topics_are_marked_in_asyncapi() -> None:
+def test_compacted_topics_and_every_retention_are_marked_in_asyncapi() -> None:
     document = yaml.safe_load((DOCS_DIR / "asyncapi.yaml").read_text())
-    compacted = {
-        channel["address"]
+    configurations = {
+        channel["address"]: channel["bindings"]["kafka"]["topicConfiguration"]
         for channel in document["channels"].values()
-        if "topicConfiguration" in channel["bindings"]["kafka"]
     }
+    compacted = {address for address, c in configurations.items() if c["cleanup.policy"] == ["compact"]}
     assert compacted == {"{prefix}consent.state", "{prefix}segment.definitions"}
+    assert all("retention.ms" in c for c in configurations.values())

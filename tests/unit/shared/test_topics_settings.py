@@ -75,3 +75,15 @@ def test_bad_settings_fail_fast_naming_the_variable(
     with pytest.raises(ValidationError) as caught:
         ServiceSettings()
     assert caught.value.errors()[0]["loc"] == (variable.lower(),)
+
+
+def test_every_topic_has_an_explicit_retention() -> None:
+    for plan in TopicNames("", 6).plan():
+        assert "retention.ms" in plan.configs, plan.name
+
+
+def test_erasures_must_outlive_the_events_a_replay_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOPIC_RETENTION_INPUT_HOURS", "100")
+    monkeypatch.setenv("TOPIC_RETENTION_ERASURE_HOURS", "99")
+    with pytest.raises(ValidationError, match="TOPIC_RETENTION_ERASURE_HOURS"):
+        ServiceSettings()
