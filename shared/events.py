@@ -239,6 +239,24 @@ class MembershipChanged(Message):
     at: AwareDatetime
 
 
+class MembershipState(Message):
+    """`segment.membership.state` (compacted): the last `joined` announced for one segment and customer.
+
+    Key `<segment_id>|<customer_id>`, on the customer's partition; a tombstone once the `left`
+    was announced, so the live keys are the announced membership. The value is the `joined`
+    MembershipChanged as it was published on `segment.membership`.
+    """
+
+    event_id: EventId
+    segment_id: SegmentId
+    customer_id: CustomerId
+    action: Literal["joined"]
+    reason: MembershipReason
+    cause_event_id: EventId | None
+    cause_at: AwareDatetime | None
+    at: AwareDatetime
+
+
 class ErasureRequested(Message):
     """`erasure.requests`: the customer asked to be forgotten; every service deletes them."""
 

@@ -105,6 +105,16 @@ SEGMENT_MEMBERSHIP = TopicSpec(
     "Who joined and who left which segment, and why; what campaign tools subscribe to.",
     retention="change",
 )
+SEGMENT_MEMBERSHIP_STATE = TopicSpec(
+    "segment.membership.state",
+    events.MembershipState,
+    "segment_id|customer_id",
+    "The announced membership: the last `joined` per segment and customer, a tombstone after its "
+    "`left`. Written to the customer's partition (murmur2 of `customer_id`), like every "
+    "customer-keyed topic.",
+    compacted=True,
+    retention="compacted",
+)
 ERASURE_REQUESTS = TopicSpec(
     "erasure.requests",
     events.ErasureRequested,
@@ -128,6 +138,7 @@ ALL: tuple[TopicSpec, ...] = (
     CONSENT_STATE,
     SEGMENT_DEFINITIONS,
     SEGMENT_MEMBERSHIP,
+    SEGMENT_MEMBERSHIP_STATE,
     ERASURE_REQUESTS,
     AUDIT_LOG,
 )

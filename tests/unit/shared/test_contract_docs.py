@@ -32,5 +32,9 @@ def test_compacted_topics_and_every_retention_are_marked_in_asyncapi() -> None:
         for channel in document["channels"].values()
     }
     compacted = {address for address, c in configurations.items() if c["cleanup.policy"] == ["compact"]}
-    assert compacted == {"{prefix}consent.state", "{prefix}segment.definitions"}
+    assert compacted == {
+        "{prefix}consent.state",
+        "{prefix}segment.definitions",
+        "{prefix}segment.membership.state",
+    }
     assert all("retention.ms" in c for c in configurations.values())

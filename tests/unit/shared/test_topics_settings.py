@@ -36,6 +36,7 @@ def test_every_contract_topic_is_registered() -> None:
         "consent.state",
         "segment.definitions",
         "segment.membership",
+        "segment.membership.state",
         "erasure.requests",
         "audit.log",
     }
