@@ -43,3 +43,22 @@ COMMIT_CONFLICTS = Counter(
     "segwarden_segmenter_commit_conflicts_total",
     "Membership commits retried because the customer changed between read and commit.",
 )
+REDIS_REBUILDS = Counter(
+    "segwarden_segmenter_redis_rebuilds_total",
+    "Rebuilds of the owned partitions' Redis state from the topics, by cause (first_start, lost: "
+    "the generation marker vanished, replaced: another marker, takeover: a partition whose "
+    "rebuild its last owner never finished).",
+    ["cause"],
+)
+REDIS_REBUILDING = Gauge(
+    "segwarden_segmenter_redis_rebuilding",
+    "1 while this worker rebuilds Redis state (no `joined` is published for those partitions), else 0.",
+)
+REBUILD_EVENTS_REPLAYED = Counter(
+    "segwarden_segmenter_rebuild_events_replayed_total",
+    "customer.events records replayed into Redis by a rebuild.",
+)
+JOINS_WITHHELD = Counter(
+    "segwarden_segmenter_joins_withheld_total",
+    "Joins not published because their partition was being rebuilt (announced after the rebuild).",
+)

@@ -1,33 +1,95 @@
-"""KafkaMembershipPublisher: membership changes and definitions out to Kafka, acknowledged before return."""
+"""KafkaMembershipPublisher: membership changes and definitions out to Kafka, acknowledged before return.
+
+Every membership change goes out twice in one producer batch: the change on
+`segment.membership`, and its durable trace on the compacted `segment.membership.state` (the
+`joined` as value, a tombstone for a `left`), keyed `<segment_id>|<customer_id>` and written
+to the customer's partition, so partition n of the state topic holds exactly the customers of
+partition n of every customer-keyed topic. Re-sending either is harmless (keyed state;
+consumers de-duplicate on `event_id`).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 
+from services.segmenter.metrics import JOINS_WITHHELD
 from shared.events import MembershipChanged, SegmentDefinition
 from shared.metrics import MESSAGES_PUBLISHED
-from shared.topics import SEGMENT_DEFINITIONS, SEGMENT_MEMBERSHIP, TopicNames
+from shared.topics import SEGMENT_DEFINITIONS, SEGMENT_MEMBERSHIP, SEGMENT_MEMBERSHIP_STATE, TopicNames
+
+log = logging.getLogger(__name__)
+Observer = Callable[[Sequence[MembershipChanged]], None]
+
+
+class JoinGate(Protocol):
+    async def closed_partitions(self) -> set[int]:
+        """Partitions whose `joined` must not go out now (their Redis state is being rebuilt)."""
+        ...
+
+
+def customer_partition(customer_id: str, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives the customer-id key."""
+    return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def state_key(segment_id: str, customer_id: str) -> bytes:
+    return f"{segment_id}|{customer_id}".encode()
 
 
 class KafkaMembershipPublisher:
-    def __init__(self, producer: AIOKafkaProducer, topics: TopicNames) -> None:
+    def __init__(self, producer: AIOKafkaProducer, topics: TopicNames, gate: JoinGate | None = None) -> None:
         self.producer = producer
+        self.partitions = topics.partitions
         self.membership_topic = topics.name(SEGMENT_MEMBERSHIP)
+        self.state_topic = topics.name(SEGMENT_MEMBERSHIP_STATE)
         self.definitions_topic = topics.name(SEGMENT_DEFINITIONS)
+        self.gate = gate
+        self.observers: list[Observer] = []  # told what was acknowledged (the rebuild's announced view)
 
-    async def publish(self, changes: Sequence[MembershipChanged]) -> None:
-        """Send all, then wait for every ack (no batching wait beyond the producer's linger)."""
+    async def publish(self, changes: Sequence[MembershipChanged]) -> list[MembershipChanged]:
+        """Send all (but joins the gate holds back), then wait for every ack; returns what was sent."""
+        changes = await self._admitted(changes)
         if not changes:
-            return
-        futures = [
-            await self.producer.send(self.membership_topic, c.to_bytes(), key=c.customer_id.encode())
-            for c in changes
-        ]
+            return []
+        futures = []
+        for c in changes:
+            partition = customer_partition(c.customer_id, self.partitions)
+            value = c.to_bytes()
+            key = c.customer_id.encode()
+            futures.append(await self.producer.send(self.membership_topic, value, key=key))
+            state = value if c.action == "joined" else None
+            key = state_key(c.segment_id, c.customer_id)
+            futures.append(await self.producer.send(self.state_topic, state, key=key, partition=partition))
         await asyncio.gather(*futures)
         MESSAGES_PUBLISHED.labels(self.membership_topic).inc(len(changes))
+        MESSAGES_PUBLISHED.labels(self.state_topic).inc(len(changes))
+        for observe in self.observers:
+            observe(changes)
+        return list(changes)
+
+    async def _admitted(self, changes: Sequence[MembershipChanged]) -> Sequence[MembershipChanged]:
+        """Fail closed while Redis is rebuilt: a `joined` decided on partial state never goes out
+        (the rebuild announces the members once their state is whole); every `left` does."""
+        if self.gate is None or not any(c.action == "joined" for c in changes):
+            return changes
+        closed = await self.gate.closed_partitions()
+        if not closed:
+            return changes
+        held = [
+            c
+            for c in changes
+            if c.action == "joined" and customer_partition(c.customer_id, self.partitions) in closed
+        ]
+        if held:
+            JOINS_WITHHELD.inc(len(held))
+            log.info("joins withheld while redis is rebuilt", extra={"joins": len(held)})
+        return [c for c in changes if c not in held]
 
     async def publish_definition(self, segment_id: str, definition: SegmentDefinition | None) -> None:
         """The definition, or a tombstone when the segment was deleted."""
