@@ -32,6 +32,7 @@ NAMES = frozenset(
         "segmenter.after_publish",
         "segmenter.events_mid_batch",
         "segmenter.consent_mid_batch",
+        "segmenter.rebuild_mid_replay",
         "consent.after_commit",
         "consent.requests_mid_batch",
         "audit.mid_batch",

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
+from faust.types import TP
 
 from services.segmenter.adapters.kafka_compacted import KafkaCompactedReader
 from services.segmenter.adapters.kafka_consent import KafkaConsentFollower
 from services.segmenter.adapters.kafka_publisher import KafkaMembershipPublisher
+from services.segmenter.adapters.redis_generation import RedisGenerationMarker
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.adapters.sqlite_definitions import SqliteDefinitionStore
@@ -28,6 +31,9 @@ from services.segmenter.membership_service import MembershipService
 from services.segmenter.modeling.assign import ModelAssigner
 from services.segmenter.modeling.features import SOURCE_FEATURES
 from services.segmenter.modeling.store import model_store
+from services.segmenter.rebuild import StateRebuilder
+from services.segmenter.reconcile import AnnouncedReconciler
+from services.segmenter.recovery import CHECK_INTERVAL_S, RedisRecovery
 from services.segmenter.settings import SegmenterSettings
 from services.segmenter.stream_app import (
     create_stream_app,
@@ -40,7 +46,7 @@ from services.segmenter.sweeps import Sweeper
 from shared.kafka import broker_answers, ensure_topics, make_producer, start_client, topic_names
 from shared.pseudonym import load_pseudonym_key
 from shared.supervise import Supervisor, for_each, handle_or_dead_letter
-from shared.topics import CONSENT_CHANGES, CONSENT_STATE, SEGMENT_DEFINITIONS
+from shared.topics import CONSENT_CHANGES, CONSENT_STATE, CUSTOMER_EVENTS, SEGMENT_DEFINITIONS
 
 log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 5.0
@@ -61,6 +67,7 @@ class Runtime:
         self.expiry: ExpiryScheduler | None = None
         self.stream: Any = None
         self.consent: KafkaConsentFollower | None = None
+        self.recovery: RedisRecovery | None = None
         self.consent_loaded = False
         self.stream_started = False
         # Owns every background task; app.py runs `start` under it and adds it to /readyz.
@@ -79,6 +86,10 @@ class Runtime:
         self.expiry = ExpiryScheduler(
             self.store, self.registry, self.membership, lambda: owned_partitions(self.stream, settings)
         )
+        self.recovery = self._recovery(publisher)
+        publisher.gate = self.recovery  # joins wait for a rebuilt Redis
+        # Before anything reads or writes Redis: is its state still ours?
+        await supervisor.retry("redis generation", self.recovery.check)
         # Model segments evaluated before their models are loaded would evict everyone.
         await supervisor.retry("models", lambda: asyncio.to_thread(self.assigner.refresh))
         store = SqliteDefinitionStore(settings.ensure_data_dir() / "segments.db")
@@ -102,6 +113,9 @@ class Runtime:
         self.stream = create_stream_app(settings, handlers)
         on_assignment(self.stream, settings, self.consent.follow)
         supervisor.spawn("consent-follower", self.consent.run)
+        self.recovery.follow_assignment(self.stream, lambda: owned_partitions(self.stream, settings))
+        supervisor.spawn("redis-rebuild", self.recovery.run)
+        supervisor.every("redis-generation", CHECK_INTERVAL_S, self.recovery.check)
         await self.stream.start()
         self.stream_started = True
         sweeper = self.sweeper = Sweeper(
@@ -136,6 +150,28 @@ class Runtime:
         if segment_ids and self.sweeper is not None:
             log.info("models changed", extra={"models": sorted(model_ids), "segments": sorted(segment_ids)})
             await self.sweeper.reevaluate(segment_ids, deleted=False)
+
+    def _recovery(self, publisher: KafkaMembershipPublisher) -> RedisRecovery:
+        settings, keys = self.settings, KeyLayout(self.settings.redis_namespace)
+        assert self.membership is not None and self.expiry is not None
+        n = settings.topic_partitions
+        marker = RedisGenerationMarker(self.redis, settings.redis_namespace, settings.ensure_data_dir(), n)
+        rebuilder = StateRebuilder(
+            settings, self.store, self.registry, self.membership, self._positions, self.expiry.track
+        )
+        reconciler = AnnouncedReconciler(settings, self.store, self.registry, self.membership, publisher)
+        return RedisRecovery(marker, rebuilder, reconciler, [keys.known(p) for p in range(n)])
+
+    async def _positions(self, partitions: Sequence[int]) -> dict[int, int | None]:
+        """Where faust's consumer is on each customer.events partition (None before its first fetch)."""
+        topic = topic_names(self.settings).name(CUSTOMER_EVENTS)
+        out: dict[int, int | None] = {}
+        for partition in partitions:
+            try:
+                out[partition] = await self.stream.consumer.position(TP(topic, partition))
+            except Exception:  # not assigned (any more) or not fetched yet: the end offset rules
+                out[partition] = None
+        return out
 
     def _required_purposes(self, segment_id: str) -> tuple[str, ...] | None:
         segment = self.registry.get(segment_id)
@@ -176,7 +212,7 @@ class Runtime:
 
     async def redis_reason(self) -> str | None:
         await self.redis.ping()
-        return None
+        return None if self.recovery is None else self.recovery.reason()
 
     async def consent_reason(self) -> str | None:
         return None if self.consent_loaded else "consent: consent.state not loaded yet"

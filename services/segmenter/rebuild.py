@@ -1,0 +1,170 @@
+"""Rebuilds the Redis state of some partitions from the topics, without announcing anything.
+
+Order: consent from `consent.state`; features by replaying `customer.events` from the start of
+retention up to where faust's consumer is (skipping what an erasure request since deleted);
+then membership, decided again for every known customer and committed silently (the
+announcements are the reconciler's job, against what was announced before). Everything is
+idempotent: an event counts once (its event_id marker, set by the same Lua step), consent
+only moves forward, so a rebuild interrupted by a crash or an error is simply run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+
+from aiokafka.structs import ConsumerRecord
+from pydantic import ValidationError
+
+from services.segmenter.adapters.kafka_partitions import KafkaPartitionReader
+from services.segmenter.adapters.redis_store import CustomerSnapshot, RedisCustomerStore
+from services.segmenter.consent_loader import load_consent_state
+from services.segmenter.domain.membership import ON_SWEEP
+from services.segmenter.domain.segments import SegmentRegistry
+from services.segmenter.membership_service import MAX_ATTEMPTS, Cause, CommitConflictError, MembershipService
+from services.segmenter.metrics import REBUILD_EVENTS_REPLAYED
+from services.segmenter.settings import SegmenterSettings
+from services.segmenter.stream_handlers import _write as event_write
+from shared.events import CustomerEvent
+from shared.failpoints import failpoint
+from shared.kafka import topic_names
+from shared.topics import CONSENT_STATE, CUSTOMER_EVENTS, ERASURE_REQUESTS, TopicSpec
+
+log = logging.getLogger(__name__)
+CHUNK = 200
+NO_CAUSE = Cause(None, None)
+# partition -> the next offset faust's consumer will fetch (None when it has not fetched yet)
+Positions = Callable[[Sequence[int]], Awaitable[dict[int, int | None]]]
+Track = Callable[[int, str], Awaitable[None]]  # remember a customer and queue its grant's expiry
+
+
+class StateRebuilder:
+    def __init__(
+        self,
+        settings: SegmenterSettings,
+        store: RedisCustomerStore,
+        registry: SegmentRegistry,
+        membership: MembershipService,
+        positions: Positions,
+        track: Track,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.membership = membership
+        self.positions = positions
+        self.track = track
+
+    def _reader(self, spec: TopicSpec, partitions: Sequence[int]) -> KafkaPartitionReader:
+        topic = topic_names(self.settings).name(spec)
+        return KafkaPartitionReader(
+            self.settings, topic, f"segwarden-segmenter-rebuild-{spec.base}", partitions
+        )
+
+    async def rebuild(self, partitions: Sequence[int]) -> None:
+        started = time.monotonic()
+        customers = await self.consent(partitions)
+        replayed = await self.replay(partitions, await self.erasures(partitions))
+        await self.settle(partitions)
+        log.info(
+            "rebuilt redis state",
+            extra={
+                "partitions": list(partitions),
+                "consent_customers": customers,
+                "events": replayed,
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
+
+    async def consent(self, partitions: Sequence[int]) -> int:
+        """consent.state of the partitions into Redis; its customers remembered, expiries queued."""
+        return await load_consent_state(self._reader(CONSENT_STATE, partitions), self.store, self.track)
+
+    async def erasures(self, partitions: Sequence[int]) -> dict[str, int]:
+        """customer -> timestamp (ms) of its last erasure request: older events stay forgotten."""
+        reader = self._reader(ERASURE_REQUESTS, partitions)
+        await reader.start()
+        try:
+            records = await reader.read_to_end()
+        finally:
+            await reader.stop()
+        erased: dict[str, int] = {}
+        for record in records:
+            if record.key:
+                customer_id = record.key.decode(errors="replace")
+                erased[customer_id] = max(erased.get(customer_id, 0), record.timestamp)
+        return erased
+
+    async def replay(self, partitions: Sequence[int], erased: dict[str, int]) -> int:
+        """customer.events from the beginning up to faust's positions (or the end, if further)."""
+        reader = self._reader(CUSTOMER_EVENTS, partitions)
+        await reader.start()
+        replayed = 0
+        try:
+            ends = await reader.end_offsets()
+            positions = await self.positions(partitions)
+            stops = {p: max(ends.get(p, 0), positions.get(p) or 0) for p in partitions}
+            async for records in reader.batches_until(stops):
+                replayed += await self._apply(records, erased)
+                failpoint("segmenter.rebuild_mid_replay")
+        finally:
+            await reader.stop()
+        return replayed
+
+    async def _apply(self, records: Sequence[ConsumerRecord], erased: dict[str, int]) -> int:
+        writes, known = [], set()
+        for record in records:
+            event = _decode(record)
+            if event is None or record.timestamp <= erased.get(event.customer_id, -1):
+                continue  # dead-lettered when first read, or forgotten by an erasure since
+            writes.append(event_write(record, event))
+            known.add((record.partition, event.customer_id))
+        if writes:
+            await self.store.apply_events(writes, known)
+            REBUILD_EVENTS_REPLAYED.inc(len(writes))
+        return len(writes)
+
+    async def settle(self, partitions: Sequence[int]) -> None:
+        """Membership decided again for every known customer, committed without announcement."""
+        for partition in partitions:
+            chunk: list[str] = []
+            async for customer_id in self.store.known_customers(partition):
+                chunk.append(customer_id)
+                if len(chunk) >= CHUNK:
+                    await self._settle_chunk(partition, chunk)
+                    chunk = []
+            if chunk:
+                await self._settle_chunk(partition, chunk)
+
+    async def _settle_chunk(self, partition: int, customer_ids: list[str]) -> None:
+        async with AsyncExitStack() as stack:
+            for customer_id in sorted(set(customer_ids)):
+                await stack.enter_async_context(self.membership.locks.hold(customer_id))
+            for snapshot in await self.store.read_many(customer_ids):
+                await self._settle_one(snapshot)
+
+    async def _settle_one(self, snapshot: CustomerSnapshot) -> None:
+        segments = self.registry.all()
+        for _ in range(MAX_ATTEMPTS):
+            plan = self.membership.plan(snapshot, segments, ON_SWEEP, NO_CAUSE)
+            now = time.time()
+            changes = plan.decide(snapshot, now) if plan else []
+            if not changes:
+                return
+            result = (await self.store.commit_many([(snapshot, [(c, "") for c in changes])], now))[0]
+            if result is not None:
+                await self.store.sync_members(snapshot.customer_id, result.applied)
+                return
+            snapshot = await self.store.read(snapshot.customer_id)
+        raise CommitConflictError(f"no stable version after {MAX_ATTEMPTS} attempts")
+
+
+def _decode(record: ConsumerRecord) -> CustomerEvent | None:
+    if record.value is None:
+        return None
+    try:
+        return CustomerEvent.model_validate_json(record.value)
+    except ValidationError:
+        return None

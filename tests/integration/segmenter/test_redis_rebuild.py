@@ -1,0 +1,288 @@
+"""Redis is a cache that can be lost: the segmenter notices, fails closed, rebuilds and re-announces.
+
+Each test runs the segmenter as a process against the real broker and its OWN redis-server on
+a free port (never the shared one), then empties that Redis: FLUSHDB while running, and a
+restart of a Redis that keeps nothing on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from services.segmenter.membership_state import last_announced
+from shared.embedded import free_port, redis_answers
+from shared.events import ConsentStateSnapshot, MembershipChanged, PurposeState, new_event_id
+from tests.integration.segmenter.conftest import ADMIN, FAST, Inputs, RedisView, put_segment, wait_until
+from tests.support import wait_for
+
+REBUILDING = "redis: rebuilding after data loss"
+
+
+class RedisServer:
+    """A redis-server of the test's own, without persistence, that the test may flush, kill and restart."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        self.process = subprocess.Popen(
+            [*command, "--dir", str(self.data_dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        wait_for(lambda: redis_answers(self.url), 10, "the test's redis-server")
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.kill()
+
+
+class Announcements:
+    """segment.membership as received, each message with the wall-clock time it arrived."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[float, MembershipChanged]] = []
+
+    def of(self, customer: str, segment: str) -> list[MembershipChanged]:
+        return [m for _, m in self.received if m.customer_id == customer and m.segment_id == segment]
+
+    def last(self, customer: str, segment: str) -> MembershipChanged | None:
+        found = self.of(customer, segment)
+        return found[-1] if found else None
+
+    def find(
+        self, customer: str, segment: str, action: str, reason: str | None = None
+    ) -> MembershipChanged | None:
+        for m in self.of(customer, segment):
+            if m.action == action and reason in (None, m.reason):
+                return m
+        return None
+
+
+@pytest.fixture
+async def io(kafka_bootstrap: str, topic_prefix: str) -> AsyncIterator[tuple[Inputs, Announcements]]:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
+    await producer.start()
+    consumer = AIOKafkaConsumer(
+        topic_prefix + "segment.membership",
+        bootstrap_servers=kafka_bootstrap,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+        metadata_max_age_ms=1000,
+    )
+    await consumer.start()
+    announcements = Announcements()
+
+    async def collect() -> None:
+        async for record in consumer:
+            announcements.received.append((time.time(), MembershipChanged.model_validate_json(record.value)))
+
+    task = asyncio.create_task(collect())
+    try:
+        yield Inputs(producer, topic_prefix), announcements
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await consumer.stop()
+        await producer.stop()
+
+
+async def record_consent(inputs: Inputs, customer: str, status: str) -> None:
+    """What the consent service publishes for one choice: the change, then the customer's state."""
+    change = await inputs.consent(customer, "marketing_email", status)
+    state = PurposeState(status=change.status, effective=status == "granted", recorded_at=change.recorded_at)
+    snapshot = ConsentStateSnapshot(
+        event_id=new_event_id(),
+        customer_id=customer,
+        purposes={"marketing_email": state},
+        updated_at=change.recorded_at,
+    )
+    await inputs.send("consent.state", customer, snapshot.to_bytes())
+
+
+async def announced_state(kafka_bootstrap: str, topic: str) -> dict[tuple[str, str], Any]:
+    """What a campaign tool reads from segment.membership.state: the last value per key."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning()
+        ends = await consumer.end_offsets(partitions)
+        records: list[Any] = []
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in partitions])
+
+        while await behind():
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(batch)
+        return dict(last_announced(records))
+    finally:
+        await consumer.stop()
+
+
+async def members_joined(inputs: Inputs, announcements: Announcements, customers: list[str]) -> None:
+    for customer in customers:
+        await record_consent(inputs, customer, "granted")
+        await inputs.event(customer, "click")
+    for customer in customers:
+        await wait_until(
+            lambda c=customer: announcements.find(c, "mail", "joined"), what=f"{customer} joined"
+        )
+
+
+async def test_flushdb_while_running_then_an_opt_out_is_announced(
+    start_service: Any, own_redis: RedisServer, io: Any, topic_prefix: str, kafka_bootstrap: str
+) -> None:
+    inputs, announcements = io
+    service = start_service("segmenter", REDIS_URL=own_redis.url, **FAST).wait_ready()
+    with httpx.Client(base_url=service.url, headers=ADMIN) as api:
+        put_segment(api, "mail", "event_count >= 1", "marketing_email")
+    await members_joined(inputs, announcements, ["c-out", "c-stay"])
+    view = RedisView(redis.Redis.from_url(own_redis.url, decode_responses=True), topic_prefix)
+
+    view.client.flushdb()
+    await record_consent(inputs, "c-out", "denied")
+
+    left = await wait_until(lambda: announcements.find("c-out", "mail", "left"), 60, "the opt-out's left")
+    assert left.reason == "consent_withdrawn"
+    await wait_until(lambda: "c-stay" in view.members("mail"), 30, "the consented member rebuilt in Redis")
+    assert view.segments_of("c-stay") == {"mail"} and view.features("c-stay").get("events") == "1"
+    assert announcements.last("c-stay", "mail").action == "joined"  # type: ignore[union-attr]
+    assert "c-out" not in view.members("mail")
+    state = await announced_state(kafka_bootstrap, topic_prefix + "segment.membership.state")
+    assert ("mail", "c-stay") in state and ("mail", "c-out") not in state
+    metrics = httpx.get(f"{service.url}/metrics").text
+    assert 'segwarden_segmenter_redis_rebuilds_total{cause="lost"} 1.0' in metrics
+
+
+async def test_redis_restart_fails_closed_rebuilds_and_announces(
+    start_service: Any, own_redis: RedisServer, io: Any, topic_prefix: str
+) -> None:
+    inputs, announcements = io
+    # The rebuild's replay fails three times in a row (retried with backoff), so it lasts seconds.
+    failpoints = "segmenter.rebuild_mid_replay=raise@1x3"
+    service = start_service("segmenter", REDIS_URL=own_redis.url, FAILPOINTS=failpoints, **FAST).wait_ready()
+    with httpx.Client(base_url=service.url, headers=ADMIN) as api:
+        put_segment(api, "mail", "event_count >= 1", "marketing_email")
+    await members_joined(inputs, announcements, ["c-out", "c-stay"])
+    await record_consent(inputs, "c-late", "granted")  # consented, no event yet: not a member
+    view = RedisView(redis.Redis.from_url(own_redis.url, decode_responses=True), topic_prefix)
+    await wait_until(
+        lambda: view.client.hget(f"{view.ns}{{c:c-late}}:consent", "marketing_email"), what="c-late"
+    )
+
+    own_redis.kill()
+    await record_consent(inputs, "c-out", "denied")  # while Redis is down
+    own_redis.start()  # empty: it kept nothing on disk
+
+    seen: list[tuple[float, str]] = []  # (time, readiness reason of redis) while the rebuild runs
+
+    async def readiness() -> str | None:
+        response = await asyncio.to_thread(httpx.get, f"{service.url}/readyz", timeout=5)
+        if response.status_code == 200:
+            return None
+        reason = str(response.json()["reasons"].get("redis", ""))
+        seen.append((time.time(), reason))
+        return reason
+
+    await wait_until_async(lambda: _is(readiness(), REBUILDING), 60, "readyz 503 with the rebuild reason")
+    await inputs.event("c-late", "click")  # its join is decided during the rebuild: held back
+    await wait_until_async(lambda: _is(readiness(), None), 90, "ready again after the rebuild")
+    rebuilding = [t for t, reason in seen if reason == REBUILDING]
+    assert rebuilding, "readyz never said the rebuild was under way"
+
+    left = await wait_until(
+        lambda: announcements.find("c-out", "mail", "left"), 30, "the left of the opt-out"
+    )
+    assert left.reason == "consent_withdrawn"
+    assert announcements.last("c-stay", "mail").action == "joined"  # type: ignore[union-attr]
+    await wait_until(lambda: announcements.find("c-late", "mail", "joined"), 30, "c-late announced after")
+    assert {"c-stay", "c-late"} <= view.members("mail") and "c-out" not in view.members("mail")
+    joins_meanwhile = [
+        m for t, m in announcements.received if m.action == "joined" and rebuilding[0] <= t <= rebuilding[-1]
+    ]
+    assert joins_meanwhile == [], "a joined was published while readyz said the rebuild was under way"
+    metrics = httpx.get(f"{service.url}/metrics").text
+    assert "segwarden_segmenter_joins_withheld_total" in metrics
+    assert "segwarden_segmenter_redis_rebuilding 0.0" in metrics
+
+
+async def _is(reason: Any, expected: str | None) -> bool:
+    try:
+        return await reason == expected
+    except httpx.HTTPError:
+        return False
+
+
+async def wait_until_async(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def test_a_new_owner_announces_what_its_predecessor_committed_but_never_did(
+    start_service: Any, own_redis: RedisServer, io: Any, topic_prefix: str, tmp_path: Path
+) -> None:
+    inputs, announcements = io
+    first = start_service("segmenter", REDIS_URL=own_redis.url, **FAST).wait_ready()
+    with httpx.Client(base_url=first.url, headers=ADMIN) as api:
+        put_segment(api, "mail", "event_count >= 1", "marketing_email")
+    await members_joined(inputs, announcements, ["c-x"])
+    first.kill()
+    # What the dead owner committed and never announced: a withdrawal (its outbox lost with it).
+    view = RedisView(redis.Redis.from_url(own_redis.url, decode_responses=True), topic_prefix)
+    view.client.hset(f"{view.ns}{{c:c-x}}:consent", "marketing_email", f"denied||{time.time()!r}")
+    view.client.srem(f"{view.ns}{{c:c-x}}:segs", "mail")
+    view.client.srem(f"{view.ns}seg:{{mail}}:members", "c-x")
+
+    start_service("segmenter", REDIS_URL=own_redis.url, DATA_DIR=str(tmp_path / "next"), **FAST)
+    left = await wait_until(lambda: announcements.find("c-x", "mail", "left"), 90, "the new owner's left")
+    assert left.reason == "consent_withdrawn"
