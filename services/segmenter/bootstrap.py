@@ -33,7 +33,7 @@ from services.segmenter.modeling.features import SOURCE_FEATURES
 from services.segmenter.modeling.store import model_store
 from services.segmenter.rebuild import StateRebuilder
 from services.segmenter.reconcile import AnnouncedReconciler
-from services.segmenter.recovery import CHECK_INTERVAL_S, RedisRecovery
+from services.segmenter.recovery import CHECK_INTERVAL_S, HeldStreamHandlers, RedisRecovery
 from services.segmenter.settings import SegmenterSettings
 from services.segmenter.stream_app import (
     create_stream_app,
@@ -41,7 +41,6 @@ from services.segmenter.stream_app import (
     owned_partitions,
     record_lag,
 )
-from services.segmenter.stream_handlers import StreamHandlers
 from services.segmenter.sweeps import Sweeper
 from shared.kafka import broker_answers, ensure_topics, make_producer, start_client, topic_names
 from shared.pseudonym import load_pseudonym_key
@@ -99,7 +98,8 @@ class Runtime:
         supervisor.spawn("definition-feed", feed.run)
         # Events evaluated before the definitions are in would miss their segments.
         await self.definitions.loaded.wait()
-        handlers = StreamHandlers(self.store, self.registry, self.membership, self.producer, self.expiry)
+        handlers = HeldStreamHandlers(self.store, self.registry, self.membership, self.producer, self.expiry)
+        handlers.recovery = self.recovery  # events and erasures wait while their partition is rebuilt
         names = topic_names(settings)
         self.consent = KafkaConsentFollower(
             settings,

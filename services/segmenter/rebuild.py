@@ -1,11 +1,12 @@
 """Rebuilds the Redis state of some partitions from the topics, without announcing anything.
 
-Order: consent from `consent.state`; features by replaying `customer.events` from the start of
-retention up to where faust's consumer is (skipping what an erasure request since deleted);
-then membership, decided again for every known customer and committed silently (the
-announcements are the reconciler's job, against what was announced before). Everything is
-idempotent: an event counts once (its event_id marker, set by the same Lua step), consent
-only moves forward, so a rebuild interrupted by a crash or an error is simply run again.
+Order: consent from `consent.state`; features, dropped for every known customer, by replaying
+`customer.events` from the start of retention up to where faust's consumer is (skipping what
+an erasure request since deleted), while the partitions' event handlers wait; then membership,
+decided again for every known customer and committed silently (the announcements are the
+reconciler's job, against what was announced before). Everything is idempotent: features start
+over, an event counts once (its offset, checked in the same Lua step), consent only moves
+forward, so a rebuild interrupted by a crash or an error is simply run again.
 """
 
 from __future__ import annotations
@@ -63,10 +64,12 @@ class StateRebuilder:
             self.settings, topic, f"segwarden-segmenter-rebuild-{spec.base}", partitions
         )
 
-    async def rebuild(self, partitions: Sequence[int]) -> None:
+    async def rebuild(self, partitions: Sequence[int], positions: dict[int, int | None]) -> None:
+        """With the partitions' event handlers held (RedisRecovery.admit)."""
         started = time.monotonic()
+        await self.forget_features(partitions)
         customers = await self.consent(partitions)
-        replayed = await self.replay(partitions, await self.erasures(partitions))
+        replayed = await self.replay(partitions, await self.erasures(partitions), positions)
         await self.settle(partitions)
         log.info(
             "rebuilt redis state",
@@ -97,14 +100,28 @@ class StateRebuilder:
                 erased[customer_id] = max(erased.get(customer_id, 0), record.timestamp)
         return erased
 
-    async def replay(self, partitions: Sequence[int], erased: dict[str, int]) -> int:
+    async def forget_features(self, partitions: Sequence[int]) -> None:
+        """Features written since the loss (or by an owner that never finished) start over: each
+        customer's applied offsets live in its features, and a later offset refuses older ones."""
+        for partition in partitions:
+            chunk: list[str] = []
+            async for customer_id in self.store.known_customers(partition):
+                chunk.append(self.store.keys.features(customer_id))
+                if len(chunk) >= CHUNK:
+                    await self.store.client.delete(*chunk)
+                    chunk = []
+            if chunk:
+                await self.store.client.delete(*chunk)
+
+    async def replay(
+        self, partitions: Sequence[int], erased: dict[str, int], positions: dict[int, int | None]
+    ) -> int:
         """customer.events from the beginning up to faust's positions (or the end, if further)."""
         reader = self._reader(CUSTOMER_EVENTS, partitions)
         await reader.start()
         replayed = 0
         try:
             ends = await reader.end_offsets()
-            positions = await self.positions(partitions)
             stops = {p: max(ends.get(p, 0), positions.get(p) or 0) for p in partitions}
             async for records in reader.batches_until(stops):
                 replayed += await self._apply(records, erased)

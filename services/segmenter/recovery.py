@@ -2,24 +2,30 @@
 
 The generation marker (adapters/redis_generation.py) is checked at start, every
 CHECK_INTERVAL_S (the supervisor runs `check`; so also on the first answer after Redis was
-away) and before any batch of joins is published. Partitions whose state is not built for
-the generation in force are *closed*: the publisher holds their joins back (lefts still go out) and /readyz says why. The
-owned closed partitions are rebuilt from the topics (rebuild.py), marked built, opened, then
-their announced membership is reconciled with Redis (reconcile.py). A partition taken over from
-another worker is reconciled too, and rebuilt first if its last owner never finished.
+away) and before any batch of joins is published. Partitions whose state is not built for the
+generation in force are *closed*: the publisher holds their joins back (lefts still go out) and
+/readyz says why. The owned closed partitions are rebuilt from the topics (rebuild.py) while
+their customer events and erasures wait (`admit`), marked built, opened, then their announced
+membership is reconciled with Redis (reconcile.py). A partition taken over from another worker
+is reconciled too, and rebuilt first if its last owner never finished.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
+
+from aiokafka.structs import ConsumerRecord
 
 from services.segmenter.adapters.redis_generation import RedisGenerationMarker
 from services.segmenter.metrics import REDIS_REBUILDING, REDIS_REBUILDS
 from services.segmenter.rebuild import StateRebuilder
 from services.segmenter.reconcile import AnnouncedReconciler
+from services.segmenter.stream_handlers import StreamHandlers
 
 log = logging.getLogger(__name__)
 CHECK_INTERVAL_S = 1.0
@@ -53,6 +59,9 @@ class RedisRecovery:
         self.announcing = False
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # a check and the marking of rebuilt partitions never interleave
+        self.holding: set[int] = set()  # partitions being rebuilt: their events and erasures wait
+        self._busy: Counter[int] = Counter()  # handlers in flight per partition
+        self._turns = asyncio.Condition()
 
     def reason(self) -> str | None:
         """Why /readyz is not ready yet, or None."""
@@ -67,6 +76,35 @@ class RedisRecovery:
         if self.generation is not None and await self.marker.current() != self.generation:
             await self.check()
         return self.closed
+
+    @asynccontextmanager
+    async def admit(self, partitions: Iterable[int]) -> AsyncIterator[None]:
+        """Around a handler that writes features or erases: waits while a partition is rebuilt, so
+        the replay is the only writer of its features (an event applied first would refuse the
+        older ones, its offset being higher)."""
+        wanted = set(partitions)
+        async with self._turns:
+            await self._turns.wait_for(lambda: not (wanted & self.holding))
+            self._busy.update(wanted)
+        try:
+            yield
+        finally:
+            async with self._turns:
+                self._busy.subtract(wanted)
+                self._turns.notify_all()
+
+    @asynccontextmanager
+    async def _held(self, partitions: list[int]) -> AsyncIterator[None]:
+        """The partitions' handlers held, once those in flight are done."""
+        async with self._turns:
+            self.holding |= set(partitions)
+            await self._turns.wait_for(lambda: not any(self._busy[p] > 0 for p in partitions))
+        try:
+            yield
+        finally:
+            async with self._turns:
+                self.holding -= set(partitions)
+                self._turns.notify_all()
 
     async def follow(self, partitions: list[int], assigned: bool) -> None:
         """The owned partitions changed (revoked, or `assigned` by faust): reconcile the new ones."""
@@ -146,15 +184,15 @@ class RedisRecovery:
                 self.cause = "takeover"
                 REDIS_REBUILDS.labels("takeover").inc()
             REDIS_REBUILDING.set(1)
-            await self.rebuilder.rebuild(stale)
-            if generation != self.generation:
-                return  # lost again meanwhile: the next round starts over
-            async with self._lock:
-                if generation != self.generation:
-                    return
-                for partition in stale:
-                    await self.marker.mark_rebuilt(partition, generation)
-                    self.closed.discard(partition)
+            positions = await self.rebuilder.positions(stale)  # before the hold: faust must not wait
+            async with self._held(stale):
+                await self.rebuilder.rebuild(stale, positions)
+                async with self._lock:
+                    if generation != self.generation:
+                        return  # lost again meanwhile: the next round starts over
+                    for partition in stale:
+                        await self.marker.mark_rebuilt(partition, generation)
+                        self.closed.discard(partition)
             self.reconciled -= set(stale)
         fresh = [p for p in owned if p not in self.reconciled and p not in self.closed]
         if fresh:
@@ -167,3 +205,22 @@ class RedisRecovery:
                 log.info("redis state rebuilt and announced", extra={"cause": self.cause})
             self.cause, self.announcing = None, False
             REDIS_REBUILDING.set(0)
+
+
+class HeldStreamHandlers(StreamHandlers):
+    """The stream's handlers, with customer events and erasures admitted by the recovery: they
+    wait while their partition is rebuilt (consent goes on: it only moves forward)."""
+
+    recovery: RedisRecovery | None = None
+
+    async def on_events(self, records: Sequence[ConsumerRecord]) -> None:
+        if self.recovery is None:
+            return await super().on_events(records)
+        async with self.recovery.admit({r.partition for r in records}):
+            await super().on_events(records)
+
+    async def on_erasure(self, record: ConsumerRecord) -> None:
+        if self.recovery is None:
+            return await super().on_erasure(record)
+        async with self.recovery.admit([record.partition]):
+            await super().on_erasure(record)
