@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.segmenter.membership_state import last_announced
 from shared.embedded import free_port, redis_answers
-from shared.events import ConsentStateSnapshot, MembershipChanged, PurposeState, new_event_id
+from shared.events import (
+    ConsentStateSnapshot,
+    ErasureRequested,
+    MembershipChanged,
+    PurposeState,
+    new_event_id,
+)
 from tests.integration.segmenter.conftest import ADMIN, FAST, Inputs, RedisView, put_segment, wait_until
 from tests.support import wait_for
 
@@ -182,8 +189,13 @@ async def test_flushdb_while_running_then_an_opt_out_is_announced(
     service = start_service("segmenter", REDIS_URL=own_redis.url, **FAST).wait_ready()
     with httpx.Client(base_url=service.url, headers=ADMIN) as api:
         put_segment(api, "mail", "event_count >= 1", "marketing_email")
-    await members_joined(inputs, announcements, ["c-out", "c-stay"])
+    await members_joined(inputs, announcements, ["c-out", "c-stay", "c-gone"])
     view = RedisView(redis.Redis.from_url(own_redis.url, decode_responses=True), topic_prefix)
+    erasure = ErasureRequested(event_id=new_event_id(), customer_id="c-gone", requested_at=datetime.now(UTC))
+    await inputs.send("consent.state", "c-gone", None)  # what the consent service publishes on erasure
+    await inputs.send("erasure.requests", "c-gone", erasure.to_bytes())
+    await wait_until(lambda: announcements.find("c-gone", "mail", "left"), 30, "the erased customer's left")
+    await wait_until(lambda: view.features("c-gone") == {}, 30, "the erasure")
 
     view.client.flushdb()
     await inputs.event("c-stay", "click")  # likely applied before the loss is noticed
@@ -195,6 +207,7 @@ async def test_flushdb_while_running_then_an_opt_out_is_announced(
     # Both events count once: the one from before the loss (replayed) and the one after it.
     await wait_until(lambda: view.features("c-stay").get("events") == "2", 30, "both events counted")
     assert view.segments_of("c-stay") == {"mail"}
+    assert view.features("c-gone") == {}, "the replay brought an erased customer's events back"
     assert announcements.last("c-stay", "mail").action == "joined"  # type: ignore[union-attr]
     assert "c-out" not in view.members("mail")
     state = await announced_state(kafka_bootstrap, topic_prefix + "segment.membership.state")
