@@ -40,6 +40,7 @@ MAX_ATTRIBUTE_TEXT = 1024  # characters of a string value, at any level
 MAX_ATTRIBUTE_VALUES = 256  # values in all, nested lists and objects included
 MAX_ATTRIBUTE_DEPTH = 4  # levels: `{"a": [[1]]}` puts the 1 at level 3
 MAX_ATTRIBUTE_INT = 2**63 - 1  # integers fit a signed 64-bit value
+MAX_DEAD_LETTER_ERROR = 1024  # characters of a dead letter's reason
 
 ConsentStatus = Literal["granted", "denied"]
 Jurisdiction = Literal["GDPR", "CCPA", "OTHER"]
@@ -279,10 +280,17 @@ class AuditRecord(Message):
 
 
 class DeadLetter(Message):
-    """`<topic>.dlq`: an input that failed to parse or validate, with the reason."""
+    """`<topic>.dlq`: an input that failed to parse or validate, with the reason.
+
+    The record's key is `key_pseudonym` (the input's key is never copied); `value` is at most
+    `DEAD_LETTER_MAX_VALUE_BYTES` of the input (`truncated` when cut; `value_bytes` its size).
+    """
 
     error: str
     topic: str
     partition: int
     offset: int
     value: str
+    key_pseudonym: str | None = None  # HMAC-SHA256 of the input's key, as the audit `subject`
+    value_bytes: int | None = None  # the input value's size; null on letters from before it
+    truncated: bool = False

@@ -19,7 +19,12 @@ class PseudonymKeyError(ValueError):
 
 def pseudonymize(key: bytes, customer_id: str) -> str:
     """The stable, keyed pseudonym (64 hex chars) of a customer id."""
-    return hmac.new(key, customer_id.encode(), hashlib.sha256).hexdigest()
+    return pseudonymize_bytes(key, customer_id.encode())
+
+
+def pseudonymize_bytes(key: bytes, raw: bytes) -> str:
+    """The pseudonym of a raw record key: the same as `pseudonymize` for a UTF-8 customer id."""
+    return hmac.new(key, raw, hashlib.sha256).hexdigest()
 
 
 def load_pseudonym_key(settings: ServiceSettings) -> bytes:

@@ -55,6 +55,8 @@ class ServiceSettings(BaseSettings):
     topic_retention_dead_letter_hours: int = Field(72, ge=1)  # every <topic>.dlq
     topic_retention_audit_days: int = Field(730, ge=1)  # audit.log (pseudonymized)
     topic_compaction_lag_hours: int = Field(24, ge=1)  # consent.state, segment.definitions
+    # How much of a failed input a dead letter keeps (the rest is cut; its size is recorded).
+    dead_letter_max_value_bytes: int = Field(4096, ge=256, le=256 * 1024)
     # Test-only fault injection (shared/failpoints.py); empty in production.
     failpoints: str = ""
 

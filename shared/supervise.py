@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.structs import ConsumerRecord
 from kafka.errors import KafkaError
@@ -31,7 +30,7 @@ from prometheus_client import Counter, Gauge
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.deadletter import send_dead_letter
+from shared.deadletter import DeadLetters, send_dead_letter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -289,7 +288,7 @@ def for_each(
 
 
 async def handle_or_dead_letter(
-    producer: AIOKafkaProducer,
+    dead_letters: DeadLetters,
     step: str,
     records: Sequence[ConsumerRecord],
     handle: Callable[[list[ConsumerRecord]], Awaitable[object]],
@@ -307,11 +306,11 @@ async def handle_or_dead_letter(
         return
     except Exception as exc:
         if len(batch) == 1:
-            await send_dead_letter(producer, batch[0], f"could not be processed: {describe_failure(exc)}")
+            await send_dead_letter(dead_letters, batch[0], f"could not be processed: {describe_failure(exc)}")
             return
         log.error(
             "a batch failed; handling its records one by one",
             extra={"step": step, "reason": describe_failure(exc), "records": len(batch)},
         )
     for record in batch:
-        await handle_or_dead_letter(producer, step, [record], handle, transient, backoff)
+        await handle_or_dead_letter(dead_letters, step, [record], handle, transient, backoff)

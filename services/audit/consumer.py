@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -21,7 +21,7 @@ from services.audit.metrics import DUPLICATES_SKIPPED, LEDGER_LENGTH, RECORDS_AP
 from services.audit.settings import AuditSettings
 from services.audit.store import SqlLedgerStore
 from shared import events, topics
-from shared.deadletter import decode_or_dead_letter, send_dead_letter
+from shared.deadletter import DeadLetters, decode_or_dead_letter, send_dead_letter
 from shared.failpoints import failpoint
 from shared.kafka import clamp_lag, make_consumer, start_client, topic_names
 from shared.metrics import CONSUMER_LAG, MESSAGES_CONSUMED
@@ -53,7 +53,7 @@ class KafkaSourceConsumer:
             return "consumer: waiting for its partitions"
         return None if self.caught_up else "consumer: catching up with the source topics"
 
-    async def run(self, producer: AIOKafkaProducer) -> None:
+    async def run(self, dead_letters: DeadLetters) -> None:
         group, topic_list = self.settings.consumer_group, sorted(self.specs)
         self.consumer = await start_client(
             lambda: make_consumer(self.settings, *topic_list, group_id=group, client_id="segwarden-audit"),
@@ -67,7 +67,7 @@ class KafkaSourceConsumer:
                 )
                 records = [record for part in batches.values() for record in part]
                 if records:
-                    await self._ingest(producer, records)
+                    await self._ingest(dead_letters, records)
                     failpoint("audit.mid_batch")  # appended, offsets not yet committed
                 if records or uncommitted:
                     uncommitted = not await self._commit()
@@ -78,8 +78,8 @@ class KafkaSourceConsumer:
         finally:
             await self.consumer.stop()
 
-    async def _ingest(self, producer: AIOKafkaProducer, records: list[ConsumerRecord]) -> None:
-        items = [item for record in records if (item := await self._decode(producer, record)) is not None]
+    async def _ingest(self, dead_letters: DeadLetters, records: list[ConsumerRecord]) -> None:
+        items = [item for record in records if (item := await self._decode(dead_letters, record)) is not None]
         result = await self._append(items)
         for record in result.appended:
             RECORDS_APPENDED.labels(record.kind).inc()
@@ -112,25 +112,27 @@ class KafkaSourceConsumer:
             return False
         return True
 
-    async def _decode(self, producer: AIOKafkaProducer, record: ConsumerRecord) -> SourceItem | None:
+    async def _decode(self, dead_letters: DeadLetters, record: ConsumerRecord) -> SourceItem | None:
         MESSAGES_CONSUMED.labels(record.topic).inc()
         spec = self.specs[record.topic]
         if spec is topics.SEGMENT_DEFINITIONS:
-            return await self._decode_definition(producer, record)
+            return await self._decode_definition(dead_letters, record)
         model, to_item = _CUSTOMER_SOURCES[spec]
-        event = await decode_or_dead_letter(producer, record, model)
+        event = await decode_or_dead_letter(dead_letters, record, model)
         return None if event is None else to_item(self.key, event)
 
     async def _decode_definition(
-        self, producer: AIOKafkaProducer, record: ConsumerRecord
+        self, dead_letters: DeadLetters, record: ConsumerRecord
     ) -> sources.DefinitionChange | None:
         if record.value is None:
             segment_id = record.key.decode("utf-8", errors="replace") if record.key else ""
             if not segment_id:
-                await send_dead_letter(producer, record, "key: a tombstone needs the segment id as its key")
+                await send_dead_letter(
+                    dead_letters, record, "key: a tombstone needs the segment id as its key"
+                )
                 return None
             return sources.DefinitionChange(segment_id, None)
-        definition = await decode_or_dead_letter(producer, record, events.SegmentDefinition)
+        definition = await decode_or_dead_letter(dead_letters, record, events.SegmentDefinition)
         return None if definition is None else sources.DefinitionChange(definition.segment_id, definition)
 
     async def _report_lag(self) -> int:

@@ -18,6 +18,7 @@ from services.audit.signing import Ed25519Signer
 from services.audit.store import SqlLedgerStore
 from shared import topics
 from shared.catalog import load_catalog
+from shared.deadletter import DeadLetters
 from shared.kafka import (
     broker_answers,
     ensure_topics,
@@ -78,7 +79,8 @@ class AuditRuntime:
         finally:
             await probe.stop()
         self.supervisor.spawn("relay", lambda: self.relay.run(producer))
-        self.supervisor.spawn("consumer", lambda: self.consumer.run(producer))
+        dead_letters = DeadLetters(producer, self.pseudonym_key, self.settings.dead_letter_max_value_bytes)
+        self.supervisor.spawn("consumer", lambda: self.consumer.run(dead_letters))
 
     async def kafka_ready(self) -> str | None:
         if self.producer is None:

@@ -24,6 +24,7 @@ from services.consent.settings import ConsentSettings
 from shared import topics
 from shared.auth import internal_token
 from shared.catalog import load_catalog
+from shared.deadletter import DeadLetters
 from shared.kafka import (
     broker_answers,
     ensure_topics,
@@ -60,8 +61,9 @@ class ConsentRuntime:
             retention=timedelta(seconds=settings.consent_outbox_retention_seconds),
         )
         policy = ConsentPolicy(load_catalog(settings.purposes_file))
+        self.pseudonym_key = load_pseudonym_key(settings)
         self.service = ConsentService(
-            SqlConsentStore(self.engine), policy, load_pseudonym_key(settings), self.relay.wake
+            SqlConsentStore(self.engine), policy, self.pseudonym_key, self.relay.wake
         )
         self.peers = HttpPeerExport(
             settings.segmenter_url,
@@ -127,7 +129,10 @@ class ConsentRuntime:
             await self.consumer.stop()
             self.consumer = None
         self.consumer = await start_client(self._make_consumer, "consumer")
-        await KafkaConsentRequestConsumer(self.consumer, self.producer, self.service).run()
+        dead_letters = DeadLetters(
+            self.producer, self.pseudonym_key, self.settings.dead_letter_max_value_bytes
+        )
+        await KafkaConsentRequestConsumer(self.consumer, dead_letters, self.service).run()
 
     def _make_consumer(self) -> AIOKafkaConsumer:
         return make_consumer(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
 from services.consent.domain import InvalidConsentError, RecordConsent
 from services.consent.service import ConsentService
-from shared.deadletter import decode_or_dead_letter, send_dead_letter
+from shared.deadletter import DeadLetters, decode_or_dead_letter, send_dead_letter
 from shared.events import ConsentRequested
 from shared.failpoints import failpoint
 from shared.metrics import MESSAGES_CONSUMED
@@ -36,10 +36,10 @@ class KafkaConsentRequestConsumer:
     """Records each request once (dedupe on request_id in the same transaction), commits after."""
 
     def __init__(
-        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, service: ConsentService
+        self, consumer: AIOKafkaConsumer, dead_letters: DeadLetters, service: ConsentService
     ) -> None:
         self.consumer = consumer
-        self.producer = producer
+        self.dead_letters = dead_letters
         self.service = service
 
     async def run(self) -> None:
@@ -55,7 +55,7 @@ class KafkaConsentRequestConsumer:
 
     async def handle(self, record: ConsumerRecord) -> None:
         MESSAGES_CONSUMED.labels(record.topic).inc()
-        request = await decode_or_dead_letter(self.producer, record, ConsentRequested)
+        request = await decode_or_dead_letter(self.dead_letters, record, ConsentRequested)
         if request is None:
             return
 
@@ -63,8 +63,8 @@ class KafkaConsentRequestConsumer:
             try:
                 await self.service.record(command_from(request))
             except InvalidConsentError as exc:
-                await send_dead_letter(self.producer, record, str(exc))
+                await send_dead_letter(self.dead_letters, record, str(exc))
 
         # The store is the system of record: wait for it (a transient error) rather than skip the
         # request; a request that fails otherwise goes to the dead-letter topic.
-        await handle_or_dead_letter(self.producer, "consent.requests", [record], record_it)
+        await handle_or_dead_letter(self.dead_letters, "consent.requests", [record], record_it)

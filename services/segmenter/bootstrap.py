@@ -42,6 +42,7 @@ from services.segmenter.stream_app import (
     record_lag,
 )
 from services.segmenter.sweeps import Sweeper
+from shared.deadletter import DeadLetters
 from shared.kafka import broker_answers, ensure_topics, make_producer, start_client, topic_names
 from shared.pseudonym import load_pseudonym_key
 from shared.supervise import Supervisor, for_each, handle_or_dead_letter
@@ -78,6 +79,8 @@ class Runtime:
         await supervisor.retry("topics", lambda: asyncio.to_thread(ensure_topics, settings))
         producer = await start_client(lambda: make_producer(settings, "segwarden-segmenter"), "producer")
         self.producer = producer
+        pseudonym_key = load_pseudonym_key(settings)
+        dead_letters = DeadLetters(producer, pseudonym_key, settings.dead_letter_max_value_bytes)
         publisher = KafkaMembershipPublisher(self.producer, topic_names(settings))
         self.membership = MembershipService(
             self.store, publisher, self._required_purposes, self.assigner.assign
@@ -94,11 +97,11 @@ class Runtime:
         store = SqliteDefinitionStore(settings.ensure_data_dir() / "segments.db")
         self.definitions = DefinitionService(self.registry, store, publisher, self._segment_changed)
         await supervisor.retry("consent state", self._load_consent)
-        feed = DefinitionFeed(self._reader(SEGMENT_DEFINITIONS.base), self.definitions, self.producer)
+        feed = DefinitionFeed(self._reader(SEGMENT_DEFINITIONS.base), self.definitions, dead_letters)
         supervisor.spawn("definition-feed", feed.run)
         # Events evaluated before the definitions are in would miss their segments.
         await self.definitions.loaded.wait()
-        handlers = HeldStreamHandlers(self.store, self.registry, self.membership, self.producer, self.expiry)
+        handlers = HeldStreamHandlers(self.store, self.registry, self.membership, dead_letters, self.expiry)
         handlers.recovery = self.recovery  # events and erasures wait while their partition is rebuilt
         names = topic_names(settings)
         self.consent = KafkaConsentFollower(
@@ -106,7 +109,7 @@ class Runtime:
             names.name(CONSENT_CHANGES),
             f"{settings.topic_prefix}segwarden-segmenter-consent",
             lambda record: handle_or_dead_letter(
-                producer, CONSENT_CHANGES.base, [record], for_each(handlers.on_consent_change)
+                dead_letters, CONSENT_CHANGES.base, [record], for_each(handlers.on_consent_change)
             ),
         )
         await supervisor.retry("consent consumer", self.consent.start)
@@ -123,7 +126,7 @@ class Runtime:
             self.registry,
             self.membership,
             lambda: owned_partitions(self.stream, settings),
-            load_pseudonym_key(settings),
+            pseudonym_key,
         )
         # A definition may have changed while no worker ran: bring the owned customers up to date.
         segment_ids = {s.id for s in self.registry.all()}

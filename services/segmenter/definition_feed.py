@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from services.segmenter.adapters.kafka_compacted import KafkaCompactedReader
 from services.segmenter.definitions import DefinitionService
 from services.segmenter.rules import RuleError, compile_rule
-from shared.deadletter import describe_error, send_dead_letter
+from shared.deadletter import DeadLetters, describe_error, send_dead_letter
 from shared.events import SegmentDefinition
 
 log = logging.getLogger(__name__)
@@ -19,11 +18,11 @@ log = logging.getLogger(__name__)
 
 class DefinitionFeed:
     def __init__(
-        self, reader: KafkaCompactedReader, service: DefinitionService, producer: AIOKafkaProducer
+        self, reader: KafkaCompactedReader, service: DefinitionService, dead_letters: DeadLetters
     ) -> None:
         self.reader = reader
         self.service = service
-        self.producer = producer
+        self.dead_letters = dead_letters
 
     async def run(self) -> None:
         await self.reader.start()
@@ -66,16 +65,16 @@ class DefinitionFeed:
         if record.value is None:
             if record.key:
                 return record.key.decode(), None
-            await send_dead_letter(self.producer, record, "record: a tombstone needs a key")
+            await send_dead_letter(self.dead_letters, record, "record: a tombstone needs a key")
             return None
         try:
             definition = SegmentDefinition.model_validate_json(record.value)
         except ValidationError as exc:
-            await send_dead_letter(self.producer, record, describe_error(exc))
+            await send_dead_letter(self.dead_letters, record, describe_error(exc))
             return None
         refused = _rule_error(definition)
         if refused:  # a rule the API would refuse (over a limit, personal data) is never applied
-            await send_dead_letter(self.producer, record, f"rule: {refused}")
+            await send_dead_letter(self.dead_letters, record, f"rule: {refused}")
             return None
         return definition.segment_id, definition
 

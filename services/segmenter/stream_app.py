@@ -74,13 +74,15 @@ def create_stream_app(settings: SegmenterSettings, handlers: StreamHandlers) -> 
     async def customer_events(stream: Any) -> None:
         async for batch in stream.take_events(settings.event_batch_size, within=settings.event_batch_wait_s):
             records = [as_record(e) for e in batch]
-            await handle_or_dead_letter(handlers.producer, CUSTOMER_EVENTS.base, records, handlers.on_events)
+            await handle_or_dead_letter(
+                handlers.dead_letters, CUSTOMER_EVENTS.base, records, handlers.on_events
+            )
 
     def one_by_one(spec: Any, handle: Callable[[ConsumerRecord], Awaitable[None]]) -> None:
         async def agent(stream: Any) -> None:
             async for event in stream.events():
                 record = as_record(event)
-                await handle_or_dead_letter(handlers.producer, spec.base, [record], for_each(handle))
+                await handle_or_dead_letter(handlers.dead_letters, spec.base, [record], for_each(handle))
 
         app.agent(topic(spec), name=spec.base)(agent)
 

@@ -7,7 +7,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from services.segmenter.adapters.redis_store import CustomerSnapshot, EventWrite, RedisCustomerStore
@@ -17,7 +16,7 @@ from services.segmenter.domain.segments import SegmentRegistry, features_changed
 from services.segmenter.expiry import ExpiryScheduler
 from services.segmenter.membership_service import Cause, MembershipService, Plan
 from services.segmenter.metrics import EVENTS_PROCESSED, EVICTION_LATENCY
-from shared.deadletter import decode_or_dead_letter
+from shared.deadletter import DeadLetters, decode_or_dead_letter
 from shared.events import (
     ConsentChanged,
     ConsentStateSnapshot,
@@ -74,13 +73,13 @@ class StreamHandlers:
         store: RedisCustomerStore,
         registry: SegmentRegistry,
         membership: MembershipService,
-        producer: AIOKafkaProducer,
+        dead_letters: DeadLetters,
         expiry: ExpiryScheduler,
     ) -> None:
         self.store = store
         self.registry = registry
         self.membership = membership
-        self.producer = producer
+        self.dead_letters = dead_letters
         self.expiry = expiry
 
     async def on_events(self, records: Sequence[ConsumerRecord]) -> None:
@@ -92,7 +91,7 @@ class StreamHandlers:
         decoded: list[tuple[ConsumerRecord, CustomerEvent]] = []
         for record in records:
             MESSAGES_CONSUMED.labels(record.topic).inc()
-            event = await decode_or_dead_letter(self.producer, record, CustomerEvent)
+            event = await decode_or_dead_letter(self.dead_letters, record, CustomerEvent)
             if event is None:
                 EVENTS_PROCESSED.labels("invalid", "dead_letter").inc()
             else:
@@ -121,7 +120,7 @@ class StreamHandlers:
     async def on_consent_change(self, record: ConsumerRecord) -> None:
         """The hot path: record the change, then evict (or admit) at once."""
         MESSAGES_CONSUMED.labels(record.topic).inc()
-        change = await decode_or_dead_letter(self.producer, record, ConsentChanged)
+        change = await decode_or_dead_letter(self.dead_letters, record, ConsentChanged)
         if change is None:
             return
         state = change_consent(change)
@@ -140,7 +139,7 @@ class StreamHandlers:
             if record.key:
                 await self._consent_gone(record.key.decode(), record.partition)
             return
-        snapshot_record = await decode_or_dead_letter(self.producer, record, ConsentStateSnapshot)
+        snapshot_record = await decode_or_dead_letter(self.dead_letters, record, ConsentStateSnapshot)
         if snapshot_record is None:
             return
         fallback = snapshot_record.updated_at.timestamp()
@@ -157,7 +156,7 @@ class StreamHandlers:
 
     async def on_erasure(self, record: ConsumerRecord) -> None:
         MESSAGES_CONSUMED.labels(record.topic).inc()
-        request = await decode_or_dead_letter(self.producer, record, ErasureRequested)
+        request = await decode_or_dead_letter(self.dead_letters, record, ErasureRequested)
         if request is None:
             return
         await self.membership.erase(request.customer_id, Cause(request.event_id, request.requested_at))

@@ -7,7 +7,7 @@ import asyncio
 from aiokafka import AIOKafkaConsumer
 from kafka.admin import KafkaAdminClient
 
-from shared.deadletter import decode_or_dead_letter
+from shared.deadletter import DeadLetters, decode_or_dead_letter
 from shared.embedded import EmbeddedBroker, free_port
 from shared.events import CustomerEvent, DeadLetter
 from shared.kafka import (
@@ -90,7 +90,9 @@ async def test_bad_record_goes_to_dead_letters_and_good_one_decodes(
         async with asyncio.timeout(30):
             while len(decoded) < 2:
                 record = await consumer.getone()
-                decoded.append(await decode_or_dead_letter(producer, record, CustomerEvent))
+                decoded.append(
+                    await decode_or_dead_letter(DeadLetters(producer, b"k" * 32), record, CustomerEvent)
+                )
         assert decoded == [None, good]
         dlq = AIOKafkaConsumer(
             names.dlq(CUSTOMER_EVENTS), bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"

@@ -19,6 +19,7 @@ from shared.events import (
     DeadLetter,
     ErasureRequested,
 )
+from shared.pseudonym import pseudonymize
 from tests.conftest import bearer
 from tests.integration.consent.conftest import choice, for_key, produce, put, read_topic, topic
 from tests.support import wait_for
@@ -84,11 +85,16 @@ def test_invalid_requests_go_to_the_dead_letter_topic_naming_the_field(
     produce(
         kafka_bootstrap, topic(consent, "consent.requests"), customer, [payload, _request(customer, "r-ok")]
     )
+    # Dead letters are keyed by the customer's pseudonym, never the raw id.
+    key = bytes.fromhex((Path(consent.env["DATA_DIR"]) / "pseudonym-key").read_text().strip())
+    pseudonym = pseudonymize(key, customer)
     dlq = read_topic(
-        kafka_bootstrap, topic(consent, "consent.requests.dlq"), lambda r: bool(for_key(r, customer))
+        kafka_bootstrap, topic(consent, "consent.requests.dlq"), lambda r: bool(for_key(r, pseudonym))
     )
-    [letter] = [DeadLetter.model_validate_json(v) for v in for_key(dlq, customer)]
+    assert not for_key(dlq, customer)
+    [letter] = [DeadLetter.model_validate_json(v) for v in for_key(dlq, pseudonym)]
     assert field in letter.error.lower() and letter.value == payload.decode()
+    assert letter.key_pseudonym == pseudonym and letter.value_bytes == len(payload)
     # One bad record never stops the stream: the valid one after it is recorded.
     assert wait_for(lambda: _history(consent, customer), what="the valid request after the bad one")
     metrics = httpx.get(f"{consent.url}/metrics").text

@@ -11,6 +11,8 @@ from aiokafka.structs import ConsumerRecord
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
+from shared.deadletter import DeadLetters
+from shared.pseudonym import pseudonymize
 from shared.supervise import (
     TASK_FAILURES,
     TASK_RUNNING,
@@ -41,9 +43,18 @@ class Producer:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.keys: list[bytes | None] = []
 
     async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         self.sent.append((topic, json.loads(value)))
+        self.keys.append(key)
+
+
+KEY = b"k" * 32
+
+
+def sink(producer: Producer) -> DeadLetters:
+    return DeadLetters(producer, KEY)  # type: ignore[arg-type]
 
 
 def record(offset: int, value: bytes = b'{"customer_id": "c-secret"}') -> ConsumerRecord:
@@ -174,12 +185,15 @@ async def test_a_record_that_can_never_be_processed_goes_to_its_dead_letter_topi
             raise ValueError("bad customer c-secret")
         handled.extend(r.offset for r in records)
 
-    await handle_or_dead_letter(producer, "t.in", [record(1), record(2), record(3)], handle)  # type: ignore[arg-type]
+    await handle_or_dead_letter(sink(producer), "t.in", [record(1), record(2), record(3)], handle)
     assert handled == [1, 3]
     [(topic, letter)] = producer.sent
     assert topic == "t.in.dlq" and letter["offset"] == 2
     assert letter["error"].startswith("could not be processed: ValueError at")
     assert "c-secret" not in letter["error"]
+    # The key is the customer's pseudonym, never the raw id.
+    assert producer.keys == [pseudonymize(KEY, "c-secret").encode()]
+    assert letter["key_pseudonym"] == pseudonymize(KEY, "c-secret")
 
 
 async def test_a_transient_failure_is_retried_not_dead_lettered() -> None:
@@ -192,7 +206,7 @@ async def test_a_transient_failure_is_retried_not_dead_lettered() -> None:
         if calls < 3:
             raise RedisConnectionError("away")
 
-    await handle_or_dead_letter(producer, "t.in", [record(1)], handle, backoff=Backoff(0.001, 0.001))  # type: ignore[arg-type]
+    await handle_or_dead_letter(sink(producer), "t.in", [record(1)], handle, backoff=Backoff(0.001, 0.001))
     assert calls == 3 and producer.sent == []
 
 
