@@ -302,3 +302,52 @@ async def test_a_new_owner_announces_what_its_predecessor_committed_but_never_di
     start_service("segmenter", REDIS_URL=own_redis.url, DATA_DIR=str(tmp_path / "next"), **FAST)
     left = await wait_until(lambda: announcements.find("c-x", "mail", "left"), 90, "the new owner's left")
     assert left.reason == "consent_withdrawn"
+
+
+def metric_value(url: str, line_start: str) -> float:
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith(line_start):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_two_workers_each_rebuild_their_partitions_and_a_survivor_takes_over(
+    start_service: Any, own_redis: RedisServer, io: Any, topic_prefix: str, tmp_path: Path
+) -> None:
+    inputs, announcements = io
+    env = {"REDIS_URL": own_redis.url, **FAST}
+    first = start_service("segmenter", DATA_DIR=str(tmp_path / "w1"), **env)
+    second = start_service("segmenter", DATA_DIR=str(tmp_path / "w2"), **env)
+    first.wait_ready(), second.wait_ready()
+    owned = "segwarden_segmenter_owned_partitions "
+    wait_for(
+        lambda: metric_value(first.url, owned) >= 1 and metric_value(second.url, owned) >= 1, 60, "a split"
+    )
+    with httpx.Client(base_url=first.url, headers=ADMIN) as api:
+        put_segment(api, "mail", "event_count >= 1", "marketing_email")
+    customers = [f"c-{i}" for i in range(9)]  # spread over the three partitions
+    await members_joined(inputs, announcements, customers)
+    view = RedisView(redis.Redis.from_url(own_redis.url, decode_responses=True), topic_prefix)
+
+    view.client.flushdb()
+    for customer in customers[:3]:
+        await record_consent(inputs, customer, "denied")
+    for customer in customers[:3]:
+        left = await wait_until(
+            lambda c=customer: announcements.find(c, "mail", "left"), 60, f"{customer} left"
+        )
+        assert left.reason == "consent_withdrawn"
+    await wait_until(lambda: view.members("mail") == set(customers[3:]), 60, "the consented members rebuilt")
+    for worker in (first, second):
+        rebuilds = metric_value(worker.url, 'segwarden_segmenter_redis_rebuilds_total{cause="lost"}')
+        rebuilds += metric_value(worker.url, 'segwarden_segmenter_redis_rebuilds_total{cause="replaced"}')
+        assert rebuilds >= 1, "a worker did not notice the loss"
+
+    first.kill()
+    wait_for(lambda: metric_value(second.url, owned) == 3, 90, "the survivor owning every partition")
+    for customer in customers[3:6]:
+        await record_consent(inputs, customer, "denied")
+    for customer in customers[3:6]:
+        await wait_until(lambda c=customer: announcements.find(c, "mail", "left"), 60, f"{customer} left")
+    assert view.members("mail") == set(customers[6:])
+    assert all(announcements.last(c, "mail").action == "joined" for c in customers[6:])  # type: ignore[union-attr]
