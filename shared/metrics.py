@@ -33,3 +33,12 @@ DEPENDENCY_UP = Gauge(
     "1 when a dependency (kafka, redis, database) answered the last readiness check, else 0.",
     ["dependency"],
 )
+TASK_FAILURES = Counter(
+    "segwarden_task_failures_total", "Crashes of a supervised background task, by task.", ["task"]
+)
+TASK_RUNNING = Gauge(
+    "segwarden_task_running", "1 while a supervised background task runs, 0 while it backs off.", ["task"]
+)
+STEP_RETRIES = Counter(
+    "segwarden_step_retries_total", "Transient failures of a retried step (start-up or per record).", ["step"]
+)

@@ -26,11 +26,11 @@ from typing import TypeVar
 from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.structs import ConsumerRecord
 from kafka.errors import KafkaError
-from prometheus_client import Counter, Gauge
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared.deadletter import DeadLetters, send_dead_letter
+from shared.metrics import STEP_RETRIES, TASK_FAILURES, TASK_RUNNING
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -39,16 +39,6 @@ Sleep = Callable[[float], Awaitable[None]]
 # A dependency that is away or a connection that dropped: worth waiting for, never a reason to
 # skip an input. (TimeoutError and the failpoints' InjectedFaultError are OSErrors.)
 TRANSIENT: tuple[type[BaseException], ...] = (RedisError, AIOKafkaError, KafkaError, OSError, SQLAlchemyError)
-
-TASK_FAILURES = Counter(
-    "segwarden_task_failures_total", "Crashes of a supervised background task, by task.", ["task"]
-)
-TASK_RUNNING = Gauge(
-    "segwarden_task_running", "1 while a supervised background task runs, 0 while it backs off.", ["task"]
-)
-STEP_RETRIES = Counter(
-    "segwarden_step_retries_total", "Transient failures of a retried step (start-up or per record).", ["step"]
-)
 
 
 @dataclass(frozen=True)
