@@ -37,6 +37,7 @@ def create_app(settings: ConsentSettings) -> FastAPI:
     app.state.tokens = load_tokens(settings)
     app.state.consent = runtime.service
     app.state.peers = runtime.peers
+    app.state.receipts = runtime.receipts
     app.state.runtime = runtime
     install_request_guard(app, settings.max_body_bytes)
     install_operational_routes(app, readiness)

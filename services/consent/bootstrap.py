@@ -18,6 +18,7 @@ from services.consent.db.store import SqlConsentStore
 from services.consent.expiry import expire_all_lapsed
 from services.consent.export import HttpPeerExport
 from services.consent.policy import ConsentPolicy
+from services.consent.receipt import ErasureReceipts
 from services.consent.relay import KafkaOutboxRelay, sample_outbox_once
 from services.consent.service import ConsentService
 from services.consent.settings import ConsentSettings
@@ -71,6 +72,7 @@ class ConsentRuntime:
             internal_token(settings),
             settings.consent_export_timeout,
         )
+        self.receipts = ErasureReceipts(self.service, self.peers, self.names)
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         # Owns every background task: a dead relay would silently stop publishing.

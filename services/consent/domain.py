@@ -103,3 +103,20 @@ class ConsentEntry:
             expires_at=self.expires_at,
             sequence=self.sequence,
         )
+
+
+@dataclass(frozen=True)
+class ErasureRecord:
+    """The proof kept of an erasure, under the customer's pseudonym."""
+
+    event_id: str
+    requested_at: datetime
+    records_deleted: int
+
+
+@dataclass(frozen=True)
+class ErasureHoldings:
+    """What the consent store still holds that names an erased customer."""
+
+    records: int  # consent records (a signup after the erasure)
+    unsent: int  # the erasure's outbox rows (denials, tombstone, request) not yet on the topics

@@ -41,13 +41,40 @@ class HttpPeerExport:
                 params["after_seq"] = after
         return records
 
+    async def segmenter_holdings(self, customer_id: str) -> list[str]:
+        """The segmenter's keys that still name the customer (empty once it forgot them)."""
+        async with self._client() as client:
+            body = await _get(client, f"{self.segmenter_url}/v1/customers/{customer_id}/erasure", {})
+        return [str(name) for name in body.get("held", [])]
+
+    async def erasure_proof(self, customer_id: str, event_id: str) -> dict[str, Any] | None:
+        """The erasure's ledger record, a signed checkpoint covering it and its inclusion proof;
+        None while the ledger does not hold it yet."""
+        params = {"customer_id": customer_id, "kind": "erasure_request", "limit": AUDIT_PAGE}
+        async with self._client() as client:
+            body = await _get(client, f"{self.audit_url}/v1/audit", params)
+            record = next((r for r in body.get("records", []) if r.get("event_id") == event_id), None)
+            if record is None:
+                return None
+            seq = int(record["seq"])
+            checkpoint = await _get(client, f"{self.audit_url}/v1/audit/checkpoint", {})
+            if int(checkpoint["tree_size"]) <= seq:  # signed before the record: sign one that covers it
+                checkpoint = await _send(client, "POST", f"{self.audit_url}/v1/audit/checkpoint", {})
+            proof_url = f"{self.audit_url}/v1/audit/records/{seq}/proof"
+            proof = await _get(client, proof_url, {"tree_size": checkpoint["tree_size"]})
+        return {"record": record, "checkpoint": checkpoint, "proof": proof}
+
     def _client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(headers=self.headers, timeout=self.timeout)
 
 
 async def _get(client: httpx.AsyncClient, url: str, params: dict[str, Any]) -> dict[str, Any]:
+    return await _send(client, "GET", url, params)
+
+
+async def _send(client: httpx.AsyncClient, method: str, url: str, params: dict[str, Any]) -> dict[str, Any]:
     try:
-        response = await client.get(url, params=params)
+        response = await client.request(method, url, params=params)
     except httpx.HTTPError as exc:
         raise PeerUnavailableError(f"{url}: {type(exc).__name__}") from exc
     if response.status_code != 200:

@@ -7,6 +7,7 @@ from typing import Annotated, cast
 from fastapi import Depends, HTTPException, Path, Request, params
 
 from services.consent.export import HttpPeerExport
+from services.consent.receipt import ErasureReceipts
 from services.consent.service import ConsentService
 from shared.auth import require_scope
 from shared.events import CUSTOMER_ID_PATTERN, PURPOSE_ID_PATTERN
@@ -33,7 +34,13 @@ async def get_peers(request: Request) -> HttpPeerExport:
     return peers
 
 
+async def get_receipts(request: Request) -> ErasureReceipts:
+    receipts: ErasureReceipts = request.app.state.receipts
+    return receipts
+
+
 ServiceDep = Annotated[ConsentService, Depends(get_service)]
+ReceiptsDep = Annotated[ErasureReceipts, Depends(get_receipts)]
 PeersDep = Annotated[HttpPeerExport, Depends(get_peers)]
 CustomerId = Annotated[
     str, Path(pattern=CUSTOMER_ID_PATTERN, description="the customer's id", examples=["c-1042"])

@@ -6,10 +6,16 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, HTTPException, status
 
-from services.consent.api.deps import CustomerId, PeersDep, ServiceDep, scope
-from services.consent.api.schemas import ConsentRecordOut, ErasureAccepted, ExportOut, PurposeStateOut
+from services.consent.api.deps import CustomerId, PeersDep, ReceiptsDep, ServiceDep, scope
+from services.consent.api.schemas import (
+    ConsentRecordOut,
+    ErasureAccepted,
+    ErasureReceiptOut,
+    ExportOut,
+    PurposeStateOut,
+)
 from services.consent.export import PeerUnavailableError
 from shared.events import utcnow
 
@@ -28,14 +34,27 @@ async def erase(customer_id: CustomerId, service: ServiceDep) -> ErasureAccepted
     return ErasureAccepted(event_id=request.event_id, requested_at=request.requested_at)
 
 
+@router.get("/erasure", response_model=ErasureReceiptOut, dependencies=[scope("dsr")])
+async def erasure_receipt(customer_id: CustomerId, receipts: ReceiptsDep) -> ErasureReceiptOut:
+    """The receipt of the customer's latest erasure: each service's part, topics, ledger proof."""
+    receipt = await receipts.receipt(customer_id)
+    if receipt is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no erasure recorded for this customer")
+    return receipt
+
+
 @router.get("/export", response_model=ExportOut, dependencies=[scope("dsr")])
-async def export(customer_id: CustomerId, service: ServiceDep, peers: PeersDep) -> ExportOut:
-    """The access bundle: consents and history from here, segments and audit trail from the peers."""
-    states, history, segments, audit = await asyncio.gather(
+async def export(
+    customer_id: CustomerId, service: ServiceDep, peers: PeersDep, receipts: ReceiptsDep
+) -> ExportOut:
+    """The access bundle: consents and history from here, segments and audit trail from the peers,
+    and the latest erasure's receipt."""
+    states, history, segments, audit, erasure = await asyncio.gather(
         service.states(customer_id),
         service.history(customer_id),
         _optional(peers.segments(customer_id)),
         _optional(peers.audit_trail(customer_id)),
+        receipts.receipt(customer_id),
     )
     unavailable = [name for name, part in (("segmenter", segments), ("audit", audit)) if part is None]
     return ExportOut(
@@ -46,6 +65,7 @@ async def export(customer_id: CustomerId, service: ServiceDep, peers: PeersDep) 
         segments=segments,
         audit=audit,
         unavailable=unavailable,
+        erasure=erasure,
     )
 
 

@@ -93,6 +93,49 @@ class ErasureAccepted(BaseModel):
     requested_at: datetime
 
 
+ErasureState = Literal["done", "pending", "unavailable"]
+
+
+class ServiceErasureOut(BaseModel):
+    """One service's part of an erasure: done, pending (and what it still holds) or unavailable."""
+
+    status: ErasureState
+    detail: str
+    remains: list[str] = []
+
+
+class TopicRetentionOut(BaseModel):
+    """How long a topic can still hold the customer's raw id (records written up to the erasure)."""
+
+    topic: str
+    until: datetime | None
+    bound: str
+
+
+class LedgerProofOut(BaseModel):
+    """The erasure's ledger record, a signed checkpoint covering it and its RFC 9162 inclusion proof."""
+
+    seq: int
+    record_hash: str  # the leaf: SHA-256 over 0x00 and these bytes is the leaf hash
+    tree_size: int
+    root: str
+    path: list[str]
+    checkpoint: dict[str, Any]  # as GET /v1/audit/checkpoint gives it: root, timestamp, signature, key
+
+
+class ErasureReceiptOut(BaseModel):
+    """`GET /v1/customers/{customer_id}/erasure`: the state of the customer's latest erasure."""
+
+    customer_id: str
+    subject: str  # the pseudonym the consent store and the ledger keep
+    event_id: str
+    requested_at: datetime
+    status: Literal["done", "pending"]  # done when every service's part is done
+    services: dict[str, ServiceErasureOut]  # consent, segmenter, audit
+    topics: list[TopicRetentionOut]
+    ledger: LedgerProofOut | None
+
+
 class ExportOut(BaseModel):
     """The data-subject access bundle; a peer that did not answer is named in `unavailable`."""
 
@@ -103,3 +146,5 @@ class ExportOut(BaseModel):
     segments: Any | None
     audit: list[Any] | None
     unavailable: list[str]
+    # The latest erasure's receipt, when the customer was ever erased.
+    erasure: ErasureReceiptOut | None = None

@@ -18,7 +18,7 @@ from services.consent.db.tables import (
     outbox,
     processed_requests,
 )
-from services.consent.domain import ConsentEntry, CurrentConsent
+from services.consent.domain import ConsentEntry, CurrentConsent, ErasureHoldings, ErasureRecord
 
 _CURRENT_FIELDS = (
     "status",
@@ -151,6 +151,35 @@ class SqlConsentStore:
         )
         with self.engine.connect() as connection:
             return list(reader(connection).execute(query).scalars())
+
+    def latest_erasure(self, subject: str) -> ErasureRecord | None:
+        """The customer's latest erasure (by its pseudonym), or None when never erased."""
+        query = (
+            select(erasures.c.event_id, erasures.c.requested_at, erasures.c.records_deleted)
+            .where(erasures.c.subject == subject)
+            .order_by(erasures.c.id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as connection:
+            row = reader(connection).execute(query).first()
+        return None if row is None else ErasureRecord(row.event_id, row.requested_at, row.records_deleted)
+
+    def still_held(self, customer_id: str) -> ErasureHoldings:
+        """What still names the customer: consent records (only a signup after the erasure makes
+        new ones) and the erasure's outbox rows the broker has not acknowledged (deleted once sent)."""
+        with self.engine.connect() as connection:
+            connection = reader(connection)
+            records = connection.execute(
+                select(func.count())
+                .select_from(consent_records)
+                .where(consent_records.c.customer_id == customer_id)
+            ).scalar_one()
+            unsent = connection.execute(
+                select(func.count())
+                .select_from(outbox)
+                .where(outbox.c.customer_id == customer_id, outbox.c.purge_when_sent.is_(True))
+            ).scalar_one()
+        return ErasureHoldings(int(records), int(unsent))
 
     def erasure_count(self, subject: str) -> int:
         query = select(func.count()).select_from(erasures).where(erasures.c.subject == subject)

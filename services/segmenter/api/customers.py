@@ -1,21 +1,56 @@
-"""Routes of /v1/customers: the segments a customer is in now."""
+"""Routes of /v1/customers: the segments a customer is in now, and what is held about them."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Path
+from pydantic import BaseModel
 
 from services.segmenter.api.deps import CanRead, Context
 from services.segmenter.api.schemas import CustomerSegments
 from shared.events import CUSTOMER_ID_PATTERN
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
+CustomerIdPath = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN)]
+# The per-customer keys of the layout (services/segmenter/adapters/redis_keys.py).
+CUSTOMER_PARTS = ("f", "consent", "segs", "ver", "outbox")
+
+
+class CustomerHoldings(BaseModel):
+    """What this segmenter's Redis holds under the customer's raw id; empty once it is forgotten."""
+
+    customer_id: str
+    # `customer:<part>` (features, consent, segments, version, outbox), `members:<segment>`,
+    # `known:<partition>`, `expiry:<partition>`.
+    held: list[str]
 
 
 @router.get("/{customer_id}/segments", response_model=CustomerSegments)
-async def customer_segments(
-    customer_id: Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN)], ctx: Context, _: CanRead
-) -> CustomerSegments:
+async def customer_segments(customer_id: CustomerIdPath, ctx: Context, _: CanRead) -> CustomerSegments:
     """The live segments of one customer (empty for an unknown customer: existence is not revealed)."""
     return CustomerSegments(customer_id=customer_id, segments=await ctx.membership.segments_of(customer_id))
+
+
+@router.get("/{customer_id}/erasure", response_model=CustomerHoldings)
+async def customer_holdings(customer_id: CustomerIdPath, ctx: Context, _: CanRead) -> CustomerHoldings:
+    """Every key of the layout that still names the customer (the erasure receipt's segmenter part)."""
+    keys, client = ctx.membership.keys, ctx.membership.client
+    names = [f"customer:{part}" for part in CUSTOMER_PARTS]
+    segment_ids = sorted(s.id for s in ctx.runtime.registry.all())
+    partitions = range(ctx.settings.topic_partitions)
+    async with client.pipeline(transaction=False) as pipe:
+        for part in CUSTOMER_PARTS:
+            pipe.exists(keys.customer(customer_id, part))
+        for segment_id in segment_ids:
+            pipe.sismember(keys.members(segment_id), customer_id)
+            names.append(f"members:{segment_id}")
+        for partition in partitions:
+            pipe.sismember(keys.known(partition), customer_id)
+            names.append(f"known:{partition}")
+        for partition in partitions:
+            pipe.zscore(keys.expiry(partition), customer_id)
+            names.append(f"expiry:{partition}")
+        found = await pipe.execute()
+    held = [name for name, hit in zip(names, found, strict=True) if hit not in (None, 0, False)]
+    return CustomerHoldings(customer_id=customer_id, held=held)
