@@ -56,12 +56,19 @@ class HttpPeerExport:
             record = next((r for r in body.get("records", []) if r.get("event_id") == event_id), None)
             if record is None:
                 return None
-            seq = int(record["seq"])
-            checkpoint = await _get(client, f"{self.audit_url}/v1/audit/checkpoint", {})
-            if int(checkpoint["tree_size"]) <= seq:  # signed before the record: sign one that covers it
-                checkpoint = await _send(client, "POST", f"{self.audit_url}/v1/audit/checkpoint", {})
-            proof_url = f"{self.audit_url}/v1/audit/records/{seq}/proof"
-            proof = await _get(client, proof_url, {"tree_size": checkpoint["tree_size"]})
+            try:
+                seq = int(record["seq"])
+                checkpoint = await _get(client, f"{self.audit_url}/v1/audit/checkpoint", {})
+                if int(checkpoint["tree_size"]) <= seq:  # signed before the record: sign one covering it
+                    checkpoint = await _send(client, "POST", f"{self.audit_url}/v1/audit/checkpoint", {})
+                proof_url = f"{self.audit_url}/v1/audit/records/{seq}/proof"
+                proof = await _get(client, proof_url, {"tree_size": checkpoint["tree_size"]})
+                missing = ({"tree_size", "root", "path"} - set(proof)) | ({"hash"} - set(record))
+            except (KeyError, TypeError, ValueError) as exc:
+                reason = f"{self.audit_url}: unexpected body ({type(exc).__name__})"
+                raise PeerUnavailableError(reason) from exc
+            if missing:
+                raise PeerUnavailableError(f"{self.audit_url}: the proof lacks {sorted(missing)}")
         return {"record": record, "checkpoint": checkpoint, "proof": proof}
 
     def _client(self) -> httpx.AsyncClient:

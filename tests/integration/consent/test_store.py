@@ -20,7 +20,7 @@ from services.consent.db.engine import MIGRATIONS, make_engine, run_migrations
 from services.consent.db.outbox import SqlOutbox
 from services.consent.db.store import SqlConsentStore
 from services.consent.db.tables import consent_current, metadata
-from services.consent.domain import RecordConsent
+from services.consent.domain import ErasureHoldings, RecordConsent
 from services.consent.policy import ConsentPolicy
 from shared.catalog import load_catalog
 from shared.database import driver_url
@@ -148,9 +148,15 @@ def test_erasure_leaves_only_a_pseudonymous_proof(engine: Engine) -> None:
     queued = [r for r in outbox.pending(100) if r.customer_id == "c-erase-me"]
     assert [r.topic for r in queued] == ["consent.changes", "consent.state", "erasure.requests"]
     assert queued[1].payload is None and all(r.purge_when_sent for r in queued)
+    # The receipt's view: the erasure's three messages wait, then nothing names the customer.
+    assert store.still_held("c-erase-me") == ErasureHoldings(records=0, unsent=3)
     outbox.mark_sent(queued, utcnow())
+    assert store.still_held("c-erase-me") == ErasureHoldings(records=0, unsent=0)
     assert _tables_naming(engine, "c-erase-me") == []
     assert store.history("c-keep") and store.erasure_count("ab" * 32) == 1
+    latest = store.latest_erasure("ab" * 32)
+    assert latest is not None and latest.event_id == request.event_id and latest.records_deleted > 0
+    assert store.latest_erasure("cd" * 32) is None
     assert request.customer_id == "c-erase-me"
 
 
