@@ -4,15 +4,24 @@
 # ARGV: offset field, offset, event_id, type, occurred_at (epoch), purchase amount or "", then
 # profile attr/JSON pairs. An event is applied once: its offset must be above the highest applied
 # offset of its partition (the `_o:<partition>` field; a partition arrives in offset order), and its
-# event_id must differ from the last applied one (`_id`, a producer's retry). Bookkeeping fields
-# start with `_`. Returns {applied 1|0, version, features, consent, segments, outbox length}: a
-# duplicate returns the stored state too, so a retry can re-plan from it.
-APPLY_EVENT = """
+# event_id must not be among the customer's last RECENT (4) applied ones (`_r`: 12 hex digits of the
+# SHA-1 of each, newest first; a producer's retry lands shortly after the original). Bookkeeping
+# fields start with `_`. Returns {applied 1|0, version, features, consent, segments, outbox length}:
+# a duplicate returns the stored state too, so a retry can re-plan from it.
+RECENT = 4
+APPLY_EVENT = (
+    """
 local f = KEYS[1]
-local seen = redis.call('HMGET', f, ARGV[1], '_id')
+local seen = redis.call('HMGET', f, ARGV[1], '_r')
 local newer = (not seen[1]) or tonumber(seen[1]) < tonumber(ARGV[2])
+local id = string.sub(redis.sha1hex(ARGV[3]), 1, 12)
+local recent = seen[2] or ''
+local repeated = false
+for i = 1, #recent, 12 do
+  if string.sub(recent, i, i + 11) == id then repeated = true end
+end
 local v, applied
-if newer and seen[2] ~= ARGV[3] then
+if newer and not repeated then
   local t = tonumber(ARGV[5])
   redis.call('HINCRBY', f, 'events', 1)
   redis.call('HINCRBY', f, 'e:' .. ARGV[4], 1)
@@ -27,7 +36,9 @@ if newer and seen[2] ~= ARGV[3] then
     if (not lp) or tonumber(lp) < t then redis.call('HSET', f, 'lastp', ARGV[5]) end
   end
   for i = 7, #ARGV, 2 do redis.call('HSET', f, 'p:' .. ARGV[i], ARGV[i + 1]) end
-  redis.call('HSET', f, ARGV[1], ARGV[2], '_id', ARGV[3])
+  redis.call('HSET', f, ARGV[1], ARGV[2], '_r', string.sub(id .. recent, 1, 12 * """
+    + str(RECENT)
+    + """))
   v = redis.call('INCR', KEYS[2])
   applied = 1
 else
@@ -38,6 +49,7 @@ end
 return {applied, v, redis.call('HGETALL', f), redis.call('HGETALL', KEYS[3]),
   redis.call('SMEMBERS', KEYS[4]), redis.call('LLEN', KEYS[5])}
 """
+)
 
 # KEYS: features, version, consent, segments, outbox.
 # Returns {version, features, consent, segments, outbox length}.

