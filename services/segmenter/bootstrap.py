@@ -113,6 +113,7 @@ class Runtime:
             ),
         )
         await supervisor.retry("consent consumer", self.consent.start)
+        self.membership.barrier = self.consent  # joins wait until the follower read the opt-outs
         self.stream = create_stream_app(settings, handlers)
         on_assignment(self.stream, settings, self.consent.follow)
         supervisor.spawn("consent-follower", self.consent.run)
@@ -199,6 +200,8 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.supervisor.stop()
+        if self.membership is not None:
+            await self.membership.close()
         if self.stream is not None:
             await self.stream.stop()
         if self.consent is not None:

@@ -3,10 +3,15 @@
 Order per change: decide (pure) -> commit to the customer's Redis slot (version-checked, consent
 re-checked in Lua) -> segment member sets -> egress consent check -> publish. So Redis always
 holds a change before it is published, and no `joined` goes out without effective consent.
+
+Admission waits; eviction never does. A join that needs consent stays in the outbox until the
+consent barrier says every consent change of the customer written before it is read (then
+consent is checked again at the door); everything else is published at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -17,6 +22,7 @@ from datetime import UTC, datetime
 
 from services.segmenter.adapters.kafka_publisher import KafkaMembershipPublisher
 from services.segmenter.adapters.redis_store import Committed, CustomerSnapshot, Pending, RedisCustomerStore
+from services.segmenter.barrier import ConsentBarrier
 from services.segmenter.domain.features import rule_features
 from services.segmenter.domain.membership import Assign, MembershipChange, Trigger, decide
 from services.segmenter.domain.segments import Segment
@@ -27,8 +33,11 @@ from shared.failpoints import failpoint
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 20
+UNANNOUNCED_CAP = 100_000
 Decider = Callable[[CustomerSnapshot, float], list[MembershipChange]]
 Message = Callable[[MembershipChange], str]  # the JSON announcing a change, "" for none
+# Joins (and what follows them in their segment) waiting for the barrier: customer, event ids.
+Waiting = tuple[str, list[str]]
 
 
 class CommitConflictError(RuntimeError):
@@ -85,6 +94,7 @@ class MembershipService:
         required_purposes: Callable[[str], tuple[str, ...] | None],
         assign: Assign,
         clock: Callable[[], float] = time.time,
+        barrier: ConsentBarrier | None = None,
     ) -> None:
         self.store = store
         self.publisher = publisher
@@ -92,6 +102,11 @@ class MembershipService:
         self.assign = assign  # the model scorer of model-based segments
         self.clock = clock
         self.locks = KeyedLocks()
+        self.barrier = barrier  # None: joins go out at once (tests of other things)
+        self._waiting: set[str] = set()  # event ids of joins already waiting for the barrier
+        # Joins this process wrote that were never published (so no one announced them), oldest first.
+        self._unannounced: dict[str, None] = {}
+        self._releases: set[asyncio.Task[None]] = set()
 
     def plan(
         self,
@@ -233,16 +248,18 @@ class MembershipService:
     def _pending(self, customer_id: str, changes: list[MembershipChange], cause: Cause) -> list[Pending]:
         return [(c, self._message(customer_id, c, cause)) for c in changes]
 
-    async def _egress(self, outgoing: list[Outgoing]) -> list[MembershipChanged]:
+    async def _egress(self, outgoing: list[Outgoing], admit: bool = False) -> list[MembershipChanged]:
         """Publish each customer's outbox in order, then clear it. Fail closed at the door: a join
         whose consent lapsed since the commit (or whose segment is gone) is withheld, and undone;
-        the undo is announced (`left`) unless the join is provably unpublished (this commit's own)."""
+        the undo is announced (`left`) unless the join is provably unpublished (this commit's own,
+        or one this process kept waiting). Unless `admit` (the barrier passed), a join that needs
+        consent waits in the outbox for the barrier."""
         decoded = [(o, [MembershipChanged.model_validate_json(m) for m in o.outbox]) for o in outgoing]
         joining = sorted(
             {o.customer_id for o, messages in decoded if any(m.action == "joined" for m in messages)}
         )
         fresh = {s.customer_id: s for s in await self.store.read_many(joining)} if joining else {}
-        now, published, sent = self.clock(), [], []
+        now, published, sent, waiting = self.clock(), [], [], []
         for o, messages in decoded:
             withheld = [
                 (m, raw)
@@ -256,18 +273,95 @@ class MembershipService:
                     extra={"segments": [m.segment_id for m, _ in withheld]},
                 )
                 # A leftover join may have been published before a crash: its undo is announced.
-                announce = {m.segment_id for m, raw in withheld if raw not in o.fresh}
+                announce = {
+                    m.segment_id
+                    for m, raw in withheld
+                    if raw not in o.fresh and m.event_id not in self._unannounced
+                }
                 undone = await self._undo(fresh[o.customer_id], {m.segment_id for m, _ in withheld}, announce)
             held = [m for m, _ in withheld]
-            published += [m for m in messages if m not in held]
+            held += self._never_announced(messages, held)
+            later = [] if admit else self._must_wait([m for m in messages if m not in held])
+            if later:
+                waiting.append((o.customer_id, [m.event_id for m in later]))
+            published += [m for m in messages if m not in held and m not in later]
             published += [MembershipChanged.model_validate_json(u) for u in undone]
-            sent.append((o.customer_id, [*o.outbox, *undone]))
+            kept = {m.event_id for m in later}
+            outbox = [raw for m, raw in zip(messages, o.outbox, strict=True) if m.event_id not in kept]
+            sent.append((o.customer_id, [*outbox, *undone]))
         await self.publisher.publish(published)
         failpoint("segmenter.after_publish")
         await self.store.clear_outbox(sent)
+        for _, raws in sent:
+            for raw in raws:
+                self._unannounced.pop(_decode(raw).event_id, None)
         for m in published:
             MEMBERSHIP_CHANGES.labels(m.action, m.reason).inc()
+        self._wait_for_barrier(waiting)
         return published
+
+    def _never_announced(
+        self, box: list[MembershipChanged], withheld: list[MembershipChanged]
+    ) -> list[MembershipChanged]:
+        """The leave that follows a withheld join this process wrote and never published: no one
+        announced the join, so no one announces its leave (each segment's stream alternates)."""
+        open_segments: set[str] = set()
+        unsaid = []
+        for m in box:
+            if m in withheld and m.event_id in self._unannounced:
+                open_segments.add(m.segment_id)
+            elif m.action == "left" and m.segment_id in open_segments:
+                open_segments.discard(m.segment_id)
+                unsaid.append(m)
+        return unsaid
+
+    def _must_wait(self, messages: list[MembershipChanged]) -> list[MembershipChanged]:
+        """The joins that need consent, and what follows them in the same segment (kept in order)."""
+        if self.barrier is None:
+            return []
+        first: dict[str, int] = {}
+        for i, m in enumerate(messages):
+            if m.action == "joined" and self.required_purposes(m.segment_id):
+                first.setdefault(m.segment_id, i)
+        return [m for i, m in enumerate(messages) if i >= first.get(m.segment_id, len(messages))]
+
+    def _wait_for_barrier(self, waiting: list[Waiting]) -> None:
+        """Admit the waiting joins once the barrier passes, in a task of their own: the caller (the
+        consent follower itself, maybe) goes on, so nothing it must read waits behind them."""
+        todo = [(cid, [i for i in ids if i not in self._waiting]) for cid, ids in waiting]
+        todo = [(cid, ids) for cid, ids in todo if ids]
+        if not todo:
+            return
+        self._waiting.update(i for _, ids in todo for i in ids)
+        task = asyncio.create_task(self._admit(todo))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _admit(self, todo: list[Waiting]) -> None:
+        ids = {i for _, wanted in todo for i in wanted}
+        try:
+            assert self.barrier is not None
+            await self.barrier.settled([cid for cid, _ in todo])
+            async with AsyncExitStack() as stack:
+                for customer_id in sorted({cid for cid, _ in todo}):
+                    await stack.enter_async_context(self.locks.hold(customer_id))
+                outgoing = []
+                for customer_id, wanted in todo:  # what is still there (an eviction may have withheld it)
+                    box = await self.store.outbox(customer_id)
+                    outgoing.append(
+                        Outgoing(customer_id, [raw for raw in box if _decode(raw).event_id in wanted])
+                    )
+                await self._egress([o for o in outgoing if o.outbox], admit=True)
+        except Exception as exc:  # left in the outbox: the partition's sweep relays it (and waits again)
+            log.warning("joins not admitted yet", extra={"error": repr(exc)})
+        finally:
+            self._waiting -= ids
+
+    async def close(self) -> None:
+        """Stop admitting (what waits stays in the outbox for the next owner's relay)."""
+        for task in list(self._releases):
+            task.cancel()
+        await asyncio.gather(*self._releases, return_exceptions=True)
 
     def _may_join(self, fresh: CustomerSnapshot, message: MembershipChanged, now: float) -> bool:
         purposes = self.required_purposes(message.segment_id)
@@ -297,9 +391,8 @@ class MembershipService:
         applied = {c.segment_id for c in undone.applied}
         return [m for c, m in pending if m and c.segment_id in applied]
 
-    @staticmethod
-    def _message(customer_id: str, change: MembershipChange, cause: Cause) -> str:
-        return MembershipChanged(
+    def _message(self, customer_id: str, change: MembershipChange, cause: Cause) -> str:
+        message = MembershipChanged(
             event_id=new_event_id(),
             segment_id=change.segment_id,
             customer_id=customer_id,
@@ -308,7 +401,12 @@ class MembershipService:
             cause_event_id=cause.event_id,
             cause_at=cause.at,
             at=datetime.now(UTC),
-        ).model_dump_json()
+        )
+        if message.action == "joined":
+            self._unannounced[message.event_id] = None
+            if len(self._unannounced) > UNANNOUNCED_CAP:  # forget the oldest: it then counts as announced
+                del self._unannounced[next(iter(self._unannounced))]
+        return message.model_dump_json()
 
 
 def _outgoing(
@@ -322,3 +420,7 @@ def _outgoing(
     if repair is not None or len(result.outbox) > len(fresh):
         sync |= (repair or frozenset()) | result.segments | _segments_of(result.outbox)
     return Outgoing(customer_id, result.outbox, fresh, {s: s in result.segments for s in sync})
+
+
+def _decode(raw: str) -> MembershipChanged:
+    return MembershipChanged.model_validate_json(raw)

@@ -6,17 +6,27 @@ consent changes on its own, with the short fetch wait, and follows faust's assig
 reads exactly the consent partitions whose customer.events partitions this worker owns, so
 one process still sees all of a customer's inputs. Offsets are committed under its own group
 id after the changes of each fetch are handled (at least once; handling is idempotent).
+
+It is also the admission barrier (barrier.ConsentBarrier): `settled` reads the customers'
+partition ends afresh (ListOffsets) and returns once this follower's position is at or past them
+with nothing fetched left unhandled. The embedded broker reports a partition's end as the last
+batch's start + 1, short when that batch holds several records; but a fetch returns whole
+batches, so a position past that start with nothing unhandled means the whole batch is handled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import IllegalStateError
+from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord
 
+from services.segmenter.barrier import BarrierTimeoutError, ConsentBarrier
 from shared.failpoints import failpoint
 from shared.kafka import make_consumer
 from shared.settings import ServiceSettings
@@ -25,7 +35,11 @@ log = logging.getLogger(__name__)
 Handler = Callable[[ConsumerRecord], Awaitable[None]]
 
 
-class KafkaConsentFollower:
+BARRIER_TIMEOUT_S = 20.0
+POLL_S = 0.1  # a waiter re-checks this often even without news (an empty fetch moves nothing)
+
+
+class KafkaConsentFollower(ConsentBarrier):
     def __init__(self, settings: ServiceSettings, topic: str, group_id: str, handle: Handler) -> None:
         self.settings = settings
         self.topic = topic
@@ -35,6 +49,9 @@ class KafkaConsentFollower:
         self.partitions: set[int] = set()
         # Held while a record is handled, so a revocation waits for the change in flight.
         self._busy = asyncio.Lock()
+        # Per partition: records fetched (returned by getmany) and not yet handled.
+        self._unhandled: dict[int, int] = {}
+        self._progress = asyncio.Event()  # replaced (after being set) whenever a record is handled
 
     async def start(self) -> None:
         self.consumer = make_consumer(
@@ -50,6 +67,8 @@ class KafkaConsentFollower:
         """Read exactly these partitions from now on (after the change in flight is done)."""
         async with self._busy:
             self.partitions = set(partitions)
+            # assign() goes back to the committed offsets: what was fetched is fetched (and counted) again.
+            self._unhandled = dict.fromkeys(self.partitions, 0)
             if self.consumer is not None:
                 self.consumer.assign([TopicPartition(self.topic, p) for p in sorted(self.partitions)])
 
@@ -61,6 +80,8 @@ class KafkaConsentFollower:
                 await asyncio.sleep(0.05)
                 continue
             batches = await self.consumer.getmany(timeout_ms=self.settings.kafka_fetch_max_wait_ms * 4)
+            for tp, records in batches.items():  # all fetched before any is handled: see settled()
+                self._unhandled[tp.partition] = self._unhandled.get(tp.partition, 0) + len(records)
             try:
                 for tp, records in batches.items():
                     await self._handle_all(tp, records)
@@ -78,6 +99,8 @@ class KafkaConsentFollower:
                     break  # revoked meanwhile: the new owner goes on from the last commit
                 await self.handle(record)
                 done = record.offset
+                self._unhandled[tp.partition] = max(0, self._unhandled.get(tp.partition, 0) - 1)
+                self._advanced()
                 failpoint("segmenter.consent_mid_batch")  # handled, not yet committed
         if done is not None:
             await self._commit(tp, done + 1)
@@ -96,5 +119,45 @@ class KafkaConsentFollower:
         assert self.consumer is not None
         assigned = self.consumer.assignment()
         for tp, records in batches.items():
+            self._unhandled[tp.partition] = 0  # fetched (and counted) again after the seek
             if records and tp in assigned:
                 self.consumer.seek(tp, records[0].offset)
+
+    def _advanced(self) -> None:
+        progress, self._progress = self._progress, asyncio.Event()
+        progress.set()
+
+    def partition_of(self, customer_id: str) -> int:
+        """The partition of the customer's consent changes (the producers' default partitioner)."""
+        assert self.consumer is not None
+        count = len(self.consumer.partitions_for_topic(self.topic) or ()) or self.settings.topic_partitions
+        return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % count
+
+    async def settled(self, customer_ids: Collection[str], timeout: float = BARRIER_TIMEOUT_S) -> None:
+        assert self.consumer is not None
+        tps = {TopicPartition(self.topic, self.partition_of(c)) for c in customer_ids}
+        if not tps:
+            return
+        ends = await self.consumer.end_offsets(sorted(tps))  # fresh, never a cached high-water mark
+        deadline = time.monotonic() + timeout
+        while True:
+            progress = self._progress
+            if all([await self._past(tp, end) for tp, end in ends.items()]):
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BarrierTimeoutError(f"consent partitions {sorted(t.partition for t in tps)} not read")
+            try:
+                await asyncio.wait_for(progress.wait(), min(POLL_S, left))
+            except TimeoutError:
+                pass
+
+    async def _past(self, tp: TopicPartition, end: int) -> bool:
+        """Handled up to `end` with nothing fetched left over (see the module's note on ends)."""
+        assert self.consumer is not None
+        if tp.partition not in self.partitions or self._unhandled.get(tp.partition, 0):
+            return False
+        try:
+            return await asyncio.wait_for(self.consumer.position(tp), POLL_S) >= end
+        except (IllegalStateError, TimeoutError):  # revoked meanwhile, or no position yet
+            return False
