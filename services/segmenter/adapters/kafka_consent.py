@@ -145,12 +145,29 @@ class KafkaConsentFollower(ConsentBarrier):
             if all([await self._past(tp, end) for tp, end in ends.items()]):
                 return
             left = deadline - time.monotonic()
-            if left <= 0:
-                raise BarrierTimeoutError(f"consent partitions {sorted(t.partition for t in tps)} not read")
+            if left <= 0:  # no record handled for `timeout` s: stuck, or the partitions moved away
+                raise BarrierTimeoutError(f"consent partitions not read: {await self._where(ends)}")
             try:
                 await asyncio.wait_for(progress.wait(), min(POLL_S, left))
+                deadline = time.monotonic() + timeout  # the follower moves: a backlog, not a stall
             except TimeoutError:
                 pass
+
+    async def _where(self, ends: dict[TopicPartition, int]) -> str:
+        """Per partition waited for: its end, followed or not, records unhandled, and position."""
+        assert self.consumer is not None
+        out = []
+        for tp, end in ends.items():
+            followed = tp.partition in self.partitions
+            try:
+                position = await asyncio.wait_for(self.consumer.position(tp), POLL_S) if followed else None
+            except (IllegalStateError, TimeoutError):
+                position = None
+            unhandled = self._unhandled.get(tp.partition, 0)
+            out.append(
+                f"{tp.partition}: end {end}, followed {followed}, unhandled {unhandled}, at {position}"
+            )
+        return "; ".join(out)
 
     async def _past(self, tp: TopicPartition, end: int) -> bool:
         """Handled up to `end` with nothing fetched left over (see the module's note on ends)."""

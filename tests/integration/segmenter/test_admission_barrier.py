@@ -72,49 +72,69 @@ async def parts(redis_url: str) -> AsyncIterator[tuple[RedisCustomerStore, Membe
     await client.aclose()
 
 
-async def _consent(store: RedisCustomerStore, membership: MembershipService, status: str, seq: int) -> list:
+async def _consent(
+    store: RedisCustomerStore, membership: MembershipService, status: str, seq: int, customer: str = "c-1"
+) -> list[MembershipChanged]:
     state = PurposeConsent(status, None, datetime.now(UTC).timestamp(), seq)
-    _, snapshot = await store.apply_consent("c-1", {"marketing_email": state})
+    _, snapshot = await store.apply_consent(customer, {"marketing_email": state})
     return await membership.reconcile(snapshot, [MAIL, OPEN], ON_CONSENT, Cause(f"e{seq}", None))
+
+
+async def _click(store: RedisCustomerStore, customer: str = "c-1") -> None:
+    write = EventWrite(customer, f"ev-{customer}", "click", datetime.now(UTC).timestamp(), None, {})
+    await store.apply_events([write], [])
 
 
 async def _quiet(membership: MembershipService) -> None:
     await asyncio.gather(*membership._releases)
 
 
-async def test_a_join_waits_for_the_barrier_and_a_withdrawal_does_not(parts: tuple) -> None:
+def _mail(membership: MembershipService, customer: str = "c-1") -> list[tuple[str, str]]:
+    sent = membership.publisher.sent  # type: ignore[attr-defined]
+    return [(m.action, m.reason) for m in sent if m.segment_id == "mail" and m.customer_id == customer]
+
+
+async def test_a_withdrawal_is_announced_while_the_barrier_is_closed(parts: tuple) -> None:
     store, membership, barrier = parts
-    sent = membership.publisher.sent
-    write = EventWrite("c-1", "ev-1", "click", datetime.now(UTC).timestamp(), None, {})
-    (snapshot,) = await store.apply_events([write], [])
-    assert snapshot is not None
+    await _click(store)
+    barrier.gate.set()
+    await _consent(store, membership, "granted", 1)
+    await _quiet(membership)
+    assert _mail(membership) == [("joined", "consent_granted")]
+
+    barrier.gate.clear()  # from now on every admission waits
+    await _click(store, "c-2")
+    await _consent(store, membership, "granted", 1, "c-2")
+    assert _mail(membership, "c-2") == [] and membership._releases, "the barrier is closed"
+    published = await _consent(store, membership, "denied", 2)
+    assert [(m.segment_id, m.action, m.reason) for m in published] == [("mail", "left", "consent_withdrawn")]
+    assert _mail(membership)[-1] == ("left", "consent_withdrawn")
+
+
+async def test_a_join_waits_and_an_opt_out_meanwhile_withholds_it(parts: tuple) -> None:
+    store, membership, barrier = parts
+    await _click(store)
+    snapshot = await store.read("c-1")
     await membership.reconcile(snapshot, [MAIL, OPEN], ON_CONSENT, Cause("ev-1", None))
-    assert [(m.segment_id, m.action) for m in sent] == [("open", "joined")]  # needs no consent: at once
+    assert [(m.segment_id, m.action) for m in membership.publisher.sent] == [("open", "joined")]  # at once
 
     assert await _consent(store, membership, "granted", 1) == []
     assert (await store.read("c-1")).segments == {"mail", "open"} and barrier.asked == [["c-1"]]
-    assert len(sent) == 1, "a join went out before the barrier passed"
-
-    published = await _consent(store, membership, "denied", 2)  # the barrier is still closed
-    assert [(m.segment_id, m.action, m.reason) for m in published] == [("mail", "left", "consent_withdrawn")]
-    assert sent[-1] == published[0]
-
+    assert _mail(membership) == [], "a join went out before the barrier passed"
+    assert await _consent(store, membership, "denied", 2) == []  # never announced, so no leave either
     barrier.gate.set()
     await _quiet(membership)
-    assert not any(m.segment_id == "mail" and m.action == "joined" for m in sent)  # withheld at the door
-    assert await store.outbox("c-1") == []
+    assert _mail(membership) == [] and await store.outbox("c-1") == []
+    assert (await store.read("c-1")).segments == {"open"}
 
 
 async def test_an_admitted_join_goes_out_once_the_barrier_passes(parts: tuple) -> None:
     store, membership, barrier = parts
-    write = EventWrite("c-1", "ev-1", "click", datetime.now(UTC).timestamp(), None, {})
-    await store.apply_events([write], [])
+    await _click(store)
     await _consent(store, membership, "granted", 1)
     await membership.flush_outbox("c-1")  # a relay meanwhile neither publishes nor waits twice
-    mail = [m for m in membership.publisher.sent if m.segment_id == "mail"]
-    assert mail == [] and len(barrier.asked) == 1
+    assert _mail(membership) == [] and len(barrier.asked) == 1
     barrier.gate.set()
     await _quiet(membership)
-    mail = [m for m in membership.publisher.sent if m.segment_id == "mail"]
-    assert [(m.action, m.reason) for m in mail] == [("joined", "consent_granted")]
+    assert _mail(membership) == [("joined", "consent_granted")]
     assert await store.outbox("c-1") == []

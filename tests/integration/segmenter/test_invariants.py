@@ -51,6 +51,15 @@ async def test_random_interleaving_keeps_every_invariant(
     model = Model()
     await run_workload(inputs, model, seed=7, steps=3000, customers=40)
     await settle(model, redis_view, outputs)
+    # Joins wait until the consent follower has read the customer's partition, so withdrawals inside
+    # the burst mostly meet joins never announced; withdraw from announced members once settled.
+    for customer in customers_of(model):
+        for segment in sorted(model.expected(customer))[:1]:
+            purpose = SEGMENTS[segment][1][0]
+            model.changes[customer].append(await inputs.consent(customer, purpose, "denied", wait=False))
+            model.consent[customer][purpose] = "denied"
+    await inputs.producer.flush()
+    await settle(model, redis_view, outputs)
     check_stream(outputs.messages, model)
     for segment in SEGMENTS:
         expected = {c for c in customers_of(model) if segment in model.expected(c)}
