@@ -13,9 +13,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from services.segmenter.adapters.redis_store import CustomerSnapshot, RedisCustomerStore
-from services.segmenter.domain.membership import ON_DEFINITION, ON_SWEEP, Trigger
+from services.segmenter.domain.membership import ON_DEFINITION, ON_SWEEP, MembershipChange, Trigger
 from services.segmenter.domain.segments import Segment, SegmentRegistry
-from services.segmenter.membership_service import NO_CAUSE, MembershipService
+from services.segmenter.membership_service import NO_CAUSE, MembershipService, Plan
 from services.segmenter.metrics import (
     COMPLIANCE_SCANS,
     COMPLIANCE_VIOLATIONS,
@@ -131,25 +131,50 @@ class Sweeper:
         return violations
 
     async def _check(self, snapshot: CustomerSnapshot) -> int:
-        now, evict, violations = time.time(), {}, 0
-        for segment_id in snapshot.segments:
-            segment = self.registry.get(segment_id)
-            if segment is None:
-                evict[segment_id] = "segment_deleted"
-                continue
-            gap = snapshot.consent.why_not(segment.required_purposes, now)
-            if gap is not None:
-                evict[segment_id] = gap
-                violations += _is_violation(snapshot, segment.required_purposes, gap, now)
+        """Evict the customer's memberships without effective consent; the violations found.
+
+        The scan's snapshot only picks who to look at: the reasons (and the count) are decided
+        from the state the eviction commits on (version-checked), so a grant recorded since the
+        scan keeps the member and a reason never comes from a stale read.
+        """
+        if not self._gaps(snapshot, time.time()):
+            return 0
+        violating: set[str] = set()  # as decided by the last (the committed) decision
+
+        def leave(snap: CustomerSnapshot, now: float) -> list[MembershipChange]:
+            gaps = self._gaps(snap, now)
+            violating.clear()
+            for segment_id, gap in gaps.items():
+                segment = self.registry.get(segment_id)
+                if segment is not None and _is_violation(snap, segment.required_purposes, gap, now):
+                    violating.add(segment_id)
+            return [MembershipChange(s, "left", reason) for s, reason in sorted(gaps.items())]
+
+        fresh = await self.store.read(snapshot.customer_id)
+        published = await self.membership.apply_many([Plan(fresh, leave, NO_CAUSE)])
+        evicted = {m.segment_id for m in published if m.action == "left" and m.reason != "segment_deleted"}
+        violations = len(violating & evicted)
         if violations:
             COMPLIANCE_VIOLATIONS.inc(violations)
             subject = pseudonymize(self.pseudonym_key, snapshot.customer_id)
+            segments = sorted(violating & evicted)
             log.error(
-                "membership without effective consent", extra={"subject": subject, "segments": sorted(evict)}
+                "membership without effective consent", extra={"subject": subject, "segments": segments}
             )
-        if evict:
-            await self.membership.evict(snapshot.customer_id, evict, NO_CAUSE)
         return violations
+
+    def _gaps(self, snapshot: CustomerSnapshot, now: float) -> dict[str, str]:
+        """Segment -> leave reason for every membership the consent (or the registry) does not allow."""
+        gaps = {}
+        for segment_id in snapshot.segments:
+            segment = self.registry.get(segment_id)
+            if segment is None:
+                gaps[segment_id] = "segment_deleted"
+                continue
+            gap = snapshot.consent.why_not(segment.required_purposes, now)
+            if gap is not None:
+                gaps[segment_id] = gap
+        return gaps
 
 
 def _is_violation(snapshot: CustomerSnapshot, purposes: tuple[str, ...], gap: str, now: float) -> bool:
