@@ -51,7 +51,7 @@ class RecordingPublisher:
 async def parts(redis_url: str) -> AsyncIterator[tuple[RedisCustomerStore, MembershipService, GateBarrier]]:
     namespace = f"sw:t{uuid.uuid4().hex[:10]}."
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    store = RedisCustomerStore(client, KeyLayout(namespace), 60)
+    store = RedisCustomerStore(client, KeyLayout(namespace))
     barrier = GateBarrier()
 
     def purposes(segment_id: str) -> tuple[str, ...] | None:
@@ -81,8 +81,8 @@ async def _consent(
 
 
 async def _click(store: RedisCustomerStore, customer: str = "c-1") -> None:
-    write = EventWrite(customer, f"ev-{customer}", "click", datetime.now(UTC).timestamp(), None, {})
-    await store.apply_events([write], [])
+    at = datetime.now(UTC).timestamp()
+    await store.apply_events([EventWrite(0, 1, customer, f"ev-{customer}", "click", at, None, {})], [])
 
 
 async def _quiet(membership: MembershipService) -> None:

@@ -26,7 +26,7 @@ NOW = datetime.now(UTC).timestamp()
 async def sweeper(redis_url: str) -> AsyncIterator[tuple[RedisCustomerStore, Sweeper, RecordingPublisher]]:
     namespace = f"sw:t{uuid.uuid4().hex[:10]}."
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    store = RedisCustomerStore(client, KeyLayout(namespace), 60)
+    store = RedisCustomerStore(client, KeyLayout(namespace))
     registry = SegmentRegistry()
     registry.put(MAIL)
     publisher = RecordingPublisher()

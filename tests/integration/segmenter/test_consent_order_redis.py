@@ -21,7 +21,7 @@ from tests.unit.segmenter.test_consent_order import T, build, fold, history_entr
 async def _apply_all(url: str, namespace: str, deliveries: list[dict[str, PurposeConsent]]) -> Any:
     client = aioredis.Redis.from_url(url, decode_responses=True)
     try:
-        store = RedisCustomerStore(client, KeyLayout(namespace), 60)
+        store = RedisCustomerStore(client, KeyLayout(namespace))
         for delivery in deliveries:
             await store.apply_consent("c-1", delivery)
         return (await store.read("c-1")).consent.purposes
