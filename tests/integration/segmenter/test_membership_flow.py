@@ -35,7 +35,7 @@ async def test_withdrawal_evicts_at_once_and_nothing_brings_the_customer_back(
     # A join that needs consent is announced once the consent follower has read the customer's
     # partition up to its end (an opt-out sent before that would withhold it).
     joined = await wait_until(lambda: outputs.find("c-1", "buyers", "joined"), what="the announced join")
-    assert joined.reason == "rule_matched"
+    assert joined.reason in ("rule_matched", "consent_granted")  # the event or the grant read last
 
     withdrawal = await inputs.consent("c-1", "marketing_email", "denied")
     left = await wait_until(lambda: outputs.find("c-1", "buyers", "left"), what="the left event")
