@@ -59,7 +59,8 @@ return {v, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[3]), redis
   redis.call('LLEN', KEYS[5])}
 """
 
-# KEYS: consent, version, features, segments.  ARGV: pairs purpose, "status|expires|recorded|seq|lapsed".
+# KEYS: consent, version, features, segments, outbox (its length is returned: a leftover is
+# repaired).  ARGV: pairs purpose, "status|expires|recorded|seq|lapsed".
 # A purpose's state is replaced only by one that supersedes it, exactly as
 # domain.consent.PurposeConsent.supersedes: by sequence when both have one (strictly newer), a
 # sequenced state over an unsequenced one, else by recorded_at with the denial winning a tie.
@@ -89,7 +90,8 @@ end
 local v
 if changed == 1 then v = redis.call('INCR', KEYS[2]) else v = tonumber(redis.call('GET', KEYS[2]) or '0') end
 local features = redis.call('HGETALL', KEYS[3])
-return {changed, v, features, redis.call('HGETALL', KEYS[1]), redis.call('SMEMBERS', KEYS[4])}
+return {changed, v, features, redis.call('HGETALL', KEYS[1]), redis.call('SMEMBERS', KEYS[4]),
+  redis.call('LLEN', KEYS[5])}
 """
 
 # KEYS: version, segments, consent, outbox.  ARGV: expected version, now, then ops "j"|"l",

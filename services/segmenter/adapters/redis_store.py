@@ -165,6 +165,7 @@ class RedisCustomerStore:
             k.version(customer_id),
             k.features(customer_id),
             k.segments(customer_id),
+            k.outbox(customer_id),
         ]
         result = await self._apply_consent(keys=keys, args=args)
         return bool(result[0]), self._snapshot(customer_id, result[1], result[2:])

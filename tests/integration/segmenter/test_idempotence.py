@@ -22,7 +22,14 @@ from services.segmenter.membership_service import NO_CAUSE, MembershipService
 from services.segmenter.stream_handlers import StreamHandlers
 from services.segmenter.sweeps import Sweeper
 from shared import failpoints
-from shared.events import CustomerEvent, MembershipChanged, SegmentDefinition, new_event_id, utcnow
+from shared.events import (
+    ConsentChanged,
+    CustomerEvent,
+    MembershipChanged,
+    SegmentDefinition,
+    new_event_id,
+    utcnow,
+)
 from shared.failpoints import InjectedFaultError
 
 
@@ -185,6 +192,43 @@ async def test_a_failure_after_the_slot_commit_is_repaired_by_the_retry(world: W
     await handlers.on_events([record])
     assert await world.members("buyers") == {"c-1"} and world.published.actions("c-1", "buyers") == ["joined"]
     assert await world.store.outbox("c-1") == []
+
+
+class NoExpiry:
+    async def track(self, partition: int, customer_id: str) -> None:
+        return None
+
+
+async def test_a_withdrawal_failing_after_its_slot_commit_is_announced_on_the_retry(
+    world: World, disarm: None
+) -> None:
+    world.registry.put(segment("mail", "purchase_count >= 1", "marketing_email"))
+    handlers = StreamHandlers(world.store, world.registry, world.membership, None, NoExpiry())  # type: ignore[arg-type]
+    await world.grant("c-1", "marketing_email")
+    results = await world.store.apply_events([write(1)], [(0, "c-1")])
+    await world.membership.reconcile(results[0][1], [world.registry.get("mail")], ON_EVENT, NO_CAUSE)  # type: ignore[list-item]
+    assert await world.members("mail") == {"c-1"}
+    denial = ConsentChanged(
+        event_id=new_event_id(),
+        customer_id="c-1",
+        purpose="marketing_email",
+        status="denied",
+        previous_status="granted",
+        reason="user",
+        source="test",
+        jurisdiction="GDPR",
+        policy_version="2026-03",
+        recorded_at=datetime.now(UTC),
+        expires_at=None,
+    )
+    record = ConsumerRecord("t", 0, 3, 0, 0, b"c-1", denial.to_bytes(), None, 0, 0, ())
+    failpoints.configure("segmenter.after_slot_commit=raise")
+    with pytest.raises(InjectedFaultError):
+        await handlers.on_consent_change(record)
+    assert (await world.store.read("c-1")).segments == set()  # committed, neither synced nor announced
+    await handlers.on_consent_change(record)  # the retry: the change is already recorded
+    assert world.published.actions("c-1", "mail") == ["joined", "left"]
+    assert await world.members("mail") == set() and await world.store.outbox("c-1") == []
 
 
 async def leftover_join(world: World, customer: str, segment_id: str) -> MembershipChanged:
