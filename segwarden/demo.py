@@ -19,7 +19,7 @@ from rich.table import Table
 
 from shared.auth import internal_token
 from shared.events import CustomerEvent, MembershipChanged, new_event_id, utcnow
-from shared.kafka import topic_names
+from shared.kafka import kafka_security, topic_names
 from shared.settings import ServiceSettings
 from shared.topics import CUSTOMER_EVENTS, SEGMENT_MEMBERSHIP
 
@@ -121,12 +121,14 @@ async def run_demo(customers: int, duration: float, seed: int) -> None:
     state = DemoState()
     async with httpx.AsyncClient(headers=headers, timeout=10) as client:
         await define_segments(client, settings.segmenter_url)
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+        security = kafka_security(settings)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5, **security)
         consumer = AIOKafkaConsumer(
             names.name(SEGMENT_MEMBERSHIP),
             bootstrap_servers=settings.bootstrap_servers,
             auto_offset_reset="latest",
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            **security,
         )
         await producer.start()
         await consumer.start()

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.helpers import create_ssl_context
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from shared.settings import ServiceSettings
 from shared.supervise import retry
 from shared.topics import HOUR_MS, Retention, TopicNames, TopicPlan
+
+if TYPE_CHECKING:
+    from faust.types.auth import CredentialsT
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +30,49 @@ class _Startable(Protocol):
 
 
 ClientT = TypeVar("ClientT", bound=_Startable)
+
+
+def kafka_ssl_context(settings: ServiceSettings) -> ssl.SSLContext:
+    """Verifies the brokers' certificates (against KAFKA_SSL_CAFILE, else the system's CAs) and
+    their host names; presents a client certificate when one is set."""
+    return create_ssl_context(
+        cafile=settings.kafka_ssl_cafile,
+        certfile=settings.kafka_ssl_certfile,
+        keyfile=settings.kafka_ssl_keyfile,
+    )
+
+
+def kafka_security(settings: ServiceSettings) -> dict[str, Any]:
+    """The security arguments of every Kafka client: aiokafka and kafka-python take the same names."""
+    protocol = settings.kafka_security_protocol
+    kwargs: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        kwargs["ssl_context"] = kafka_ssl_context(settings)
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        password = settings.kafka_sasl_password
+        kwargs |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": password.get_secret_value() if password else None,
+        }
+    return kwargs
+
+
+def faust_credentials(settings: ServiceSettings) -> CredentialsT | None:
+    """The same security as faust's `broker_credentials` (SASL_SSL is SASL with a TLS context)."""
+    # Imported here: only the segmenter runs faust, and importing it is slow.
+    from faust.auth import SASLCredentials, SSLCredentials
+
+    kwargs = kafka_security(settings)
+    context = kwargs.get("ssl_context")
+    if "sasl_mechanism" in kwargs:
+        return SASLCredentials(
+            username=kwargs["sasl_plain_username"],
+            password=kwargs["sasl_plain_password"],
+            mechanism=kwargs["sasl_mechanism"],
+            ssl_context=context,
+        )
+    return SSLCredentials(context) if context is not None else None
 
 
 def topic_retention(settings: ServiceSettings) -> Retention:
@@ -57,6 +105,7 @@ def ensure_topics(settings: ServiceSettings, plans: list[TopicPlan] | None = Non
         bootstrap_servers=settings.bootstrap_servers,
         client_id="segwarden-admin",
         request_timeout_ms=10_000,
+        **kafka_security(settings),
     )
     try:
         existing = set(admin.list_topics())
@@ -112,7 +161,9 @@ def _align_configs(admin: KafkaAdminClient, plans: list[TopicPlan]) -> None:
 
 def delete_topics(settings: ServiceSettings, names: list[str]) -> None:
     """Delete topics (benchmarks and tests clean up after themselves; see docs/broker.md)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="segwarden-admin")
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, client_id="segwarden-admin", **kafka_security(settings)
+    )
     try:
         existing = set(admin.list_topics())
         doomed = [name for name in names if name in existing]
@@ -134,6 +185,7 @@ def make_producer(settings: ServiceSettings, client_id: str) -> AIOKafkaProducer
         linger_ms=settings.kafka_linger_ms,
         request_timeout_ms=10_000,
         retry_backoff_ms=200,
+        **kafka_security(settings),
     )
 
 
@@ -154,6 +206,7 @@ def make_consumer(
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         request_timeout_ms=max(40_000, settings.kafka_session_timeout_ms + 5_000),
         metadata_max_age_ms=30_000,
+        **kafka_security(settings),
     )
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlparse
+from typing import Literal
+from urllib.parse import parse_qs, urlparse
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import failpoints
 from shared.files import private_directory
 
 _REDIS_SCHEMES = {"redis", "rediss", "unix"}
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 
 
 class ServiceSettings(BaseSettings):
@@ -20,6 +23,15 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", frozen=True)
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # How every Kafka client (producers, consumers, admin, faust) talks to the brokers;
+    # shared.kafka.kafka_security turns these into client arguments. Contract: Settings.
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: KafkaSaslMechanism = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None  # unset: the system's CA bundle
+    kafka_ssl_certfile: Path | None = None  # client certificate (mutual TLS); may hold the key too
+    kafka_ssl_keyfile: Path | None = None
     topic_prefix: str = ""
     topic_partitions: int = Field(6, ge=1, le=1024)
     topic_replication_factor: int = Field(1, ge=1, le=16)
@@ -69,6 +81,13 @@ class ServiceSettings(BaseSettings):
                 raise ValueError(f"expected host:port[,host:port...], got {server!r}")
         return value
 
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+    @classmethod
+    def _check_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no readable file at {value}")
+        return value
+
     @field_validator("failpoints")
     @classmethod
     def _check_failpoints(cls, value: str) -> str:
@@ -78,8 +97,12 @@ class ServiceSettings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
-        if urlparse(value).scheme not in _REDIS_SCHEMES:
-            raise ValueError(f"expected a redis:// or rediss:// URL, got {value!r}")
+        url = urlparse(value)
+        if url.scheme not in _REDIS_SCHEMES:
+            # The URL is not echoed: it may hold the password.
+            raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        if parse_qs(url.query).get("ssl_cert_reqs", ["required"])[-1].lower() != "required":
+            raise ValueError("ssl_cert_reqs must stay 'required': TLS without a verified server is not TLS")
         return value
 
     @field_validator("topic_prefix")
@@ -100,6 +123,14 @@ class ServiceSettings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> ServiceSettings:
+        mistakes = _kafka_security_mistakes(self)
+        if mistakes:
+            name, problem = mistakes[0]
+            raise ValueError(f"{name} {problem} (KAFKA_SECURITY_PROTOCOL is {self.kafka_security_protocol})")
+        return self
+
     @property
     def bootstrap_servers(self) -> list[str]:
         return [s.strip() for s in self.kafka_bootstrap_servers.split(",")]
@@ -114,3 +145,24 @@ class ServiceSettings(BaseSettings):
 
     def sqlite_url(self, name: str) -> str:
         return f"sqlite:///{(self.data_dir / name).resolve()}"
+
+
+def _kafka_security_mistakes(settings: ServiceSettings) -> list[tuple[str, str]]:
+    """Combinations a client would silently get wrong: credentials it would never send, files it
+    would never load, a password sent in clear."""
+    sasl = settings.kafka_security_protocol.startswith("SASL_")
+    tls = settings.kafka_security_protocol in ("SSL", "SASL_SSL")
+    mistakes = []
+    for name in ("kafka_sasl_username", "kafka_sasl_password"):
+        if sasl and not getattr(settings, name):
+            mistakes.append((name.upper(), "is required with SASL"))
+        if not sasl and getattr(settings, name):
+            mistakes.append((name.upper(), "is set but would never be sent: use SASL_SSL"))
+    for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+        if not tls and getattr(settings, name):
+            mistakes.append((name.upper(), "is set but would never be loaded: use SSL or SASL_SSL"))
+    if settings.kafka_ssl_keyfile and not settings.kafka_ssl_certfile:
+        mistakes.append(("KAFKA_SSL_KEYFILE", "needs KAFKA_SSL_CERTFILE"))
+    if settings.kafka_security_protocol == "SASL_PLAINTEXT" and settings.kafka_sasl_mechanism == "PLAIN":
+        mistakes.append(("KAFKA_SASL_MECHANISM", "PLAIN would send the password in clear: use SASL_SSL"))
+    return mistakes

@@ -15,7 +15,7 @@ from aiokafka.structs import ConsumerRecord
 from services.segmenter.adapters.faust_transport import SegmenterFaustApp
 from services.segmenter.settings import SegmenterSettings
 from services.segmenter.stream_handlers import StreamHandlers
-from shared.kafka import clamp_lag, topic_names
+from shared.kafka import clamp_lag, faust_credentials, topic_names
 from shared.metrics import CONSUMER_LAG
 from shared.supervise import for_each, handle_or_dead_letter
 from shared.topics import CONSENT_STATE, CUSTOMER_EVENTS, ERASURE_REQUESTS
@@ -48,6 +48,7 @@ def create_stream_app(settings: SegmenterSettings, handlers: StreamHandlers) -> 
     app = SegmenterFaustApp(
         f"{settings.topic_prefix}segwarden-segmenter",
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
+        broker_credentials=faust_credentials(settings),
         # faust's default data directory is relative to the working directory.
         datadir=str(settings.data_dir.resolve() / "faust"),
         web_enabled=False,
