@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from services.segmenter.adapters.redis_store import CustomerSnapshot, RedisCustomerStore
+from services.segmenter.barrier import BarrierTimeoutError
 from services.segmenter.domain.membership import ON_DEFINITION, ON_SWEEP, MembershipChange, Trigger
 from services.segmenter.domain.segments import Segment, SegmentRegistry
 from services.segmenter.membership_service import NO_CAUSE, MembershipService, Plan
@@ -137,8 +138,13 @@ class Sweeper:
         from the state the eviction commits on (version-checked), so a grant recorded since the
         scan keeps the member and a reason never comes from a stale read.
         """
-        if not self._gaps(snapshot, time.time()):
+        gaps = self._gaps(snapshot, time.time())
+        if not gaps:
             return 0
+        # Only a lapse the hot path has had its chance at is a violation: wait until every consent
+        # change of the customer written before now has been handled here (after a takeover the
+        # survivor re-reads what a killed worker had applied but not evicted on).
+        settled = "consent_withdrawn" not in gaps.values() or await self._settled(snapshot.customer_id)
         violating: set[str] = set()  # as decided by the last (the committed) decision
 
         def leave(snap: CustomerSnapshot, now: float) -> list[MembershipChange]:
@@ -146,7 +152,11 @@ class Sweeper:
             violating.clear()
             for segment_id, gap in gaps.items():
                 segment = self.registry.get(segment_id)
-                if segment is not None and _is_violation(snap, segment.required_purposes, gap, now):
+                if (
+                    settled
+                    and segment is not None
+                    and _is_violation(snap, segment.required_purposes, gap, now)
+                ):
                     violating.add(segment_id)
             return [MembershipChange(s, "left", reason) for s, reason in sorted(gaps.items())]
 
@@ -162,6 +172,18 @@ class Sweeper:
                 "membership without effective consent", extra={"subject": subject, "segments": segments}
             )
         return violations
+
+    async def _settled(self, customer_id: str) -> bool:
+        """Whether the customer's consent changes written so far have all been handled (no barrier:
+        assumed); False when the follower does not get there in time, so nothing is counted."""
+        barrier = self.membership.barrier
+        if barrier is None:
+            return True
+        try:
+            await barrier.settled([customer_id])
+        except BarrierTimeoutError:
+            return False
+        return True
 
     def _gaps(self, snapshot: CustomerSnapshot, now: float) -> dict[str, str]:
         """Segment -> leave reason for every membership the consent (or the registry) does not allow."""

@@ -5,7 +5,7 @@ reason and the violation count are those of the state at the commit."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime
 
 import pytest
@@ -13,9 +13,10 @@ import redis.asyncio as aioredis
 
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore
+from services.segmenter.barrier import BarrierTimeoutError, ConsentBarrier
 from services.segmenter.domain.consent import PurposeConsent
 from services.segmenter.domain.segments import SegmentRegistry
-from services.segmenter.membership_service import MembershipService
+from services.segmenter.membership_service import NO_CAUSE, MembershipService
 from services.segmenter.sweeps import Sweeper
 from tests.integration.segmenter.test_admission_barrier import MAIL, RecordingPublisher
 
@@ -65,4 +66,39 @@ async def test_the_reason_is_that_of_the_state_at_the_commit(sweeper: tuple) -> 
     await store.apply_consent("c-1", {"marketing_email": PurposeConsent("denied", None, NOW - 30, 2)})
     assert await monitor._check(stale) == 1  # withdrawn 30 s ago and still a member: a violation
     assert [(m.action, m.reason) for m in publisher.sent] == [("left", "consent_withdrawn")]
+    assert (await store.read("c-1")).segments == set()
+
+
+class _StuckBarrier(ConsentBarrier):
+    """The consent follower has not read the customer's partition (a takeover still replaying)."""
+
+    async def settled(self, customer_ids: Collection[str]) -> None:
+        raise BarrierTimeoutError("consent partitions not read")
+
+
+class _HandlingBarrier(ConsentBarrier):
+    """The follower handles the redelivered withdrawal (and evicts) before the barrier passes."""
+
+    def __init__(self, membership: MembershipService) -> None:
+        self.membership = membership
+
+    async def settled(self, customer_ids: Collection[str]) -> None:
+        for customer_id in customer_ids:
+            await self.membership.evict(customer_id, {"mail": "consent_withdrawn"}, NO_CAUSE)
+
+
+async def test_a_lapse_the_follower_has_not_read_yet_is_evicted_but_not_counted(sweeper: tuple) -> None:
+    store, monitor, publisher = sweeper
+    monitor.membership.barrier = _StuckBarrier()
+    await _member_without_consent(store, NOW - 60)  # applied by a worker killed before it evicted
+    assert await monitor._check(await store.read("c-1")) == 0
+    assert [(m.action, m.reason) for m in publisher.sent] == [("left", "consent_withdrawn")]
+
+
+async def test_a_lapse_the_hot_path_evicts_once_read_is_no_violation(sweeper: tuple) -> None:
+    store, monitor, publisher = sweeper
+    monitor.membership.barrier = _HandlingBarrier(monitor.membership)
+    await _member_without_consent(store, NOW - 60)
+    assert await monitor._check(await store.read("c-1")) == 0
+    assert [(m.action, m.reason) for m in publisher.sent] == [("left", "consent_withdrawn")]  # once
     assert (await store.read("c-1")).segments == set()
