@@ -39,6 +39,7 @@ class Scenario:
         topic = f"{stack.prefix}segment.membership"
         self.collector = MembershipCollector(stack.broker.bootstrap, topic)
         self.notes: list[str] = []
+        self.early: list[str] = []  # violations found at a checkpoint
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -62,6 +63,31 @@ class Scenario:
 
     def note(self, text: str) -> None:
         self.notes.append(text)
+
+    def expect_killed(self, worker: Worker, name: str, timeout: float = 60.0) -> None:
+        """The armed kill fired (else the scenario proved nothing) and the watcher restarted it."""
+        wait_for(lambda: worker.kills >= 1, timeout, f"failpoint {name} to SIGKILL {worker.service.name}")
+
+    def recovered(self, worker: Worker, name: str) -> None:
+        """Between phases: the kill fired, the restarted stack settled (checked as a checkpoint),
+        so phase 2's opt-outs meet members that joined before the crash."""
+        self.expect_killed(worker, name)
+        self.checkpoint("after the restart")
+
+    def checkpoint(self, label: str) -> None:
+        """Settle now and keep what is broken; `verify` fails on it too."""
+        outcome = self.settle()
+        broken = sum(len(c.violations) for c in outcome.checks)
+        self.note(f"checkpoint {label}: settled in {outcome.settled_after:.1f}s, {broken} violations")
+        for c in outcome.checks:
+            self.early.extend(f"[{label}] {c.name}: {v}" for v in c.violations)
+
+    def raised(self, worker: Worker, name: str) -> int:
+        """How often the worker's log shows the injected error (0 when a task died without a log)."""
+        text = worker.service.log_path.read_text(errors="replace")
+        count = text.count(f"failpoint {name} fired") or text.count("InjectedFaultError")
+        self.note(f"{name} raise: {count} log lines show the injected error")
+        return count
 
     # -- quiescence -----------------------------------------------------------------------------
 
@@ -109,13 +135,19 @@ class Scenario:
     def verify(self, outcome: Outcome | None = None) -> Outcome:
         """Settle, print the summary, and fail naming every broken invariant."""
         outcome = outcome or self.settle()
+        exits = Check("no process exited unless a fault killed it", "processes")
+        exits.checked, exits.violations = len(self.stack.workers()), list(self.stack.unexpected)
+        outcome.checks.append(exits)
         summary = self.summary(outcome)
-        sys.stdout.write("\n" + summary + "\n")
-        (self.stack.tmp / "summary.txt").write_text(summary + "\n")
-        log.info("%s", summary)
         broken = [c for c in outcome.checks if c.violations]
-        details = "\n".join(f"{c.name}:\n  " + "\n  ".join(c.violations[:8]) for c in broken)
-        assert not broken, f"{summary}\n\nviolations:\n{details}\n\nlogs in {self.stack.tmp}"
+        if self.early:
+            broken.append(Check("at a checkpoint", "", len(self.early), self.early))
+        details = "".join(f"\n  {c.name}:\n    " + "\n    ".join(c.violations[:8]) for c in broken)
+        report = f"{summary}\n  violations:{details}" if broken else summary
+        sys.stdout.write("\n" + report + "\n")
+        (self.stack.tmp / "summary.txt").write_text(report + "\n")
+        log.info("%s", report)
+        assert not broken, f"{report}\n\nlogs in {self.stack.tmp}"
         return outcome
 
     def summary(self, outcome: Outcome) -> str:

@@ -5,20 +5,26 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
 
 from shared.embedded import free_port
 from tests.conftest import TEST_TOKENS
 from tests.faults.infra import OwnBroker, OwnRedis
+from tests.faults.model import SEGMENTS
 from tests.support import ServiceProcess, wait_for
 
 ADMIN = {"Authorization": "Bearer admin-token-0001"}
 # Periodic repair is slow on purpose (production-like): recovery must come from the paths under test,
 # not from a sweep or a compliance scan that happens to run within the quiescence bound.
 SEGMENTER_ENV = {"SWEEP_INTERVAL_S": "30", "COMPLIANCE_INTERVAL_S": "60", "EVENT_BATCH_WAIT_S": "0.05"}
+REARMS = 5
+SEGMENT_IDS = [s.segment_id for s in SEGMENTS]
 CONSENT_ENV = {"CONSENT_EXPIRY_INTERVAL": "1", "CONSENT_OUTBOX_POLL_INTERVAL": "0.5"}
 
 
@@ -30,6 +36,9 @@ class Worker:
     failpoints: str = ""
     managed: bool = True  # the watcher restarts it when a failpoint killed it
     kills: int = 0
+    # Says what a kill left in flight ("" for nothing: the kill is re-armed, up to REARMS times).
+    in_flight: Callable[[], str] | None = None
+    rearms: int = 0
 
     @property
     def url(self) -> str:
@@ -63,6 +72,8 @@ class FaultStack:
         self.broker = OwnBroker(tmp / "broker.log").start()
         self.redis = OwnRedis(tmp / "redis").start()
         self.faults = FaultLog()
+        self.unexpected: list[str] = []  # exits no fault caused
+        self.arm_probe: Callable[[], str] | None = None  # given to workers started with failpoints
         self.consents: list[Worker] = []
         self.segmenters: list[Worker] = []
         self._lock = threading.Lock()
@@ -96,6 +107,8 @@ class FaultStack:
         data = self.tmp / f"consent-{n}"
         env = self.env("consent", DATA_DIR=str(data), FAILPOINTS=failpoints, **overrides)
         worker = Worker(ServiceProcess("consent", env, self.tmp / f"consent-{n}.log"), failpoints)
+        if failpoints:
+            self.faults.add(f"consent-{n} started with FAILPOINTS={failpoints}")
         with self._lock:
             self.consents.append(worker)
         return worker
@@ -106,6 +119,7 @@ class FaultStack:
         env = self.env("segmenter", DATA_DIR=str(data), FAILPOINTS=failpoints, **overrides)
         worker = Worker(ServiceProcess("segmenter", env, self.tmp / f"segmenter-{n}.log"), failpoints)
         if failpoints:
+            worker.in_flight = self.arm_probe
             self.faults.add(f"segmenter-{n} started with FAILPOINTS={failpoints}")
         with self._lock:
             self.segmenters.append(worker)
@@ -154,10 +168,19 @@ class FaultStack:
 
     def _restart(self, worker: Worker, code: int) -> None:
         name = f"{worker.service.name} on :{worker.service.port}"
+        if code == -9 and worker.failpoints and worker.in_flight is not None:
+            left = worker.in_flight()
+            if not left and worker.rearms < REARMS:
+                worker.rearms += 1
+                self.faults.add(f"{name} SIGKILLed by {worker.failpoints} with nothing in flight; re-armed")
+                worker.service.start()
+                return
+            self.faults.add(f"{name} SIGKILLed by {worker.failpoints}, leaving {left or 'nothing'} in flight")
         if code == -9:
             worker.kills += 1
             self.faults.add(f"{name} died by SIGKILL (failpoint {worker.failpoints or 'none'}); restarted")
         else:
+            self.unexpected.append(f"{name} exited with {code}; see {worker.service.log_path.name}")
             self.faults.add(f"{name} exited with {code} (not a failpoint); restarted")
         # Restarted without FAILPOINTS: a failpoint fires in the first life only.
         worker.service.env.pop("FAILPOINTS", None)
@@ -165,6 +188,22 @@ class FaultStack:
         worker.service.start()
 
     # -- faults on the infrastructure ---------------------------------------------------------
+
+    def in_flight(self, customers: list[str]) -> str:
+        """What a crash left half done in Redis: unpublished outboxes, and customers whose own
+        segment set disagrees with the segments' member sets."""
+        ns = f"sw:{self.prefix}"
+        with self.redis.client() as client:
+            outboxes = sum(client.llen(f"{ns}{{c:{c}}}:outbox") > 0 for c in customers)
+            members = {s: set(client.smembers(f"{ns}seg:{{{s}}}:members")) for s in SEGMENT_IDS}
+            unsynced = 0
+            for customer in customers:
+                segs = set(client.smembers(f"{ns}{{c:{customer}}}:segs"))
+                unsynced += any((s in segs) != (customer in m) for s, m in members.items())
+        parts = [f"{outboxes} outboxes"] * bool(outboxes) + [f"{unsynced} unsynced member sets"] * bool(
+            unsynced
+        )
+        return ", ".join(parts)
 
     def flush_redis(self) -> None:
         self.redis.flushdb()
@@ -177,6 +216,24 @@ class FaultStack:
     def restart_broker(self) -> None:
         self.broker.restart()
         self.faults.add("broker restarted (every topic forgotten)")
+
+    def wait_topics(self, timeout: float = 60.0) -> None:
+        """The services created their topics again (the consent relay does after a broker restart)."""
+        bases = ("customer.events", "consent.changes", "segment.membership")
+        wanted = {f"{self.prefix}{base}" for base in bases}
+
+        def present() -> bool:
+            try:
+                admin = KafkaAdminClient(bootstrap_servers=self.broker.bootstrap, request_timeout_ms=3000)
+            except KafkaError:
+                return False
+            try:
+                return wanted <= set(admin.list_topics())
+            finally:
+                admin.close()
+
+        wait_for(present, timeout, "the topics to be created again", every=0.5)
+        self.faults.add("topics present again", fault=False)
 
     def close(self) -> None:
         self._stopping.set()

@@ -51,9 +51,11 @@ def plan(rng: random.Random, customers: list[str]) -> tuple[list[Step], list[Ste
         granted = [p for p in PURPOSES if rng.random() < GRANT_ODDS[p]]
         sent: list[Step] = []
         first[customer] = [Step(customer, p, "granted") for p in granted] + _events(rng, customer, 2, 5, sent)
-        denied = [p for p in granted if rng.random() < 0.5]
+        denied = [p for p in granted if rng.random() < 0.6]
         again = [p for p in denied if rng.random() < 0.3]
-        steps = [Step(customer, p, "denied") for p in denied] + _events(rng, customer, 1, 3, sent)
+        # Events before the customer's own denials: an event sent right after a denial races it
+        # into the segmenter (the admission finding), which the burst scenario tests on purpose.
+        steps = _events(rng, customer, 1, 3, sent) + [Step(customer, p, "denied") for p in denied]
         steps += [Step(customer, p, "granted") for p in again]
         second[customer] = steps
     return _interleave(rng, first), _interleave(rng, second)
@@ -100,20 +102,29 @@ class Workload:
         self.phases = plan(self.rng, self.customers)
         self._event_ids: set[str] = set()
         self._producer: KafkaProducer | None = None
-        self._pool = ThreadPoolExecutor(8)
+        self._pool = ThreadPoolExecutor(16)
         self._turn = 0
 
-    def run_phase(self, index: int) -> None:
-        for chunk in _chunks(self.phases[index]):
+    def run_phase(self, index: int, midway: Callable[[], None] | None = None) -> None:
+        """Send one phase; `midway` runs (in the caller's thread) when half of it is sent."""
+        chunks = list(_chunks(self.phases[index]))
+        for n, chunk in enumerate(chunks):
+            if midway is not None and n == len(chunks) // 2:
+                midway()
             self._produce([s for s in chunk if s.purpose is None])
             list(self._pool.map(self._put, [s for s in chunk if s.purpose is not None]))
             self.producer.flush(30)
         self.stack.faults.add(f"workload phase {index + 1} sent", fault=False)
 
-    def run(self, between: Callable[[], None] = lambda: None) -> None:
-        self.run_phase(0)
+    def run(
+        self,
+        between: Callable[[], None] = lambda: None,
+        midway: tuple[Callable[[], None] | None, Callable[[], None] | None] = (None, None),
+    ) -> None:
+        """Phase 1, `between`, phase 2; `midway` actions run half-way through each phase."""
+        self.run_phase(0, midway[0])
         between()
-        self.run_phase(1)
+        self.run_phase(1, midway[1])
 
     def burst(self, customers: list[str], purpose: str, choices: int) -> None:
         """Alternating grants and denials for each customer at once (they share group commits),
@@ -190,7 +201,7 @@ class Workload:
             self._producer.close(5)
 
 
-def _chunks(steps: list[Step], size: int = 8) -> Iterator[list[Step]]:
+def _chunks(steps: list[Step], size: int = 12) -> Iterator[list[Step]]:
     """Runs of steps with at most one consent choice per customer, so a customer's choices keep
     their order (concurrency across customers only; the burst scenario is the exception)."""
     chunk: list[Step] = []
