@@ -143,12 +143,25 @@ class Scenario:
         if self.early:
             broken.append(Check("at a checkpoint", "", len(self.early), self.early))
         details = "".join(f"\n  {c.name}:\n    " + "\n    ".join(c.violations[:8]) for c in broken)
-        report = f"{summary}\n  violations:{details}" if broken else summary
+        report = f"{summary}\n  violations:{details}{self._histories(broken)}" if broken else summary
         sys.stdout.write("\n" + report + "\n")
         (self.stack.tmp / "summary.txt").write_text(report + "\n")
         log.info("%s", report)
         assert not broken, f"{report}\n\nlogs in {self.stack.tmp}"
         return outcome
+
+    def _histories(self, broken: list[Check], most: int = 3) -> str:
+        """The consent history of the first customers a violation names, to read beside it."""
+        named = [c for c in self.workload.customers if any(c in v for b in broken for v in b.violations)]
+        lines = []
+        for customer in named[:most]:
+            history = self.workload.model.history.get(customer, ConsentHistory([]))
+            rows = [
+                f"{r.sequence or '-'}:{r.purpose}={r.status}({r.reason})@{r.recorded_at.time()}"
+                for r in history.records
+            ]
+            lines.append(f"\n    {customer}: " + ", ".join(rows))
+        return "\n  consent history of the first customers named:" + "".join(lines) if lines else ""
 
     def summary(self, outcome: Outcome) -> str:
         counts = self.workload.counts

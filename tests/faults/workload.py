@@ -65,7 +65,9 @@ def _events(rng: random.Random, customer: str, low: int, high: int, sent: list[S
     steps = []
     for _ in range(rng.randint(low, high)):
         if sent and rng.random() < 0.15:
-            steps.append(rng.choice(sent))  # redelivered: same event_id, same payload
+            # A producer's retry: the customer's previous event again, same event_id and payload
+            # (the contract makes event ids unique; only a repeat of the previous one is a duplicate).
+            steps.append(sent[-1])
             continue
         amount = float(rng.randrange(20, 120)) if rng.random() < 0.6 else None
         step = Step(customer, event_id=f"{customer}-e{len(sent)}-{rng.randrange(10**6)}", amount=amount)
