@@ -40,6 +40,7 @@ class Scenario:
         self.collector = MembershipCollector(stack.broker.bootstrap, topic)
         self.notes: list[str] = []
         self.early: list[str] = []  # violations found at a checkpoint
+        self.workload.pause = self.settle
 
     # -- set-up ---------------------------------------------------------------------------------
 

@@ -53,8 +53,6 @@ def plan(rng: random.Random, customers: list[str]) -> tuple[list[Step], list[Ste
         first[customer] = [Step(customer, p, "granted") for p in granted] + _events(rng, customer, 2, 5, sent)
         denied = [p for p in granted if rng.random() < 0.6]
         again = [p for p in denied if rng.random() < 0.3]
-        # Events before the customer's own denials: an event sent right after a denial races it
-        # into the segmenter (the admission finding), which the burst scenario tests on purpose.
         steps = _events(rng, customer, 1, 3, sent) + [Step(customer, p, "denied") for p in denied]
         steps += [Step(customer, p, "granted") for p in again]
         second[customer] = steps
@@ -106,13 +104,24 @@ class Workload:
         self._producer: KafkaProducer | None = None
         self._pool = ThreadPoolExecutor(16)
         self._turn = 0
+        self.pause: Callable[[], object] = lambda: None  # waits until the stack has caught up
 
     def run_phase(self, index: int, midway: Callable[[], None] | None = None) -> None:
         """Send one phase; `midway` runs (in the caller's thread) when half of it is sent."""
-        chunks = list(_chunks(self.phases[index]))
+        steps = self.phases[index]
+        chunks: list[list[Step] | None] = list(_chunks(steps))
+        if index == 1:
+            # Phase 2's events first, then (once they are processed) its choices: an event sent
+            # just before a denial races it into the segmenter, which the burst scenario tests on
+            # purpose and would make every other scenario depend on timing until admission waits.
+            events = list(_chunks([s for s in steps if s.purpose is None]))
+            chunks = [*events, None, *_chunks([s for s in steps if s.purpose is not None])]
         for n, chunk in enumerate(chunks):
             if midway is not None and n == len(chunks) // 2:
                 midway()
+            if chunk is None:
+                self.pause()
+                continue
             self._produce([s for s in chunk if s.purpose is None])
             list(self._pool.map(self._put, [s for s in chunk if s.purpose is not None]))
             self.producer.flush(30)
