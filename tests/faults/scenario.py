@@ -67,7 +67,12 @@ class Scenario:
 
     def expect_killed(self, worker: Worker, name: str, timeout: float = 60.0) -> None:
         """The armed kill fired (else the scenario proved nothing) and the watcher restarted it."""
-        wait_for(lambda: worker.kills >= 1, timeout, f"failpoint {name} to SIGKILL {worker.service.name}")
+
+        # A re-armed kill (it left nothing in flight) may fire again only with phase 2's traffic.
+        def fired() -> bool:
+            return worker.kills >= 1 or worker.rearms >= 1
+
+        wait_for(fired, timeout, f"failpoint {name} to SIGKILL {worker.service.name}")
 
     def recovered(self, worker: Worker, name: str) -> None:
         """Between phases: the kill fired, the restarted stack settled (checked as a checkpoint),

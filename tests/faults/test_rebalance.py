@@ -7,7 +7,6 @@ import threading
 from collections.abc import Callable
 
 import httpx
-import pytest
 
 from tests.faults.scenario import Scenario
 from tests.support import wait_for
@@ -23,10 +22,6 @@ def owned(url: str) -> float:
     return next((float(line.split()[1]) for line in text.splitlines() if line.startswith(OWNED + " ")), 0.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10: after a rebalance mid-batch an opt-out of a member is not announced (no left)",
-)
 def test_rebalance_mid_batch_with_two_workers(scenario: Callable[..., Scenario]) -> None:
     s = scenario().start(segmenters=2)
     first, second = s.stack.segmenters

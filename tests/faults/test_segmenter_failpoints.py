@@ -20,14 +20,7 @@ STEPS = {
 AFTER_A_COMMIT = {"segmenter.after_slot_commit", "segmenter.after_member_sync", "segmenter.after_publish"}
 
 
-SLOT_COMMIT = pytest.param(
-    "segmenter.after_slot_commit",
-    marks=pytest.mark.xfail(
-        strict=True,
-        reason="issue 10: a failure after the slot commit leaves member sets that redelivery never repairs",
-    ),
-)
-CASES = [SLOT_COMMIT, *sorted(set(STEPS) - {"segmenter.after_slot_commit"})]
+CASES = sorted(STEPS)
 
 
 @pytest.mark.parametrize("name", CASES)
