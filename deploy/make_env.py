@@ -3,12 +3,16 @@
 
 import secrets
 
+# Only what the services ask each other for (shared.auth.INTERNAL_SCOPES): the consent export
+# and erasure receipt read the segmenter and the audit trail.
+INTERNAL_SCOPES = "segments:read|audit:read"
+
 
 def main() -> None:
     admin = secrets.token_urlsafe(24)
     internal = secrets.token_urlsafe(24)
     lines = [
-        f"AUTH_TOKENS={admin}=*,{internal}=*",
+        f"AUTH_TOKENS={admin}=*,{internal}={INTERNAL_SCOPES}",
         f"INTERNAL_TOKEN={internal}",
         f"PSEUDONYM_KEY={secrets.token_hex(32)}",
         f"POSTGRES_PASSWORD={secrets.token_hex(16)}",

@@ -17,6 +17,9 @@ from shared.settings import ServiceSettings
 SCOPES = frozenset(
     {"consent:read", "consent:write", "segments:read", "segments:write", "audit:read", "dsr", "*"}
 )
+# What INTERNAL_TOKEN needs, and all it should get: the consent service's export and erasure
+# receipt read the segmenter's memberships and holdings and the audit trail with its proofs.
+INTERNAL_SCOPES = frozenset({"segments:read", "audit:read"})
 ADMIN_TOKEN_FILE = "admin-token"
 
 
@@ -108,8 +111,14 @@ def require_scope(scope: str) -> object:
 
 
 def internal_token(settings: ServiceSettings) -> str:
-    """The token this service presents to the others (INTERNAL_TOKEN, else the admin token)."""
+    """The token this service presents to the others (INTERNAL_TOKEN, else the admin token).
+
+    When AUTH_TOKENS lists it, it must grant INTERNAL_SCOPES (else every export fails with 403)."""
     if settings.internal_token:
+        listed = TokenRegistry.parse(settings.auth_tokens or "").lookup(settings.internal_token)
+        missing = sorted(scope for scope in INTERNAL_SCOPES if listed and not listed.allows(scope))
+        if missing:
+            raise AuthConfigError(f"INTERNAL_TOKEN: its entry in AUTH_TOKENS lacks the scopes {missing}")
         return settings.internal_token
     if settings.auth_tokens:
         raise AuthConfigError("INTERNAL_TOKEN: required when AUTH_TOKENS is set (services call each other)")

@@ -83,6 +83,8 @@ TEST_TOKENS = {
     "segments-rw-0001": "segments:read|segments:write",
     "auditor-token-01": "audit:read",
     "dsr-officer-0001": "dsr|consent:read",
+    # What deploy/make_env.py gives INTERNAL_TOKEN (shared.auth.INTERNAL_SCOPES).
+    "internal-token-01": "segments:read|audit:read",
 }
 
 

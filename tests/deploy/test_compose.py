@@ -9,6 +9,7 @@ import pytest
 from services.audit.settings import AuditSettings
 from services.consent.settings import ConsentSettings
 from services.segmenter.settings import SegmenterSettings
+from shared.auth import INTERNAL_SCOPES, TokenRegistry
 from shared.settings import ServiceSettings
 from tests.deploy.compose import COMPOSE, SERVICES, generated_secrets, resolve, service_environment
 from tests.deploy.conftest import ROOT
@@ -124,3 +125,29 @@ def test_generated_secrets_fill_every_required_variable() -> None:
     with pytest.raises(KeyError, match="AUTH_TOKENS"):
         service_environment("consent", {}, {})
     assert len(bytes.fromhex(secrets["PSEUDONYM_KEY"])) == 32
+
+
+@pytest.mark.parametrize("name", sorted(name for name, svc in SERVICES.items() if svc.get("ports")))
+def test_published_ports_bind_to_loopback_unless_told_otherwise(name: str) -> None:
+    for port in SERVICES[name]["ports"]:
+        assert resolve(port).startswith("127.0.0.1:"), f"{name}: {port} is published on every interface"
+        assert resolve(port, {"BIND_ADDRESS": "0.0.0.0"}).startswith("0.0.0.0:"), port
+
+
+def test_only_the_apis_and_dashboards_are_published() -> None:
+    published = {name for name, svc in SERVICES.items() if svc.get("ports")}
+    assert published == {"consent", "segmenter", "audit", "prometheus", "grafana"}
+
+
+def test_prometheus_has_no_lifecycle_or_admin_api() -> None:
+    flags = SERVICES["prometheus"]["command"]
+    assert not [
+        flag for flag in flags if flag.startswith(("--web.enable-lifecycle", "--web.enable-admin-api"))
+    ]
+
+
+def test_the_internal_token_gets_only_the_scopes_services_need() -> None:
+    secrets = generated_secrets()
+    registry = TokenRegistry.parse(secrets["AUTH_TOKENS"])
+    internal = registry.lookup(secrets["INTERNAL_TOKEN"])
+    assert internal is not None and internal.scopes == INTERNAL_SCOPES

@@ -104,3 +104,56 @@ def test_service_monitor_scrapes_the_services_by_port_name() -> None:
     assert endpoint == {"port": "http", "path": "/metrics", "interval": "15s"}
     (expression,) = monitor["spec"]["selector"]["matchExpressions"]
     assert sorted(expression["values"]) == sorted(PORTS)
+
+
+POLICIES = {doc["metadata"]["name"]: doc for doc in DOCUMENTS if doc["kind"] == "NetworkPolicy"}
+KAFKA_PORTS = {("*", 9092), ("*", 9093)}
+
+
+def peer(selector: dict[str, Any]) -> str:
+    """A `from`/`to` entry as a name: a service of ours, labelled clients, or DNS."""
+    pods = selector.get("podSelector", {}).get("matchLabels", {})
+    if "namespaceSelector" not in selector:
+        return pods["app.kubernetes.io/name"]
+    if pods == {"segwarden.io/client": "true"}:
+        return "client"
+    assert pods == {"k8s-app": "kube-dns"}, selector
+    return "dns"
+
+
+def paths(policy: dict[str, Any], direction: str) -> set[tuple[str, int]]:
+    """(peer, port) pairs a policy allows; `*` for a rule that names ports only."""
+    key = "from" if direction == "ingress" else "to"
+    allowed = set()
+    for rule in policy["spec"].get(direction, []):
+        assert rule.get("ports"), f"{policy['metadata']['name']}: a {direction} rule without ports allows all"
+        peers = [peer(selector) for selector in rule.get(key, [])] or ["*"]
+        allowed |= {(name, port["port"]) for name in peers for port in rule["ports"]}
+    return allowed
+
+
+def test_the_namespace_denies_everything_by_default() -> None:
+    deny = POLICIES["default-deny"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    assert paths(POLICIES["allow-dns"], "egress") == {("dns", 53)}
+
+
+def test_network_policies_allow_only_the_paths_the_services_use() -> None:
+    for name in PORTS:
+        assert POLICIES[name]["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": name}}
+        assert POLICIES[name]["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert paths(POLICIES["consent"], "ingress") == {("client", 8001)}
+    assert paths(POLICIES["segmenter"], "ingress") == {("consent", 8002), ("client", 8002)}
+    assert paths(POLICIES["audit"], "ingress") == {("consent", 8003), ("client", 8003)}
+    assert (
+        paths(POLICIES["consent"], "egress")
+        == {("segmenter", 8002), ("audit", 8003), ("*", 5432)} | KAFKA_PORTS
+    )
+    assert paths(POLICIES["segmenter"], "egress") == {("*", 6379)} | KAFKA_PORTS
+    assert paths(POLICIES["audit"], "egress") == {("*", 5432)} | KAFKA_PORTS
+
+
+def test_the_policy_ports_are_the_container_ports() -> None:
+    for name in PORTS:
+        (port,) = container(name)["ports"]
+        assert {p for _, p in paths(POLICIES[name], "ingress")} == {port["containerPort"]}

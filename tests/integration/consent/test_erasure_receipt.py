@@ -65,7 +65,10 @@ def test_an_erasure_receipt_shows_each_service_and_a_verifiable_inclusion_proof(
 ) -> None:
     segmenter = start_service("segmenter")
     audit = start_service("audit")
-    consent = start_service("consent", SEGMENTER_URL=segmenter.url, AUDIT_URL=audit.url)
+    # The internal token with only the scopes deploy/make_env.py gives it: enough for the calls.
+    consent = start_service(
+        "consent", SEGMENTER_URL=segmenter.url, AUDIT_URL=audit.url, INTERNAL_TOKEN="internal-token-01"
+    )
     for service in (segmenter, audit, consent):
         service.wait_ready(90)
     receipt_url = f"{consent.url}/v1/customers/{customer}/erasure"

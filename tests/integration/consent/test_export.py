@@ -15,7 +15,10 @@ pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 def test_export_gathers_segments_and_the_audit_trail(start_service, customer) -> None:
     segmenter = start_service("segmenter")
     audit = start_service("audit")
-    consent = start_service("consent", SEGMENTER_URL=segmenter.url, AUDIT_URL=audit.url)
+    # The internal token with only the scopes deploy/make_env.py gives it: enough for the calls.
+    consent = start_service(
+        "consent", SEGMENTER_URL=segmenter.url, AUDIT_URL=audit.url, INTERNAL_TOKEN="internal-token-01"
+    )
     for service in (segmenter, audit, consent):
         service.wait_ready(90)
     assert put(consent, customer, "marketing_email", choice()).status_code == 200

@@ -12,7 +12,14 @@ from fastapi import FastAPI
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.auth import AuthConfigError, TokenRegistry, load_tokens, require_scope
+from shared.auth import (
+    INTERNAL_SCOPES,
+    AuthConfigError,
+    TokenRegistry,
+    internal_token,
+    load_tokens,
+    require_scope,
+)
 from shared.pseudonym import PseudonymKeyError, load_pseudonym_key, pseudonymize
 from shared.settings import ServiceSettings
 
@@ -33,6 +40,24 @@ def test_bad_token_specs_are_refused_without_echoing_the_token(spec: str) -> Non
     assert "AUTH_TOKENS" in str(caught.value)
     token = spec.partition("=")[0]
     assert token not in str(caught.value)
+
+
+@pytest.mark.parametrize("scopes", ["segments:read|audit:read", "*"])
+def test_internal_token_with_the_scopes_services_need_is_accepted(tmp_path: Path, scopes: str) -> None:
+    settings = ServiceSettings(
+        data_dir=tmp_path, auth_tokens=f"admin-token-x=*,internal-tok={scopes}", internal_token="internal-tok"
+    )
+    assert internal_token(settings) == "internal-tok"
+
+
+def test_internal_token_lacking_a_needed_scope_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    settings = ServiceSettings(
+        data_dir=tmp_path, auth_tokens="internal-tok=segments:read", internal_token="internal-tok"
+    )
+    with pytest.raises(AuthConfigError, match=r"INTERNAL_TOKEN: .*audit:read") as caught:
+        internal_token(settings)
+    assert "internal-tok" not in str(caught.value)
+    assert INTERNAL_SCOPES == {"segments:read", "audit:read"}
 
 
 def test_admin_token_is_generated_once(tmp_path: Path) -> None:
