@@ -27,9 +27,6 @@ def burst(s: Scenario) -> None:
     s.stack.faults.add(f"burst: {BURST_CUSTOMERS} customers x {BURST_CHOICES} grant/deny at once")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 10: admission does not wait for consent changes committed before the join"
-)
 def test_burst_of_concurrent_grant_and_deny(scenario: Callable[..., Scenario]) -> None:
     s = scenario().start()
     s.workload.run(between=lambda: burst(s))
@@ -45,10 +42,6 @@ def test_consent_sigkill_after_commit_then_restart(scenario: Callable[..., Scena
     s.verify()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10: consent ordered by recorded_at, not a per-customer sequence; admission does not wait",
-)
 def test_two_consent_processes_on_one_database(scenario: Callable[..., Scenario]) -> None:
     """Every other choice goes to the other replica; the burst's choices for one customer race
     across both. The second replica starts once the first has migrated the fresh database."""
