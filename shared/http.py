@@ -1,4 +1,4 @@
-"""The common HTTP surface of every service: health, readiness, metrics, latency, request guard, serving."""
+"""The common HTTP surface of every service: errors, health, readiness, metrics, request guard, serving."""
 
 from __future__ import annotations
 
@@ -6,15 +6,18 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.metrics import DEPENDENCY_UP, HTTP_REQUEST_SECONDS
@@ -22,6 +25,90 @@ from shared.metrics import DEPENDENCY_UP, HTTP_REQUEST_SECONDS
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
+
+
+class FieldError(BaseModel):
+    """One refused input: where (`loc`), why (`msg`), and what kind (`type`); some add `position`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    loc: list[str | int]
+    msg: str
+    type: str = "value_error"
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer (4xx and 5xx) of every service."""
+
+    detail: str | list[FieldError] = Field(
+        description="the message; for a refused input (422) usually the list of refused fields",
+        examples=["missing or unknown bearer token"],
+    )
+    status: int = Field(description="the HTTP status code, repeated", examples=[401])
+    message: str = Field(
+        description="one line a caller can show: `detail` itself, or its fields' messages joined",
+        examples=["missing or unknown bearer token"],
+    )
+
+
+def error_body(status_code: int, detail: Any) -> dict[str, Any]:
+    """The `ErrorBody` of an answer with `detail` (a message, or a list of field errors)."""
+    if isinstance(detail, str):
+        message = detail
+    elif isinstance(detail, list) and detail:
+        message = "; ".join(str(i.get("msg", i)) if isinstance(i, dict) else str(i) for i in detail)
+    else:
+        message = str(detail)
+    return {"detail": detail, "status": status_code, "message": message}
+
+
+def error_response(status_code: int, detail: Any, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status_code, detail), status_code, headers=headers)
+
+
+def _described(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+# The error answers every `/v1` operation declares (`include_router(..., responses=API_ERRORS)`).
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _described("no or an unknown bearer token (`WWW-Authenticate: Bearer`)"),
+    403: _described("the token lacks the operation's scope"),
+    404: _described("no such resource"),
+    413: _described("the body is larger than MAX_BODY_BYTES"),
+    422: _described("a refused input: path, query or body"),
+    503: _described("a store or the broker is not reachable yet; retry later"),
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every HTTPException and validation failure answered with an `ErrorBody`."""
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304):  # no body allowed
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:  # Starlette names only the first route's methods; list every route's
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return error_response(exc.status_code, exc.detail, headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(422, jsonable_encoder(exc.errors()))
 
 
 class ConfigurationError(RuntimeError):
@@ -201,7 +288,7 @@ def _capped(receive: Receive, limit: int) -> Receive:
 
 
 async def _refuse(send: Send, status_code: int, detail: str, headers: dict[str, str]) -> None:
-    response = JSONResponse({"detail": detail}, status_code, headers=headers)
+    response = error_response(status_code, detail, headers)
     await send({"type": "http.response.start", "status": status_code, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})
 

@@ -11,7 +11,13 @@ from services.audit.api import proofs, records, ropa, verify
 from services.audit.runtime import AuditRuntime
 from services.audit.settings import AuditSettings
 from shared.auth import load_tokens
-from shared.http import Readiness, install_operational_routes, install_request_guard
+from shared.http import (
+    API_ERRORS,
+    Readiness,
+    install_error_handlers,
+    install_operational_routes,
+    install_request_guard,
+)
 
 
 def create_app(settings: AuditSettings) -> FastAPI:
@@ -35,6 +41,7 @@ def create_app(settings: AuditSettings) -> FastAPI:
     app.state.runtime = runtime
     install_request_guard(app, settings.max_body_bytes)
     install_operational_routes(app, readiness)
+    install_error_handlers(app)
     for router in (records.router, proofs.router, verify.router, ropa.router):
-        app.include_router(router)
+        app.include_router(router, responses=API_ERRORS)
     return app

@@ -6,15 +6,21 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request, Response
 from sqlalchemy.exc import OperationalError
 
 from services.consent.api import consents, dsr, purposes
 from services.consent.bootstrap import ConsentRuntime, readiness_checks
 from services.consent.settings import ConsentSettings
 from shared.auth import load_tokens
-from shared.http import Readiness, install_operational_routes, install_request_guard
+from shared.http import (
+    API_ERRORS,
+    Readiness,
+    error_response,
+    install_error_handlers,
+    install_operational_routes,
+    install_request_guard,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +47,15 @@ def create_app(settings: ConsentSettings) -> FastAPI:
     app.state.runtime = runtime
     install_request_guard(app, settings.max_body_bytes)
     install_operational_routes(app, readiness)
+    install_error_handlers(app)
     app.add_exception_handler(OperationalError, _store_unavailable)
     for router in (purposes.router, consents.router, dsr.router):
-        app.include_router(router)
+        app.include_router(router, responses=API_ERRORS)
     return app
 
 
-async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
     # The store is the system of record: without it nothing can be answered or recorded, and a
     # 503 tells the caller to retry, where a 500 would say the request itself was at fault.
     log.error("the consent store is unavailable", extra={"error": type(exc).__name__})
-    return JSONResponse({"detail": "the consent store is unavailable; retry later"}, status_code=503)
+    return error_response(503, "the consent store is unavailable; retry later")

@@ -17,7 +17,13 @@ from services.segmenter.bootstrap import Runtime
 from services.segmenter.settings import SegmenterSettings
 from shared.auth import load_tokens
 from shared.catalog import load_catalog
-from shared.http import Readiness, install_operational_routes, install_request_guard
+from shared.http import (
+    API_ERRORS,
+    Readiness,
+    install_error_handlers,
+    install_operational_routes,
+    install_request_guard,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,7 @@ def create_app(settings: SegmenterSettings) -> FastAPI:
     )
     install_request_guard(app, settings.max_body_bytes)
     install_operational_routes(app, readiness)
+    install_error_handlers(app)
     for router in (segments.router, customers.router, models.router):
-        app.include_router(router)
+        app.include_router(router, responses=API_ERRORS)
     return app

@@ -39,7 +39,7 @@ def _leaves(runtime: AuditRuntime, tree_size: int) -> list[bytes]:
     length, _ = runtime.ledger.head()
     if tree_size > length:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, f"tree_size: the ledger holds only {length} records"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"tree_size: the ledger holds only {length} records"
         )
     return [leaf for chunk in runtime.ledger.leaf_hashes(0, tree_size) for leaf in chunk]
 
@@ -57,7 +57,7 @@ async def inclusion_proof(
         if seq >= size:
             if seq >= runtime.ledger.head()[0]:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"seq: no record {seq} in the ledger")
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "tree_size: must be greater than seq")
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "tree_size: must be greater than seq")
         root, path = merkle.inclusion_proof(seq, _leaves(runtime, size))
         return InclusionProofOut(seq=seq, tree_size=size, root=root.hex(), path=[node.hex() for node in path])
 
@@ -72,7 +72,7 @@ async def consistency_proof(
 ) -> ConsistencyProofOut:
     """An RFC 9162 consistency proof that the tree of `first` records is a prefix of the one of `second`."""
     if first > second:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "first: must not exceed second")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "first: must not exceed second")
 
     def prove() -> ConsistencyProofOut:
         leaves = _leaves(runtime, second)

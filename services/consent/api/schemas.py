@@ -14,7 +14,20 @@ JurisdictionName = Literal["GDPR", "CCPA", "OTHER"]
 class ConsentChoice(BaseModel):
     """The body of `PUT /v1/customers/{customer_id}/consents/{purpose}`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "granted",
+                    "source": "preference-center",
+                    "jurisdiction": "GDPR",
+                    "policy_version": "2026-03",
+                    "expires_at": "2027-03-01T00:00:00Z",
+                }
+            ]
+        },
+    )
 
     status: Status
     source: str = Field(min_length=1, max_length=256, examples=["preference-center"])

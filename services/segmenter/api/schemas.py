@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.segmenter.rules.parser import MAX_RULE_LENGTH
 from shared.events import PURPOSE_ID_PATTERN, SegmentDefinition
@@ -13,6 +13,19 @@ from shared.events import PURPOSE_ID_PATTERN, SegmentDefinition
 
 class SegmentRequest(BaseModel):
     """A rule-based segment (`rule`) or a model-based one (`model` and `cluster`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Big spenders",
+                    "rule": "total_spend >= 500 and event_count > 3",
+                    "required_purposes": ["marketing_email"],
+                    "description": "customers who spent 500 or more",
+                }
+            ]
+        }
+    )
 
     name: Annotated[str, Field(min_length=1, max_length=256)]
     # The rule language checks the length itself, so the 422 names the position and the limit.

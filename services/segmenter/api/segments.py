@@ -28,7 +28,8 @@ MAX_CURSOR = 2**64 - 1  # Redis refuses a larger SSCAN cursor with an error (a 5
 
 
 def _invalid(loc: list[str | int], message: str, **extra: object) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{"loc": loc, "msg": message, **extra}])
+    error = {"loc": loc, "msg": message, "type": "value_error", **extra}
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [error])
 
 
 def _validate(body: SegmentRequest, ctx: Context) -> None:
