@@ -85,9 +85,10 @@ def test_openapi_declares_the_bearer_scheme_errors_and_body_examples(start_servi
 
 
 # Checks left out, each for a reason the schema cannot express:
-# - `positive_data_acceptance`: some schema-valid inputs are refused with 422 by the service's
-#   state, as the contract says (a `tree_size` beyond the ledger, an unknown purpose or model, a
-#   rule naming an unknown feature); the check expects those to be accepted.
+# - `positive_data_acceptance`: some schema-valid inputs are refused with 422, as the contract
+#   says, by the service's state (a `tree_size` beyond the ledger, a purpose not in the catalog,
+#   an unknown model, a rule naming an unknown feature) or by a rule across fields (a segment has
+#   exactly one of `rule` or `model`); the check expects every schema-valid input to be accepted.
 EXCLUDED_CHECKS = "positive_data_acceptance"
 
 
