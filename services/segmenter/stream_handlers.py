@@ -195,4 +195,5 @@ def _write(record: ConsumerRecord, event: CustomerEvent) -> EventWrite:
         occurred_at=event.occurred_at.timestamp(),
         amount=float(amount) if amount is not None else None,
         profile=_profile(event),
+        timestamp_ms=max(0, record.timestamp or 0),
     )

@@ -149,11 +149,24 @@ class Workload:
     @property
     def producer(self) -> KafkaProducer:
         if self._producer is None:
-            self._producer = KafkaProducer(bootstrap_servers=self.stack.broker.bootstrap, linger_ms=5)
+            # Not idempotent: after the embedded broker restarts empty, kafka-python's
+            # InitProducerId fails and an idempotent producer aborts every batch for good.
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.stack.broker.bootstrap, linger_ms=5, enable_idempotence=False
+            )
         return self._producer
 
+    def reconnect(self) -> None:
+        """A new producer, as an upstream app would make after its broker came back empty."""
+        if self._producer is not None:
+            self._producer.close(5)
+        self._producer = None
+
     def _produce(self, steps: list[Step]) -> None:
+        """Send the events and wait for each acknowledgement: the workload never loses an input
+        without failing, or the model would expect what was never sent."""
         topic = f"{self.stack.prefix}customer.events"
+        sent = []
         for step in steps:
             event = CustomerEvent(
                 event_id=step.event_id,
@@ -163,7 +176,9 @@ class Workload:
                 source="faults",
                 attributes={"amount": step.amount, "currency": "EUR"} if step.amount is not None else {},
             )
-            self.producer.send(topic, event.to_bytes(), key=step.customer.encode())
+            sent.append((step, self.producer.send(topic, event.to_bytes(), key=step.customer.encode())))
+        for step, future in sent:
+            future.get(timeout=30)
             self._account(step)
 
     def _account(self, step: Step) -> None:

@@ -1,9 +1,12 @@
 """Lua scripts that update one customer's keys (one hash slot) atomically."""
 
 # KEYS: features, version, consent, segments, outbox.
-# ARGV: offset field, offset, event_id, type, occurred_at (epoch), purchase amount or "", then
-# profile attr/JSON pairs. An event is applied once: its offset must be above the highest applied
-# offset of its partition (the `_o:<partition>` field; a partition arrives in offset order), and its
+# ARGV: offset field, offset, event_id, type, occurred_at (epoch), purchase amount or "", record
+# timestamp (ms, 0 unknown), then profile attr/JSON pairs. An event is applied once: its offset must
+# be above the highest applied offset of its partition (the `_o:<partition>` field; a partition
+# arrives in offset order) unless its record timestamp is later than every one applied from that
+# partition (`_t:<partition>`): then the topic was created again (a broker that forgot it, offsets
+# restarting at 0) and the record is new, and the offset starts over from it. Its
 # event_id must not be among the customer's last RECENT (4) applied ones (`_r`: 12 hex digits of the
 # SHA-1 of each, newest first; a producer's retry lands shortly after the original). Bookkeeping
 # fields start with `_`. Returns {applied 1|0, version, features, consent, segments, outbox length}:
@@ -12,8 +15,11 @@ RECENT = 4
 APPLY_EVENT = (
     """
 local f = KEYS[1]
-local seen = redis.call('HMGET', f, ARGV[1], '_r')
-local newer = (not seen[1]) or tonumber(seen[1]) < tonumber(ARGV[2])
+local tf = '_t' .. string.sub(ARGV[1], 3)
+local seen = redis.call('HMGET', f, ARGV[1], '_r', tf)
+local ts = tonumber(ARGV[7])
+local recreated = ts > 0 and seen[3] and ts > tonumber(seen[3])
+local newer = (not seen[1]) or tonumber(seen[1]) < tonumber(ARGV[2]) or recreated
 local id = string.sub(redis.sha1hex(ARGV[3]), 1, 12)
 local recent = seen[2] or ''
 local repeated = false
@@ -35,7 +41,7 @@ if newer and not repeated then
     local lp = redis.call('HGET', f, 'lastp')
     if (not lp) or tonumber(lp) < t then redis.call('HSET', f, 'lastp', ARGV[5]) end
   end
-  for i = 7, #ARGV, 2 do redis.call('HSET', f, 'p:' .. ARGV[i], ARGV[i + 1]) end
+  for i = 8, #ARGV, 2 do redis.call('HSET', f, 'p:' .. ARGV[i], ARGV[i + 1]) end
   redis.call('HSET', f, ARGV[1], ARGV[2], '_r', string.sub(id .. recent, 1, 12 * """
     + str(RECENT)
     + """))
@@ -46,6 +52,7 @@ else
   v = tonumber(redis.call('GET', KEYS[2]) or '0')
   applied = 0
 end
+if newer and ((not seen[3]) or ts > tonumber(seen[3])) then redis.call('HSET', f, tf, ARGV[7]) end
 return {applied, v, redis.call('HGETALL', f), redis.call('HGETALL', KEYS[3]),
   redis.call('SMEMBERS', KEYS[4]), redis.call('LLEN', KEYS[5])}
 """

@@ -51,6 +51,8 @@ class EventWrite:
     occurred_at: float
     amount: float | None
     profile: dict[str, Any]
+    # The record's timestamp (ms): tells a topic created again (offsets from 0) from a redelivery.
+    timestamp_ms: int = 0
 
 
 def encode_consent(state: PurposeConsent) -> str:
@@ -136,6 +138,7 @@ class RedisCustomerStore:
                     w.type,
                     repr(w.occurred_at),
                     "" if w.amount is None else repr(w.amount),
+                    w.timestamp_ms,
                 ]
                 keys = self._customer_keys(w.customer_id)
                 await self._apply_event(keys=keys, args=[*args, *profile], client=pipe)

@@ -136,6 +136,24 @@ async def test_each_offset_is_applied_once_with_no_key_per_event_and_no_ttl(
     assert not any(f.startswith("_") for f in again[0][1].features)  # bookkeeping is not a feature
 
 
+async def test_a_topic_created_again_is_told_from_a_redelivery_by_the_record_timestamp(
+    store: RedisCustomerStore,
+) -> None:
+    def stamped(offset: int, at_ms: int) -> EventWrite:
+        return EventWrite(0, offset, "c-1", new_event_id(), "purchase", time.time(), 10.0, {}, at_ms)
+
+    assert all(
+        applied for applied, _ in await store.apply_events([stamped(i, 1_000 + i) for i in range(5)], [])
+    )
+    # The broker forgot the topic (the embedded one keeps nothing): offsets start at 0 again, later.
+    fresh = await store.apply_events([stamped(0, 9_000), stamped(1, 9_001)], [])
+    assert [applied for applied, _ in fresh] == [True, True]
+    # Redeliveries of the new topic's records still count once (the old topic's are gone with it).
+    again = await store.apply_events([stamped(0, 9_000), stamped(1, 9_001), stamped(2, 9_002)], [])
+    assert [applied for applied, _ in again] == [False, False, True]
+    assert again[2][1].features["purchases"] == "8"
+
+
 async def test_a_recently_repeated_event_id_is_a_duplicate_and_erasure_keeps_the_offsets(
     store: RedisCustomerStore,
 ) -> None:
