@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
-from shared.embedded import free_port
+from shared.embedded import free_port, redis_answers
 
 PORT_VARIABLES = {"consent": "CONSENT_PORT", "segmenter": "SEGMENTER_PORT", "audit": "AUDIT_PORT"}
 
@@ -96,3 +98,58 @@ def wait_for(
             return result
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class OwnRedis:
+    """A redis-server of the test's own on a free port, keeping nothing on disk: the test may flush,
+    kill and restart it (never the shared Redis) and a restart loses everything."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> OwnRedis:
+        binary = shutil.which("redis-server")
+        assert binary, "tests that lose Redis need redis-server on PATH (make test installs it)"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        self.process = subprocess.Popen(
+            [*command, "--dir", str(self.data_dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for(lambda: self.process is not None and redis_answers(self.url), 10, "the test's redis-server")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=5)
+
+    def flushdb(self) -> None:
+        with self.client() as client:
+            client.flushdb()

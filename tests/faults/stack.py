@@ -15,9 +15,9 @@ from kafka.errors import KafkaError
 
 from shared.embedded import free_port
 from tests.conftest import TEST_TOKENS
-from tests.faults.infra import OwnBroker, OwnRedis
+from tests.faults.infra import OwnBroker
 from tests.faults.model import SEGMENTS
-from tests.support import ServiceProcess, wait_for
+from tests.support import OwnRedis, ServiceProcess, wait_for
 
 ADMIN = {"Authorization": "Bearer admin-token-0001"}
 # Periodic repair is slow on purpose (production-like): recovery must come from the paths under test,

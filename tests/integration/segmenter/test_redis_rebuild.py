@@ -8,8 +8,6 @@ restart of a Redis that keeps nothing on disk.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -22,7 +20,6 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.segmenter.membership_state import last_announced
-from shared.embedded import free_port, redis_answers
 from shared.events import (
     ConsentStateSnapshot,
     ErasureRequested,
@@ -31,59 +28,16 @@ from shared.events import (
     new_event_id,
 )
 from tests.integration.segmenter.conftest import ADMIN, FAST, Inputs, RedisView, put_segment, wait_until
-from tests.support import wait_for
+from tests.support import OwnRedis, wait_for
 
 REBUILDING = "redis: rebuilding after data loss"
 
 
-class RedisServer:
-    """A redis-server of the test's own, without persistence, that the test may flush, kill and restart."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        self.data_dir = data_dir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server is not installed")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        command = [
-            binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]
-        self.process = subprocess.Popen(
-            [*command, "--dir", str(self.data_dir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-        )
-        wait_for(lambda: redis_answers(self.url), 10, "the test's redis-server")
-        return self
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
-
-
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis").start()
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path / "redis").start()
     yield server
-    server.kill()
+    server.stop()
 
 
 class Announcements:
@@ -183,7 +137,7 @@ async def members_joined(inputs: Inputs, announcements: Announcements, customers
 
 
 async def test_flushdb_while_running_then_an_opt_out_is_announced(
-    start_service: Any, own_redis: RedisServer, io: Any, topic_prefix: str, kafka_bootstrap: str
+    start_service: Any, own_redis: OwnRedis, io: Any, topic_prefix: str, kafka_bootstrap: str
 ) -> None:
     inputs, announcements = io
     service = start_service("segmenter", REDIS_URL=own_redis.url, **FAST).wait_ready()
@@ -217,7 +171,7 @@ async def test_flushdb_while_running_then_an_opt_out_is_announced(
 
 
 async def test_redis_restart_fails_closed_rebuilds_and_announces(
-    start_service: Any, own_redis: RedisServer, io: Any, topic_prefix: str
+    start_service: Any, own_redis: OwnRedis, io: Any, topic_prefix: str
 ) -> None:
     inputs, announcements = io
     # The rebuild's replay fails three times in a row (retried with backoff), so it lasts seconds.
@@ -232,7 +186,7 @@ async def test_redis_restart_fails_closed_rebuilds_and_announces(
         lambda: view.client.hget(f"{view.ns}{{c:c-late}}:consent", "marketing_email"), what="c-late"
     )
 
-    own_redis.kill()
+    own_redis.stop()
     await record_consent(inputs, "c-out", "denied")  # while Redis is down
     own_redis.start()  # empty: it kept nothing on disk
 
@@ -285,7 +239,7 @@ async def wait_until_async(check: Any, timeout: float, what: str) -> None:
 
 
 async def test_a_new_owner_announces_what_its_predecessor_committed_but_never_did(
-    start_service: Any, own_redis: RedisServer, io: Any, topic_prefix: str, tmp_path: Path
+    start_service: Any, own_redis: OwnRedis, io: Any, topic_prefix: str, tmp_path: Path
 ) -> None:
     inputs, announcements = io
     first = start_service("segmenter", REDIS_URL=own_redis.url, **FAST).wait_ready()
@@ -312,7 +266,7 @@ def metric_value(url: str, line_start: str) -> float:
 
 
 async def test_two_workers_each_rebuild_their_partitions_and_a_survivor_takes_over(
-    start_service: Any, own_redis: RedisServer, io: Any, topic_prefix: str, tmp_path: Path
+    start_service: Any, own_redis: OwnRedis, io: Any, topic_prefix: str, tmp_path: Path
 ) -> None:
     inputs, announcements = io
     env = {"REDIS_URL": own_redis.url, **FAST}
