@@ -6,7 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,11 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from services.segmenter.adapters.redis_keys import KeyLayout
+from services.segmenter.adapters.redis_store import RedisCustomerStore
 from shared.events import ConsentChanged, CustomerEvent, MembershipChanged, new_event_id
 from tests.conftest import TEST_TOKENS
 from tests.support import ServiceProcess
@@ -115,9 +118,11 @@ def io_prefix(topic_prefix: str) -> str:
     return topic_prefix
 
 
-@pytest.fixture
-async def kafka_io(kafka_bootstrap: str, io_prefix: str) -> AsyncIterator[tuple[Inputs, Outputs]]:
-    topic_prefix = io_prefix
+@asynccontextmanager
+async def membership_io(
+    kafka_bootstrap: str, topic_prefix: str, receive: Callable[[MembershipChanged], object]
+) -> AsyncIterator[Inputs]:
+    """A producer of the segmenter's inputs, and `receive` called with each segment.membership message."""
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
     await producer.start()
     consumer = AIOKafkaConsumer(
@@ -128,20 +133,37 @@ async def kafka_io(kafka_bootstrap: str, io_prefix: str) -> AsyncIterator[tuple[
         metadata_max_age_ms=1000,
     )
     await consumer.start()
-    outputs = Outputs()
 
     async def collect() -> None:
         async for record in consumer:
-            outputs.messages.append(MembershipChanged.model_validate_json(record.value))
+            receive(MembershipChanged.model_validate_json(record.value))
 
     task = asyncio.create_task(collect())
     try:
-        yield Inputs(producer, topic_prefix), outputs
+        yield Inputs(producer, topic_prefix)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await consumer.stop()
         await producer.stop()
+
+
+@pytest.fixture
+async def kafka_io(kafka_bootstrap: str, io_prefix: str) -> AsyncIterator[tuple[Inputs, Outputs]]:
+    outputs = Outputs()
+    async with membership_io(kafka_bootstrap, io_prefix, outputs.messages.append) as inputs:
+        yield inputs, outputs
+
+
+@pytest.fixture
+async def store(redis_url: str, topic_prefix: str) -> AsyncIterator[RedisCustomerStore]:
+    """The customer store under the test's own key prefix, its keys removed afterwards."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    yield RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"))
+    keys = [key async for key in client.scan_iter(f"sw:{topic_prefix}*", count=1000)]
+    if keys:
+        await client.unlink(*keys)
+    await client.aclose()  # type: ignore[attr-defined]
 
 
 @contextmanager

@@ -3,24 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
-import pytest
-import redis.asyncio as aioredis
-
-from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import EventWrite, RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
-
-
-@pytest.fixture
-async def store(redis_url: str, topic_prefix: str) -> AsyncIterator[RedisCustomerStore]:
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    yield RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"))
-    keys = [key async for key in client.scan_iter(f"sw:{topic_prefix}*", count=1000)]
-    if keys:
-        await client.unlink(*keys)
-    await client.aclose()  # type: ignore[attr-defined]
 
 
 async def customer_in(store: RedisCustomerStore, customer: str, *segments: str) -> None:

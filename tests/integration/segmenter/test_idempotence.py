@@ -5,15 +5,13 @@ and the delete job spares a segment defined again under the same id."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from aiokafka.structs import ConsumerRecord
 
-from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import EventWrite, RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
 from services.segmenter.domain.membership import ON_EVENT
@@ -65,16 +63,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def store(redis_url: str, topic_prefix: str) -> AsyncIterator[RedisCustomerStore]:
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    yield RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"))
-    keys = [key async for key in client.scan_iter(f"sw:{topic_prefix}*", count=1000)]
-    if keys:
-        await client.unlink(*keys)
-    await client.aclose()  # type: ignore[attr-defined]
 
 
 @pytest.fixture

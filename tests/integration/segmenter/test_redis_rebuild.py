@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.segmenter.membership_state import last_announced
 from shared.events import (
@@ -27,7 +27,15 @@ from shared.events import (
     PurposeState,
     new_event_id,
 )
-from tests.integration.segmenter.conftest import ADMIN, FAST, Inputs, RedisView, put_segment, wait_until
+from tests.integration.segmenter.conftest import (
+    ADMIN,
+    FAST,
+    Inputs,
+    RedisView,
+    membership_io,
+    put_segment,
+    wait_until,
+)
 from tests.support import OwnRedis, wait_for
 
 REBUILDING = "redis: rebuilding after data loss"
@@ -64,30 +72,13 @@ class Announcements:
 
 @pytest.fixture
 async def io(kafka_bootstrap: str, topic_prefix: str) -> AsyncIterator[tuple[Inputs, Announcements]]:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
-    await producer.start()
-    consumer = AIOKafkaConsumer(
-        topic_prefix + "segment.membership",
-        bootstrap_servers=kafka_bootstrap,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=50,
-        metadata_max_age_ms=1000,
-    )
-    await consumer.start()
     announcements = Announcements()
 
-    async def collect() -> None:
-        async for record in consumer:
-            announcements.received.append((time.time(), MembershipChanged.model_validate_json(record.value)))
+    def receive(message: MembershipChanged) -> None:
+        announcements.received.append((time.time(), message))
 
-    task = asyncio.create_task(collect())
-    try:
-        yield Inputs(producer, topic_prefix), announcements
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await consumer.stop()
-        await producer.stop()
+    async with membership_io(kafka_bootstrap, topic_prefix, receive) as inputs:
+        yield inputs, announcements
 
 
 async def record_consent(inputs: Inputs, customer: str, status: str) -> None:
