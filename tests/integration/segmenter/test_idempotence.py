@@ -157,7 +157,8 @@ async def test_a_recently_repeated_event_id_is_a_duplicate_and_erasure_keeps_the
     assert (await store.apply_events([write(8)], []))[0][0] is True  # a new event after it
 
 
-async def test_a_retry_after_a_failure_mid_batch_evaluates_the_events(world: World, disarm: None) -> None:
+def buyers_and_a_purchase(world: World) -> tuple[StreamHandlers, ConsumerRecord]:
+    """A `buyers` segment, the event handlers over the world, and c-1's first purchase as a record."""
     world.registry.put(segment("buyers", "purchase_count >= 1"))
     handlers = StreamHandlers(world.store, world.registry, world.membership, None, None)  # type: ignore[arg-type]
     event = CustomerEvent(
@@ -168,7 +169,11 @@ async def test_a_retry_after_a_failure_mid_batch_evaluates_the_events(world: Wor
         source="test",
         attributes={"amount": 20, "currency": "EUR"},
     )
-    record = ConsumerRecord("t", 0, 7, 0, 0, b"c-1", event.to_bytes(), None, 0, 0, ())
+    return handlers, ConsumerRecord("t", 0, 7, 0, 0, b"c-1", event.to_bytes(), None, 0, 0, ())
+
+
+async def test_a_retry_after_a_failure_mid_batch_evaluates_the_events(world: World, disarm: None) -> None:
+    handlers, record = buyers_and_a_purchase(world)
     failpoints.configure("segmenter.events_mid_batch=raise")
     with pytest.raises(InjectedFaultError):
         await handlers.on_events([record])
@@ -180,17 +185,7 @@ async def test_a_retry_after_a_failure_mid_batch_evaluates_the_events(world: Wor
 
 
 async def test_a_failure_after_the_slot_commit_is_repaired_by_the_retry(world: World, disarm: None) -> None:
-    world.registry.put(segment("buyers", "purchase_count >= 1"))
-    handlers = StreamHandlers(world.store, world.registry, world.membership, None, None)  # type: ignore[arg-type]
-    event = CustomerEvent(
-        event_id=new_event_id(),
-        customer_id="c-1",
-        type="purchase",
-        occurred_at=datetime.now(UTC),
-        source="test",
-        attributes={"amount": 20, "currency": "EUR"},
-    )
-    record = ConsumerRecord("t", 0, 7, 0, 0, b"c-1", event.to_bytes(), None, 0, 0, ())
+    handlers, record = buyers_and_a_purchase(world)
     failpoints.configure("segmenter.after_slot_commit=raise")
     with pytest.raises(InjectedFaultError):
         await handlers.on_events([record])

@@ -31,6 +31,7 @@ from tests.integration.segmenter.conftest import (
     ADMIN,
     FAST,
     Inputs,
+    Outputs,
     RedisView,
     membership_io,
     put_segment,
@@ -48,36 +49,26 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
     server.stop()
 
 
-class Announcements:
-    """segment.membership as received, each message with the wall-clock time it arrived."""
+class Announcements(Outputs):
+    """segment.membership as received, and the wall-clock time each message arrived."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.received: list[tuple[float, MembershipChanged]] = []
 
-    def of(self, customer: str, segment: str) -> list[MembershipChanged]:
-        return [m for _, m in self.received if m.customer_id == customer and m.segment_id == segment]
+    def arrive(self, message: MembershipChanged) -> None:
+        self.messages.append(message)
+        self.received.append((time.time(), message))
 
     def last(self, customer: str, segment: str) -> MembershipChanged | None:
         found = self.of(customer, segment)
         return found[-1] if found else None
 
-    def find(
-        self, customer: str, segment: str, action: str, reason: str | None = None
-    ) -> MembershipChanged | None:
-        for m in self.of(customer, segment):
-            if m.action == action and reason in (None, m.reason):
-                return m
-        return None
-
 
 @pytest.fixture
 async def io(kafka_bootstrap: str, topic_prefix: str) -> AsyncIterator[tuple[Inputs, Announcements]]:
     announcements = Announcements()
-
-    def receive(message: MembershipChanged) -> None:
-        announcements.received.append((time.time(), message))
-
-    async with membership_io(kafka_bootstrap, topic_prefix, receive) as inputs:
+    async with membership_io(kafka_bootstrap, topic_prefix, announcements.arrive) as inputs:
         yield inputs, announcements
 
 
