@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -111,6 +112,17 @@ def choice(status: str = "granted", **fields: object) -> dict[str, object]:
         "jurisdiction": "GDPR",
         "policy_version": "2026-03",
     } | fields
+
+
+def profiling_requests(customer: str, statuses: list[str]) -> list[bytes]:
+    """consent.requests records for the customer's `profiling` choices, request ids r0, r1, ..."""
+    return [
+        json.dumps(
+            {"request_id": f"{customer}-r{n}", "customer_id": customer, "purpose": "profiling"}
+            | choice(status)
+        ).encode()
+        for n, status in enumerate(statuses)
+    ]
 
 
 def put(

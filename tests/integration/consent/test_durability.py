@@ -12,7 +12,15 @@ import pytest
 from shared.embedded import EmbeddedBroker, free_port
 from shared.events import ConsentChanged
 from tests.conftest import bearer
-from tests.integration.consent.conftest import choice, for_key, produce, put, read_topic, topic
+from tests.integration.consent.conftest import (
+    choice,
+    for_key,
+    produce,
+    profiling_requests,
+    put,
+    read_topic,
+    topic,
+)
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
@@ -240,13 +248,7 @@ def test_a_kill_mid_batch_in_the_requests_consumer_records_each_request_once(
 ) -> None:
     service = start_service("consent", FAILPOINTS="consent.requests_mid_batch=kill@2").wait_ready()
     statuses = ["granted", "denied", "granted"]
-    requests = [
-        json.dumps(
-            {"request_id": f"{customer}-r{n}", "customer_id": customer, "purpose": "profiling"}
-            | choice(status)
-        ).encode()
-        for n, status in enumerate(statuses)
-    ]
+    requests = profiling_requests(customer, statuses)
     produce(kafka_bootstrap, topic(service, "consent.requests"), customer, requests)
     _killed(service)  # after recording the second request, before committing the offsets
     del service.env["FAILPOINTS"]

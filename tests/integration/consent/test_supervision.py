@@ -3,13 +3,11 @@ and skips nothing of the batch it was handling."""
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
 
 from tests.conftest import bearer
-from tests.integration.consent.conftest import choice, produce, topic
+from tests.integration.consent.conftest import produce, profiling_requests, topic
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
@@ -21,13 +19,7 @@ def test_a_raise_mid_batch_restarts_the_consumer_and_records_every_request(
     # The first request of each of three runs is recorded, then its run fails before the commit.
     service = start_service("consent", FAILPOINTS="consent.requests_mid_batch=raise@1x3").wait_ready()
     statuses = ["granted", "denied"] * 3
-    requests = [
-        json.dumps(
-            {"request_id": f"{customer}-r{n}", "customer_id": customer, "purpose": "profiling"}
-            | choice(status)
-        ).encode()
-        for n, status in enumerate(statuses)
-    ]
+    requests = profiling_requests(customer, statuses)
     produce(kafka_bootstrap, topic(service, "consent.requests"), customer, requests)
 
     def failing() -> str | None:
