@@ -27,7 +27,7 @@ from services.segmenter.domain.segments import SegmentRegistry
 from services.segmenter.membership_service import MAX_ATTEMPTS, Cause, CommitConflictError, MembershipService
 from services.segmenter.metrics import REBUILD_EVENTS_REPLAYED
 from services.segmenter.settings import SegmenterSettings
-from services.segmenter.stream_handlers import _write as event_write
+from services.segmenter.stream_handlers import event_write
 from shared.events import CustomerEvent
 from shared.failpoints import failpoint
 from shared.kafka import topic_names

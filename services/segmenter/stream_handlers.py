@@ -98,7 +98,7 @@ class StreamHandlers:
                 decoded.append((record, event))
         if not decoded:
             return
-        writes = [_write(record, event) for record, event in decoded]
+        writes = [event_write(record, event) for record, event in decoded]
         known = {(record.partition, event.customer_id) for record, event in decoded}
         results = await self.store.apply_events(writes, known)
         failpoint("segmenter.events_mid_batch")  # features written, membership not yet reconciled
@@ -184,7 +184,8 @@ def _profile(event: CustomerEvent) -> dict[str, object]:
     return dict(event.attributes) if event.type == "profile_update" else {}
 
 
-def _write(record: ConsumerRecord, event: CustomerEvent) -> EventWrite:
+def event_write(record: ConsumerRecord, event: CustomerEvent) -> EventWrite:
+    """The feature update an event makes, with where it was read from (also for the rebuild replay)."""
     amount = event.attributes.get("amount") if event.type == "purchase" else None
     return EventWrite(
         partition=record.partition,
