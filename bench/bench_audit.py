@@ -34,14 +34,14 @@ from sqlalchemy import Column, Engine, Index, MetaData, Table, insert
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.audit.checkpointer import Checkpointer  # noqa: E402
-from services.audit.database import create_schema, make_engine  # noqa: E402
-from services.audit.ledger import LedgerEntry, canonical  # noqa: E402
-from services.audit.side_stores import SqlCheckpointStore  # noqa: E402
-from services.audit.signing import Ed25519Signer  # noqa: E402
-from services.audit.store import SqlLedgerStore  # noqa: E402
-from services.audit.tables import records  # noqa: E402
-from services.audit.verify import verify_ledger  # noqa: E402
+from services.audit.adapters.ed25519 import Ed25519Signer  # noqa: E402
+from services.audit.adapters.sql_database import create_schema, make_engine  # noqa: E402
+from services.audit.adapters.sql_ledger import SqlLedgerStore  # noqa: E402
+from services.audit.adapters.sql_side_stores import SqlCheckpointStore  # noqa: E402
+from services.audit.adapters.sql_tables import records  # noqa: E402
+from services.audit.domain.ledger import LedgerEntry, canonical  # noqa: E402
+from services.audit.domain.verify import verify_ledger  # noqa: E402
+from services.audit.handlers import Checkpointer  # noqa: E402
 from shared.embedded import EmbeddedBroker, free_port  # noqa: E402
 from shared.events import ConsentChanged, new_event_id  # noqa: E402
 

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.audit.api import proofs, records, ropa, verify
-from services.audit.runtime import AuditRuntime
+from services.audit.bootstrap import AuditRuntime
 from services.audit.settings import AuditSettings
 from shared.auth import load_tokens
 from shared.http import (

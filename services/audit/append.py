@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from services.audit.database import create_schema, make_engine
-from services.audit.ledger import LedgerEntry, SealedRecord
+from services.audit.adapters.sql_database import create_schema, make_engine
+from services.audit.adapters.sql_ledger import SqlLedgerStore
+from services.audit.domain.ledger import LedgerEntry, SealedRecord
 from services.audit.settings import AuditSettings
-from services.audit.store import SqlLedgerStore
 from shared.pseudonym import load_pseudonym_key, pseudonymize
 
 _KIND = re.compile(r"^[a-z_]{1,64}$")

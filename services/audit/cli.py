@@ -11,13 +11,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import Engine, inspect, make_url
 
-from services.audit.database import make_engine
+from services.audit.adapters.ed25519 import Ed25519Signer
+from services.audit.adapters.sql_database import make_engine
+from services.audit.adapters.sql_ledger import SqlLedgerStore
+from services.audit.adapters.sql_side_stores import SqlCheckpointStore
+from services.audit.adapters.sql_tables import records
+from services.audit.domain.verify import VerifyReport, verify_ledger
 from services.audit.settings import AuditSettings
-from services.audit.side_stores import SqlCheckpointStore
-from services.audit.signing import Ed25519Signer
-from services.audit.store import SqlLedgerStore
-from services.audit.tables import records
-from services.audit.verify import VerifyReport, verify_ledger
 
 app = typer.Typer(help="The audit ledger.", no_args_is_help=True)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
 
-from services.audit.runtime import AuditRuntime
+from services.audit.bootstrap import AuditRuntime
 from shared.auth import require_scope
 
 

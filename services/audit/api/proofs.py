@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
-from services.audit import merkle
 from services.audit.api.deps import AUDIT_READ, MAX_SEQ, Runtime
 from services.audit.api.schemas import CheckpointOut, ConsistencyProofOut, InclusionProofOut
-from services.audit.runtime import AuditRuntime
-from services.audit.side_stores import Checkpoint
+from services.audit.bootstrap import AuditRuntime
+from services.audit.domain import merkle
+from services.audit.domain.checkpoints import Checkpoint
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[AUDIT_READ])
 

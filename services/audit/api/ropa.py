@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 
-from services.audit import ropa
 from services.audit.api.deps import AUDIT_READ, Runtime
 from services.audit.api.schemas import RopaActivity, RopaOut
-from services.audit.ledger import format_at
+from services.audit.domain import ropa
+from services.audit.domain.ledger import format_at
 from shared.events import utcnow
 
 router = APIRouter(prefix="/v1", tags=["ropa"], dependencies=[AUDIT_READ])

@@ -8,8 +8,8 @@ from fastapi import APIRouter
 
 from services.audit.api.deps import AUDIT_READ, Runtime
 from services.audit.api.schemas import VerifyOut
+from services.audit.domain.verify import verify_ledger
 from services.audit.metrics import VERIFY_FAILURES, VERIFY_RUNS
-from services.audit.verify import verify_ledger
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[AUDIT_READ])
 

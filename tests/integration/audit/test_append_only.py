@@ -13,15 +13,15 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from services.audit.adapters.ed25519 import Ed25519Signer
+from services.audit.adapters.sql_database import create_schema, make_engine
+from services.audit.adapters.sql_ledger import SqlLedgerStore
+from services.audit.adapters.sql_side_stores import SqlCheckpointStore
 from services.audit.append import append_to_ledger
-from services.audit.checkpointer import Checkpointer
-from services.audit.database import create_schema, make_engine
-from services.audit.ledger import LedgerEntry
+from services.audit.domain.ledger import LedgerEntry
+from services.audit.domain.verify import VerifyReport, verify_ledger
+from services.audit.handlers import Checkpointer
 from services.audit.settings import AuditSettings
-from services.audit.side_stores import SqlCheckpointStore
-from services.audit.signing import Ed25519Signer
-from services.audit.store import SqlLedgerStore
-from services.audit.verify import VerifyReport, verify_ledger
 from tests.unit.audit.rfc9162 import check_chain
 
 

@@ -12,9 +12,9 @@ from matplotlib import image
 from typer.testing import CliRunner
 
 from segwarden.cli import app
-from services.audit.database import make_engine
+from services.audit.adapters.sql_database import make_engine
+from services.audit.adapters.sql_ledger import SqlLedgerStore
 from services.audit.settings import AuditSettings
-from services.audit.store import SqlLedgerStore
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.modeling.store import model_store
 from services.segmenter.modeling.synthetic import population

@@ -9,7 +9,7 @@ from dataclasses import astuple, replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.audit.ledger import GENESIS, ChainCheck, LedgerEntry, SealedRecord, canonical, seal
+from services.audit.domain.ledger import GENESIS, ChainCheck, LedgerEntry, SealedRecord, canonical, seal
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

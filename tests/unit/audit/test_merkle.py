@@ -7,7 +7,7 @@ import hashlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.audit.merkle import (
+from services.audit.domain.merkle import (
     EMPTY_ROOT,
     MerkleFrontier,
     consistency_path,

@@ -7,7 +7,7 @@ import hmac
 import json
 from datetime import UTC, datetime
 
-from services.audit import ropa, sources
+from services.audit.domain import ropa, sources
 from shared.catalog import load_catalog
 from shared.events import ConsentChanged, MembershipChanged, SegmentDefinition
 

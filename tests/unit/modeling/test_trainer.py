@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from services.audit.database import make_engine
+from services.audit.adapters.sql_database import make_engine
+from services.audit.adapters.sql_ledger import SqlLedgerStore
 from services.audit.settings import AuditSettings
-from services.audit.store import SqlLedgerStore
 from services.segmenter.modeling.ledger import SqlAuditLedger
 from services.segmenter.modeling.store import FileModelStore, ModelExistsError
 from services.segmenter.modeling.synthetic import population

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +54,14 @@ class SealedRecord:
             "prev_hash": self.prev_hash,
             "hash": self.hash,
         }
+
+
+@dataclass
+class AppendResult:
+    """What one append did: the records it sealed, and how many items were already recorded."""
+
+    appended: list[SealedRecord] = field(default_factory=list)
+    duplicates: int = 0
 
 
 # json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False), with the

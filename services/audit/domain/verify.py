@@ -5,16 +5,21 @@ Streams the records in chunks, so memory stays flat however long the ledger is.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
-from services.audit.ledger import GENESIS, ChainCheck, Row
-from services.audit.merkle import MerkleFrontier
-from services.audit.side_stores import Checkpoint
-from services.audit.signing import Ed25519Verifier, checkpoint_text, head_text
-from services.audit.store import SqlLedgerStore
+from services.audit.domain.checkpoints import Checkpoint, Verifier, checkpoint_text, head_text
+from services.audit.domain.ledger import GENESIS, ChainCheck, Row
+from services.audit.domain.merkle import MerkleFrontier
 
 Progress = Callable[[int], None]
+
+
+class LedgerRows(Protocol):
+    def rows(self) -> Iterator[list[Row]]:
+        """The stored records from seq 0 in seq order, in chunks."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,7 @@ class _CheckpointCheck:
     intact; with `merkle`, each root is also recomputed from the records (RFC 9162).
     """
 
-    def __init__(self, checkpoints: list[Checkpoint], signer: Ed25519Verifier | None, merkle: bool) -> None:
+    def __init__(self, checkpoints: list[Checkpoint], signer: Verifier | None, merkle: bool) -> None:
         self.pending = sorted(checkpoints, key=lambda c: c.tree_size)
         self.signer = signer
         self.frontier = MerkleFrontier() if merkle else None
@@ -80,9 +85,9 @@ class _CheckpointCheck:
 
 
 def verify_ledger(
-    ledger: SqlLedgerStore,
+    ledger: LedgerRows,
     checkpoints: list[Checkpoint],
-    signer: Ed25519Verifier | None,
+    signer: Verifier | None,
     progress: Progress | None = None,
     merkle: bool = False,
 ) -> VerifyReport:

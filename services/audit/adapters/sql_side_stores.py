@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import Engine, insert, select, update
 
-from services.audit.database import writer_connection
-from services.audit.tables import checkpoints, publication
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """A signed tree head (contract: `GET /v1/audit/checkpoint`)."""
-
-    tree_size: int
-    root: str
-    timestamp: str
-    signature: str
-    head: str
-    head_signature: str
+from services.audit.adapters.sql_database import writer_connection
+from services.audit.adapters.sql_tables import checkpoints, publication
+from services.audit.domain.checkpoints import Checkpoint
 
 
 class SqlCheckpointStore:

@@ -9,7 +9,7 @@ import csv
 import io
 from typing import Any
 
-from services.audit.sources import KnownDefinition
+from services.audit.domain.sources import KnownDefinition
 from shared.catalog import PurposeCatalog
 
 DATA_SUBJECTS = "customers of the controller"

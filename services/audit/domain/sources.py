@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from services.audit.ledger import LedgerEntry
+from services.audit.domain.ledger import LedgerEntry
 from shared.events import ConsentChanged, ErasureRequested, MembershipChanged, Message, SegmentDefinition
 from shared.pseudonym import pseudonymize
 
@@ -52,6 +52,10 @@ class KnownDefinition:
     event_id: str
     payload: dict[str, Any]
     deleted: bool
+
+
+# What the ledger is asked to append: a ready entry, or a definition change still to resolve.
+SourceItem = LedgerEntry | DefinitionChange
 
 
 def resolve_definition(

@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from services.audit.batch import AppendBatch, AppendResult, SourceItem, known_definition, read_head
-from services.audit.database import lock_ledger, writer_connection
-from services.audit.ledger import Row, SealedRecord, format_at
-from services.audit.sources import KnownDefinition
-from services.audit.tables import definitions, records
+from services.audit.adapters.sql_append import AppendBatch, known_definition, read_head
+from services.audit.adapters.sql_database import lock_ledger, writer_connection
+from services.audit.adapters.sql_tables import definitions, records
+from services.audit.domain.ledger import AppendResult, Row, SealedRecord, format_at
+from services.audit.domain.sources import KnownDefinition, SourceItem
 from shared.events import utcnow
 
 _COLUMNS = (

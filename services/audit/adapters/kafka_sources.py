@@ -15,15 +15,16 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.audit import sources
-from services.audit.batch import AppendResult, SourceItem
+from services.audit.adapters.sql_ledger import SqlLedgerStore
+from services.audit.domain import sources
+from services.audit.domain.ledger import AppendResult
+from services.audit.domain.sources import SourceItem
 from services.audit.metrics import DUPLICATES_SKIPPED, LEDGER_LENGTH, RECORDS_APPENDED
 from services.audit.settings import AuditSettings
-from services.audit.store import SqlLedgerStore
 from shared import events, topics
 from shared.deadletter import DeadLetters, decode_or_dead_letter, send_dead_letter
 from shared.failpoints import failpoint
-from shared.kafka import clamp_lag, make_consumer, start_client, topic_names
+from shared.kafka import clamp_lag, topic_names
 from shared.metrics import CONSUMER_LAG, MESSAGES_CONSUMED
 from shared.supervise import STEP_RETRIES, TRANSIENT, describe_failure, retry
 
@@ -53,30 +54,26 @@ class KafkaSourceConsumer:
             return "consumer: waiting for its partitions"
         return None if self.caught_up else "consumer: catching up with the source topics"
 
-    async def run(self, dead_letters: DeadLetters) -> None:
-        group, topic_list = self.settings.consumer_group, sorted(self.specs)
-        self.consumer = await start_client(
-            lambda: make_consumer(self.settings, *topic_list, group_id=group, client_id="segwarden-audit"),
-            "audit consumer",
-        )
+    def topics(self) -> list[str]:
+        """The (prefixed) source topics the consumer passed to `run` must subscribe to."""
+        return sorted(self.specs)
+
+    async def run(self, consumer: AIOKafkaConsumer, dead_letters: DeadLetters) -> None:
+        """Append what `consumer` (started, subscribed to `topics()`) delivers; its creator stops it."""
+        self.consumer = consumer
         uncommitted = False
-        try:
-            while True:
-                batches = await self.consumer.getmany(
-                    timeout_ms=500, max_records=self.settings.audit_batch_size
-                )
-                records = [record for part in batches.values() for record in part]
-                if records:
-                    await self._ingest(dead_letters, records)
-                    failpoint("audit.mid_batch")  # appended, offsets not yet committed
-                if records or uncommitted:
-                    uncommitted = not await self._commit()
-                # Caught up once a poll found nothing new or no partition lags (latched).
-                lagging = await self._report_lag()
-                assigned = bool(self.consumer.assignment())
-                self.caught_up = self.caught_up or (assigned and (not records or not lagging))
-        finally:
-            await self.consumer.stop()
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=self.settings.audit_batch_size)
+            records = [record for part in batches.values() for record in part]
+            if records:
+                await self._ingest(dead_letters, records)
+                failpoint("audit.mid_batch")  # appended, offsets not yet committed
+            if records or uncommitted:
+                uncommitted = not await self._commit()
+            # Caught up once a poll found nothing new or no partition lags (latched).
+            lagging = await self._report_lag()
+            assigned = bool(consumer.assignment())
+            self.caught_up = self.caught_up or (assigned and (not records or not lagging))
 
     async def _ingest(self, dead_letters: DeadLetters, records: list[ConsumerRecord]) -> None:
         items = [item for record in records if (item := await self._decode(dead_letters, record)) is not None]

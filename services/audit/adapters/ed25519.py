@@ -15,16 +15,6 @@ from shared.secrets import read_or_create_secret
 KEY_FILE = "audit-signing-key"
 
 
-def checkpoint_text(tree_size: int, root: str, timestamp: str) -> bytes:
-    """The exact bytes a checkpoint signature covers (contract: Audit service)."""
-    return f"segwarden-audit\n{tree_size}\n{root}\n{timestamp}\n".encode()
-
-
-def head_text(tree_size: int, head: str) -> bytes:
-    """The bytes a checkpoint's head signature covers: the hash of record tree_size - 1."""
-    return f"segwarden-audit-head\n{tree_size}\n{head}\n".encode()
-
-
 class Ed25519Verifier:
     """Checks checkpoint signatures with the ledger's public key (base64 of the raw 32 bytes)."""
 

@@ -14,8 +14,8 @@ from contextlib import suppress
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from services.audit.side_stores import SqlPublicationMark
-from services.audit.store import SqlLedgerStore
+from services.audit.adapters.sql_ledger import SqlLedgerStore
+from services.audit.adapters.sql_side_stores import SqlPublicationMark
 from shared.metrics import MESSAGES_PUBLISHED
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 
-from services.audit.tables import APPEND_ONLY, metadata, postgresql_guards, sqlite_guards
+from services.audit.adapters.sql_tables import APPEND_ONLY, metadata, postgresql_guards, sqlite_guards
 from shared.database import driver_url
 
 # A PostgreSQL advisory lock id for "the writer of this ledger".

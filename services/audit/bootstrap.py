@@ -1,4 +1,4 @@
-"""`AuditRuntime`: the service's composition root — builds every adapter from settings and runs them."""
+"""`AuditRuntime`: the composition root, the only place that creates clients; builds and runs the adapters."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import logging
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
-from services.audit.checkpointer import Checkpointer
-from services.audit.consumer import KafkaSourceConsumer
-from services.audit.database import create_schema, make_engine
-from services.audit.relay import KafkaAuditRelay
+from services.audit.adapters.ed25519 import Ed25519Signer
+from services.audit.adapters.kafka_relay import KafkaAuditRelay
+from services.audit.adapters.kafka_sources import KafkaSourceConsumer
+from services.audit.adapters.sql_database import create_schema, make_engine
+from services.audit.adapters.sql_ledger import SqlLedgerStore
+from services.audit.adapters.sql_side_stores import SqlCheckpointStore, SqlPublicationMark
+from services.audit.handlers import Checkpointer
 from services.audit.settings import AuditSettings
-from services.audit.side_stores import SqlCheckpointStore, SqlPublicationMark
-from services.audit.signing import Ed25519Signer
-from services.audit.store import SqlLedgerStore
 from shared import topics
 from shared.catalog import load_catalog
 from shared.deadletter import DeadLetters
@@ -80,7 +80,20 @@ class AuditRuntime:
             await probe.stop()
         self.supervisor.spawn("relay", lambda: self.relay.run(producer))
         dead_letters = DeadLetters(producer, self.pseudonym_key, self.settings.dead_letter_max_value_bytes)
-        self.supervisor.spawn("consumer", lambda: self.consumer.run(dead_letters))
+        self.supervisor.spawn("consumer", lambda: self._consume(dead_letters))
+
+    async def _consume(self, dead_letters: DeadLetters) -> None:
+        """One run of the source consumer on a new client (the supervisor restarts it with another)."""
+        group, client_id = self.settings.consumer_group, "segwarden-audit"
+        topic_list = self.consumer.topics()
+        consumer = await start_client(
+            lambda: make_consumer(self.settings, *topic_list, group_id=group, client_id=client_id),
+            "audit consumer",
+        )
+        try:
+            await self.consumer.run(consumer, dead_letters)
+        finally:
+            await consumer.stop()
 
     async def kafka_ready(self) -> str | None:
         if self.producer is None:

@@ -1,23 +1,38 @@
-"""`Checkpointer`: keeps the Merkle frontier in step with the ledger and signs new tree heads."""
+"""The audit service's use cases, over the ports they need (the adapters implement them).
+
+`Checkpointer` keeps the Merkle frontier in step with the ledger and signs new tree heads.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from typing import Protocol
 
-from services.audit.ledger import GENESIS, format_at
-from services.audit.merkle import MerkleFrontier
+from services.audit.domain.checkpoints import Checkpoint, Signer, checkpoint_text, head_text
+from services.audit.domain.ledger import GENESIS, format_at
+from services.audit.domain.merkle import MerkleFrontier
 from services.audit.metrics import LEDGER_LENGTH, checkpoint_signed
-from services.audit.side_stores import Checkpoint, SqlCheckpointStore
-from services.audit.signing import Ed25519Signer, checkpoint_text, head_text
-from services.audit.store import SqlLedgerStore
 from shared.events import utcnow
 
 log = logging.getLogger(__name__)
 
 
+class LedgerLeaves(Protocol):
+    def head(self) -> tuple[int, str]: ...
+
+    def leaf_hashes(self, start: int, stop: int) -> Iterator[list[bytes]]: ...
+
+
+class CheckpointStore(Protocol):
+    def add(self, checkpoint: Checkpoint) -> None: ...
+
+    def latest(self) -> Checkpoint | None: ...
+
+
 class Checkpointer:
-    def __init__(self, ledger: SqlLedgerStore, store: SqlCheckpointStore, signer: Ed25519Signer) -> None:
+    def __init__(self, ledger: LedgerLeaves, store: CheckpointStore, signer: Signer) -> None:
         self.ledger, self.store, self.signer = ledger, store, signer
         self.frontier = MerkleFrontier()
         self.head = GENESIS

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 
-from services.audit.ledger import GENESIS, LedgerEntry, SealedRecord, seal
-from services.audit.sources import DefinitionChange, KnownDefinition, resolve_definition
-from services.audit.tables import definitions, records
-
-SourceItem = LedgerEntry | DefinitionChange
-
-
-@dataclass
-class AppendResult:
-    appended: list[SealedRecord] = field(default_factory=list)
-    duplicates: int = 0
+from services.audit.adapters.sql_tables import definitions, records
+from services.audit.domain.ledger import GENESIS, AppendResult, LedgerEntry, seal
+from services.audit.domain.sources import DefinitionChange, KnownDefinition, SourceItem, resolve_definition
 
 
 class AppendBatch:
