@@ -9,7 +9,7 @@ form: a record whose handler fails for good goes to its dead-letter topic and th
 
 Logged reasons name the exception type and where it was raised, never its message: a message
 may hold a customer id or a record value (STYLE.md 9). Metric labels are the task and step
-names, constants in the code.
+names, constants in the code (a segment's job adds the segment id, an operator's name).
 """
 
 from __future__ import annotations
@@ -194,6 +194,15 @@ class Supervisor:
     async def check(self) -> str | None:
         """`not_ready` in the shape `shared.http.Readiness.add` takes."""
         return self.not_ready()
+
+    async def cancel(self, name: str) -> None:
+        """Stop the task `name` if it runs and wait until it has ended; its failures are forgotten,
+        since the work it was doing no longer needs doing (a job superseded by a newer one)."""
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self._health.pop(name, None)
 
     async def stop(self) -> None:
         """Cancel every task and wait until each has ended."""

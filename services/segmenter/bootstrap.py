@@ -95,7 +95,9 @@ class Runtime:
         # Model segments evaluated before their models are loaded would evict everyone.
         await supervisor.retry("models", lambda: asyncio.to_thread(self.assigner.refresh))
         store = SqliteDefinitionStore(settings.ensure_data_dir() / "segments.db")
-        self.definitions = DefinitionService(self.registry, store, publisher, self._segment_changed)
+        self.definitions = DefinitionService(
+            self.registry, store, publisher, self._segment_changed, supervisor
+        )
         await supervisor.retry("consent state", self._load_consent)
         feed = DefinitionFeed(self._reader(SEGMENT_DEFINITIONS.base), self.definitions, dead_letters)
         supervisor.spawn("definition-feed", feed.run)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from services.segmenter.adapters.kafka_publisher import KafkaMembershipPublisher
 from services.segmenter.adapters.sqlite_definitions import SqliteDefinitionStore, StoredDefinition
 from services.segmenter.domain.segments import Segment, SegmentRegistry
 from services.segmenter.rules import RuleError
 from shared.events import SegmentDefinition
+from shared.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 SegmentJob = Callable[[Segment | None, str], Awaitable[None]]
@@ -23,14 +25,15 @@ class DefinitionService:
         store: SqliteDefinitionStore,
         publisher: KafkaMembershipPublisher,
         on_change: SegmentJob,
+        supervisor: Supervisor,
     ) -> None:
         self.registry = registry
         self.store = store
         self.publisher = publisher
         self.on_change = on_change  # re-evaluates a changed segment, or empties a deleted one
+        self.supervisor = supervisor
         self.versions: dict[str, int] = {}
         self.loaded = asyncio.Event()
-        self._jobs: set[asyncio.Task[None]] = set()
 
     async def load_store(self) -> list[StoredDefinition]:
         stored = await self.store.all()
@@ -68,7 +71,7 @@ class DefinitionService:
             self.versions[segment_id] = max(
                 self.versions.get(segment_id, 0), version or current.definition.version
             )
-            self._spawn(None, segment_id)
+            await self._start_job(None, segment_id)
             return
         if current is not None and current.definition.event_id == definition.event_id:
             return
@@ -84,20 +87,13 @@ class DefinitionService:
             return
         self.registry.put(segment)
         self.versions[segment_id] = max(self.versions.get(segment_id, 0), definition.version)
-        self._spawn(segment, segment_id)
+        await self._start_job(segment, segment_id)
 
-    def _spawn(self, segment: Segment | None, segment_id: str) -> None:
-        task = asyncio.create_task(self._run(segment, segment_id))
-        self._jobs.add(task)
-        task.add_done_callback(self._jobs.discard)
-
-    async def _run(self, segment: Segment | None, segment_id: str) -> None:
-        try:
-            await self.on_change(segment, segment_id)
-        except Exception:  # a failed re-evaluation is logged; the sweep and monitor catch up
-            log.exception("re-evaluating a segment failed", extra={"segment": segment_id})
-
-    async def idle(self) -> None:
-        """Wait for the re-evaluations in flight (tests and shutdown)."""
-        while self._jobs:
-            await asyncio.gather(*list(self._jobs), return_exceptions=True)
+    async def _start_job(self, segment: Segment | None, segment_id: str) -> None:
+        """The segment's job, supervised: a crash is logged, counted, on /readyz and retried from the
+        start (re-evaluating is idempotent); neither the sweep nor the compliance monitor would redo
+        it. A job still running for an older version (or for the segment before its deletion) is
+        stopped first: it would apply a definition that no longer holds."""
+        name = f"segment-change:{segment_id}"
+        await self.supervisor.cancel(name)
+        self.supervisor.spawn(name, partial(self.on_change, segment, segment_id))

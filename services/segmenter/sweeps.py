@@ -24,6 +24,7 @@ from services.segmenter.metrics import (
     SEGMENT_SIZE,
     SWEEPS,
 )
+from shared.failpoints import failpoint
 from shared.pseudonym import pseudonymize
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class Sweeper:
         segments = [s for s in (self.registry.get(i) for i in segment_ids) if s is not None]
         for partition in self.owned():
             async for chunk in self.snapshots(partition):
+                failpoint("segmenter.reevaluate_mid_batch")  # read, not yet applied
                 await self._reconcile(chunk, segments, ON_DEFINITION)
 
     async def _empty(self, segment_ids: set[str]) -> None:

@@ -1,7 +1,8 @@
 """A real segmenter killed (or failing) at each step of the event path converges on redelivery:
 member sets, the API and the last announced action per customer and segment agree with the rule,
-features count each event once, and no outbox is left behind. Sweeps are slowed down so that
-they cannot mask a missing repair."""
+features count each event once, and no outbox is left behind. A segment's re-evaluation job that
+fails is counted, shown on /readyz and retried; deleting the segment stops it. Sweeps are slowed
+down so that they cannot mask a missing repair."""
 
 from __future__ import annotations
 
@@ -88,3 +89,65 @@ async def test_an_error_at_every_step_is_retried_to_convergence(
     await assert_converged(service, inputs, outputs, redis_view)
     log = service.log_path.read_text()
     assert log.count("InjectedFaultError") >= len(STEPS)  # every fault was injected (and retried)
+
+
+def failing_tasks(service: ServiceProcess) -> str:
+    """The `tasks` reason of /readyz ("" while ready)."""
+    body = httpx.get(f"{service.url}/readyz", timeout=5).json()
+    return str(body.get("reasons", {}).get("tasks", ""))
+
+
+async def start_for_segment_jobs(start_service: Any, failpoints: str) -> ServiceProcess:
+    """A segmenter whose start-up re-evaluation has ended before any customer is known, so every
+    hit of `reevaluate_mid_batch` is the test's segment job."""
+    service = start_service("segmenter", FAILPOINTS=failpoints, **SLOW).wait_ready()
+    ended = 'segwarden_task_running{task="reevaluate"} 0.0'
+    await wait_until(lambda: ended in httpx.get(f"{service.url}/metrics").text, what="start-up re-evaluation")
+    return service
+
+
+async def test_a_reevaluation_that_raises_is_counted_shown_and_retried_to_membership(
+    start_service: Any, kafka_io: Any, redis_view: RedisView
+) -> None:
+    inputs, outputs = kafka_io
+    # The job of a new segment fails three times on its first chunk, before applying anything.
+    service = await start_for_segment_jobs(start_service, "segmenter.reevaluate_mid_batch=raise@1x3")
+    await inputs.event("c-1", "click")
+    await inputs.event("c-2", "click")
+    known = ("c-1", "c-2")
+    await wait_until(lambda: all(redis_view.features(c).get("events") == "1" for c in known), what="events")
+    with httpx.Client(base_url=service.url, headers=ADMIN) as api:
+        put_segment(api, "clickers", "event_count >= 1")  # defined after the events: only its job adds them
+
+    reason = await wait_until(
+        lambda: r if "segment-change:clickers: failed" in (r := failing_tasks(service)) else None,
+        what="/readyz naming the failing job",
+    )
+    assert "InjectedFaultError at failpoints.py" in reason
+    await wait_until(
+        lambda: (
+            redis_view.members("clickers") == set(known)
+            and api_members(service, "clickers") == set(known)
+            and all(last_actions(outputs).get((c, "clickers")) == "joined" for c in known)
+        ),
+        what="the retried job to add both customers",
+    )
+    metrics = httpx.get(f"{service.url}/metrics", timeout=5).text
+    assert 'segwarden_task_failures_total{task="segment-change:clickers"} 3.0' in metrics
+    await wait_until(lambda: failing_tasks(service) == "", what="/readyz clear again")
+
+
+async def test_deleting_a_segment_stops_its_failing_job(
+    start_service: Any, kafka_io: Any, redis_view: RedisView
+) -> None:
+    inputs, _ = kafka_io
+    service = await start_for_segment_jobs(start_service, "segmenter.reevaluate_mid_batch=raise@1x1000")
+    await inputs.event("c-1", "click")
+    await wait_until(lambda: redis_view.features("c-1").get("events") == "1", what="the event")
+    with httpx.Client(base_url=service.url, headers=ADMIN) as api:
+        put_segment(api, "doomed", "event_count >= 1")
+        await wait_until(lambda: "segment-change:doomed: failed" in failing_tasks(service), what="failing")
+        assert api.delete("/v1/segments/doomed").status_code == 200
+    # The deletion's job replaced the failing one: nothing is failing any more.
+    await wait_until(lambda: httpx.get(f"{service.url}/readyz").status_code == 200, what="ready again")
+    assert "doomed" not in failing_tasks(service) and redis_view.members("doomed") == set()

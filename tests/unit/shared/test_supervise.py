@@ -122,6 +122,23 @@ async def test_a_task_that_keeps_failing_stays_not_ready() -> None:
     assert TASK_RUNNING.labels("broken")._value.get() == 0
 
 
+async def test_a_cancelled_task_ends_and_its_failures_are_forgotten() -> None:
+    clock = Clock()
+    supervisor = Supervisor(Backoff(initial=1.0, cap=1.0), stable_after=5.0, sleep=clock.sleep, clock=clock)
+
+    async def broken() -> None:
+        raise ValueError("never works")
+
+    task = supervisor.spawn("superseded", broken)
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert "superseded: failed" in (supervisor.not_ready() or "")
+    await supervisor.cancel("superseded")
+    assert task.done() and supervisor.not_ready() is None
+    supervisor.spawn("superseded", broken)  # the name is free for the job that replaces it
+    await supervisor.stop()
+
+
 async def test_a_failure_after_a_stable_run_starts_the_backoff_over() -> None:
     clock = Clock()
     supervisor = Supervisor(Backoff(initial=1.0, cap=8.0), stable_after=5.0, sleep=clock.sleep, clock=clock)
