@@ -266,6 +266,27 @@ class ErasureRequested(Message):
     requested_at: AwareDatetime
 
 
+class ModelTrained(Message):
+    """`model.trainings` (key `model_id`): a segmentation model was trained and stored.
+
+    Published by `segwarden model train`; the audit service records it as `model_trained`
+    (subject null). Counts only: nothing in it names a customer.
+    """
+
+    event_id: EventId
+    model_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    purpose: PurposeId
+    algorithm: ShortText
+    clusters: Annotated[int, Field(ge=2)]
+    features: tuple[Annotated[str, StringConstraints(max_length=64)], ...]
+    n_training: Annotated[int, Field(ge=0)]
+    n_without_consent: Annotated[int, Field(ge=0)]
+    cluster_sizes: tuple[Annotated[int, Field(ge=0)], ...]
+    silhouette: float | None
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    trained_at: AwareDatetime
+
+
 class AuditRecord(Message):
     """`audit.log`: one ledger record, hash-chained to the one before it."""
 

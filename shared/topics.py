@@ -122,6 +122,15 @@ ERASURE_REQUESTS = TopicSpec(
     "Erasure requests from the consent service; every service forgets the customer.",
     retention="erasure",
 )
+MODEL_TRAININGS = TopicSpec(
+    "model.trainings",
+    events.ModelTrained,
+    "model_id",
+    "One record per model `segwarden model train` stored (counts, no customer); the audit service "
+    "records each in the ledger.",
+    customer_keyed=False,
+    retention="change",
+)
 AUDIT_LOG = TopicSpec(
     "audit.log",
     events.AuditRecord,
@@ -140,6 +149,7 @@ ALL: tuple[TopicSpec, ...] = (
     SEGMENT_MEMBERSHIP,
     SEGMENT_MEMBERSHIP_STATE,
     ERASURE_REQUESTS,
+    MODEL_TRAININGS,
     AUDIT_LOG,
 )
 # Inputs that may carry records which fail to parse get a dead-letter topic each.
@@ -151,6 +161,7 @@ WITH_DEAD_LETTERS: tuple[TopicSpec, ...] = (
     SEGMENT_DEFINITIONS,
     SEGMENT_MEMBERSHIP,
     ERASURE_REQUESTS,
+    MODEL_TRAININGS,
 )
 DLQ_SUFFIX = ".dlq"
 

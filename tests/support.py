@@ -14,8 +14,10 @@ from typing import Any
 
 import httpx
 import redis
+from kafka import KafkaConsumer
 
 from shared.embedded import free_port, redis_answers
+from shared.events import ModelTrained
 
 PORT_VARIABLES = {"consent": "CONSENT_PORT", "segmenter": "SEGMENTER_PORT", "audit": "AUDIT_PORT"}
 
@@ -153,3 +155,30 @@ class OwnRedis:
     def flushdb(self) -> None:
         with self.client() as client:
             client.flushdb()
+
+
+class RecordedTrainings:
+    """An in-memory `TrainingLedger`: the trainings handed to it, in order (the topic's adapter is
+    tested with the broker in tests/integration/modeling/test_model_cli.py)."""
+
+    def __init__(self) -> None:
+        self.trainings: list[ModelTrained] = []
+
+    async def record(self, training: ModelTrained) -> None:
+        self.trainings.append(training)
+
+
+def read_topic(bootstrap: str, topic: str, count: int) -> list[bytes]:
+    """At least `count` values of `topic` from its beginning (kafka-python, no group)."""
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=2000
+    )
+    try:
+        values: list[bytes] = []
+        wait_for(
+            lambda: values.extend(m.value for m in consumer) or len(values) >= count,
+            what=f"{count} on {topic}",
+        )
+        return values
+    finally:
+        consumer.close()

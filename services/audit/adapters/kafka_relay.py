@@ -19,7 +19,7 @@ from services.audit.adapters.sql_side_stores import SqlPublicationMark
 from shared.metrics import MESSAGES_PUBLISHED
 
 log = logging.getLogger(__name__)
-# Appends by other processes (e.g. the model trainer) are picked up within this many seconds.
+# Appends by another process on the same database are picked up within this many seconds.
 _POLL_SECONDS = 1.0
 
 

@@ -1,4 +1,4 @@
-"""`KafkaSourceConsumer`: reads the four source topics and appends one record per source event.
+"""`KafkaSourceConsumer`: reads the five source topics and appends one record per source event.
 
 Exactly once however often a record is delivered: the ledger skips event ids it holds, in the
 same transaction as the append, and offsets are committed only after that transaction.
@@ -31,10 +31,11 @@ from shared.supervise import STEP_RETRIES, TRANSIENT, describe_failure, retry
 log = logging.getLogger(__name__)
 
 # Source topic -> (its model, how a decoded event becomes a ledger entry under the pseudonym key).
-_CUSTOMER_SOURCES: dict[topics.TopicSpec, tuple[type[Any], Callable[[bytes, Any], SourceItem]]] = {
+_EVENT_SOURCES: dict[topics.TopicSpec, tuple[type[Any], Callable[[bytes, Any], SourceItem]]] = {
     topics.CONSENT_CHANGES: (events.ConsentChanged, sources.consent_change),
     topics.SEGMENT_MEMBERSHIP: (events.MembershipChanged, sources.membership_change),
     topics.ERASURE_REQUESTS: (events.ErasureRequested, sources.erasure_request),
+    topics.MODEL_TRAININGS: (events.ModelTrained, sources.model_trained),
 }
 
 
@@ -44,7 +45,7 @@ class KafkaSourceConsumer:
     ) -> None:
         self.settings, self.ledger, self.key, self.on_appended = settings, ledger, key, on_appended
         names = topic_names(settings)
-        self.specs = {names.name(spec): spec for spec in (*_CUSTOMER_SOURCES, topics.SEGMENT_DEFINITIONS)}
+        self.specs = {names.name(spec): spec for spec in (*_EVENT_SOURCES, topics.SEGMENT_DEFINITIONS)}
         self.consumer: AIOKafkaConsumer | None = None
         self.caught_up = False
 
@@ -114,7 +115,7 @@ class KafkaSourceConsumer:
         spec = self.specs[record.topic]
         if spec is topics.SEGMENT_DEFINITIONS:
             return await self._decode_definition(dead_letters, record)
-        model, to_item = _CUSTOMER_SOURCES[spec]
+        model, to_item = _EVENT_SOURCES[spec]
         event = await decode_or_dead_letter(dead_letters, record, model)
         return None if event is None else to_item(self.key, event)
 

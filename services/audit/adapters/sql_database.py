@@ -47,7 +47,7 @@ def writer_connection(engine: Engine) -> Connection:
 
 
 def lock_ledger(connection: Connection) -> None:
-    """Serialize writers (the service and, e.g., the model trainer) for this transaction."""
+    """Serialize writers (every audit process on this database) for this transaction."""
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LEDGER_LOCK})
 

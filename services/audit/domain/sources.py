@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.audit.domain.ledger import LedgerEntry
-from shared.events import ConsentChanged, ErasureRequested, MembershipChanged, Message, SegmentDefinition
+from shared.events import (
+    ConsentChanged,
+    ErasureRequested,
+    MembershipChanged,
+    Message,
+    ModelTrained,
+    SegmentDefinition,
+)
 from shared.pseudonym import pseudonymize
 
 # Fields that identify a person directly; they never enter a payload.
@@ -34,6 +41,11 @@ def membership_change(key: bytes, event: MembershipChanged) -> LedgerEntry:
 def erasure_request(key: bytes, event: ErasureRequested) -> LedgerEntry:
     subject = pseudonymize(key, event.customer_id)
     return LedgerEntry("erasure_request", subject, event.event_id, _payload(event))
+
+
+def model_trained(_key: bytes, event: ModelTrained) -> LedgerEntry:
+    """A training names no customer, so the record has no subject (the key is unused)."""
+    return LedgerEntry("model_trained", None, event.event_id, _payload(event))
 
 
 @dataclass(frozen=True)

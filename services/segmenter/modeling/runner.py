@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
+from aiokafka.errors import KafkaError
+from kafka.errors import KafkaError as KafkaAdminError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -16,15 +19,16 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from services.audit.settings import AuditSettings
+from services.segmenter.adapters.kafka_trainings import KafkaTrainingPublisher
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore
-from services.segmenter.modeling.ledger import SqlAuditLedger
 from services.segmenter.modeling.sources import RedisTrainingSource
 from services.segmenter.modeling.store import model_store
-from services.segmenter.modeling.trainer import TrainingRun, train_model
+from services.segmenter.modeling.trainer import LedgerError, TrainingRun, train_model
 from services.segmenter.modeling.training import TrainedModel, TrainingSpec
 from services.segmenter.settings import SegmenterSettings
+from shared import topics
+from shared.kafka import ensure_topics, make_producer, topic_names
 
 COLUMNS = (
     SpinnerColumn(),
@@ -46,10 +50,28 @@ async def redis_source(settings: SegmenterSettings) -> AsyncIterator[RedisTraini
         await client.aclose()  # type: ignore[attr-defined]  # redis>=5; the stubs predate it
 
 
+@asynccontextmanager
+async def training_publisher(settings: SegmenterSettings) -> AsyncIterator[KafkaTrainingPublisher]:
+    """The broker, reached before any customer is read: a training nobody can audit is not run."""
+    topic = topic_names(settings).name(topics.MODEL_TRAININGS)
+    plans = [plan for plan in topic_names(settings).plan() if plan.name == topic]
+    producer = make_producer(settings, "segwarden-model-trainer")
+    try:
+        await asyncio.to_thread(ensure_topics, settings, plans)
+        await producer.start()
+    except (KafkaError, KafkaAdminError, OSError) as exc:
+        await producer.stop()
+        raise LedgerError(f"the broker at {settings.bootstrap_servers} did not answer: {exc!r}") from exc
+    try:
+        yield KafkaTrainingPublisher(producer, topic)
+    finally:
+        await producer.stop()
+
+
 async def run_training(settings: SegmenterSettings, spec: TrainingSpec, console: Console) -> TrainedModel:
     """Train `spec` on the consented customers in Redis, showing progress on `console`."""
-    run = TrainingRun(spec, model_store(settings), SqlAuditLedger(AuditSettings()))
-    async with redis_source(settings) as source:
+    async with training_publisher(settings) as ledger, redis_source(settings) as source:
+        run = TrainingRun(spec, model_store(settings), ledger)
         with Progress(*COLUMNS, console=console) as progress:
             scan = progress.add_task(
                 "reading customers with profiling consent", total=await source.population()

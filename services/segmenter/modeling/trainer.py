@@ -10,7 +10,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from services.segmenter.modeling.features import FEATURES, feature_vector
 from services.segmenter.modeling.report import render_report
 from services.segmenter.modeling.store import FileModelStore, ModelExistsError
 from services.segmenter.modeling.training import Progress, TrainedModel, TrainingSpec, train
+from shared.events import ModelTrained
 
 logger = logging.getLogger(__name__)
 PURPOSE = "profiling"
@@ -36,11 +37,13 @@ class TrainingSource(Protocol):
 
 
 class TrainingLedger(Protocol):
-    def record(self, kind: str, event_id: str, payload: dict[str, Any]) -> None: ...
+    async def record(self, training: ModelTrained) -> None:
+        """Hand the training to the audit ledger; raises when it was not accepted."""
+        ...
 
 
 class LedgerError(RuntimeError):
-    """The training could not be recorded in the audit ledger, so its model was not kept."""
+    """The training could not be handed to the audit ledger, so its model was not kept."""
 
 
 @dataclass
@@ -75,27 +78,29 @@ async def train_model(source: TrainingSource, run: TrainingRun) -> TrainedModel:
     run.on_step("writing the model and its report")
     run.store.save(model.metadata, model.pipeline)
     run.store.save_report(model.metadata.id, render_report(model))
-    _record(run, model, source.without_consent)
+    await _record(run, model, source.without_consent)
     return model
 
 
-def _record(run: TrainingRun, model: TrainedModel, without_consent: int) -> None:
+async def _record(run: TrainingRun, model: TrainedModel, without_consent: int) -> None:
     meta = model.metadata
     _, checksum = run.store.metadata_and_checksum(meta.id)
-    payload = {
-        "model_id": meta.id,
-        "purpose": meta.purpose,
-        "algorithm": meta.algorithm,
-        "clusters": meta.clusters,
-        "features": meta.features,
-        "n_training": meta.n_training,
-        "n_without_consent": without_consent,
-        "cluster_sizes": meta.cluster_sizes,
-        "silhouette": meta.silhouette,
-        "sha256": checksum,
-    }
+    training = ModelTrained(
+        event_id=f"model_trained:{meta.id}:{uuid.uuid4().hex}",
+        model_id=meta.id,
+        purpose=meta.purpose,
+        algorithm=meta.algorithm,
+        clusters=meta.clusters,
+        features=tuple(meta.features),
+        n_training=meta.n_training,
+        n_without_consent=without_consent,
+        cluster_sizes=tuple(meta.cluster_sizes),
+        silhouette=meta.silhouette,
+        sha256=checksum,
+        trained_at=meta.created_at,
+    )
     try:
-        run.ledger.record("model_trained", f"model_trained:{meta.id}:{uuid.uuid4().hex}", payload)
+        await run.ledger.record(training)
     except Exception as exc:
         run.store.remove(meta.id)  # an unaudited model must not be used
-        raise LedgerError(f"model {meta.id!r} not kept: the audit ledger refused the record: {exc}") from exc
+        raise LedgerError(f"model {meta.id!r} not kept: its audit record was not accepted: {exc}") from exc

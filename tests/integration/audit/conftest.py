@@ -14,6 +14,7 @@ from shared.events import (
     ConsentChanged,
     ErasureRequested,
     MembershipChanged,
+    ModelTrained,
     SegmentDefinition,
     new_event_id,
 )
@@ -66,6 +67,23 @@ def definition(segment: str, purposes: tuple[str, ...] = ("marketing_email",)) -
     )
 
 
+def training(model_id: str = "rfm") -> ModelTrained:
+    return ModelTrained(
+        event_id=f"model_trained:{model_id}:{new_event_id()}",
+        model_id=model_id,
+        purpose="profiling",
+        algorithm="kmeans",
+        clusters=2,
+        features=("recency_days", "frequency"),
+        n_training=40,
+        n_without_consent=10,
+        cluster_sizes=(25, 15),
+        silhouette=0.5,
+        sha256="ab" * 32,
+        trained_at=NOW,
+    )
+
+
 class Sources:
     """Produces source records to one test's topics (kafka-python, acks from the broker)."""
 
@@ -82,9 +100,12 @@ class Sources:
             MembershipChanged: topics.SEGMENT_MEMBERSHIP,
             ErasureRequested: topics.ERASURE_REQUESTS,
             SegmentDefinition: topics.SEGMENT_DEFINITIONS,
+            ModelTrained: topics.MODEL_TRAININGS,
         }[type(event)]
-        key = event.segment_id if spec is topics.SEGMENT_DEFINITIONS else event.customer_id
-        self.send(spec, key, event.to_bytes())
+        key = {topics.SEGMENT_DEFINITIONS: "segment_id", topics.MODEL_TRAININGS: "model_id"}.get(
+            spec, "customer_id"
+        )
+        self.send(spec, getattr(event, key), event.to_bytes())
 
     def flush(self) -> None:
         self.producer.flush(30)

@@ -17,11 +17,9 @@ from services.audit.adapters.ed25519 import Ed25519Signer
 from services.audit.adapters.sql_database import create_schema, make_engine
 from services.audit.adapters.sql_ledger import SqlLedgerStore
 from services.audit.adapters.sql_side_stores import SqlCheckpointStore
-from services.audit.append import append_to_ledger
 from services.audit.domain.ledger import LedgerEntry
 from services.audit.domain.verify import VerifyReport, verify_ledger
 from services.audit.handlers import Checkpointer
-from services.audit.settings import AuditSettings
 from tests.unit.audit.rfc9162 import check_chain
 
 
@@ -128,17 +126,6 @@ def test_a_rewritten_suffix_is_caught_by_the_signed_checkpoints(
     report = verify(engine, signer, merkle)
     assert not report.ok and report.first_bad_seq == 6 and "checkpoint" in (report.reason or "")
     assert report.checkpoints_checked == 1
-
-
-def test_other_processes_append_through_the_same_lock(db_url: str, engine: Engine, tmp_path: Path) -> None:
-    settings = AuditSettings(data_dir=tmp_path, audit_db_url=db_url)
-    fill(engine, 3)
-    made = append_to_ledger(settings, "model_trained", "model-1", {"clusters": 4}, customer_id=None)
-    assert made is not None and made.seq == 3 and made.kind == "model_trained"
-    assert append_to_ledger(settings, "model_trained", "model-1", {"clusters": 4}) is None
-    with pytest.raises(ValueError, match="customer_id"):
-        append_to_ledger(settings, "model_trained", "model-2", {"customer_id": "c-1"})
-    assert verify(engine, Ed25519Signer.from_data_dir(tmp_path)).length == 4
 
 
 def test_the_cli_verifies_the_store_and_names_the_first_bad_seq(tmp_path: Path) -> None:

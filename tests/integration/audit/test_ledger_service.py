@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kafka import KafkaConsumer
 
 from shared import topics
 from shared.embedded import free_port
@@ -22,8 +21,9 @@ from tests.integration.audit.conftest import (
     definition,
     erasure,
     membership,
+    training,
 )
-from tests.support import wait_for
+from tests.support import read_topic, wait_for
 from tests.unit.audit.rfc9162 import check_chain, check_signature, mth, verify_consistency, verify_inclusion
 
 AUDITOR = bearer("auditor-token-01")
@@ -37,20 +37,6 @@ def database_env(request: pytest.FixtureRequest) -> dict[str, str]:
     return {"AUDIT_DB_URL": url.replace("postgresql+psycopg://", "postgresql://")}
 
 
-def read_topic(bootstrap: str, topic: str, count: int) -> list[bytes]:
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=2000
-    )
-    try:
-        values: list[bytes] = []
-        wait_for(
-            lambda: values.extend(m.value for m in consumer) or len(values) >= count,
-            what=f"{count} on {topic}",
-        )
-        return values
-    finally:
-        consumer.close()
-
 
 def test_records_every_source_event_once_verifiably(
     start_service, sources, database_env, kafka_bootstrap, topic_prefix, service_env
@@ -60,6 +46,7 @@ def test_records_every_source_event_once_verifiably(
     customers = [f"c-{i}" for i in range(5)]
     sent = [definition("eu-high-value"), definition("loyal-sms", ("marketing_sms",))]
     sent += [consent(c) for c in customers] + [membership(c) for c in customers] + [erasure(customers[0])]
+    sent += [training()]
     for event in sent + sent[3:6] + [sent[1]]:  # a few delivered twice, a definition republished
         sources.event(event)
     sources.send(topics.CONSENT_CHANGES, "c-0", b'{"not": "a consent change"}')
@@ -74,6 +61,8 @@ def test_records_every_source_event_once_verifiably(
     assert sorted(recorded) == sorted([e.event_id for e in sent] + [f"{sent[0].event_id}:deleted"])
     kinds = [r["kind"] for r in records]
     assert kinds.index("segment_defined") < kinds.index("segment_deleted")
+    (trained,) = [r for r in records if r["kind"] == "model_trained"]
+    assert trained["subject"] is None and trained["payload"]["n_without_consent"] == 10
     assert_records_of_processing(audit.url)
     check_chain(records)
     assert_pseudonymous(records, customers, Path(service_env["DATA_DIR"]), audit.url)

@@ -10,11 +10,9 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from sklearn.metrics import adjusted_rand_score
 
-from services.audit.settings import AuditSettings
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.domain.features import rule_features
 from services.segmenter.modeling.assign import ModelAssigner
-from services.segmenter.modeling.ledger import SqlAuditLedger
 from services.segmenter.modeling.sources import RedisTrainingSource
 from services.segmenter.modeling.store import FileModelStore
 from services.segmenter.modeling.synthetic import population
@@ -22,6 +20,7 @@ from services.segmenter.modeling.trainer import TrainingRun, train_model
 from services.segmenter.modeling.training import TrainingSpec
 from shared.events import ConsentChanged, CustomerEvent, new_event_id
 from tests.integration.modeling.conftest import event_plan
+from tests.support import RecordedTrainings
 
 
 def event(customer_id: str, kind: str, at: float, amount: float | None) -> CustomerEvent:
@@ -101,7 +100,7 @@ async def test_training_on_what_the_running_segmenter_stored(
     await stored_everything(customers, counts, time.monotonic() + 120)
     store = FileModelStore(tmp_path / "models", b"k" * 32)
     source = RedisTrainingSource(customers, 3)
-    run = TrainingRun(TrainingSpec("live", 3), store, SqlAuditLedger(AuditSettings(data_dir=tmp_path)))
+    run = TrainingRun(TrainingSpec("live", 3), store, RecordedTrainings())
     model = await train_model(source, run)
     assert model.metadata.n_training == len(groups) == 36 and source.without_consent == 12
     assigner = ModelAssigner(store)

@@ -12,16 +12,17 @@ from matplotlib import image
 from typer.testing import CliRunner
 
 from segwarden.cli import app
-from services.audit.adapters.sql_database import make_engine
-from services.audit.adapters.sql_ledger import SqlLedgerStore
-from services.audit.settings import AuditSettings
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.modeling.store import model_store
 from services.segmenter.modeling.synthetic import population
 from services.segmenter.modeling.training import TrainingSpec, feature_matrix, train
+from shared import topics
 from shared.embedded import free_port
+from shared.events import ModelTrained
 from shared.settings import ServiceSettings
+from shared.topics import TopicNames
 from tests.integration.modeling.conftest import PARTITIONS, seed
+from tests.support import read_topic
 
 
 def segwarden(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -35,22 +36,15 @@ def segwarden(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
     )
 
 
-def ledger_records(data_dir: Path) -> list[dict]:
-    engine = make_engine(AuditSettings(data_dir=data_dir).database_url())
-    try:
-        return [r.to_dict() for r in SqlLedgerStore(engine).find(None, "model_trained", -1, 10)]
-    finally:
-        engine.dispose()
-
-
-async def test_train_stores_a_verified_model_its_report_and_a_ledger_record(
-    customers: RedisCustomerStore, redis_url: str, topic_prefix: str, tmp_path: Path
+async def test_train_stores_a_verified_model_its_report_and_publishes_its_audit_record(
+    customers: RedisCustomerStore, redis_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     consenting = [(f"c-{i}", features, "granted") for i, (_, features) in enumerate(population(20, seed=9))]
     refusing = [(f"d-{i}", features, "denied") for i, (_, features) in enumerate(population(5, seed=8))]
     await seed(customers, consenting + refusing)
     data = tmp_path / "data"
     env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "REDIS_URL": redis_url,
         "TOPIC_PREFIX": topic_prefix,
         "TOPIC_PARTITIONS": str(PARTITIONS),
@@ -62,16 +56,22 @@ async def test_train_stores_a_verified_model_its_report_and_a_ledger_record(
     envelope = json.loads((data / "models" / "rfm-cli.json").read_text())
     assert envelope["metadata"]["n_training"] == 60 and envelope["metadata"]["clusters"] == 3
     assert image.imread(data / "models" / "rfm-cli.png").shape[:2] == (850, 1500)
-    (record,) = ledger_records(data)
-    assert record["subject"] is None and record["payload"]["model_id"] == "rfm-cli"
-    assert record["payload"]["n_training"] == 60 and record["payload"]["n_without_consent"] == 15
-    assert "c-" not in json.dumps(record)
+    # The audit service records what is on `model.trainings` (tests/integration/audit).
+    (value,) = read_topic(kafka_bootstrap, TopicNames(topic_prefix).name(topics.MODEL_TRAININGS), 1)
+    training = ModelTrained.model_validate_json(value)
+    assert training.model_id == "rfm-cli" and training.n_training == 60 and training.n_without_consent == 15
+    assert "c-" not in value.decode()
 
 
-def test_list_shows_verified_models_and_train_refuses_a_used_id_or_a_bad_count(
-    redis_url: str, topic_prefix: str, tmp_path: Path
+def test_list_shows_verified_models_and_train_refuses_a_used_id_a_bad_count_or_no_broker(
+    redis_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    env = {"REDIS_URL": redis_url, "TOPIC_PREFIX": topic_prefix, "DATA_DIR": str(tmp_path)}
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "REDIS_URL": redis_url,
+        "TOPIC_PREFIX": topic_prefix,
+        "DATA_DIR": str(tmp_path),
+    }
     people = population(20, seed=9)
     model = train(TrainingSpec("rfm-cli", 3), feature_matrix(f for _, f in people))
     model_store(ServiceSettings(data_dir=tmp_path)).save(model.metadata, model.pipeline)
@@ -89,3 +89,7 @@ def test_list_shows_verified_models_and_train_refuses_a_used_id_or_a_bad_count(
         and "Redis" in unreachable.stderr
         and "did not answer" in unreachable.stderr
     )
+    no_broker = {**env, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    unaudited = runner.invoke(app, ["model", "train", "--name", "rfm-3", "--clusters", "3"], env=no_broker)
+    assert unaudited.exit_code == 1 and "did not answer" in unaudited.stderr
+    assert not model_store(ServiceSettings(data_dir=tmp_path)).exists("rfm-3")

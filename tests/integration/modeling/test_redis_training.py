@@ -7,18 +7,17 @@ from pathlib import Path
 
 from sklearn.metrics import adjusted_rand_score
 
-from services.audit.settings import AuditSettings
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
 from services.segmenter.domain.features import rule_features
 from services.segmenter.modeling.assign import ModelAssigner
-from services.segmenter.modeling.ledger import SqlAuditLedger
 from services.segmenter.modeling.sources import RedisTrainingSource
 from services.segmenter.modeling.store import FileModelStore
 from services.segmenter.modeling.synthetic import GROUPS, population
 from services.segmenter.modeling.trainer import TrainingRun, train_model
 from services.segmenter.modeling.training import TrainingSpec
 from tests.integration.modeling.conftest import PARTITIONS, seed
+from tests.support import RecordedTrainings
 
 # The customers without profiling consent form a group of their own, far from the others: if
 # any of them reached training, a cluster (or a centre) would show it.
@@ -46,7 +45,7 @@ async def test_training_sees_exactly_the_consented_customers_and_finds_their_gro
     source = RedisTrainingSource(customers, PARTITIONS)
     assert await source.population() == len(people)
     store = FileModelStore(tmp_path / "models", b"k" * 32)
-    run = TrainingRun(TrainingSpec("rfm", None), store, SqlAuditLedger(AuditSettings(data_dir=tmp_path)))
+    run = TrainingRun(TrainingSpec("rfm", None), store, RecordedTrainings())
     model = await train_model(source, run)
     assert model.metadata.n_training == len(groups) == 90 and source.without_consent == 40
     assert model.metadata.clusters == len(GROUPS)

@@ -11,12 +11,10 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
-from services.audit.settings import AuditSettings
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.domain.features import rule_features
 from services.segmenter.modeling.assign import ModelAssigner
-from services.segmenter.modeling.ledger import SqlAuditLedger
 from services.segmenter.modeling.sources import RedisTrainingSource
 from services.segmenter.modeling.store import FileModelStore, model_store
 from services.segmenter.modeling.synthetic import population
@@ -25,6 +23,7 @@ from services.segmenter.modeling.training import TrainingSpec
 from services.segmenter.settings import SegmenterSettings
 from tests.integration.modeling.conftest import PARTITIONS, event_plan, seed
 from tests.integration.segmenter.conftest import ADMIN, Inputs, Outputs, RedisView, wait_until
+from tests.support import RecordedTrainings
 
 MODEL = "rfm-live"
 LOYAL = 0  # index of the "loyal" group in synthetic.GROUPS
@@ -42,7 +41,7 @@ async def train(
     people += [(f"u-{i}", features, "denied") for i, (_, features) in enumerate(population(4, seed=8))]
     await seed(customers, people)
     store = model_store(SegmenterSettings(data_dir=Path(service_env["DATA_DIR"])))
-    run = TrainingRun(TrainingSpec(MODEL, 3), store, SqlAuditLedger(AuditSettings(data_dir=tmp_path)))
+    run = TrainingRun(TrainingSpec(MODEL, 3), store, RecordedTrainings())
     model = await train_model(RedisTrainingSource(customers, PARTITIONS), run)
     assert model.metadata.n_training == 60
     await client.aclose()  # type: ignore[attr-defined]

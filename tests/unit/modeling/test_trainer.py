@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from services.audit.adapters.sql_database import make_engine
-from services.audit.adapters.sql_ledger import SqlLedgerStore
-from services.audit.settings import AuditSettings
-from services.segmenter.modeling.ledger import SqlAuditLedger
 from services.segmenter.modeling.store import FileModelStore, ModelExistsError
 from services.segmenter.modeling.synthetic import population
 from services.segmenter.modeling.trainer import LedgerError, TrainingRun, train_model
 from services.segmenter.modeling.training import TrainedModel, TrainingSpec
+from shared.events import ModelTrained
+from tests.support import RecordedTrainings
 
 
 class ListSource:
@@ -37,7 +34,7 @@ class ListSource:
 
 
 class RefusingLedger:
-    def record(self, kind: str, event_id: str, payload: dict[str, Any]) -> None:
+    async def record(self, training: ModelTrained) -> None:
         raise OSError("disk full")
 
 
@@ -45,26 +42,18 @@ def people() -> list[tuple[bool, Mapping[str, object]]]:
     return [(index % 4 != 0, features) for index, (_, features) in enumerate(population(40, seed=2))]
 
 
-def audit_records(settings: AuditSettings) -> list[dict[str, Any]]:
-    engine = make_engine(settings.database_url())
-    try:
-        return [r.to_dict() for r in SqlLedgerStore(engine).find(None, "model_trained", -1, 10)]
-    finally:
-        engine.dispose()
-
-
 async def test_a_training_is_stored_reported_and_audited_with_counts_only(tmp_path: Path) -> None:
-    store, settings = FileModelStore(tmp_path / "models", b"k" * 32), AuditSettings(data_dir=tmp_path)
+    store, ledger = FileModelStore(tmp_path / "models", b"k" * 32), RecordedTrainings()
     scanned: list[int] = []
-    run = TrainingRun(TrainingSpec("rfm", 3), store, SqlAuditLedger(settings), on_scanned=scanned.append)
+    run = TrainingRun(TrainingSpec("rfm", 3), store, ledger, on_scanned=scanned.append)
     model = await train_model(ListSource(people()), run)
     assert model.metadata.n_training == 90 and scanned[-1] == 120
     assert store.load("rfm").metadata == model.metadata
     assert store.report_path("rfm").read_bytes().startswith(b"\x89PNG")
-    (record,) = audit_records(settings)
-    assert record["subject"] is None
-    assert record["payload"]["n_training"] == 90 and record["payload"]["n_without_consent"] == 30
-    assert record["payload"]["sha256"] == store.metadata_and_checksum("rfm")[1]
+    (training,) = ledger.trainings
+    assert training.model_id == "rfm" and training.event_id.startswith("model_trained:rfm:")
+    assert training.n_training == 90 and training.n_without_consent == 30
+    assert training.sha256 == store.metadata_and_checksum("rfm")[1]
 
 
 async def test_a_model_the_ledger_refuses_is_not_kept(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ def test_every_contract_topic_is_registered() -> None:
         "segment.membership",
         "segment.membership.state",
         "erasure.requests",
+        "model.trainings",
         "audit.log",
     }
     assert {spec.base for spec in topics.ALL} == contract
