@@ -13,7 +13,7 @@ from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_membership import RedisMembershipReader
 from services.segmenter.api import customers, models, segments
 from services.segmenter.api.deps import ApiContext
-from services.segmenter.bootstrap import Runtime
+from services.segmenter.bootstrap import SegmenterRuntime
 from services.segmenter.settings import SegmenterSettings
 from shared.auth import load_tokens
 from shared.catalog import load_catalog
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: SegmenterSettings) -> FastAPI:
     readiness = Readiness()
     redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-    runtime = Runtime(settings, redis)
+    runtime = SegmenterRuntime(settings, redis)
     readiness.add("kafka", runtime.kafka_reason)
     readiness.add("redis", runtime.redis_reason)
     readiness.add("consent", runtime.consent_reason)

@@ -53,7 +53,7 @@ LAG_INTERVAL_S = 5.0
 MODEL_WATCH_INTERVAL_S = 2.0
 
 
-class Runtime:
+class SegmenterRuntime:
     def __init__(self, settings: SegmenterSettings, redis: aioredis.Redis) -> None:
         self.settings = settings
         self.redis = redis

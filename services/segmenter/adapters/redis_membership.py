@@ -38,6 +38,3 @@ class RedisMembershipReader:
                 pipe.hmget(self.keys.features(customer_id), [f"p:{a}" for a in attrs])
             rows = await pipe.execute()
         return [{a: json.loads(v) for a, v in zip(attrs, row, strict=True) if v is not None} for row in rows]
-
-    async def drop_segment(self, segment_id: str) -> None:
-        await self.client.delete(self.keys.members(segment_id))

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 
 from services.segmenter.adapters.redis_membership import RedisMembershipReader
-from services.segmenter.bootstrap import Runtime
+from services.segmenter.bootstrap import SegmenterRuntime
 from services.segmenter.definitions import DefinitionService
 from services.segmenter.settings import SegmenterSettings
 from shared.auth import Principal, require_scope
@@ -20,7 +20,7 @@ class ApiContext:
     """What the routes need, built once by the composition root."""
 
     settings: SegmenterSettings
-    runtime: Runtime
+    runtime: SegmenterRuntime
     membership: RedisMembershipReader
     catalog: PurposeCatalog
 

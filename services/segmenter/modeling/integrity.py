@@ -82,17 +82,6 @@ def verified_metadata(key: bytes, raw: bytes, model_id: str) -> tuple[ModelMetad
     return metadata, checksum
 
 
-def _parse(key: bytes, raw: bytes, model_id: str) -> tuple[Any, Any, Any, str]:
-    """(metadata fields, checksum, stored MAC, expected MAC) of an envelope; nothing trusted yet."""
-    try:
-        doc = json.loads(raw)
-        fields, checksum, mac = doc["metadata"], doc["sha256"], doc["hmac"]
-        return fields, checksum, mac, signature(key, fields, checksum)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelIntegrityError(
-            f"model {model_id!r}: metadata file is not a signed model envelope"
-        ) from exc
-
 
 def unpickle_verified(model_id: str, data: bytes, checksum: str) -> Pipeline:
     """The pipeline in `data`, only if its checksum is the signed one."""
