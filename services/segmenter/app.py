@@ -6,11 +6,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from services.segmenter.adapters.redis_keys import KeyLayout
-from services.segmenter.adapters.redis_membership import RedisMembershipReader
 from services.segmenter.api import customers, models, segments
 from services.segmenter.api.deps import ApiContext
 from services.segmenter.bootstrap import SegmenterRuntime
@@ -30,8 +27,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: SegmenterSettings) -> FastAPI:
     readiness = Readiness()
-    redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-    runtime = SegmenterRuntime(settings, redis)
+    runtime = SegmenterRuntime(settings)
     readiness.add("kafka", runtime.kafka_reason)
     readiness.add("redis", runtime.redis_reason)
     readiness.add("consent", runtime.consent_reason)
@@ -46,7 +42,6 @@ def create_app(settings: SegmenterSettings) -> FastAPI:
             yield
         finally:
             await runtime.stop()
-            await redis.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
 
     app = FastAPI(title="segwarden segmenter", version="0.1.0", lifespan=lifespan)
     app.state.tokens = load_tokens(settings)
@@ -54,7 +49,7 @@ def create_app(settings: SegmenterSettings) -> FastAPI:
     app.state.api = ApiContext(
         settings=settings,
         runtime=runtime,
-        membership=RedisMembershipReader(redis, KeyLayout(settings.redis_namespace)),
+        membership=runtime.membership_reader,
         catalog=load_catalog(settings.purposes_file),
     )
     install_request_guard(app, settings.max_body_bytes)

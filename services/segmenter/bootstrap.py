@@ -20,6 +20,7 @@ from services.segmenter.adapters.kafka_consent import KafkaConsentFollower
 from services.segmenter.adapters.kafka_publisher import KafkaMembershipPublisher
 from services.segmenter.adapters.redis_generation import RedisGenerationMarker
 from services.segmenter.adapters.redis_keys import KeyLayout
+from services.segmenter.adapters.redis_membership import RedisMembershipReader
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.adapters.sqlite_definitions import SqliteDefinitionStore
 from services.segmenter.consent_loader import load_consent_state
@@ -54,12 +55,15 @@ MODEL_WATCH_INTERVAL_S = 2.0
 
 
 class SegmenterRuntime:
-    def __init__(self, settings: SegmenterSettings, redis: aioredis.Redis) -> None:
+    def __init__(self, settings: SegmenterSettings) -> None:
         self.settings = settings
-        self.redis = redis
+        # A client connects on first use, so building it here does not wait for Redis.
+        self.redis = redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        keys = KeyLayout(settings.redis_namespace)
         self.registry = SegmentRegistry(SOURCE_FEATURES)
         self.assigner = ModelAssigner(model_store(settings))
-        self.store = RedisCustomerStore(redis, KeyLayout(settings.redis_namespace))
+        self.store = RedisCustomerStore(redis, keys)
+        self.membership_reader = RedisMembershipReader(redis, keys)
         self.producer: AIOKafkaProducer | None = None
         self.definitions: DefinitionService | None = None
         self.membership: MembershipService | None = None
@@ -210,6 +214,7 @@ class SegmenterRuntime:
             await self.consent.stop()
         if self.producer is not None:
             await self.producer.stop()
+        await self.redis.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
 
     async def kafka_reason(self) -> str | None:
         if self.producer is None:
