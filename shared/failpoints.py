@@ -36,6 +36,7 @@ NAMES = frozenset(
         "segmenter.reevaluate_mid_batch",
         "consent.after_commit",
         "consent.requests_mid_batch",
+        "consent.relay_publish",
         "audit.mid_batch",
         "audit.commit",
     }

@@ -55,7 +55,7 @@ class ConsentRuntime:
             self.outbox,
             self.lease,
             self.names,
-            # The service is built below (it wakes the relay); the relay reads states through it.
+            # The service is built below (it hands commits to the relay); the relay reads states through it.
             state_page=lambda after, limit: self.service.state_page(after, limit),
             ensure_topics=lambda: asyncio.to_thread(ensure_topics, settings),
             poll_interval=settings.consent_outbox_poll_interval,
@@ -64,7 +64,11 @@ class ConsentRuntime:
         policy = ConsentPolicy(load_catalog(settings.purposes_file))
         self.pseudonym_key = load_pseudonym_key(settings)
         self.service = ConsentService(
-            SqlConsentStore(self.engine), policy, self.pseudonym_key, self.relay.wake
+            SqlConsentStore(self.engine),
+            policy,
+            self.pseudonym_key,
+            self.relay,
+            settings.consent_publish_wait,
         )
         self.peers = HttpPeerExport(
             settings.segmenter_url,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 CHANGES = Counter(
     "segwarden_consent_changes_total",
@@ -16,6 +16,16 @@ OUTBOX_OLDEST_AGE = Gauge(
 )
 PUBLISH_ERRORS = Counter(
     "segwarden_consent_publish_errors_total", "Failed attempts of the outbox relay to publish a batch."
+)
+PUBLISH_WAIT_TIMEOUTS = Counter(
+    "segwarden_consent_publish_wait_timeouts_total",
+    "Requests answered before their change was published (CONSENT_PUBLISH_WAIT passed; the outbox"
+    " publishes it later).",
+)
+PUBLISH_WAIT_SECONDS = Histogram(
+    "segwarden_consent_publish_wait_seconds",
+    "From a request's commit to its change being on the broker, as the request waited for it.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 STATE_REPUBLISHED = Counter(
     "segwarden_consent_state_republished_total",

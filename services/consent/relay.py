@@ -17,6 +17,7 @@ from services.consent.db.lease import SqlRelayLease
 from services.consent.db.outbox import OutboxRow, SqlOutbox
 from shared import topics
 from shared.events import utcnow
+from shared.failpoints import failpoint
 from shared.metrics import MESSAGES_PUBLISHED
 from shared.topics import TopicNames
 
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 StatePage = Callable[[str, int], Awaitable[list[tuple[str, bytes]]]]
 EnsureTopics = Callable[[], Awaitable[object]]
 PRUNE_EVERY = timedelta(minutes=1)
+# How often a replica without the lease looks whether the leader published its rows.
+FOLLOW_POLL_SECONDS = 0.02
 # A store outage is retried the same way: the rows wait in the outbox either way.
 RETRYABLE = (KafkaError, AdminKafkaError, OSError, TimeoutError, SQLAlchemyError)
 
@@ -34,6 +37,11 @@ class KafkaOutboxRelay:
 
     At start, and after every failure (the broker may have restarted and forgotten its topics), it
     re-creates the topics, drains the outbox, then republishes every customer's consent.state.
+
+    It also tells the API when a commit is on the broker (`published`), so a PUT answers only once
+    its change can be read: every commit gets a ticket, and a drain that found the outbox empty
+    after the ticket was drawn has published it. A replica without the lease watches the outbox
+    for the rows the leader publishes for it.
     """
 
     def __init__(
@@ -57,10 +65,27 @@ class KafkaOutboxRelay:
         self.retention = retention
         self._wake = asyncio.Event()
         self._pruned_at = utcnow()
+        self._committed = 0  # tickets drawn: commits of this process
+        self._published_through = 0  # every commit up to this ticket is on the broker
+        self._progress = asyncio.Condition()
 
-    def wake(self) -> None:
-        """Called after a commit; safe from the event loop thread only."""
+    def committed(self) -> int:
+        """Called after a commit, from the event loop thread: wakes the relay; the commit's ticket."""
+        self._committed += 1
         self._wake.set()
+        return self._committed
+
+    async def published(self, ticket: int, timeout: float) -> bool:
+        """Whether the commit of `ticket` (and every earlier one) was published within `timeout`."""
+        async with self._progress:
+            try:
+                await asyncio.wait_for(
+                    self._progress.wait_for(lambda: self._published_through >= ticket), timeout
+                )
+            except TimeoutError:
+                metrics.PUBLISH_WAIT_TIMEOUTS.inc()
+                return False
+        return True
 
     async def run(self, producer: AIOKafkaProducer) -> None:
         resync = True
@@ -69,7 +94,7 @@ class KafkaOutboxRelay:
                 if not await asyncio.to_thread(self.lease.hold):
                     # Another replica relays; when it stops, this one takes over and resyncs.
                     resync = True
-                    await asyncio.sleep(self.poll_interval)
+                    await self._follow()
                     continue
                 if resync:
                     await self.ensure_topics()
@@ -92,9 +117,13 @@ class KafkaOutboxRelay:
         published = 0
         while True:
             self._wake.clear()
+            # Every commit with a ticket up to `drawn` is visible to the read that follows.
+            drawn = self._committed
             rows = await asyncio.to_thread(self.outbox.pending, self.batch_size)
             if not rows:
+                await self._advance(drawn)
                 return published
+            failpoint("consent.relay_publish")
             await self._publish(producer, [(r.topic, r.customer_id, r.payload) for r in rows])
             await asyncio.to_thread(self.outbox.mark_sent, rows, utcnow())
             published += len(rows)
@@ -123,6 +152,28 @@ class KafkaOutboxRelay:
         failure = next((r for r in results if isinstance(r, BaseException)), None)
         if failure is not None:
             raise failure
+
+    async def _follow(self) -> None:
+        """Without the lease: once woken by a commit (or after the poll interval), wait for the
+        leader to publish the rows committed so far, polling the outbox, for one poll interval."""
+        await self._sleep_until_woken()
+        self._wake.clear()
+        drawn = self._committed
+        if drawn <= self._published_through:
+            return
+        last = await asyncio.to_thread(self.outbox.last_id)
+        deadline = asyncio.get_running_loop().time() + self.poll_interval
+        while await asyncio.to_thread(self.outbox.unsent_through, last):
+            if asyncio.get_running_loop().time() > deadline:
+                return  # the leader may be away: try for the lease again
+            await asyncio.sleep(FOLLOW_POLL_SECONDS)
+        await self._advance(drawn)
+
+    async def _advance(self, drawn: int) -> None:
+        async with self._progress:
+            if drawn > self._published_through:
+                self._published_through = drawn
+                self._progress.notify_all()
 
     async def _prune(self) -> None:
         now = utcnow()

@@ -1,11 +1,12 @@
-"""`ConsentService`: the async face of the use cases (store calls in threads, relay wake-ups, metrics)."""
+"""`ConsentService`: the async face of the use cases (store calls in threads, publication, metrics)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from services.consent import handlers, metrics
 from services.consent.db.store import SqlConsentStore
@@ -19,33 +20,62 @@ from shared.pseudonym import pseudonymize
 log = logging.getLogger(__name__)
 
 
+class Publication(Protocol):
+    """What publishes commits (the outbox relay): a ticket per commit, and whether it is out."""
+
+    def committed(self) -> int: ...
+
+    async def published(self, ticket: int, timeout: float) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A committed choice: its rows, and the ticket to wait on for their publication."""
+
+    entries: list[ConsentEntry]
+    ticket: int
+
+
 class ConsentService:
     def __init__(
         self,
         store: SqlConsentStore,
         policy: ConsentPolicy,
         pseudonym_key: bytes,
-        on_commit: Callable[[], None] = lambda: None,
+        publication: Publication,
+        publish_wait: float,
     ) -> None:
         self.store = store
         self.policy = policy
         self.pseudonym_key = pseudonym_key
-        self.on_commit = on_commit
+        self.publication = publication
+        self.publish_wait = publish_wait  # bounds the wait while the broker is away
         self.writer: GroupCommitWriter[RecordConsent, list[ConsentEntry] | None] = GroupCommitWriter(
             lambda commands: handlers.record_many(store, policy, commands, utcnow()),
             lambda command: handlers.record_consent(store, policy, command, utcnow()),
         )
 
-    async def record(self, command: RecordConsent) -> list[ConsentEntry] | None:
+    async def record(self, command: RecordConsent) -> Recorded | None:
         """Record a choice (InvalidConsentError names the bad field); None for a duplicate request id.
 
         Needs `run_writer()` running: concurrent choices are committed together.
         """
         self.policy.validate(command, utcnow())
         entries = await self.writer.submit(command)
-        if entries:
-            self._committed(entries)
-        return entries
+        if entries is None:
+            return None
+        return Recorded(entries, self._committed(entries))
+
+    async def wait_published(self, recorded: Recorded) -> bool:
+        """Wait until the choice is on the broker, at most `publish_wait`; whether it is.
+
+        A request answers once its change is on the broker, so that every join the segmenter
+        decides after the answer sees it (the admission barrier reads the consent topic first)."""
+        started = time.monotonic()
+        published = await self.publication.published(recorded.ticket, self.publish_wait)
+        if published:
+            metrics.PUBLISH_WAIT_SECONDS.observe(time.monotonic() - started)
+        return published
 
     async def run_writer(self) -> None:
         await self.writer.run()
@@ -76,7 +106,7 @@ class ConsentService:
         request, entries = await asyncio.to_thread(
             handlers.erase_customer, self.store, self.policy, customer_id, subject, utcnow()
         )
-        self._committed(entries)
+        self._committed(entries)  # 202: the erasure receipt tells when every part is done
         metrics.ERASURES.inc()
         log.info("erased a customer's consent records", extra={"subject": subject})
         return request
@@ -96,11 +126,12 @@ class ConsentService:
     def pseudonym(self, customer_id: str) -> str:
         return pseudonymize(self.pseudonym_key, customer_id)
 
-    def _committed(self, entries: list[ConsentEntry]) -> None:
+    def _committed(self, entries: list[ConsentEntry]) -> int:
+        """Count the commit and hand it to the relay; its publication ticket."""
         # Committed, not yet published: a crash here leaves the change to the outbox alone.
         failpoint("consent.after_commit")
         for entry in entries:
             metrics.CHANGES.labels(
                 entry.purpose, entry.status, entry.reason, str(entry.publishes).lower()
             ).inc()
-        self.on_commit()
+        return self.publication.committed()

@@ -14,6 +14,9 @@ class ConsentSettings(ServiceSettings):
     consent_expiry_interval: float = Field(30.0, gt=0, le=86_400)
     # The relay is woken by each commit; this poll only finds rows a crashed process left behind.
     consent_outbox_poll_interval: float = Field(2.0, gt=0, le=3600)
+    # A consent PUT answers once its change is published, waiting at most this long (seconds);
+    # 0 answers at commit. Joins decided after the answer then see the change.
+    consent_publish_wait: float = Field(2.0, ge=0, le=30)
     # Sent outbox rows are kept this long for inspection, then pruned (history is the record).
     consent_outbox_retention_seconds: int = Field(3600, ge=0)
     # Give up on a peer service (segmenter, audit) after this long when building an export.

@@ -112,6 +112,9 @@ class ConsentHistory:
 class Model:
     features: dict[str, Features] = field(default_factory=dict)
     history: dict[str, ConsentHistory] = field(default_factory=dict)
+    # When the consent API answered each choice it had published (by event id): from then on,
+    # every join decision must see it.
+    acknowledged: dict[str, datetime] = field(default_factory=dict)
 
     def customers(self) -> list[str]:
         return sorted(set(self.features) | set(self.history))

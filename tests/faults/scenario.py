@@ -177,7 +177,8 @@ class Scenario:
             f"fault scenario {self.name}: seed {self.seed} (FAULT_SEED to change)",
             f"  workload: {len(self.workload.customers)} customers, {counts.events} events "
             f"({counts.redeliveries} redelivered), {counts.consent_puts} consent choices, "
-            f"{counts.bursts} bursts; announced {len(announced)} ({joins} joined, "
+            f"{counts.bursts} bursts, {counts.unpublished_answers} answered unpublished; "
+            f"announced {len(announced)} ({joins} joined, "
             f"{self.collector.read - len(announced)} duplicate records)",
             f"  timeline ({self.stack.faults.count()} faults, marked !):",
             *(f"    {entry}" for entry in self.stack.faults.entries),

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from kafka import KafkaProducer
@@ -41,6 +42,7 @@ class Counts:
     events: int = 0
     redeliveries: int = 0
     bursts: int = 0
+    unpublished_answers: int = 0  # choices answered before they were published (broker away)
 
 
 def plan(rng: random.Random, customers: list[str]) -> tuple[list[Step], list[Step]]:
@@ -214,12 +216,23 @@ class Workload:
                 )
                 if response.status_code == 200:
                     self.counts.consent_puts += 1
+                    self._acknowledge(response.json())
                     return
                 error = f"{response.status_code} {response.text[:200]}"
             except httpx.HTTPError as exc:
                 error = repr(exc)
             assert time.monotonic() < deadline, f"consent PUT kept failing: {error}"
             time.sleep(0.2)
+
+    def _acknowledge(self, body: dict[str, Any]) -> None:
+        """Note when the API answered each row it had published (an answer before publication,
+        while the broker is away, promises nothing yet)."""
+        if body["pending_publication"]:
+            self.counts.unpublished_answers += 1
+            return
+        answered = utcnow()
+        for row in [body, *body["also_recorded"]]:
+            self.model.acknowledged[row["event_id"]] = answered
 
     def close(self) -> None:
         self._pool.shutdown()

@@ -36,7 +36,10 @@ async def put_consent(
     sec_gpc: Annotated[str | None, Header(alias="Sec-GPC")] = None,
     user_agent: Annotated[str | None, Header()] = None,
 ) -> RecordedConsentOut:
-    """Record a choice; `Sec-GPC: 1` also denies every sale/share purpose (reason gpc)."""
+    """Record a choice; `Sec-GPC: 1` also denies every sale/share purpose (reason gpc).
+
+    Answers once the change is on consent.changes (at most CONSENT_PUBLISH_WAIT seconds; then
+    `pending_publication` is true and the outbox publishes it when the broker is back)."""
     command = RecordConsent(
         customer_id=customer_id,
         purpose=purpose,
@@ -46,12 +49,17 @@ async def put_consent(
         ip_truncated=truncate_ip(request.client.host if request.client else None),
     )
     try:
-        entries = await service.record(command) or []
+        recorded = await service.record(command)
     except InvalidConsentError as exc:
         raise unprocessable("body", exc.field, exc.message) from exc
+    assert recorded is not None, "only a request id (consent.requests) can make a duplicate"
+    published = await service.wait_published(recorded)
+    entries = recorded.entries
     main = next((e for e in entries if e.purpose == purpose), entries[0])
     others = [record_out(e) for e in entries if e is not main]
-    return RecordedConsentOut(**record_out(main).model_dump(), also_recorded=others)
+    return RecordedConsentOut(
+        **record_out(main).model_dump(), also_recorded=others, pending_publication=not published
+    )
 
 
 @router.get("", response_model=ConsentsOut, dependencies=[scope("consent:read")])

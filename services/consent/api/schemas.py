@@ -63,6 +63,11 @@ class RecordedConsentOut(ConsentRecordOut):
     also_recorded: list[ConsentRecordOut] = Field(
         default_factory=list, description="other rows the same request recorded (GPC denials)"
     )
+    pending_publication: bool = Field(
+        False,
+        description="true when the answer came before the change was on consent.changes (the broker"
+        " was away for CONSENT_PUBLISH_WAIT seconds); the outbox publishes it once the broker is back",
+    )
 
 
 class PurposeStateOut(BaseModel):

@@ -61,6 +61,19 @@ class SqlOutbox:
             if purge:
                 connection.execute(_PURGE_SENT, purge)
 
+    def last_id(self) -> int:
+        """The highest id committed so far (0 for an empty outbox)."""
+        with self.engine.connect() as connection:
+            return int(
+                reader(connection).execute(select(func.coalesce(func.max(outbox.c.id), 0))).scalar_one()
+            )
+
+    def unsent_through(self, last_id: int) -> bool:
+        """Whether a committed row with an id up to `last_id` still waits to be published."""
+        query = select(outbox.c.id).where(outbox.c.sent_at.is_(None), outbox.c.id <= last_id).limit(1)
+        with self.engine.connect() as connection:
+            return reader(connection).execute(query).first() is not None
+
     def prune_sent(self, before: datetime) -> int:
         """Forget rows sent before `before`: the history table is the record, the outbox a queue."""
         with write_transaction(self.engine) as connection:

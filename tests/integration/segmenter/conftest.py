@@ -43,13 +43,14 @@ class Inputs:
     def __init__(self, producer: AIOKafkaProducer, prefix: str) -> None:
         self.producer = producer
         self.prefix = prefix
+        self.acked: dict[str, datetime] = {}  # consent changes by event id: when the broker had it
 
-    async def send(self, base: str, key: str, value: bytes | None, wait: bool = True) -> None:
+    async def send(self, base: str, key: str, value: bytes | None, wait: bool = True) -> asyncio.Future[Any]:
         topic = self.prefix + base
+        sent = await self.producer.send(topic, value, key=key.encode())
         if wait:
-            await self.producer.send_and_wait(topic, value, key=key.encode())
-        else:
-            await self.producer.send(topic, value, key=key.encode())
+            await sent
+        return sent
 
     async def event(
         self, customer: str, type_: str = "click", wait: bool = True, **attributes: Any
@@ -90,7 +91,10 @@ class Inputs:
             "expires_at": now + timedelta(seconds=expires_in) if expires_in is not None else None,
         }
         change = ConsentChanged(**{**values, **fields})
-        await self.send("consent.changes", customer, change.to_bytes(), wait)
+        sent = await self.send("consent.changes", customer, change.to_bytes(), wait=False)
+        sent.add_done_callback(lambda _: self.acked.setdefault(change.event_id, datetime.now(UTC)))
+        if wait:
+            await sent
         return change
 
 
