@@ -106,9 +106,15 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+# A refused value is never echoed (FastAPI's `input`): it may be a customer id or an address,
+# and error bodies reach clients' logs. `loc`, `msg` and `type` say what to fix.
+_NOT_ECHOED = frozenset({"input", "url"})
+
+
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return error_response(422, jsonable_encoder(exc.errors()))
+    errors = [{k: v for k, v in error.items() if k not in _NOT_ECHOED} for error in exc.errors()]
+    return error_response(422, jsonable_encoder(errors))
 
 
 class ConfigurationError(RuntimeError):
@@ -135,7 +141,8 @@ class Readiness:
         except TimeoutError:
             reason = f"{name}: no answer within {self.timeout}s"
         except Exception as exc:  # a failing check is a reason to report, not a 500
-            reason = f"{name}: {type(exc).__name__}: {exc}"
+            # The type only: messages name internal hosts and ports (and sometimes data).
+            reason = f"{name}: {type(exc).__name__}"
         DEPENDENCY_UP.labels(name).set(0 if reason else 1)
         return name, reason
 

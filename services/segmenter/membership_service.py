@@ -30,6 +30,7 @@ from services.segmenter.locks import KeyedLocks
 from services.segmenter.metrics import COMMIT_CONFLICTS, EVALUATION_SECONDS, MEMBERSHIP_CHANGES
 from shared.events import MembershipChanged, new_event_id
 from shared.failpoints import failpoint
+from shared.supervise import describe_failure
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 20
@@ -353,7 +354,7 @@ class MembershipService:
                     )
                 await self._egress([o for o in outgoing if o.outbox], admit=True)
         except Exception as exc:  # left in the outbox: the partition's sweep relays it (and waits again)
-            log.warning("joins not admitted yet", extra={"error": repr(exc)})
+            log.warning("joins not admitted yet", extra={"error": describe_failure(exc)})
         finally:
             self._waiting -= ids
 
