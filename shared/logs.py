@@ -8,6 +8,18 @@ import sys
 from datetime import UTC, datetime
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# Libraries that log personal data below these levels: httpx logs every request URL at INFO
+# (customer ids are in paths), aiokafka, kafka-python and faust log record keys and values at
+# DEBUG. They are held at these levels whatever LOG_LEVEL says, so no level logs a customer id
+# (tests/e2e/test_consent_to_eviction.py searches a DEBUG run's logs for one).
+LIBRARY_FLOORS = {
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "aiokafka": logging.INFO,
+    "kafka": logging.INFO,
+    "faust": logging.INFO,
+    "mode": logging.INFO,
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,6 +44,8 @@ def configure_logging(level: str = "INFO", service: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name, floor in LIBRARY_FLOORS.items():
+        logging.getLogger(name).setLevel(max(root.level, floor))
     if service:
         old_factory = logging.getLogRecordFactory()
 

@@ -12,6 +12,8 @@ from shared.events import CustomerEvent, MembershipChanged, new_event_id, utcnow
 
 SEGMENT = "e2e-spenders"
 MARKER = "e2e-repeat-buyers"
+# Looks like what production ids often are: an e-mail address (the id pattern allows it).
+CUSTOMER = "jane.doe@e2e.example"
 
 
 def put_consent(stack, customer: str, purpose: str, status: str) -> httpx.Response:
@@ -66,7 +68,8 @@ def customer_segments(stack, customer: str) -> list:
 
 
 async def test_opt_out_evicts_and_the_ledger_proves_it(stack_launcher) -> None:
-    stack = stack_launcher()
+    # Every logger at DEBUG (libraries and access logs included): no level may log a customer id.
+    stack = stack_launcher(extra_env={"LOG_LEVEL": "DEBUG"})
     stack.wait_all_ready()
     headers = stack.admin_headers()
     segments = {
@@ -87,20 +90,20 @@ async def test_opt_out_evicts_and_the_ledger_proves_it(stack_launcher) -> None:
     )
     await consumer.start()
     try:
-        assert put_consent(stack, "c-e2e-1", "marketing_email", "granted").status_code == 200
-        await publish_purchase(stack, "c-e2e-1", 150.0)
-        joined = await next_membership(consumer, "c-e2e-1", SEGMENT, seen)
+        assert put_consent(stack, CUSTOMER, "marketing_email", "granted").status_code == 200
+        await publish_purchase(stack, CUSTOMER, 150.0)
+        joined = await next_membership(consumer, CUSTOMER, SEGMENT, seen)
         assert (joined.action, joined.reason) == ("joined", "rule_matched")
-        assert SEGMENT in customer_segments(stack, "c-e2e-1")
+        assert SEGMENT in customer_segments(stack, CUSTOMER)
 
-        assert put_consent(stack, "c-e2e-1", "marketing_email", "denied").status_code == 200
-        left = await next_membership(consumer, "c-e2e-1", SEGMENT, seen)
+        assert put_consent(stack, CUSTOMER, "marketing_email", "denied").status_code == 200
+        left = await next_membership(consumer, CUSTOMER, SEGMENT, seen)
         assert (left.action, left.reason) == ("left", "consent_withdrawn")
-        assert SEGMENT not in customer_segments(stack, "c-e2e-1")
+        assert SEGMENT not in customer_segments(stack, CUSTOMER)
 
         # A later event must not bring the opted-out customer back.
-        await publish_purchase(stack, "c-e2e-1", 500.0)
-        marker = await next_membership(consumer, "c-e2e-1", MARKER, seen)
+        await publish_purchase(stack, CUSTOMER, 500.0)
+        marker = await next_membership(consumer, CUSTOMER, MARKER, seen)
         assert marker.action == "joined"
         assert [c.action for c in seen if c.segment_id == SEGMENT] == ["joined", "left"]
     finally:
@@ -109,7 +112,7 @@ async def test_opt_out_evicts_and_the_ledger_proves_it(stack_launcher) -> None:
     def ledger_has_both_membership_changes() -> bool:
         response = httpx.get(
             f"{stack.url('audit')}/v1/audit",
-            params={"customer_id": "c-e2e-1", "kind": "membership_change"},
+            params={"customer_id": CUSTOMER, "kind": "membership_change"},
             headers=headers,
             timeout=10,
         )
@@ -117,14 +120,31 @@ async def test_opt_out_evicts_and_the_ledger_proves_it(stack_launcher) -> None:
 
     stack.wait_until(ledger_has_both_membership_changes, 60, "the ledger to record join and leave")
     records = httpx.get(
-        f"{stack.url('audit')}/v1/audit", params={"customer_id": "c-e2e-1"}, headers=headers, timeout=10
+        f"{stack.url('audit')}/v1/audit", params={"customer_id": CUSTOMER}, headers=headers, timeout=10
     ).json()["records"]
-    assert "c-e2e-1" not in json.dumps(records)
+    assert CUSTOMER not in json.dumps(records)
     assert (
         httpx.get(f"{stack.url('audit')}/v1/audit/verify", headers=headers, timeout=30).json()["ok"] is True
     )
-    assert SEGMENT not in customer_segments(stack, "c-e2e-1")
+    assert SEGMENT not in customer_segments(stack, CUSTOMER)
+    # The export calls the segmenter and the audit service with the id in the path.
+    export = httpx.get(f"{stack.url('consent')}/v1/customers/{CUSTOMER}/export", headers=headers, timeout=30)
+    assert export.status_code == 200 and export.json()["segments"], export.text
     assert stack.interrupt() == 0
+    assert_no_customer_id_logged(stack, [CUSTOMER])
+
+
+def assert_no_customer_id_logged(stack, customers: list[str]) -> None:
+    """Search every log of the run (the stack's output, each service's and the broker's)."""
+    logs = [stack.output_path, *sorted((stack.data_dir / "logs").glob("*.log"))]
+    assert len(logs) >= 4, f"expected the stack's and each service's log, found {logs}"
+    found = [
+        f"{path.name}: {line[:200]}"
+        for path in logs
+        for line in path.read_text(errors="replace").splitlines()
+        if any(c in line for c in customers)
+    ]
+    assert found == [], f"{len(found)} log lines name a customer:\n" + "\n".join(found[:20])
 
 
 def test_demo_drives_a_running_stack_and_measures_evictions(stack_launcher) -> None:
