@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis
 from kafka import KafkaConsumer
 
@@ -87,6 +88,14 @@ class ServiceProcess:
                 self.process.kill()
                 self.process.wait(5)
         return self.process.returncode
+
+
+def libfaketime() -> str:
+    """Debian's libfaketime, preloaded (LD_PRELOAD) to fake the wall clock of a service process."""
+    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    if not found:
+        pytest.fail("libfaketime is missing: run `python -m tests.prepare` (installs Debian's faketime)")
+    return str(found[0])
 
 
 def wait_for(

@@ -188,14 +188,14 @@ def _opt_outs_left(model: Model, announced: list[MembershipChanged]) -> Check:
                 if record.purpose not in spec.purposes:
                     continue
                 messages = stream.get((customer, spec.segment_id), [])
-                before = [i for i, m in enumerate(messages) if m.at <= record.recorded_at]
+                before = [i for i, m in enumerate(messages) if m.at <= record.committed_after]
                 if not before or messages[before[-1]].action != "joined":
                     continue
                 later = messages[before[-1] + 1 :]
                 result.expect(
                     any(m.action == "left" for m in later),
-                    f"{customer}/{spec.segment_id}: {record.purpose} denied at {record.recorded_at.time()} "
-                    f"while announced joined, and no left followed",
+                    f"{customer}/{spec.segment_id}: {record.purpose} denied at "
+                    f"{record.committed_after.time()} while announced joined, and no left followed",
                 )
     return result
 

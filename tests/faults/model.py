@@ -4,12 +4,16 @@ service's own history (read through its API)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 Rule = Callable[["Features"], bool]
+# A choice's PUT on the workload's clock (sent, acknowledged), by the event_id the API answered:
+# the recorded record was committed in between. The workload's clock is the segmenter's (one
+# host); the consent service's own `recorded_at` is not (a consent clock can step).
+Window = tuple[datetime, datetime]
 
 
 @dataclass
@@ -59,9 +63,10 @@ class ConsentRecord:
     expires_at: datetime | None
     sequence: int | None
     position: int  # its place in the history as listed (oldest first)
+    window: Window | None = None  # None for what the service recorded itself (an expiry)
 
     @classmethod
-    def parse(cls, row: dict[str, Any], position: int) -> ConsentRecord:
+    def parse(cls, row: dict[str, Any], position: int, window: Window | None = None) -> ConsentRecord:
         expires = row.get("expires_at")
         return cls(
             event_id=row["event_id"],
@@ -72,7 +77,24 @@ class ConsentRecord:
             expires_at=datetime.fromisoformat(expires) if expires else None,
             sequence=row.get("sequence"),
             position=position,
+            window=window,
         )
+
+    @property
+    def committed_after(self) -> datetime:
+        """The earliest it can have been in force, on the workload's (and segmenter's) clock."""
+        return self.window[0] if self.window else self.recorded_at
+
+    @property
+    def committed_by(self) -> datetime:
+        """When it was certainly in force: the API had acknowledged it."""
+        return self.window[1] if self.window else self.recorded_at
+
+    @property
+    def in_force_from(self) -> datetime:
+        """Where the checks place it: a grant as soon as it may count, a denial once it surely did,
+        so a join is blamed only on an opt-out that had been acknowledged."""
+        return self.committed_after if self.status == "granted" else self.committed_by
 
     def effective_at(self, moment: datetime) -> bool:
         return self.status == "granted" and (self.expires_at is None or self.expires_at > moment)
@@ -85,17 +107,19 @@ class ConsentHistory:
     records: list[ConsentRecord]
 
     @classmethod
-    def parse(cls, rows: list[dict[str, Any]]) -> ConsentHistory:
-        records = [ConsentRecord.parse(row, i) for i, row in enumerate(rows)]
+    def parse(cls, rows: list[dict[str, Any]], windows: Mapping[str, Window] | None = None) -> ConsentHistory:
+        windows = windows or {}
+        records = [ConsentRecord.parse(row, i, windows.get(row["event_id"])) for i, row in enumerate(rows)]
         if records and all(r.sequence is not None for r in records):
             records.sort(key=lambda r: r.sequence or 0)
         return cls(records)
 
     def latest(self, purpose: str, moment: datetime) -> ConsentRecord | None:
-        """The purpose's record in force at `moment`: the last one recorded at or before it."""
+        """The purpose's record in force at `moment`: in the history's order, the last one placed
+        (`in_force_from`) at or before it."""
         found = None
         for record in self.records:
-            if record.purpose == purpose and record.recorded_at <= moment:
+            if record.purpose == purpose and record.in_force_from <= moment:
                 found = record
         return found
 
@@ -115,6 +139,7 @@ class Model:
     # When the consent API answered each choice it had published (by event id): from then on,
     # every join decision must see it.
     acknowledged: dict[str, datetime] = field(default_factory=dict)
+    windows: dict[str, Window] = field(default_factory=dict)  # by event_id, from the workload's PUTs
 
     def customers(self) -> list[str]:
         return sorted(set(self.features) | set(self.history))

@@ -104,7 +104,8 @@ class Scenario:
             for customer in self.workload.customers:
                 response = api.get(f"/v1/customers/{customer}/consents/history")
                 response.raise_for_status()
-                self.workload.model.history[customer] = ConsentHistory.parse(response.json()["history"])
+                model = self.workload.model
+                model.history[customer] = ConsentHistory.parse(response.json()["history"], model.windows)
 
     def settle(self, timeout: float = 45.0, quiet: float = 6.0) -> Outcome:
         """Wait until the state equals the model, or until it stops changing for `quiet` seconds."""

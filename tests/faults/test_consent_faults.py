@@ -1,16 +1,20 @@
-"""Consent under faults: bursts of grant and deny, a consent crash after its commit, two replicas."""
+"""Consent under faults: bursts of grant and deny, a consent crash after its commit, two replicas, a
+clock stepped back."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from tests.faults.clock import SteppedClock
 from tests.faults.scenario import Scenario
 
 BURST_CUSTOMERS = 12
 BURST_CHOICES = 6  # alternating, the last one a denial
+STEP_BACK = timedelta(minutes=10)  # longer than the scenario runs: every later stamp is earlier
 
 
 def _called(name: str) -> bool:
@@ -50,4 +54,16 @@ def test_two_consent_processes_on_one_database(scenario: Callable[..., Scenario]
     s.stack.wait_ready()
     s.start(consents=1)
     s.workload.run(between=lambda: burst(s))
+    s.verify()
+
+
+def test_consent_clock_stepped_back_mid_workload(scenario: Callable[..., Scenario]) -> None:
+    """Consent's wall clock jumps 10 minutes back half-way through phase 1, while choices are being
+    recorded: every later record is stamped before the grants it follows (and phase 2 withdraws).
+    Only the per-customer sequence keeps their order."""
+    s = scenario()
+    clock = SteppedClock(s.stack.tmp / "consent-clock", s.stack.faults)
+    s.stack.start_consent(**clock.env())
+    s.start(consents=0)
+    s.workload.run(midway=(lambda: clock.step_back(s.stack.consent, STEP_BACK), None))
     s.verify()

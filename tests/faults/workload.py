@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -207,6 +208,7 @@ class Workload:
         while True:
             self._turn += 1
             worker = self.stack.consents[self._turn % len(self.stack.consents)]
+            sent = utcnow()
             try:
                 response = httpx.put(
                     f"{worker.url}/v1/customers/{step.customer}/consents/{step.purpose}",
@@ -216,7 +218,7 @@ class Workload:
                 )
                 if response.status_code == 200:
                     self.counts.consent_puts += 1
-                    self._acknowledge(response.json())
+                    self._acknowledge(response.json(), sent)
                     return
                 error = f"{response.status_code} {response.text[:200]}"
             except httpx.HTTPError as exc:
@@ -224,14 +226,18 @@ class Workload:
             assert time.monotonic() < deadline, f"consent PUT kept failing: {error}"
             time.sleep(0.2)
 
-    def _acknowledge(self, body: dict[str, Any]) -> None:
-        """Note when the API answered each row it had published (an answer before publication,
-        while the broker is away, promises nothing yet)."""
+    def _acknowledge(self, body: dict[str, Any], sent: datetime) -> None:
+        """Note when each row was sent and answered (its commit lies in between), and when the API
+        answered each row it had published (an answer before publication, while the broker is
+        away, promises nothing yet)."""
+        answered = utcnow()
+        rows = [body, *body["also_recorded"]]
+        for row in rows:
+            self.model.windows[row["event_id"]] = (sent, answered)
         if body["pending_publication"]:
             self.counts.unpublished_answers += 1
             return
-        answered = utcnow()
-        for row in [body, *body["also_recorded"]]:
+        for row in rows:
             self.model.acknowledged[row["event_id"]] = answered
 
     def close(self) -> None:

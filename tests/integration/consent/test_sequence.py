@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import random
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -13,7 +12,7 @@ import pytest
 from shared.events import ConsentChanged, ConsentStateSnapshot
 from tests.conftest import bearer
 from tests.integration.consent.conftest import choice, for_key, put, read_topic, topic
-from tests.support import ServiceProcess
+from tests.support import ServiceProcess, libfaketime
 
 pytestmark = [pytest.mark.timeout(180)]
 PURPOSE = "marketing_sms"
@@ -109,13 +108,6 @@ def test_two_replicas_racing_on_one_customer_never_share_or_reorder_a_sequence(
     check_ordered(kafka_bootstrap, replicas[0], customer, rows)
 
 
-def _libfaketime() -> str:
-    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
-    if not found:
-        pytest.fail("libfaketime is missing: run `python -m tests.prepare` (installs Debian's faketime)")
-    return found[0]
-
-
 def test_a_clock_stepped_back_leaves_the_order_to_the_sequence(
     start_service, kafka_bootstrap, customer
 ) -> None:
@@ -125,7 +117,7 @@ def test_a_clock_stepped_back_leaves_the_order_to_the_sequence(
     # The same process restarted 10 minutes in the past (libfaketime shifts the wall clock only;
     # more than a restart can take on a loaded machine, so its first record is dated earlier).
     service.env |= {
-        "LD_PRELOAD": _libfaketime(),
+        "LD_PRELOAD": libfaketime(),
         "FAKETIME": "-10m",
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
         "NO_FAKE_STAT": "1",
