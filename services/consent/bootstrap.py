@@ -15,7 +15,7 @@ from services.consent.db.engine import database_answers, make_engine, run_migrat
 from services.consent.db.lease import SqlRelayLease
 from services.consent.db.outbox import SqlOutbox
 from services.consent.db.store import SqlConsentStore
-from services.consent.expiry import expire_all_lapsed
+from services.consent.expiry import expire_all_lapsed, retire_all_past_retention
 from services.consent.export import HttpPeerExport
 from services.consent.policy import ConsentPolicy
 from services.consent.receipt import ErasureReceipts
@@ -42,7 +42,7 @@ OUTBOX_SAMPLE_SECONDS = 1.0
 
 
 class ConsentRuntime:
-    """Everything the consent service runs: store, service, relay, consumer, expiry job."""
+    """Everything the consent service runs: store, service, relay, consumer, expiry and retention jobs."""
 
     def __init__(self, settings: ConsentSettings) -> None:
         self.settings = settings
@@ -93,6 +93,8 @@ class ConsentRuntime:
         supervisor.spawn("requests-consumer", self._run_consumer)
         expiry_interval = self.settings.consent_expiry_interval
         supervisor.every("expiry", expiry_interval, partial(expire_all_lapsed, self.service), first_now=True)
+        retention = partial(retire_all_past_retention, self.service)
+        supervisor.every("retention", self.settings.consent_retention_interval, retention, first_now=True)
         gauges = partial(sample_outbox_once, self.outbox)
         supervisor.every("outbox-gauges", OUTBOX_SAMPLE_SECONDS, gauges, first_now=True)
 

@@ -5,7 +5,7 @@ Synchronous on purpose (SQLAlchemy sessions); `ConsentService` runs them in a wo
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from services.consent.db.store import CustomerUnit, SqlConsentStore
 from services.consent.domain import ConsentEntry, CurrentConsent, RecordConsent
@@ -47,6 +47,19 @@ def expire_customer(
     with store.customer(customer_id) as unit:
         current = unit.current()
         return _append_and_enqueue(unit, policy, current, policy.expire(customer_id, current, now), now)
+
+
+def retention_cutoffs(policy: ConsentPolicy, now: datetime) -> dict[str, datetime]:
+    """Per purpose, the time before which a superseded history row has outlived its retention."""
+    return {p.id: now - timedelta(days=p.retention_days) for p in policy.catalog.purposes}
+
+
+def retire_history(
+    store: SqlConsentStore, policy: ConsentPolicy, customer_id: str, subject: str, now: datetime
+) -> dict[str, int]:
+    """Pseudonymize the customer's history rows past their purpose's retention, under their lock."""
+    with store.customer(customer_id) as unit:
+        return unit.retire(retention_cutoffs(policy, now), subject, now)
 
 
 def erase_customer(

@@ -33,3 +33,8 @@ STATE_REPUBLISHED = Counter(
 )
 EXPIRED = Counter("segwarden_consent_expired_total", "Grants turned into denials by the expiry job.")
 ERASURES = Counter("segwarden_consent_erasures_total", "Erasure requests carried out.")
+HISTORY_RETIRED = Counter(
+    "segwarden_consent_history_retired_total",
+    "Superseded history rows pseudonymized by the retention job, by purpose.",
+    ["purpose"],
+)

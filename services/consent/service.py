@@ -101,6 +101,25 @@ class ConsentService:
         metrics.EXPIRED.inc(expired)
         return expired
 
+    async def retire_history(self, batch: int = 500) -> int:
+        """Pseudonymize history rows past their purpose's retention (the rows in force stay);
+        returns how many customers had rows retired."""
+        now = utcnow()
+        cutoffs = handlers.retention_cutoffs(self.policy, now)
+        due = await asyncio.to_thread(self.store.customers_with_history_past, cutoffs, batch)
+        for customer_id in due:
+            retired = await asyncio.to_thread(
+                handlers.retire_history,
+                self.store,
+                self.policy,
+                customer_id,
+                self.pseudonym(customer_id),
+                now,
+            )
+            for purpose, count in retired.items():
+                metrics.HISTORY_RETIRED.labels(purpose).inc(count)
+        return len(due)
+
     async def erase(self, customer_id: str) -> ErasureRequested:
         subject = self.pseudonym(customer_id)
         request, entries = await asyncio.to_thread(

@@ -12,6 +12,8 @@ class ConsentSettings(ServiceSettings):
     consent_db_url: str | None = None
     # How often the expiry job looks for grants past their expires_at (seconds).
     consent_expiry_interval: float = Field(30.0, gt=0, le=86_400)
+    # How often the retention job pseudonymizes history past its purpose's retention (seconds).
+    consent_retention_interval: float = Field(3600.0, gt=0, le=86_400)
     # The relay is woken by each commit; this poll only finds rows a crashed process left behind.
     consent_outbox_poll_interval: float = Field(2.0, gt=0, le=3600)
     # A consent PUT answers once its change is published, waiting at most this long (seconds);

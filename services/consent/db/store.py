@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, or_, select, update
 
 from services.consent.db.engine import lock_customer, next_sequences, reader, write_transaction
 from services.consent.db.tables import (
@@ -83,9 +83,42 @@ class CustomerUnit:
         row = {"event_id": event_id, "customer_id": self.customer_id, "topic": topic, "payload": payload}
         self.connection.execute(_INSERT_OUTBOX, {**row, "created_at": now, "purge_when_sent": purge})
 
+    def retire(self, cutoffs: dict[str, datetime], subject: str, now: datetime) -> dict[str, int]:
+        """Pseudonymize the customer's superseded history rows recorded before their purpose's
+        cutoff: the customer id becomes `subject`, user agent and IP prefix are dropped. The row
+        in force for each purpose stays as it is (it is the proof of the current choice).
+        Returns how many rows were retired, by purpose."""
+        retired: dict[str, int] = {}
+        for purpose, cutoff in cutoffs.items():
+            latest = (
+                select(func.max(consent_records.c.id))
+                .where(
+                    consent_records.c.customer_id == self.customer_id, consent_records.c.purpose == purpose
+                )
+                .scalar_subquery()
+            )
+            result = self.connection.execute(
+                update(consent_records)
+                .where(
+                    consent_records.c.customer_id == self.customer_id,
+                    consent_records.c.purpose == purpose,
+                    consent_records.c.recorded_at < cutoff,
+                    consent_records.c.id < latest,
+                )
+                .values(customer_id=subject, user_agent=None, ip_truncated=None, retired_at=now)
+            )
+            if result.rowcount:
+                retired[purpose] = result.rowcount
+        return retired
+
     def erase(self, subject: str, event_id: str, now: datetime) -> int:
-        """Delete every row naming the customer; keep a proof under the pseudonym. Returns rows deleted."""
-        deleted = 0
+        """Delete every row naming the customer, the retired history under their pseudonym too;
+        keep a proof under the pseudonym. Returns rows deleted."""
+        deleted = self.connection.execute(
+            delete(consent_records).where(
+                consent_records.c.customer_id == subject, consent_records.c.retired_at.is_not(None)
+            )
+        ).rowcount
         for table in (consent_records, consent_current, outbox):
             result = self.connection.execute(delete(table).where(table.c.customer_id == self.customer_id))
             deleted += result.rowcount
@@ -134,6 +167,33 @@ class SqlConsentStore:
         query = (
             select(consent_current.c.customer_id)
             .where(consent_current.c.status == "granted", consent_current.c.expires_at <= now)
+            .distinct()
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return list(reader(connection).execute(query).scalars())
+
+    def customers_with_history_past(self, cutoffs: dict[str, datetime], limit: int) -> list[str]:
+        """Customers with a superseded, unretired history row recorded before its purpose's cutoff."""
+        newer = consent_records.alias("newer")
+        superseded = (
+            select(newer.c.id)
+            .where(
+                newer.c.customer_id == consent_records.c.customer_id,
+                newer.c.purpose == consent_records.c.purpose,
+                newer.c.id > consent_records.c.id,
+            )
+            .exists()
+        )
+        past = or_(
+            *(
+                (consent_records.c.purpose == purpose) & (consent_records.c.recorded_at < cutoff)
+                for purpose, cutoff in cutoffs.items()
+            )
+        )
+        query = (
+            select(consent_records.c.customer_id)
+            .where(past, consent_records.c.retired_at.is_(None), superseded)
             .distinct()
             .limit(limit)
         )

@@ -67,7 +67,10 @@ consent_records = Table(
     Column("published", Boolean, nullable=False),
     # The consent sequence (see `next_sequences`); NULL on rows recorded before it existed.
     Column("sequence", BigInteger),
+    # Set when the retention job pseudonymized the row (then `customer_id` holds the pseudonym).
+    Column("retired_at", UtcDateTime),
     Index("ix_consent_records_customer", "customer_id", "id"),
+    Index("ix_consent_records_retention", "purpose", "recorded_at"),
 )
 
 # The latest row per customer and purpose: a projection kept in the same transaction, for reads

@@ -308,3 +308,36 @@ def test_the_migration_keeps_pending_rows_and_stops_id_reuse_on_sqlite(tmp_path:
         ddl = connection.execute(text("SELECT sql FROM sqlite_master WHERE name = 'outbox'")).scalar_one()
     assert "AUTOINCREMENT" in ddl
     engine.dispose()
+
+
+def test_history_past_its_retention_is_pseudonymized_and_the_row_in_force_kept(engine: Engine) -> None:
+    store = SqlConsentStore(engine)
+    now = utcnow()
+    days = POLICY.catalog.get("marketing_email").retention_days  # type: ignore[union-attr]
+    old, older = now - timedelta(days=days + 2), now - timedelta(days=days + 1)
+    ua = {"user_agent": "Firefox/140", "ip_truncated": "203.0.113.0/24"}
+    handlers.record_consent(store, POLICY, grant("c-old", **ua), old)
+    handlers.record_consent(store, POLICY, grant("c-old", status="denied", **ua), older)
+    handlers.record_consent(store, POLICY, grant("c-old", "profiling", **ua), old)  # in force: kept
+    handlers.record_consent(store, POLICY, grant("c-new", **ua), now)
+    handlers.record_consent(store, POLICY, grant("c-new", status="denied"), now)  # recent: kept
+    cutoffs = handlers.retention_cutoffs(POLICY, now)
+    assert store.customers_with_history_past(cutoffs, 10) == ["c-old"]
+
+    subject = "ef" * 32
+    assert handlers.retire_history(store, POLICY, "c-old", subject, now) == {"marketing_email": 1}
+    history = store.history("c-old")
+    assert [(h["purpose"], h["status"]) for h in history] == [
+        ("marketing_email", "denied"),
+        ("profiling", "granted"),
+    ]
+    [retired] = store.history(subject)
+    assert (retired["purpose"], retired["status"], retired["retired_at"]) == ("marketing_email", "granted", now)
+    assert (retired["user_agent"], retired["ip_truncated"]) == (None, None)
+    assert store.current("c-old")["marketing_email"].status == "denied"  # the projection is untouched
+    assert len(store.history("c-new")) == 2
+    assert store.customers_with_history_past(cutoffs, 10) == []  # done: nothing found twice
+
+    # An erasure also deletes what was retired under the customer's pseudonym.
+    handlers.erase_customer(store, POLICY, "c-old", subject, now)
+    assert store.history(subject) == []
