@@ -332,7 +332,11 @@ def test_history_past_its_retention_is_pseudonymized_and_the_row_in_force_kept(e
         ("profiling", "granted"),
     ]
     [retired] = store.history(subject)
-    assert (retired["purpose"], retired["status"], retired["retired_at"]) == ("marketing_email", "granted", now)
+    assert (retired["purpose"], retired["status"], retired["retired_at"]) == (
+        "marketing_email",
+        "granted",
+        now,
+    )
     assert (retired["user_agent"], retired["ip_truncated"]) == (None, None)
     assert store.current("c-old")["marketing_email"].status == "denied"  # the projection is untouched
     assert len(store.history("c-new")) == 2
