@@ -181,6 +181,7 @@ class Scenario:
             f"{counts.bursts} bursts, {counts.unpublished_answers} answered unpublished; "
             f"announced {len(announced)} ({joins} joined, "
             f"{self.collector.read - len(announced)} duplicate records)",
+            self._answer_times(),
             f"  timeline ({self.stack.faults.count()} faults, marked !):",
             *(f"    {entry}" for entry in self.stack.faults.entries),
             *(f"  note: {n}" for n in outcome.notes),
@@ -191,6 +192,18 @@ class Scenario:
         for c in outcome.checks:
             lines.append(f"  {c.name:<46} {c.checked:>5} {c.unit:<8} {len(c.violations):>10}")
         return "\n".join(lines)
+
+    def _answer_times(self) -> str:
+        """How long consent PUTs took to answer (commit and publication inside): the window in
+        which a join may still be announced after the choice it races was committed. Reported,
+        not asserted (it follows the machine's load)."""
+        took = sorted(
+            (answered - sent).total_seconds() * 1000
+            for sent, answered in self.workload.model.windows.values()
+        )
+        if not took:
+            return "  consent PUTs: none answered"
+        return f"  consent PUTs sent to answered: p50 {took[len(took) // 2]:.0f} ms, max {took[-1]:.0f} ms"
 
     def close(self) -> None:
         self.collector.stop()
