@@ -129,9 +129,9 @@ class KafkaSourceConsumer:
                     dead_letters, record, "key: a tombstone needs the segment id as its key"
                 )
                 return None
-            return sources.DefinitionChange(segment_id, None)
+            return sources.DefinitionChange(segment_id)
         definition = await decode_or_dead_letter(dead_letters, record, events.SegmentDefinition)
-        return None if definition is None else sources.DefinitionChange(definition.segment_id, definition)
+        return None if definition is None else sources.definition_change(self.key, definition)
 
     async def _report_lag(self) -> int:
         """Set the lag gauges; the number of partitions that lag."""

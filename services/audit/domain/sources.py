@@ -1,7 +1,8 @@
 """What each source event becomes in the ledger: its kind, pseudonymous subject and payload.
 
-Pure: imports only `shared/`. Payloads keep what an auditor needs (purposes, statuses,
-reasons, segment ids, event ids, timestamps) and never the raw customer id.
+Pure: imports only `shared/` and the audit core. Payloads keep what an auditor needs
+(purposes, statuses, reasons, segment ids, timestamps) through the allow-list of
+`payloads.py`, and never the raw customer id nor free text that could hold one.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.audit.domain.ledger import LedgerEntry
+from services.audit.domain.payloads import allowed_payload
 from shared.events import (
     ConsentChanged,
     ErasureRequested,
@@ -20,40 +22,48 @@ from shared.events import (
 )
 from shared.pseudonym import pseudonymize
 
-# Fields that identify a person directly; they never enter a payload.
-_IDENTIFIERS = {"customer_id", "event_id"}
+
+def _payload(kind: str, key: bytes, event: Message, customer_id: str | None = None) -> dict[str, Any]:
+    return allowed_payload(kind, key, event.model_dump(mode="json"), customer_id)
 
 
-def _payload(event: Message) -> dict[str, Any]:
-    return event.model_dump(mode="json", exclude=_IDENTIFIERS)
+CustomerEvent = ConsentChanged | MembershipChanged | ErasureRequested
+
+
+def _customer_entry(kind: str, key: bytes, event: CustomerEvent) -> LedgerEntry:
+    payload = _payload(kind, key, event, event.customer_id)
+    return LedgerEntry(kind, pseudonymize(key, event.customer_id), event.event_id, payload)
 
 
 def consent_change(key: bytes, event: ConsentChanged) -> LedgerEntry:
-    subject = pseudonymize(key, event.customer_id)
-    return LedgerEntry("consent_change", subject, event.event_id, _payload(event))
+    return _customer_entry("consent_change", key, event)
 
 
 def membership_change(key: bytes, event: MembershipChanged) -> LedgerEntry:
-    subject = pseudonymize(key, event.customer_id)
-    return LedgerEntry("membership_change", subject, event.event_id, _payload(event))
+    return _customer_entry("membership_change", key, event)
 
 
 def erasure_request(key: bytes, event: ErasureRequested) -> LedgerEntry:
-    subject = pseudonymize(key, event.customer_id)
-    return LedgerEntry("erasure_request", subject, event.event_id, _payload(event))
+    return _customer_entry("erasure_request", key, event)
 
 
-def model_trained(_key: bytes, event: ModelTrained) -> LedgerEntry:
-    """A training names no customer, so the record has no subject (the key is unused)."""
-    return LedgerEntry("model_trained", None, event.event_id, _payload(event))
+def model_trained(key: bytes, event: ModelTrained) -> LedgerEntry:
+    """A training names no customer, so the record has no subject."""
+    return LedgerEntry("model_trained", None, event.event_id, _payload("model_trained", key, event))
 
 
 @dataclass(frozen=True)
 class DefinitionChange:
-    """A record of `segment.definitions`: a definition, or a tombstone (definition None)."""
+    """A record of `segment.definitions`: a definition's event id and payload, or a tombstone (None)."""
 
     segment_id: str
-    definition: SegmentDefinition | None
+    event_id: str | None = None
+    payload: dict[str, Any] | None = None
+
+
+def definition_change(key: bytes, definition: SegmentDefinition) -> DefinitionChange:
+    payload = _payload("segment_defined", key, definition)
+    return DefinitionChange(definition.segment_id, definition.event_id, payload)
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,7 @@ def resolve_definition(
     The topic is compacted and republished after restarts, so an unchanged definition
     or a repeated tombstone is a duplicate, not a new fact.
     """
-    if change.definition is None:
+    if change.event_id is None or change.payload is None:
         if known is None or known.deleted:
             return None, known
         # A tombstone has no event id; derive a stable one from what it deletes.
@@ -86,8 +96,8 @@ def resolve_definition(
             "segment_deleted", None, f"{known.event_id}:deleted", {"segment_id": known.segment_id}
         )
         return entry, KnownDefinition(known.segment_id, known.event_id, known.payload, True)
-    payload = _payload(change.definition)
+    payload = change.payload
     if known is not None and not known.deleted and known.payload == payload:
         return None, known
-    entry = LedgerEntry("segment_defined", None, change.definition.event_id, payload)
-    return entry, KnownDefinition(change.segment_id, change.definition.event_id, payload, False)
+    entry = LedgerEntry("segment_defined", None, change.event_id, payload)
+    return entry, KnownDefinition(change.segment_id, change.event_id, payload, False)

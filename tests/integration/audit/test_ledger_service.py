@@ -107,6 +107,28 @@ def test_records_every_source_event_once_verifiably(
     assert f'segwarden_dead_letters_total{{topic="{dlq_topic}"}} 1.0' in metrics
 
 
+def test_free_text_and_unknown_fields_never_reach_the_ledger(start_service, sources, service_env) -> None:
+    """An e-mail in `source` and `cause_event_id`, a long free text, an extra field: none is stored."""
+    audit = start_service("audit").wait_ready()
+    email, note = "carol@example.com", "called support on Tuesday about her order " + "x" * 150
+    changed = consent(email).model_copy(update={"source": email, "policy_version": note})
+    moved = membership(email).model_copy(update={"cause_event_id": f"order:{email}"})
+    extra = {**json.loads(consent("c-9").model_dump_json()), "comment": email}
+    sources.event(changed)
+    sources.event(moved)
+    sources.send(topics.CONSENT_CHANGES, "c-9", json.dumps(extra).encode())
+    sources.flush()
+
+    records = wait_for(lambda: (r := all_records(audit.url)) and len(r) == 2 and r, what="two records")
+    by_kind = {r["kind"]: r["payload"] for r in records}
+    assert by_kind["consent_change"]["source"].startswith("hmac:")
+    assert by_kind["consent_change"]["policy_version"].startswith("hmac:")
+    assert by_kind["membership_change"]["cause_event_id"].startswith("hmac:")
+    assert httpx.get(f"{audit.url}/v1/audit/verify", headers=AUDITOR).json()["ok"]
+    stored = b"".join(p.read_bytes() for p in Path(service_env["DATA_DIR"]).glob("audit.db*"))
+    assert b"carol" not in stored and b"Tuesday" not in stored and b"comment" not in stored
+
+
 def assert_pseudonymous(records: list[dict], customers: list[str], data_dir: Path, url: str) -> None:
     """No raw id anywhere; subjects are HMAC-SHA256 under the key in DATA_DIR; lookup by id works."""
     text = json.dumps(records)

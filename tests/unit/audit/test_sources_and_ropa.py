@@ -56,19 +56,19 @@ def test_customer_events_carry_the_pseudonym_and_no_raw_id() -> None:
 
 
 def test_definitions_are_recorded_when_new_or_changed_and_deleted_once() -> None:
-    first, state = sources.resolve_definition(sources.DefinitionChange("vip", definition()), None)
+    first, state = sources.resolve_definition(sources.definition_change(KEY, definition()), None)
     assert first is not None and first.kind == "segment_defined" and state is not None
-    same, _ = sources.resolve_definition(sources.DefinitionChange("vip", definition("d-2")), state)
+    same, _ = sources.resolve_definition(sources.definition_change(KEY, definition("d-2")), state)
     assert same is None  # republished with a new event id, same content
     changed, state = sources.resolve_definition(
-        sources.DefinitionChange("vip", definition("d-3", "total_spend >= 5")), state
+        sources.definition_change(KEY, definition("d-3", "total_spend >= 5")), state
     )
     assert changed is not None and changed.event_id == "d-3"
-    deleted, state = sources.resolve_definition(sources.DefinitionChange("vip", None), state)
+    deleted, state = sources.resolve_definition(sources.DefinitionChange("vip"), state)
     assert deleted is not None and deleted.kind == "segment_deleted" and deleted.event_id == "d-3:deleted"
-    again, _ = sources.resolve_definition(sources.DefinitionChange("vip", None), state)
+    again, _ = sources.resolve_definition(sources.DefinitionChange("vip"), state)
     assert again is None
-    unknown, _ = sources.resolve_definition(sources.DefinitionChange("ghost", None), None)
+    unknown, _ = sources.resolve_definition(sources.DefinitionChange("ghost"), None)
     assert unknown is None
 
 

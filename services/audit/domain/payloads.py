@@ -1,0 +1,112 @@
+"""What of a source event's fields may enter the ledger, which no erasure reaches.
+
+Pure: standard library and `shared/` only. Each record kind has an allow-list: fields whose
+values the topic schema bounds to enumerations, ids of a fixed pattern, numbers or timestamps
+are kept as they are; fields whose text a caller chooses freely (a consent's `source`, a
+membership's `cause_event_id`, a segment's name) pass only as a short token, and anything
+else becomes its keyed pseudonym; every field not listed is dropped, so a field added to a
+schema later stays out of the ledger until someone decides it belongs there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from shared.pseudonym import pseudonymize
+
+TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# A run of digits this long may be a phone, account or card number.
+_NUMBER_LIKE = re.compile(r"\d{7,}")
+# A string literal of the rule language, either quote, backslash escapes (as its tokenizer reads them).
+_RULE_LITERAL = re.compile(r"""(['"])((?:\\.|(?!\1)[^\\])*)\1""", re.DOTALL)
+HASHED_PREFIX = "hmac:"
+
+KEEP, FREE, RULE = "keep", "free", "rule"
+
+ALLOWED: dict[str, dict[str, str]] = {
+    "consent_change": {
+        "purpose": KEEP,
+        "status": KEEP,
+        "previous_status": KEEP,
+        "reason": KEEP,
+        "jurisdiction": KEEP,
+        "recorded_at": KEEP,
+        "expires_at": KEEP,
+        "sequence": KEEP,
+        "source": FREE,
+        "policy_version": FREE,
+    },
+    "membership_change": {
+        "segment_id": KEEP,
+        "action": KEEP,
+        "reason": KEEP,
+        "cause_at": KEEP,
+        "at": KEEP,
+        "cause_event_id": FREE,
+    },
+    "erasure_request": {"requested_at": KEEP},
+    "segment_defined": {
+        "segment_id": KEEP,
+        "cluster": KEEP,
+        "required_purposes": KEEP,
+        "version": KEEP,
+        "updated_at": KEEP,
+        "name": FREE,
+        "description": FREE,
+        "model": FREE,
+        "rule": RULE,
+    },
+    "segment_deleted": {"segment_id": KEEP},
+    "model_trained": {
+        "purpose": KEEP,
+        "clusters": KEEP,
+        "n_training": KEEP,
+        "n_without_consent": KEEP,
+        "cluster_sizes": KEEP,
+        "silhouette": KEEP,
+        "sha256": KEEP,
+        "trained_at": KEEP,
+        "model_id": FREE,
+        "algorithm": FREE,
+        "features": FREE,
+    },
+}
+
+
+def allowed_payload(
+    kind: str, key: bytes, fields: Mapping[str, Any], customer_id: str | None = None
+) -> dict[str, Any]:
+    """The payload the ledger keeps for a record of `kind` built from the event's `fields`."""
+    rules = ALLOWED[kind]
+    kept = {name: value for name, value in fields.items() if name in rules}
+    return {name: _treat(rules[name], key, value, customer_id) for name, value in kept.items()}
+
+
+def free_text(key: bytes, value: str, customer_id: str | None = None) -> str:
+    """`value` when it is a short token naming no one, else `hmac:` and its keyed pseudonym."""
+    names_customer = customer_id is not None and customer_id in value
+    if TOKEN.fullmatch(value) and not _NUMBER_LIKE.search(value) and not names_customer:
+        return value
+    return HASHED_PREFIX + pseudonymize(key, value)
+
+
+def rule_text(key: bytes, rule: str) -> str:
+    """The rule with each string literal that is not a token replaced by its keyed pseudonym."""
+
+    def literal(match: re.Match[str]) -> str:
+        quote, text = match.group(1), match.group(2)
+        return f"{quote}{free_text(key, text)}{quote}"
+
+    return _RULE_LITERAL.sub(literal, rule)
+
+
+def _treat(how: str, key: bytes, value: Any, customer_id: str | None) -> Any:
+    if how == KEEP or value is None:
+        return value
+    if how == RULE:
+        return rule_text(key, value)
+    if isinstance(value, list | tuple):
+        return [free_text(key, str(item), customer_id) for item in value]
+    return free_text(key, str(value), customer_id)
