@@ -264,6 +264,10 @@ class ErasureRequested(Message):
     event_id: EventId
     customer_id: CustomerId
     requested_at: AwareDatetime
+    # Drawn from the customer's consent sequence after the erasure's own denials: every consent
+    # change committed before the erasure is lower, every later one (a new signup) higher. None on
+    # records written before it existed.
+    sequence: ConsentSequence | None = None
 
 
 class ModelTrained(Message):

@@ -45,6 +45,13 @@ class Retention:
         )
         return {"cleanup.policy": "delete", "retention.ms": str(ms)}
 
+    def erasure_marker_ms(self) -> int:
+        """How long the segmenter keeps an erasure marker after its erasure: until no input topic
+        can still deliver a record from before it (the longest retention among customer.events,
+        consent.changes and erasure.requests, and twice the compaction lag of consent.state, whose
+        superseded values and the tombstone may each linger that long)."""
+        return max(self.input_ms, self.change_ms, self.erasure_ms, 2 * self.compaction_lag_ms)
+
     def dead_letter_configs(self) -> dict[str, str]:
         return {"cleanup.policy": "delete", "retention.ms": str(self.dead_letter_ms)}
 

@@ -20,6 +20,9 @@ from kafka import KafkaConsumer
 from shared.embedded import free_port, redis_answers
 from shared.events import ModelTrained
 
+# The pseudonym key of stores the tests build themselves (services load their own).
+TEST_PSEUDONYM_KEY = b"segwarden-test-pseudonym-key"
+
 PORT_VARIABLES = {"consent": "CONSENT_PORT", "segmenter": "SEGMENTER_PORT", "audit": "AUDIT_PORT"}
 
 

@@ -70,11 +70,14 @@ def erase_customer(
     Pending outbox rows of the customer are deleted with the rest: the tombstone and the denials
     supersede them. The queued rows are deleted (not kept as sent) once the broker has them.
     """
-    request = ErasureRequested(event_id=new_event_id(), customer_id=customer_id, requested_at=now)
     with store.customer(customer_id) as unit:
         # Numbered like any change: the counter outlives the customer's rows, so a later signup
         # of the same id continues after the erasure's numbers.
         entries = unit.number(policy.erase(customer_id, unit.current(), now))
+        # The erasure takes the next number, so consumers order it against every consent change.
+        request = ErasureRequested(
+            event_id=new_event_id(), customer_id=customer_id, requested_at=now, sequence=unit.next_sequence()
+        )
         unit.erase(subject, request.event_id, now)
         for entry in entries:
             unit.enqueue(topics.CONSENT_CHANGES.base, entry.event_id, entry.to_event().to_bytes(), now, True)

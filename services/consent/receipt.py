@@ -40,7 +40,7 @@ class ErasureReceipts:
         )
         services = {
             "consent": _consent_part(held.unsent, held.records),
-            "segmenter": _segmenter_part(segmenter),
+            "segmenter": _segmenter_part(segmenter, self._marker_until(erasure)),
             "audit": _audit_part(proof),
         }
         done = all(part.status == "done" for part in services.values())
@@ -54,6 +54,11 @@ class ErasureReceipts:
             topics=self._topics(erasure),
             ledger=_ledger(proof) if isinstance(proof, dict) else None,
         )
+
+    def _marker_until(self, erasure: ErasureRecord) -> datetime:
+        """When the segmenter's erasure marker expires (it may start a little later: the
+        request's record time)."""
+        return erasure.requested_at + timedelta(milliseconds=self.names.retention.erasure_marker_ms())
 
     def _topics(self, erasure: ErasureRecord) -> list[TopicRetentionOut]:
         """Every topic that may hold the raw id, until its retention ends (Apache Kafka only)."""
@@ -86,14 +91,20 @@ def _consent_part(unsent: int, records: int) -> ServiceErasureOut:
     return ServiceErasureOut(status="done", detail=detail, remains=remains)
 
 
-def _segmenter_part(held: list[str] | PeerUnavailableError) -> ServiceErasureOut:
+def _segmenter_part(held: list[str] | PeerUnavailableError, marker_until: datetime) -> ServiceErasureOut:
     if isinstance(held, PeerUnavailableError):
         return ServiceErasureOut(status="unavailable", detail=str(held))
     if held:
         return ServiceErasureOut(
             status="pending", detail="Redis still holds keys naming the customer", remains=held
         )
-    return ServiceErasureOut(status="done", detail="no key, member set or queue names the customer")
+    marker = (
+        "an erasure marker under the customer's pseudonym (the erasure's time and consent sequence,"
+        f" no data), until about {marker_until.isoformat()}: it refuses input from before the erasure"
+    )
+    return ServiceErasureOut(
+        status="done", detail="no key, member set or queue names the customer", remains=[marker]
+    )
 
 
 def _audit_part(proof: dict[str, Any] | None | PeerUnavailableError) -> ServiceErasureOut:

@@ -44,7 +44,14 @@ from services.segmenter.stream_app import (
 )
 from services.segmenter.sweeps import Sweeper
 from shared.deadletter import DeadLetters
-from shared.kafka import broker_answers, ensure_topics, make_producer, start_client, topic_names
+from shared.kafka import (
+    broker_answers,
+    ensure_topics,
+    make_producer,
+    start_client,
+    topic_names,
+    topic_retention,
+)
 from shared.pseudonym import load_pseudonym_key
 from shared.supervise import Supervisor, for_each, handle_or_dead_letter
 from shared.topics import CONSENT_CHANGES, CONSENT_STATE, CUSTOMER_EVENTS, SEGMENT_DEFINITIONS
@@ -62,7 +69,10 @@ class SegmenterRuntime:
         keys = KeyLayout(settings.redis_namespace)
         self.registry = SegmentRegistry(SOURCE_FEATURES)
         self.assigner = ModelAssigner(model_store(settings))
-        self.store = RedisCustomerStore(redis, keys)
+        self.pseudonym_key = load_pseudonym_key(settings)
+        self.store = RedisCustomerStore(
+            redis, keys, self.pseudonym_key, topic_retention(settings).erasure_marker_ms()
+        )
         self.membership_reader = RedisMembershipReader(redis, keys)
         self.producer: AIOKafkaProducer | None = None
         self.definitions: DefinitionService | None = None
@@ -83,7 +93,7 @@ class SegmenterRuntime:
         await supervisor.retry("topics", lambda: asyncio.to_thread(ensure_topics, settings))
         producer = await start_client(lambda: make_producer(settings, "segwarden-segmenter"), "producer")
         self.producer = producer
-        pseudonym_key = load_pseudonym_key(settings)
+        pseudonym_key = self.pseudonym_key
         dead_letters = DeadLetters(producer, pseudonym_key, settings.dead_letter_max_value_bytes)
         publisher = KafkaMembershipPublisher(self.producer, topic_names(settings))
         self.membership = MembershipService(

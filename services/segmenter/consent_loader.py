@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from services.segmenter.adapters.kafka_compacted import KafkaCompactedReader
 from services.segmenter.adapters.redis_store import RedisCustomerStore
-from services.segmenter.stream_handlers import purpose_consent
+from services.segmenter.stream_handlers import purpose_consent, tombstone_mark
 from shared.events import ConsentStateSnapshot
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,11 @@ async def load_consent_state(
     """Apply the latest snapshot of every customer; returns how many customers were loaded.
 
     A purpose's state is replaced only by a newer one (by sequence; PurposeConsent.supersedes),
-    so what the consent.changes stream applied already is never undone; a tombstone clears the
-    customer's consent (all denied). Invalid records are left to the stream agent, which
-    dead-letters them once. `track(partition, customer)` queues each loaded grant's expiry.
+    so what the consent.changes stream applied already is never undone; a tombstone (an erasure)
+    marks the customer erased and drops their consent (all denied); the stream's handler erases
+    the rest and announces it. States from before a marked erasure are refused. Invalid records
+    are left to the stream agent, which dead-letters them once. `track(partition, customer)`
+    queues each loaded grant's expiry.
     """
     await reader.start()
     try:
@@ -38,7 +40,7 @@ async def load_consent_state(
         await reader.stop()
     for key, record in latest.items():
         if record.value is None:
-            await store.clear_consent(key.decode())
+            await store.mark_erased(key.decode(), tombstone_mark(record))
             continue
         try:
             snapshot = ConsentStateSnapshot.model_validate_json(record.value)
@@ -46,8 +48,7 @@ async def load_consent_state(
             continue
         fallback = snapshot.updated_at.timestamp()
         states = {p: purpose_consent(s, fallback) for p, s in snapshot.purposes.items()}
-        if states:
-            await store.apply_consent(snapshot.customer_id, states)
+        if states and (await store.apply_consent(snapshot.customer_id, states)).refused < len(states):
             if track is not None:
                 await store.remember(record.partition, snapshot.customer_id)
                 await track(record.partition, snapshot.customer_id)

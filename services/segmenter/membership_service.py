@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from services.segmenter.adapters.kafka_publisher import KafkaMembershipPublisher
 from services.segmenter.adapters.redis_store import Committed, CustomerSnapshot, Pending, RedisCustomerStore
 from services.segmenter.barrier import ConsentBarrier
+from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.features import rule_features
 from services.segmenter.domain.membership import Assign, MembershipChange, Trigger, decide
 from services.segmenter.domain.segments import Segment
@@ -166,19 +167,24 @@ class MembershipService:
 
         return await self.apply_many([Plan(await self.store.read(customer_id), leave, cause)])
 
-    async def erase(self, customer_id: str, cause: Cause) -> list[MembershipChanged]:
-        """Forget the customer's features, consent and segments and queue every leave in one step,
-        then announce them."""
+    async def erase(
+        self, customer_id: str, partition: int, mark: ErasureMark, cause: Cause
+    ) -> list[MembershipChanged]:
+        """Forget the customer's features, consent and segments, mark the erasure and queue every
+        leave in one step, then take the customer out of the member sets and the partition's sweep
+        and expiry queues and announce the leaves; all under the customer's lock, so no input of
+        theirs is applied or remembered in between."""
         async with self.locks.hold(customer_id):
             for _ in range(MAX_ATTEMPTS):
                 segments = sorted((await self.store.read(customer_id)).segments)
                 left = [MembershipChange(s, "left", "erased") for s in segments]
                 messages = [(c.segment_id, self._message(customer_id, c, cause)) for c in left]
-                outbox = await self.store.erase(customer_id, messages)
+                outbox = await self.store.erase(customer_id, messages, mark)
                 if outbox is not None:
                     # Segments of leftover messages too: a crash may have kept them from their sets.
                     gone = dict.fromkeys(set(segments) | _segments_of(outbox), False)
                     await self.store.set_members_many([(customer_id, gone)])
+                    await self.store.forget(partition, customer_id)
                     return await self._egress([Outgoing(customer_id, outbox)])
                 COMMIT_CONFLICTS.inc()  # the segments changed since the read (another worker)
         raise CommitConflictError(f"no stable segments to erase after {MAX_ATTEMPTS} attempts")

@@ -9,8 +9,14 @@ from shared.metrics import LATENCY_BUCKETS
 EVENTS_PROCESSED = Counter(
     "segwarden_segmenter_events_processed_total",
     "Customer events by type family (purchase, profile_update, other) and outcome "
-    "(applied, duplicate, dead_letter).",
+    "(applied, duplicate, erased: from before the customer's erasure, dead_letter).",
     ["type", "outcome"],
+)
+ERASED_INPUT_REFUSED = Counter(
+    "segwarden_segmenter_erased_input_refused_total",
+    "Inputs refused for being from before their customer's erasure (the erasure marker), by input "
+    "(event, consent).",
+    ["input"],
 )
 EVALUATION_SECONDS = Histogram(
     "segwarden_segmenter_evaluation_seconds",

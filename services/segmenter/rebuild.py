@@ -1,6 +1,7 @@
 """Rebuilds the Redis state of some partitions from the topics, without announcing anything.
 
-Order: consent from `consent.state`; features, dropped for every known customer, by replaying
+Order: the erasure markers from `erasure.requests`; consent from `consent.state` (what is from
+before an erasure refused); features, dropped for every known customer, by replaying
 `customer.events` from the start of retention up to where faust's consumer is (skipping what
 an erasure request since deleted), while the partitions' event handlers wait; then membership,
 decided again for every known customer and committed silently (the announcements are the
@@ -15,25 +16,28 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
+from typing import TypeVar
 
 from aiokafka.structs import ConsumerRecord
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from services.segmenter.adapters.kafka_partitions import KafkaPartitionReader
 from services.segmenter.adapters.redis_store import CustomerSnapshot, RedisCustomerStore
 from services.segmenter.consent_loader import load_consent_state
+from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.membership import ON_SWEEP
 from services.segmenter.domain.segments import SegmentRegistry
 from services.segmenter.membership_service import MAX_ATTEMPTS, Cause, CommitConflictError, MembershipService
 from services.segmenter.metrics import REBUILD_EVENTS_REPLAYED
 from services.segmenter.settings import SegmenterSettings
-from services.segmenter.stream_handlers import event_write
-from shared.events import CustomerEvent
+from services.segmenter.stream_handlers import erasure_mark, event_write
+from shared.events import CustomerEvent, ErasureRequested
 from shared.failpoints import failpoint
 from shared.kafka import topic_names
 from shared.topics import CONSENT_STATE, CUSTOMER_EVENTS, ERASURE_REQUESTS, TopicSpec
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 CHUNK = 200
 NO_CAUSE = Cause(None, None)
 # partition -> the next offset faust's consumer will fetch (None when it has not fetched yet)
@@ -68,8 +72,9 @@ class StateRebuilder:
         """With the partitions' event handlers held (RedisRecovery.admit)."""
         started = time.monotonic()
         await self.forget_features(partitions)
+        erased = await self.erasures(partitions)
         customers = await self.consent(partitions)
-        replayed = await self.replay(partitions, await self.erasures(partitions), positions)
+        replayed = await self.replay(partitions, erased, positions)
         await self.settle(partitions)
         log.info(
             "rebuilt redis state",
@@ -85,19 +90,22 @@ class StateRebuilder:
         """consent.state of the partitions into Redis; its customers remembered, expiries queued."""
         return await load_consent_state(self._reader(CONSENT_STATE, partitions), self.store, self.track)
 
-    async def erasures(self, partitions: Sequence[int]) -> dict[str, int]:
-        """customer -> timestamp (ms) of its last erasure request: older events stay forgotten."""
+    async def erasures(self, partitions: Sequence[int]) -> dict[str, ErasureMark]:
+        """customer -> its last erasure request, each marked in Redis (a marker past its ttl is
+        gone at once): older input stays forgotten."""
         reader = self._reader(ERASURE_REQUESTS, partitions)
         await reader.start()
         try:
             records = await reader.read_to_end()
         finally:
             await reader.stop()
-        erased: dict[str, int] = {}
+        erased: dict[str, ErasureMark] = {}
         for record in records:
-            if record.key:
-                customer_id = record.key.decode(errors="replace")
-                erased[customer_id] = max(erased.get(customer_id, 0), record.timestamp)
+            request = _decode(record, ErasureRequested)
+            if request is not None:
+                erased[request.customer_id] = erasure_mark(request, record)
+        for customer_id, mark in erased.items():
+            await self.store.mark_erased(customer_id, mark)
         return erased
 
     async def forget_features(self, partitions: Sequence[int]) -> None:
@@ -114,7 +122,7 @@ class StateRebuilder:
                 await self.store.client.delete(*chunk)
 
     async def replay(
-        self, partitions: Sequence[int], erased: dict[str, int], positions: dict[int, int | None]
+        self, partitions: Sequence[int], erased: dict[str, ErasureMark], positions: dict[int, int | None]
     ) -> int:
         """customer.events from the beginning up to faust's positions (or the end, if further)."""
         reader = self._reader(CUSTOMER_EVENTS, partitions)
@@ -130,12 +138,15 @@ class StateRebuilder:
             await reader.stop()
         return replayed
 
-    async def _apply(self, records: Sequence[ConsumerRecord], erased: dict[str, int]) -> int:
+    async def _apply(self, records: Sequence[ConsumerRecord], erased: dict[str, ErasureMark]) -> int:
         writes, known = [], set()
         for record in records:
-            event = _decode(record)
-            if event is None or record.timestamp <= erased.get(event.customer_id, -1):
-                continue  # dead-lettered when first read, or forgotten by an erasure since
+            event = _decode(record, CustomerEvent)
+            mark = erased.get(event.customer_id) if event is not None else None
+            # Dead-lettered when first read, or forgotten by an erasure since (also when its
+            # marker is past its ttl: the embedded broker keeps events that long and longer).
+            if event is None or (mark is not None and record.timestamp <= mark.at_ms):
+                continue
             writes.append(event_write(record, event))
             known.add((record.partition, event.customer_id))
         if writes:
@@ -178,10 +189,10 @@ class StateRebuilder:
         raise CommitConflictError(f"no stable version after {MAX_ATTEMPTS} attempts")
 
 
-def _decode(record: ConsumerRecord) -> CustomerEvent | None:
+def _decode(record: ConsumerRecord, schema: type[M]) -> M | None:
     if record.value is None:
         return None
     try:
-        return CustomerEvent.model_validate_json(record.value)
+        return schema.model_validate_json(record.value)
     except ValidationError:
         return None

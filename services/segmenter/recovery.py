@@ -22,6 +22,8 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord
 
 from services.segmenter.adapters.redis_generation import RedisGenerationMarker
+from services.segmenter.domain.erasure import ErasureMark
+from services.segmenter.membership_service import Cause
 from services.segmenter.metrics import REDIS_REBUILDING, REDIS_REBUILDS
 from services.segmenter.rebuild import StateRebuilder
 from services.segmenter.reconcile import AnnouncedReconciler
@@ -219,8 +221,10 @@ class HeldStreamHandlers(StreamHandlers):
         async with self.recovery.admit({r.partition for r in records}):
             await super().on_events(records)
 
-    async def on_erasure(self, record: ConsumerRecord) -> None:
+    async def erase_customer(
+        self, record: ConsumerRecord, customer_id: str, mark: ErasureMark, cause: Cause
+    ) -> None:
         if self.recovery is None:
-            return await super().on_erasure(record)
+            return await super().erase_customer(record, customer_id, mark, cause)
         async with self.recovery.admit([record.partition]):
-            await super().on_erasure(record)
+            await super().erase_customer(record, customer_id, mark, cause)

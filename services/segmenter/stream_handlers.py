@@ -5,17 +5,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 from aiokafka.structs import ConsumerRecord
 
 from services.segmenter.adapters.redis_store import CustomerSnapshot, EventWrite, RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
+from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.membership import ON_CONSENT, ON_EVENT
 from services.segmenter.domain.segments import SegmentRegistry, features_changed_by
 from services.segmenter.expiry import ExpiryScheduler
 from services.segmenter.membership_service import Cause, MembershipService, Plan
-from services.segmenter.metrics import EVENTS_PROCESSED, EVICTION_LATENCY
+from services.segmenter.metrics import ERASED_INPUT_REFUSED, EVENTS_PROCESSED, EVICTION_LATENCY
 from shared.deadletter import DeadLetters, decode_or_dead_letter
 from shared.events import (
     ConsentChanged,
@@ -50,6 +52,17 @@ def purpose_consent(state: PurposeState, fallback_recorded: float) -> PurposeCon
     ran_out = state.status == "granted" and expires is not None and expires <= fallback_recorded
     lapsed = ran_out or (state.status == "denied" and state.source == EXPIRY_SOURCE)
     return PurposeConsent("denied", expires, recorded, state.sequence, lapsed)
+
+
+def erasure_mark(request: ErasureRequested, record: ConsumerRecord) -> ErasureMark:
+    """The marker of an erasure request: input dated up to its request or its record is older."""
+    at_ms = max(int(request.requested_at.timestamp() * 1000), record.timestamp or 0)
+    return ErasureMark(at_ms, request.sequence)
+
+
+def tombstone_mark(record: ConsumerRecord) -> ErasureMark:
+    """A consent.state tombstone is written by an erasure only (with its request): its record time."""
+    return ErasureMark(max(0, record.timestamp or 0))
 
 
 def change_consent(change: ConsentChanged) -> PurposeConsent:
@@ -100,10 +113,18 @@ class StreamHandlers:
             return
         writes = [event_write(record, event) for record, event in decoded]
         known = {(record.partition, event.customer_id) for record, event in decoded}
-        results = await self.store.apply_events(writes, known)
+        async with AsyncExitStack() as stack:  # no erasure of these customers runs in between
+            for customer_id in sorted({c for _, c in known}):
+                await stack.enter_async_context(self.membership.locks.hold(customer_id))
+            results = await self.store.apply_events(writes, known)
         failpoint("segmenter.events_mid_batch")  # features written, membership not yet reconciled
         latest: dict[str, _Latest] = {}
-        for (_, event), (applied, snapshot) in zip(decoded, results, strict=True):
+        for (_, event), result in zip(decoded, results, strict=True):
+            if result is None:
+                EVENTS_PROCESSED.labels(type_family(event.type), "erased").inc()
+                ERASED_INPUT_REFUSED.labels("event").inc()
+                continue
+            applied, snapshot = result
             EVENTS_PROCESSED.labels(type_family(event.type), "applied" if applied else "duplicate").inc()
             entry = latest.setdefault(event.customer_id, _Latest(snapshot, event))
             entry.snapshot, entry.event = snapshot, event
@@ -118,17 +139,24 @@ class StreamHandlers:
         return self.membership.plan(entry.snapshot, candidates, ON_EVENT, cause, entry.redelivered)
 
     async def on_consent_change(self, record: ConsumerRecord) -> None:
-        """The hot path: record the change, then evict (or admit) at once."""
+        """The hot path: record the change, then evict (or admit) at once. A denial of the
+        customer's erasure takes them out of every segment as `erased` (before or after its request)."""
         MESSAGES_CONSUMED.labels(record.topic).inc()
         change = await decode_or_dead_letter(self.dead_letters, record, ConsentChanged)
         if change is None:
             return
         state = change_consent(change)
-        _, snapshot = await self.store.apply_consent(change.customer_id, {change.purpose: state})
-        candidates = self.registry.requiring([change.purpose])
-        published = await self.membership.reconcile(
-            snapshot, candidates, ON_CONSENT, Cause(change.event_id, change.recorded_at)
-        )
+        applied = await self.store.apply_consent(change.customer_id, {change.purpose: state})
+        if applied.refused:
+            ERASED_INPUT_REFUSED.labels("consent").inc(applied.refused)
+            return
+        snapshot, cause = applied.snapshot, Cause(change.event_id, change.recorded_at)
+        if change.reason == "erasure" and applied.changed:
+            every = snapshot.segments | {s.id for s in self.registry.all()}
+            published = await self.membership.evict(change.customer_id, dict.fromkeys(every, "erased"), cause)
+        else:
+            candidates = self.registry.requiring([change.purpose])
+            published = await self.membership.reconcile(snapshot, candidates, ON_CONSENT, cause)
         _observe_evictions(published, state.recorded_at)
         await self._track(record.partition, snapshot)
 
@@ -137,7 +165,8 @@ class StreamHandlers:
         MESSAGES_CONSUMED.labels(record.topic).inc()
         if record.value is None:
             if record.key:
-                await self._consent_gone(record.key.decode(), record.partition)
+                customer_id = record.key.decode()
+                await self.erase_customer(record, customer_id, tombstone_mark(record), Cause(None, None))
             return
         snapshot_record = await decode_or_dead_letter(self.dead_letters, record, ConsentStateSnapshot)
         if snapshot_record is None:
@@ -146,7 +175,12 @@ class StreamHandlers:
         states = {p: purpose_consent(s, fallback) for p, s in snapshot_record.purposes.items()}
         if not states:
             return
-        _, snapshot = await self.store.apply_consent(snapshot_record.customer_id, states)
+        applied = await self.store.apply_consent(snapshot_record.customer_id, states)
+        if applied.refused:
+            ERASED_INPUT_REFUSED.labels("consent").inc(applied.refused)
+        snapshot = applied.snapshot
+        if applied.refused == len(states):
+            return
         cause = Cause(snapshot_record.event_id, snapshot_record.updated_at)
         published = await self.membership.reconcile(
             snapshot, self.registry.requiring(states), ON_CONSENT, cause
@@ -159,20 +193,25 @@ class StreamHandlers:
         request = await decode_or_dead_letter(self.dead_letters, record, ErasureRequested)
         if request is None:
             return
-        await self.membership.erase(request.customer_id, Cause(request.event_id, request.requested_at))
-        await self.store.forget(record.partition, request.customer_id)
+        cause = Cause(request.event_id, request.requested_at)
+        await self.erase_customer(record, request.customer_id, erasure_mark(request, record), cause)
 
-    async def _consent_gone(self, customer_id: str, partition: int) -> None:
-        snapshot = await self.store.clear_consent(customer_id)
-        candidates = [s for s in self.registry.all() if s.id in snapshot.segments]
-        await self.membership.reconcile(snapshot, candidates, ON_CONSENT, Cause(None, None))
-        await self.expiry.track(partition, customer_id)
+    async def erase_customer(
+        self, record: ConsumerRecord, customer_id: str, mark: ErasureMark, cause: Cause
+    ) -> None:
+        """An erasure read from `record` (its request, or the consent.state tombstone, whichever
+        comes first): every `left` says `erased`, and only the marker stays."""
+        await self.membership.erase(customer_id, record.partition, mark, cause)
 
     async def _track(self, partition: int, snapshot: CustomerSnapshot) -> None:
         """Remember the customer for sweeps, and queue when its next grant expires (a renewal
-        moves the due time)."""
-        await self.store.remember(partition, snapshot.customer_id)
-        await self.expiry.track(partition, snapshot.customer_id)
+        moves the due time); not once erased since (checked under the erasure's lock)."""
+        customer_id = snapshot.customer_id
+        async with self.membership.locks.hold(customer_id):
+            if not await self.store.holds(customer_id):
+                return
+            await self.store.remember(partition, customer_id)
+        await self.expiry.track(partition, customer_id)
 
 
 def _observe_evictions(published: Sequence[MembershipChanged], recorded_at: float) -> None:

@@ -65,6 +65,10 @@ class CustomerUnit:
         sequences = next_sequences(self.connection, len(entries))
         return [replace(entry, sequence=s) for entry, s in zip(entries, sequences, strict=True)]
 
+    def next_sequence(self) -> int:
+        """One new consent sequence number, above every one drawn for the customer before."""
+        return next_sequences(self.connection, 1)[0]
+
     def append(self, entries: list[ConsentEntry]) -> None:
         """New history rows (numbered by `number`), and the current projection moved to them."""
         for entry in entries:

@@ -1,6 +1,34 @@
 """Lua scripts that update one customer's keys (one hash slot) atomically."""
 
-# KEYS: features, version, consent, segments, outbox.
+# The erasure marker (redis_keys.KeyLayout.erased, in the customer's slot): a hash `at` (ms) and
+# `seq` (the erasure's consent sequence, absent when unknown). Input is from before the erasure
+# when its consent sequence is at or below `seq` (both known), else when it is dated at or before
+# `at`. `mark` only moves forward, and the marker expires `ttl` ms after its erasure.
+MARKER = """
+local function parse(v)
+  local status, rec, seq = string.match(v, '^([^|]*)|[^|]*|([^|]*)|?([^|]*)')
+  return status, tonumber(rec), tonumber(seq)
+end
+local function marker(key)
+  local m = redis.call('HMGET', key, 'at', 'seq')
+  return tonumber(m[1] or ''), tonumber(m[2] or '')
+end
+local function before(mat, mseq, at_ms, seq)
+  if not mat then return false end
+  if seq and mseq then return seq <= mseq end
+  return at_ms <= mat
+end
+local function mark(key, at, seq, ttl)
+  local mat, mseq = marker(key)
+  local a = math.max(tonumber(at), mat or 0)
+  redis.call('HSET', key, 'at', string.format('%d', a))
+  local s = tonumber(seq)
+  if s or mseq then redis.call('HSET', key, 'seq', string.format('%d', math.max(s or 0, mseq or 0))) end
+  redis.call('PEXPIREAT', key, a + tonumber(ttl))
+end
+"""
+
+# KEYS: features, version, consent, segments, outbox, erasure marker.
 # ARGV: offset field, offset, event_id, type, occurred_at (epoch), purchase amount or "", record
 # timestamp (ms, 0 unknown), then profile attr/JSON pairs. An event is applied once: its offset must
 # be above the highest applied offset of its partition (the `_o:<partition>` field; a partition
@@ -9,15 +37,23 @@
 # restarting at 0) and the record is new, and the offset starts over from it. Its
 # event_id must not be among the customer's last RECENT (4) applied ones (`_r`: 12 hex digits of the
 # SHA-1 of each, newest first; a producer's retry lands shortly after the original). Bookkeeping
-# fields start with `_`. Returns {applied 1|0, version, features, consent, segments, outbox length}:
-# a duplicate returns the stored state too, so a retry can re-plan from it.
+# fields start with `_`. An event from before the customer's erasure (occurred, or written to its
+# topic, at or before the marker's `at`) writes nothing. Returns {applied 1|0|-1 (erased), version,
+# features, consent, segments, outbox length}: a duplicate returns the stored state too, so a retry
+# can re-plan from it.
 RECENT = 4
 APPLY_EVENT = (
-    """
+    MARKER
+    + """
 local f = KEYS[1]
+local mat = marker(KEYS[6])
+local ts = tonumber(ARGV[7])
+if before(mat, nil, tonumber(ARGV[5]) * 1000, nil) or (ts > 0 and before(mat, nil, ts, nil)) then
+  return {-1, tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('HGETALL', f),
+    redis.call('HGETALL', KEYS[3]), redis.call('SMEMBERS', KEYS[4]), redis.call('LLEN', KEYS[5])}
+end
 local tf = '_t' .. string.sub(ARGV[1], 3)
 local seen = redis.call('HMGET', f, ARGV[1], '_r', tf)
-local ts = tonumber(ARGV[7])
 local recreated = ts > 0 and seen[3] and ts > tonumber(seen[3])
 local newer = (not seen[1]) or tonumber(seen[1]) < tonumber(ARGV[2]) or recreated
 local id = string.sub(redis.sha1hex(ARGV[3]), 1, 12)
@@ -67,16 +103,16 @@ return {v, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[3]), redis
 """
 
 # KEYS: consent, version, features, segments, outbox (its length is returned: a leftover is
-# repaired).  ARGV: pairs purpose, "status|expires|recorded|seq|lapsed".
+# repaired), erasure marker.  ARGV: pairs purpose, "status|expires|recorded|seq|lapsed".
 # A purpose's state is replaced only by one that supersedes it, exactly as
 # domain.consent.PurposeConsent.supersedes: by sequence when both have one (strictly newer), a
 # sequenced state over an unsequenced one, else by recorded_at with the denial winning a tie.
-# So snapshots, changes and their redeliveries commute.
-APPLY_CONSENT = """
-local function parse(v)
-  local status, rec, seq = string.match(v, '^([^|]*)|[^|]*|([^|]*)|?([^|]*)')
-  return status, tonumber(rec), tonumber(seq)
-end
+# So snapshots, changes and their redeliveries commute. A state from before the customer's
+# erasure is refused. Returns {changed 1|0, version, refused states, features, consent, segments,
+# outbox length}.
+APPLY_CONSENT = (
+    MARKER
+    + """
 local function supersedes(new, old)
   if not old then return true end
   local ns, nr, nq = parse(new)
@@ -86,20 +122,27 @@ local function supersedes(new, old)
   if nr ~= orec then return nr > orec end
   return ns == 'denied' and ostatus ~= 'denied'
 end
-local changed = 0
+local mat, mseq = marker(KEYS[6])
+local changed, refused = 0, 0
 for i = 1, #ARGV, 2 do
-  local old = redis.call('HGET', KEYS[1], ARGV[i])
-  if old ~= ARGV[i + 1] and supersedes(ARGV[i + 1], old) then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-    changed = 1
+  local _, rec, seq = parse(ARGV[i + 1])
+  if before(mat, mseq, rec * 1000, seq) then
+    refused = refused + 1
+  else
+    local old = redis.call('HGET', KEYS[1], ARGV[i])
+    if old ~= ARGV[i + 1] and supersedes(ARGV[i + 1], old) then
+      redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+      changed = 1
+    end
   end
 end
 local v
 if changed == 1 then v = redis.call('INCR', KEYS[2]) else v = tonumber(redis.call('GET', KEYS[2]) or '0') end
 local features = redis.call('HGETALL', KEYS[3])
-return {changed, v, features, redis.call('HGETALL', KEYS[1]), redis.call('SMEMBERS', KEYS[4]),
+return {changed, v, refused, features, redis.call('HGETALL', KEYS[1]), redis.call('SMEMBERS', KEYS[4]),
   redis.call('LLEN', KEYS[5])}
 """
+)
 
 # KEYS: version, segments, consent, outbox.  ARGV: expected version, now, then ops "j"|"l",
 # segment, message, n, n required purposes.  Refuses (-1) when the customer changed since it
@@ -133,24 +176,45 @@ end
 return {applied, redis.call('LRANGE', KEYS[4], 0, -1), redis.call('SMEMBERS', KEYS[2])}
 """
 
-# KEYS: features, consent, segments, version, outbox.  ARGV: pairs segment, its `left` message.
-# Deletes the customer's data and appends the `left` of every segment they were in to the outbox in
-# one step, so a crash cannot lose those messages. Refuses (-1) unless ARGV names exactly the
-# segments the customer is in now. The applied offsets (`_` fields) stay, so a redelivery of an
-# event from before the erasure does not bring the data back. Returns the whole outbox (older
-# leftovers first).
-ERASE = """
-if redis.call('SCARD', KEYS[3]) * 2 ~= #ARGV then return -1 end
-for i = 1, #ARGV, 2 do
+# KEYS: features, consent, segments, version, outbox, erasure marker.  ARGV: the erasure's time
+# (ms), its consent sequence or "", the marker's ttl (ms), then pairs segment, its `left` message.
+# Deletes every key naming the customer but the outbox (features with their bookkeeping, consent,
+# segments, version), marks the erasure and appends the `left` of every segment they were in to
+# the outbox in one step, so a crash cannot lose those messages; once they are published the
+# outbox is empty and gone too. Refuses (-1) unless ARGV names exactly the segments the customer
+# is in now. Returns the whole outbox (older leftovers first).
+ERASE = (
+    MARKER
+    + """
+if redis.call('SCARD', KEYS[3]) * 2 ~= #ARGV - 3 then return -1 end
+for i = 4, #ARGV, 2 do
   if redis.call('SISMEMBER', KEYS[3], ARGV[i]) == 0 then return -1 end
 end
-local kept, all = {}, redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  if string.sub(all[i], 1, 1) == '_' then table.insert(kept, all[i]); table.insert(kept, all[i + 1]) end
-end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-if #kept > 0 then redis.call('HSET', KEYS[1], unpack(kept)) end
-redis.call('INCR', KEYS[4])
-for i = 2, #ARGV, 2 do redis.call('RPUSH', KEYS[5], ARGV[i]) end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+mark(KEYS[6], ARGV[1], ARGV[2], ARGV[3])
+for i = 5, #ARGV, 2 do redis.call('RPUSH', KEYS[5], ARGV[i]) end
 return redis.call('LRANGE', KEYS[5], 0, -1)
 """
+)
+
+# KEYS: consent, version, erasure marker.  ARGV: the erasure's time (ms), its consent sequence or
+# "", the marker's ttl (ms). Marks an erasure read where nothing is announced (the consent load at
+# start, a rebuild) and drops the consent states from before it; the stream's handler erases
+# the rest when it reads the erasure. Returns how many states were dropped.
+MARK_ERASED = (
+    MARKER
+    + """
+mark(KEYS[3], ARGV[1], ARGV[2], ARGV[3])
+local mat, mseq = marker(KEYS[3])
+local all, dropped = redis.call('HGETALL', KEYS[1]), 0
+for i = 1, #all, 2 do
+  local _, rec, seq = parse(all[i + 1])
+  if before(mat, mseq, rec * 1000, seq) then
+    redis.call('HDEL', KEYS[1], all[i])
+    dropped = dropped + 1
+  end
+end
+if dropped > 0 then redis.call('INCR', KEYS[2]) end
+return dropped
+"""
+)

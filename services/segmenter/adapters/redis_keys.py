@@ -3,11 +3,34 @@
 On Redis Cluster the hash tag `{c:<customer_id>}` puts a customer's features, consent, segments,
 version and outbox in one slot, so one Lua script updates them atomically; a
 segment's member set `{<segment_id>}` lives in its own slot and is updated in a second step.
+An erased customer's marker is named by their pseudonym, not their id, and put in the same slot
+by a hash tag that only shares the slot number (see `slot_tag`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+
+@cache
+def _slot_tags() -> dict[int, str]:
+    """For every Redis Cluster slot the shortest hex string that hashes to it (about 0.2 s once)."""
+    tags: dict[int, str] = {}
+    n = 0
+    while len(tags) < REDIS_CLUSTER_HASH_SLOTS:
+        tag = format(n, "x")
+        tags.setdefault(key_slot(tag.encode()), tag)
+        n += 1
+    return tags
+
+
+def slot_tag(customer_id: str) -> str:
+    """A hash tag with the slot of `{c:<customer_id>}` that does not contain the id: the marker's
+    Lua runs with the customer's keys (one slot) and the key reveals 14 bits of a hash, no more."""
+    return _slot_tags()[key_slot(f"c:{customer_id}".encode())]
 
 
 @dataclass(frozen=True)
@@ -32,6 +55,10 @@ class KeyLayout:
     def outbox(self, customer_id: str) -> str:
         """Membership changes committed but not yet acknowledged by the broker, oldest first."""
         return self.customer(customer_id, "outbox")
+
+    def erased(self, customer_id: str, subject: str) -> str:
+        """The erasure marker (a hash `at`, `seq`) of the customer whose pseudonym is `subject`."""
+        return f"{self.namespace}{{{slot_tag(customer_id)}}}:erased:{subject}"
 
     def members(self, segment_id: str) -> str:
         return f"{self.namespace}seg:{{{segment_id}}}:members"

@@ -12,7 +12,10 @@ import redis.asyncio as aioredis
 from services.segmenter.adapters import lua
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.domain.consent import ConsentView, PurposeConsent
+from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.membership import MembershipChange
+from shared.pseudonym import pseudonymize
+from shared.topics import Retention
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,18 @@ class CustomerSnapshot:
     consent: ConsentView
     segments: set[str]
     outbox: int = 0  # messages committed but not yet acknowledged (a leftover: repair before planning)
+
+
+# Per event: whether it was applied now (False: a duplicate) and the customer's state after it;
+# None when it was refused, being from before the customer's erasure.
+EventResult = tuple[bool, CustomerSnapshot] | None
+
+
+@dataclass(frozen=True)
+class ConsentApplied:
+    changed: bool
+    refused: int  # purpose states from before the customer's erasure, not applied
+    snapshot: CustomerSnapshot
 
 
 # A change to commit and the JSON of the MembershipChanged that announces it ("" for none).
@@ -89,14 +104,23 @@ def _features(flat: Sequence[str]) -> dict[str, str]:
 
 
 class RedisCustomerStore:
-    def __init__(self, client: aioredis.Redis, keys: KeyLayout) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: KeyLayout,
+        pseudonym_key: bytes,
+        marker_ttl_ms: int = Retention().erasure_marker_ms(),
+    ) -> None:
         self.client = client
         self.keys = keys
+        self.pseudonym_key = pseudonym_key  # names the erasure markers (never the raw id)
+        self.marker_ttl_ms = marker_ttl_ms
         self._apply_event = client.register_script(lua.APPLY_EVENT)
         self._read = client.register_script(lua.READ_CUSTOMER)
         self._apply_consent = client.register_script(lua.APPLY_CONSENT)
         self._commit = client.register_script(lua.COMMIT)
         self._erase = client.register_script(lua.ERASE)
+        self._mark_erased = client.register_script(lua.MARK_ERASED)
 
     async def ping(self) -> None:
         await self.client.ping()
@@ -112,6 +136,10 @@ class RedisCustomerStore:
             int(outbox[0]) if outbox else 0,
         )
 
+    def marker(self, customer_id: str) -> str:
+        """The key of the customer's erasure marker (named by pseudonym)."""
+        return self.keys.erased(customer_id, pseudonymize(self.pseudonym_key, customer_id))
+
     def _customer_keys(self, customer_id: str) -> list[str]:
         """KEYS of READ_CUSTOMER and APPLY_EVENT."""
         k = self.keys
@@ -121,13 +149,20 @@ class RedisCustomerStore:
             k.consent(customer_id),
             k.segments(customer_id),
             k.outbox(customer_id),
+            self.marker(customer_id),
         ]
+
+    def _mark_args(self, mark: ErasureMark) -> list[str | int]:
+        return [mark.at_ms, "" if mark.sequence is None else mark.sequence, self.marker_ttl_ms]
 
     async def apply_events(
         self, writes: Sequence[EventWrite], known: Iterable[tuple[int, str]]
-    ) -> list[tuple[bool, CustomerSnapshot]]:
+    ) -> list[EventResult]:
         """Apply every event in one pipeline: per event whether it was applied now (False for a
-        redelivery, an offset at or below its partition's applied one) and the customer's state."""
+        redelivery, an offset at or below its partition's applied one) and the customer's state,
+        or None when it is from before the customer's erasure. Then the customers of `known`
+        (partition, customer) are remembered unless all their events were refused: the caller
+        holds their locks, so no erasure of theirs runs in between."""
         async with self.client.pipeline(transaction=False) as pipe:
             for w in writes:
                 profile = [item for attr, value in w.profile.items() for item in (attr, json.dumps(value))]
@@ -142,23 +177,27 @@ class RedisCustomerStore:
                 ]
                 keys = self._customer_keys(w.customer_id)
                 await self._apply_event(keys=keys, args=[*args, *profile], client=pipe)
-            for partition, customer_id in known:
-                pipe.sadd(self.keys.known(partition), customer_id)
             results = await pipe.execute()
-        return [
-            (bool(r[0]), self._snapshot(w.customer_id, r[1], r[2:]))
-            for w, r in zip(writes, results, strict=False)
+        out: list[EventResult] = [
+            None if r[0] == -1 else (r[0] == 1, self._snapshot(w.customer_id, r[1], r[2:]))
+            for w, r in zip(writes, results, strict=True)
         ]
+        taken = {w.customer_id for w, r in zip(writes, out, strict=True) if r is not None}
+        remembered = [(p, c) for p, c in known if c in taken]
+        if remembered:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for partition, customer_id in remembered:
+                    pipe.sadd(self.keys.known(partition), customer_id)
+                await pipe.execute()
+        return out
 
     async def read(self, customer_id: str) -> CustomerSnapshot:
         result = await self._read(keys=self._customer_keys(customer_id))
         return self._snapshot(customer_id, result[0], result[1:])
 
-    async def apply_consent(
-        self, customer_id: str, states: dict[str, PurposeConsent]
-    ) -> tuple[bool, CustomerSnapshot]:
+    async def apply_consent(self, customer_id: str, states: dict[str, PurposeConsent]) -> ConsentApplied:
         """Record the purposes' states, each only when it supersedes the held one
-        (PurposeConsent.supersedes); whether anything changed."""
+        (PurposeConsent.supersedes) and is not from before the customer's erasure."""
         k = self.keys
         args: list[Any] = []
         for purpose, state in states.items():
@@ -169,9 +208,12 @@ class RedisCustomerStore:
             k.features(customer_id),
             k.segments(customer_id),
             k.outbox(customer_id),
+            self.marker(customer_id),
         ]
         result = await self._apply_consent(keys=keys, args=args)
-        return bool(result[0]), self._snapshot(customer_id, result[1], result[2:])
+        return ConsentApplied(
+            bool(result[0]), int(result[2]), self._snapshot(customer_id, result[1], result[3:])
+        )
 
     def _commit_call(
         self, snapshot: CustomerSnapshot, pending: Sequence[Pending], now: float
@@ -254,10 +296,12 @@ class RedisCustomerStore:
         """The member sets of the segments `applied` changed follow those changes."""
         await self.set_members_many([(customer_id, {c.segment_id: c.action == "joined" for c in applied})])
 
-    async def erase(self, customer_id: str, left: Sequence[tuple[str, str]]) -> list[str] | None:
-        """Delete features, consent and segments of the customer and queue `left` (segment, message)
-        in the outbox, atomically; the outbox, or None when `left` does not name exactly the
-        segments the customer is in (re-read and try again)."""
+    async def erase(
+        self, customer_id: str, left: Sequence[tuple[str, str]], mark: ErasureMark
+    ) -> list[str] | None:
+        """Delete every key of the customer but the outbox, mark the erasure and queue `left`
+        (segment, message) in the outbox, atomically; the outbox, or None when `left` does not
+        name exactly the segments the customer is in (re-read and try again)."""
         k = self.keys
         keys = [
             k.features(customer_id),
@@ -265,17 +309,21 @@ class RedisCustomerStore:
             k.segments(customer_id),
             k.version(customer_id),
             k.outbox(customer_id),
+            self.marker(customer_id),
         ]
-        result = await self._erase(keys=keys, args=[part for pair in left for part in pair])
+        args = [*self._mark_args(mark), *(part for pair in left for part in pair)]
+        result = await self._erase(keys=keys, args=args)
         return None if result == -1 else list(result)
 
-    async def clear_consent(self, customer_id: str) -> CustomerSnapshot:
-        """Drop every consent record of the customer (a consent.state tombstone): all denied."""
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(self.keys.consent(customer_id))
-            pipe.incr(self.keys.version(customer_id))
-            await pipe.execute()
-        return await self.read(customer_id)
+    async def mark_erased(self, customer_id: str, mark: ErasureMark) -> int:
+        """Mark an erasure read where nothing is announced (consent load, rebuild) and drop the
+        consent states from before it; how many were dropped."""
+        keys = [self.keys.consent(customer_id), self.keys.version(customer_id), self.marker(customer_id)]
+        return int(await self._mark_erased(keys=keys, args=self._mark_args(mark)))
+
+    async def holds(self, customer_id: str) -> bool:
+        """Whether the customer has any state (every write of it bumps the version key)."""
+        return bool(await self.client.exists(self.keys.version(customer_id)))
 
     async def forget(self, partition: int, customer_id: str) -> None:
         async with self.client.pipeline(transaction=False) as pipe:

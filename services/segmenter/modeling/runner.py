@@ -29,6 +29,7 @@ from services.segmenter.modeling.training import TrainedModel, TrainingSpec
 from services.segmenter.settings import SegmenterSettings
 from shared import topics
 from shared.kafka import ensure_topics, make_producer, topic_names
+from shared.pseudonym import load_pseudonym_key
 
 COLUMNS = (
     SpinnerColumn(),
@@ -44,7 +45,8 @@ async def redis_source(settings: SegmenterSettings) -> AsyncIterator[RedisTraini
     """The segmenter's own Redis state, through its store adapter."""
     client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
-        customers = RedisCustomerStore(client, KeyLayout(settings.redis_namespace))
+        keys, pseudonym_key = KeyLayout(settings.redis_namespace), load_pseudonym_key(settings)
+        customers = RedisCustomerStore(client, keys, pseudonym_key)
         yield RedisTrainingSource(customers, settings.topic_partitions)
     finally:
         await client.aclose()  # type: ignore[attr-defined]  # redis>=5; the stubs predate it

@@ -77,10 +77,15 @@ def test_an_erasure_receipt_shows_each_service_and_a_verifiable_inclusion_proof(
     assert put(consent, customer, "marketing_email", choice()).status_code == 200
     send_event(kafka_bootstrap, topic_prefix, customer)
     holdings_url = f"{segmenter.url}/v1/customers/{customer}/erasure"
-    held = wait_for(
-        lambda: httpx.get(holdings_url, headers=bearer()).json()["held"], timeout=60, what="segmenter keys"
+    # The consent change and the event arrive on two consumers, in either order: wait for both.
+    wait_for(
+        lambda: (
+            {"customer:f", "customer:consent"}
+            <= set(httpx.get(holdings_url, headers=bearer()).json()["held"])
+        ),
+        timeout=60,
+        what="the segmenter's keys of the customer",
     )
-    assert "customer:f" in held
 
     erased = httpx.post(receipt_url, headers=DSR)
     assert erased.status_code == 202
@@ -88,10 +93,10 @@ def test_an_erasure_receipt_shows_each_service_and_a_verifiable_inclusion_proof(
 
     def settled() -> dict[str, Any] | None:
         body = httpx.get(receipt_url, headers=DSR, timeout=30).json()
-        parts = body["services"]
-        return body if parts["consent"]["status"] == parts["audit"]["status"] == "done" else None
+        return body if body["status"] == "done" else None
 
-    receipt = wait_for(settled, timeout=90, what="the erasure published and in the ledger")
+    # Done in every service: the segmenter forgets everything but its pseudonymous marker.
+    receipt = wait_for(settled, timeout=90, what="the erasure done in every service")
     assert receipt["event_id"] == event_id
 
     # The segmenter's part is what its Redis really holds under the raw id, and the receipt is
@@ -103,9 +108,9 @@ def test_an_erasure_receipt_shows_each_service_and_a_verifiable_inclusion_proof(
         return parts + known
 
     segmenter_part = receipt["services"]["segmenter"]
-    assert segmenter_part["remains"] == redis_holds()
-    assert (segmenter_part["status"] == "done") == (redis_holds() == [])
-    assert (receipt["status"] == "done") == (segmenter_part["status"] == "done")
+    assert redis_holds() == [] and segmenter_part["status"] == "done"
+    [marker] = segmenter_part["remains"]
+    assert "pseudonym" in marker and customer not in marker
 
     # The ledger record is the erasure's, and the proof leads to a root the ledger's key signed.
     ledger = receipt["ledger"]

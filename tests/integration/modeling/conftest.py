@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import EventWrite, RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
+from tests.support import TEST_PSEUDONYM_KEY
 
 DAY = 86400.0
 PARTITIONS = 3
@@ -22,7 +23,7 @@ SEED_CHUNK = 100  # customers per pipeline: one huge pipeline times out writing 
 @pytest.fixture
 async def customers(redis_url: str, topic_prefix: str) -> AsyncIterator[RedisCustomerStore]:
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    yield RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"))
+    yield RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"), TEST_PSEUDONYM_KEY)
     keys = [key async for key in client.scan_iter(f"sw:{topic_prefix}*", count=1000)]
     for start in range(0, len(keys), 1000):
         await client.unlink(*keys[start : start + 1000])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +21,7 @@ from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from shared.events import ConsentChanged, CustomerEvent, MembershipChanged, new_event_id
 from tests.conftest import TEST_TOKENS
-from tests.support import ServiceProcess
+from tests.support import TEST_PSEUDONYM_KEY, ServiceProcess
 
 ADMIN = {"Authorization": "Bearer admin-token-0001"}
 FAST = {"SWEEP_INTERVAL_S": "0.5", "COMPLIANCE_INTERVAL_S": "1"}
@@ -33,6 +33,16 @@ async def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str 
         result = check()
         if result:
             return result
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def wait_until_async(check: Callable[[], Awaitable[Any]], timeout: float, what: str) -> None:
+    """wait_until for a check that must await (a Redis scan, an HTTP call in a thread)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
@@ -159,11 +169,31 @@ async def kafka_io(kafka_bootstrap: str, io_prefix: str) -> AsyncIterator[tuple[
         yield inputs, outputs
 
 
+async def naming(client: aioredis.Redis, namespace: str, text: str) -> list[str]:
+    """Every key under `namespace` whose name or any value (field, member, element) contains `text`."""
+    found = []
+    async for key in client.scan_iter(f"{namespace}*", count=1000):
+        kind = await client.type(key)
+        if kind == "string":
+            values = [await client.get(key)]
+        elif kind == "hash":
+            values = [part for pair in (await client.hgetall(key)).items() for part in pair]
+        elif kind == "set":
+            values = list(await client.smembers(key))
+        elif kind == "zset":
+            values = list(await client.zrange(key, 0, -1))
+        else:
+            values = list(await client.lrange(key, 0, -1))
+        if text in key or any(text in str(value) for value in values):
+            found.append(key)
+    return sorted(found)
+
+
 @pytest.fixture
 async def store(redis_url: str, topic_prefix: str) -> AsyncIterator[RedisCustomerStore]:
     """The customer store under the test's own key prefix, its keys removed afterwards."""
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    yield RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"))
+    yield RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"), TEST_PSEUDONYM_KEY)
     keys = [key async for key in client.scan_iter(f"sw:{topic_prefix}*", count=1000)]
     if keys:
         await client.unlink(*keys)

@@ -20,6 +20,7 @@ from services.segmenter.domain.consent import PurposeConsent
 from services.segmenter.domain.membership import ON_CONSENT
 from services.segmenter.membership_service import Cause, MembershipService
 from shared.events import MembershipChanged
+from tests.support import TEST_PSEUDONYM_KEY
 from tests.unit.segmenter.test_membership import segment
 
 MAIL = segment("mail", "event_count >= 1", "marketing_email")
@@ -51,7 +52,7 @@ class RecordingPublisher:
 async def parts(redis_url: str) -> AsyncIterator[tuple[RedisCustomerStore, MembershipService, GateBarrier]]:
     namespace = f"sw:t{uuid.uuid4().hex[:10]}."
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    store = RedisCustomerStore(client, KeyLayout(namespace))
+    store = RedisCustomerStore(client, KeyLayout(namespace), TEST_PSEUDONYM_KEY)
     barrier = GateBarrier()
 
     def purposes(segment_id: str) -> tuple[str, ...] | None:
@@ -76,7 +77,7 @@ async def _consent(
     store: RedisCustomerStore, membership: MembershipService, status: str, seq: int, customer: str = "c-1"
 ) -> list[MembershipChanged]:
     state = PurposeConsent(status, None, datetime.now(UTC).timestamp(), seq)
-    _, snapshot = await store.apply_consent(customer, {"marketing_email": state})
+    snapshot = (await store.apply_consent(customer, {"marketing_email": state})).snapshot
     return await membership.reconcile(snapshot, [MAIL, OPEN], ON_CONSENT, Cause(f"e{seq}", None))
 
 

@@ -19,6 +19,7 @@ from services.segmenter.domain.segments import SegmentRegistry
 from services.segmenter.membership_service import NO_CAUSE, MembershipService
 from services.segmenter.sweeps import Sweeper
 from tests.integration.segmenter.test_admission_barrier import MAIL, RecordingPublisher
+from tests.support import TEST_PSEUDONYM_KEY
 
 NOW = datetime.now(UTC).timestamp()
 
@@ -27,7 +28,7 @@ NOW = datetime.now(UTC).timestamp()
 async def sweeper(redis_url: str) -> AsyncIterator[tuple[RedisCustomerStore, Sweeper, RecordingPublisher]]:
     namespace = f"sw:t{uuid.uuid4().hex[:10]}."
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    store = RedisCustomerStore(client, KeyLayout(namespace))
+    store = RedisCustomerStore(client, KeyLayout(namespace), TEST_PSEUDONYM_KEY)
     registry = SegmentRegistry()
     registry.put(MAIL)
     publisher = RecordingPublisher()

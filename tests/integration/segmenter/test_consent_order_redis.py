@@ -15,13 +15,14 @@ from hypothesis import strategies as st
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore, encode_consent
 from services.segmenter.domain.consent import PurposeConsent
+from tests.support import TEST_PSEUDONYM_KEY
 from tests.unit.segmenter.test_consent_order import T, build, fold, history_entries, snapshot_at
 
 
 async def _apply_all(url: str, namespace: str, deliveries: list[dict[str, PurposeConsent]]) -> Any:
     client = aioredis.Redis.from_url(url, decode_responses=True)
     try:
-        store = RedisCustomerStore(client, KeyLayout(namespace))
+        store = RedisCustomerStore(client, KeyLayout(namespace), TEST_PSEUDONYM_KEY)
         for delivery in deliveries:
             await store.apply_consent("c-1", delivery)
         return (await store.read("c-1")).consent.purposes

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from aiokafka.structs import ConsumerRecord
 
 from services.segmenter.adapters.redis_store import EventWrite, RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
+from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.membership import ON_EVENT
 from services.segmenter.domain.segments import Segment, SegmentRegistry
 from services.segmenter.membership_service import NO_CAUSE, MembershipService
@@ -142,7 +144,7 @@ async def test_a_topic_created_again_is_told_from_a_redelivery_by_the_record_tim
     assert again[2][1].features["purchases"] == "8"
 
 
-async def test_a_recently_repeated_event_id_is_a_duplicate_and_erasure_keeps_the_offsets(
+async def test_a_recently_repeated_event_id_is_a_duplicate_and_erasure_refuses_older_events(
     store: RedisCustomerStore,
 ) -> None:
     ids = [new_event_id() for _ in range(6)]
@@ -150,10 +152,11 @@ async def test_a_recently_repeated_event_id_is_a_duplicate_and_erasure_keeps_the
     writes = [write(i, event_id=e) for i, e in enumerate(ids)] + [write(6, event_id=ids[2])]
     results = await store.apply_events([*writes, write(7, event_id=ids[0])], [])
     assert [applied for applied, _ in results] == [True] * 6 + [False, True]  # ids[0] is 6 events back
-    assert await store.erase("c-1", []) is not None
+    old = replace(write(7), occurred_at=time.time() - 1)  # occurred before the erasure
+    assert await store.erase("c-1", [], ErasureMark(int(time.time() * 1000))) is not None
     assert (await store.read("c-1")).features == {}
-    redelivered = await store.apply_events([write(7)], [])  # from before the erasure
-    assert redelivered[0][0] is False and redelivered[0][1].features == {}
+    assert await store.apply_events([old], [(0, "c-1")]) == [None]  # refused by the marker
+    assert not await store.holds("c-1") and not await store.client.sismember(store.keys.known(0), "c-1")
     assert (await store.apply_events([write(8)], []))[0][0] is True  # a new event after it
 
 

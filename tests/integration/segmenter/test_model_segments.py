@@ -23,7 +23,7 @@ from services.segmenter.modeling.training import TrainingSpec
 from services.segmenter.settings import SegmenterSettings
 from tests.integration.modeling.conftest import PARTITIONS, event_plan, seed
 from tests.integration.segmenter.conftest import ADMIN, Inputs, Outputs, RedisView, wait_until
-from tests.support import RecordedTrainings
+from tests.support import TEST_PSEUDONYM_KEY, RecordedTrainings
 
 MODEL = "rfm-live"
 LOYAL = 0  # index of the "loyal" group in synthetic.GROUPS
@@ -34,7 +34,7 @@ async def train(
 ) -> tuple[ModelAssigner, FileModelStore]:
     """Seed consented and unconsented customers into Redis, train on them into the segmenter's store."""
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    customers = RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"))
+    customers = RedisCustomerStore(client, KeyLayout(f"sw:{topic_prefix}"), TEST_PSEUDONYM_KEY)
     people: list[tuple[str, Any, str | None]] = [
         (f"t-{i}", features, "granted") for i, (_, features) in enumerate(population(20, seed=3))
     ]

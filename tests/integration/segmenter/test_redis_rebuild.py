@@ -36,6 +36,7 @@ from tests.integration.segmenter.conftest import (
     membership_io,
     put_segment,
     wait_until,
+    wait_until_async,
 )
 from tests.support import OwnRedis, wait_for
 
@@ -209,15 +210,6 @@ async def _is(reason: Any, expected: str | None) -> bool:
         return await reason == expected
     except httpx.HTTPError:
         return False
-
-
-async def wait_until_async(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 async def test_a_new_owner_announces_what_its_predecessor_committed_but_never_did(
