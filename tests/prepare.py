@@ -20,6 +20,7 @@ def main() -> None:
     logging.info("redis at %s %s", url, "started" if started else "already running")
     ensure_promtool()
     ensure_faketime()
+    ensure_chromium()
 
 
 # apt must not start the package's system service: tests start their own Prometheus on a free port.
@@ -59,6 +60,21 @@ def ensure_faketime() -> None:
     install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "faketime"]
     subprocess.run(install, check=True, env=env)
     logging.info("libfaketime installed")
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_chromium() -> None:
+    """Install Debian's `chromium` (the preference center's browser tests) when missing: Playwright
+    drives it by path, so no browser is ever downloaded."""
+    if CHROMIUM.exists() or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]
+    subprocess.run(install, check=True, env=env)
+    logging.info("chromium installed")
 
 
 if __name__ == "__main__":

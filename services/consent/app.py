@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from sqlalchemy.exc import OperationalError
 
-from services.consent.api import consents, dsr, purposes
+from services.consent.api import consents, dsr, preferences, purposes
 from services.consent.bootstrap import ConsentRuntime, readiness_checks
 from services.consent.settings import ConsentSettings
 from shared.auth import load_tokens
@@ -45,12 +45,16 @@ def create_app(settings: ConsentSettings) -> FastAPI:
     app.state.peers = runtime.peers
     app.state.receipts = runtime.receipts
     app.state.runtime = runtime
+    app.state.preference_access = runtime.preference_access
     install_request_guard(app, settings.max_body_bytes)
     install_operational_routes(app, readiness)
     install_error_handlers(app)
     app.add_exception_handler(OperationalError, _store_unavailable)
-    for router in (purposes.router, consents.router, dsr.router):
+    for router in (purposes.router, consents.router, dsr.router, preferences.links):
         app.include_router(router, responses=API_ERRORS)
+    # The customer's own pages: a link's token, not a bearer token, lets the caller in.
+    app.include_router(preferences.page)
+    app.include_router(preferences.well_known)
     return app
 
 

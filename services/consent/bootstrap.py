@@ -18,6 +18,9 @@ from services.consent.db.store import SqlConsentStore
 from services.consent.expiry import expire_all_lapsed, retire_all_past_retention
 from services.consent.export import HttpPeerExport
 from services.consent.policy import ConsentPolicy
+from services.consent.preference.access import PreferenceAccess
+from services.consent.preference.links import PreferenceLinks, load_link_key
+from services.consent.preference.store import SqlLinkGenerations
 from services.consent.receipt import ErasureReceipts
 from services.consent.relay import KafkaOutboxRelay, sample_outbox_once
 from services.consent.service import ConsentService
@@ -77,6 +80,12 @@ class ConsentRuntime:
             settings.consent_export_timeout,
         )
         self.receipts = ErasureReceipts(self.service, self.peers, self.names)
+        self.preference_access = PreferenceAccess(
+            PreferenceLinks(load_link_key(settings)),
+            SqlLinkGenerations(self.engine),
+            self.pseudonym_key,
+            settings.preference_link_ttl,
+        )
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         # Owns every background task: a dead relay would silently stop publishing.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from shared.settings import ServiceSettings
 
@@ -23,6 +23,12 @@ class ConsentSettings(ServiceSettings):
     consent_outbox_retention_seconds: int = Field(3600, ge=0)
     # Give up on a peer service (segmenter, audit) after this long when building an export.
     consent_export_timeout: float = Field(3.0, gt=0, le=60)
+    # How long a preference-center link opens the page (seconds; default 7 days).
+    preference_link_ttl: int = Field(7 * 86_400, ge=60, le=90 * 86_400)
+    # The Fernet key of preference links (urlsafe base64 of 32 bytes); unset: generated into DATA_DIR.
+    preference_link_key: SecretStr | None = None
+    # Where customers reach the consent service (links start with it); unset: the URL of the request.
+    preference_center_url: str | None = None
 
     @property
     def db_url(self) -> str:

@@ -131,3 +131,12 @@ erasures = Table(
 # The consent sequence's counter: a PostgreSQL SEQUENCE (CACHE 1, so values grow in the order
 # they are drawn across sessions); on SQLite, one row in a table of its own (one writer at a time).
 CONSENT_SEQUENCE = "consent_sequence"
+
+# The preference-link generation per customer, under the pseudonym only: a link carries the
+# generation it was issued in, and revoking a customer's links moves the generation on.
+preference_link_generations = Table(
+    "preference_link_generations",
+    metadata,
+    Column("subject", String(64), primary_key=True),
+    Column("generation", Integer, nullable=False),
+)

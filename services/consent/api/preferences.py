@@ -1,0 +1,207 @@
+"""The preference center: links (`/v1/.../preference-link`), the page and its calls, GPC policy."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+from functools import cache
+from importlib import resources
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.consent.api.consents import put_consent
+from services.consent.api.deps import CustomerId, KnownPurpose, ServiceDep, scope
+from services.consent.api.schemas import ConsentChoice, JurisdictionName, RecordedConsentOut, Status
+from services.consent.preference.access import PreferenceAccess
+from services.consent.preference.links import LinkClaims, PreferenceLinkError
+from services.consent.preference.messages import language
+from services.consent.preference.page import render_page, render_refusal
+from services.consent.service import ConsentService
+from services.consent.settings import ConsentSettings
+from shared.events import utcnow
+
+log = logging.getLogger(__name__)
+SOURCE = "preference-center"
+GPC_POLICY_UPDATED = date(2026, 12, 1)
+
+links = APIRouter(prefix="/v1/customers/{customer_id}/preference-link", tags=["preference center"])
+page = APIRouter(prefix="/preferences", tags=["preference center"])
+well_known = APIRouter(tags=["preference center"])
+
+
+class PreferenceLinkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jurisdiction: JurisdictionName
+    policy_version: str = Field(min_length=1, max_length=256, examples=["2026-03"])
+
+
+class PreferenceLinkOut(BaseModel):
+    url: str = Field(description="the page; the token in it names the customer only to this service")
+    expires_at: datetime
+
+
+class PageChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status
+    gpc: bool = Field(False, description="the page's script read navigator.globalPrivacyControl")
+
+
+class PreferenceChangeOut(BaseModel):
+    purpose: str
+    status: Status = Field(description="what was recorded (denied for a sale/share purpose under GPC)")
+    gpc_denied: list[str] = Field(description="sale/share purposes this request denied for GPC")
+    pending_publication: bool = Field(description="true when the change is not yet on the broker")
+
+
+class GpcOut(BaseModel):
+    gpc_denied: list[str]
+
+
+class GpcPolicyOut(BaseModel):
+    """`/.well-known/gpc.json` (GPC specification, section 3.3)."""
+
+    gpc: bool
+    lastUpdate: date  # noqa: N815 (the specification's name)
+
+
+async def get_access(request: Request) -> PreferenceAccess:
+    access: PreferenceAccess = request.app.state.preference_access
+    return access
+
+
+AccessDep = Annotated[PreferenceAccess, Depends(get_access)]
+Token = Annotated[str, Path(min_length=1, max_length=1024, description="the link's opaque token")]
+
+
+async def link_claims(token: Token, access: AccessDep) -> LinkClaims:
+    try:
+        return await access.open(token, utcnow())
+    except PreferenceLinkError as exc:
+        log.info("refused a preference link", extra={"reason": exc.reason})
+        raise HTTPException(403, f"preference link {exc.reason}: ask for a new link") from exc
+
+
+Claims = Annotated[LinkClaims, Depends(link_claims)]
+
+
+@links.post("", response_model=PreferenceLinkOut, dependencies=[scope("consent:write")])
+async def create_link(
+    customer_id: CustomerId, body: PreferenceLinkRequest, request: Request, access: AccessDep
+) -> PreferenceLinkOut:
+    """A signed link to the customer's preference center, valid PREFERENCE_LINK_TTL seconds."""
+    token, expires = await access.issue(customer_id, body.jurisdiction, body.policy_version, utcnow())
+    settings: ConsentSettings = request.app.state.runtime.settings
+    base = (settings.preference_center_url or str(request.base_url)).rstrip("/")
+    return PreferenceLinkOut(url=f"{base}/preferences/{token}", expires_at=expires)
+
+
+@links.delete("", status_code=204, response_class=Response, dependencies=[scope("consent:write")])
+async def revoke_links(customer_id: CustomerId, access: AccessDep) -> None:
+    """Revoke every preference link issued to the customer so far."""
+    await access.revoke(customer_id)
+
+
+@page.get("/static/preferences.js", include_in_schema=False)
+async def script() -> Response:
+    return Response(_script(), media_type="text/javascript")
+
+
+@page.get("/{token}", response_class=HTMLResponse)
+async def preference_page(
+    token: Token,
+    request: Request,
+    access: AccessDep,
+    service: ServiceDep,
+    sec_gpc: Annotated[str | None, Header(alias="Sec-GPC")] = None,
+    accept_language: Annotated[str | None, Header()] = None,
+) -> HTMLResponse:
+    """The customer's preference center; `Sec-GPC: 1` records the GPC denials first."""
+    lang = language(accept_language)
+    try:
+        claims = await access.open(token, utcnow())
+    except PreferenceLinkError as exc:
+        log.info("refused a preference link", extra={"reason": exc.reason})
+        return HTMLResponse(render_refusal(lang, exc.reason), status_code=403)
+    gpc = _gpc_header(sec_gpc)
+    if gpc:
+        await _record_gpc(claims, request, service)
+    states = await service.states(claims.customer_id)
+    html = render_page(lang, service.policy.catalog, states, f"/preferences/{token}", gpc)
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+@page.put("/{token}/consents/{purpose}", response_model=PreferenceChangeOut)
+async def change_choice(
+    claims: Claims,
+    purpose: KnownPurpose,
+    choice: PageChoice,
+    request: Request,
+    service: ServiceDep,
+    sec_gpc: Annotated[str | None, Header(alias="Sec-GPC")] = None,
+    user_agent: Annotated[str | None, Header()] = None,
+) -> PreferenceChangeOut:
+    """Record one click; answers once it is published (as the consent PUT does)."""
+    gpc = "1" if choice.gpc or _gpc_header(sec_gpc) else None
+    recorded = await put_consent(
+        claims.customer_id, purpose, _choice(claims, choice.status), request, service, gpc, user_agent
+    )
+    return PreferenceChangeOut(
+        purpose=purpose,
+        status=recorded.status,
+        gpc_denied=_gpc_denied(recorded),
+        pending_publication=recorded.pending_publication,
+    )
+
+
+@page.post("/{token}/gpc", response_model=GpcOut)
+async def record_gpc(claims: Claims, request: Request, service: ServiceDep) -> GpcOut:
+    """The script read navigator.globalPrivacyControl: deny the sale/share purposes (reason gpc)."""
+    return GpcOut(gpc_denied=await _record_gpc(claims, request, service))
+
+
+@well_known.get("/.well-known/gpc.json", response_model=GpcPolicyOut)
+async def gpc_policy() -> GpcPolicyOut:
+    """This site honours Global Privacy Control."""
+    return GpcPolicyOut(gpc=True, lastUpdate=GPC_POLICY_UPDATED)
+
+
+async def _record_gpc(claims: LinkClaims, request: Request, service: ConsentService) -> list[str]:
+    """Deny every sale/share purpose for GPC unless that is already the latest record of each."""
+    sale_or_share = service.policy.catalog.sale_or_share_ids
+    if not sale_or_share or await _gpc_already_recorded(service, claims.customer_id, sale_or_share):
+        return list(sale_or_share)
+    # The consent PUT under Sec-GPC records exactly the GPC rows for a sale/share purpose.
+    recorded = await put_consent(
+        claims.customer_id, sale_or_share[0], _choice(claims, "denied"), request, service, "1", None
+    )
+    return _gpc_denied(recorded)
+
+
+async def _gpc_already_recorded(service: ConsentService, customer_id: str, purposes: tuple[str, ...]) -> bool:
+    latest = {row["purpose"]: row for row in await service.history(customer_id)}  # oldest first
+    return all(p in latest and latest[p]["reason"] == "gpc" for p in purposes)
+
+
+def _choice(claims: LinkClaims, status: Status) -> ConsentChoice:
+    return ConsentChoice(
+        status=status, source=SOURCE, jurisdiction=claims.jurisdiction, policy_version=claims.policy_version
+    )
+
+
+def _gpc_denied(recorded: RecordedConsentOut) -> list[str]:
+    rows = [recorded, *recorded.also_recorded]
+    return [row.purpose for row in rows if row.reason == "gpc"]
+
+
+def _gpc_header(value: str | None) -> bool:
+    return (value or "").strip() == "1"
+
+
+@cache
+def _script() -> str:
+    return resources.files("services.consent.preference").joinpath("static/preferences.js").read_text()

@@ -1,0 +1,1 @@
+"""The customer's preference center: signed links, the page, and its strings."""

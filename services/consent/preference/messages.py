@@ -1,0 +1,103 @@
+"""Every string of the preference center, per language (English first: the fallback)."""
+
+from __future__ import annotations
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Your privacy choices",
+        "intro": "Here is each way we would like to use your data. Nothing is used unless you allow"
+        " it, and you can withdraw at any time, as easily as you allowed it.",
+        "lawful_basis": "Lawful basis",
+        "retention": "Kept for",
+        "retention_days": "{days} days",
+        "sale_or_share": "Sold or shared with partners",
+        "yes": "Yes",
+        "no": "No",
+        "your_choice": "Your choice",
+        "granted": "Allowed",
+        "denied": "Not allowed",
+        "allow": "Allow",
+        "withdraw": "Withdraw",
+        "saving": "Saving…",
+        "saved_published": "Saved. Every service that uses your data has been told.",
+        "saved_pending": "Saved. Our other services will be told as soon as they are reachable again.",
+        "failed": "Your choice could not be saved. Please try again.",
+        "gpc_recorded": "Your browser sends the Global Privacy Control signal, so we have recorded that"
+        " your data must not be sold or shared.",
+        "gpc_blocks_grant": "Global Privacy Control is on in your browser: sale and sharing stay off.",
+        "basis.consent": "Your consent",
+        "basis.contract": "Needed for your contract with us",
+        "basis.legitimate_interest": "Our legitimate interest",
+        "basis.legal_obligation": "Required by law",
+        "refused_title": "This link cannot be used",
+        "refused.invalid": "This link is not valid. Please use the link exactly as you received it, or ask"
+        " us for a new one.",
+        "refused.expired": "This link has expired. Please ask us for a new one.",
+        "refused.revoked": "This link has been withdrawn. Please ask us for a new one.",
+        "purpose.marketing_email": "Marketing e-mail",
+        "purpose.marketing_sms": "Marketing text messages",
+        "purpose.personalization": "Personalization",
+        "purpose.profiling": "Profiling",
+        "purpose.third_party_sharing": "Sharing with partners",
+    },
+    "de": {
+        "title": "Ihre Datenschutz-Einstellungen",
+        "intro": "Hier sehen Sie jede Art, wie wir Ihre Daten nutzen möchten. Nichts wird genutzt,"
+        " solange Sie es nicht erlauben, und Sie können jederzeit so einfach widerrufen, wie Sie"
+        " zugestimmt haben.",
+        "lawful_basis": "Rechtsgrundlage",
+        "retention": "Aufbewahrt für",
+        "retention_days": "{days} Tage",
+        "sale_or_share": "An Partner verkauft oder weitergegeben",
+        "yes": "Ja",
+        "no": "Nein",
+        "your_choice": "Ihre Wahl",
+        "granted": "Erlaubt",
+        "denied": "Nicht erlaubt",
+        "allow": "Erlauben",
+        "withdraw": "Widerrufen",
+        "saving": "Wird gespeichert…",
+        "saved_published": "Gespeichert. Alle Dienste, die Ihre Daten nutzen, wurden informiert.",
+        "saved_pending": "Gespeichert. Unsere anderen Dienste werden informiert, sobald sie wieder"
+        " erreichbar sind.",
+        "failed": "Ihre Wahl konnte nicht gespeichert werden. Bitte versuchen Sie es erneut.",
+        "gpc_recorded": "Ihr Browser sendet das Signal Global Privacy Control. Wir haben daher"
+        " vermerkt, dass Ihre Daten weder verkauft noch weitergegeben werden dürfen.",
+        "gpc_blocks_grant": "Global Privacy Control ist in Ihrem Browser aktiv: Verkauf und Weitergabe"
+        " bleiben ausgeschaltet.",
+        "basis.consent": "Ihre Einwilligung",
+        "basis.contract": "Für Ihren Vertrag mit uns nötig",
+        "basis.legitimate_interest": "Unser berechtigtes Interesse",
+        "basis.legal_obligation": "Gesetzlich vorgeschrieben",
+        "refused_title": "Dieser Link kann nicht verwendet werden",
+        "refused.invalid": "Dieser Link ist ungültig. Bitte verwenden Sie ihn genau so, wie Sie ihn"
+        " erhalten haben, oder fordern Sie einen neuen an.",
+        "refused.expired": "Dieser Link ist abgelaufen. Bitte fordern Sie einen neuen an.",
+        "refused.revoked": "Dieser Link wurde zurückgezogen. Bitte fordern Sie einen neuen an.",
+        "purpose.marketing_email": "Werbe-E-Mails",
+        "purpose.marketing_sms": "Werbe-SMS",
+        "purpose.personalization": "Personalisierung",
+        "purpose.profiling": "Profilbildung",
+        "purpose.third_party_sharing": "Weitergabe an Partner",
+    },
+}
+LANGUAGES = tuple(MESSAGES)
+
+
+def language(accept_language: str | None) -> str:
+    """The first shipped language the browser asks for (Accept-Language order), else English."""
+    for part in (accept_language or "").split(","):
+        code = part.split(";")[0].strip().lower()[:2]
+        if code in MESSAGES:
+            return code
+    return LANGUAGES[0]
+
+
+def text(lang: str, key: str, fallback: str | None = None) -> str:
+    """The string in `lang`, else in English, else `fallback` (a catalog purpose without a title)."""
+    found = MESSAGES[lang].get(key) or MESSAGES[LANGUAGES[0]].get(key)
+    if found is None:
+        if fallback is None:
+            raise KeyError(key)
+        return fallback
+    return found

@@ -1,0 +1,119 @@
+"""The preference center's HTML, rendered on the server (escaped strings, no template engine)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from html import escape
+from string import Template
+
+from services.consent.preference.messages import text
+from shared.catalog import Purpose, PurposeCatalog
+from shared.events import PurposeState
+
+# The strings the script shows after a click (the rest of the page is rendered here).
+SCRIPT_KEYS = (
+    "granted", "denied", "allow", "withdraw", "saving", "saved_published", "saved_pending", "failed",
+    "gpc_recorded", "gpc_blocks_grant",
+)  # fmt: skip
+
+_STYLE = """body{font:1rem/1.5 system-ui,sans-serif;color:#1a1a1a;background:#fff;margin:0}
+main{max-width:46rem;margin:0 auto;padding:1.5rem}
+.purpose{border:1px solid #767676;border-radius:.5rem;padding:1rem;margin:1rem 0;list-style:none}
+.purposes{padding:0}dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}
+dt{font-weight:600}dd{margin:0}
+button{font:inherit;padding:.5rem 1.25rem;border-radius:.375rem;border:2px solid #0b4f8a;
+background:#0b4f8a;color:#fff;cursor:pointer}
+button[data-action=withdraw]{background:#fff;color:#0b4f8a}
+button:focus-visible{outline:3px solid #b35900;outline-offset:2px}
+.notice{border-left:4px solid #0b4f8a;padding:.5rem 1rem;background:#eef4fa}"""
+
+_PAGE = Template("""<!doctype html>
+<html lang="$lang">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>$title</title>
+<style>$style</style>
+</head>
+<body>
+<main id="preferences" data-endpoint="$endpoint" data-gpc-recorded="$gpc_recorded">
+<h1>$title</h1>
+<p>$intro</p>
+<p id="gpc-notice" class="notice" role="status"$gpc_hidden>$gpc_text</p>
+<ul class="purposes">
+$purposes
+</ul>
+</main>
+<script id="strings" type="application/json">$strings</script>
+<script src="/preferences/static/preferences.js" defer></script>
+</body>
+</html>
+""")
+
+_REFUSAL = Template("""<!doctype html>
+<html lang="$lang">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>$title</title><style>$style</style></head>
+<body><main><h1>$title</h1><p id="refusal" data-reason="$reason">$message</p></main></body>
+</html>
+""")
+
+
+def render_page(
+    lang: str,
+    catalog: PurposeCatalog,
+    states: Mapping[str, PurposeState],
+    endpoint: str,
+    gpc_recorded: bool,
+) -> str:
+    """The page: every catalog purpose with the customer's current choice and a button to change it."""
+    strings = {key: text(lang, key) for key in SCRIPT_KEYS}
+    return _PAGE.substitute(
+        lang=lang,
+        title=escape(text(lang, "title")),
+        intro=escape(text(lang, "intro")),
+        style=_STYLE,
+        endpoint=escape(endpoint),
+        gpc_recorded=str(gpc_recorded).lower(),
+        gpc_hidden="" if gpc_recorded else " hidden",
+        gpc_text=escape(text(lang, "gpc_recorded")),
+        purposes="\n".join(_purpose(lang, p, states[p.id]) for p in catalog.purposes),
+        # "<" escaped so no string can close the script element.
+        strings=json.dumps(strings).replace("<", "\\u003c"),
+    )
+
+
+def render_refusal(lang: str, reason: str) -> str:
+    return _REFUSAL.substitute(
+        lang=lang,
+        title=escape(text(lang, "refused_title")),
+        style=_STYLE,
+        reason=escape(reason),
+        message=escape(text(lang, f"refused.{reason}")),
+    )
+
+
+def _purpose(lang: str, purpose: Purpose, state: PurposeState) -> str:
+    heading = f"purpose-{purpose.id}"
+    status = "granted" if state.effective else "denied"
+    action = "withdraw" if state.effective else "allow"
+    facts = (
+        (text(lang, "lawful_basis"), text(lang, f"basis.{purpose.lawful_basis}", purpose.lawful_basis)),
+        (text(lang, "retention"), text(lang, "retention_days").format(days=purpose.retention_days)),
+        (text(lang, "sale_or_share"), text(lang, "yes" if purpose.sale_or_share else "no")),
+    )
+    rows = "".join(f"<dt>{escape(term)}</dt><dd>{escape(value)}</dd>" for term, value in facts)
+    title = text(lang, f"purpose.{purpose.id}", purpose.id.replace("_", " ").capitalize())
+    return (
+        f'<li class="purpose" data-purpose="{purpose.id}" data-status="{status}"'
+        f' data-sale-or-share="{str(purpose.sale_or_share).lower()}" aria-labelledby="{heading}">'
+        f'<h2 id="{heading}">{escape(title)}</h2>'
+        f"<p>{escape(purpose.description)}</p><dl>{rows}</dl>"
+        f"<p>{escape(text(lang, 'your_choice'))}: "
+        f'<strong class="status">{escape(text(lang, status))}</strong></p>'
+        f'<button type="button" class="toggle" data-action="{action}" aria-describedby="{heading}">'
+        f"{escape(text(lang, action))}</button>"
+        f'<p class="outcome" role="status" aria-live="polite"></p></li>'
+    )

@@ -1,0 +1,76 @@
+// The preference center's script: one click per purpose records the choice and shows what the
+// server recorded, whether it reached the other services, and Global Privacy Control.
+(() => {
+  "use strict";
+  const main = document.getElementById("preferences");
+  const strings = JSON.parse(document.getElementById("strings").textContent);
+  const endpoint = main.dataset.endpoint;
+  // A page cannot set Sec-GPC itself (a forbidden header), so the signal the script reads goes
+  // in the body; browsers that send the header are honoured by the server as well.
+  const gpc = navigator.globalPrivacyControl === true;
+  const jsonHeaders = { "Content-Type": "application/json" };
+
+  function show(item, status) {
+    const action = status === "granted" ? "withdraw" : "allow";
+    const button = item.querySelector("button");
+    item.dataset.status = status;
+    item.querySelector(".status").textContent = strings[status];
+    button.dataset.action = action;
+    button.textContent = strings[action];
+  }
+
+  function showGpc(purposes) {
+    for (const purpose of purposes) {
+      const item = main.querySelector(`.purpose[data-purpose="${purpose}"]`);
+      if (item) show(item, "denied");
+    }
+    const notice = document.getElementById("gpc-notice");
+    notice.textContent = strings.gpc_recorded;
+    notice.hidden = false;
+    main.dataset.gpcRecorded = "true";
+  }
+
+  async function send(path, method, body) {
+    const response = await fetch(`${endpoint}${path}`, { method, headers: jsonHeaders, body: JSON.stringify(body) });
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status}`);
+    return response.json();
+  }
+
+  async function change(item) {
+    const button = item.querySelector("button");
+    const outcome = item.querySelector(".outcome");
+    const asked = button.dataset.action === "allow" ? "granted" : "denied";
+    button.disabled = true;
+    item.removeAttribute("data-published");
+    outcome.textContent = strings.saving;
+    try {
+      const result = await send(`/consents/${item.dataset.purpose}`, "PUT", { status: asked, gpc });
+      show(item, result.status);
+      if (result.gpc_denied.length) showGpc(result.gpc_denied);
+      const saved = result.pending_publication ? strings.saved_pending : strings.saved_published;
+      outcome.textContent = asked !== result.status ? strings.gpc_blocks_grant : saved;
+      item.dataset.published = String(!result.pending_publication);
+    } catch (error) {
+      outcome.textContent = strings.failed;
+      console.error(error);
+    } finally {
+      button.disabled = false;
+      button.focus();
+    }
+  }
+
+  main.addEventListener("click", (event) => {
+    const button = event.target.closest("button.toggle");
+    if (button) change(button.closest(".purpose"));
+  });
+
+  // The signal seen only by the script (the page request had no Sec-GPC): record it now.
+  if (gpc && main.dataset.gpcRecorded !== "true") {
+    send("/gpc", "POST", {}).then((result) => showGpc(result.gpc_denied)).catch((error) => {
+      const notice = document.getElementById("gpc-notice");
+      notice.textContent = strings.failed;
+      notice.hidden = false;
+      console.error(error);
+    });
+  }
+})();

@@ -1,0 +1,180 @@
+"""The preference center in a real browser (Debian's chromium driven by Playwright) against a real
+consent service and broker: links, one-click withdraw and grant, publication, GPC, refusals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from services.consent.preference.links import KEY_FILE, LinkClaims, PreferenceLinks
+from services.consent.preference.messages import MESSAGES
+from shared.events import ConsentChanged, utcnow
+from tests.integration.consent.conftest import choice, for_key, put, read_topic, topic
+from tests.support import ServiceProcess
+
+CHROMIUM = Path("/usr/bin/chromium")  # tests/prepare.py installs Debian's package
+WRITER = {"Authorization": "Bearer consent-writer-01"}
+EN = MESSAGES["en"]
+# What a browser with Global Privacy Control on exposes to scripts.
+GPC_SCRIPT = "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true})"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert CHROMIUM.exists(), "no /usr/bin/chromium: run tests/prepare.py (make test does)"
+    with sync_playwright() as playwright:
+        # --no-sandbox: the suite runs as root, where Chromium's sandbox refuses to start.
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def link(service: ServiceProcess, customer_id: str) -> str:
+    response = httpx.post(
+        f"{service.url}/v1/customers/{customer_id}/preference-link",
+        json={"jurisdiction": "GDPR", "policy_version": "2026-03"},
+        headers=WRITER,
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    url: str = response.json()["url"]
+    assert customer_id not in url
+    return url
+
+
+def history(service: ServiceProcess, customer_id: str) -> list[dict[str, object]]:
+    response = httpx.get(f"{service.url}/v1/customers/{customer_id}/consents/history", headers=WRITER)
+    assert response.status_code == 200, response.text
+    rows: list[dict[str, object]] = response.json()["history"]
+    return rows
+
+
+def published(kafka_bootstrap: str, service: ServiceProcess, customer_id: str, count: int) -> list[str]:
+    """The statuses on consent.changes for the customer, once `count` of them are there."""
+    changes = read_topic(
+        kafka_bootstrap,
+        topic(service, "consent.changes"),
+        lambda r: len(for_key(r, customer_id)) >= count,
+    )
+    events = [ConsentChanged.model_validate_json(v or b"") for v in for_key(changes, customer_id)]
+    return [f"{e.purpose}:{e.status}:{e.reason}" for e in events]
+
+
+def purpose(page: Page, purpose_id: str):  # noqa: ANN201 (Playwright's Locator)
+    return page.locator(f'.purpose[data-purpose="{purpose_id}"]')
+
+
+def test_withdraw_and_grant_back_are_recorded_and_published(
+    consent, browser, kafka_bootstrap, customer, tmp_path
+) -> None:
+    assert put(consent, customer, "marketing_email", choice("granted")).status_code == 200
+    page = browser.new_page()
+    page.goto(link(consent, customer))
+    email = purpose(page, "marketing_email")
+    expect(email).to_have_attribute("data-status", "granted")
+    expect(page.locator(".purpose")).to_have_count(5)  # every purpose of the shipped catalog
+    expect(email).to_contain_text("730 days")
+    page.screenshot(path=tmp_path / "before.png", full_page=True)
+
+    email.get_by_role("button", name=EN["withdraw"]).click()
+    expect(email).to_have_attribute("data-published", "true")
+    expect(email).to_have_attribute("data-status", "denied")
+    expect(email.locator(".outcome")).to_have_text(EN["saved_published"])
+    page.screenshot(path=tmp_path / "withdrawn.png", full_page=True)
+    last = history(consent, customer)[-1]
+    assert (last["purpose"], last["status"], last["reason"], last["source"]) == (
+        "marketing_email", "denied", "user", "preference-center",
+    )  # fmt: skip
+    assert published(kafka_bootstrap, consent, customer, 2)[-1] == "marketing_email:denied:user"
+
+    # Granting back is as easy, and works from the keyboard.
+    email.get_by_role("button", name=EN["allow"]).focus()
+    page.keyboard.press("Enter")
+    expect(email).to_have_attribute("data-status", "granted")
+    expect(email).to_have_attribute("data-published", "true")
+    assert history(consent, customer)[-1]["status"] == "granted"
+    assert published(kafka_bootstrap, consent, customer, 3)[-1] == "marketing_email:granted:user"
+    page.reload()  # the page shows the recorded state, not only the script's
+    expect(purpose(page, "marketing_email")).to_have_attribute("data-status", "granted")
+
+
+def test_gpc_from_browser_records_gpc_denials_and_says_so(consent, browser, customer, tmp_path) -> None:
+    assert put(consent, customer, "third_party_sharing", choice("granted")).status_code == 200
+    context = browser.new_context(extra_http_headers={"Sec-GPC": "1"})
+    context.add_init_script(GPC_SCRIPT)
+    page = context.new_page()
+    page.goto(link(consent, customer))
+    expect(page.locator("#gpc-notice")).to_be_visible()
+    expect(page.locator("#gpc-notice")).to_have_text(EN["gpc_recorded"])
+    sharing = purpose(page, "third_party_sharing")
+    expect(sharing).to_have_attribute("data-status", "denied")
+    rows = history(consent, customer)
+    assert [(r["purpose"], r["status"], r["reason"]) for r in rows[1:]] == [
+        ("third_party_sharing", "denied", "gpc")
+    ]
+    # Under GPC a grant of a sale/share purpose is recorded as a GPC denial, and the page says why.
+    sharing.get_by_role("button", name=EN["allow"]).click()
+    expect(sharing.locator(".outcome")).to_have_text(EN["gpc_blocks_grant"])
+    expect(sharing).to_have_attribute("data-status", "denied")
+    assert history(consent, customer)[-1]["reason"] == "gpc"
+    page.screenshot(path=tmp_path / "gpc.png", full_page=True)
+    context.close()
+
+
+def test_gpc_seen_only_by_the_script_is_recorded(consent, browser, customer) -> None:
+    context = browser.new_context()
+    context.add_init_script(GPC_SCRIPT)
+    page = context.new_page()
+    page.goto(link(consent, customer))
+    expect(page.locator("#preferences")).to_have_attribute("data-gpc-recorded", "true")
+    expect(page.locator("#gpc-notice")).to_be_visible()
+    rows = history(consent, customer)
+    assert [(r["purpose"], r["reason"]) for r in rows] == [("third_party_sharing", "gpc")]
+    context.close()
+
+
+def _token(service: ServiceProcess, claims: LinkClaims) -> str:
+    key = (Path(service.env["DATA_DIR"]) / KEY_FILE).read_bytes().strip()
+    return PreferenceLinks(key).issue(claims)
+
+
+def test_expired_tampered_and_revoked_links_get_the_refusal_page(
+    consent, browser, customer, tmp_path
+) -> None:
+    past = int((utcnow() - timedelta(days=1)).timestamp())
+    expired = _token(consent, LinkClaims(customer, 0, "GDPR", "2026-03", past))
+    url = link(consent, customer)
+    token = url.rsplit("/", 1)[1]
+    middle = len(token) // 2
+    tampered = token[:middle] + ("A" if token[middle] != "A" else "B") + token[middle + 1 :]
+    page = browser.new_page()
+    for reason, target in (("expired", expired), ("invalid", tampered)):
+        response = page.goto(f"{consent.url}/preferences/{target}")
+        assert response is not None and response.status == 403
+        expect(page.locator("#refusal")).to_have_attribute("data-reason", reason)
+        expect(page.locator("#refusal")).to_have_text(EN[f"refused.{reason}"])
+        page.screenshot(path=tmp_path / f"refused-{reason}.png")
+
+    page.goto(url)
+    expect(page.locator(".purpose")).to_have_count(5)  # the link works until it is revoked
+    revoked = httpx.delete(f"{consent.url}/v1/customers/{customer}/preference-link", headers=WRITER)
+    assert revoked.status_code == 204
+    purpose(page, "marketing_email").get_by_role("button", name=EN["allow"]).click()
+    expect(purpose(page, "marketing_email").locator(".outcome")).to_have_text(EN["failed"])
+    assert history(consent, customer) == []  # the open page's click was refused too
+    response = page.goto(url)
+    assert response is not None and response.status == 403
+    expect(page.locator("#refusal")).to_have_attribute("data-reason", "revoked")
+
+
+def test_the_site_declares_gpc_support(consent) -> None:
+    response = httpx.get(f"{consent.url}/.well-known/gpc.json")
+    assert response.status_code == 200
+    assert response.json()["gpc"] is True
