@@ -72,6 +72,7 @@ def _described(description: str) -> dict[str, Any]:
 
 # The error answers every `/v1` operation declares (`include_router(..., responses=API_ERRORS)`).
 API_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _described("the body is not JSON (FastAPI answers before any field is validated)"),
     401: _described("no or an unknown bearer token (`WWW-Authenticate: Bearer`)"),
     403: _described("the token lacks the operation's scope"),
     404: _described("no such resource"),

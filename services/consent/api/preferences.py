@@ -33,7 +33,12 @@ well_known = APIRouter(tags=["preference center"])
 
 
 class PreferenceLinkRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The body of `POST /v1/customers/{customer_id}/preference-link`: what the page's choices record."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"jurisdiction": "GDPR", "policy_version": "2026-03"}]},
+    )
 
     jurisdiction: JurisdictionName
     policy_version: str = Field(min_length=1, max_length=256, examples=["2026-03"])

@@ -174,6 +174,19 @@ def test_expired_tampered_and_revoked_links_get_the_refusal_page(
     expect(page.locator("#refusal")).to_have_attribute("data-reason", "revoked")
 
 
+def test_a_german_browser_gets_the_german_page(consent, browser, customer) -> None:
+    context = browser.new_context(locale="de-DE")  # sends Accept-Language: de-DE
+    page = context.new_page()
+    page.goto(link(consent, customer))
+    expect(page.locator("html")).to_have_attribute("lang", "de")
+    expect(page.get_by_role("heading", level=1)).to_have_text(MESSAGES["de"]["title"])
+    email = purpose(page, "marketing_email")
+    email.get_by_role("button", name=MESSAGES["de"]["allow"]).click()
+    expect(email.locator(".outcome")).to_have_text(MESSAGES["de"]["saved_published"])
+    expect(email.get_by_role("button")).to_have_text(MESSAGES["de"]["withdraw"])
+    context.close()
+
+
 def test_the_site_declares_gpc_support(consent) -> None:
     response = httpx.get(f"{consent.url}/.well-known/gpc.json")
     assert response.status_code == 200

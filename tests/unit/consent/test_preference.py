@@ -1,0 +1,80 @@
+"""Preference links (opaque, signed, expiring), the string catalog and the page's escaping."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.fernet import Fernet
+
+from services.consent.preference.links import LinkClaims, PreferenceLinkError, PreferenceLinks
+from services.consent.preference.messages import MESSAGES, language
+from services.consent.preference.page import render_page
+from shared.catalog import PurposeCatalog
+from shared.events import PurposeState
+
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+CLAIMS = LinkClaims("c-1042", 3, "GDPR", "2026-03", int((NOW + timedelta(hours=1)).timestamp()))
+
+
+def test_a_link_opens_to_its_claims_and_shows_no_customer_id() -> None:
+    links = PreferenceLinks(Fernet.generate_key())
+    token = links.issue(CLAIMS)
+    assert "c-1042" not in token and "1042" not in token
+    assert links.open(token, NOW) == CLAIMS
+
+
+def test_an_expired_link_is_refused_as_expired() -> None:
+    links = PreferenceLinks(Fernet.generate_key())
+    with pytest.raises(PreferenceLinkError) as refused:
+        links.open(links.issue(CLAIMS), NOW + timedelta(hours=1))
+    assert refused.value.reason == "expired"
+
+
+@pytest.mark.parametrize("position", [0, 20, 60, -5])
+def test_a_changed_or_foreign_link_is_refused_as_invalid(position: int) -> None:
+    links = PreferenceLinks(Fernet.generate_key())
+    token = links.issue(CLAIMS)
+    changed = token[:position] + ("A" if token[position] != "A" else "B") + token[position:][1:]
+    foreign = PreferenceLinks(Fernet.generate_key()).issue(CLAIMS)
+    for bad in (changed, foreign, "", "not-a-token"):
+        with pytest.raises(PreferenceLinkError) as refused:
+            links.open(bad, NOW)
+        assert refused.value.reason == "invalid"
+
+
+def test_every_language_has_every_string() -> None:
+    english = set(MESSAGES["en"])
+    missing = {lang: set(strings) ^ english for lang, strings in MESSAGES.items()}
+    assert missing == dict.fromkeys(MESSAGES, set())
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("de-DE,de;q=0.9,en;q=0.8", "de"), ("fr-FR,en;q=0.5", "en"), ("fr", "en"), (None, "en")],
+)
+def test_the_page_speaks_the_first_shipped_language_asked_for(header: str | None, expected: str) -> None:
+    assert language(header) == expected
+
+
+def test_catalog_text_is_escaped_and_every_purpose_shown_with_its_state() -> None:
+    catalog = PurposeCatalog.model_validate(
+        {
+            "purposes": [
+                {"id": "a_b", "description": "<script>x</script>", "lawful_basis": "consent",
+                 "defaults": {}, "retention_days": 30},
+                {"id": "c_d", "description": "plain", "lawful_basis": "custom basis",
+                 "defaults": {}, "retention_days": 30, "sale_or_share": True},
+            ]
+        }
+    )  # fmt: skip
+    states = {
+        "a_b": PurposeState(status="granted", effective=True),
+        "c_d": PurposeState(status="denied", effective=False),
+    }
+    html = render_page("en", catalog, states, "/preferences/t", gpc_recorded=False)
+    assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
+    assert 'data-purpose="a_b" data-status="granted"' in html
+    assert 'data-purpose="c_d" data-status="denied" data-sale-or-share="true"' in html
+    assert "custom basis" in html  # a basis without a string of its own is shown as written
+    assert 'id="gpc-notice" class="notice" role="status" hidden' in html
