@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, status
 
 from services.consent.api.deps import CustomerId, PeersDep, ReceiptsDep, ServiceDep, scope
+from services.consent.api.preferences import AccessDep
 from services.consent.api.schemas import (
     ConsentRecordOut,
     ErasureAccepted,
@@ -28,8 +29,10 @@ router = APIRouter(prefix="/v1/customers/{customer_id}", tags=["data subject req
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[scope("dsr")],
 )
-async def erase(customer_id: CustomerId, service: ServiceDep) -> ErasureAccepted:
+async def erase(customer_id: CustomerId, service: ServiceDep, access: AccessDep) -> ErasureAccepted:
     """Delete the customer's consent details and tell every service to forget them."""
+    # First: a click on a preference link after the erasure would record the customer anew.
+    await access.revoke(customer_id)
     request = await service.erase(customer_id)
     return ErasureAccepted(event_id=request.event_id, requested_at=request.requested_at)
 

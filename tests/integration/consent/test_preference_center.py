@@ -174,6 +174,20 @@ def test_expired_tampered_and_revoked_links_get_the_refusal_page(
     expect(page.locator("#refusal")).to_have_attribute("data-reason", "revoked")
 
 
+def test_an_erasure_revokes_the_customers_links(consent, browser, customer) -> None:
+    url = link(consent, customer)
+    erased = httpx.post(
+        f"{consent.url}/v1/customers/{customer}/erasure",
+        headers={"Authorization": "Bearer dsr-officer-0001"},
+        timeout=10,
+    )
+    assert erased.status_code == 202, erased.text
+    page = browser.new_page()
+    response = page.goto(url)
+    assert response is not None and response.status == 403
+    expect(page.locator("#refusal")).to_have_attribute("data-reason", "revoked")
+
+
 def test_a_german_browser_gets_the_german_page(consent, browser, customer) -> None:
     context = browser.new_context(locale="de-DE")  # sends Accept-Language: de-DE
     page = context.new_page()
