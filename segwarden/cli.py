@@ -26,6 +26,7 @@ class Service(StrEnum):
     consent = "consent"
     segmenter = "segmenter"
     audit = "audit"
+    delivery = "delivery"
 
 
 def fail_on_bad_settings(exc: Exception) -> None:

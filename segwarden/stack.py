@@ -1,4 +1,4 @@
-"""`segwarden up`: broker, Redis and the three services as supervised child processes."""
+"""`segwarden up`: broker, Redis and the four services as supervised child processes."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ SERVICE_PORTS = {
     "consent": ("CONSENT_PORT", 8001),
     "segmenter": ("SEGMENTER_PORT", 8002),
     "audit": ("AUDIT_PORT", 8003),
+    "delivery": ("DELIVERY_PORT", 8004),
 }
 READY_TIMEOUT_S = 120.0
 STOP_GRACE_S = 5.0

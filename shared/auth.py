@@ -15,7 +15,17 @@ from shared.secrets import read_or_create_secret
 from shared.settings import ServiceSettings
 
 SCOPES = frozenset(
-    {"consent:read", "consent:write", "segments:read", "segments:write", "audit:read", "dsr", "*"}
+    {
+        "consent:read",
+        "consent:write",
+        "segments:read",
+        "segments:write",
+        "audit:read",
+        "destinations:read",
+        "destinations:write",
+        "dsr",
+        "*",
+    }
 )
 # What INTERNAL_TOKEN needs, and all it should get: the consent service's export and erasure
 # receipt read the segmenter's memberships and holdings and the audit trail with its proofs.

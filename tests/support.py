@@ -23,7 +23,12 @@ from shared.events import ModelTrained
 # The pseudonym key of stores the tests build themselves (services load their own).
 TEST_PSEUDONYM_KEY = b"segwarden-test-pseudonym-key"
 
-PORT_VARIABLES = {"consent": "CONSENT_PORT", "segmenter": "SEGMENTER_PORT", "audit": "AUDIT_PORT"}
+PORT_VARIABLES = {
+    "consent": "CONSENT_PORT",
+    "segmenter": "SEGMENTER_PORT",
+    "audit": "AUDIT_PORT",
+    "delivery": "DELIVERY_PORT",
+}
 
 
 class ServiceProcess:

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-SERVICES = ("consent", "segmenter", "audit")
+SERVICES = ("consent", "segmenter", "audit", "delivery")
 ERROR_CODES = ("401", "403", "404", "413", "422")
 ERROR_MODEL = "#/components/schemas/ErrorBody"
 ADMIN_TOKEN = "admin-token-0001"  # tests/conftest.py TEST_TOKENS: scope `*`
@@ -21,6 +21,7 @@ REFUSED = {
     "consent": ("/v1/purposes", "/v1/customers/not%20an%20id/consents"),
     "segmenter": ("/v1/segments", "/v1/segments/s1/members?cursor=-1"),
     "audit": ("/v1/audit", "/v1/audit?after_seq=abc"),
+    "delivery": ("/v1/destinations/mailer", "/v1/destinations/Not%20an%20id"),
 }
 
 

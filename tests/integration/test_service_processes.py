@@ -10,7 +10,7 @@ import pytest
 
 from shared.embedded import free_port
 
-SERVICES = ["consent", "segmenter", "audit"]
+SERVICES = ["consent", "segmenter", "audit", "delivery"]
 
 
 @pytest.mark.parametrize("name", SERVICES)

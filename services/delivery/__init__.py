@@ -1,0 +1,1 @@
+"""The delivery service: segment membership to third-party destinations, as signed webhooks."""

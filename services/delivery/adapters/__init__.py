@@ -1,0 +1,1 @@
+"""Adapters of the delivery service: SQLite store, Kafka inputs, HTTP webhooks."""

@@ -1,0 +1,80 @@
+"""KafkaDeliveryInputs: `segment.membership`, `consent.changes` and `consent.state` into the outbox.
+
+One consumer group reads the three; each record is routed in one store transaction (state,
+holdings, outbox rows unique on their idempotency key), and offsets are committed after the
+records of a fetch are routed, so a redelivered record finds its webhooks already enqueued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
+
+from services.delivery.adapters.sqlite_store import SqliteDeliveryStore
+from services.delivery.domain.routing import Cause
+from services.delivery.handlers import (
+    Update,
+    consent_change_update,
+    consent_state_update,
+    erased_update,
+    membership_update,
+)
+from shared import topics
+from shared.deadletter import DeadLetters, decode_or_dead_letter
+from shared.events import ConsentChanged, ConsentStateSnapshot, MembershipChanged, utcnow
+from shared.metrics import MESSAGES_CONSUMED
+from shared.topics import TopicNames
+
+
+class KafkaDeliveryInputs:
+    def __init__(self, names: TopicNames, store: SqliteDeliveryStore, routed: Callable[[], None]) -> None:
+        self.store, self.routed = store, routed
+        self.membership = names.name(topics.SEGMENT_MEMBERSHIP)
+        self.changes = names.name(topics.CONSENT_CHANGES)
+        self.state = names.name(topics.CONSENT_STATE)
+
+    def topics(self) -> list[str]:
+        return [self.membership, self.changes, self.state]
+
+    async def run(self, consumer: AIOKafkaConsumer, dead_letters: DeadLetters) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for tp, records in batches.items():
+                for record in records:
+                    MESSAGES_CONSUMED.labels(tp.topic).inc()
+                    await self._route(record, dead_letters)
+                await consumer.commit({tp: records[-1].offset + 1})
+
+    async def _route(self, record: ConsumerRecord, dead_letters: DeadLetters) -> None:
+        decoded = await self._decode(record, dead_letters)
+        if decoded is None:
+            return
+        customer_id, (update, cause) = decoded
+        now = datetime.now(UTC)
+        intents = await asyncio.to_thread(
+            self.store.route, customer_id, update, cause, now.date(), utcnow().isoformat()
+        )
+        if intents:
+            self.routed()
+
+    async def _decode(
+        self, record: ConsumerRecord, dead_letters: DeadLetters
+    ) -> tuple[str, tuple[Update, Cause]] | None:
+        if record.topic == self.state:
+            if record.value is None:  # the tombstone an erasure leaves
+                if not isinstance(record.key, bytes):
+                    return None
+                return record.key.decode(), erased_update(
+                    f"{record.topic}:{record.partition}:{record.offset}"
+                )
+            snapshot = await decode_or_dead_letter(dead_letters, record, ConsentStateSnapshot)
+            return None if snapshot is None else (snapshot.customer_id, consent_state_update(snapshot))
+        if record.topic == self.changes:
+            change = await decode_or_dead_letter(dead_letters, record, ConsentChanged)
+            return None if change is None else (change.customer_id, consent_change_update(change, utcnow()))
+        membership = await decode_or_dead_letter(dead_letters, record, MembershipChanged)
+        return None if membership is None else (membership.customer_id, membership_update(membership))

@@ -1,0 +1,237 @@
+"""SqliteDeliveryStore: destinations, each customer's consent and memberships, holdings and the
+webhook outbox, in one SQLite file under DATA_DIR. Blocking: call it through `asyncio.to_thread`."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import date
+from typing import Any
+
+from services.delivery.domain.destinations import Agreement, Destination
+from services.delivery.domain.routing import Cause, Consent, Holding, Intent, plan
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS destinations (
+    destination_id TEXT PRIMARY KEY, spec TEXT NOT NULL, signing_secret TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS consent (customer_id TEXT PRIMARY KEY, purposes TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS members (
+    customer_id TEXT NOT NULL, segment_id TEXT NOT NULL, PRIMARY KEY (customer_id, segment_id)
+);
+CREATE TABLE IF NOT EXISTS holdings (
+    destination_id TEXT NOT NULL, segment_id TEXT NOT NULL, customer_id TEXT NOT NULL,
+    PRIMARY KEY (destination_id, customer_id, segment_id)
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    destination_id TEXT NOT NULL, customer_id TEXT NOT NULL, segment_id TEXT NOT NULL,
+    action TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',  -- pending, delivered, dead, withheld
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL DEFAULT 0, last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (status, destination_id, customer_id, seq);
+"""
+# The oldest pending webhook of each destination and customer: only it may be sent, so order holds.
+_HEADS = """
+SELECT d.* FROM deliveries d JOIN (
+    SELECT MIN(seq) AS seq FROM deliveries WHERE status = 'pending' GROUP BY destination_id, customer_id
+) heads ON d.seq = heads.seq
+"""
+
+
+def open_database(path: str) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    connection.row_factory = sqlite3.Row
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    return connection
+
+
+class SqliteDeliveryStore:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+        self._lock = threading.Lock()  # one connection, shared by the threads of to_thread
+
+    def create_schema(self) -> None:
+        with self._lock:
+            self._db.executescript(SCHEMA)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # Destinations
+
+    def put_destination(self, destination: Destination) -> bool:
+        """Store it; True when it is new."""
+        spec = {k: v for k, v in asdict(destination).items() if k != "signing_secret"}
+        text = json.dumps(spec, default=_jsonable, sort_keys=True)
+        with self._transaction() as db:
+            new = db.execute(
+                "SELECT 1 FROM destinations WHERE destination_id = ?", (destination.destination_id,)
+            )
+            created = new.fetchone() is None
+            db.execute(
+                "INSERT INTO destinations VALUES (?, ?, ?) ON CONFLICT (destination_id) DO UPDATE"
+                " SET spec = excluded.spec, signing_secret = excluded.signing_secret",
+                (destination.destination_id, text, destination.signing_secret),
+            )
+        return created
+
+    def get_destination(self, destination_id: str) -> Destination | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM destinations WHERE destination_id = ?", (destination_id,)
+            ).fetchone()
+        return _destination(row) if row else None
+
+    def delete_destination(self, destination_id: str) -> bool:
+        """Forget it, what it holds and what was still to be sent to it."""
+        with self._transaction() as db:
+            gone = db.execute("DELETE FROM destinations WHERE destination_id = ?", (destination_id,)).rowcount
+            db.execute("DELETE FROM holdings WHERE destination_id = ?", (destination_id,))
+            db.execute(
+                "DELETE FROM deliveries WHERE destination_id = ? AND status = 'pending'", (destination_id,)
+            )
+        return bool(gone)
+
+    def counts(self, destination_id: str) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT status, COUNT(*) FROM deliveries WHERE destination_id = ? GROUP BY status",
+                (destination_id,),
+            ).fetchall()
+        return dict(rows)
+
+    # Inputs: one transaction updates the customer's state, the holdings and the outbox.
+
+    def route(
+        self,
+        customer_id: str,
+        update: Callable[[set[str], Consent], tuple[set[str], Consent]],
+        cause: Cause,
+        today: date,
+        at: str,
+    ) -> list[Intent]:
+        """Apply `update` to the customer's memberships and consent, and enqueue what follows."""
+        with self._transaction() as db:
+            members, consent = update(_members(db, customer_id), _consent(db, customer_id))
+            held = _held(db, customer_id)
+            destinations = [_destination(r) for r in db.execute("SELECT * FROM destinations")]
+            intents = plan(destinations, today, members, consent, held, cause)
+            _save_customer(db, customer_id, members, consent)
+            for intent in intents:
+                _enqueue(db, customer_id, intent, at)
+        return intents
+
+    # The outbox
+
+    def due(self, now: float, limit: int) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                _HEADS + " WHERE d.next_attempt_at <= ? ORDER BY d.seq LIMIT ?", (now, limit)
+            ).fetchall()
+        return [dict(row) for row in rows]
+
+    def next_due(self) -> float | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT MIN(next_attempt_at) FROM ({_HEADS})").fetchone()
+        return row[0]
+
+    def settle(self, seq: int, status: str, attempts: int, error: str | None) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET status = ?, attempts = ?, last_error = ? WHERE seq = ?",
+                (status, attempts, error, seq),
+            )
+
+    def retry_at(self, seq: int, attempts: int, when: float, error: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE seq = ?",
+                (attempts, when, error, seq),
+            )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, frozenset):
+        return sorted(value)
+    raise TypeError(type(value).__name__)
+
+
+def _destination(row: sqlite3.Row) -> Destination:
+    spec = json.loads(row["spec"])
+    agreement = spec.pop("agreement")
+    if agreement is not None:
+        agreement = Agreement(
+            **agreement | {k: date.fromisoformat(agreement[k]) for k in ("signed_on", "expires_on")}
+        )
+    return Destination(
+        **spec | {"segments": frozenset(spec["segments"]), "purposes": frozenset(spec["purposes"])},
+        agreement=agreement,
+        signing_secret=row["signing_secret"],
+    )
+
+
+def _members(db: sqlite3.Connection, customer_id: str) -> set[str]:
+    rows = db.execute("SELECT segment_id FROM members WHERE customer_id = ?", (customer_id,))
+    return {row[0] for row in rows}
+
+
+def _consent(db: sqlite3.Connection, customer_id: str) -> Consent:
+    row = db.execute("SELECT purposes FROM consent WHERE customer_id = ?", (customer_id,)).fetchone()
+    stored = json.loads(row[0]) if row else {}
+    return {purpose: (bool(effective), sequence) for purpose, (effective, sequence) in stored.items()}
+
+
+def _held(db: sqlite3.Connection, customer_id: str) -> set[Holding]:
+    rows = db.execute("SELECT destination_id, segment_id FROM holdings WHERE customer_id = ?", (customer_id,))
+    return {(row[0], row[1]) for row in rows}
+
+
+def _save_customer(db: sqlite3.Connection, customer_id: str, members: set[str], consent: Consent) -> None:
+    db.execute("DELETE FROM members WHERE customer_id = ?", (customer_id,))
+    db.executemany("INSERT INTO members VALUES (?, ?)", [(customer_id, s) for s in sorted(members)])
+    db.execute(
+        "INSERT INTO consent VALUES (?, ?)"
+        " ON CONFLICT (customer_id) DO UPDATE SET purposes = excluded.purposes",
+        (customer_id, json.dumps(consent, sort_keys=True)),
+    )
+
+
+def _enqueue(db: sqlite3.Connection, customer_id: str, intent: Intent, at: str) -> None:
+    key = (intent.destination_id, intent.segment_id, customer_id)
+    if intent.action == "joined":
+        db.execute("INSERT OR IGNORE INTO holdings VALUES (?, ?, ?)", key)
+    else:
+        db.execute(
+            "DELETE FROM holdings WHERE destination_id = ? AND segment_id = ? AND customer_id = ?", key
+        )
+    db.execute(
+        "INSERT OR IGNORE INTO deliveries (idempotency_key, destination_id, customer_id, segment_id,"
+        " action, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            intent.idempotency_key,
+            intent.destination_id,
+            customer_id,
+            intent.segment_id,
+            intent.action,
+            intent.reason,
+            at,
+        ),
+    )

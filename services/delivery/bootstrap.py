@@ -1,0 +1,98 @@
+"""`DeliveryRuntime`: the composition root, the only place that creates clients."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from services.delivery.adapters.http_webhooks import HttpxWebhookSender
+from services.delivery.adapters.kafka_inputs import KafkaDeliveryInputs
+from services.delivery.adapters.sqlite_store import SqliteDeliveryStore, open_database
+from services.delivery.handlers import Dispatcher, RetryPolicy
+from services.delivery.settings import DeliverySettings
+from shared.deadletter import DeadLetters
+from shared.kafka import (
+    broker_answers,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    start_client,
+    topic_names,
+)
+from shared.pseudonym import load_pseudonym_key
+from shared.supervise import Supervisor
+
+
+class DeliveryRuntime:
+    def __init__(self, settings: DeliverySettings) -> None:
+        self.settings = settings
+        self.connection = open_database(str(settings.database_path()))
+        self.store = SqliteDeliveryStore(self.connection)
+        self.pseudonym_key = load_pseudonym_key(settings)
+        # Redirects are not followed: a signed body goes to the endpoint the operator set, nowhere else.
+        self.http = httpx.AsyncClient(timeout=settings.delivery_timeout_s, follow_redirects=False)
+        policy = RetryPolicy(
+            settings.delivery_max_attempts, settings.delivery_retry_initial_s, settings.delivery_retry_cap_s
+        )
+        self.dispatcher = Dispatcher(
+            self.store,
+            HttpxWebhookSender(self.http),
+            self.pseudonym_key,
+            policy,
+            settings.delivery_concurrency,
+        )
+        self.inputs = KafkaDeliveryInputs(topic_names(settings), self.store, self.dispatcher.wake)
+        self.producer: AIOKafkaProducer | None = None
+        self.supervisor = Supervisor()
+
+    async def start(self) -> None:
+        """Schema and dispatcher now; Kafka in the background (HTTP answers while the broker is away)."""
+        await asyncio.to_thread(self.store.create_schema)
+        self.supervisor.spawn("dispatcher", self.dispatcher.run)
+        self.supervisor.spawn("kafka-connect", self._connect_kafka)
+
+    async def stop(self) -> None:
+        await self.supervisor.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+        await self.http.aclose()
+        self.connection.close()
+
+    async def _connect_kafka(self) -> None:
+        await self.supervisor.retry("topics", lambda: asyncio.to_thread(ensure_topics, self.settings))
+        if self.producer is None:
+            self.producer = await start_client(
+                lambda: make_producer(self.settings, "segwarden-delivery"), "producer"
+            )
+        dead_letters = DeadLetters(
+            self.producer, self.pseudonym_key, self.settings.dead_letter_max_value_bytes
+        )
+        self.supervisor.spawn("consumer", lambda: self._consume(dead_letters))
+
+    async def _consume(self, dead_letters: DeadLetters) -> None:
+        """One run of the input consumer on a new client (the supervisor restarts it with another)."""
+        topic_list = self.inputs.topics()
+        consumer = await start_client(
+            lambda: make_consumer(
+                self.settings,
+                *topic_list,
+                group_id=self.settings.consumer_group,
+                client_id="segwarden-delivery",
+            ),
+            "delivery consumer",
+        )
+        try:
+            await self.inputs.run(consumer, dead_letters)
+        finally:
+            await consumer.stop()
+
+    async def kafka_ready(self) -> str | None:
+        if self.producer is None:
+            return "kafka: connecting"
+        return await broker_answers(self.producer)
+
+    async def database_ready(self) -> str | None:
+        await asyncio.to_thread(self.store.counts, "")
+        return None

@@ -1,0 +1,1 @@
+"""The delivery service's pure core: destinations and their agreements, routing, signatures."""

@@ -1,0 +1,143 @@
+"""Use cases: route an input to the destinations' outbox, and send the outbox as signed webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+
+from services.delivery import metrics
+from services.delivery.domain.destinations import Destination, agreement_problem
+from services.delivery.domain.routing import Cause, Consent, Intent, merge_consent
+from services.delivery.domain.webhooks import SIGNATURE_HEADER, body, retry_delay, signature, subject
+from shared.events import ConsentChanged, ConsentStateSnapshot, MembershipChanged
+
+log = logging.getLogger(__name__)
+Update = Callable[[set[str], Consent], tuple[set[str], Consent]]
+
+
+class RoutingStore(Protocol):
+    def route(self, customer_id: str, update: Update, cause: Cause, today: date, at: str) -> list[Intent]: ...
+
+
+class Outbox(Protocol):
+    def due(self, now: float, limit: int) -> list[dict[str, Any]]: ...
+    def next_due(self) -> float | None: ...
+    def get_destination(self, destination_id: str) -> Destination | None: ...
+    def settle(self, seq: int, status: str, attempts: int, error: str | None) -> None: ...
+    def retry_at(self, seq: int, attempts: int, when: float, error: str) -> None: ...
+
+
+class WebhookSender(Protocol):
+    async def post(self, url: str, payload: bytes, headers: dict[str, str]) -> str | None:
+        """None when the receiver acknowledged (2xx), else why not."""
+
+
+def membership_update(change: MembershipChanged) -> tuple[Update, Cause]:
+    def update(members: set[str], consent: Consent) -> tuple[set[str], Consent]:
+        if change.action == "joined":
+            return members | {change.segment_id}, consent
+        return members - {change.segment_id}, consent
+
+    return update, Cause(change.event_id, "membership", change.reason)
+
+
+def consent_change_update(change: ConsentChanged, now: datetime) -> tuple[Update, Cause]:
+    live = change.status == "granted" and (change.expires_at is None or change.expires_at > now)
+    incoming: Consent = {change.purpose: (live, change.sequence)}
+    return lambda members, consent: (members, merge_consent(consent, incoming)), Cause(
+        change.event_id, "consent", change.reason
+    )
+
+
+def consent_state_update(snapshot: ConsentStateSnapshot) -> tuple[Update, Cause]:
+    incoming: Consent = {p: (s.effective, s.sequence) for p, s in snapshot.purposes.items()}
+    return lambda members, consent: (members, merge_consent(consent, incoming)), Cause(
+        snapshot.event_id, "consent", "state"
+    )
+
+
+def erased_update(event_id: str) -> tuple[Update, Cause]:
+    """A consent.state tombstone: the customer's consent is gone, so every destination loses them."""
+    return lambda members, consent: (members, {}), Cause(event_id, "consent", "erased")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    initial_s: float
+    cap_s: float
+
+
+class Dispatcher:
+    """Sends the outbox: the oldest pending webhook per destination and customer, retried with
+    backoff, a dead-letter record after the last attempt; one wake-up per newly routed input."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        sender: WebhookSender,
+        installation_key: bytes,
+        policy: RetryPolicy,
+        concurrency: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.outbox, self.sender, self.key, self.policy = outbox, sender, installation_key, policy
+        self.concurrency, self.clock = concurrency, clock
+        self.rng = random.Random()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            due = await asyncio.to_thread(self.outbox.due, self.clock(), self.concurrency)
+            if due:
+                await asyncio.gather(*(self.attempt(item) for item in due))
+                continue
+            upcoming = await asyncio.to_thread(self.outbox.next_due)
+            wait = None if upcoming is None else max(0.0, upcoming - self.clock())
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait)
+            except TimeoutError:
+                pass
+
+    async def attempt(self, item: dict[str, Any]) -> None:
+        destination = await asyncio.to_thread(self.outbox.get_destination, item["destination_id"])
+        problem = "deleted" if destination is None else agreement_problem(destination.agreement, _today())
+        attempts = item["attempts"] + 1
+        if destination is None or problem is not None:
+            await asyncio.to_thread(self.outbox.settle, item["seq"], "withheld", item["attempts"], problem)
+            return
+        payload = body(item, destination, subject(self.key, destination, item["customer_id"]))
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": item["idempotency_key"],
+            SIGNATURE_HEADER: signature(destination.signing_secret, int(self.clock()), payload),
+        }
+        error = await self.sender.post(destination.endpoint, payload, headers)
+        label = destination.destination_id
+        if error is None:
+            metrics.DELIVERED.labels(label).inc()
+            await asyncio.to_thread(self.outbox.settle, item["seq"], "delivered", attempts, None)
+        elif attempts >= self.policy.max_attempts:
+            metrics.FAILED.labels(label).inc()
+            log.warning(
+                "webhook dead-lettered", extra={"destination": label, "attempts": attempts, "error": error}
+            )
+            await asyncio.to_thread(self.outbox.settle, item["seq"], "dead", attempts, error)
+        else:
+            metrics.RETRIED.labels(label).inc()
+            delay = retry_delay(attempts, self.policy.initial_s, self.policy.cap_s, self.rng)
+            await asyncio.to_thread(self.outbox.retry_at, item["seq"], attempts, self.clock() + delay, error)
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()

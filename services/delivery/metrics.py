@@ -1,0 +1,17 @@
+"""Prometheus metrics of the delivery service (labels: destination ids, which operators create)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+DELIVERED = Counter(
+    "segwarden_delivery_delivered_total", "Webhooks a destination acknowledged (2xx).", ["destination"]
+)
+RETRIED = Counter(
+    "segwarden_delivery_retried_total", "Failed webhook attempts that will be tried again.", ["destination"]
+)
+FAILED = Counter(
+    "segwarden_delivery_failed_total",
+    "Webhooks given up after the last attempt (kept as dead-letter records).",
+    ["destination"],
+)

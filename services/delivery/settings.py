@@ -1,0 +1,29 @@
+"""Settings of the delivery service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from shared.settings import ServiceSettings
+
+
+class DeliverySettings(ServiceSettings):
+    delivery_port: int = Field(8004, ge=1, le=65535)
+    # Attempts per webhook before it becomes a dead-letter record (the first one included).
+    delivery_max_attempts: int = Field(8, ge=1, le=100)
+    # Backoff between attempts: doubles from the initial delay up to the cap, with jitter.
+    delivery_retry_initial_s: float = Field(0.5, gt=0, le=60)
+    delivery_retry_cap_s: float = Field(60.0, gt=0, le=3600)
+    # How long one POST may take before it counts as a failed attempt.
+    delivery_timeout_s: float = Field(5.0, gt=0, le=60)
+    # Webhooks in flight at once (each to a different destination and customer).
+    delivery_concurrency: int = Field(16, ge=1, le=256)
+
+    @property
+    def consumer_group(self) -> str:
+        return f"{self.topic_prefix}segwarden-delivery"
+
+    def database_path(self) -> Path:
+        return self.ensure_data_dir() / "delivery.db"

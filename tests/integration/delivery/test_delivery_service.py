@@ -1,0 +1,212 @@
+"""The delivery service as a real process, against the real broker and real HTTP receivers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from shared.events import ConsentStateSnapshot, MembershipChanged, PurposeState, utcnow
+from tests.conftest import bearer
+from tests.integration.delivery.receiver import Receiver
+from tests.support import ServiceProcess, wait_for
+
+PURPOSE = "marketing_email"
+
+
+@pytest.fixture
+def receivers() -> Iterator[list[Receiver]]:
+    started: list[Receiver] = []
+    yield started
+    for receiver in started:
+        receiver.stop()
+
+
+@pytest.fixture
+def producer(kafka_bootstrap: str) -> Iterator[KafkaProducer]:
+    client = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    yield client
+    client.close()
+
+
+def receiver(receivers: list[Receiver], fail_first: int = 0) -> Receiver:
+    started = Receiver(secret=uuid.uuid4().hex * 2, fail_first=fail_first).start()
+    receivers.append(started)
+    return started
+
+
+def agreement(expires_on: date) -> dict[str, Any]:
+    return {
+        "processor": "Mailer GmbH",
+        "reference": "DPA-2026-7",
+        "signed_on": "2026-01-01",
+        "expires_on": expires_on.isoformat(),
+        "country": "DE",
+        "transfer_mechanism": "none",
+    }
+
+
+def put_destination(
+    service: ServiceProcess, destination_id: str, target: Receiver, expires_on: date | None = None
+) -> dict[str, Any]:
+    spec = {
+        "name": destination_id,
+        "endpoint": target.url,
+        "segments": ["vip"],
+        "purposes": [PURPOSE],
+        "agreement": agreement(expires_on or date.today() + timedelta(days=365)),
+        "signing_secret": target.secret,
+    }
+    response = httpx.put(f"{service.url}/v1/destinations/{destination_id}", json=spec, headers=bearer())
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+class Topics:
+    """Publishes what the consent service and the segmenter would, all on partition 0, so a
+    later record's effect shows that every earlier one was handled (a partition is read in order)."""
+
+    def __init__(self, producer: KafkaProducer, prefix: str) -> None:
+        self.producer, self.prefix = producer, prefix
+        self.sent: dict[str, int] = {}
+
+    def handled(self, bootstrap: str, topic: str) -> None:
+        """Wait until the delivery service committed everything sent to `topic` (it commits after
+        routing): what another topic carries next cannot overtake it."""
+        # Never subscribes, so it only fetches the group's offsets and never joins the group.
+        group = KafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=self.prefix + "segwarden-delivery", enable_auto_commit=False
+        )
+        tp = TopicPartition(self.prefix + topic, 0)
+        try:
+            wait_for(
+                lambda: (group.committed(tp) or 0) >= self.sent[topic],
+                what=f"the delivery service to handle {topic}",
+            )
+        finally:
+            group.close()
+
+    def consent(self, customer_id: str, granted: bool, sequence: int) -> None:
+        status = "granted" if granted else "denied"
+        state = PurposeState(status=status, effective=granted, sequence=sequence)
+        snapshot = ConsentStateSnapshot(
+            event_id=uuid.uuid4().hex, customer_id=customer_id, purposes={PURPOSE: state}, updated_at=utcnow()
+        )
+        self._send("consent.state", customer_id, snapshot.to_bytes())
+
+    def membership(self, customer_id: str, action: str, reason: str = "rule_matched") -> None:
+        change = MembershipChanged(
+            event_id=uuid.uuid4().hex,
+            segment_id="vip",
+            customer_id=customer_id,
+            action=action,  # type: ignore[arg-type]
+            reason=reason,  # type: ignore[arg-type]
+            cause_event_id=None,
+            cause_at=None,
+            at=utcnow(),
+        )
+        self._send("segment.membership", customer_id, change.to_bytes())
+
+    def _send(self, topic: str, key: str, value: bytes) -> None:
+        self.producer.send(self.prefix + topic, value=value, key=key.encode(), partition=0).get(10)
+        self.sent[topic] = self.sent.get(topic, 0) + 1
+
+
+def delivery(start_service: Any, **env: str) -> ServiceProcess:
+    service: ServiceProcess = start_service("delivery", DELIVERY_RETRY_INITIAL_S="0.05", **env)
+    return service.wait_ready()
+
+
+def test_consented_customers_are_delivered_signed_under_a_pseudonym_per_destination(
+    start_service: Any, receivers: list[Receiver], producer: KafkaProducer, topic_prefix: str
+) -> None:
+    service = delivery(start_service)
+    mailer, ads = receiver(receivers), receiver(receivers)
+    put_destination(service, "mailer", mailer)
+    put_destination(service, "ads", ads)
+    topics = Topics(producer, topic_prefix)
+    topics.consent("c-unconsented", granted=False, sequence=1)
+    topics.membership("c-unconsented", "joined")
+    topics.consent("c-consented", granted=True, sequence=1)
+    topics.membership("c-consented", "joined")
+
+    for target in (mailer, ads):
+        wait_for(lambda target=target: target.bodies(), what="the consented customer's join")
+    assert [b["action"] for b in mailer.bodies()] == ["joined"]
+    assert all(attempt["signed"] for attempt in mailer.attempts + ads.attempts)
+    (at_mailer,), (at_ads,) = mailer.bodies(), ads.bodies()
+    assert at_mailer["subject_type"] == "pseudonym" and at_mailer["subject"] != at_ads["subject"]
+    assert "c-consented" not in (at_mailer["subject"], at_ads["subject"])
+    assert len(mailer.attempts) == 1  # the unconsented customer, read first, was never sent
+
+
+def test_a_withdrawal_delivers_left_while_the_segment_still_holds(
+    start_service: Any, receivers: list[Receiver], producer: KafkaProducer, topic_prefix: str
+) -> None:
+    service = delivery(start_service)
+    mailer = receiver(receivers)
+    put_destination(service, "mailer", mailer)
+    topics = Topics(producer, topic_prefix)
+    topics.consent("c-1", granted=True, sequence=1)
+    topics.membership("c-1", "joined")
+    wait_for(mailer.bodies, what="the join")
+    topics.consent("c-1", granted=False, sequence=2)
+    wait_for(lambda: len(mailer.bodies()) == 2, what="the leave")
+    # The join's reason depends on which topic's record came second; the leave's never does.
+    assert [b["action"] for b in mailer.bodies()] == ["joined", "left"]
+    assert mailer.bodies()[1]["reason"] == "consent_withdrawn"
+
+
+def test_an_expired_agreement_stops_delivery_and_says_why(
+    start_service: Any, receivers: list[Receiver], producer: KafkaProducer, topic_prefix: str
+) -> None:
+    service = delivery(start_service)
+    current, lapsed = receiver(receivers), receiver(receivers)
+    put_destination(service, "current", current)
+    expired_on = date.today() - timedelta(days=1)
+    shown = put_destination(service, "lapsed", lapsed, expires_on=expired_on)
+    assert (shown["status"], shown["reason"]) == ("suspended", f"the agreement expired on {expired_on}")
+    assert "signing_secret" not in shown
+    topics = Topics(producer, topic_prefix)
+    topics.consent("c-1", granted=True, sequence=1)
+    topics.membership("c-1", "joined")
+    wait_for(current.bodies, what="the join at the destination in force")
+    got = httpx.get(f"{service.url}/v1/destinations/lapsed", headers=bearer()).json()
+    assert got["status"] == "suspended" and got["deliveries"] == {}
+    assert lapsed.attempts == []
+
+
+def test_a_failing_receiver_gets_each_change_once_in_order(
+    start_service: Any,
+    receivers: list[Receiver],
+    producer: KafkaProducer,
+    topic_prefix: str,
+    kafka_bootstrap: str,
+) -> None:
+    service = delivery(start_service, DELIVERY_MAX_ATTEMPTS="6")
+    flaky, down = receiver(receivers, fail_first=3), receiver(receivers, fail_first=1000)
+    put_destination(service, "flaky", flaky)
+    put_destination(service, "down", down)
+    topics = Topics(producer, topic_prefix)
+    topics.consent("c-1", granted=True, sequence=1)
+    topics.handled(kafka_bootstrap, "consent.state")
+    topics.membership("c-1", "joined")
+    topics.membership("c-1", "left", reason="rule_unmatched")
+
+    def settled(destination_id: str) -> dict[str, int] | None:
+        response = httpx.get(f"{service.url}/v1/destinations/{destination_id}", headers=bearer())
+        counts: dict[str, int] = response.json()["deliveries"]
+        return counts if "pending" not in counts else None
+
+    assert wait_for(lambda: settled("flaky"), what="flaky settled") == {"delivered": 2}
+    assert [b["action"] for b in flaky.bodies()] == ["joined", "left"]
+    keys = [a["key"] for a in flaky.attempts]
+    assert keys[:4] == [keys[0]] * 4 and keys[4:] == [keys[4]] and keys[0] != keys[4]
+    # Retried up to the limit, then kept as a dead-letter record; the left behind it goes on.
+    assert wait_for(lambda: settled("down"), what="down settled") == {"dead": 2}
+    assert len(down.attempts) == 12 and down.bodies() == []
