@@ -38,7 +38,7 @@ from services.audit.adapters.ed25519 import Ed25519Signer  # noqa: E402
 from services.audit.adapters.sql_database import create_schema, make_engine  # noqa: E402
 from services.audit.adapters.sql_ledger import SqlLedgerStore  # noqa: E402
 from services.audit.adapters.sql_side_stores import SqlCheckpointStore  # noqa: E402
-from services.audit.adapters.sql_tables import records  # noqa: E402
+from services.audit.adapters.sql_tables import APPEND_ONLY, records  # noqa: E402
 from services.audit.domain.ledger import LedgerEntry, canonical  # noqa: E402
 from services.audit.domain.verify import verify_ledger  # noqa: E402
 from services.audit.handlers import Checkpointer  # noqa: E402
@@ -120,7 +120,7 @@ def fresh_engine(url: str) -> Engine:
     engine = make_engine(url)
     raw_metadata.drop_all(engine)
     with engine.begin() as connection:
-        for table in ("audit_records", "audit_checkpoints"):
+        for table in APPEND_ONLY:
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
     create_schema(engine)
     raw_metadata.create_all(engine)

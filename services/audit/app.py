@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.audit.api import proofs, records, ropa, verify
+from services.audit.api.deps import HeavyRequests
 from services.audit.bootstrap import AuditRuntime
 from services.audit.settings import AuditSettings
 from shared.auth import load_tokens
@@ -39,6 +40,7 @@ def create_app(settings: AuditSettings) -> FastAPI:
     app = FastAPI(title="segwarden audit", version="0.1.0", lifespan=lifespan)
     app.state.tokens = load_tokens(settings)
     app.state.runtime = runtime
+    app.state.heavy = HeavyRequests(settings.audit_heavy_requests)
     install_request_guard(app, settings.max_body_bytes)
     install_operational_routes(app, readiness)
     install_error_handlers(app)

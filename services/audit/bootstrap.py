@@ -52,6 +52,9 @@ class AuditRuntime:
     async def start(self) -> None:
         """Schema now; Kafka in the background, so HTTP answers while the broker is away."""
         await asyncio.to_thread(create_schema, self.engine)
+        # The migration of a ledger from before stored Merkle nodes: before the first proof.
+        if written := await asyncio.to_thread(self.ledger.backfill_nodes):
+            log.info("stored the Merkle nodes of existing records", extra={"nodes": written})
         checkpoint = self.checkpointer.checkpoint
         interval = self.settings.checkpoint_interval
         self.supervisor.every("checkpointer", interval, lambda: asyncio.to_thread(checkpoint), first_now=True)

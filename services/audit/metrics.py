@@ -32,3 +32,7 @@ def checkpoint_signed() -> None:
 LAST_CHECKPOINT_AGE.set_function(
     lambda: time.monotonic() - _last_checkpoint[0] if _last_checkpoint[0] else 0.0
 )
+HEAVY_REFUSED = Counter(
+    "segwarden_audit_heavy_refused_total",
+    "Proof and verification requests refused with 503 because AUDIT_HEAVY_REQUESTS were running.",
+)

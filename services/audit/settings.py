@@ -15,6 +15,9 @@ class AuditSettings(ServiceSettings):
     checkpoint_interval: float = Field(10.0, gt=0, le=3600)
     # Most source records appended in one transaction (and fetched in one poll).
     audit_batch_size: int = Field(1000, ge=1, le=50_000)
+    # Proofs and verifications served at once; one more is a 503 with Retry-After, so a burst
+    # of them cannot take every thread and the database from the consumer.
+    audit_heavy_requests: int = Field(4, ge=1, le=256)
 
     @property
     def consumer_group(self) -> str:

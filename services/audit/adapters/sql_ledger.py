@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,8 +10,10 @@ from sqlalchemy import Engine, select
 
 from services.audit.adapters.sql_append import AppendBatch, known_definition, read_head
 from services.audit.adapters.sql_database import lock_ledger, writer_connection
+from services.audit.adapters.sql_merkle import backfill_nodes, read_subtrees, store_nodes
 from services.audit.adapters.sql_tables import definitions, records
 from services.audit.domain.ledger import AppendResult, Row, SealedRecord, format_at
+from services.audit.domain.merkle import Part
 from services.audit.domain.sources import KnownDefinition, SourceItem
 from shared.events import utcnow
 
@@ -34,11 +36,28 @@ class SqlLedgerStore:
         self.engine = engine
 
     def append(self, items: Sequence[SourceItem], now: datetime | None = None) -> AppendResult:
-        """Append one record per new source item; items already recorded are skipped."""
+        """Append one record per new source item, with the Merkle nodes they complete; items already
+        recorded are skipped."""
         at = format_at(now or utcnow())
         with writer_connection(self.engine) as connection, connection.begin():
             lock_ledger(connection)
-            return AppendBatch(connection, at).append(items)
+            batch = AppendBatch(connection, at)
+            length = batch.length
+            backfill_nodes(connection, length)  # a no-op unless the ledger predates stored nodes
+            result = batch.append(items)
+            store_nodes(connection, length, [bytes.fromhex(record.hash) for record in result.appended])
+            return result
+
+    def backfill_nodes(self) -> int:
+        """Store the Merkle nodes of records appended before nodes were stored; how many were written."""
+        with writer_connection(self.engine) as connection, connection.begin():
+            lock_ledger(connection)
+            return backfill_nodes(connection, read_head(connection)[0])
+
+    def subtrees(self, needed: Iterable[Part]) -> dict[Part, bytes]:
+        """The hashes of the perfect subtrees a proof needs, O(log n) rows read."""
+        with self.engine.connect() as connection:
+            return read_subtrees(connection, needed)
 
     def head(self) -> tuple[int, str]:
         """(length, hash of the last record) — GENESIS for an empty ledger."""

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -19,6 +30,18 @@ records = Table(
     Column("payload", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+)
+
+# The ledger's Merkle tree: the hash of every perfect subtree of 16 leaves or more, (level, idx)
+# covering the records [idx << level, (idx + 1) << level), written with the records that complete
+# it, so a proof reads O(log n) rows instead of every leaf. Append-only like the ledger; a wrong
+# node gives a proof that fails against the signed root, never a false one.
+merkle_nodes = Table(
+    "audit_merkle_nodes",
+    metadata,
+    Column("level", SmallInteger, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
 )
 
 # Signed tree heads, append-only like the ledger.
@@ -54,7 +77,7 @@ publication = Table(
     Column("last_seq", BigInteger, nullable=False),
 )
 
-APPEND_ONLY = ("audit_records", "audit_checkpoints")
+APPEND_ONLY = ("audit_records", "audit_checkpoints", "audit_merkle_nodes")
 
 
 def sqlite_guards(table: str) -> list[str]:

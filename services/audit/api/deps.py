@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.params import Depends as DependsParam
 
 from services.audit.bootstrap import AuditRuntime
+from services.audit.metrics import HEAVY_REFUSED
 from shared.auth import require_scope
 
 
@@ -22,3 +24,35 @@ Runtime = Annotated[AuditRuntime, Depends(_runtime)]
 MAX_SEQ = 2**63 - 1
 # require_scope returns a Depends(); typed here so routers can list it in `dependencies`.
 AUDIT_READ: DependsParam = require_scope("audit:read")  # type: ignore[assignment]
+
+
+class HeavyRequests:
+    """How many more proofs and verifications may run now (AUDIT_HEAVY_REQUESTS at once).
+
+    Each holds a worker thread and a database connection; past the limit a request is refused
+    at once with 503 and Retry-After instead of queueing behind the others. Counted on the
+    event loop only, so no lock is needed.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.free = limit
+
+
+async def _heavy(request: Request) -> AsyncIterator[None]:
+    heavy: HeavyRequests = request.app.state.heavy
+    if heavy.free <= 0:
+        HEAVY_REFUSED.inc()
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "too many proofs and verifications running at once; retry after a second",
+            headers={"Retry-After": "1"},
+        )
+    heavy.free -= 1
+    try:
+        yield
+    finally:
+        heavy.free += 1
+
+
+# A route's `dependencies` entry for work that reads much of the ledger or many of its nodes.
+HEAVY: DependsParam = Depends(_heavy)  # type: ignore[assignment]

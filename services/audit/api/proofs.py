@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
-from services.audit.api.deps import AUDIT_READ, MAX_SEQ, Runtime
+from services.audit.api.deps import AUDIT_READ, HEAVY, MAX_SEQ, Runtime
 from services.audit.api.schemas import CheckpointOut, ConsistencyProofOut, InclusionProofOut
 from services.audit.bootstrap import AuditRuntime
 from services.audit.domain import merkle
@@ -35,16 +35,15 @@ async def sign_checkpoint(runtime: Runtime) -> CheckpointOut:
     return _out(runtime, await asyncio.to_thread(runtime.checkpointer.checkpoint))
 
 
-def _leaves(runtime: AuditRuntime, tree_size: int) -> list[bytes]:
+def _within_ledger(runtime: AuditRuntime, tree_size: int) -> None:
     length, _ = runtime.ledger.head()
     if tree_size > length:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"tree_size: the ledger holds only {length} records"
         )
-    return [leaf for chunk in runtime.ledger.leaf_hashes(0, tree_size) for leaf in chunk]
 
 
-@router.get("/records/{seq}/proof", response_model=InclusionProofOut)
+@router.get("/records/{seq}/proof", response_model=InclusionProofOut, dependencies=[HEAVY])
 async def inclusion_proof(
     runtime: Runtime,
     seq: Annotated[int, Path(ge=0, le=MAX_SEQ)],
@@ -58,13 +57,15 @@ async def inclusion_proof(
             if seq >= runtime.ledger.head()[0]:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"seq: no record {seq} in the ledger")
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "tree_size: must be greater than seq")
-        root, path = merkle.inclusion_proof(seq, _leaves(runtime, size))
+        _within_ledger(runtime, size)
+        hashes = runtime.ledger.subtrees(merkle.inclusion_parts(seq, size))
+        root, path = merkle.inclusion_proof(seq, size, hashes)
         return InclusionProofOut(seq=seq, tree_size=size, root=root.hex(), path=[node.hex() for node in path])
 
     return await asyncio.to_thread(prove)
 
 
-@router.get("/consistency", response_model=ConsistencyProofOut)
+@router.get("/consistency", response_model=ConsistencyProofOut, dependencies=[HEAVY])
 async def consistency_proof(
     runtime: Runtime,
     first: Annotated[int, Query(ge=1, le=MAX_SEQ)],
@@ -75,11 +76,15 @@ async def consistency_proof(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "first: must not exceed second")
 
     def prove() -> ConsistencyProofOut:
-        leaves = _leaves(runtime, second)
-        path = [node.hex() for node in merkle.consistency_path(first, leaves)]
-        first_root, second_root = merkle.root(leaves[:first]).hex(), merkle.root(leaves).hex()
+        _within_ledger(runtime, second)
+        hashes = runtime.ledger.subtrees(merkle.consistency_parts(first, second))
+        path, first_root, second_root = merkle.consistency_proof(first, second, hashes)
         return ConsistencyProofOut(
-            first=first, second=second, first_root=first_root, second_root=second_root, path=path
+            first=first,
+            second=second,
+            first_root=first_root.hex(),
+            second_root=second_root.hex(),
+            path=[node.hex() for node in path],
         )
 
     return await asyncio.to_thread(prove)

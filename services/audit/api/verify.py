@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter
 
-from services.audit.api.deps import AUDIT_READ, Runtime
+from services.audit.api.deps import AUDIT_READ, HEAVY, Runtime
 from services.audit.api.schemas import VerifyOut
 from services.audit.domain.verify import verify_ledger
 from services.audit.metrics import VERIFY_FAILURES, VERIFY_RUNS
@@ -14,7 +14,7 @@ from services.audit.metrics import VERIFY_FAILURES, VERIFY_RUNS
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[AUDIT_READ])
 
 
-@router.get("/verify", response_model=VerifyOut)
+@router.get("/verify", response_model=VerifyOut, dependencies=[HEAVY])
 async def verify(runtime: Runtime, merkle: bool = False) -> VerifyOut:
     """Verify the ledger from seq 0, naming the first bad seq; `merkle=true` recomputes roots too."""
     checkpoints = await asyncio.to_thread(runtime.checkpoints.all)

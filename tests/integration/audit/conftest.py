@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from kafka import KafkaProducer
+from sqlalchemy import Engine
 
+from services.audit.adapters.sql_database import create_schema, make_engine
 from shared import topics
 from shared.events import (
     ConsentChanged,
@@ -139,3 +143,19 @@ def all_records(url: str, token: str = "auditor-token-01", **params: Any) -> lis
 
 def ledger_length(url: str) -> int:
     return int(httpx.get(f"{url}/v1/audit/verify", headers=bearer("auditor-token-01")).json()["length"])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty audit database: a SQLite file, or the test PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'audit.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    made = make_engine(db_url)
+    create_schema(made)
+    yield made
+    made.dispose()

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,21 +20,6 @@ from services.audit.domain.ledger import LedgerEntry
 from services.audit.domain.verify import VerifyReport, verify_ledger
 from services.audit.handlers import Checkpointer
 from tests.unit.audit.rfc9162 import check_chain
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'audit.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    made = make_engine(db_url)
-    create_schema(made)
-    yield made
-    made.dispose()
 
 
 def fill(engine: Engine, count: int) -> SqlLedgerStore:
