@@ -8,6 +8,7 @@ import pytest
 
 from services.audit.settings import AuditSettings
 from services.consent.settings import ConsentSettings
+from services.delivery.settings import DeliverySettings
 from services.segmenter.settings import SegmenterSettings
 from shared.auth import INTERNAL_SCOPES, TokenRegistry
 from shared.settings import ServiceSettings
@@ -18,6 +19,7 @@ SEGWARDEN: dict[str, type[ServiceSettings]] = {
     "consent": ConsentSettings,
     "segmenter": SegmenterSettings,
     "audit": AuditSettings,
+    "delivery": DeliverySettings,
 }
 
 
@@ -136,7 +138,7 @@ def test_published_ports_bind_to_loopback_unless_told_otherwise(name: str) -> No
 
 def test_only_the_apis_and_dashboards_are_published() -> None:
     published = {name for name, svc in SERVICES.items() if svc.get("ports")}
-    assert published == {"consent", "segmenter", "audit", "prometheus", "grafana"}
+    assert published == {"consent", "segmenter", "audit", "delivery", "prometheus", "grafana"}
 
 
 def test_prometheus_has_no_lifecycle_or_admin_api() -> None:

@@ -10,6 +10,7 @@ import yaml
 
 from services.audit.settings import AuditSettings
 from services.consent.settings import ConsentSettings
+from services.delivery.settings import DeliverySettings
 from services.segmenter.settings import SegmenterSettings
 from shared.settings import ServiceSettings
 from tests.deploy.conftest import DEPLOY
@@ -20,11 +21,12 @@ DOCUMENTS = [
     doc for name in KUSTOMIZATION["resources"] for doc in yaml.safe_load_all((K8S / name).read_text())
 ]
 DEPLOYMENTS = {doc["metadata"]["name"]: doc for doc in DOCUMENTS if doc["kind"] == "Deployment"}
-PORTS = {"consent": 8001, "segmenter": 8002, "audit": 8003}
+PORTS = {"consent": 8001, "segmenter": 8002, "audit": 8003, "delivery": 8004}
 SETTINGS: dict[str, type[ServiceSettings]] = {
     "consent": ConsentSettings,
     "segmenter": SegmenterSettings,
     "audit": AuditSettings,
+    "delivery": DeliverySettings,
 }
 
 
@@ -151,6 +153,8 @@ def test_network_policies_allow_only_the_paths_the_services_use() -> None:
     )
     assert paths(POLICIES["segmenter"], "egress") == {("*", 6379)} | KAFKA_PORTS
     assert paths(POLICIES["audit"], "egress") == {("*", 5432)} | KAFKA_PORTS
+    assert paths(POLICIES["delivery"], "ingress") == {("client", 8004)}
+    assert paths(POLICIES["delivery"], "egress") == {("*", 443)} | KAFKA_PORTS
 
 
 def test_the_policy_ports_are_the_container_ports() -> None:

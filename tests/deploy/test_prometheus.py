@@ -91,6 +91,7 @@ def test_scrape_jobs_match_the_compose_services_and_ports() -> None:
         ("consent", "CONSENT_PORT"),
         ("segmenter", "SEGMENTER_PORT"),
         ("audit", "AUDIT_PORT"),
+        ("delivery", "DELIVERY_PORT"),
     ):
         (sd,) = jobs[name]["dns_sd_configs"]
         assert sd["names"] == [name] and sd["port"] == compose[name]["environment"][variable]
