@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from services.consent import handlers  # noqa: E402
-from services.consent.db.engine import make_engine, run_migrations  # noqa: E402
-from services.consent.db.store import SqlConsentStore  # noqa: E402
-from services.consent.domain import RecordConsent  # noqa: E402
-from services.consent.policy import ConsentPolicy  # noqa: E402
+from services.consent.adapters.sql_engine import make_engine, run_migrations  # noqa: E402
+from services.consent.adapters.sql_store import SqlConsentStore  # noqa: E402
+from services.consent.domain.consent import RecordConsent  # noqa: E402
+from services.consent.domain.policy import ConsentPolicy  # noqa: E402
 from shared.catalog import load_catalog  # noqa: E402
 from shared.embedded import EmbeddedBroker  # noqa: E402
 from shared.events import utcnow  # noqa: E402

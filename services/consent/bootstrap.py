@@ -10,19 +10,19 @@ from functools import partial
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from services.consent.consumer import KafkaConsentRequestConsumer
-from services.consent.db.engine import database_answers, make_engine, run_migrations
-from services.consent.db.lease import SqlRelayLease
-from services.consent.db.outbox import SqlOutbox
-from services.consent.db.store import SqlConsentStore
+from services.consent.adapters.http_peers import HttpPeerExport
+from services.consent.adapters.kafka_relay import KafkaOutboxRelay, sample_outbox_once
+from services.consent.adapters.kafka_requests import KafkaConsentRequestConsumer
+from services.consent.adapters.sql_engine import database_answers, make_engine, run_migrations
+from services.consent.adapters.sql_lease import SqlRelayLease
+from services.consent.adapters.sql_outbox import SqlOutbox
+from services.consent.adapters.sql_store import SqlConsentStore
+from services.consent.domain.policy import ConsentPolicy
 from services.consent.expiry import expire_all_lapsed, retire_all_past_retention
-from services.consent.export import HttpPeerExport
-from services.consent.policy import ConsentPolicy
 from services.consent.preference.access import PreferenceAccess
 from services.consent.preference.links import PreferenceLinks, load_link_key
 from services.consent.preference.store import SqlLinkGenerations
 from services.consent.receipt import ErasureReceipts
-from services.consent.relay import KafkaOutboxRelay, sample_outbox_once
 from services.consent.service import ConsentService
 from services.consent.settings import ConsentSettings
 from shared import topics

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from services.consent.db.store import CustomerUnit, SqlConsentStore
-from services.consent.domain import ConsentEntry, CurrentConsent, RecordConsent
-from services.consent.policy import ConsentPolicy
+from services.consent.adapters.sql_store import CustomerUnit, SqlConsentStore
+from services.consent.domain.consent import ConsentEntry, CurrentConsent, RecordConsent
+from services.consent.domain.policy import ConsentPolicy
 from shared import topics
 from shared.events import ErasureRequested, new_event_id
 

@@ -7,14 +7,14 @@ from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from services.consent.adapters.http_peers import HttpPeerExport, PeerUnavailableError
 from services.consent.api.schemas import (
     ErasureReceiptOut,
     LedgerProofOut,
     ServiceErasureOut,
     TopicRetentionOut,
 )
-from services.consent.domain import ErasureRecord
-from services.consent.export import HttpPeerExport, PeerUnavailableError
+from services.consent.domain.consent import ErasureRecord
 from services.consent.service import ConsentService
 from shared import topics
 from shared.topics import TopicNames

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from services.consent import handlers, metrics
-from services.consent.db.store import SqlConsentStore
-from services.consent.domain import ConsentEntry, RecordConsent
-from services.consent.policy import ConsentPolicy
+from services.consent.adapters.sql_store import SqlConsentStore
+from services.consent.domain.consent import ConsentEntry, RecordConsent
+from services.consent.domain.policy import ConsentPolicy
 from services.consent.writer import GroupCommitWriter
 from shared.events import ErasureRequested, PurposeState, utcnow
 from shared.failpoints import failpoint

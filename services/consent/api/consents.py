@@ -15,8 +15,8 @@ from services.consent.api.schemas import (
     PurposeStateOut,
     RecordedConsentOut,
 )
-from services.consent.domain import ConsentEntry, InvalidConsentError, RecordConsent
-from services.consent.privacy import clip_user_agent, truncate_ip
+from services.consent.domain.consent import ConsentEntry, InvalidConsentError, RecordConsent
+from services.consent.domain.privacy import clip_user_agent, truncate_ip
 
 router = APIRouter(prefix="/v1/customers/{customer_id}/consents", tags=["consents"])
 

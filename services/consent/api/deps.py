@@ -6,7 +6,7 @@ from typing import Annotated, cast
 
 from fastapi import Depends, HTTPException, Path, Request, params
 
-from services.consent.export import HttpPeerExport
+from services.consent.adapters.http_peers import HttpPeerExport
 from services.consent.receipt import ErasureReceipts
 from services.consent.service import ConsentService
 from shared.auth import require_scope

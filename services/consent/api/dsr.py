@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 
+from services.consent.adapters.http_peers import PeerUnavailableError
 from services.consent.api.deps import CustomerId, PeersDep, ReceiptsDep, ServiceDep, scope
 from services.consent.api.preferences import AccessDep
 from services.consent.api.schemas import (
@@ -17,7 +18,6 @@ from services.consent.api.schemas import (
     ExportOut,
     PurposeStateOut,
 )
-from services.consent.export import PeerUnavailableError
 from shared.events import utcnow
 
 router = APIRouter(prefix="/v1/customers/{customer_id}", tags=["data subject requests"])

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from alembic import context
 
-from services.consent.db.tables import metadata
+from services.consent.adapters.sql_tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("consent migrations run through services.consent.db.engine.run_migrations")
+    raise RuntimeError("consent migrations run through services.consent.adapters.sql_engine.run_migrations")
 
 context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
 with context.begin_transaction():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, insert, select, update
 
-from services.consent.db.engine import lock_customer, reader, write_transaction
-from services.consent.db.tables import preference_link_generations as generations
+from services.consent.adapters.sql_engine import lock_customer, reader, write_transaction
+from services.consent.adapters.sql_tables import preference_link_generations as generations
 
 
 class SqlLinkGenerations:

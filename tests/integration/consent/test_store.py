@@ -16,12 +16,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, select, text
 
 from services.consent import handlers
-from services.consent.db.engine import MIGRATIONS, make_engine, run_migrations
-from services.consent.db.outbox import SqlOutbox
-from services.consent.db.store import SqlConsentStore
-from services.consent.db.tables import consent_current, metadata
-from services.consent.domain import ErasureHoldings, RecordConsent
-from services.consent.policy import ConsentPolicy
+from services.consent.adapters.sql_engine import MIGRATIONS, make_engine, run_migrations
+from services.consent.adapters.sql_outbox import SqlOutbox
+from services.consent.adapters.sql_store import SqlConsentStore
+from services.consent.adapters.sql_tables import consent_current, metadata
+from services.consent.domain.consent import ErasureHoldings, RecordConsent
+from services.consent.domain.policy import ConsentPolicy
 from shared.catalog import load_catalog
 from shared.database import driver_url
 from shared.events import ConsentChanged, ConsentStateSnapshot, new_event_id, utcnow

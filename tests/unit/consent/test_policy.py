@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.consent.domain import CurrentConsent, InvalidConsentError, RecordConsent
-from services.consent.policy import ConsentPolicy
+from services.consent.domain.consent import CurrentConsent, InvalidConsentError, RecordConsent
+from services.consent.domain.policy import ConsentPolicy
 from shared.catalog import load_catalog
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.consent.privacy import clip_user_agent, truncate_ip
+from services.consent.domain.privacy import clip_user_agent, truncate_ip
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from services.consent.db.tables import UtcDateTime
+from services.consent.adapters.sql_tables import UtcDateTime
 
 revision = "0004"
 down_revision = "0003"

@@ -6,7 +6,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 
-from services.consent.domain import ConsentEntry, CurrentConsent, InvalidConsentError, Method, RecordConsent
+from services.consent.domain.consent import (
+    ConsentEntry,
+    CurrentConsent,
+    InvalidConsentError,
+    Method,
+    RecordConsent,
+)
 from shared.catalog import PurposeCatalog
 from shared.events import (
     ConsentReason,

@@ -13,8 +13,8 @@ from kafka.errors import KafkaError as AdminKafkaError
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.consent import metrics
-from services.consent.db.lease import SqlRelayLease
-from services.consent.db.outbox import OutboxRow, SqlOutbox
+from services.consent.adapters.sql_lease import SqlRelayLease
+from services.consent.adapters.sql_outbox import OutboxRow, SqlOutbox
 from shared import topics
 from shared.events import utcnow
 from shared.failpoints import failpoint

@@ -7,7 +7,7 @@ import logging
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
-from services.consent.domain import InvalidConsentError, RecordConsent
+from services.consent.domain.consent import InvalidConsentError, RecordConsent
 from services.consent.service import ConsentService
 from shared.deadletter import DeadLetters, decode_or_dead_letter, send_dead_letter
 from shared.events import ConsentRequested

@@ -10,15 +10,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, or_, select, update
 
-from services.consent.db.engine import lock_customer, next_sequences, reader, write_transaction
-from services.consent.db.tables import (
+from services.consent.adapters.sql_engine import lock_customer, next_sequences, reader, write_transaction
+from services.consent.adapters.sql_tables import (
     consent_current,
     consent_records,
     erasures,
     outbox,
     processed_requests,
 )
-from services.consent.domain import ConsentEntry, CurrentConsent, ErasureHoldings, ErasureRecord
+from services.consent.domain.consent import ConsentEntry, CurrentConsent, ErasureHoldings, ErasureRecord
 
 _CURRENT_FIELDS = (
     "status",

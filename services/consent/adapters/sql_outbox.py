@@ -7,8 +7,8 @@ from datetime import datetime
 
 from sqlalchemy import Engine, bindparam, delete, func, select, update
 
-from services.consent.db.engine import reader, write_transaction
-from services.consent.db.tables import outbox
+from services.consent.adapters.sql_engine import reader, write_transaction
+from services.consent.adapters.sql_tables import outbox
 
 _SAME_ROW = (outbox.c.id == bindparam("k_id")) & (outbox.c.event_id == bindparam("k_event"))
 _MARK_SENT = update(outbox).where(_SAME_ROW).values(sent_at=bindparam("now"))
