@@ -34,7 +34,10 @@ class DeliveryRuntime:
         # Redirects are not followed: a signed body goes to the endpoint the operator set, nowhere else.
         self.http = httpx.AsyncClient(timeout=settings.delivery_timeout_s, follow_redirects=False)
         policy = RetryPolicy(
-            settings.delivery_max_attempts, settings.delivery_retry_initial_s, settings.delivery_retry_cap_s
+            settings.delivery_max_attempts,
+            settings.delivery_retry_initial_s,
+            settings.delivery_retry_cap_s,
+            lease_s=settings.delivery_timeout_s + 30,
         )
         self.dispatcher = Dispatcher(
             self.store,

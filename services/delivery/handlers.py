@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -26,7 +27,7 @@ class RoutingStore(Protocol):
 
 
 class Outbox(Protocol):
-    def due(self, now: float, limit: int) -> list[dict[str, Any]]: ...
+    def claim_due(self, now: float, limit: int, lease_until: float) -> list[dict[str, Any]]: ...
     def next_due(self) -> float | None: ...
     def get_destination(self, destination_id: str) -> Destination | None: ...
     def settle(self, seq: int, status: str, attempts: int, error: str | None) -> None: ...
@@ -72,11 +73,13 @@ class RetryPolicy:
     max_attempts: int
     initial_s: float
     cap_s: float
+    lease_s: float  # a claimed webhook is not due again for this long (longer than one POST may take)
 
 
 class Dispatcher:
     """Sends the outbox: the oldest pending webhook per destination and customer, retried with
-    backoff, a dead-letter record after the last attempt; one wake-up per newly routed input."""
+    backoff, a dead-letter record after the last attempt. Each webhook is its own task, so an
+    endpoint that hangs until the timeout holds up only its own destination and customer."""
 
     def __init__(
         self,
@@ -96,18 +99,35 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            self._wake.clear()
-            due = await asyncio.to_thread(self.outbox.due, self.clock(), self.concurrency)
-            if due:
-                await asyncio.gather(*(self.attempt(item) for item in due))
-                continue
-            upcoming = await asyncio.to_thread(self.outbox.next_due)
-            wait = None if upcoming is None else max(0.0, upcoming - self.clock())
-            try:
-                await asyncio.wait_for(self._wake.wait(), wait)
-            except TimeoutError:
-                pass
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                self._wake.clear()
+                for task in [t for t in in_flight if t.done()]:
+                    in_flight.discard(task)
+                    # A failed attempt (the store away) fails the run; the supervisor restarts it.
+                    task.result()
+                await self._start_due(in_flight)
+                upcoming = await asyncio.to_thread(self.outbox.next_due)
+                wait = None if upcoming is None else max(0.0, upcoming - self.clock())
+                if wait is None or wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), wait)
+        finally:
+            for task in in_flight:
+                task.cancel()
+
+    async def _start_due(self, in_flight: set[asyncio.Task[None]]) -> None:
+        """Claim what is due (a lease, so it is not due again while in flight) and start it."""
+        free = self.concurrency - len(in_flight)
+        if free <= 0:
+            return
+        now = self.clock()
+        due = await asyncio.to_thread(self.outbox.claim_due, now, free, now + self.policy.lease_s)
+        for item in due:
+            task = asyncio.create_task(self.attempt(item))
+            task.add_done_callback(lambda _: self._wake.set())
+            in_flight.add(task)
 
     async def attempt(self, item: dict[str, Any]) -> None:
         destination = await asyncio.to_thread(self.outbox.get_destination, item["destination_id"])

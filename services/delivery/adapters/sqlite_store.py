@@ -139,11 +139,17 @@ class SqliteDeliveryStore:
 
     # The outbox
 
-    def due(self, now: float, limit: int) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute(
+    def claim_due(self, now: float, limit: int, lease_until: float) -> list[dict[str, Any]]:
+        """The due heads, each leased until `lease_until`: not due again while it is being sent
+        (after a crash, the lease runs out and it is sent again, under the same idempotency key)."""
+        with self._transaction() as db:
+            rows = db.execute(
                 _HEADS + " WHERE d.next_attempt_at <= ? ORDER BY d.seq LIMIT ?", (now, limit)
             ).fetchall()
+            db.executemany(
+                "UPDATE deliveries SET next_attempt_at = ? WHERE seq = ?",
+                [(lease_until, row["seq"]) for row in rows],
+            )
         return [dict(row) for row in rows]
 
     def next_due(self) -> float | None:

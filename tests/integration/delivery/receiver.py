@@ -29,9 +29,14 @@ def verify(secret: str, header: str, body: bytes) -> bool:
 class Receiver:
     secret: str
     fail_first: int = 0  # answer 503 to this many requests before accepting
+    # While cleared, every request waits (an endpoint that hangs); set it to let them answer.
+    answering: threading.Event = field(default_factory=threading.Event)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     accepted: dict[str, dict[str, Any]] = field(default_factory=dict)  # by Idempotency-Key
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.answering.set()
 
     def start(self) -> Receiver:
         receiver = self
@@ -53,6 +58,7 @@ class Receiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
     def record(self, request: BaseHTTPRequestHandler, body: bytes) -> None:
+        self.answering.wait()
         key = request.headers["Idempotency-Key"]
         signed = verify(self.secret, request.headers["Segwarden-Signature"], body)
         with self.lock:
@@ -70,5 +76,6 @@ class Receiver:
             return list(self.accepted.values())
 
     def stop(self) -> None:
+        self.answering.set()
         self.server.shutdown()
         self.server.server_close()

@@ -210,3 +210,25 @@ def test_a_failing_receiver_gets_each_change_once_in_order(
     # Retried up to the limit, then kept as a dead-letter record; the left behind it goes on.
     assert wait_for(lambda: settled("down"), what="down settled") == {"dead": 2}
     assert len(down.attempts) == 12 and down.bodies() == []
+
+
+def test_an_endpoint_that_hangs_holds_up_only_its_own_deliveries(
+    start_service: Any, receivers: list[Receiver], producer: KafkaProducer, topic_prefix: str
+) -> None:
+    service = delivery(start_service, DELIVERY_TIMEOUT_S="60")
+    healthy, hanging = receiver(receivers), receiver(receivers)
+    hanging.answering.clear()
+    put_destination(service, "healthy", healthy)
+    put_destination(service, "hanging", hanging)
+    topics = Topics(producer, topic_prefix)
+    topics.consent("c-1", granted=True, sequence=1)
+    topics.membership("c-1", "joined")
+    wait_for(healthy.bodies, what="the first join at the healthy destination")
+    # The hanging endpoint holds its request for c-1 open; what follows must still reach the other.
+    for customer in ("c-2", "c-3"):
+        topics.consent(customer, granted=True, sequence=1)
+        topics.membership(customer, "joined")
+    wait_for(lambda: len(healthy.bodies()) == 3, what="every join at the healthy destination")
+    assert hanging.bodies() == []
+    hanging.answering.set()
+    wait_for(lambda: len(hanging.bodies()) == 3, what="the hanging destination answering at last")
