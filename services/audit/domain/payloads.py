@@ -17,13 +17,16 @@ from typing import Any
 from shared.pseudonym import pseudonymize
 
 TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-# A run of digits this long may be a phone, account or card number.
+# An event id: the same characters, as long as an EventId may be. Generated ids (hex UUIDs)
+# hold long runs of digits by chance, so the number check below does not apply to them.
+EVENT_ID_TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# A run of digits this long in free text may be a phone, account or card number.
 _NUMBER_LIKE = re.compile(r"\d{7,}")
 # A string literal of the rule language, either quote, backslash escapes (as its tokenizer reads them).
 _RULE_LITERAL = re.compile(r"""(['"])((?:\\.|(?!\1)[^\\])*)\1""", re.DOTALL)
 HASHED_PREFIX = "hmac:"
 
-KEEP, FREE, RULE = "keep", "free", "rule"
+KEEP, FREE, EVENT_ID, RULE = "keep", "free", "event_id", "rule"
 
 ALLOWED: dict[str, dict[str, str]] = {
     "consent_change": {
@@ -44,7 +47,7 @@ ALLOWED: dict[str, dict[str, str]] = {
         "reason": KEEP,
         "cause_at": KEEP,
         "at": KEEP,
-        "cause_event_id": FREE,
+        "cause_event_id": EVENT_ID,
     },
     "erasure_request": {"requested_at": KEEP},
     "segment_defined": {
@@ -86,10 +89,21 @@ def allowed_payload(
 
 def free_text(key: bytes, value: str, customer_id: str | None = None) -> str:
     """`value` when it is a short token naming no one, else `hmac:` and its keyed pseudonym."""
-    names_customer = customer_id is not None and customer_id in value
-    if TOKEN.fullmatch(value) and not _NUMBER_LIKE.search(value) and not names_customer:
+    if TOKEN.fullmatch(value) and not _NUMBER_LIKE.search(value) and not _names(value, customer_id):
         return value
     return HASHED_PREFIX + pseudonymize(key, value)
+
+
+def record_event_id(key: bytes, event_id: str, customer_id: str | None = None) -> str:
+    """An event id as the ledger keeps it: a generated id as it is (a token), anything else as its
+    pseudonym, which is as stable, so a redelivery is still recognised as one."""
+    if EVENT_ID_TOKEN.fullmatch(event_id) and not _names(event_id, customer_id):
+        return event_id
+    return HASHED_PREFIX + pseudonymize(key, event_id)
+
+
+def _names(value: str, customer_id: str | None) -> bool:
+    return customer_id is not None and customer_id in value
 
 
 def rule_text(key: bytes, rule: str) -> str:
@@ -107,6 +121,8 @@ def _treat(how: str, key: bytes, value: Any, customer_id: str | None) -> Any:
         return value
     if how == RULE:
         return rule_text(key, value)
+    if how == EVENT_ID:
+        return record_event_id(key, value, customer_id)
     if isinstance(value, list | tuple):
         return [free_text(key, str(item), customer_id) for item in value]
     return free_text(key, str(value), customer_id)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.audit.domain.ledger import LedgerEntry
-from services.audit.domain.payloads import allowed_payload
+from services.audit.domain.payloads import allowed_payload, record_event_id
 from shared.events import (
     ConsentChanged,
     ErasureRequested,
@@ -32,7 +32,8 @@ CustomerEvent = ConsentChanged | MembershipChanged | ErasureRequested
 
 def _customer_entry(kind: str, key: bytes, event: CustomerEvent) -> LedgerEntry:
     payload = _payload(kind, key, event, event.customer_id)
-    return LedgerEntry(kind, pseudonymize(key, event.customer_id), event.event_id, payload)
+    event_id = record_event_id(key, event.event_id, event.customer_id)
+    return LedgerEntry(kind, pseudonymize(key, event.customer_id), event_id, payload)
 
 
 def consent_change(key: bytes, event: ConsentChanged) -> LedgerEntry:
@@ -49,7 +50,8 @@ def erasure_request(key: bytes, event: ErasureRequested) -> LedgerEntry:
 
 def model_trained(key: bytes, event: ModelTrained) -> LedgerEntry:
     """A training names no customer, so the record has no subject."""
-    return LedgerEntry("model_trained", None, event.event_id, _payload("model_trained", key, event))
+    event_id = record_event_id(key, event.event_id)
+    return LedgerEntry("model_trained", None, event_id, _payload("model_trained", key, event))
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class DefinitionChange:
 
 def definition_change(key: bytes, definition: SegmentDefinition) -> DefinitionChange:
     payload = _payload("segment_defined", key, definition)
-    return DefinitionChange(definition.segment_id, definition.event_id, payload)
+    return DefinitionChange(definition.segment_id, record_event_id(key, definition.event_id), payload)
 
 
 @dataclass(frozen=True)

@@ -108,11 +108,12 @@ def test_records_every_source_event_once_verifiably(
 
 
 def test_free_text_and_unknown_fields_never_reach_the_ledger(start_service, sources, service_env) -> None:
-    """An e-mail in `source` and `cause_event_id`, a long free text, an extra field: none is stored."""
+    """An e-mail in `source`, `cause_event_id` or an event id, long text, an extra field: none is kept."""
     audit = start_service("audit").wait_ready()
     email, note = "carol@example.com", "called support on Tuesday about her order " + "x" * 150
     changed = consent(email).model_copy(update={"source": email, "policy_version": note})
-    moved = membership(email).model_copy(update={"cause_event_id": f"order:{email}"})
+    cause = {"cause_event_id": f"order:{email}", "event_id": f"{email}-m"}
+    moved = membership(email).model_copy(update=cause)
     extra = {**json.loads(consent("c-9").model_dump_json()), "comment": email}
     sources.event(changed)
     sources.event(moved)
@@ -124,6 +125,7 @@ def test_free_text_and_unknown_fields_never_reach_the_ledger(start_service, sour
     assert by_kind["consent_change"]["source"].startswith("hmac:")
     assert by_kind["consent_change"]["policy_version"].startswith("hmac:")
     assert by_kind["membership_change"]["cause_event_id"].startswith("hmac:")
+    assert [r["event_id"] for r in records if r["kind"] == "membership_change"][0].startswith("hmac:")
     assert httpx.get(f"{audit.url}/v1/audit/verify", headers=AUDITOR).json()["ok"]
     stored = b"".join(p.read_bytes() for p in Path(service_env["DATA_DIR"]).glob("audit.db*"))
     assert b"carol" not in stored and b"Tuesday" not in stored and b"comment" not in stored

@@ -50,6 +50,17 @@ def test_a_token_naming_the_customer_or_a_long_number_is_hashed() -> None:
     assert payloads.free_text(KEY, "import:batch-7", "c-42") == "import:batch-7"
 
 
+def test_a_record_keeps_a_generated_event_id_and_hashes_one_that_names_someone() -> None:
+    generated = sources.consent_change(KEY, consent("app"))
+    assert generated.event_id == "e-1"
+    named = sources.consent_change(KEY, consent("app").model_copy(update={"event_id": f"{EMAIL}-1"}))
+    assert named.event_id == "hmac:" + pseudonymize(KEY, f"{EMAIL}-1")
+    long_token = "model_trained:rfm:" + "a" * 100
+    assert payloads.record_event_id(KEY, long_token) == long_token
+    uuid_hex = "0715d4e2e1a943d8a3f9855409092fd8"  # digits in a row by chance: still an id, kept
+    assert payloads.record_event_id(KEY, uuid_hex) == uuid_hex
+
+
 def test_fields_not_on_the_allow_list_are_dropped() -> None:
     fields = {"purpose": "profiling", "status": "denied", "customer_id": EMAIL, "event_id": "e"}
     fields["note"] = EMAIL
