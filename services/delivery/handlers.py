@@ -64,8 +64,9 @@ def consent_state_update(snapshot: ConsentStateSnapshot) -> tuple[Update, Cause]
 
 
 def erased_update(event_id: str) -> tuple[Update, Cause]:
-    """A consent.state tombstone: the customer's consent is gone, so every destination loses them."""
-    return lambda members, consent: (members, {}), Cause(event_id, "consent", "erased")
+    """An erasure request, or the `consent.state` tombstone it leaves: every destination gets a
+    `left` (reason `erased`), and the store forgets the customer's segments and consent."""
+    return lambda members, consent: (set(), {}), Cause(event_id, "erasure", "erased")
 
 
 @dataclass(frozen=True)

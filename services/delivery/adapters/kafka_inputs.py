@@ -1,6 +1,7 @@
-"""KafkaDeliveryInputs: `segment.membership`, `consent.changes` and `consent.state` into the outbox.
+"""KafkaDeliveryInputs: `segment.membership`, `consent.changes`, `consent.state` and
+`erasure.requests` into the outbox.
 
-One consumer group reads the three; each record is routed in one store transaction (state,
+One consumer group reads the four; each record is routed in one store transaction (state,
 holdings, outbox rows unique on their idempotency key), and offsets are committed after the
 records of a fetch are routed, so a redelivered record finds its webhooks already enqueued.
 """
@@ -25,7 +26,13 @@ from services.delivery.handlers import (
 )
 from shared import topics
 from shared.deadletter import DeadLetters, decode_or_dead_letter
-from shared.events import ConsentChanged, ConsentStateSnapshot, MembershipChanged, utcnow
+from shared.events import (
+    ConsentChanged,
+    ConsentStateSnapshot,
+    ErasureRequested,
+    MembershipChanged,
+    utcnow,
+)
 from shared.metrics import MESSAGES_CONSUMED
 from shared.topics import TopicNames
 
@@ -36,9 +43,10 @@ class KafkaDeliveryInputs:
         self.membership = names.name(topics.SEGMENT_MEMBERSHIP)
         self.changes = names.name(topics.CONSENT_CHANGES)
         self.state = names.name(topics.CONSENT_STATE)
+        self.erasures = names.name(topics.ERASURE_REQUESTS)
 
     def topics(self) -> list[str]:
-        return [self.membership, self.changes, self.state]
+        return [self.membership, self.changes, self.state, self.erasures]
 
     async def run(self, consumer: AIOKafkaConsumer, dead_letters: DeadLetters) -> None:
         while True:
@@ -73,6 +81,9 @@ class KafkaDeliveryInputs:
                 )
             snapshot = await decode_or_dead_letter(dead_letters, record, ConsentStateSnapshot)
             return None if snapshot is None else (snapshot.customer_id, consent_state_update(snapshot))
+        if record.topic == self.erasures:
+            erasure = await decode_or_dead_letter(dead_letters, record, ErasureRequested)
+            return None if erasure is None else (erasure.customer_id, erased_update(erasure.event_id))
         if record.topic == self.changes:
             change = await decode_or_dead_letter(dead_letters, record, ConsentChanged)
             return None if change is None else (change.customer_id, consent_change_update(change, utcnow()))

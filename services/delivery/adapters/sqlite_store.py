@@ -132,9 +132,12 @@ class SqliteDeliveryStore:
             held = _held(db, customer_id)
             destinations = [_destination(r) for r in db.execute("SELECT * FROM destinations")]
             intents = plan(destinations, today, members, consent, held, cause)
-            _save_customer(db, customer_id, members, consent)
             for intent in intents:
                 _enqueue(db, customer_id, intent, at)
+            if cause.kind == "erasure":
+                _forget_customer(db, customer_id)
+            else:
+                _save_customer(db, customer_id, members, consent)
         return intents
 
     # The outbox
@@ -218,6 +221,12 @@ def _save_customer(db: sqlite3.Connection, customer_id: str, members: set[str], 
         " ON CONFLICT (customer_id) DO UPDATE SET purposes = excluded.purposes",
         (customer_id, json.dumps(consent, sort_keys=True)),
     )
+
+
+def _forget_customer(db: sqlite3.Connection, customer_id: str) -> None:
+    """The customer's state, and what suspended destinations held of them (they get no `left`)."""
+    for table in ("members", "consent", "holdings"):
+        db.execute(f"DELETE FROM {table} WHERE customer_id = ?", (customer_id,))
 
 
 def _enqueue(db: sqlite3.Connection, customer_id: str, intent: Intent, at: str) -> None:

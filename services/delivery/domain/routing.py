@@ -18,7 +18,7 @@ class Cause:
     """The input that made the change: a membership change (with its reason) or a consent change."""
 
     event_id: str
-    kind: str  # "membership" or "consent"
+    kind: str  # "membership", "consent" or "erasure"
     reason: str
 
 
@@ -85,7 +85,7 @@ def _join_reason(cause: Cause) -> str:
 
 
 def _leave_reason(cause: Cause) -> str:
-    return cause.reason if cause.kind == "membership" else "consent_withdrawn"
+    return "consent_withdrawn" if cause.kind == "consent" else cause.reason
 
 
 def _intent(holding: Holding, action: str, reason: str, cause: Cause) -> Intent:

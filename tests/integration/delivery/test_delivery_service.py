@@ -11,7 +11,7 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from shared.events import ConsentStateSnapshot, MembershipChanged, PurposeState, utcnow
+from shared.events import ConsentStateSnapshot, ErasureRequested, MembershipChanged, PurposeState, utcnow
 from tests.conftest import bearer
 from tests.integration.delivery.receiver import Receiver
 from tests.support import ServiceProcess, wait_for
@@ -112,6 +112,10 @@ class Topics:
         )
         self._send("segment.membership", customer_id, change.to_bytes())
 
+    def erasure(self, customer_id: str) -> None:
+        request = ErasureRequested(event_id=uuid.uuid4().hex, customer_id=customer_id, requested_at=utcnow())
+        self._send("erasure.requests", customer_id, request.to_bytes())
+
     def _send(self, topic: str, key: str, value: bytes) -> None:
         self.producer.send(self.prefix + topic, value=value, key=key.encode(), partition=0).get(10)
         self.sent[topic] = self.sent.get(topic, 0) + 1
@@ -160,6 +164,24 @@ def test_a_withdrawal_delivers_left_while_the_segment_still_holds(
     # The join's reason depends on which topic's record came second; the leave's never does.
     assert [b["action"] for b in mailer.bodies()] == ["joined", "left"]
     assert mailer.bodies()[1]["reason"] == "consent_withdrawn"
+
+
+def test_an_erasure_delivers_left_at_every_destination(
+    start_service: Any, receivers: list[Receiver], producer: KafkaProducer, topic_prefix: str
+) -> None:
+    service = delivery(start_service)
+    mailer, ads = receiver(receivers), receiver(receivers)
+    put_destination(service, "mailer", mailer)
+    put_destination(service, "ads", ads)
+    topics = Topics(producer, topic_prefix)
+    topics.consent("c-1", granted=True, sequence=1)
+    topics.membership("c-1", "joined")
+    for target in (mailer, ads):
+        wait_for(target.bodies, what="the join")
+    topics.erasure("c-1")
+    for target in (mailer, ads):
+        wait_for(lambda target=target: len(target.bodies()) == 2, what="the leave")
+        assert [(b["action"], b["reason"]) for b in target.bodies()][1] == ("left", "erased")
 
 
 def test_an_expired_agreement_stops_delivery_and_says_why(

@@ -62,6 +62,16 @@ def test_a_segment_left_is_passed_on_with_its_reason() -> None:
     assert [(i.action, i.reason) for i in intents] == [("left", "rule_unmatched")]
 
 
+def test_an_erasure_leaves_every_destination_with_reason_erased() -> None:
+    erased = Cause("e-1", "erasure", "erased")
+    held = {("a", "vip"), ("b", "vip")}
+    intents = plan([destination("a"), destination("b")], TODAY, set(), {}, held, erased)
+    assert [(i.destination_id, i.action, i.reason) for i in intents] == [
+        ("a", "left", "erased"),
+        ("b", "left", "erased"),
+    ]
+
+
 def test_an_expired_agreement_gets_neither_joins_nor_leaves() -> None:
     expired = destination(deal=agreement(expires_on=date(2026, 6, 1)))
     assert plan([expired], TODAY, {"vip"}, GRANTED, set(), JOINED) == []
