@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from services.audit.domain.checkpoints import Checkpoint, Signer, checkpoint_text, head_text
 from services.audit.domain.ledger import GENESIS, format_at
-from services.audit.domain.merkle import MerkleFrontier
+from services.audit.domain.merkle import BLOCK, MerkleFrontier, Part, parts
 from services.audit.metrics import LEDGER_LENGTH, checkpoint_signed
 from shared.events import utcnow
 
@@ -23,6 +23,8 @@ class LedgerLeaves(Protocol):
     def head(self) -> tuple[int, str]: ...
 
     def leaf_hashes(self, start: int, stop: int) -> Iterator[list[bytes]]: ...
+
+    def subtrees(self, needed: Iterable[Part]) -> dict[Part, bytes]: ...
 
 
 class CheckpointStore(Protocol):
@@ -52,10 +54,16 @@ class Checkpointer:
             return made
 
     def _catch_up(self) -> None:
-        length, _ = self.ledger.head()
+        length, head = self.ledger.head()
+        if self.frontier.size == 0 and length >= BLOCK:
+            # At start: the stored subtrees, then at most 15 leaves, rather than every leaf.
+            needed = parts(0, length // BLOCK * BLOCK)
+            found = self.ledger.subtrees(needed)
+            self.frontier = MerkleFrontier.from_parts([(part, found[part]) for part in needed])
         for leaves in self.ledger.leaf_hashes(self.frontier.size, length):
             self.frontier.extend(leaves)
-            self.head = leaves[-1].hex()
+        if length:
+            self.head = head
         LEDGER_LENGTH.set(self.frontier.size)
 
     def _sign(self, tree_size: int, root: str, head: str) -> Checkpoint:

@@ -187,6 +187,15 @@ class MerkleFrontier:
         self._stack: list[tuple[int, bytes]] = []
         self.size = 0
 
+    @classmethod
+    def from_parts(cls, found: Sequence[tuple[Part, bytes]]) -> MerkleFrontier:
+        """The frontier of a tree from the hashes of its `parts(0, size)`, without reading its leaves."""
+        frontier = cls()
+        for (level, _), node in found:
+            frontier._stack.append((1 << level, node))
+            frontier.size += 1 << level
+        return frontier
+
     def append(self, leaf: bytes) -> None:
         self.extend([leaf])
 

@@ -87,3 +87,13 @@ def test_the_node_builder_stores_each_completed_subtree_once_wherever_appends_sp
     }
     assert set(made) == expected
     assert all(node == subtree_root(leaves[slice(*span(part))]) for part, node in made.items())
+
+
+@given(st.lists(st.binary(min_size=32, max_size=32), max_size=90), st.data())
+def test_a_frontier_from_stored_parts_grows_like_one_from_the_leaves(leaves, data) -> None:
+    cut = data.draw(st.integers(0, len(leaves)))
+    found = [(part, subtree_root(leaves[slice(*span(part))])) for part in parts(0, cut)]
+    frontier = MerkleFrontier.from_parts(found)
+    assert frontier.size == cut and frontier.root() == mth(leaves[:cut])
+    frontier.extend(leaves[cut:])
+    assert frontier.root() == mth(leaves)
