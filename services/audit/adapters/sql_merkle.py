@@ -46,6 +46,8 @@ def backfill_nodes(connection: Connection, length: int) -> int:
         select(func.max(merkle_nodes.c.idx)).where(merkle_nodes.c.level == STORED_LEVEL)
     ).scalar()
     start, target = (0 if covered is None else (covered + 1) * BLOCK), length // BLOCK * BLOCK
+    if start >= target:
+        return 0
     builder, written = NodeBuilder(start, _frontier(connection, start)), 0
     for lo in range(start, target, _BACKFILL_CHUNK):
         hi = min(lo + _BACKFILL_CHUNK, target)
