@@ -12,6 +12,7 @@ from services.delivery.adapters.kafka_inputs import KafkaDeliveryInputs
 from services.delivery.adapters.sqlite_store import SqliteDeliveryStore, open_database
 from services.delivery.handlers import Dispatcher, RetryPolicy
 from services.delivery.settings import DeliverySettings
+from shared.catalog import load_catalog
 from shared.deadletter import DeadLetters
 from shared.kafka import (
     broker_answers,
@@ -31,6 +32,7 @@ class DeliveryRuntime:
         self.connection = open_database(str(settings.database_path()))
         self.store = SqliteDeliveryStore(self.connection)
         self.pseudonym_key = load_pseudonym_key(settings)
+        self.catalog = load_catalog(settings.purposes_file)
         # Redirects are not followed: a signed body goes to the endpoint the operator set, nowhere else.
         self.http = httpx.AsyncClient(timeout=settings.delivery_timeout_s, follow_redirects=False)
         policy = RetryPolicy(

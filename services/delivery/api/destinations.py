@@ -27,6 +27,15 @@ async def put_destination(
     destination_id: DestinationId, spec: DestinationIn, runtime: Runtime, response: Response
 ) -> DestinationOut:
     """Create or replace a destination; it receives only changes that happen from now on."""
+    unknown = [(i, p) for i, p in enumerate(spec.purposes) if runtime.catalog.get(p) is None]
+    if unknown:
+        index, purpose = unknown[0]
+        error = {
+            "loc": ["body", "purposes", index],
+            "msg": f"unknown purpose {purpose!r}",
+            "type": "value_error",
+        }
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [error])
     agreement = Agreement(**spec.agreement.model_dump()) if spec.agreement else None
     destination = Destination(
         destination_id=destination_id,

@@ -184,6 +184,17 @@ def test_an_erasure_delivers_left_at_every_destination(
         assert [(b["action"], b["reason"]) for b in target.bodies()][1] == ("left", "erased")
 
 
+def test_a_destination_needs_purposes_of_the_catalog(start_service: Any, receivers: list[Receiver]) -> None:
+    service = delivery(start_service)
+    spec = {"name": "x", "endpoint": receiver(receivers).url, "segments": ["vip"], "signing_secret": "s" * 32}
+    url = f"{service.url}/v1/destinations/x"
+    refused = httpx.put(url, json=spec | {"purposes": [PURPOSE, "no_such_purpose"]}, headers=bearer())
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "purposes", 1]
+    assert httpx.get(url, headers=bearer()).status_code == 404
+    shown = httpx.put(url, json=spec | {"purposes": [PURPOSE]}, headers=bearer()).json()
+    assert (shown["status"], shown["reason"]) == ("suspended", "no data-processing agreement")
+
+
 def test_an_expired_agreement_stops_delivery_and_says_why(
     start_service: Any, receivers: list[Receiver], producer: KafkaProducer, topic_prefix: str
 ) -> None:
