@@ -55,6 +55,9 @@ MembershipReason = Literal[
     "erased",
     "segment_changed",
     "segment_deleted",
+    # Added after the first release: the customer was inactive past the retention of the segment's
+    # purposes (see docs/contract.md for what an older consumer does with it).
+    "retention_expired",
 ]
 
 

@@ -26,6 +26,7 @@ from services.segmenter.adapters.sqlite_definitions import SqliteDefinitionStore
 from services.segmenter.consent_loader import load_consent_state
 from services.segmenter.definition_feed import DefinitionFeed
 from services.segmenter.definitions import DefinitionService
+from services.segmenter.domain.retention import RetentionPolicy
 from services.segmenter.domain.segments import Segment, SegmentRegistry
 from services.segmenter.expiry import ExpiryScheduler
 from services.segmenter.membership_service import MembershipService
@@ -35,6 +36,7 @@ from services.segmenter.modeling.store import model_store
 from services.segmenter.rebuild import StateRebuilder
 from services.segmenter.reconcile import AnnouncedReconciler
 from services.segmenter.recovery import CHECK_INTERVAL_S, HeldStreamHandlers, RedisRecovery
+from services.segmenter.retention import RetentionJob
 from services.segmenter.settings import SegmenterSettings
 from services.segmenter.stream_app import (
     create_stream_app,
@@ -43,6 +45,7 @@ from services.segmenter.stream_app import (
     record_lag,
 )
 from services.segmenter.sweeps import Sweeper
+from shared.catalog import load_catalog
 from shared.deadletter import DeadLetters
 from shared.kafka import (
     broker_answers,
@@ -70,6 +73,7 @@ class SegmenterRuntime:
         self.registry = SegmentRegistry(SOURCE_FEATURES)
         self.assigner = ModelAssigner(model_store(settings))
         self.pseudonym_key = load_pseudonym_key(settings)
+        self.retention = RetentionPolicy.from_catalog(load_catalog(settings.purposes_file))
         self.store = RedisCustomerStore(
             redis, keys, self.pseudonym_key, topic_retention(settings).erasure_marker_ms()
         )
@@ -97,7 +101,7 @@ class SegmenterRuntime:
         dead_letters = DeadLetters(producer, pseudonym_key, settings.dead_letter_max_value_bytes)
         publisher = KafkaMembershipPublisher(self.producer, topic_names(settings))
         self.membership = MembershipService(
-            self.store, publisher, self._required_purposes, self.assigner.assign
+            self.store, publisher, self._required_purposes, self.assigner.assign, retention=self.retention
         )
         self.expiry = ExpiryScheduler(
             self.store, self.registry, self.membership, lambda: owned_partitions(self.stream, settings)
@@ -151,6 +155,8 @@ class SegmenterRuntime:
         supervisor.spawn("expiry", self.expiry.run)
         supervisor.every("sweep", settings.sweep_interval_s, sweeper.sweep_once)
         supervisor.every("compliance", settings.compliance_interval_s, sweeper.compliance_once)
+        retention = RetentionJob(self.store, self.registry, self.membership, self.retention, sweeper.owned)
+        supervisor.every("retention", settings.retention_interval_s, retention.run_once)
         supervisor.every("lag", LAG_INTERVAL_S, self._record_lag)
         supervisor.every(
             "model-watch",

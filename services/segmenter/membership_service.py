@@ -26,6 +26,7 @@ from services.segmenter.barrier import ConsentBarrier
 from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.features import rule_features
 from services.segmenter.domain.membership import Assign, MembershipChange, Trigger, decide
+from services.segmenter.domain.retention import RetentionPolicy
 from services.segmenter.domain.segments import Segment
 from services.segmenter.locks import KeyedLocks
 from services.segmenter.metrics import COMMIT_CONFLICTS, EVALUATION_SECONDS, MEMBERSHIP_CHANGES
@@ -97,6 +98,7 @@ class MembershipService:
         assign: Assign,
         clock: Callable[[], float] = time.time,
         barrier: ConsentBarrier | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         self.store = store
         self.publisher = publisher
@@ -105,6 +107,7 @@ class MembershipService:
         self.clock = clock
         self.locks = KeyedLocks()
         self.barrier = barrier  # None: joins go out at once (tests of other things)
+        self.retention = retention  # None: memberships never expire with inactivity
         self._waiting: set[str] = set()  # event ids of joins already waiting for the barrier
         # Joins this process wrote that were never published (so no one announced them), oldest first.
         self._unannounced: dict[str, None] = {}
@@ -127,7 +130,11 @@ class MembershipService:
         def rule(snap: CustomerSnapshot, now: float) -> list[MembershipChange]:
             started = time.perf_counter()
             features = rule_features(snap.features, now)
-            changes = decide(candidates, features, snap.consent, snap.segments, now, trigger, self.assign)
+            # Checked at every evaluation, so no sweep brings back whom the retention job let go.
+            expired = self.retention.expired(candidates, snap.features, now) if self.retention else ()
+            changes = decide(
+                candidates, features, snap.consent, snap.segments, now, trigger, self.assign, expired
+            )
             EVALUATION_SECONDS.observe(time.perf_counter() - started)
             return changes
 

@@ -68,3 +68,7 @@ JOINS_WITHHELD = Counter(
     "segwarden_segmenter_joins_withheld_total",
     "Joins not published because their partition was being rebuilt (announced after the rebuild).",
 )
+RETENTION_PURGED = Counter(
+    "segwarden_segmenter_retention_purged_total",
+    "Customers whose features were purged, inactive past the retention of the purposes they serve.",
+)

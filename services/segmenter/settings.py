@@ -15,6 +15,8 @@ class SegmenterSettings(ServiceSettings):
     sweep_interval_s: float = Field(30.0, gt=0)
     # Seconds between compliance scans of every live membership against effective consent.
     compliance_interval_s: float = Field(60.0, gt=0)
+    # Seconds between runs of the retention job (customers inactive past their purposes' retention).
+    retention_interval_s: float = Field(3600.0, gt=0)
     # Events are taken from the stream in batches of at most this many, waiting this long.
     event_batch_size: int = Field(500, ge=1, le=10_000)
     event_batch_wait_s: float = Field(0.1, ge=0.001, le=5)

@@ -218,3 +218,16 @@ if dropped > 0 then redis.call('INCR', KEYS[2]) end
 return dropped
 """
 )
+
+# KEYS: features, version.  ARGV: the `last` activity the retention job decided on.  Deletes the
+# feature fields of a customer inactive past retention, unless an event was applied since (then
+# `last` moved and the customer is active again). The bookkeeping (`_o`, `_t`, `_r`) stays, so a
+# redelivered old event is still a duplicate. Returns 1 when purged, else 0.
+PURGE_FEATURES = """
+if redis.call('HGET', KEYS[1], 'last') ~= ARGV[1] then return 0 end
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, 1) ~= '_' then redis.call('HDEL', KEYS[1], field) end
+end
+redis.call('INCR', KEYS[2])
+return 1
+"""

@@ -70,3 +70,8 @@ class KeyLayout:
     def expiry(self, partition: int) -> str:
         """Sorted set customer -> earliest consent expiry of one partition, for the expiry sweep."""
         return f"{self.namespace}consent-expiry:{partition}"
+
+    def activity(self, partition: int) -> str:
+        """Sorted set customer -> last activity (latest `occurred_at` applied) of one partition, so
+        the retention job finds the inactive without reading everyone."""
+        return f"{self.namespace}activity:{partition}"

@@ -13,6 +13,7 @@ from services.segmenter.adapters import lua
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.domain.consent import ConsentView, PurposeConsent
 from services.segmenter.domain.erasure import ErasureMark
+from services.segmenter.domain.features import LAST
 from services.segmenter.domain.membership import MembershipChange
 from shared.pseudonym import pseudonymize
 from shared.topics import Retention
@@ -121,6 +122,7 @@ class RedisCustomerStore:
         self._commit = client.register_script(lua.COMMIT)
         self._erase = client.register_script(lua.ERASE)
         self._mark_erased = client.register_script(lua.MARK_ERASED)
+        self._purge_features = client.register_script(lua.PURGE_FEATURES)
 
     async def ping(self) -> None:
         await self.client.ping()
@@ -182,12 +184,17 @@ class RedisCustomerStore:
             None if r[0] == -1 else (r[0] == 1, self._snapshot(w.customer_id, r[1], r[2:]))
             for w, r in zip(writes, results, strict=True)
         ]
-        taken = {w.customer_id for w, r in zip(writes, out, strict=True) if r is not None}
-        remembered = [(p, c) for p, c in known if c in taken]
+        # The customers' last activity after the batch (the latest result of each wins).
+        last = {w.customer_id: r[1].features.get(LAST) for w, r in zip(writes, out, strict=True) if r}
+        remembered = [(p, c) for p, c in known if c in last]
         if remembered:
             async with self.client.pipeline(transaction=False) as pipe:
                 for partition, customer_id in remembered:
                     pipe.sadd(self.keys.known(partition), customer_id)
+                    active = last[customer_id]
+                    if active is not None:  # GT: a late, older event does not move it back
+                        score: dict[str | bytes, float] = {customer_id: float(active)}
+                        pipe.zadd(self.keys.activity(partition), score, gt=True)
                 await pipe.execute()
         return out
 
@@ -329,6 +336,7 @@ class RedisCustomerStore:
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.srem(self.keys.known(partition), customer_id)
             pipe.zrem(self.keys.expiry(partition), customer_id)
+            pipe.zrem(self.keys.activity(partition), customer_id)
             await pipe.execute()
 
     async def remember(self, partition: int, customer_id: str) -> None:
@@ -369,3 +377,16 @@ class RedisCustomerStore:
             due, first = results[2 * i], results[2 * i + 1]
             heads[partition] = (list(due), float(first[0][1]) if first else None)
         return heads
+
+    async def inactive_since(self, partition: int, before: float, limit: int = 1000) -> list[str]:
+        """Customers of the partition whose last activity is at or before `before`, oldest first."""
+        key = self.keys.activity(partition)
+        return list(await self.client.zrangebyscore(key, "-inf", before, start=0, num=limit))
+
+    async def purge_features(self, customer_id: str, last: str) -> bool:
+        """Delete the customer's features unless an event moved `last` since; whether it did."""
+        keys = [self.keys.features(customer_id), self.keys.version(customer_id)]
+        return bool(await self._purge_features(keys=keys, args=[last]))
+
+    async def forget_activity(self, partition: int, customer_id: str) -> None:
+        await self.client.zrem(self.keys.activity(partition), customer_id)

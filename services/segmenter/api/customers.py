@@ -22,7 +22,7 @@ class CustomerHoldings(BaseModel):
 
     customer_id: str
     # `customer:<part>` (features, consent, segments, version, outbox), `members:<segment>`,
-    # `known:<partition>`, `expiry:<partition>`.
+    # `known:<partition>`, `expiry:<partition>`, `activity:<partition>`.
     held: list[str]
 
 
@@ -51,6 +51,9 @@ async def customer_holdings(customer_id: CustomerIdPath, ctx: Context, _: CanRea
         for partition in partitions:
             pipe.zscore(keys.expiry(partition), customer_id)
             names.append(f"expiry:{partition}")
+        for partition in partitions:
+            pipe.zscore(keys.activity(partition), customer_id)
+            names.append(f"activity:{partition}")
         found = await pipe.execute()
     held = [name for name, hit in zip(names, found, strict=True) if hit not in (None, 0, False)]
     return CustomerHoldings(customer_id=customer_id, held=held)

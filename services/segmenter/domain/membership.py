@@ -66,11 +66,17 @@ def decide(
     now: float,
     trigger: Trigger,
     assign: Assign = _no_models,
+    expired: Container[str] = (),
 ) -> list[MembershipChange]:
     """The joins and leaves that make `current` agree with the membership rule for `candidates`;
-    a model-based segment's condition is `assign(model, features, granted) == cluster`."""
+    a model-based segment's condition is `assign(model, features, granted) == cluster`. A segment
+    in `expired` (its retention passed since the customer's last activity) holds no one."""
     changes, matcher = [], _Matcher(features, consent, now, assign)
     for segment in candidates:
+        if segment.id in expired:
+            if segment.id in current:
+                changes.append(MembershipChange(segment.id, "left", "retention_expired"))
+            continue
         matches, was_member = matcher.matches(segment), segment.id in current
         if not matches and not was_member:
             continue  # the common case: consent cannot change anything here

@@ -1,0 +1,52 @@
+"""How long a customer's features and memberships may be kept without activity, per the purpose catalog.
+
+A segment serves every purpose it requires, so it may hold an inactive customer only as long as
+the shortest retention among them (a segment requiring no purpose: the catalog's longest). The
+features feed every registered segment, so they are kept as long as the longest of those.
+Activity is the latest `occurred_at` of the customer's applied events (the `last` feature).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from services.segmenter.domain.features import DAY, LAST
+from services.segmenter.domain.segments import Segment
+from shared.catalog import PurposeCatalog
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    days: Mapping[str, int]  # purpose -> retention_days
+
+    @classmethod
+    def from_catalog(cls, catalog: PurposeCatalog) -> RetentionPolicy:
+        return cls({p.id: p.retention_days for p in catalog.purposes})
+
+    def longest_s(self) -> float:
+        return max(self.days.values()) * DAY
+
+    def segment_s(self, segment: Segment) -> float:
+        known = [self.days[p] for p in segment.required_purposes if p in self.days]
+        return min(known) * DAY if known else self.longest_s()
+
+    def features_s(self, segments: Iterable[Segment]) -> float:
+        return max((self.segment_s(s) for s in segments), default=self.longest_s())
+
+    def shortest_s(self, segments: Iterable[Segment]) -> float:
+        """The earliest any customer can become due: what the retention job looks for."""
+        segments = list(segments)
+        return min([self.segment_s(s) for s in segments], default=self.longest_s())
+
+    def expired(self, segments: Iterable[Segment], features: Mapping[str, str], now: float) -> set[str]:
+        """Ids of the `segments` whose retention passed since the customer's last activity (none
+        for a customer without one)."""
+        last = features.get(LAST)
+        if last is None:
+            return set()
+        idle = now - float(last)
+        return {s.id for s in segments if idle > self.segment_s(s)}
+
+    def features_expired(self, segments: Iterable[Segment], last: float, now: float) -> bool:
+        return now - last > self.features_s(segments)

@@ -1,0 +1,80 @@
+"""RetentionJob: lets go of customers inactive past the retention of the purposes they serve.
+
+Each run reads, per owned partition, only the customers whose last activity is older than the
+shortest retention of any segment (the partition's `activity` sorted set), leaves every segment
+whose retention passed (`retention_expired`, through the normal commit and outbox), and purges
+the features of those inactive past the longest retention the registered segments need.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from services.segmenter.adapters.redis_store import CustomerSnapshot, RedisCustomerStore
+from services.segmenter.domain.features import LAST
+from services.segmenter.domain.membership import ON_SWEEP
+from services.segmenter.domain.retention import RetentionPolicy
+from services.segmenter.domain.segments import SegmentRegistry
+from services.segmenter.membership_service import NO_CAUSE, MembershipService
+from services.segmenter.metrics import RETENTION_PURGED
+
+log = logging.getLogger(__name__)
+CHUNK = 500
+
+
+class RetentionJob:
+    def __init__(
+        self,
+        store: RedisCustomerStore,
+        registry: SegmentRegistry,
+        membership: MembershipService,
+        policy: RetentionPolicy,
+        owned: Callable[[], list[int]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.membership = membership
+        self.policy = policy
+        self.owned = owned
+        self.clock = clock
+
+    async def run_once(self) -> int:
+        """One pass over the owned partitions; how many customers' features were purged."""
+        segments = self.registry.all()
+        before = self.clock() - self.policy.shortest_s(segments)
+        purged = 0
+        for partition in self.owned():
+            # Customers past the shortest retention but within the longest are read again on each
+            # run (nothing changes for them): bounded by CHUNK per partition and run.
+            due = await self.store.inactive_since(partition, before, CHUNK)
+            if not due:
+                continue
+            snapshots = await self.store.read_many(due)
+            plans = [
+                self.membership.plan(s, [g for g in segments if g.id in s.segments], ON_SWEEP, NO_CAUSE)
+                for s in snapshots
+            ]
+            await self.membership.apply_many([p for p in plans if p is not None])
+            for snapshot in snapshots:
+                purged += await self._purge(partition, snapshot)
+        if purged:
+            RETENTION_PURGED.inc(purged)
+            log.info("features purged past retention", extra={"customers": purged})
+        return purged
+
+    async def _purge(self, partition: int, snapshot: CustomerSnapshot) -> int:
+        """Under the customer's lock (events are applied under it), so an event applied meanwhile
+        either keeps the features (it moved `last`) or comes after the purge and is queued anew."""
+        last = snapshot.features.get(LAST)
+        segments = self.registry.all()
+        if last is not None and not self.policy.features_expired(segments, float(last), self.clock()):
+            return 0
+        async with self.membership.locks.hold(snapshot.customer_id):
+            done = last is not None and await self.store.purge_features(snapshot.customer_id, last)
+            fresh = await self.store.read(snapshot.customer_id)
+            if LAST not in fresh.features:
+                await self.store.forget_activity(partition, snapshot.customer_id)
+        return int(done)

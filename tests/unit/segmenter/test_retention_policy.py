@@ -1,0 +1,45 @@
+"""Retention per purpose: a segment holds an inactive customer for the shortest retention of its
+purposes, features stay for the longest any registered segment needs, and an expired segment
+neither keeps nor takes the customer back."""
+
+from __future__ import annotations
+
+from services.segmenter.domain.features import DAY
+from services.segmenter.domain.membership import ON_EVENT, decide
+from services.segmenter.domain.retention import RetentionPolicy
+from tests.unit.segmenter.test_membership import GRANTED, NOW, consent, segment
+
+POLICY = RetentionPolicy({"marketing_email": 30, "personalization": 365, "profiling": 7})
+EMAIL = segment("email", "event_count >= 1", "marketing_email")
+BOTH = segment("both", "event_count >= 1", "marketing_email", "personalization")
+LONG = segment("long", "event_count >= 1", "personalization")
+OPEN = segment("open", "event_count >= 1")
+
+
+def idle(days: float) -> dict[str, str]:
+    return {"events": "1", "last": repr(NOW - days * DAY)}
+
+
+def test_a_segment_keeps_an_inactive_customer_for_the_shortest_retention_of_its_purposes() -> None:
+    assert POLICY.segment_s(BOTH) == 30 * DAY
+    assert POLICY.segment_s(OPEN) == 365 * DAY  # no purpose: the catalog's longest
+    segments = [EMAIL, BOTH, LONG, OPEN]
+    assert POLICY.expired(segments, idle(29), NOW) == set()
+    assert POLICY.expired(segments, idle(31), NOW) == {"email", "both"}
+    assert POLICY.expired(segments, {"events": "1"}, NOW) == set()  # no activity known: nothing
+    assert POLICY.shortest_s(segments) == 30 * DAY
+
+
+def test_features_stay_for_the_longest_retention_the_registered_segments_need() -> None:
+    assert not POLICY.features_expired([EMAIL, LONG], NOW - 300 * DAY, NOW)
+    assert POLICY.features_expired([EMAIL], NOW - 31 * DAY, NOW)
+    assert POLICY.features_expired([], NOW - 366 * DAY, NOW)  # no segment: the catalog's longest
+
+
+def test_an_expired_segment_announces_retention_expired_and_admits_no_one() -> None:
+    granted = consent(marketing_email=GRANTED)
+    features = {"event_count": 1}
+    left = decide([EMAIL], features, granted, {"email"}, NOW, ON_EVENT, expired={"email"})
+    assert [(c.segment_id, c.action, c.reason) for c in left] == [("email", "left", "retention_expired")]
+    assert decide([EMAIL], features, granted, set(), NOW, ON_EVENT, expired={"email"}) == []
+    assert [c.action for c in decide([EMAIL], features, granted, set(), NOW, ON_EVENT)] == ["joined"]
