@@ -25,6 +25,7 @@ from tests.integration.segmenter.conftest import (
     put_segment,
     wait_until,
 )
+from tests.integration.segmenter.test_redis_rebuild import announced_state
 from tests.support import ServiceProcess, libfaketime
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
@@ -69,7 +70,7 @@ def _purged(service: ServiceProcess) -> float:
 
 
 async def test_a_customer_inactive_past_retention_leaves_and_loses_features_an_active_one_stays(
-    aged_segmenter: ServiceProcess, kafka_io: Any, redis_view: RedisView
+    aged_segmenter: ServiceProcess, kafka_io: Any, redis_view: RedisView, kafka_bootstrap: str
 ) -> None:
     inputs, outputs = kafka_io
     service = aged_segmenter
@@ -101,5 +102,7 @@ async def test_a_customer_inactive_past_retention_leaves_and_loses_features_an_a
     assert redis_view.members(segment) == {active}
     assert redis_view.features(active)["events"] == "1"
     assert outputs.find(active, segment, "left") is None
-    # The leave went through the outbox and was acknowledged like any other.
+    # The leave went through the outbox and was acknowledged like any other, its trace too.
     assert redis_view.outbox(idle) == []
+    state = await announced_state(kafka_bootstrap, service.env["TOPIC_PREFIX"] + "segment.membership.state")
+    assert (segment, active) in state and (segment, idle) not in state
