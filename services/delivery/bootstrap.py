@@ -39,11 +39,12 @@ class DeliveryRuntime:
             settings.delivery_max_attempts,
             settings.delivery_retry_initial_s,
             settings.delivery_retry_cap_s,
-            lease_s=settings.delivery_timeout_s + 30,
+            # The POST is bounded by the timeout; the margin covers the store updates around it.
+            lease_s=settings.delivery_timeout_s + 5,
         )
         self.dispatcher = Dispatcher(
             self.store,
-            HttpxWebhookSender(self.http),
+            HttpxWebhookSender(self.http, settings.delivery_timeout_s),
             self.pseudonym_key,
             policy,
             settings.delivery_concurrency,

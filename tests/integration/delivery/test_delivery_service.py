@@ -265,3 +265,25 @@ def test_an_endpoint_that_hangs_holds_up_only_its_own_deliveries(
     assert hanging.bodies() == []
     hanging.answering.set()
     wait_for(lambda: len(hanging.bodies()) == 3, what="the hanging destination answering at last")
+
+
+def test_a_delivery_killed_while_retrying_sends_the_change_once_after_its_restart(
+    start_service: Any, receivers: list[Receiver], producer: KafkaProducer, topic_prefix: str
+) -> None:
+    service = delivery(start_service, DELIVERY_TIMEOUT_S="1", DELIVERY_RETRY_CAP_S="0.5")
+    down = receiver(receivers, fail_first=10**6)
+    put_destination(service, "mailer", down)
+    topics = Topics(producer, topic_prefix)
+    topics.consent("c-1", granted=True, sequence=1)
+    topics.membership("c-1", "joined")
+    wait_for(lambda: len(down.attempts) >= 2, what="the webhook retried")
+    service.kill()
+    down.fail_first = 0  # back up: the next request is accepted
+    service.start().wait_ready()
+    wait_for(down.bodies, timeout=60, what="the join after the restart")
+    assert len({attempt["key"] for attempt in down.attempts}) == 1
+    counts = wait_for(
+        lambda: httpx.get(f"{service.url}/v1/destinations/mailer", headers=bearer()).json()["deliveries"],
+        what="the outbox",
+    )
+    assert counts == {"delivered": 1}
