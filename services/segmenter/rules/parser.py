@@ -56,6 +56,7 @@ class _Parser:
         self.index = 0
         self.depth = 0
         self.terms = 0
+        self.comparing_profile = False
 
     @property
     def current(self) -> Token:
@@ -129,14 +130,23 @@ class _Parser:
         left = self.operand()
         if self.at("op"):
             op = str(self.advance().value)
-            return Compare(op, left, self.operand())
+            return Compare(op, left, self.profile_operand(left))
         if self.at("keyword", "in"):
             self.advance()
-            return Compare("in", left, self.operand())
+            return Compare("in", left, self.profile_operand(left))
         if self.at("keyword", "not") and self.tokens[self.index + 1].value == "in":
             self.index += 2
-            return Compare("not in", left, self.operand())
+            return Compare("not in", left, self.profile_operand(left))
         return Truth(left)
+
+    def profile_operand(self, left: Operand) -> Operand:
+        """The right side; compared with a profile attribute (the customer's own data), its
+        numbers are checked too: a phone number written without quotes is still personal data."""
+        self.comparing_profile = isinstance(left, Feature) and left.name.startswith("profile.")
+        try:
+            return self.operand()
+        finally:
+            self.comparing_profile = False
 
     def operand(self) -> Operand:
         token = self.current
@@ -162,6 +172,12 @@ class _Parser:
 
     def literal(self) -> Literal:
         token = self.current
+        if token.kind == "number" and self.comparing_profile and _phone_like(token.value):
+            raise RuleError(
+                "the number looks like a phone number: a rule must not hold personal data"
+                " (definitions are published and kept in the audit ledger, which cannot be erased)",
+                token.position,
+            )
         if token.kind == "string":
             kind = contact_kind(str(token.value))
             if kind is not None:
@@ -177,3 +193,10 @@ class _Parser:
             self.advance()
             return token.value == "true"
         raise self.error("expected a feature, a number, a string, true, false or a list")
+
+
+def _phone_like(value: object) -> bool:
+    """An integer of 7 to 15 digits (E.164 allows at most 15)."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not float(value).is_integer():
+        return False
+    return 7 <= len(str(abs(int(value)))) <= 15

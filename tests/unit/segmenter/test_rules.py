@@ -112,12 +112,22 @@ def test_a_chain_at_the_limit_compiles_evaluates_and_prints_without_recursing() 
     assert parse(printed) == compiled.tree
 
 
+def test_a_large_number_is_a_threshold_unless_compared_with_a_profile_attribute() -> None:
+    assert compile_rule("total_spend >= 100000000").features == {"total_spend"}
+    assert compile_rule("profile.age >= 18 and profile.plan == 2026").features == {
+        "profile.age",
+        "profile.plan",
+    }
+
+
 @pytest.mark.parametrize(
     ("rule", "position", "kind"),
     [
         ("profile.email == 'jane.doe@example.com'", 17, "an e-mail address"),
         ("profile.phone in ['DE', '+49 170 1234567']", 24, "a phone number"),
         ("profile.tel == '(030) 123-4567'", 15, "a phone number"),
+        ("profile.mobile == 491701234567", 18, "a phone number"),
+        ("profile.tel in [1, 301234567]", 19, "a phone number"),
     ],
 )
 def test_a_literal_that_looks_like_personal_data_is_refused(rule: str, position: int, kind: str) -> None:
@@ -139,7 +149,8 @@ FEATURES = st.sampled_from(
     ["total_spend", "purchase_count", "event_count", "last_seen_days", "events.page.view", "profile.country"]
 )
 SCALARS = st.one_of(
-    st.integers(-(10**12), 10**12),
+    # Integers of 7 to 15 digits compared with a profile attribute are refused as phone numbers.
+    st.integers(-(10**12), 10**12).filter(lambda n: not 7 <= len(str(abs(n))) <= 15),
     st.floats(allow_nan=False, allow_infinity=False, width=64),
     st.text(max_size=8).filter(lambda text: contact_kind(text) is None),
     st.booleans(),
