@@ -28,6 +28,15 @@ class HttpPeerExport:
             body = await _get(client, f"{self.segmenter_url}/v1/customers/{customer_id}/segments", {})
         return body.get("segments", body)
 
+    async def explained_segments(self, customer_id: str) -> list[dict[str, Any]]:
+        """The customer's segments with why they are in each (the segmenter's `explained`)."""
+        async with self._client() as client:
+            body = await _get(client, f"{self.segmenter_url}/v1/customers/{customer_id}/segments", {})
+        explained = body.get("explained", [])
+        if not isinstance(explained, list) or not all(isinstance(s, dict) for s in explained):
+            raise PeerUnavailableError(f"{self.segmenter_url}: unexpected body")
+        return explained
+
     async def audit_trail(self, customer_id: str) -> list[Any]:
         records: list[Any] = []
         params: dict[str, Any] = {"customer_id": customer_id, "limit": AUDIT_PAGE}

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import date, datetime
 from functools import cache
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.consent.adapters.http_peers import HttpPeerExport, PeerUnavailableError
 from services.consent.api.consents import put_consent
-from services.consent.api.deps import CustomerId, KnownPurpose, ServiceDep, scope
+from services.consent.api.deps import CustomerId, KnownPurpose, PeersDep, ServiceDep, scope
 from services.consent.api.schemas import ConsentChoice, JurisdictionName, RecordedConsentOut, Status
 from services.consent.preference.access import PreferenceAccess
 from services.consent.preference.links import LinkClaims, PreferenceLinkError
@@ -122,6 +124,7 @@ async def preference_page(
     request: Request,
     access: AccessDep,
     service: ServiceDep,
+    peers: PeersDep,
     sec_gpc: Annotated[str | None, Header(alias="Sec-GPC")] = None,
     accept_language: Annotated[str | None, Header()] = None,
 ) -> HTMLResponse:
@@ -135,8 +138,8 @@ async def preference_page(
     gpc = _gpc_header(sec_gpc)
     if gpc:
         await _record_gpc(claims, request, service)
-    states = await service.states(claims.customer_id)
-    html = render_page(lang, service.policy.catalog, states, f"/preferences/{token}", gpc)
+    states, segments = await asyncio.gather(service.states(claims.customer_id), _segments(peers, claims))
+    html = render_page(lang, service.policy.catalog, states, f"/preferences/{token}", gpc, segments)
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
@@ -173,6 +176,15 @@ async def record_gpc(claims: Claims, request: Request, service: ServiceDep) -> G
 async def gpc_policy() -> GpcPolicyOut:
     """This site honours Global Privacy Control."""
     return GpcPolicyOut(gpc=True, lastUpdate=GPC_POLICY_UPDATED)
+
+
+async def _segments(peers: HttpPeerExport, claims: LinkClaims) -> list[dict[str, Any]] | None:
+    """The customer's segments and why, or None (the page says so) when the segmenter is unreachable."""
+    try:
+        return await peers.explained_segments(claims.customer_id)
+    except PeerUnavailableError as exc:
+        log.warning("no segments for the preference center", extra={"error": str(exc)})
+        return None
 
 
 async def _record_gpc(claims: LinkClaims, request: Request, service: ConsentService) -> list[str]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import partial
 from html import escape
 from string import Template
+from typing import Any
 
 from services.consent.preference.messages import text
+from services.consent.preference.reasons import segment_reason
 from shared.catalog import Purpose, PurposeCatalog
 from shared.events import PurposeState
 
@@ -20,7 +23,8 @@ SCRIPT_KEYS = (
 _STYLE = """body{font:1rem/1.5 system-ui,sans-serif;color:#1a1a1a;background:#fff;margin:0}
 main{max-width:46rem;margin:0 auto;padding:1.5rem}
 .purpose{border:1px solid #767676;border-radius:.5rem;padding:1rem;margin:1rem 0;list-style:none}
-.purposes{padding:0}dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}
+.purposes,.segments{padding:0}.segment{list-style:none;border-top:1px solid #767676}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}
 dt{font-weight:600}dd{margin:0}
 button{font:inherit;padding:.5rem 1.25rem;border-radius:.375rem;border:2px solid #0b4f8a;
 background:#0b4f8a;color:#fff;cursor:pointer}
@@ -45,6 +49,7 @@ _PAGE = Template("""<!doctype html>
 <ul class="purposes">
 $purposes
 </ul>
+$segments
 </main>
 <script id="strings" type="application/json">$strings</script>
 <script src="/preferences/static/preferences.js" defer></script>
@@ -67,8 +72,10 @@ def render_page(
     states: Mapping[str, PurposeState],
     endpoint: str,
     gpc_recorded: bool,
+    segments: Sequence[Mapping[str, Any]] | None,
 ) -> str:
-    """The page: every catalog purpose with the customer's current choice and a button to change it."""
+    """The page: every catalog purpose with the customer's current choice and a button to change it,
+    then the segments the customer is in and why (None: the segmenter did not answer)."""
     strings = {key: text(lang, key) for key in SCRIPT_KEYS}
     return _PAGE.substitute(
         lang=lang,
@@ -80,6 +87,7 @@ def render_page(
         gpc_hidden="" if gpc_recorded else " hidden",
         gpc_text=escape(text(lang, "gpc_recorded")),
         purposes="\n".join(_purpose(lang, p, states[p.id]) for p in catalog.purposes),
+        segments=_segments(lang, segments),
         # "<" escaped so no string can close the script element.
         strings=json.dumps(strings).replace("<", "\\u003c"),
     )
@@ -95,6 +103,32 @@ def render_refusal(lang: str, reason: str) -> str:
     )
 
 
+def _segments(lang: str, segments: Sequence[Mapping[str, Any]] | None) -> str:
+    title = partial(purpose_title, lang)
+    if segments is None:
+        unavailable = escape(text(lang, "segments_unavailable"))
+        body = f'<p class="notice" data-segments="unavailable">{unavailable}</p>'
+    elif not segments:
+        body = f'<p data-segments="none">{escape(text(lang, "segments_none"))}</p>'
+    else:
+        items = "".join(
+            f'<li class="segment" data-segment="{escape(str(s.get("segment_id", "")))}">'
+            f"<h3>{escape(str(s.get('name', '')))}</h3>"
+            f'<p class="why">{escape(segment_reason(lang, s, title))}</p></li>'
+            for s in segments
+        )
+        body = f'<ul class="segments">{items}</ul>'
+    return (
+        '<section id="segments" aria-labelledby="segments-title">'
+        f'<h2 id="segments-title">{escape(text(lang, "segments_title"))}</h2>'
+        f"<p>{escape(text(lang, 'segments_intro'))}</p>{body}</section>"
+    )
+
+
+def purpose_title(lang: str, purpose_id: str) -> str:
+    return text(lang, f"purpose.{purpose_id}", purpose_id.replace("_", " ").capitalize())
+
+
 def _purpose(lang: str, purpose: Purpose, state: PurposeState) -> str:
     heading = f"purpose-{purpose.id}"
     status = "granted" if state.effective else "denied"
@@ -105,7 +139,7 @@ def _purpose(lang: str, purpose: Purpose, state: PurposeState) -> str:
         (text(lang, "sale_or_share"), text(lang, "yes" if purpose.sale_or_share else "no")),
     )
     rows = "".join(f"<dt>{escape(term)}</dt><dd>{escape(value)}</dd>" for term, value in facts)
-    title = text(lang, f"purpose.{purpose.id}", purpose.id.replace("_", " ").capitalize())
+    title = purpose_title(lang, purpose.id)
     return (
         f'<li class="purpose" data-purpose="{purpose.id}" data-status="{status}"'
         f' data-sale-or-share="{str(purpose.sale_or_share).lower()}" aria-labelledby="{heading}">'

@@ -8,7 +8,9 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
 from services.segmenter.api.deps import CanRead, Context
-from services.segmenter.api.schemas import CustomerSegments
+from services.segmenter.api.schemas import CustomerSegments, ReasonOut, SegmentExplained
+from services.segmenter.domain.segments import Segment
+from services.segmenter.rules.explain import explain
 from shared.events import CUSTOMER_ID_PATTERN
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
@@ -28,8 +30,24 @@ class CustomerHoldings(BaseModel):
 
 @router.get("/{customer_id}/segments", response_model=CustomerSegments)
 async def customer_segments(customer_id: CustomerIdPath, ctx: Context, _: CanRead) -> CustomerSegments:
-    """The live segments of one customer (empty for an unknown customer: existence is not revealed)."""
-    return CustomerSegments(customer_id=customer_id, segments=await ctx.membership.segments_of(customer_id))
+    """The live segments of one customer (empty for an unknown customer: existence is not revealed),
+    each with why the customer is in it."""
+    segment_ids = await ctx.membership.segments_of(customer_id)
+    found = (ctx.runtime.registry.get(segment_id) for segment_id in segment_ids)
+    explained = [_explained(segment) for segment in found if segment is not None]
+    return CustomerSegments(customer_id=customer_id, segments=segment_ids, explained=explained)
+
+
+def _explained(segment: Segment) -> SegmentExplained:
+    definition = segment.definition
+    reason = ReasonOut.model_validate(explain(segment.rule.tree)) if segment.rule else None
+    return SegmentExplained(
+        segment_id=definition.segment_id,
+        name=definition.name,
+        description=definition.description,
+        required_purposes=list(definition.required_purposes),
+        reason=reason,
+    )
 
 
 @router.get("/{customer_id}/erasure", response_model=CustomerHoldings)

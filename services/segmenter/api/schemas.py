@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -86,6 +86,33 @@ class SegmentStats(BaseModel):
     )
 
 
+class ReasonOut(BaseModel):
+    """A part of why a customer is in a segment (services/segmenter/rules/explain.py)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    kind: Literal["condition", "all", "any", "not", "rule"] = Field(
+        description="condition: `feature op value`; all/any: every/one of `parts`; not: `parts[0]`"
+        " does not hold; rule: a part in rule text (no feature on one side)"
+    )
+    feature: str | None = None
+    op: str | None = Field(None, description="a rule operator, or `is set` for a bare feature")
+    value: bool | int | float | str | list[bool | int | float | str] | None = None
+    text: str | None = None
+    parts: list[ReasonOut] = []
+
+
+class SegmentExplained(BaseModel):
+    segment_id: str
+    name: str
+    description: str
+    required_purposes: list[str]
+    reason: ReasonOut | None = Field(description="the rule in parts; null for a model-based segment")
+
+
 class CustomerSegments(BaseModel):
     customer_id: str
     segments: list[str]
+    explained: list[SegmentExplained] = Field(
+        [], description="each segment of `segments` still defined, with why the customer is in it"
+    )

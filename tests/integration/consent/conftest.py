@@ -11,12 +11,15 @@ from pathlib import Path
 import httpx
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
 from shared.embedded import free_port
 from tests.conftest import TEST_TOKENS
 from tests.support import ServiceProcess
 
 Record = tuple[str | None, bytes | None]
+CHROMIUM = Path("/usr/bin/chromium")  # tests/prepare.py installs Debian's package
+WRITER = {"Authorization": "Bearer consent-writer-01"}
 
 
 def consent_env(kafka_bootstrap: str, redis_url: str, data_dir: Path, **overrides: str) -> dict[str, str]:
@@ -51,6 +54,37 @@ def consent(
         yield service.wait_ready()
     finally:
         service.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium driven by Playwright (the preference center's browser tests)."""
+    assert CHROMIUM.exists(), "no /usr/bin/chromium: run tests/prepare.py (make test does)"
+    with sync_playwright() as playwright:
+        # --no-sandbox: the suite runs as root, where Chromium's sandbox refuses to start.
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def link(service: ServiceProcess, customer_id: str) -> str:
+    """A preference link for the customer (the URL never shows the customer id)."""
+    response = httpx.post(
+        f"{service.url}/v1/customers/{customer_id}/preference-link",
+        json={"jurisdiction": "GDPR", "policy_version": "2026-03"},
+        headers=WRITER,
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    url: str = response.json()["url"]
+    assert customer_id not in url
+    return url
+
+
+def purpose(page: Page, purpose_id: str) -> Locator:
+    return page.locator(f'.purpose[data-purpose="{purpose_id}"]')
 
 
 @pytest.fixture

@@ -3,50 +3,21 @@ consent service and broker: links, one-click withdraw and grant, publication, GP
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
-import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import expect
 
 from services.consent.preference.links import KEY_FILE, LinkClaims, PreferenceLinks
 from services.consent.preference.messages import MESSAGES
 from shared.events import ConsentChanged, utcnow
-from tests.integration.consent.conftest import choice, for_key, put, read_topic, topic
+from tests.integration.consent.conftest import WRITER, choice, for_key, link, purpose, put, read_topic, topic
 from tests.support import ServiceProcess
 
-CHROMIUM = Path("/usr/bin/chromium")  # tests/prepare.py installs Debian's package
-WRITER = {"Authorization": "Bearer consent-writer-01"}
 EN = MESSAGES["en"]
 # What a browser with Global Privacy Control on exposes to scripts.
 GPC_SCRIPT = "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true})"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert CHROMIUM.exists(), "no /usr/bin/chromium: run tests/prepare.py (make test does)"
-    with sync_playwright() as playwright:
-        # --no-sandbox: the suite runs as root, where Chromium's sandbox refuses to start.
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-def link(service: ServiceProcess, customer_id: str) -> str:
-    response = httpx.post(
-        f"{service.url}/v1/customers/{customer_id}/preference-link",
-        json={"jurisdiction": "GDPR", "policy_version": "2026-03"},
-        headers=WRITER,
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    url: str = response.json()["url"]
-    assert customer_id not in url
-    return url
 
 
 def history(service: ServiceProcess, customer_id: str) -> list[dict[str, object]]:
@@ -67,10 +38,6 @@ def published(kafka_bootstrap: str, service: ServiceProcess, customer_id: str, c
     return [f"{e.purpose}:{e.status}:{e.reason}" for e in events]
 
 
-def purpose(page: Page, purpose_id: str):  # noqa: ANN201 (Playwright's Locator)
-    return page.locator(f'.purpose[data-purpose="{purpose_id}"]')
-
-
 def test_withdraw_and_grant_back_are_recorded_and_published(
     consent, browser, kafka_bootstrap, customer, tmp_path
 ) -> None:
@@ -81,6 +48,8 @@ def test_withdraw_and_grant_back_are_recorded_and_published(
     expect(email).to_have_attribute("data-status", "granted")
     expect(page.locator(".purpose")).to_have_count(5)  # every purpose of the shipped catalog
     expect(email).to_contain_text("730 days")
+    # This module's segmenter URL is a closed port: the page says the segments cannot be shown.
+    expect(page.locator('#segments [data-segments="unavailable"]')).to_have_text(EN["segments_unavailable"])
     page.screenshot(path=tmp_path / "before.png", full_page=True)
 
     email.get_by_role("button", name=EN["withdraw"]).click()

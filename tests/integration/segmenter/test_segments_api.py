@@ -109,7 +109,22 @@ async def test_lifecycle_members_stats_and_delete(api: httpx.Client, kafka_io: A
         if cursor is None:
             break
     assert sorted(pages) == sorted(customers)
-    assert api.get("/v1/customers/c-3/segments").json() == {"customer_id": "c-3", "segments": ["active"]}
+    assert api.get("/v1/customers/c-3/segments").json() == {
+        "customer_id": "c-3",
+        "segments": ["active"],
+        "explained": [
+            {
+                "segment_id": "active",
+                "name": "active",
+                "description": "",
+                "required_purposes": ["marketing_email"],
+                "reason": {
+                    "kind": "condition", "feature": "event_count", "op": ">=", "value": 1,
+                    "text": None, "parts": [],
+                },
+            }
+        ],
+    }  # fmt: skip
     stats = api.get("/v1/segments/active/stats").json()
     assert stats["size"] == 12 and stats["breakdowns"]["country"] == {"DE": 11}  # IT (1) is suppressed
     assert stats["breakdowns"]["tier"] == {"gold": 12}

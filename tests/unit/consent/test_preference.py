@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from cryptography.fernet import Fernet
 
 from services.consent.preference.links import LinkClaims, PreferenceLinkError, PreferenceLinks
 from services.consent.preference.messages import MESSAGES, language
-from services.consent.preference.page import render_page
+from services.consent.preference.page import purpose_title, render_page
+from services.consent.preference.reasons import segment_reason
 from shared.catalog import PurposeCatalog
 from shared.events import PurposeState
 
@@ -72,9 +74,54 @@ def test_catalog_text_is_escaped_and_every_purpose_shown_with_its_state() -> Non
         "a_b": PurposeState(status="granted", effective=True),
         "c_d": PurposeState(status="denied", effective=False),
     }
-    html = render_page("en", catalog, states, "/preferences/t", gpc_recorded=False)
+    html = render_page("en", catalog, states, "/preferences/t", gpc_recorded=False, segments=None)
     assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
     assert 'data-purpose="a_b" data-status="granted"' in html
     assert 'data-purpose="c_d" data-status="denied" data-sale-or-share="true"' in html
     assert "custom basis" in html  # a basis without a string of its own is shown as written
     assert 'id="gpc-notice" class="notice" role="status" hidden' in html
+
+
+SPENDERS = {
+    "segment_id": "big_spenders",
+    "name": "Big spenders",
+    "required_purposes": ["marketing_email"],
+    "reason": {"kind": "all", "parts": [
+        {"kind": "condition", "feature": "total_spend", "op": ">=", "value": 100.0},
+        {"kind": "condition", "feature": "profile.country", "op": "in", "value": ["DE", "AT"]},
+    ]},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("lang", "segment", "words"),
+    [
+        ("en", SPENDERS, "Why: you spent at least 100 EUR, your “country” is “DE” or “AT” and you allowed"
+         " Marketing e-mail."),
+        ("de", SPENDERS, "Warum: Sie haben mindestens 100 EUR ausgegeben, Ihr Merkmal „country“ ist „DE“"
+         " oder „AT“ und Sie haben Werbe-E-Mails erlaubt."),
+        ("en", {"reason": None, "required_purposes": []},
+         "Why: a model grouped you with customers who behave like you."),
+        ("en", {"required_purposes": [], "reason": {"kind": "not", "parts": [{"kind": "any", "parts": [
+            {"kind": "condition", "feature": "last_seen_days", "op": "<=", "value": 7},
+            {"kind": "condition", "feature": "events.page_view", "op": ">", "value": 2},
+            {"kind": "rule", "text": "total_spend > purchase_count"},
+        ]}]}},
+         "Why: it is not the case that either you visited us in the last 7 days, the number of your"
+         " “page view” actions is more than 2 or the rule total_spend > purchase_count holds."),
+        ("en", {"required_purposes": ["a_new_purpose"], "reason": {
+            "kind": "condition", "feature": "profile.vip", "op": "is set"}},
+         "Why: your “vip” is set and you allowed A new purpose."),
+    ],
+)  # fmt: skip
+def test_segment_reasons_in_plain_words(lang: str, segment: dict[str, object], words: str) -> None:
+    assert segment_reason(lang, segment, partial(purpose_title, lang)) == words
+
+
+def test_the_page_lists_segments_with_why_or_says_none_or_unavailable() -> None:
+    catalog = PurposeCatalog.model_validate({"purposes": []})
+    render = partial(render_page, "en", catalog, {}, "/preferences/t", False)
+    html = render([SPENDERS | {"name": "<b>Big</b>"}])
+    assert '<li class="segment" data-segment="big_spenders"><h3>&lt;b&gt;Big&lt;/b&gt;</h3>' in html
+    assert "Why: you spent at least 100 EUR" in html
+    assert 'data-segments="none"' in render([]) and 'data-segments="unavailable"' in render(None)

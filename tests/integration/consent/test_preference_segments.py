@@ -1,0 +1,87 @@
+"""The preference center's segments and why, through real consent and segmenter processes on one
+broker: grant, an event, the segment and its reason on the page, withdraw, the segment gone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from services.consent.preference.messages import MESSAGES
+from shared.events import CustomerEvent, new_event_id, utcnow
+from tests.integration.consent.conftest import choice, consent_env, link, produce, purpose, put
+from tests.integration.segmenter.conftest import ADMIN, FAST, module_segmenter, put_segment
+from tests.support import ServiceProcess, wait_for
+
+EN = MESSAGES["en"]
+
+
+@pytest.fixture(scope="module")
+def stack(
+    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
+    """A segmenter and a consent service on one topic prefix, consent reading segments from it."""
+    tmp = tmp_path_factory.mktemp("stack")
+    with module_segmenter(kafka_bootstrap, redis_url, tmp, **FAST) as segmenter:
+        env = consent_env(
+            kafka_bootstrap,
+            redis_url,
+            tmp / "consent-data",
+            TOPIC_PREFIX=segmenter.env["TOPIC_PREFIX"],
+            SEGMENTER_URL=segmenter.url,
+        )
+        consent = ServiceProcess("consent", env, tmp / "consent.log")
+        try:
+            yield consent.wait_ready(), segmenter
+        finally:
+            consent.stop()
+
+
+def segments_of(segmenter: ServiceProcess, customer: str) -> list[str]:
+    response = httpx.get(f"{segmenter.url}/v1/customers/{customer}/segments", headers=ADMIN, timeout=10)
+    assert response.status_code == 200, response.text
+    found: list[str] = response.json()["segments"]
+    return found
+
+
+def purchase(segmenter: ServiceProcess, customer: str, amount: float) -> None:
+    event = CustomerEvent(
+        event_id=new_event_id(),
+        customer_id=customer,
+        type="purchase",
+        occurred_at=utcnow(),
+        source="test",
+        attributes={"amount": amount, "currency": "EUR"},
+    )
+    topic = segmenter.env["TOPIC_PREFIX"] + "customer.events"
+    produce(segmenter.env["KAFKA_BOOTSTRAP_SERVERS"], topic, customer, [event.to_bytes()])
+
+
+def test_the_page_shows_each_segment_and_why_until_consent_is_withdrawn(
+    stack, browser, customer, tmp_path
+) -> None:
+    consent, segmenter = stack
+    with httpx.Client(base_url=segmenter.url, headers=ADMIN, timeout=10) as api:
+        put_segment(api, "big_spenders", "100 <= total_spend", "marketing_email")
+    assert put(consent, customer, "marketing_email", choice("granted")).status_code == 200
+    purchase(segmenter, customer, 150.0)
+    wait_for(lambda: segments_of(segmenter, customer) == ["big_spenders"], what="the segmenter's join")
+
+    page = browser.new_page()
+    page.goto(link(consent, customer))
+    spenders = page.locator('#segments .segment[data-segment="big_spenders"]')
+    expect(spenders.get_by_role("heading", level=3)).to_have_text("big_spenders")
+    expect(spenders.locator(".why")).to_have_text(
+        "Why: you spent at least 100 EUR and you allowed Marketing e-mail."
+    )
+    page.screenshot(path=tmp_path / "segments.png", full_page=True)
+
+    email = purpose(page, "marketing_email")
+    email.get_by_role("button", name=EN["withdraw"]).click()
+    expect(email).to_have_attribute("data-published", "true")
+    wait_for(lambda: segments_of(segmenter, customer) == [], what="the segmenter's eviction")
+    page.reload()
+    expect(page.locator("#segments .segment")).to_have_count(0)
+    expect(page.locator('#segments [data-segments="none"]')).to_have_text(EN["segments_none"])
