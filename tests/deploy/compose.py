@@ -23,6 +23,7 @@ _PER_TEST = {
     "CONSENT_PORT",
     "SEGMENTER_PORT",
     "AUDIT_PORT",
+    "DELIVERY_PORT",
 }
 
 

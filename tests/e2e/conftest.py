@@ -16,7 +16,7 @@ import pytest
 
 from shared.embedded import free_port, port_open
 
-SERVICES = ("consent", "segmenter", "audit")
+SERVICES = ("consent", "segmenter", "audit", "delivery")
 
 
 @dataclass
@@ -81,6 +81,7 @@ def launch_stack(
         "CONSENT_PORT": str(ports["consent"]),
         "SEGMENTER_PORT": str(ports["segmenter"]),
         "AUDIT_PORT": str(ports["audit"]),
+        "DELIVERY_PORT": str(ports["delivery"]),
         "CONSENT_URL": f"http://127.0.0.1:{ports['consent']}",
         "SEGMENTER_URL": f"http://127.0.0.1:{ports['segmenter']}",
         "AUDIT_URL": f"http://127.0.0.1:{ports['audit']}",

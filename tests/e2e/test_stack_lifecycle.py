@@ -32,7 +32,7 @@ def test_up_starts_everything_ctrl_c_stops_everything_and_a_restart_keeps_every_
     stack.wait_all_ready()
     stack.wait_until(lambda: "segwarden is up" in stack.output(), 10, "the banner")
     banner = stack.output()
-    for service in ("consent", "segmenter", "audit"):
+    for service in ("consent", "segmenter", "audit", "delivery"):
         assert stack.url(service) in banner
     assert f"127.0.0.1:{stack.broker_port}" in banner
     assert str((stack.data_dir / "admin-token").resolve()) in banner
