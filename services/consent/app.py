@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from sqlalchemy.exc import OperationalError
 
-from services.consent.api import consents, dsr, preferences, purposes
+from services.consent.api import consents, dsr, preference_requests, preferences, purposes
 from services.consent.bootstrap import ConsentRuntime, readiness_checks
 from services.consent.settings import ConsentSettings
 from shared.auth import load_tokens
@@ -54,6 +54,7 @@ def create_app(settings: ConsentSettings) -> FastAPI:
         app.include_router(router, responses=API_ERRORS)
     # The customer's own pages: a link's token, not a bearer token, lets the caller in.
     app.include_router(preferences.page)
+    app.include_router(preference_requests.router)
     app.include_router(preferences.well_known)
     return app
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 
-from services.consent.adapters.http_peers import PeerUnavailableError
+from services.consent.adapters.http_peers import HttpPeerExport, PeerUnavailableError
 from services.consent.api.deps import CustomerId, PeersDep, ReceiptsDep, ServiceDep, scope
 from services.consent.api.preferences import AccessDep
 from services.consent.api.schemas import (
@@ -18,6 +18,9 @@ from services.consent.api.schemas import (
     ExportOut,
     PurposeStateOut,
 )
+from services.consent.preference.access import PreferenceAccess
+from services.consent.receipt import ErasureReceipts
+from services.consent.service import ConsentService
 from shared.events import utcnow
 
 router = APIRouter(prefix="/v1/customers/{customer_id}", tags=["data subject requests"])
@@ -31,10 +34,7 @@ router = APIRouter(prefix="/v1/customers/{customer_id}", tags=["data subject req
 )
 async def erase(customer_id: CustomerId, service: ServiceDep, access: AccessDep) -> ErasureAccepted:
     """Delete the customer's consent details and tell every service to forget them."""
-    # First: a click on a preference link after the erasure would record the customer anew.
-    await access.revoke(customer_id)
-    request = await service.erase(customer_id)
-    return ErasureAccepted(event_id=request.event_id, requested_at=request.requested_at)
+    return await erase_customer(customer_id, service, access)
 
 
 @router.get("/erasure", response_model=ErasureReceiptOut, dependencies=[scope("dsr")])
@@ -52,6 +52,23 @@ async def export(
 ) -> ExportOut:
     """The access bundle: consents and history from here, segments and audit trail from the peers,
     and the latest erasure's receipt."""
+    return await access_export(customer_id, service, peers, receipts)
+
+
+async def erase_customer(
+    customer_id: str, service: ConsentService, access: PreferenceAccess
+) -> ErasureAccepted:
+    """The erasure use case, for the officer's route and the customer's own page."""
+    # First: a click on a preference link after the erasure would record the customer anew.
+    await access.revoke(customer_id)
+    request = await service.erase(customer_id)
+    return ErasureAccepted(event_id=request.event_id, requested_at=request.requested_at)
+
+
+async def access_export(
+    customer_id: str, service: ConsentService, peers: HttpPeerExport, receipts: ErasureReceipts
+) -> ExportOut:
+    """The access bundle, for the officer's route and the customer's own download."""
     states, history, segments, audit, erasure = await asyncio.gather(
         service.states(customer_id),
         service.history(customer_id),

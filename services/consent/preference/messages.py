@@ -39,6 +39,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "purpose.personalization": "Personalization",
         "purpose.profiling": "Profiling",
         "purpose.third_party_sharing": "Sharing with partners",
+        "data_title": "Your data",
+        "data_intro": "You can download everything we hold about you, or ask us to delete it.",
+        "download": "Download my data (JSON)",
+        "erase": "Delete my data",
+        "erase_warning": "This deletes your choices and everything our services hold about you, and"
+        " this link stops working. It cannot be undone.",
+        "erase_confirm": "Yes, delete everything",
+        "cancel": "Cancel",
+        "erased": "Your request is recorded: your data is being deleted from every service. This link"
+        " no longer works.",
         "segments_title": "Your segments",
         "segments_intro": "We group customers into segments to choose what to offer them. These are the"
         " segments you are in now, and why.",
@@ -119,6 +129,18 @@ MESSAGES: dict[str, dict[str, str]] = {
         "purpose.personalization": "Personalisierung",
         "purpose.profiling": "Profilbildung",
         "purpose.third_party_sharing": "Weitergabe an Partner",
+        "data_title": "Ihre Daten",
+        "data_intro": "Sie können alles herunterladen, was wir über Sie gespeichert haben, oder die"
+        " Löschung verlangen.",
+        "download": "Meine Daten herunterladen (JSON)",
+        "erase": "Meine Daten löschen",
+        "erase_warning": "Damit werden Ihre Einstellungen und alles, was unsere Dienste über Sie"
+        " gespeichert haben, gelöscht, und dieser Link funktioniert nicht mehr. Das kann nicht"
+        " rückgängig gemacht werden.",
+        "erase_confirm": "Ja, alles löschen",
+        "cancel": "Abbrechen",
+        "erased": "Ihr Antrag ist erfasst: Ihre Daten werden in allen Diensten gelöscht. Dieser Link"
+        " funktioniert nicht mehr.",
         "segments_title": "Ihre Segmente",
         "segments_intro": "Wir fassen Kundinnen und Kunden in Segmenten zusammen, um zu entscheiden, was"
         " wir ihnen anbieten. Hier sehen Sie, in welchen Segmenten Sie gerade sind, und warum.",

@@ -17,7 +17,7 @@ from shared.events import PurposeState
 # The strings the script shows after a click (the rest of the page is rendered here).
 SCRIPT_KEYS = (
     "granted", "denied", "allow", "withdraw", "saving", "saved_published", "saved_pending", "failed",
-    "gpc_recorded", "gpc_blocks_grant",
+    "gpc_recorded", "gpc_blocks_grant", "erased",
 )  # fmt: skip
 
 _STYLE = """body{font:1rem/1.5 system-ui,sans-serif;color:#1a1a1a;background:#fff;margin:0}
@@ -28,7 +28,7 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}
 dt{font-weight:600}dd{margin:0}
 button{font:inherit;padding:.5rem 1.25rem;border-radius:.375rem;border:2px solid #0b4f8a;
 background:#0b4f8a;color:#fff;cursor:pointer}
-button[data-action=withdraw]{background:#fff;color:#0b4f8a}
+button[data-action=withdraw],button.secondary{background:#fff;color:#0b4f8a}
 button:focus-visible{outline:3px solid #b35900;outline-offset:2px}
 .notice{border-left:4px solid #0b4f8a;padding:.5rem 1rem;background:#eef4fa}"""
 
@@ -50,6 +50,7 @@ _PAGE = Template("""<!doctype html>
 $purposes
 </ul>
 $segments
+$your_data
 </main>
 <script id="strings" type="application/json">$strings</script>
 <script src="/preferences/static/preferences.js" defer></script>
@@ -88,6 +89,7 @@ def render_page(
         gpc_text=escape(text(lang, "gpc_recorded")),
         purposes="\n".join(_purpose(lang, p, states[p.id]) for p in catalog.purposes),
         segments=_segments(lang, segments),
+        your_data=_your_data(lang, endpoint),
         # "<" escaped so no string can close the script element.
         strings=json.dumps(strings).replace("<", "\\u003c"),
     )
@@ -122,6 +124,26 @@ def _segments(lang: str, segments: Sequence[Mapping[str, Any]] | None) -> str:
         '<section id="segments" aria-labelledby="segments-title">'
         f'<h2 id="segments-title">{escape(text(lang, "segments_title"))}</h2>'
         f"<p>{escape(text(lang, 'segments_intro'))}</p>{body}</section>"
+    )
+
+
+def _your_data(lang: str, endpoint: str) -> str:
+    """The export download and the erasure request, which asks for a confirmation first."""
+
+    def t(key: str) -> str:
+        return escape(text(lang, key))
+
+    return (
+        '<section id="your-data" aria-labelledby="data-title">'
+        f'<h2 id="data-title">{t("data_title")}</h2><p>{t("data_intro")}</p>'
+        f'<p><a id="export" href="{escape(endpoint)}/export" download="my-data.json">{t("download")}</a></p>'
+        f'<p><button type="button" id="erase" aria-expanded="false" aria-controls="erase-confirm">'
+        f"{t('erase')}</button></p>"
+        f'<div id="erase-confirm" hidden><p id="erase-warning">{t("erase_warning")}</p>'
+        '<button type="button" id="erase-yes" aria-describedby="erase-warning">'
+        f"{t('erase_confirm')}</button> "
+        f'<button type="button" id="erase-no" class="secondary">{t("cancel")}</button></div>'
+        '<p id="erase-outcome" role="status" aria-live="polite"></p></section>'
     )
 
 

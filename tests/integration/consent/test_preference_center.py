@@ -3,6 +3,7 @@ consent service and broker: links, one-click withdraw and grant, publication, GP
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -174,3 +175,39 @@ def test_the_site_declares_gpc_support(consent) -> None:
     response = httpx.get(f"{consent.url}/.well-known/gpc.json")
     assert response.status_code == 200
     assert response.json()["gpc"] is True
+
+
+def test_the_customer_downloads_the_export_and_erases_after_confirming(consent, browser, customer) -> None:
+    assert put(consent, customer, "marketing_email", choice("granted")).status_code == 200
+    url = link(consent, customer)
+    page = browser.new_page()
+    page.goto(url)
+    with page.expect_download() as caught:
+        page.get_by_role("link", name=EN["download"]).click()
+    assert caught.value.suggested_filename == "my-data.json"
+    bundle = json.loads(Path(caught.value.path()).read_text())
+    assert bundle["customer_id"] == customer
+    assert bundle["consents"]["marketing_email"]["status"] == "granted"
+    assert [row["purpose"] for row in bundle["history"]] == ["marketing_email"]
+    assert bundle["unavailable"] == ["segmenter", "audit"]  # this module's peers are closed ports
+
+    # Without the confirmation nothing is erased, whether by a stray request or a cancelled step.
+    assert httpx.post(f"{url}/erasure", json={}, timeout=10).status_code == 422
+    erase = page.get_by_role("button", name=EN["erase"])
+    confirm = page.get_by_role("button", name=EN["erase_confirm"])
+    erase.click()
+    expect(confirm).to_be_focused()
+    expect(page.locator("#erase-warning")).to_have_text(EN["erase_warning"])
+    page.get_by_role("button", name=EN["cancel"]).click()
+    expect(confirm).to_be_hidden()
+    expect(erase).to_be_focused()
+    assert len(history(consent, customer)) == 1
+
+    erase.click()
+    confirm.click()
+    expect(page.locator("#preferences")).to_have_attribute("data-erased", "true")
+    expect(page.locator("#erase-outcome")).to_have_text(EN["erased"])
+    assert history(consent, customer) == []
+    response = page.goto(url)  # the erasure revoked the link
+    assert response is not None and response.status == 403
+    expect(page.locator("#refusal")).to_have_attribute("data-reason", "revoked")

@@ -59,9 +59,38 @@
     }
   }
 
+  const erase = document.getElementById("erase");
+  const confirmation = document.getElementById("erase-confirm");
+
+  function askToErase(open) {
+    confirmation.hidden = !open;
+    erase.setAttribute("aria-expanded", String(open));
+    (open ? document.getElementById("erase-yes") : erase).focus();
+  }
+
+  async function eraseAll() {
+    const outcome = document.getElementById("erase-outcome");
+    try {
+      await send("/erasure", "POST", { confirm: true });
+      confirmation.hidden = true;
+      // The link is revoked now: nothing on the page can act any more.
+      for (const button of main.querySelectorAll("button")) button.disabled = true;
+      document.getElementById("export").remove();
+      main.dataset.erased = "true";
+      outcome.textContent = strings.erased;
+    } catch (error) {
+      outcome.textContent = strings.failed;
+      console.error(error);
+    }
+  }
+
   main.addEventListener("click", (event) => {
-    const button = event.target.closest("button.toggle");
-    if (button) change(button.closest(".purpose"));
+    const button = event.target.closest("button");
+    if (!button) return;
+    if (button.classList.contains("toggle")) change(button.closest(".purpose"));
+    else if (button.id === "erase") askToErase(true);
+    else if (button.id === "erase-no") askToErase(false);
+    else if (button.id === "erase-yes") eraseAll();
   });
 
   // The signal seen only by the script (the page request had no Sec-GPC): record it now.
