@@ -7,6 +7,7 @@ timestamps only from JSON, which is what crosses a topic.
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -29,6 +30,21 @@ CustomerId = Annotated[str, StringConstraints(pattern=CUSTOMER_ID_PATTERN)]
 PurposeId = Annotated[str, StringConstraints(pattern=PURPOSE_ID_PATTERN)]
 SegmentId = Annotated[str, StringConstraints(pattern=SEGMENT_ID_PATTERN)]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+_KEY_PATTERNS = {"customer": re.compile(CUSTOMER_ID_PATTERN), "segment": re.compile(SEGMENT_ID_PATTERN)}
+
+
+def key_id(key: bytes | None, kind: Literal["customer", "segment"]) -> str | None:
+    """The customer or segment id a record key holds, None when it holds none (missing, not
+    UTF-8, or not an id). Tombstones carry nothing but their key, so it is checked like a field."""
+    if key is None:
+        return None
+    try:
+        text = key.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if _KEY_PATTERNS[kind].fullmatch(text) else None
+
+
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.]{1,64}$")]
 ShortText = Annotated[str, StringConstraints(max_length=256)]
 ConsentSequence = Annotated[int, Field(ge=1, le=2**53)]

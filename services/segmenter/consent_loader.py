@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from services.segmenter.adapters.kafka_compacted import KafkaCompactedReader
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.stream_handlers import purpose_consent, tombstone_mark
-from shared.events import ConsentStateSnapshot
+from shared.events import ConsentStateSnapshot, key_id
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,9 @@ async def load_consent_state(
         await reader.stop()
     for key, record in latest.items():
         if record.value is None:
-            await store.mark_erased(key.decode(), tombstone_mark(record))
+            customer_id = key_id(key, "customer")
+            if customer_id is not None:  # else the stream agent dead-letters it
+                await store.mark_erased(customer_id, tombstone_mark(record))
             continue
         try:
             snapshot = ConsentStateSnapshot.model_validate_json(record.value)

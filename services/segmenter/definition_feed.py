@@ -11,7 +11,7 @@ from services.segmenter.adapters.kafka_compacted import KafkaCompactedReader
 from services.segmenter.definitions import DefinitionService
 from services.segmenter.rules import RuleError, compile_rule
 from shared.deadletter import DeadLetters, describe_error, send_dead_letter
-from shared.events import SegmentDefinition
+from shared.events import SegmentDefinition, key_id
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,10 @@ class DefinitionFeed:
     async def _decode(self, record: ConsumerRecord) -> tuple[str, SegmentDefinition | None] | None:
         """(segment id, definition or None for a tombstone), or None after dead-lettering it."""
         if record.value is None:
-            if record.key:
-                return record.key.decode(), None
-            await send_dead_letter(self.dead_letters, record, "record: a tombstone needs a key")
+            segment_id = key_id(record.key, "segment")
+            if segment_id is not None:
+                return segment_id, None
+            await send_dead_letter(self.dead_letters, record, "key: a tombstone's key is not a segment id")
             return None
         try:
             definition = SegmentDefinition.model_validate_json(record.value)

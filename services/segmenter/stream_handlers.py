@@ -18,7 +18,7 @@ from services.segmenter.domain.segments import SegmentRegistry, features_changed
 from services.segmenter.expiry import ExpiryScheduler
 from services.segmenter.membership_service import Cause, MembershipService, Plan
 from services.segmenter.metrics import ERASED_INPUT_REFUSED, EVENTS_PROCESSED, EVICTION_LATENCY
-from shared.deadletter import DeadLetters, decode_or_dead_letter
+from shared.deadletter import DeadLetters, decode_or_dead_letter, send_dead_letter
 from shared.events import (
     ConsentChanged,
     ConsentStateSnapshot,
@@ -26,6 +26,7 @@ from shared.events import (
     ErasureRequested,
     MembershipChanged,
     PurposeState,
+    key_id,
 )
 from shared.failpoints import failpoint
 from shared.metrics import MESSAGES_CONSUMED
@@ -164,9 +165,13 @@ class StreamHandlers:
         """A compacted snapshot of every purpose; a tombstone means the customer's consent is gone."""
         MESSAGES_CONSUMED.labels(record.topic).inc()
         if record.value is None:
-            if record.key:
-                customer_id = record.key.decode()
-                await self.erase_customer(record, customer_id, tombstone_mark(record), Cause(None, None))
+            customer_id = key_id(record.key, "customer")
+            if customer_id is None:
+                await send_dead_letter(
+                    self.dead_letters, record, "key: a tombstone's key is not a customer id"
+                )
+                return
+            await self.erase_customer(record, customer_id, tombstone_mark(record), Cause(None, None))
             return
         snapshot_record = await decode_or_dead_letter(self.dead_letters, record, ConsentStateSnapshot)
         if snapshot_record is None:

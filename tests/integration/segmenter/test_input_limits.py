@@ -95,3 +95,25 @@ async def test_a_non_finite_number_is_dead_lettered_and_the_rest_of_its_batch_ev
     assert float(redis_view.features("c-nan")["spend"]) == 12.0
     letters = await dead_letters(kafka_bootstrap, f"{topic_prefix}customer.events.dlq", 2)
     assert len(letters) == 2 and all("amount: must be a finite number" in x.error for x in letters)
+
+
+async def test_tombstones_with_keys_that_are_no_ids_are_dead_lettered_and_a_restart_still_loads(
+    start_service, kafka_io: Any, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    inputs, _ = kafka_io
+    segmenter = start_service("segmenter", **FAST).wait_ready()
+    # Not UTF-8, and UTF-8 that is no id: tombstones carry nothing else to check.
+    for key in (b"\xff\xfe", b"no spaces allowed"):
+        await inputs.producer.send_and_wait(f"{topic_prefix}consent.state", None, key=key)
+        await inputs.producer.send_and_wait(f"{topic_prefix}segment.definitions", None, key=key)
+    await inputs.send("segment.definitions", "after", definition("after", "event_count >= 1"))
+    await wait_until(
+        lambda: httpx.get(f"{segmenter.url}/v1/segments/after", headers=ADMIN).status_code == 200,
+        what="the definition after the bad tombstones",
+    )
+    for topic in ("consent.state", "segment.definitions"):
+        letters = await dead_letters(kafka_bootstrap, f"{topic_prefix}{topic}.dlq", 2)
+        assert len(letters) == 2 and all("tombstone's key is not a" in letter.error for letter in letters)
+    # The start-up load reads the compacted topics whole: a bad key there must not stop it.
+    segmenter.stop()
+    segmenter.start().wait_ready()
