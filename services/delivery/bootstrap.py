@@ -100,5 +100,5 @@ class DeliveryRuntime:
         return await broker_answers(self.producer)
 
     async def database_ready(self) -> str | None:
-        await asyncio.to_thread(self.store.counts, "")
+        await asyncio.to_thread(self.store.ping)
         return None

@@ -58,6 +58,10 @@ class SqliteDeliveryStore:
         self._db = connection
         self._lock = threading.Lock()  # one connection, shared by the threads of to_thread
 
+    def ping(self) -> None:
+        with self._lock:
+            self._db.execute("SELECT 1 FROM deliveries LIMIT 1").fetchall()
+
     def create_schema(self) -> None:
         with self._lock:
             self._db.executescript(SCHEMA)
