@@ -6,6 +6,8 @@ import logging
 import os
 import shutil
 import subprocess
+import tarfile
+import tempfile
 from pathlib import Path
 
 from shared.embedded import ensure_redis
@@ -21,6 +23,7 @@ def main() -> None:
     ensure_promtool()
     ensure_faketime()
     ensure_chromium()
+    ensure_axe()
 
 
 # apt must not start the package's system service: tests start their own Prometheus on a free port.
@@ -55,11 +58,16 @@ def ensure_faketime() -> None:
     present = any(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
     if present or os.geteuid() != 0 or not shutil.which("apt-get"):
         return
+    apt_install("faketime")
+    logging.info("libfaketime installed")
+
+
+def apt_install(package: str) -> None:
+    """Debian's `package`, without its recommends (callers check root and apt-get first)."""
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "faketime"]
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]
     subprocess.run(install, check=True, env=env)
-    logging.info("libfaketime installed")
 
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -70,11 +78,33 @@ def ensure_chromium() -> None:
     drives it by path, so no browser is ever downloaded."""
     if CHROMIUM.exists() or os.geteuid() != 0 or not shutil.which("apt-get"):
         return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]
-    subprocess.run(install, check=True, env=env)
+    apt_install("chromium")
     logging.info("chromium installed")
+
+
+# axe-core (the preference center's accessibility check), from the npm registry by `npm pack`:
+# the test injects this file into the page, so nothing is fetched from a CDN at test time.
+AXE_VERSION = "4.14.1"
+AXE_SCRIPT = Path(__file__).parent / ".cache" / f"axe-core-{AXE_VERSION}" / "axe.min.js"
+
+
+def ensure_axe() -> None:
+    """Unpack axe-core's `axe.min.js` into tests/.cache (npm verifies the tarball's integrity)."""
+    if AXE_SCRIPT.exists():
+        return
+    if not shutil.which("npm") and os.geteuid() == 0 and shutil.which("apt-get"):
+        apt_install("npm")
+    if not shutil.which("npm"):
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        pack = ["npm", "pack", f"axe-core@{AXE_VERSION}", "--silent", "--pack-destination", tmp]
+        subprocess.run(pack, check=True, stdout=subprocess.DEVNULL)
+        with tarfile.open(next(Path(tmp).glob("axe-core-*.tgz"))) as tar:
+            script = tar.extractfile("package/axe.min.js")
+            assert script is not None, "axe-core's package has no axe.min.js"
+            AXE_SCRIPT.parent.mkdir(parents=True, exist_ok=True)
+            AXE_SCRIPT.write_bytes(script.read())
+    logging.info("axe-core %s unpacked into %s", AXE_VERSION, AXE_SCRIPT.parent)
 
 
 if __name__ == "__main__":

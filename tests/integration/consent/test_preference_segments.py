@@ -1,5 +1,6 @@
 """The preference center's segments and why, through real consent and segmenter processes on one
-broker: grant, an event, the segment and its reason on the page, withdraw, the segment gone."""
+broker: grant, an event, the segment and its reason on the page, withdraw, the segment gone; and
+axe-core's accessibility check of the whole page (segments shown, the script's states)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from services.consent.preference.messages import MESSAGES
 from shared.events import CustomerEvent, new_event_id, utcnow
 from tests.integration.consent.conftest import choice, consent_env, link, produce, purpose, put
 from tests.integration.segmenter.conftest import ADMIN, FAST, module_segmenter, put_segment
+from tests.prepare import AXE_SCRIPT
 from tests.support import ServiceProcess, wait_for
 
 EN = MESSAGES["en"]
@@ -85,3 +87,40 @@ def test_the_page_shows_each_segment_and_why_until_consent_is_withdrawn(
     page.reload()
     expect(page.locator("#segments .segment")).to_have_count(0)
     expect(page.locator('#segments [data-segments="none"]')).to_have_text(EN["segments_none"])
+
+
+def serious_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now, one line each."""
+    assert AXE_SCRIPT.exists(), "no axe-core: run tests/prepare.py (make test does)"
+    if page.evaluate("() => typeof axe === 'undefined'"):
+        page.add_script_tag(path=AXE_SCRIPT)
+    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['impact']} {v['id']}: {v['help']} at {[n['target'] for n in v['nodes']]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+@pytest.mark.parametrize("locale", ["en-GB", "de-DE"])
+def test_the_page_has_no_serious_accessibility_violation(stack, browser, customer, locale) -> None:
+    consent, segmenter = stack
+    with httpx.Client(base_url=segmenter.url, headers=ADMIN, timeout=10) as api:
+        put_segment(api, "regulars", "purchase_count >= 1 and not profile.opted_out", "profiling")
+    assert put(consent, customer, "profiling", choice("granted")).status_code == 200
+    purchase(segmenter, customer, 20.0)
+    wait_for(lambda: "regulars" in segments_of(segmenter, customer), what="the segmenter's join")
+    context = browser.new_context(locale=locale)
+    page = context.new_page()
+    page.goto(link(consent, customer))
+    expect(page.locator('#segments .segment[data-segment="regulars"]')).to_be_visible()
+    assert serious_violations(page) == []
+
+    # The states the script creates: a recorded click, the erasure's confirmation step.
+    marketing = purpose(page, "marketing_email")
+    marketing.locator("button.toggle").click()
+    expect(marketing).to_have_attribute("data-published", "true")
+    page.locator("#erase").click()
+    expect(page.locator("#erase-confirm")).to_be_visible()
+    assert serious_violations(page) == []
+    context.close()
