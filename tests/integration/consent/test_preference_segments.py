@@ -4,7 +4,9 @@ axe-core's accessibility check of the whole page (segments shown, the script's s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ from tests.prepare import AXE_SCRIPT
 from tests.support import ServiceProcess, wait_for
 
 EN = MESSAGES["en"]
+DOCS_IMAGE = Path(__file__).parents[3] / "docs" / "img" / "preference-center.png"
 
 
 @pytest.fixture(scope="module")
@@ -66,19 +69,23 @@ def test_the_page_shows_each_segment_and_why_until_consent_is_withdrawn(
 ) -> None:
     consent, segmenter = stack
     with httpx.Client(base_url=segmenter.url, headers=ADMIN, timeout=10) as api:
-        put_segment(api, "big_spenders", "100 <= total_spend", "marketing_email")
+        rule = "100 <= total_spend"  # turned round by the explanation
+        body = {"name": "Big spenders", "rule": rule, "required_purposes": ["marketing_email"]}
+        assert api.put("/v1/segments/big_spenders", json=body).status_code == 200
     assert put(consent, customer, "marketing_email", choice("granted")).status_code == 200
     purchase(segmenter, customer, 150.0)
     wait_for(lambda: segments_of(segmenter, customer) == ["big_spenders"], what="the segmenter's join")
 
-    page = browser.new_page()
+    page = browser.new_page(viewport={"width": 720, "height": 900})
     page.goto(link(consent, customer))
     spenders = page.locator('#segments .segment[data-segment="big_spenders"]')
-    expect(spenders.get_by_role("heading", level=3)).to_have_text("big_spenders")
+    expect(spenders.get_by_role("heading", level=3)).to_have_text("Big spenders")
     expect(spenders.locator(".why")).to_have_text(
         "Why: you spent at least 100 EUR and you allowed Marketing e-mail."
     )
     page.screenshot(path=tmp_path / "segments.png", full_page=True)
+    if os.environ.get("UPDATE_DOCS_IMAGES"):  # the README's picture: see docs/consent.md
+        page.screenshot(path=DOCS_IMAGE, full_page=True)
 
     email = purpose(page, "marketing_email")
     email.get_by_role("button", name=EN["withdraw"]).click()
