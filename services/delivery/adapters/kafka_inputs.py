@@ -25,12 +25,13 @@ from services.delivery.handlers import (
     membership_update,
 )
 from shared import topics
-from shared.deadletter import DeadLetters, decode_or_dead_letter
+from shared.deadletter import DeadLetters, decode_or_dead_letter, send_dead_letter
 from shared.events import (
     ConsentChanged,
     ConsentStateSnapshot,
     ErasureRequested,
     MembershipChanged,
+    key_id,
     utcnow,
 )
 from shared.metrics import MESSAGES_CONSUMED
@@ -74,11 +75,12 @@ class KafkaDeliveryInputs:
     ) -> tuple[str, tuple[Update, Cause]] | None:
         if record.topic == self.state:
             if record.value is None:  # the tombstone an erasure leaves
-                if not isinstance(record.key, bytes):
+                customer_id = key_id(record.key, "customer")
+                if customer_id is None:
+                    error = "key: a tombstone's key is not a customer id"
+                    await send_dead_letter(dead_letters, record, error)
                     return None
-                return record.key.decode(), erased_update(
-                    f"{record.topic}:{record.partition}:{record.offset}"
-                )
+                return customer_id, erased_update(f"{record.topic}:{record.partition}:{record.offset}")
             snapshot = await decode_or_dead_letter(dead_letters, record, ConsentStateSnapshot)
             return None if snapshot is None else (snapshot.customer_id, consent_state_update(snapshot))
         if record.topic == self.erasures:

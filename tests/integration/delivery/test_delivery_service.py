@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -14,7 +15,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from shared.events import ConsentStateSnapshot, ErasureRequested, MembershipChanged, PurposeState, utcnow
 from tests.conftest import bearer
 from tests.integration.delivery.receiver import Receiver
-from tests.support import ServiceProcess, wait_for
+from tests.support import ServiceProcess, read_topic, wait_for
 
 PURPOSE = "marketing_email"
 
@@ -116,6 +117,9 @@ class Topics:
         request = ErasureRequested(event_id=uuid.uuid4().hex, customer_id=customer_id, requested_at=utcnow())
         self._send("erasure.requests", customer_id, request.to_bytes())
 
+    def tombstone(self, key: bytes) -> None:
+        self.producer.send(self.prefix + "consent.state", value=None, key=key, partition=0).get(10)
+
     def _send(self, topic: str, key: str, value: bytes) -> None:
         self.producer.send(self.prefix + topic, value=value, key=key.encode(), partition=0).get(10)
         self.sent[topic] = self.sent.get(topic, 0) + 1
@@ -167,7 +171,11 @@ def test_a_withdrawal_delivers_left_while_the_segment_still_holds(
 
 
 def test_an_erasure_delivers_left_at_every_destination(
-    start_service: Any, receivers: list[Receiver], producer: KafkaProducer, topic_prefix: str
+    start_service: Any,
+    receivers: list[Receiver],
+    producer: KafkaProducer,
+    topic_prefix: str,
+    kafka_bootstrap: str,
 ) -> None:
     service = delivery(start_service)
     mailer, ads = receiver(receivers), receiver(receivers)
@@ -178,10 +186,13 @@ def test_an_erasure_delivers_left_at_every_destination(
     topics.membership("c-1", "joined")
     for target in (mailer, ads):
         wait_for(target.bodies, what="the join")
+    topics.tombstone(b"\xff\xfe not an id")  # dead-lettered; the stream goes on
     topics.erasure("c-1")
     for target in (mailer, ads):
         wait_for(lambda target=target: len(target.bodies()) == 2, what="the leave")
         assert [(b["action"], b["reason"]) for b in target.bodies()][1] == ("left", "erased")
+    (letter,) = read_topic(kafka_bootstrap, topic_prefix + "consent.state.dlq", 1)
+    assert "not a customer id" in json.loads(letter)["error"]
 
 
 def test_a_destination_needs_purposes_of_the_catalog(start_service: Any, receivers: list[Receiver]) -> None:
