@@ -12,10 +12,10 @@ from pathlib import Path
 
 from shared.embedded import ensure_redis
 
-logging.basicConfig(level=logging.INFO, format="prepare: %(message)s")
-
 
 def main() -> None:
+    # Here, not at import: the accessibility test imports AXE_SCRIPT from this module.
+    logging.basicConfig(level=logging.INFO, format="prepare: %(message)s")
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     started = ensure_redis(url, Path(".data/test-redis"))
     # A Redis started here must outlive this script: the test run uses it.
