@@ -39,6 +39,8 @@ NAMES = frozenset(
         "consent.relay_publish",
         "audit.mid_batch",
         "audit.commit",
+        "delivery.after_route",
+        "delivery.after_ack",
     }
 )
 _SPEC = re.compile(r"^(?P<name>[a-z_.]+)=(?P<action>kill|raise)(?:@(?P<at>\d+))?(?:x(?P<times>\d+))?$")

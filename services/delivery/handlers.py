@@ -17,6 +17,7 @@ from services.delivery.domain.destinations import Destination, agreement_problem
 from services.delivery.domain.routing import Cause, Consent, Intent, merge_consent
 from services.delivery.domain.webhooks import SIGNATURE_HEADER, body, retry_delay, signature, subject
 from shared.events import ConsentChanged, ConsentStateSnapshot, MembershipChanged
+from shared.failpoints import failpoint
 
 log = logging.getLogger(__name__)
 Update = Callable[[set[str], Consent], tuple[set[str], Consent]]
@@ -146,6 +147,7 @@ class Dispatcher:
         error = await self.sender.post(destination.endpoint, payload, headers)
         label = destination.destination_id
         if error is None:
+            failpoint("delivery.after_ack")  # acknowledged, not yet marked delivered
             metrics.DELIVERED.labels(label).inc()
             await asyncio.to_thread(self.outbox.settle, item["seq"], "delivered", attempts, None)
         elif attempts >= self.policy.max_attempts:

@@ -34,6 +34,7 @@ from shared.events import (
     key_id,
     utcnow,
 )
+from shared.failpoints import failpoint
 from shared.metrics import MESSAGES_CONSUMED
 from shared.topics import TopicNames
 
@@ -56,6 +57,7 @@ class KafkaDeliveryInputs:
                 for record in records:
                     MESSAGES_CONSUMED.labels(tp.topic).inc()
                     await self._route(record, dead_letters)
+                    failpoint("delivery.after_route")  # in the outbox, the offset not yet committed
                 await consumer.commit({tp: records[-1].offset + 1})
 
     async def _route(self, record: ConsumerRecord, dead_letters: DeadLetters) -> None:

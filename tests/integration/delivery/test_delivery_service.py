@@ -298,3 +298,50 @@ def test_a_delivery_killed_while_retrying_sends_the_change_once_after_its_restar
         what="the outbox",
     )
     assert counts == {"delivered": 1}
+
+
+def restart_after_the_kill(service: ServiceProcess) -> None:
+    """Wait for the failpoint's SIGKILL, then start the service again without it."""
+    assert service.process is not None
+    service.process.wait(60)
+    service.env["FAILPOINTS"] = ""
+    service.start().wait_ready()
+
+
+def delivered_once(service: ServiceProcess, target: Receiver) -> None:
+    wait_for(target.bodies, timeout=60, what="the join")
+    assert len(target.bodies()) == 1 and len({a["key"] for a in target.attempts}) == 1
+    counts = wait_for(
+        lambda: httpx.get(f"{service.url}/v1/destinations/mailer", headers=bearer()).json()["deliveries"],
+        what="the outbox",
+    )
+    assert counts == {"delivered": 1}
+
+
+def test_a_kill_after_routing_before_the_offset_commit_enqueues_the_change_once(
+    start_service: Any, receivers: list[Receiver], producer: KafkaProducer, topic_prefix: str
+) -> None:
+    # The second input routed (consent or membership, whichever comes second) makes the join.
+    service = delivery(start_service, FAILPOINTS="delivery.after_route=kill@2")
+    mailer = receiver(receivers)
+    put_destination(service, "mailer", mailer)
+    topics = Topics(producer, topic_prefix)
+    topics.consent("c-1", granted=True, sequence=1)
+    topics.membership("c-1", "joined")
+    restart_after_the_kill(service)  # the input is read again: same idempotency key, same holding
+    delivered_once(service, mailer)
+
+
+def test_a_kill_after_the_receiver_acknowledged_resends_under_the_same_key(
+    start_service: Any, receivers: list[Receiver], producer: KafkaProducer, topic_prefix: str
+) -> None:
+    service = delivery(start_service, DELIVERY_TIMEOUT_S="1", FAILPOINTS="delivery.after_ack=kill")
+    mailer = receiver(receivers)
+    put_destination(service, "mailer", mailer)
+    topics = Topics(producer, topic_prefix)
+    topics.consent("c-1", granted=True, sequence=1)
+    topics.membership("c-1", "joined")
+    restart_after_the_kill(service)
+    # Sent again once the lease ran out (at least once); the receiver's key makes it once.
+    wait_for(lambda: len(mailer.attempts) == 2, timeout=60, what="the resend after the restart")
+    delivered_once(service, mailer)
