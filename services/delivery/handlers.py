@@ -50,6 +50,9 @@ def membership_update(change: MembershipChanged) -> tuple[Update, Cause]:
 
 
 def consent_change_update(change: ConsentChanged, now: datetime) -> tuple[Update, Cause]:
+    if change.reason == "erasure":
+        # The consent service withdraws every granted purpose first: that is the erasure arriving.
+        return erased_update(change.event_id)
     live = change.status == "granted" and (change.expires_at is None or change.expires_at > now)
     incoming: Consent = {change.purpose: (live, change.sequence)}
     return lambda members, consent: (members, merge_consent(consent, incoming)), Cause(

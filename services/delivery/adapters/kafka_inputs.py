@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
-from services.delivery.adapters.sqlite_store import SqliteDeliveryStore
 from services.delivery.domain.routing import Cause
 from services.delivery.handlers import (
+    RoutingStore,
     Update,
     consent_change_update,
     consent_state_update,
@@ -40,7 +40,7 @@ from shared.topics import TopicNames
 
 
 class KafkaDeliveryInputs:
-    def __init__(self, names: TopicNames, store: SqliteDeliveryStore, routed: Callable[[], None]) -> None:
+    def __init__(self, names: TopicNames, store: RoutingStore, routed: Callable[[], None]) -> None:
         self.store, self.routed = store, routed
         self.membership = names.name(topics.SEGMENT_MEMBERSHIP)
         self.changes = names.name(topics.CONSENT_CHANGES)
