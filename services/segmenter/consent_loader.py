@@ -21,10 +21,14 @@ async def load_consent_state(
     store: RedisCustomerStore,
     track: Callable[[int, str], Awaitable[None]] | None = None,
 ) -> int:
-    """Apply the latest snapshot of every customer; returns how many customers were loaded.
+    """Fill in the consent Redis lacks from the latest snapshot of every customer; returns how
+    many customers were read.
 
-    A purpose's state is replaced only by a newer one (by sequence; PurposeConsent.supersedes),
-    so what the consent.changes stream applied already is never undone; a tombstone (an erasure)
+    Only purposes Redis holds no state for are written (a new worker's Redis, or one emptied for a
+    rebuild). A purpose Redis holds is left to the streams, which resume from their committed
+    offsets and apply every change in order: the latest snapshot would jump over a change made
+    while the segmenter was down (an opt-out, then a grant again), and the opt-out, then older
+    than what Redis holds, would never be announced as a `left`. A tombstone (an erasure)
     marks the customer erased and drops their consent (all denied); the stream's handler erases
     the rest and announces it. States from before a marked erasure are refused. Invalid records
     are left to the stream agent, which dead-letters them once. `track(partition, customer)`
@@ -49,10 +53,12 @@ async def load_consent_state(
         except ValidationError:
             continue
         fallback = snapshot.updated_at.timestamp()
-        states = {p: purpose_consent(s, fallback) for p, s in snapshot.purposes.items()}
-        if states and (await store.apply_consent(snapshot.customer_id, states)).refused < len(states):
-            if track is not None:
-                await store.remember(record.partition, snapshot.customer_id)
-                await track(record.partition, snapshot.customer_id)
+        held = (await store.read(snapshot.customer_id)).consent.purposes
+        states = {p: purpose_consent(s, fallback) for p, s in snapshot.purposes.items() if p not in held}
+        if states and (await store.apply_consent(snapshot.customer_id, states)).refused == len(states):
+            continue  # every state is from before the customer's erasure
+        if (held or states) and track is not None:
+            await store.remember(record.partition, snapshot.customer_id)
+            await track(record.partition, snapshot.customer_id)
     log.info("loaded consent state", extra={"customers": len(latest)})
     return len(latest)

@@ -59,3 +59,40 @@ def test_http_answers_while_the_broker_is_away(start_service: Any) -> None:
     assert httpx.get(f"{service.url}/healthz").status_code == 200
     listing = httpx.get(f"{service.url}/v1/segments", headers=ADMIN)
     assert listing.status_code == 503 and "broker" in listing.json()["detail"]
+
+
+def _state(customer: str, status: str, sequence: int) -> bytes:
+    state = PurposeState(
+        status=status, effective=status == "granted", recorded_at=datetime.now(UTC), sequence=sequence
+    )
+    return ConsentStateSnapshot(
+        event_id=new_event_id(),
+        customer_id=customer,
+        purposes={"marketing_email": state},
+        updated_at=datetime.now(UTC),
+    ).to_bytes()
+
+
+async def test_an_opt_out_made_while_the_segmenter_was_down_is_announced_after_the_restart(
+    start_service: Any, kafka_io: Any
+) -> None:
+    """Withdrawn and granted again while the segmenter was down: the latest consent.state
+    snapshot (granted) must not jump over the withdrawal, whose `left` campaign tools need."""
+    inputs, outputs = kafka_io
+    service = start_service("segmenter", **FAST).wait_ready()
+    with httpx.Client(base_url=service.url, headers=ADMIN) as client:
+        put_segment(client, "mail", "event_count >= 1", "marketing_email")
+    await inputs.consent("c-down", "marketing_email", "granted", sequence=1)
+    await inputs.send("consent.state", "c-down", _state("c-down", "granted", 1))
+    await inputs.event("c-down", "click")
+    await wait_until(lambda: outputs.find("c-down", "mail", "joined"), what="the join")
+    service.stop()
+    for sequence, status in ((2, "denied"), (3, "granted")):  # as the consent service publishes them
+        await inputs.consent("c-down", "marketing_email", status, sequence=sequence)
+        await inputs.send("consent.state", "c-down", _state("c-down", status, sequence))
+    service.start().wait_ready()
+    await wait_until(
+        lambda: [m.action for m in outputs.of("c-down", "mail")] == ["joined", "left", "joined"],
+        what="the opt-out's left, then the join again",
+    )
+    assert outputs.of("c-down", "mail")[1].reason == "consent_withdrawn"
