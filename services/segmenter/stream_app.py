@@ -13,6 +13,7 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord
 
 from services.segmenter.adapters.faust_transport import SegmenterFaustApp
+from services.segmenter.metrics import OWNED_PARTITIONS
 from services.segmenter.settings import SegmenterSettings
 from services.segmenter.stream_handlers import StreamHandlers
 from shared.kafka import clamp_lag, faust_credentials, topic_names
@@ -105,16 +106,20 @@ def record_lag(app: SegmenterFaustApp) -> None:
 def on_assignment(
     app: SegmenterFaustApp, settings: SegmenterSettings, follow: Callable[[list[int]], Awaitable[None]]
 ) -> None:
-    """Call `follow` with the owned partitions whenever faust's assignment changes."""
+    """Call `follow` with the owned partitions whenever faust's assignment changes, and set the
+    owned-partitions gauge then (the sweep sets it too, but only every SWEEP_INTERVAL_S)."""
 
     async def revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         # Before the partitions move on: stop reading them (the new owner starts after this).
-        await follow(
-            [p for p in owned_partitions(app, settings) if p not in {tp.partition for tp in revoked}]
-        )
+        gone = {tp.partition for tp in revoked}
+        kept = [p for p in owned_partitions(app, settings) if p not in gone]
+        OWNED_PARTITIONS.set(len(kept))
+        await follow(kept)
 
     async def assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
-        await follow(owned_partitions(app, settings))
+        owned = owned_partitions(app, settings)
+        OWNED_PARTITIONS.set(len(owned))
+        await follow(owned)
 
     app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]  # faust types receivers loosely
     app.on_partitions_assigned.connect(assigned)  # type: ignore[arg-type]

@@ -1,5 +1,5 @@
 """The invariants under a seeded random interleaving of thousands of events and consent changes,
-with one worker, and with two workers of which one is SIGKILLed mid-run."""
+with one worker, and with two workers of which one is SIGKILLed mid-run; who owns which partition."""
 
 from __future__ import annotations
 
@@ -88,3 +88,11 @@ async def test_survivor_takes_over_a_killed_worker(
     assert metric(second.url, owned) == 3
     check_stream(outputs.messages, model)
     assert metric(second.url, "segwarden_segmenter_compliance_violations_total") == 0
+
+
+def test_the_owned_partitions_gauge_follows_the_assignment(start_service: Any) -> None:
+    """Set when faust assigns the partitions, not only by a sweep (none runs here within the hour):
+    rebalance tests and dashboards read it to see who owns what."""
+    segmenter = start_service("segmenter", SWEEP_INTERVAL_S="3600").wait_ready()
+    owned = "segwarden_segmenter_owned_partitions"
+    wait_for(lambda: metric(segmenter.url, owned) == 3, 60, "the gauge to show the three partitions")
