@@ -104,7 +104,7 @@ def start_service(service_env: dict[str, str], tmp_path: Path) -> Iterator[type[
 
     yield Runner
     for process in started:
-        process.stop()
+        process.kill()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from shared.embedded import free_port, port_open
+from tests.support import TANSU_GROUP_TIMING
 
 SERVICES = ("consent", "segmenter", "audit", "delivery")
 
@@ -72,6 +73,7 @@ def launch_stack(
     broker_port = free_port()
     data_dir = data_dir or tmp_path / "data"
     env = {
+        **TANSU_GROUP_TIMING,  # `segwarden up` starts its embedded broker on broker_port
         **{k: v for k, v in os.environ.items() if k not in {"AUTH_TOKENS", "KAFKA_BOOTSTRAP_SERVERS"}},
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{broker_port}",
         "REDIS_URL": redis_url,

@@ -240,7 +240,7 @@ class FaultStack:
         self._watcher.join(2)
         for worker in self.workers():
             worker.managed = False
-            worker.service.stop()
+            worker.service.kill()
         self.redis.stop()
         self.broker.stop()
 

@@ -53,7 +53,7 @@ def consent(
     try:
         yield service.wait_ready()
     finally:
-        service.stop()
+        service.kill()
 
 
 @pytest.fixture(scope="module")

@@ -220,7 +220,7 @@ def module_segmenter(
     try:
         yield service.wait_ready()
     finally:
-        service.stop()
+        service.kill()
         client = redis.Redis.from_url(redis_url, decode_responses=True)
         for key in client.scan_iter(f"sw:{prefix}*", count=1000):
             client.delete(key)
