@@ -9,6 +9,7 @@ records of a fetch are routed, so a redelivered record finds its webhooks alread
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -36,7 +37,13 @@ from shared.events import (
 )
 from shared.failpoints import failpoint
 from shared.metrics import MESSAGES_CONSUMED
+from shared.supervise import TRANSIENT as SHARED_TRANSIENT
+from shared.supervise import handle_or_dead_letter
 from shared.topics import TopicNames
+
+# The delivery store is sqlite3 itself (not SQLAlchemy): its OperationalError is a locked or
+# unreachable database, worth waiting for like any store outage.
+TRANSIENT = (*SHARED_TRANSIENT, sqlite3.OperationalError)
 
 
 class KafkaDeliveryInputs:
@@ -56,9 +63,16 @@ class KafkaDeliveryInputs:
             for tp, records in batches.items():
                 for record in records:
                     MESSAGES_CONSUMED.labels(tp.topic).inc()
-                    await self._route(record, dead_letters)
+                    await self.handle(record, dead_letters)
                     failpoint("delivery.after_route")  # in the outbox, the offset not yet committed
                 await consumer.commit({tp: records[-1].offset + 1})
+
+    async def handle(self, record: ConsumerRecord, dead_letters: DeadLetters) -> None:
+        """Route one record, waiting out transient errors (a locked or unreachable store among
+        them); one that fails otherwise goes to its dead-letter topic and the stream goes on."""
+        await handle_or_dead_letter(
+            dead_letters, "delivery-inputs", [record], lambda _: self._route(record, dead_letters), TRANSIENT
+        )
 
     async def _route(self, record: ConsumerRecord, dead_letters: DeadLetters) -> None:
         decoded = await self._decode(record, dead_letters)
