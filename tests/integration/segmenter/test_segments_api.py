@@ -98,6 +98,9 @@ async def test_lifecycle_members_stats_and_delete(api: httpx.Client, kafka_io: A
         )
     await inputs.producer.flush()
     await wait_until(lambda: len(redis_view.members("active")) == 12, what="12 members")
+    # Announced too: a join still waiting for the admission barrier when the rule changes is
+    # withheld, and then its leave is never announced either (each segment's stream alternates).
+    await wait_until(lambda: all(outputs.find(c, "active", "joined") for c in customers), what="12 joins")
 
     pages, cursor = [], None
     while True:
