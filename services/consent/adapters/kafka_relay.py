@@ -128,6 +128,11 @@ class KafkaOutboxRelay:
             await asyncio.to_thread(self.outbox.mark_sent, rows, utcnow())
             published += len(rows)
             _count(rows, self.names)
+            if len(rows) < self.batch_size:
+                # The read was not cut by the limit: every row visible to it is out, so every
+                # commit up to `drawn` is, without waiting for an empty read (which commits
+                # arriving meanwhile could put off).
+                await self._advance(drawn)
 
     async def republish_state(self, producer: AIOKafkaProducer) -> int:
         """Every customer's current state to consent.state: idempotent for last-value-per-key readers."""
