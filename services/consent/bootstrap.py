@@ -42,6 +42,8 @@ from shared.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 OUTBOX_SAMPLE_SECONDS = 1.0
+# How often the relaying replica looks for rows another replica committed (one indexed probe).
+PEER_POLL_SECONDS = 0.05
 
 
 class ConsentRuntime:
@@ -62,6 +64,8 @@ class ConsentRuntime:
             state_page=lambda after, limit: self.service.state_page(after, limit),
             ensure_topics=lambda: asyncio.to_thread(ensure_topics, settings),
             poll_interval=settings.consent_outbox_poll_interval,
+            # Replicas share a PostgreSQL database; SQLite is one process per file.
+            peer_poll_interval=PEER_POLL_SECONDS if self.engine.dialect.name == "postgresql" else None,
             retention=timedelta(seconds=settings.consent_outbox_retention_seconds),
         )
         policy = ConsentPolicy(load_catalog(settings.purposes_file))

@@ -52,6 +52,7 @@ class KafkaOutboxRelay:
         state_page: StatePage,
         ensure_topics: EnsureTopics,
         poll_interval: float = 2.0,
+        peer_poll_interval: float | None = None,
         batch_size: int = 500,
         retention: timedelta = timedelta(hours=1),
     ) -> None:
@@ -61,6 +62,9 @@ class KafkaOutboxRelay:
         self.state_page = state_page
         self.ensure_topics = ensure_topics
         self.poll_interval = poll_interval
+        # With replicas (PostgreSQL), the leader also looks this often for rows the others
+        # committed: their commits cannot wake it, and their PUTs wait for its publication.
+        self.peer_poll_interval = peer_poll_interval
         self.batch_size = batch_size
         self.retention = retention
         self._wake = asyncio.Event()
@@ -103,7 +107,7 @@ class KafkaOutboxRelay:
                     await self.republish_state(producer)
                     resync = False
                 await self._prune()
-                woken = await self._sleep_until_woken()
+                woken = await self._sleep_until_woken(peers=True)
                 # A broker that restarted empty (the embedded one keeps nothing) is found here.
                 resync = not woken and not await self._topics_present(producer)
             except RETRYABLE:
@@ -187,13 +191,21 @@ class KafkaOutboxRelay:
             await asyncio.to_thread(self.outbox.prune_sent, now - self.retention)
             self._pruned_at = now
 
-    async def _sleep_until_woken(self) -> bool:
-        """True when a commit woke the relay, False after the fallback poll interval."""
-        try:
-            await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-        except TimeoutError:
-            return False
-        return True
+    async def _sleep_until_woken(self, peers: bool = False) -> bool:
+        """True when a commit woke the relay (with `peers`, also when rows other replicas committed
+        wait), False after the fallback poll interval."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.poll_interval
+        step = self.peer_poll_interval if peers and self.peer_poll_interval else self.poll_interval
+        while (left := deadline - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(self._wake.wait(), min(step, left))
+            except TimeoutError:
+                if peers and self.peer_poll_interval and await asyncio.to_thread(self.outbox.has_unsent):
+                    return True
+                continue
+            return True
+        return False
 
     async def _topics_present(self, producer: AIOKafkaProducer) -> bool:
         cluster = await producer.client.fetch_all_metadata()

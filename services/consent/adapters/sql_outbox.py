@@ -68,6 +68,12 @@ class SqlOutbox:
                 reader(connection).execute(select(func.coalesce(func.max(outbox.c.id), 0))).scalar_one()
             )
 
+    def has_unsent(self) -> bool:
+        """Whether any committed row waits to be published (a replica's, say)."""
+        query = select(outbox.c.id).where(outbox.c.sent_at.is_(None)).limit(1)
+        with self.engine.connect() as connection:
+            return reader(connection).execute(query).first() is not None
+
     def unsent_through(self, last_id: int) -> bool:
         """Whether a committed row with an id up to `last_id` still waits to be published."""
         query = select(outbox.c.id).where(outbox.c.sent_at.is_(None), outbox.c.id <= last_id).limit(1)
