@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -21,10 +22,27 @@ class InfrastructureError(RuntimeError):
     """A local dependency could not be started; the message says what to do."""
 
 
+# Ports handed out for servers that bind them later: below Linux's ephemeral range (32768-60999),
+# from which the kernel picks the local port of every outgoing connection; a port from there can
+# be taken by a connection made meanwhile (seen: "CONSENT_PORT ... Address already in use").
+_SERVER_PORTS = range(20000, 32768)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free now, outside the ephemeral range, not handed out before by this process."""
+    for _ in range(200):
+        port = secrets.choice(_SERVER_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_SERVER_PORTS.start}-{_SERVER_PORTS.stop - 1}")
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
