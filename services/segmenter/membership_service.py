@@ -32,7 +32,7 @@ from services.segmenter.locks import KeyedLocks
 from services.segmenter.metrics import COMMIT_CONFLICTS, EVALUATION_SECONDS, MEMBERSHIP_CHANGES
 from shared.events import MembershipChanged, new_event_id
 from shared.failpoints import failpoint
-from shared.supervise import describe_failure
+from shared.supervise import describe_failure, retry
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 20
@@ -354,22 +354,27 @@ class MembershipService:
     async def _admit(self, todo: list[Waiting]) -> None:
         ids = {i for _, wanted in todo for i in wanted}
         try:
-            assert self.barrier is not None
-            await self.barrier.settled([cid for cid, _ in todo])
-            async with AsyncExitStack() as stack:
-                for customer_id in sorted({cid for cid, _ in todo}):
-                    await stack.enter_async_context(self.locks.hold(customer_id))
-                outgoing = []
-                for customer_id, wanted in todo:  # what is still there (an eviction may have withheld it)
-                    box = await self.store.outbox(customer_id)
-                    outgoing.append(
-                        Outgoing(customer_id, [raw for raw in box if _decode(raw).event_id in wanted])
-                    )
-                await self._egress([o for o in outgoing if o.outbox], admit=True)
+            # A dropped connection (a stale one after a Redis restart, say) is waited out here:
+            # left to the sweep, the join would go out only at its next run.
+            await retry("admit joins", lambda: self._admit_once(todo))
         except Exception as exc:  # left in the outbox: the partition's sweep relays it (and waits again)
             log.warning("joins not admitted yet", extra={"error": describe_failure(exc)})
         finally:
             self._waiting -= ids
+
+    async def _admit_once(self, todo: list[Waiting]) -> None:
+        assert self.barrier is not None
+        await self.barrier.settled([cid for cid, _ in todo])
+        async with AsyncExitStack() as stack:
+            for customer_id in sorted({cid for cid, _ in todo}):
+                await stack.enter_async_context(self.locks.hold(customer_id))
+            outgoing = []
+            for customer_id, wanted in todo:  # what is still there (an eviction may have withheld it)
+                box = await self.store.outbox(customer_id)
+                outgoing.append(
+                    Outgoing(customer_id, [raw for raw in box if _decode(raw).event_id in wanted])
+                )
+            await self._egress([o for o in outgoing if o.outbox], admit=True)
 
     async def close(self) -> None:
         """Stop admitting (what waits stays in the outbox for the next owner's relay)."""

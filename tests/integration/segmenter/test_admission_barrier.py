@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import EventWrite, RedisCustomerStore
@@ -34,9 +35,13 @@ class GateBarrier(ConsentBarrier):
     def __init__(self) -> None:
         self.gate = asyncio.Event()
         self.asked: list[list[str]] = []
+        self.drops = 0  # connections to drop first, as a stale one does after a Redis restart
 
     async def settled(self, customer_ids: Collection[str]) -> None:
         self.asked.append(sorted(customer_ids))
+        if self.drops:
+            self.drops -= 1
+            raise RedisConnectionError("Connection closed by server.")
         await self.gate.wait()
 
 
@@ -138,4 +143,15 @@ async def test_an_admitted_join_goes_out_once_the_barrier_passes(parts: tuple) -
     barrier.gate.set()
     await _quiet(membership)
     assert _mail(membership) == [("joined", "consent_granted")]
+    assert await store.outbox("c-1") == []
+
+
+async def test_a_dropped_connection_while_admitting_is_waited_out_not_left_to_the_sweep(parts: tuple) -> None:
+    store, membership, barrier = parts
+    barrier.drops = 1
+    barrier.gate.set()
+    await _click(store)
+    await _consent(store, membership, "granted", 1)
+    await _quiet(membership)
+    assert _mail(membership) == [("joined", "consent_granted")] and len(barrier.asked) == 2
     assert await store.outbox("c-1") == []
