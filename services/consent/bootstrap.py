@@ -83,7 +83,7 @@ class ConsentRuntime:
             internal_token(settings),
             settings.consent_export_timeout,
         )
-        self.receipts = ErasureReceipts(self.service, self.peers, self.names)
+        self.receipts = ErasureReceipts(self.service, self.outbox, self.peers, self.names)
         self.preference_access = PreferenceAccess(
             PreferenceLinks(load_link_key(settings)),
             SqlLinkGenerations(self.engine),

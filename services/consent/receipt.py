@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from services.consent.adapters.http_peers import HttpPeerExport, PeerUnavailableError
+from services.consent.adapters.sql_outbox import SqlOutbox
 from services.consent.api.schemas import (
     ErasureReceiptOut,
     LedgerProofOut,
@@ -24,8 +25,10 @@ KAFKA_ONLY = "on Apache Kafka, plus up to the topic's segment.ms; the embedded b
 
 
 class ErasureReceipts:
-    def __init__(self, service: ConsentService, peers: HttpPeerExport, names: TopicNames) -> None:
-        self.service, self.peers, self.names = service, peers, names
+    def __init__(
+        self, service: ConsentService, outbox: SqlOutbox, peers: HttpPeerExport, names: TopicNames
+    ) -> None:
+        self.service, self.outbox, self.peers, self.names = service, outbox, peers, names
 
     async def receipt(self, customer_id: str) -> ErasureReceiptOut | None:
         """The latest erasure's receipt, or None when the customer was never erased."""
@@ -39,7 +42,7 @@ class ErasureReceipts:
             _optional(self.peers.erasure_proof(customer_id, erasure.event_id)),
         )
         services = {
-            "consent": _consent_part(held.unsent, held.records),
+            "consent": _consent_part(held.unsent, held.records, self.outbox.log_holds_erased),
             "segmenter": _segmenter_part(segmenter, self._marker_until(erasure)),
             "audit": _audit_part(proof),
         }
@@ -82,10 +85,13 @@ def _retention(name: str, configs: dict[str, str], erased_at: datetime) -> Topic
     return TopicRetentionOut(topic=name, until=until, bound=f"retention.ms={ms} ({KAFKA_ONLY})")
 
 
-def _consent_part(unsent: int, records: int) -> ServiceErasureOut:
+def _consent_part(unsent: int, records: int, log_holds_erased: bool) -> ServiceErasureOut:
     remains = [f"{records} consent record(s) made after the erasure (a new signup)"] if records else []
     if unsent:
         detail = f"{unsent} message(s) of the erasure not yet published"
+        return ServiceErasureOut(status="pending", detail=detail, remains=remains)
+    if log_holds_erased:
+        detail = "the database's write-ahead log still holds pages of deleted rows until it is truncated"
         return ServiceErasureOut(status="pending", detail=detail, remains=remains)
     detail = "consent records deleted and the erasure published; a pseudonymous proof is kept"
     return ServiceErasureOut(status="done", detail=detail, remains=remains)

@@ -103,6 +103,7 @@ class KafkaOutboxRelay:
                 if resync:
                     await self.ensure_topics()
                 await self.drain(producer)
+                await asyncio.to_thread(self.outbox.scrub_log)
                 if resync:
                     await self.republish_state(producer)
                     resync = False

@@ -60,6 +60,27 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def truncate_log(engine: Engine) -> bool:
+    """Checkpoint SQLite's write-ahead log and truncate it; whether it completed (a reader on an
+    older snapshot makes it give up). `secure_delete` zeroes deleted rows in the database file,
+    but the log keeps the earlier versions of their pages until it is truncated. PostgreSQL keeps
+    its log outside DATA_DIR (docs/consent.md, "Erasure"): nothing to do here."""
+    lock = _SQLITE_WRITERS.get(engine)
+    if lock is None:
+        return True
+    # The raw DB-API connection runs in autocommit (see _sqlite_connect): a checkpoint cannot
+    # run inside the transaction SQLAlchemy would begin.
+    with lock:
+        connection = engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            cursor.close()
+        finally:
+            connection.close()
+    return busy == 0
+
+
 def _sqlite_begin(connection: Connection) -> None:
     # IMMEDIATE takes the write lock at BEGIN, so a read-then-write never meets a newer commit.
     mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, bindparam, delete, func, select, update
 
-from services.consent.adapters.sql_engine import reader, write_transaction
+from services.consent.adapters.sql_engine import reader, truncate_log, write_transaction
 from services.consent.adapters.sql_tables import outbox
 
 _SAME_ROW = (outbox.c.id == bindparam("k_id")) & (outbox.c.event_id == bindparam("k_event"))
@@ -34,6 +34,9 @@ class OutboxStats:
 class SqlOutbox:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Set before an erasure's last rows are deleted, cleared once the log is truncated: until
+        # then SQLite's write-ahead log may still hold the erased customer's pages.
+        self.log_holds_erased = False
 
     def pending(self, limit: int) -> list[OutboxRow]:
         """The oldest unsent rows in commit order per customer (ids grow under the customer lock)."""
@@ -55,11 +58,19 @@ class SqlOutbox:
         """
         purge = [{"k_id": r.id, "k_event": r.event_id} for r in rows if r.purge_when_sent]
         keep = [{"k_id": r.id, "k_event": r.event_id, "now": now} for r in rows if not r.purge_when_sent]
+        if purge:
+            self.log_holds_erased = True
         with write_transaction(self.engine) as connection:
             if keep:
                 connection.execute(_MARK_SENT, keep)
             if purge:
                 connection.execute(_PURGE_SENT, purge)
+
+    def scrub_log(self) -> None:
+        """Once an erasure's rows are gone, truncate the write-ahead log that still holds their
+        pages (retried on the relay's next round while a reader holds an older snapshot)."""
+        if self.log_holds_erased:
+            self.log_holds_erased = not truncate_log(self.engine)
 
     def last_id(self) -> int:
         """The highest id committed so far (0 for an empty outbox)."""

@@ -1,0 +1,217 @@
+"""Erasure against the real consent, segmenter and audit processes, under an event backlog and
+with consent SIGKILLed between the erasure's commit and its publish: afterwards no Redis key,
+member, database row, log line or file under DATA_DIR holds the raw id, the ledger records the
+erasure once, and every segment the customer was in announced `left`/`erased` once."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from kafka import KafkaProducer
+
+from shared.events import CustomerEvent, new_event_id, utcnow
+from tests.conftest import bearer
+from tests.faults.collector import MembershipCollector
+from tests.integration.consent.conftest import choice, put
+from tests.integration.consent.test_durability import _killed
+from tests.integration.segmenter.conftest import naming, put_segment
+from tests.support import ServiceProcess, wait_for
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+DSR = bearer("dsr-officer-0001")
+PURPOSES = ("marketing_email", "personalization")
+# Each segment the customer joins: one per purpose and one requiring none (an erasure takes the
+# customer out of it too).
+RULES = {"mail": ("event_count >= 1", ["marketing_email"]), "web": ("event_count >= 1", ["personalization"])}
+RULES["all"] = ("event_count >= 1", [])
+
+
+@pytest.fixture
+def raw_id() -> str:
+    """An id as production ids often are (an e-mail address), unique to the test so a grep finds only it."""
+    return f"jane.{uuid.uuid4().hex[:12]}@erasure.example"
+
+
+@dataclass
+class Stack:
+    """Segmenter and audit processes, the segments the customer joins, and a collector reading
+    segment.membership from offset 0 as a campaign tool would; each test starts consent itself."""
+
+    start_service: Any
+    segmenter: ServiceProcess
+    audit: ServiceProcess
+    segments: list[str]
+    collector: MembershipCollector
+    bootstrap: str
+    prefix: str
+    redis_url: str
+
+    def start_consent(self, **env: str) -> ServiceProcess:
+        consent: ServiceProcess = self.start_service(
+            "consent", SEGMENTER_URL=self.segmenter.url, AUDIT_URL=self.audit.url, **env
+        )
+        return consent.wait_ready(90)
+
+    def send_events(self, customer: str, count: int, occurred_at: datetime) -> None:
+        """`count` events of the customer on customer.events, as fast as the producer batches them."""
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=20)
+        try:
+            for n in range(count):
+                event = CustomerEvent(
+                    event_id=new_event_id(),
+                    customer_id=customer,
+                    type="page_view",
+                    occurred_at=occurred_at - timedelta(microseconds=n),
+                    source="backlog",
+                )
+                producer.send(f"{self.prefix}customer.events", event.to_bytes(), key=customer.encode())
+            producer.flush(60)
+        finally:
+            producer.close()
+
+    def events_processed(self) -> float:
+        """Events the segmenter is done with, whatever the outcome (applied, erased, duplicate)."""
+        text = httpx.get(f"{self.segmenter.url}/metrics", timeout=10).text
+        pattern = r"^segwarden_segmenter_events_processed_total\{[^}]*\} ([0-9.e+]+)$"
+        return sum(float(value) for value in re.findall(pattern, text, re.M))
+
+    def announced(self, customer: str, segment: str) -> list[tuple[str, str]]:
+        """(action, reason) of each change of the customer in the segment, de-duplicated by event id."""
+        return [
+            (m.action, m.reason)
+            for m in self.collector.messages()
+            if m.customer_id == customer and m.segment_id == segment
+        ]
+
+    def join_everywhere(self, consent: ServiceProcess, customer: str) -> None:
+        for purpose in PURPOSES:
+            assert put(consent, customer, purpose, choice()).status_code == 200
+        self.send_events(customer, 3, utcnow())
+
+        def joined() -> bool:
+            return all([a for a, _ in self.announced(customer, s)][:1] == ["joined"] for s in self.segments)
+
+        wait_for(joined, timeout=90, what="the customer joined every segment")
+
+
+@pytest.fixture
+def stack(start_service: Any, kafka_bootstrap: str, topic_prefix: str, redis_url: str) -> Iterator[Stack]:
+    segmenter, audit = start_service("segmenter"), start_service("audit")
+    for service in (segmenter, audit):
+        service.wait_ready(90)
+    segments = [f"{name}-{uuid.uuid4().hex[:6]}" for name in RULES]
+    with httpx.Client(base_url=segmenter.url, headers=bearer(), timeout=10) as api:
+        for segment, (rule, purposes) in zip(segments, RULES.values(), strict=True):
+            put_segment(api, segment, rule, *purposes)
+    collector = MembershipCollector(kafka_bootstrap, f"{topic_prefix}segment.membership").start()
+    try:
+        yield Stack(
+            start_service, segmenter, audit, segments, collector, kafka_bootstrap, topic_prefix, redis_url
+        )
+    finally:
+        collector.stop()
+
+
+def settled_receipt(consent: ServiceProcess, raw_id: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        response = httpx.get(f"{consent.url}/v1/customers/{raw_id}/erasure", headers=DSR, timeout=30)
+        body: dict[str, Any] = response.json()
+        return body if response.status_code == 200 and body["status"] == "done" else None
+
+    found: dict[str, Any] = wait_for(done, timeout=120, what="the erasure done in every service", every=0.5)
+    return found
+
+
+def files_naming(root: Path, needle: str) -> list[str]:
+    """Every file under `root` (databases, their WAL and journals, models, reports, logs) whose bytes
+    contain `needle`."""
+    raw = needle.encode()
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and raw in p.read_bytes())
+
+
+def redis_naming(stack: Stack, customer: str) -> list[str]:
+    """Every key of the test's Redis namespace whose name or value holds the id."""
+
+    async def scan() -> list[str]:
+        client = aioredis.Redis.from_url(stack.redis_url, decode_responses=True)
+        try:
+            return await naming(client, f"sw:{stack.prefix}", customer)
+        finally:
+            await client.aclose()  # type: ignore[attr-defined]
+
+    return asyncio.run(scan())
+
+
+def assert_erased_everywhere(stack: Stack, consent: ServiceProcess, customer: str, erasure_id: str) -> None:
+    """Nothing holds the raw id; the ledger has the erasure once; each segment announced its leave once."""
+    assert redis_naming(stack, customer) == []
+    for segment in stack.segments:
+        members = httpx.get(
+            f"{stack.segmenter.url}/v1/segments/{segment}/members", headers=bearer(), timeout=10
+        )
+        assert customer not in members.text
+        assert stack.announced(customer, segment)[1:] == [("left", "erased")], segment
+    records = httpx.get(
+        f"{stack.audit.url}/v1/audit",
+        params={"customer_id": customer, "kind": "erasure_request"},
+        headers=bearer(),
+        timeout=10,
+    ).json()["records"]
+    assert [r["event_id"] for r in records] == [erasure_id], "the ledger records the erasure once"
+    # One DATA_DIR for the three services: consent's SQLite database (and its log), the ledger's.
+    assert files_naming(Path(consent.env["DATA_DIR"]), customer) == []
+    logs = [s.log_path for s in (consent, stack.segmenter, stack.audit)]
+    logged = [
+        f"{p.name}: {line[:200]}" for p in logs for line in p.read_text().splitlines() if customer in line
+    ]
+    assert logged == []
+
+
+def test_an_erasure_under_an_event_backlog_leaves_nothing_and_is_announced_once(
+    stack: Stack, raw_id: str
+) -> None:
+    consent = stack.start_consent()
+    stack.join_everywhere(consent, raw_id)
+    # The backlog: events queued on customer.events just before the erasure, not yet applied when it
+    # comes, and more of them, from before the erasure, delivered after it (a producer catching up).
+    before_erasure, backlog, late = utcnow(), 1500, 500
+    stack.send_events(raw_id, backlog, before_erasure)
+    response = httpx.post(f"{consent.url}/v1/customers/{raw_id}/erasure", headers=DSR, timeout=30)
+    assert response.status_code == 202
+    assert stack.events_processed() < 3 + backlog, "the backlog was drained before the erasure"
+    stack.send_events(raw_id, late, before_erasure)
+    wait_for(
+        lambda: stack.events_processed() >= 3 + backlog + late,
+        timeout=180,
+        what="the segmenter through the whole backlog",
+        every=0.5,
+    )
+    receipt = settled_receipt(consent, raw_id)
+    assert receipt["event_id"] == response.json()["event_id"]
+    assert_erased_everywhere(stack, consent, raw_id, receipt["event_id"])
+
+
+def test_a_sigkill_between_the_erasures_commit_and_its_publish_still_erases_everywhere_once(
+    stack: Stack, raw_id: str
+) -> None:
+    # The grants are commits 1 and 2, the erasure commit 3: killed once it is committed, before
+    # the relay is handed it (its fallback poll is too slow to publish it first) and before the 202.
+    consent = stack.start_consent(FAILPOINTS="consent.after_commit=kill@3", CONSENT_OUTBOX_POLL_INTERVAL="30")
+    stack.join_everywhere(consent, raw_id)
+    with pytest.raises(httpx.HTTPError):
+        httpx.post(f"{consent.url}/v1/customers/{raw_id}/erasure", headers=DSR, timeout=30)
+    _killed(consent)
+    del consent.env["FAILPOINTS"]
+    consent.start().wait_ready(90)
+    receipt = settled_receipt(consent, raw_id)
+    assert_erased_everywhere(stack, consent, raw_id, receipt["event_id"])
