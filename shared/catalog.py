@@ -1,4 +1,5 @@
-"""The purpose catalog: which purposes exist, their lawful basis, defaults, sale/share flag, retention."""
+"""The purpose catalog: which purposes exist, their lawful basis, defaults, sale/share flag, retention,
+and the notice a customer agrees to (its text and version)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ class Purpose(BaseModel):
     sale_or_share: bool = False
     retention_days: int = Field(ge=1)
     data_categories: tuple[str, ...] = ()
+    # What the customer is told before agreeing; a changed text gets a higher version, and a
+    # grant recorded under a lower one is asked for again (the preference center).
+    notice: str = ""
+    notice_version: int = Field(1, ge=1)
 
     def default_for(self, jurisdiction: Jurisdiction | None) -> ConsentStatus:
         """The status without any record; denied unless the catalog says otherwise (fail closed)."""

@@ -212,6 +212,8 @@ class PurposeState(Message):
     policy_version: ShortText | None = None
     # The customer's consent sequence of the change that set this state (see ConsentChanged).
     sequence: ConsentSequence | None = None
+    # Added: the version of the purpose's notice (purpose catalog) the choice was made under.
+    notice_version: Annotated[int, Field(ge=1)] | None = None
 
 
 class ConsentStateSnapshot(Message):

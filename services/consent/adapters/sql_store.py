@@ -28,6 +28,7 @@ _CURRENT_FIELDS = (
     "recorded_at",
     "expires_at",
     "sequence",
+    "notice_version",
 )
 # Built once with bound parameters, so SQLAlchemy compiles each statement once (the hot path).
 _INSERT_RECORD = insert(consent_records)

@@ -69,6 +69,8 @@ consent_records = Table(
     Column("sequence", BigInteger),
     # Set when the retention job pseudonymized the row (then `customer_id` holds the pseudonym).
     Column("retired_at", UtcDateTime),
+    # The purpose's notice version the choice was made under (migration 0006); NULL when not given.
+    Column("notice_version", Integer),
     Index("ix_consent_records_customer", "customer_id", "id"),
     Index("ix_consent_records_retention", "purpose", "recorded_at"),
 )
@@ -87,6 +89,7 @@ consent_current = Table(
     Column("recorded_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime),
     Column("sequence", BigInteger),
+    Column("notice_version", Integer),
     Index("ix_consent_current_expiry", "status", "expires_at"),
 )
 

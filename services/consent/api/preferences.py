@@ -63,6 +63,7 @@ class PreferenceChangeOut(BaseModel):
     status: Status = Field(description="what was recorded (denied for a sale/share purpose under GPC)")
     gpc_denied: list[str] = Field(description="sale/share purposes this request denied for GPC")
     pending_publication: bool = Field(description="true when the change is not yet on the broker")
+    notice_version: int | None = Field(None, description="the notice version the choice was made under")
 
 
 class GpcOut(BaseModel):
@@ -155,14 +156,16 @@ async def change_choice(
 ) -> PreferenceChangeOut:
     """Record one click; answers once it is published (as the consent PUT does)."""
     gpc = "1" if choice.gpc or _gpc_header(sec_gpc) else None
-    recorded = await put_consent(
-        claims.customer_id, purpose, _choice(claims, choice.status), request, service, gpc, user_agent
-    )
+    # The page shows each purpose's current notice, so a click is a choice made under it.
+    notice = service.policy.catalog.get(purpose)
+    body = _choice(claims, choice.status, notice.notice_version if notice else None)
+    recorded = await put_consent(claims.customer_id, purpose, body, request, service, gpc, user_agent)
     return PreferenceChangeOut(
         purpose=purpose,
         status=recorded.status,
         gpc_denied=_gpc_denied(recorded),
         pending_publication=recorded.pending_publication,
+        notice_version=recorded.notice_version,
     )
 
 
@@ -204,9 +207,13 @@ async def _gpc_already_recorded(service: ConsentService, customer_id: str, purpo
     return all(p in latest and latest[p]["reason"] == "gpc" for p in purposes)
 
 
-def _choice(claims: LinkClaims, status: Status) -> ConsentChoice:
+def _choice(claims: LinkClaims, status: Status, notice_version: int | None = None) -> ConsentChoice:
     return ConsentChoice(
-        status=status, source=SOURCE, jurisdiction=claims.jurisdiction, policy_version=claims.policy_version
+        status=status,
+        source=SOURCE,
+        jurisdiction=claims.jurisdiction,
+        policy_version=claims.policy_version,
+        notice_version=notice_version,
     )
 
 

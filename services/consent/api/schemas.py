@@ -34,6 +34,9 @@ class ConsentChoice(BaseModel):
     jurisdiction: JurisdictionName
     policy_version: str = Field(min_length=1, max_length=256, examples=["2026-03"])
     expires_at: AwareDatetime | None = None
+    notice_version: int | None = Field(
+        None, ge=1, description="the version of the purpose's notice (GET /v1/purposes) the customer saw"
+    )
 
 
 class ConsentRecordOut(BaseModel):
@@ -57,6 +60,7 @@ class ConsentRecordOut(BaseModel):
     sequence: int | None = Field(
         None, description="the customer's consent sequence (commit order); null if recorded before it"
     )
+    notice_version: int | None = Field(None, description="the notice version the choice was made under")
 
 
 class RecordedConsentOut(ConsentRecordOut):
@@ -79,6 +83,7 @@ class PurposeStateOut(BaseModel):
     jurisdiction: JurisdictionName | None = None
     policy_version: str | None = None
     sequence: int | None = None
+    notice_version: int | None = None
 
 
 class ConsentsOut(BaseModel):
@@ -99,6 +104,8 @@ class PurposeOut(BaseModel):
     sale_or_share: bool
     retention_days: int
     data_categories: list[str]
+    notice: str
+    notice_version: int
 
 
 class PurposesOut(BaseModel):

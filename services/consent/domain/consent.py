@@ -32,6 +32,8 @@ class CurrentConsent:
     expires_at: datetime | None = None
     # The consent sequence of the row that set this state; None for a pre-sequence row.
     sequence: int | None = None
+    # The version of the purpose's notice the choice was made under; None when not given.
+    notice_version: int | None = None
 
     def effective_at(self, now: datetime) -> bool:
         return self.status == "granted" and (self.expires_at is None or self.expires_at > now)
@@ -53,6 +55,7 @@ class RecordConsent:
     user_agent: str | None = None
     ip_truncated: str | None = None
     request_id: str | None = None
+    notice_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class ConsentEntry:
     ip_truncated: str | None = None
     # Assigned by the store in the transaction that records the entry (None until then).
     sequence: int | None = None
+    notice_version: int | None = None
 
     def as_current(self) -> CurrentConsent:
         return CurrentConsent(
@@ -86,6 +90,7 @@ class ConsentEntry:
             self.policy_version,
             self.expires_at,
             self.sequence,
+            self.notice_version,
         )
 
     def to_event(self) -> ConsentChanged:

@@ -42,6 +42,16 @@ class ConsentPolicy:
                 raise InvalidConsentError("expires_at", "needs a timezone (RFC 3339)")
             if command.status == "granted" and command.expires_at <= now:
                 raise InvalidConsentError("expires_at", "a grant must expire in the future")
+        self._validate_notice(command)
+
+    def _validate_notice(self, command: RecordConsent) -> None:
+        """A choice can be made under a notice the catalog has shown, never under a future one."""
+        latest = self.catalog.get(command.purpose)
+        if command.notice_version is not None and latest is not None:
+            if not 1 <= command.notice_version <= latest.notice_version:
+                raise InvalidConsentError(
+                    "notice_version", f"must be 1 to {latest.notice_version}, the purpose's current notice"
+                )
 
     def effective_status(
         self, purpose: str, current: Current, now: datetime, jurisdiction: Jurisdiction | None = None
@@ -66,7 +76,8 @@ class ConsentPolicy:
             entries.append(self._entry(command, command.status, "user", command.method, working, now))
             working[command.purpose] = entries[-1].as_current()
         for purpose in gpc_purposes:
-            gpc_command = replace(command, purpose=purpose, expires_at=None)
+            # No notice was agreed to: the browser's signal denied it.
+            gpc_command = replace(command, purpose=purpose, expires_at=None, notice_version=None)
             entries.append(self._entry(gpc_command, "denied", "gpc", "gpc", working, now))
             working[purpose] = entries[-1].as_current()
         return entries
@@ -102,6 +113,7 @@ class ConsentPolicy:
                 jurisdiction=record.jurisdiction,
                 policy_version=record.policy_version,
                 sequence=record.sequence,
+                notice_version=record.notice_version,
             )
         return states
 
@@ -145,6 +157,7 @@ class ConsentPolicy:
             publishes=before != status or renewed,
             user_agent=command.user_agent,
             ip_truncated=command.ip_truncated,
+            notice_version=command.notice_version,
         )
 
     def _system_entry(

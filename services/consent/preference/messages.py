@@ -25,6 +25,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "gpc_recorded": "Your browser sends the Global Privacy Control signal, so we have recorded that"
         " your data must not be sold or shared.",
         "gpc_blocks_grant": "Global Privacy Control is on in your browser: sale and sharing stay off.",
+        "notice_version": "Notice version {version}.",
+        "notice_agreed": "You agreed to version {version}.",
+        "notice_changed": "This notice has changed since you agreed to it. Please read it and choose again.",
+        "agree_again": "Agree to version {version}",
         "basis.consent": "Your consent",
         "basis.contract": "Needed for your contract with us",
         "basis.legitimate_interest": "Our legitimate interest",
@@ -115,6 +119,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         " vermerkt, dass Ihre Daten weder verkauft noch weitergegeben werden dürfen.",
         "gpc_blocks_grant": "Global Privacy Control ist in Ihrem Browser aktiv: Verkauf und Weitergabe"
         " bleiben ausgeschaltet.",
+        "notice_version": "Fassung {version} des Hinweises.",
+        "notice_agreed": "Sie haben Fassung {version} zugestimmt.",
+        "notice_changed": "Dieser Hinweis hat sich geändert, seit Sie zugestimmt haben. Bitte lesen Sie"
+        " ihn und entscheiden Sie erneut.",
+        "agree_again": "Fassung {version} zustimmen",
         "basis.consent": "Ihre Einwilligung",
         "basis.contract": "Für Ihren Vertrag mit uns nötig",
         "basis.legitimate_interest": "Unser berechtigtes Interesse",

@@ -17,7 +17,7 @@ from shared.events import PurposeState
 # The strings the script shows after a click (the rest of the page is rendered here).
 SCRIPT_KEYS = (
     "granted", "denied", "allow", "withdraw", "saving", "saved_published", "saved_pending", "failed",
-    "gpc_recorded", "gpc_blocks_grant", "erased",
+    "gpc_recorded", "gpc_blocks_grant", "erased", "notice_agreed",
 )  # fmt: skip
 
 _STYLE = """body{font:1rem/1.5 system-ui,sans-serif;color:#1a1a1a;background:#fff;margin:0}
@@ -30,6 +30,7 @@ button{font:inherit;padding:.5rem 1.25rem;border-radius:.375rem;border:2px solid
 background:#0b4f8a;color:#fff;cursor:pointer}
 button[data-action=withdraw],button.secondary{background:#fff;color:#0b4f8a}
 button:focus-visible{outline:3px solid #b35900;outline-offset:2px}
+.notice-text{font-style:italic}
 .notice{border-left:4px solid #0b4f8a;padding:.5rem 1rem;background:#eef4fa}"""
 
 _PAGE = Template("""<!doctype html>
@@ -164,12 +165,47 @@ def _purpose(lang: str, purpose: Purpose, state: PurposeState) -> str:
     title = purpose_title(lang, purpose.id)
     return (
         f'<li class="purpose" data-purpose="{purpose.id}" data-status="{status}"'
-        f' data-sale-or-share="{str(purpose.sale_or_share).lower()}" aria-labelledby="{heading}">'
+        f' data-sale-or-share="{str(purpose.sale_or_share).lower()}" aria-labelledby="{heading}"'
+        f' data-notice="{notice_state(purpose, state)}">'
         f'<h2 id="{heading}">{escape(title)}</h2>'
-        f"<p>{escape(purpose.description)}</p><dl>{rows}</dl>"
+        f"<p>{escape(purpose.description)}</p>{_notice(lang, purpose, state)}<dl>{rows}</dl>"
         f"<p>{escape(text(lang, 'your_choice'))}: "
         f'<strong class="status">{escape(text(lang, status))}</strong></p>'
         f'<button type="button" class="toggle" data-action="{action}" aria-describedby="{heading}">'
-        f"{escape(text(lang, action))}</button>"
+        f"{escape(text(lang, action))}</button>{_renewal(lang, purpose, state, heading)}"
         f'<p class="outcome" role="status" aria-live="polite"></p></li>'
+    )
+
+
+def notice_state(purpose: Purpose, state: PurposeState) -> str:
+    """`outdated` when the customer's grant was given under an older notice than the catalog's (a
+    grant recorded without a version counts as version 1, the notice before versions existed)."""
+    if state.effective and (state.notice_version or 1) < purpose.notice_version:
+        return "outdated"
+    return "current"
+
+
+def _notice(lang: str, purpose: Purpose, state: PurposeState) -> str:
+    """The notice's text and version, and the version the customer agreed to (while they allow it)."""
+    words = escape(purpose.notice)
+    version = escape(text(lang, "notice_version").format(version=purpose.notice_version))
+    agreed = state.notice_version if state.effective else None
+    shown = escape(text(lang, "notice_agreed").format(version=agreed)) if agreed else ""
+    return (
+        (f'<p class="notice-text">{words}</p>' if words else "")
+        + f'<p><span class="notice-version">{version}</span> '
+        f'<span class="notice-agreed" data-version="{agreed or ""}">{shown}</span></p>'
+    )
+
+
+def _renewal(lang: str, purpose: Purpose, state: PurposeState, heading: str) -> str:
+    """For a grant under an older notice: the request to read it again, and a button to agree."""
+    if notice_state(purpose, state) != "outdated":
+        return ""
+    changed = f"notice-changed-{purpose.id}"
+    label = text(lang, "agree_again").format(version=purpose.notice_version)
+    return (
+        f' <button type="button" class="renew" data-action="allow" aria-describedby="{changed}">'
+        f"{escape(label)}</button>"
+        f'<p id="{changed}" class="notice notice-changed">{escape(text(lang, "notice_changed"))}</p>'
     )

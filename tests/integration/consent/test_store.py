@@ -303,18 +303,31 @@ def test_the_migration_keeps_pending_rows_and_stops_id_reuse_on_sqlite(tmp_path:
     engine = make_engine(f"sqlite:///{tmp_path / 'consent.db'}")
     _migrate(engine, "0002")
     store, outbox = SqlConsentStore(engine), SqlOutbox(engine)
-    handlers.record_consent(store, POLICY, grant(), utcnow())
+    _pending_rows(engine, 2)  # as a change left them (the store itself writes today's schema)
     pending = outbox.pending(100)
     run_migrations(engine)  # at start, before the relay reads anything
     assert outbox.pending(100) == pending
     with engine.begin() as connection:  # the highest row goes (pruned, purged or erased)
         connection.execute(text("DELETE FROM outbox WHERE id = :id"), {"id": pending[-1].id})
-    handlers.record_consent(store, POLICY, grant(status="denied"), utcnow())
+    handlers.record_consent(store, POLICY, grant(), utcnow())
     assert min(r.id for r in outbox.pending(100)[1:]) > pending[-1].id
     with engine.connect() as connection:
         ddl = connection.execute(text("SELECT sql FROM sqlite_master WHERE name = 'outbox'")).scalar_one()
     assert "AUTOINCREMENT" in ddl
     engine.dispose()
+
+
+def _pending_rows(engine: Engine, count: int) -> None:
+    at = utcnow().replace(tzinfo=None)  # as the store writes it on SQLite
+    with engine.begin() as connection:
+        for _ in range(count):
+            connection.execute(
+                text(
+                    "INSERT INTO outbox (event_id, customer_id, topic, payload, created_at,"
+                    " purge_when_sent) VALUES (:e, 'c-1', 'consent.changes', :p, :at, 0)"
+                ),
+                {"e": new_event_id(), "p": b"{}", "at": at},
+            )
 
 
 def test_history_past_its_retention_is_pseudonymized_and_the_row_in_force_kept(engine: Engine) -> None:
@@ -352,3 +365,24 @@ def test_history_past_its_retention_is_pseudonymized_and_the_row_in_force_kept(e
     # An erasure also deletes what was retired under the customer's pseudonym.
     handlers.erase_customer(store, POLICY, "c-old", subject, now)
     assert store.history(subject) == []
+
+
+def test_the_notice_version_is_kept_in_the_history_and_the_projection(bare_engine: Engine) -> None:
+    _migrate(bare_engine, "0005")  # a row from before notice versions keeps none
+    now = utcnow().replace(tzinfo=None)  # as the store writes it on SQLite; PostgreSQL reads it as UTC
+    with bare_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO consent_current (customer_id, purpose, status, source, jurisdiction,"
+                " policy_version, recorded_at) VALUES ('c-old', 'marketing_email', 'granted', 't',"
+                " 'GDPR', 'v0', :at)"
+            ),
+            {"at": now},
+        )
+    run_migrations(bare_engine)
+    store = SqlConsentStore(bare_engine)
+    handlers.record_consent(store, POLICY, grant("c-old", "profiling", notice_version=1), utcnow())
+    assert {p: c.notice_version for p, c in store.current("c-old").items()} == {
+        "marketing_email": None, "profiling": 1,
+    }  # fmt: skip
+    assert [h["notice_version"] for h in store.history("c-old")] == [1]

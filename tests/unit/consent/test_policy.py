@@ -185,3 +185,19 @@ def test_a_renewal_publishes_and_a_true_repeat_does_not() -> None:
     assert not repeat.publishes
     [denied_again] = POLICY.decide(command(status="denied", expires_at=new_end), {}, NOW)
     assert not denied_again.publishes  # a denial's expires_at is ignored: nothing changed
+
+
+def test_a_choice_keeps_the_notice_version_it_was_made_under_and_gpc_rows_none() -> None:
+    choice = POLICY.decide(command(notice_version=1, gpc=True), {}, NOW)
+    assert [(e.purpose, e.reason, e.notice_version) for e in choice] == [
+        ("marketing_email", "user", 1), ("third_party_sharing", "gpc", None),
+    ]  # fmt: skip
+    state = POLICY.states({"marketing_email": choice[0].as_current()}, NOW)["marketing_email"]
+    assert state.notice_version == 1
+
+
+@pytest.mark.parametrize("version", [0, 2])
+def test_a_notice_version_the_catalog_never_showed_is_refused(version: int) -> None:
+    with pytest.raises(InvalidConsentError) as refused:
+        POLICY.decide(command(notice_version=version), {}, NOW)
+    assert refused.value.field == "notice_version"

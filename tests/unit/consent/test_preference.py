@@ -125,3 +125,32 @@ def test_the_page_lists_segments_with_why_or_says_none_or_unavailable() -> None:
     assert '<li class="segment" data-segment="big_spenders"><h3>&lt;b&gt;Big&lt;/b&gt;</h3>' in html
     assert "Why: you spent at least 100 EUR" in html
     assert 'data-segments="none"' in render([]) and 'data-segments="unavailable"' in render(None)
+
+
+NOTICED = PurposeCatalog.model_validate(
+    {"purposes": [{"id": "news", "description": "News", "lawful_basis": "consent", "defaults": {},
+                   "retention_days": 30, "notice": "We write to you <weekly>.", "notice_version": 3}]}
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("state", "notice", "agreed"),
+    [
+        (PurposeState(status="granted", effective=True, notice_version=3), "current", "3"),
+        (PurposeState(status="granted", effective=True, notice_version=2), "outdated", "2"),
+        (PurposeState(status="granted", effective=True), "outdated", ""),  # granted before versions
+        (PurposeState(status="denied", effective=False, notice_version=2), "current", ""),
+    ],
+)
+def test_the_page_shows_the_agreed_notice_version_and_asks_again_under_a_newer_one(
+    state: PurposeState, notice: str, agreed: str
+) -> None:
+    html = render_page("en", NOTICED, {"news": state}, "/preferences/t", False, segments=[])
+    assert f'data-notice="{notice}"' in html
+    assert "We write to you &lt;weekly&gt;." in html and "Notice version 3." in html
+    assert f'<span class="notice-agreed" data-version="{agreed}">' in html
+    if agreed:
+        assert f"You agreed to version {agreed}." in html
+    asked = 'class="renew"' in html and MESSAGES["en"]["notice_changed"] in html
+    assert asked == (notice == "outdated")
+    assert ("Agree to version 3" in html) == asked

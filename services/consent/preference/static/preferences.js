@@ -12,7 +12,7 @@
 
   function show(item, status) {
     const action = status === "granted" ? "withdraw" : "allow";
-    const button = item.querySelector("button");
+    const button = item.querySelector("button.toggle");
     item.dataset.status = status;
     item.querySelector(".status").textContent = strings[status];
     button.dataset.action = action;
@@ -36,16 +36,27 @@
     return response.json();
   }
 
-  async function change(item) {
-    const button = item.querySelector("button");
+  // The notice version the recorded choice was made under: shown while the purpose is allowed,
+  // and a choice made now is made under the current notice, so no renewal is asked for any more.
+  function showNotice(item, result) {
+    const agreed = item.querySelector(".notice-agreed");
+    const version = result.status === "granted" ? result.notice_version : null;
+    agreed.dataset.version = version ? String(version) : "";
+    agreed.textContent = version ? strings.notice_agreed.replace("{version}", version) : "";
+    for (const stale of item.querySelectorAll(".renew, .notice-changed")) stale.remove();
+    item.dataset.notice = "current";
+  }
+
+  async function change(item, asked) {
+    const buttons = item.querySelectorAll("button");
     const outcome = item.querySelector(".outcome");
-    const asked = button.dataset.action === "allow" ? "granted" : "denied";
-    button.disabled = true;
+    for (const button of buttons) button.disabled = true;
     item.removeAttribute("data-published");
     outcome.textContent = strings.saving;
     try {
       const result = await send(`/consents/${item.dataset.purpose}`, "PUT", { status: asked, gpc });
       show(item, result.status);
+      showNotice(item, result);
       if (result.gpc_denied.length) showGpc(result.gpc_denied);
       const saved = result.pending_publication ? strings.saved_pending : strings.saved_published;
       outcome.textContent = asked !== result.status ? strings.gpc_blocks_grant : saved;
@@ -54,8 +65,8 @@
       outcome.textContent = strings.failed;
       console.error(error);
     } finally {
-      button.disabled = false;
-      button.focus();
+      for (const button of buttons) button.disabled = false;
+      item.querySelector("button.toggle").focus();
     }
   }
 
@@ -87,7 +98,9 @@
   main.addEventListener("click", (event) => {
     const button = event.target.closest("button");
     if (!button) return;
-    if (button.classList.contains("toggle")) change(button.closest(".purpose"));
+    if (button.classList.contains("toggle")) {
+      change(button.closest(".purpose"), button.dataset.action === "allow" ? "granted" : "denied");
+    } else if (button.classList.contains("renew")) change(button.closest(".purpose"), "granted");
     else if (button.id === "erase") askToErase(true);
     else if (button.id === "erase-no") askToErase(false);
     else if (button.id === "erase-yes") eraseAll();
