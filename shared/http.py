@@ -1,4 +1,5 @@
-"""The common HTTP surface of every service: errors, health, readiness, metrics, request guard, serving."""
+"""The common HTTP surface of every service: the app factory, errors, health, readiness, metrics,
+request guard, serving."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Protocol
 
 import uvicorn
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -20,11 +22,20 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.auth import load_tokens
+from shared.kafka import broker_answers
 from shared.metrics import DEPENDENCY_UP, HTTP_REQUEST_SECONDS
+from shared.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaProducer
+
+    from shared.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 class FieldError(BaseModel):
@@ -148,6 +159,30 @@ class Readiness:
         return name, reason
 
 
+def kafka_ready(producer: Callable[[], AIOKafkaProducer | None]) -> ReadinessCheck:
+    """The `kafka` check of every service: "connecting" until the runtime has started its producer
+    (`producer()` is read at each check), then whether the broker answers a metadata request."""
+
+    async def kafka() -> str | None:
+        current = producer()
+        if current is None:
+            return "kafka: connecting to the broker"
+        return await broker_answers(current)
+
+    return kafka
+
+
+def database_ready(ping: Callable[[], object]) -> ReadinessCheck:
+    """The `database` check of every service with a SQL store: `ping` (a trivial query, blocking)
+    run in a thread; the error it raises is the reason, reported by its type (`Readiness`)."""
+
+    async def database() -> str | None:
+        await asyncio.to_thread(ping)
+        return None
+
+    return database
+
+
 class Health(BaseModel):
     status: str
 
@@ -184,6 +219,73 @@ def install_operational_routes(app: FastAPI, readiness: Readiness) -> None:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(RequestTimer)
+
+
+class ServiceRuntime(Protocol):
+    """What the app factory needs of a service's composition root (`<Name>Runtime` in bootstrap.py)."""
+
+    supervisor: Supervisor
+
+    def readiness_checks(self) -> Mapping[str, ReadinessCheck]:
+        """The named checks of the runtime's dependencies; the factory adds `tasks`."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def create_service_app(
+    name: str,
+    settings: ServiceSettings,
+    runtime: ServiceRuntime,
+    routers: Sequence[APIRouter],
+    *,
+    public_routers: Sequence[APIRouter] = (),
+    state: Mapping[str, Any] | None = None,
+    exception_handlers: Mapping[type[Exception], ExceptionHandler] | None = None,
+    start_in_background: bool = False,
+) -> FastAPI:
+    """The FastAPI app of service `name`, the same skeleton in all four.
+
+    The lifespan starts `runtime` and stops it on shutdown; `start_in_background` runs the start
+    as the supervised `startup` task instead (a start-up that waits on the broker and Redis and
+    cannot start over: it stays on /readyz until it is through). `/readyz` runs the runtime's
+    checks and `tasks`; `app.state` holds `tokens`, `runtime` and `state`. `routers` are the
+    `/v1` API (bearer tokens, every `ErrorBody` answer declared); `public_routers` are reached
+    without a bearer token.
+    """
+    readiness = Readiness()
+    for check_name, check in runtime.readiness_checks().items():
+        readiness.add(check_name, check)
+    readiness.add("tasks", runtime.supervisor.check)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if start_in_background:
+            runtime.supervisor.spawn("startup", runtime.start, restart=False)
+        else:
+            await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=f"segwarden {name}", version="0.1.0", lifespan=lifespan)
+    app.state.tokens = load_tokens(settings)
+    app.state.runtime = runtime
+    for key, value in (state or {}).items():
+        setattr(app.state, key, value)
+    install_request_guard(app, settings.max_body_bytes)
+    install_operational_routes(app, readiness)
+    install_error_handlers(app)
+    for error, handler in (exception_handlers or {}).items():
+        app.add_exception_handler(error, handler)
+    for router in routers:
+        app.include_router(router, responses=API_ERRORS)
+    for router in public_routers:
+        app.include_router(router)
+    return app
 
 
 class RequestTimer:

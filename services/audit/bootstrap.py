@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import text
 
 from services.audit.adapters.ed25519 import Ed25519Signer
 from services.audit.adapters.kafka_relay import KafkaAuditRelay
 from services.audit.adapters.kafka_sources import KafkaSourceConsumer
-from services.audit.adapters.sql_database import create_schema, make_engine
+from services.audit.adapters.sql_database import create_schema, make_engine, ping
 from services.audit.adapters.sql_ledger import SqlLedgerStore
 from services.audit.adapters.sql_side_stores import SqlCheckpointStore, SqlPublicationMark
 from services.audit.handlers import Checkpointer
@@ -19,8 +19,8 @@ from services.audit.settings import AuditSettings
 from shared import topics
 from shared.catalog import load_catalog
 from shared.deadletter import DeadLetters
+from shared.http import ReadinessCheck, database_ready, kafka_ready
 from shared.kafka import (
-    broker_answers,
     ensure_topics,
     make_consumer,
     make_producer,
@@ -98,18 +98,13 @@ class AuditRuntime:
         finally:
             await consumer.stop()
 
-    async def kafka_ready(self) -> str | None:
-        if self.producer is None:
-            return "kafka: connecting"
-        return await broker_answers(self.producer)
+    def readiness_checks(self) -> Mapping[str, ReadinessCheck]:
+        return {
+            "database": database_ready(lambda: ping(self.engine)),
+            "kafka": kafka_ready(lambda: self.producer),
+            "consumer": self._consumer_ready,
+        }
 
-    async def consumer_ready(self) -> str | None:
+    async def _consumer_ready(self) -> str | None:
+        """Caught up with the source topics (the ledger holds what they held at start)."""
         return self.consumer.not_ready()
-
-    async def database_ready(self) -> str | None:
-        def ping() -> None:
-            with self.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-
-        await asyncio.to_thread(ping)
-        return None

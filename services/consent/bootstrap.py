@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 from datetime import timedelta
 from functools import partial
 
@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from services.consent.adapters.http_peers import HttpPeerExport
 from services.consent.adapters.kafka_relay import KafkaOutboxRelay, sample_outbox_once
 from services.consent.adapters.kafka_requests import KafkaConsentRequestConsumer
-from services.consent.adapters.sql_engine import database_answers, make_engine, run_migrations
+from services.consent.adapters.sql_engine import make_engine, ping, run_migrations
 from services.consent.adapters.sql_lease import SqlRelayLease
 from services.consent.adapters.sql_outbox import SqlOutbox
 from services.consent.adapters.sql_store import SqlConsentStore
@@ -29,8 +29,8 @@ from shared import topics
 from shared.auth import internal_token
 from shared.catalog import load_catalog
 from shared.deadletter import DeadLetters
+from shared.http import ReadinessCheck, database_ready, kafka_ready
 from shared.kafka import (
-    broker_answers,
     ensure_topics,
     make_consumer,
     make_producer,
@@ -119,13 +119,11 @@ class ConsentRuntime:
         await asyncio.to_thread(self.lease.release)
         self.engine.dispose()
 
-    async def kafka_ready(self) -> str | None:
-        if self.producer is None:
-            return "kafka: connecting to the broker"
-        return await broker_answers(self.producer)
-
-    async def database_ready(self) -> str | None:
-        return await asyncio.to_thread(database_answers, self.engine)
+    def readiness_checks(self) -> Mapping[str, ReadinessCheck]:
+        return {
+            "kafka": kafka_ready(lambda: self.producer),
+            "database": database_ready(lambda: ping(self.engine)),
+        }
 
     async def _connect(self) -> None:
         """Start the producer and create the topics, retrying while the broker is away."""
@@ -163,10 +161,3 @@ class ConsentRuntime:
             client_id="segwarden-consent",
         )
 
-
-def readiness_checks(runtime: ConsentRuntime) -> dict[str, Callable[[], Awaitable[str | None]]]:
-    return {
-        "kafka": runtime.kafka_ready,
-        "database": runtime.database_ready,
-        "tasks": runtime.supervisor.check,
-    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 import httpx
 from aiokafka import AIOKafkaProducer
@@ -14,8 +15,8 @@ from services.delivery.handlers import Dispatcher, RetryPolicy
 from services.delivery.settings import DeliverySettings
 from shared.catalog import load_catalog
 from shared.deadletter import DeadLetters
+from shared.http import ReadinessCheck, database_ready, kafka_ready
 from shared.kafka import (
-    broker_answers,
     ensure_topics,
     make_consumer,
     make_producer,
@@ -94,11 +95,8 @@ class DeliveryRuntime:
         finally:
             await consumer.stop()
 
-    async def kafka_ready(self) -> str | None:
-        if self.producer is None:
-            return "kafka: connecting"
-        return await broker_answers(self.producer)
-
-    async def database_ready(self) -> str | None:
-        await asyncio.to_thread(self.store.ping)
-        return None
+    def readiness_checks(self) -> Mapping[str, ReadinessCheck]:
+        return {
+            "database": database_ready(self.store.ping),
+            "kafka": kafka_ready(lambda: self.producer),
+        }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -47,8 +47,8 @@ from services.segmenter.stream_app import (
 from services.segmenter.sweeps import Sweeper
 from shared.catalog import load_catalog
 from shared.deadletter import DeadLetters
+from shared.http import ReadinessCheck, kafka_ready
 from shared.kafka import (
-    broker_answers,
     ensure_topics,
     make_producer,
     start_client,
@@ -232,20 +232,28 @@ class SegmenterRuntime:
             await self.producer.stop()
         await self.redis.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
 
-    async def kafka_reason(self) -> str | None:
-        if self.producer is None:
-            return "kafka: connecting"
-        if not self.stream_started:
-            return "kafka: stream starting"
-        return await broker_answers(self.producer)
+    def readiness_checks(self) -> Mapping[str, ReadinessCheck]:
+        broker = kafka_ready(lambda: self.producer)
 
-    async def redis_reason(self) -> str | None:
+        async def kafka() -> str | None:
+            if self.producer is not None and not self.stream_started:
+                return "kafka: stream starting"
+            return await broker()
+
+        return {
+            "kafka": kafka,
+            "redis": self._redis_ready,
+            "consent": self._consent_ready,
+            "definitions": self._definitions_ready,
+        }
+
+    async def _redis_ready(self) -> str | None:
         await self.redis.ping()
         return None if self.recovery is None else self.recovery.reason()
 
-    async def consent_reason(self) -> str | None:
+    async def _consent_ready(self) -> str | None:
         return None if self.consent_loaded else "consent: consent.state not loaded yet"
 
-    async def definitions_reason(self) -> str | None:
+    async def _definitions_ready(self) -> str | None:
         loaded = self.definitions is not None and self.definitions.loaded.is_set()
         return None if loaded else "definitions: segment.definitions not loaded yet"

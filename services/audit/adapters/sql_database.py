@@ -41,6 +41,12 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def ping(engine: Engine) -> None:
+    """A trivial query for readiness; raises while the database does not answer."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
 def writer_connection(engine: Engine) -> Connection:
     """A connection whose transactions hold the ledger's write lock, so appends stay serial."""
     return engine.connect().execution_options(ledger_writer=True)
