@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, params, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.secrets import read_or_create_secret
@@ -98,8 +98,9 @@ def load_tokens(settings: ServiceSettings) -> TokenRegistry:
 _bearer = HTTPBearer(auto_error=False, description="A token from AUTH_TOKENS")
 
 
-def require_scope(scope: str) -> object:
-    """A dependency that admits a caller whose token grants `scope` (401 unknown, 403 lacking)."""
+def require_scope(scope: str) -> params.Depends:
+    """A dependency that admits a caller whose token grants `scope` (401 unknown, 403 lacking): for
+    a route's or router's `dependencies=[...]`, or `Annotated[Principal, require_scope(...)]`."""
 
     async def check(
         request: Request,
@@ -117,7 +118,8 @@ def require_scope(scope: str) -> object:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this token lacks the scope {scope!r}")
         return principal
 
-    return Depends(check)
+    # The class, not FastAPI's `Depends()` helper (typed `Any`), so callers get the type.
+    return params.Depends(check)
 
 
 def internal_token(settings: ServiceSettings) -> str:

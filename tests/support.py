@@ -204,10 +204,12 @@ def read_topic(bootstrap: str, topic: str, count: int) -> list[bytes]:
     )
     try:
         values: list[bytes] = []
-        wait_for(
-            lambda: values.extend(m.value for m in consumer) or len(values) >= count,
-            what=f"{count} on {topic}",
-        )
+
+        def enough() -> bool:
+            values.extend(m.value for m in consumer)
+            return len(values) >= count
+
+        wait_for(enough, what=f"{count} on {topic}")
         return values
     finally:
         consumer.close()

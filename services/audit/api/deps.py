@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
-from fastapi.params import Depends as DependsParam
+from fastapi import Depends, HTTPException, Request, params, status
 
 from services.audit.bootstrap import AuditRuntime
 from services.audit.metrics import HEAVY_REFUSED
@@ -22,8 +21,7 @@ Runtime = Annotated[AuditRuntime, Depends(_runtime)]
 # Every seq and size fits the ledger's SQL BIGINT: a larger query integer is a 422 naming it,
 # not an overflow in the database driver (a 500).
 MAX_SEQ = 2**63 - 1
-# require_scope returns a Depends(); typed here so routers can list it in `dependencies`.
-AUDIT_READ: DependsParam = require_scope("audit:read")  # type: ignore[assignment]
+AUDIT_READ = require_scope("audit:read")
 
 
 class HeavyRequests:
@@ -55,4 +53,4 @@ async def _heavy(request: Request) -> AsyncIterator[None]:
 
 
 # A route's `dependencies` entry for work that reads much of the ledger or many of its nodes.
-HEAVY: DependsParam = Depends(_heavy)  # type: ignore[assignment]
+HEAVY = params.Depends(_heavy)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.params import Depends as DependsParam
 
 from services.delivery.bootstrap import DeliveryRuntime
 from shared.auth import require_scope
@@ -17,6 +16,5 @@ def _runtime(request: Request) -> DeliveryRuntime:
 
 
 Runtime = Annotated[DeliveryRuntime, Depends(_runtime)]
-# require_scope returns a Depends(); typed here so routes can list it in `dependencies`.
-DESTINATIONS_READ: DependsParam = require_scope("destinations:read")  # type: ignore[assignment]
-DESTINATIONS_WRITE: DependsParam = require_scope("destinations:write")  # type: ignore[assignment]
+DESTINATIONS_READ = require_scope("destinations:read")
+DESTINATIONS_WRITE = require_scope("destinations:write")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -12,18 +13,25 @@ from hypothesis import strategies as st
 from services.consent.domain.consent import CurrentConsent, InvalidConsentError, RecordConsent
 from services.consent.domain.policy import ConsentPolicy
 from shared.catalog import load_catalog
+from shared.events import ConsentStatus
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 POLICY = ConsentPolicy(load_catalog())
 
 
-def command(purpose: str = "marketing_email", status: str = "granted", **fields: object) -> RecordConsent:
-    base = RecordConsent("c-1", purpose, status, "preference-center", "GDPR", "2026-03")  # type: ignore[arg-type]
+STATUSES: tuple[ConsentStatus, ...] = ("granted", "denied")
+
+
+# `fields` are any of RecordConsent's, each of its own type: `replace` checks them at run time.
+def command(
+    purpose: str = "marketing_email", status: ConsentStatus = "granted", **fields: Any
+) -> RecordConsent:
+    base = RecordConsent("c-1", purpose, status, "preference-center", "GDPR", "2026-03")
     return replace(base, **fields)
 
 
-def current(status: str = "granted", expires_at: datetime | None = None) -> CurrentConsent:
-    return CurrentConsent(status, NOW - timedelta(days=1), "app", "CCPA", "2025-01", expires_at)  # type: ignore[arg-type]
+def current(status: ConsentStatus = "granted", expires_at: datetime | None = None) -> CurrentConsent:
+    return CurrentConsent(status, NOW - timedelta(days=1), "app", "CCPA", "2025-01", expires_at)
 
 
 def test_without_records_every_purpose_is_denied() -> None:
@@ -124,13 +132,15 @@ def test_a_snapshot_holds_every_catalog_purpose() -> None:
 
 
 choices = st.lists(
-    st.tuples(st.sampled_from(POLICY.catalog.ids), st.sampled_from(["granted", "denied"]), st.booleans()),
+    st.tuples(st.sampled_from(POLICY.catalog.ids), st.sampled_from(STATUSES), st.booleans()),
     max_size=25,
 )
 
 
 @given(choices)
-def test_published_changes_replay_to_the_effective_state(steps: list[tuple[str, str, bool]]) -> None:
+def test_published_changes_replay_to_the_effective_state(
+    steps: list[tuple[str, ConsentStatus, bool]],
+) -> None:
     """A reader that applies only published changes ends where the store is, whatever was asked."""
     records: dict[str, CurrentConsent] = {}
     seen_by_reader: dict[str, str] = {}

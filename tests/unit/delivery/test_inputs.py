@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 from aiokafka.structs import ConsumerRecord
 
 from services.delivery.adapters.kafka_inputs import KafkaDeliveryInputs
-from services.delivery.domain.routing import Cause
+from services.delivery.domain.routing import Cause, Intent
 from services.delivery.handlers import Update
 from shared.events import MembershipChanged, new_event_id
 from shared.topics import TopicNames
@@ -23,7 +23,7 @@ class Store:
         self.routed: list[str] = []
         self.locked = locked
 
-    def route(self, customer_id: str, update: Update, cause: Cause, today: date, at: str) -> list[object]:
+    def route(self, customer_id: str, update: Update, cause: Cause, today: date, at: str) -> list[Intent]:
         if self.locked:
             self.locked -= 1
             raise sqlite3.OperationalError("database is locked")

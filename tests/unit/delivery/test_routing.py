@@ -116,4 +116,4 @@ def test_an_older_consent_change_never_overrides_a_newer_one(held: Consent, inco
     merged = merge_consent(held, incoming)
     for purpose, state in merged.items():
         candidates = [s for s in (held.get(purpose), incoming.get(purpose)) if s is not None]
-        assert state[1] == max(s[1] for s in candidates)
+        assert state[1] == max(at for _, at in candidates if at is not None)

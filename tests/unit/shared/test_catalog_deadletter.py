@@ -40,8 +40,9 @@ def test_catalog_file_override(tmp_path: Path) -> None:
     )
     catalog = load_catalog(path)
     assert catalog.ids == ("analytics",)
-    assert catalog.get("analytics").default_for("OTHER") == "granted"
-    assert catalog.get("analytics").default_for("GDPR") == "denied"
+    analytics = catalog.get("analytics")
+    assert analytics is not None
+    assert analytics.default_for("OTHER") == "granted" and analytics.default_for("GDPR") == "denied"
 
 
 def test_bad_catalog_is_refused(tmp_path: Path) -> None:

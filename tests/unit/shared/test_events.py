@@ -99,7 +99,9 @@ def test_attributes_are_bounded(attributes: dict, words: str) -> None:
 
 
 def test_attributes_at_the_bounds_are_accepted() -> None:
-    attributes = {f"k{i}": "x" * MAX_ATTRIBUTE_TEXT for i in range(MAX_EVENT_ATTRIBUTES - 1)}
+    attributes: dict[str, object] = {
+        f"k{i}": "x" * MAX_ATTRIBUTE_TEXT for i in range(MAX_EVENT_ATTRIBUTES - 1)
+    }
     attributes["deep"] = [[[1.5, -(2**63) + 1]]]
     assert decode(CustomerEvent, {**PURCHASE, "type": "profile_update", "attributes": attributes})
 
