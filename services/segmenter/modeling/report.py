@@ -25,8 +25,11 @@ LABELS = {
     "tenure_days": "Days as a customer",
     "purchase_share": "Share of events that are purchases",
 }
-# Enough points to show each cluster's shape; more only slows the drawing down.
-SCATTER_POINTS = 4000
+# The scatter is binned on a grid of at most this many cells a side (fewer for few customers);
+# a cell is drawn only when it holds at least `min_cluster_size` customers of one cluster
+# (K_ANONYMITY), so the report shows groups, never one customer's point (which would outlive
+# their erasure in the PNG).
+GRID = 40
 
 
 def render_report(model: TrainedModel) -> bytes:
@@ -64,16 +67,17 @@ def _title(model: TrainedModel) -> str:
 def _scatter(axes: Axes, model: TrainedModel, colours: list) -> None:
     scaled = model.pipeline["scale"].transform(model.samples)
     pca = PCA(n_components=2, random_state=0).fit(scaled)
-    shown = np.random.default_rng(0).permutation(len(scaled))[:SCATTER_POINTS]
-    points = pca.transform(scaled[shown])
+    points = pca.transform(scaled)
     centres = pca.transform(model.pipeline["scale"].transform(_centre_rows(model)))
+    minimum = max(model.metadata.min_cluster_size, 2)
     for cluster, colour in enumerate(colours):
-        mine = model.labels[shown] == cluster
+        x, y, counts = grouped_cells(points, model.labels == cluster, minimum)
         size = model.metadata.cluster_sizes[cluster]
         axes.scatter(
-            points[mine, 0],
-            points[mine, 1],
-            s=10,
+            x,
+            y,
+            s=8 + 40 * counts / max(counts.max(initial=1), 1),
+            marker="s",
             alpha=0.5,
             color=colour,
             label=f"cluster {cluster} ({size})",
@@ -84,8 +88,22 @@ def _scatter(axes: Axes, model: TrainedModel, colours: list) -> None:
     share = pca.explained_variance_ratio_
     axes.set_xlabel(f"first principal component ({share[0]:.0%} of the variation)")
     axes.set_ylabel(f"second principal component ({share[1]:.0%} of the variation)")
-    axes.set_title("Customers by cluster (X marks each cluster's centre)")
+    axes.set_title(f"Customers by cluster, in cells of at least {minimum} (X: each cluster's centre)")
     axes.legend(loc="best", fontsize=9)
+
+
+def grouped_cells(
+    points: np.ndarray, mine: np.ndarray, minimum: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centres and counts of the grid cells holding at least `minimum` of the `mine` points (one
+    grid over all points, so the clusters' cells line up)."""
+    side = int(min(GRID, max(4, np.sqrt(len(points) / minimum))))
+    edges = [np.linspace(points[:, i].min(), points[:, i].max() + 1e-9, side + 1) for i in (0, 1)]
+    counts, x_edges, y_edges = np.histogram2d(points[mine, 0], points[mine, 1], bins=edges)
+    kept = np.argwhere(counts >= minimum)
+    x = (x_edges[kept[:, 0]] + x_edges[kept[:, 0] + 1]) / 2
+    y = (y_edges[kept[:, 1]] + y_edges[kept[:, 1] + 1]) / 2
+    return x, y, counts[kept[:, 0], kept[:, 1]]
 
 
 def _centre_rows(model: TrainedModel) -> np.ndarray:

@@ -21,6 +21,8 @@ from services.segmenter.modeling.metadata import ALGORITHMS, ModelMetadata, chec
 from services.segmenter.modeling.selection import AUTO_RANGE, Fit, TrainingError, choose_k, silhouette
 
 Progress = Callable[[str], None]
+# Fitted attributes that hold one value per training row (KMeans, MiniBatchKMeans: `labels_`).
+PER_ROW_ATTRIBUTES = ("labels_",)
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,18 @@ def _fit(spec: TrainingSpec, k: int, samples: np.ndarray) -> Fit:
         [("scale", StandardScaler()), ("cluster", _estimator(spec.algorithm, k, spec.random_state))]
     )
     labels = pipeline.fit(samples).predict(samples)
+    _forget_rows(pipeline)
     return Fit(pipeline, labels, silhouette(pipeline, samples, labels, spec.random_state))
+
+
+def _forget_rows(pipeline: Pipeline) -> None:
+    """Drop what the fitted estimators keep per training row (k-means keeps every row's label):
+    the stored model is then aggregates only, so no file under DATA_DIR keeps a trace of one
+    customer after their erasure. Prediction does not use it."""
+    for _, step in pipeline.steps:
+        for name in PER_ROW_ATTRIBUTES:
+            if hasattr(step, name):
+                delattr(step, name)
 
 
 def _refuse_small_clusters(labels: np.ndarray, k: int, min_size: int) -> None:

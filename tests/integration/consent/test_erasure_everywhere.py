@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,17 +64,19 @@ class Stack:
         )
         return consent.wait_ready(90)
 
-    def send_events(self, customer: str, count: int, occurred_at: datetime) -> None:
-        """`count` events of the customer on customer.events, as fast as the producer batches them."""
+    def send_events(self, customer: str, count: int, occurred_at: datetime, spend: float = 0) -> None:
+        """`count` events of the customer on customer.events, as fast as the producer batches them:
+        page views, or purchases of `spend` each."""
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=20)
         try:
             for n in range(count):
                 event = CustomerEvent(
                     event_id=new_event_id(),
                     customer_id=customer,
-                    type="page_view",
+                    type="purchase" if spend else "page_view",
                     occurred_at=occurred_at - timedelta(microseconds=n),
                     source="backlog",
+                    attributes={"amount": spend, "currency": "EUR"} if spend else {},
                 )
                 producer.send(f"{self.prefix}customer.events", event.to_bytes(), key=customer.encode())
             producer.flush(60)
@@ -93,8 +97,8 @@ class Stack:
             if m.customer_id == customer and m.segment_id == segment
         ]
 
-    def join_everywhere(self, consent: ServiceProcess, customer: str) -> None:
-        for purpose in PURPOSES:
+    def join_everywhere(self, consent: ServiceProcess, customer: str, *also: str) -> None:
+        for purpose in (*PURPOSES, *also):
             assert put(consent, customer, purpose, choice()).status_code == 200
         self.send_events(customer, 3, utcnow())
 
@@ -213,5 +217,48 @@ def test_a_sigkill_between_the_erasures_commit_and_its_publish_still_erases_ever
     _killed(consent)
     del consent.env["FAILPOINTS"]
     consent.start().wait_ready(90)
+    receipt = settled_receipt(consent, raw_id)
+    assert_erased_everywhere(stack, consent, raw_id, receipt["event_id"])
+
+
+def held(stack: Stack, customer: str) -> set[str]:
+    url = f"{stack.segmenter.url}/v1/customers/{customer}/erasure"
+    return set(httpx.get(url, headers=bearer(), timeout=10).json()["held"])
+
+
+def test_a_model_trained_before_an_erasure_leaves_no_trace_of_the_customer_under_data_dir(
+    stack: Stack, raw_id: str
+) -> None:
+    """The trainer's files (pickled pipeline, signed metadata, PNG report) sit in the same DATA_DIR
+    the grep covers; what makes them safe is that they keep aggregates only (no per-row array, no
+    report cell under the minimum cluster size: tests/unit/modeling)."""
+    consent = stack.start_consent()
+    stack.join_everywhere(consent, raw_id, "profiling")
+    others = [f"c-model-{n}-{uuid.uuid4().hex[:6]}" for n in range(12)]
+    for n, customer in enumerate(others):
+        assert put(consent, customer, "profiling", choice()).status_code == 200
+        stack.send_events(customer, 2, utcnow(), spend=80.0 * (n % 2))  # buyers and browsers: two clusters
+    for customer in [raw_id, *others]:
+        wait_for(
+            lambda c=customer: {"customer:f", "customer:consent"} <= held(stack, c),
+            timeout=60,
+            what="the segmenter's features and consent of every trainee",
+        )
+    trained = subprocess.run(
+        [sys.executable, "-m", "segwarden", "model", "train", "--name", "before-erasure"]
+        + ["--clusters", "2", "--min-cluster-size", "3"],
+        env=stack.segmenter.env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "trained on 13 customers" in trained.stdout
+    models = Path(consent.env["DATA_DIR"]) / "models"
+    assert {p.suffix for p in models.iterdir()} == {".json", ".pkl", ".png"}
+
+    response = httpx.post(f"{consent.url}/v1/customers/{raw_id}/erasure", headers=DSR, timeout=30)
+    assert response.status_code == 202
     receipt = settled_receipt(consent, raw_id)
     assert_erased_everywhere(stack, consent, raw_id, receipt["event_id"])

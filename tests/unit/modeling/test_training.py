@@ -94,3 +94,20 @@ def test_a_model_id_that_cannot_name_a_file_is_refused(model_id: str) -> None:
 def test_identical_customers_cannot_make_clusters() -> None:
     with pytest.raises(TrainingError, match="only 1 distinct feature vectors"):
         train(TrainingSpec("flat", None), np.ones((100, len(FEATURES))))
+
+
+@pytest.mark.parametrize("algorithm", ["kmeans", "minibatch", "gmm"])
+def test_the_fitted_pipeline_keeps_nothing_per_training_row(
+    known: tuple[np.ndarray, list[int]], algorithm: str
+) -> None:
+    """What is pickled under DATA_DIR is aggregates only: an erased customer leaves no row in it."""
+    samples, _ = known
+    model = train(TrainingSpec("rfm", 3, algorithm), samples)
+    per_row = [
+        f"{name}.{attribute}"
+        for name, step in model.pipeline.steps
+        for attribute, value in vars(step).items()
+        if isinstance(value, np.ndarray) and len(samples) in value.shape
+    ]
+    assert per_row == []
+    assert np.array_equal(model.pipeline.predict(samples), model.labels)
