@@ -42,6 +42,8 @@ class DeliveryRuntime:
             settings.delivery_retry_cap_s,
             # The POST is bounded by the timeout; the margin covers the store updates around it.
             lease_s=settings.delivery_timeout_s + 5,
+            breaker_failures=settings.delivery_breaker_failures,
+            breaker_cooldown_s=settings.delivery_breaker_cooldown_s,
         )
         self.dispatcher = Dispatcher(
             self.store,

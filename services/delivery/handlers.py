@@ -13,9 +13,18 @@ from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from services.delivery import metrics
+from services.delivery.domain.breaker import STATE_VALUES, CircuitBreaker
 from services.delivery.domain.destinations import Destination, agreement_problem
 from services.delivery.domain.routing import Cause, Consent, Intent, merge_consent
-from services.delivery.domain.webhooks import SIGNATURE_HEADER, body, retry_delay, signature, subject
+from services.delivery.domain.webhooks import (
+    CIRCUIT_OPEN,
+    GONE,
+    SIGNATURE_HEADER,
+    body,
+    retry_delay,
+    signature,
+    subject,
+)
 from shared.events import ConsentChanged, ConsentStateSnapshot, MembershipChanged
 from shared.failpoints import failpoint
 
@@ -33,6 +42,8 @@ class Outbox(Protocol):
     def get_destination(self, destination_id: str) -> Destination | None: ...
     def settle(self, seq: int, status: str, attempts: int, error: str | None) -> None: ...
     def retry_at(self, seq: int, attempts: int, when: float, error: str) -> None: ...
+    def pause(self, destination_id: str, reason: str) -> bool: ...
+    def release_deferred(self, destination_ids: list[str], now: float) -> None: ...
 
 
 class WebhookSender(Protocol):
@@ -79,6 +90,8 @@ class RetryPolicy:
     initial_s: float
     cap_s: float
     lease_s: float  # a claimed webhook is not due again for this long (longer than one POST may take)
+    breaker_failures: int  # consecutive failures of an endpoint that open its circuit
+    breaker_cooldown_s: float  # how long an open circuit holds everything back before a probe
 
 
 class Dispatcher:
@@ -99,6 +112,9 @@ class Dispatcher:
         self.concurrency, self.clock = concurrency, clock
         self.rng = random.Random()
         self._wake = asyncio.Event()
+        # In memory: a restart closes every circuit, and the first failures open it again.
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self._users: dict[str, set[str]] = {}  # endpoint -> destinations seen sending to it
 
     def wake(self) -> None:
         self._wake.set()
@@ -134,25 +150,74 @@ class Dispatcher:
             task.add_done_callback(lambda _: self._wake.set())
             in_flight.add(task)
 
+    def breaker(self, endpoint: str) -> CircuitBreaker:
+        return self.breakers.setdefault(
+            endpoint, CircuitBreaker(self.policy.breaker_failures, self.policy.breaker_cooldown_s)
+        )
+
     async def attempt(self, item: dict[str, Any]) -> None:
         destination = await asyncio.to_thread(self.outbox.get_destination, item["destination_id"])
         problem = "deleted" if destination is None else agreement_problem(destination.agreement, _today())
-        attempts = item["attempts"] + 1
         if destination is None or problem is not None:
             await asyncio.to_thread(self.outbox.settle, item["seq"], "withheld", item["attempts"], problem)
             return
+        self._users.setdefault(destination.endpoint, set()).add(destination.destination_id)
+        breaker = self.breaker(destination.endpoint)
+        if not breaker.allow(self.clock()):
+            # Held back, not attempted: it goes when the circuit closes, or as the next probe.
+            await asyncio.to_thread(
+                self.outbox.retry_at, item["seq"], item["attempts"], breaker.reopens_at(), CIRCUIT_OPEN
+            )
+            return
+        probe = breaker.state == "half_open"
+        self._show(destination.endpoint)
+        error = await self._post(item, destination)
+        await self._settle(item, destination, error, probe)
+
+    async def _post(self, item: dict[str, Any], destination: Destination) -> str | None:
         payload = body(item, destination, subject(self.key, destination, item["customer_id"]))
         headers = {
             "Content-Type": "application/json",
             "Idempotency-Key": item["idempotency_key"],
             SIGNATURE_HEADER: signature(destination.signing_secret, int(self.clock()), payload),
         }
-        error = await self.sender.post(destination.endpoint, payload, headers)
+        return await self.sender.post(destination.endpoint, payload, headers)
+
+    async def _settle(
+        self, item: dict[str, Any], destination: Destination, error: str | None, probe: bool
+    ) -> None:
+        breaker = self.breaker(destination.endpoint)
+        # A failed probe says the endpoint is still down, nothing about this webhook: it does not
+        # count against the attempts, so an outage of any length dead-letters nothing.
+        attempts = item["attempts"] + (0 if probe and error not in (None, GONE) else 1)
+        # An endpoint that answered, even 410, is up; what its circuit held back goes after this one.
+        answered = error is None or error == GONE
+        closed = breaker.succeeded() if answered else False
+        if not answered:
+            breaker.failed(self.clock())
+        self._show(destination.endpoint)
+        await self._record(item, destination, error, attempts)
+        if closed:
+            await self._release(destination.endpoint)
+
+    async def _record(
+        self, item: dict[str, Any], destination: Destination, error: str | None, attempts: int
+    ) -> None:
         label = destination.destination_id
         if error is None:
             failpoint("delivery.after_ack")  # acknowledged, not yet marked delivered
             metrics.DELIVERED.labels(label).inc()
             await asyncio.to_thread(self.outbox.settle, item["seq"], "delivered", attempts, None)
+        elif error == GONE:
+            # The receiver says this endpoint is gone for good: stop, keep what is pending, and
+            # wait for an operator's PUT (a new endpoint, or the same one back) to resume.
+            reason = f"the endpoint answered 410 Gone at {_now()}"
+            if await asyncio.to_thread(self.outbox.pause, label, reason):
+                metrics.PAUSED.labels(label).inc()
+                log.warning(
+                    "destination paused: its endpoint answered 410 Gone", extra={"destination": label}
+                )
+            await asyncio.to_thread(self.outbox.retry_at, item["seq"], attempts, self.clock(), error)
         elif attempts >= self.policy.max_attempts:
             metrics.FAILED.labels(label).inc()
             log.warning(
@@ -164,6 +229,21 @@ class Dispatcher:
             delay = retry_delay(attempts, self.policy.initial_s, self.policy.cap_s, self.rng)
             await asyncio.to_thread(self.outbox.retry_at, item["seq"], attempts, self.clock() + delay, error)
 
+    async def _release(self, endpoint: str) -> None:
+        """The circuit closed: what it held back is due now."""
+        destination_ids = sorted(self._users.get(endpoint, ()))
+        await asyncio.to_thread(self.outbox.release_deferred, destination_ids, self.clock())
+        self.wake()
+
+    def _show(self, endpoint: str) -> None:
+        value = STATE_VALUES[self.breaker(endpoint).state]
+        for destination_id in self._users.get(endpoint, ()):
+            metrics.CIRCUIT_STATE.labels(destination_id).set(value)
+
 
 def _today() -> date:
     return datetime.now(UTC).date()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -18,6 +18,10 @@ class DeliverySettings(ServiceSettings):
     delivery_retry_cap_s: float = Field(60.0, gt=0, le=3600)
     # How long one POST may take before it counts as a failed attempt.
     delivery_timeout_s: float = Field(5.0, gt=0, le=60)
+    # Consecutive failures of an endpoint that open its circuit, and how long it then stays open
+    # before one webhook goes as a probe.
+    delivery_breaker_failures: int = Field(5, ge=1, le=1000)
+    delivery_breaker_cooldown_s: float = Field(30.0, gt=0, le=3600)
     # Webhooks in flight at once (each to a different destination and customer).
     delivery_concurrency: int = Field(16, ge=1, le=256)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from services.delivery.domain.destinations import Agreement, Destination
 from services.delivery.domain.routing import Cause, Consent, Holding, Intent, plan
+from services.delivery.domain.webhooks import CIRCUIT_OPEN
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS destinations (
@@ -35,13 +36,17 @@ CREATE TABLE IF NOT EXISTS deliveries (
     status TEXT NOT NULL DEFAULT 'pending',  -- pending, delivered, dead, withheld
     attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL DEFAULT 0, last_error TEXT
 );
+-- A destination whose endpoint answered 410 Gone: nothing goes to it until a PUT resumes it.
+CREATE TABLE IF NOT EXISTS paused (destination_id TEXT PRIMARY KEY, reason TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (status, destination_id, customer_id, seq);
 """
-# The oldest pending webhook of each destination and customer: only it may be sent, so order holds.
+# The oldest pending webhook of each destination and customer: only it may be sent, so order
+# holds. A paused destination has no heads: its webhooks wait, in order, for it to resume.
 _HEADS = """
 SELECT d.* FROM deliveries d JOIN (
     SELECT MIN(seq) AS seq FROM deliveries WHERE status = 'pending' GROUP BY destination_id, customer_id
 ) heads ON d.seq = heads.seq
+WHERE d.destination_id NOT IN (SELECT destination_id FROM paused)
 """
 
 
@@ -93,6 +98,7 @@ class SqliteDeliveryStore:
                 " SET spec = excluded.spec, signing_secret = excluded.signing_secret",
                 (destination.destination_id, text, destination.signing_secret),
             )
+            db.execute("DELETE FROM paused WHERE destination_id = ?", (destination.destination_id,))
         return created
 
     def get_destination(self, destination_id: str) -> Destination | None:
@@ -107,6 +113,7 @@ class SqliteDeliveryStore:
         with self._transaction() as db:
             gone = db.execute("DELETE FROM destinations WHERE destination_id = ?", (destination_id,)).rowcount
             db.execute("DELETE FROM holdings WHERE destination_id = ?", (destination_id,))
+            db.execute("DELETE FROM paused WHERE destination_id = ?", (destination_id,))
             db.execute(
                 "DELETE FROM deliveries WHERE destination_id = ? AND status = 'pending'", (destination_id,)
             )
@@ -119,6 +126,20 @@ class SqliteDeliveryStore:
                 (destination_id,),
             ).fetchall()
         return dict(rows)
+
+    def pause(self, destination_id: str, reason: str) -> bool:
+        """True when that paused it (webhooks in flight may answer 410 after the first one)."""
+        with self._transaction() as db:
+            paused = db.execute("INSERT OR IGNORE INTO paused VALUES (?, ?)", (destination_id, reason))
+            return bool(paused.rowcount)
+
+    def paused(self, destination_id: str) -> str | None:
+        """Why the destination is paused, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT reason FROM paused WHERE destination_id = ?", (destination_id,)
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     # Inputs: one transaction updates the customer's state, the holdings and the outbox.
 
@@ -151,11 +172,12 @@ class SqliteDeliveryStore:
         (after a crash, the lease runs out and it is sent again, under the same idempotency key)."""
         with self._transaction() as db:
             rows = db.execute(
-                _HEADS + " WHERE d.next_attempt_at <= ? ORDER BY d.seq LIMIT ?", (now, limit)
+                _HEADS + " AND d.next_attempt_at <= ? ORDER BY d.seq LIMIT ?", (now, limit)
             ).fetchall()
+            # A claimed webhook loses the circuit's mark: leased, it is no longer held back.
             db.executemany(
-                "UPDATE deliveries SET next_attempt_at = ? WHERE seq = ?",
-                [(lease_until, row["seq"]) for row in rows],
+                "UPDATE deliveries SET next_attempt_at = ?, last_error = NULLIF(last_error, ?) WHERE seq = ?",
+                [(lease_until, CIRCUIT_OPEN, row["seq"]) for row in rows],
             )
         return [dict(row) for row in rows]
 
@@ -169,6 +191,15 @@ class SqliteDeliveryStore:
             db.execute(
                 "UPDATE deliveries SET status = ?, attempts = ?, last_error = ? WHERE seq = ?",
                 (status, attempts, error, seq),
+            )
+
+    def release_deferred(self, destination_ids: list[str], now: float) -> None:
+        """Make due now what a circuit held back (marked by its error; a leased one in flight is not)."""
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE deliveries SET next_attempt_at = ? WHERE status = 'pending'"
+                " AND destination_id = ? AND last_error = ?",
+                [(now, destination_id, CIRCUIT_OPEN) for destination_id in destination_ids],
             )
 
     def retry_at(self, seq: int, attempts: int, when: float, error: str) -> None:

@@ -48,6 +48,7 @@ async def put_destination(
         signing_secret=spec.signing_secret,
     )
     created = await asyncio.to_thread(runtime.store.put_destination, destination)
+    runtime.dispatcher.wake()  # a PUT resumes a paused destination: its webhooks are due
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return await _out(runtime, destination)
 
@@ -71,6 +72,7 @@ async def delete_destination(destination_id: DestinationId, runtime: Runtime) ->
 
 async def _out(runtime: Runtime, destination: Destination) -> DestinationOut:
     problem = agreement_problem(destination.agreement, datetime.now(UTC).date())
+    paused = await asyncio.to_thread(runtime.store.paused, destination.destination_id)
     counts = await asyncio.to_thread(runtime.store.counts, destination.destination_id)
     agreement = destination.agreement
     return DestinationOut(
@@ -81,7 +83,8 @@ async def _out(runtime: Runtime, destination: Destination) -> DestinationOut:
         purposes=sorted(destination.purposes),
         agreement=AgreementIn(**asdict(agreement)) if agreement else None,
         identifier=destination.identifier,
-        status="active" if problem is None else "suspended",
-        reason=problem,
+        status="suspended" if problem else "paused" if paused else "active",
+        reason=problem or paused,
+        circuit=runtime.dispatcher.breaker(destination.endpoint).state,
         deliveries=counts,
     )

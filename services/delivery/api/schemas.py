@@ -92,6 +92,12 @@ class DestinationOut(BaseModel):
     purposes: list[str]
     agreement: AgreementIn | None
     identifier: Identifier
-    status: Literal["active", "suspended"] = Field(description="`suspended`: it receives nothing")
-    reason: ShortText | None = Field(description="Why it is suspended; null when active")
+    status: Literal["active", "suspended", "paused"] = Field(
+        description="`suspended`: no valid agreement, it receives nothing; `paused`: its endpoint"
+        " answered 410 Gone, its webhooks wait for a PUT"
+    )
+    reason: ShortText | None = Field(description="Why it is suspended or paused; null when active")
+    circuit: Literal["closed", "open", "half_open"] = Field(
+        description="The circuit breaker of its endpoint: `open` holds its webhooks back"
+    )
     deliveries: dict[str, int] = Field(description="Webhooks by state: pending, delivered, dead, withheld")

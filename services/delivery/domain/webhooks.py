@@ -12,6 +12,8 @@ from services.delivery.domain.destinations import Destination
 from shared.pseudonym import pseudonymize
 
 SIGNATURE_HEADER = "Segwarden-Signature"
+GONE = "HTTP 410"  # the receiver's word that the endpoint is gone: the destination pauses
+CIRCUIT_OPEN = "circuit open"  # the error of a webhook held back by its endpoint's circuit
 
 
 def destination_key(installation_key: bytes, destination_id: str) -> bytes:

@@ -3,135 +3,27 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
 import httpx
-import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
-from shared.events import ConsentStateSnapshot, ErasureRequested, MembershipChanged, PurposeState, utcnow
 from tests.conftest import bearer
-from tests.integration.delivery.receiver import Receiver
+from tests.integration.delivery.harness import (
+    PURPOSE,
+    Receiver,
+    Receivers,
+    Topics,
+    delivery,
+    put_destination,
+    receiver,
+)
 from tests.support import ServiceProcess, read_topic, wait_for
-
-PURPOSE = "marketing_email"
-
-
-@pytest.fixture
-def receivers() -> Iterator[list[Receiver]]:
-    started: list[Receiver] = []
-    yield started
-    for receiver in started:
-        receiver.stop()
-
-
-@pytest.fixture
-def producer(kafka_bootstrap: str) -> Iterator[KafkaProducer]:
-    client = KafkaProducer(bootstrap_servers=kafka_bootstrap)
-    yield client
-    client.close()
-
-
-def receiver(receivers: list[Receiver], fail_first: int = 0) -> Receiver:
-    started = Receiver(secret=uuid.uuid4().hex * 2, fail_first=fail_first).start()
-    receivers.append(started)
-    return started
-
-
-def agreement(expires_on: date) -> dict[str, Any]:
-    return {
-        "processor": "Mailer GmbH",
-        "reference": "DPA-2026-7",
-        "signed_on": "2026-01-01",
-        "expires_on": expires_on.isoformat(),
-        "country": "DE",
-        "transfer_mechanism": "none",
-    }
-
-
-def put_destination(
-    service: ServiceProcess, destination_id: str, target: Receiver, expires_on: date | None = None
-) -> dict[str, Any]:
-    spec = {
-        "name": destination_id,
-        "endpoint": target.url,
-        "segments": ["vip"],
-        "purposes": [PURPOSE],
-        "agreement": agreement(expires_on or date.today() + timedelta(days=365)),
-        "signing_secret": target.secret,
-    }
-    response = httpx.put(f"{service.url}/v1/destinations/{destination_id}", json=spec, headers=bearer())
-    assert response.status_code == 201, response.text
-    return dict(response.json())
-
-
-class Topics:
-    """Publishes what the consent service and the segmenter would, all on partition 0, so a
-    later record's effect shows that every earlier one was handled (a partition is read in order)."""
-
-    def __init__(self, producer: KafkaProducer, prefix: str) -> None:
-        self.producer, self.prefix = producer, prefix
-        self.sent: dict[str, int] = {}
-
-    def handled(self, bootstrap: str, topic: str) -> None:
-        """Wait until the delivery service committed everything sent to `topic` (it commits after
-        routing): what another topic carries next cannot overtake it."""
-        # Never subscribes, so it only fetches the group's offsets and never joins the group.
-        group = KafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=self.prefix + "segwarden-delivery", enable_auto_commit=False
-        )
-        tp = TopicPartition(self.prefix + topic, 0)
-        try:
-            wait_for(
-                lambda: (group.committed(tp) or 0) >= self.sent[topic],
-                what=f"the delivery service to handle {topic}",
-            )
-        finally:
-            group.close()
-
-    def consent(self, customer_id: str, granted: bool, sequence: int) -> None:
-        status = "granted" if granted else "denied"
-        state = PurposeState(status=status, effective=granted, sequence=sequence)
-        snapshot = ConsentStateSnapshot(
-            event_id=uuid.uuid4().hex, customer_id=customer_id, purposes={PURPOSE: state}, updated_at=utcnow()
-        )
-        self._send("consent.state", customer_id, snapshot.to_bytes())
-
-    def membership(self, customer_id: str, action: str, reason: str = "rule_matched") -> None:
-        change = MembershipChanged(
-            event_id=uuid.uuid4().hex,
-            segment_id="vip",
-            customer_id=customer_id,
-            action=action,  # type: ignore[arg-type]
-            reason=reason,  # type: ignore[arg-type]
-            cause_event_id=None,
-            cause_at=None,
-            at=utcnow(),
-        )
-        self._send("segment.membership", customer_id, change.to_bytes())
-
-    def erasure(self, customer_id: str) -> None:
-        request = ErasureRequested(event_id=uuid.uuid4().hex, customer_id=customer_id, requested_at=utcnow())
-        self._send("erasure.requests", customer_id, request.to_bytes())
-
-    def tombstone(self, key: bytes) -> None:
-        self.producer.send(self.prefix + "consent.state", value=None, key=key, partition=0).get(10)
-
-    def _send(self, topic: str, key: str, value: bytes) -> None:
-        self.producer.send(self.prefix + topic, value=value, key=key.encode(), partition=0).get(10)
-        self.sent[topic] = self.sent.get(topic, 0) + 1
-
-
-def delivery(start_service: Any, **env: str) -> ServiceProcess:
-    service: ServiceProcess = start_service("delivery", DELIVERY_RETRY_INITIAL_S="0.05", **env)
-    return service.wait_ready()
 
 
 def test_consented_customers_are_delivered_signed_under_a_pseudonym_per_destination(
-    start_service: Any, receivers: list[Receiver], producer: KafkaProducer, topic_prefix: str
+    start_service: Any, receivers: Receivers, producer: KafkaProducer, topic_prefix: str
 ) -> None:
     service = delivery(start_service)
     mailer, ads = receiver(receivers), receiver(receivers)
@@ -154,7 +46,7 @@ def test_consented_customers_are_delivered_signed_under_a_pseudonym_per_destinat
 
 
 def test_a_withdrawal_delivers_left_while_the_segment_still_holds(
-    start_service: Any, receivers: list[Receiver], producer: KafkaProducer, topic_prefix: str
+    start_service: Any, receivers: Receivers, producer: KafkaProducer, topic_prefix: str
 ) -> None:
     service = delivery(start_service)
     mailer = receiver(receivers)
@@ -172,7 +64,7 @@ def test_a_withdrawal_delivers_left_while_the_segment_still_holds(
 
 def test_an_erasure_delivers_left_at_every_destination(
     start_service: Any,
-    receivers: list[Receiver],
+    receivers: Receivers,
     producer: KafkaProducer,
     topic_prefix: str,
     kafka_bootstrap: str,
@@ -195,7 +87,7 @@ def test_an_erasure_delivers_left_at_every_destination(
     assert "not a customer id" in json.loads(letter)["error"]
 
 
-def test_a_destination_needs_purposes_of_the_catalog(start_service: Any, receivers: list[Receiver]) -> None:
+def test_a_destination_needs_purposes_of_the_catalog(start_service: Any, receivers: Receivers) -> None:
     service = delivery(start_service)
     spec = {"name": "x", "endpoint": receiver(receivers).url, "segments": ["vip"], "signing_secret": "s" * 32}
     url = f"{service.url}/v1/destinations/x"
@@ -207,7 +99,7 @@ def test_a_destination_needs_purposes_of_the_catalog(start_service: Any, receive
 
 
 def test_an_expired_agreement_stops_delivery_and_says_why(
-    start_service: Any, receivers: list[Receiver], producer: KafkaProducer, topic_prefix: str
+    start_service: Any, receivers: Receivers, producer: KafkaProducer, topic_prefix: str
 ) -> None:
     service = delivery(start_service)
     current, lapsed = receiver(receivers), receiver(receivers)
@@ -227,12 +119,13 @@ def test_an_expired_agreement_stops_delivery_and_says_why(
 
 def test_a_failing_receiver_gets_each_change_once_in_order(
     start_service: Any,
-    receivers: list[Receiver],
+    receivers: Receivers,
     producer: KafkaProducer,
     topic_prefix: str,
     kafka_bootstrap: str,
 ) -> None:
-    service = delivery(start_service, DELIVERY_MAX_ATTEMPTS="6")
+    # Its circuit never opens here: this test is about retries and dead letters alone.
+    service = delivery(start_service, DELIVERY_MAX_ATTEMPTS="6", DELIVERY_BREAKER_FAILURES="1000")
     flaky, down = receiver(receivers, fail_first=3), receiver(receivers, fail_first=1000)
     put_destination(service, "flaky", flaky)
     put_destination(service, "down", down)
@@ -257,11 +150,11 @@ def test_a_failing_receiver_gets_each_change_once_in_order(
 
 
 def test_an_endpoint_that_hangs_holds_up_only_its_own_deliveries(
-    start_service: Any, receivers: list[Receiver], producer: KafkaProducer, topic_prefix: str
+    start_service: Any, receivers: Receivers, producer: KafkaProducer, topic_prefix: str
 ) -> None:
     service = delivery(start_service, DELIVERY_TIMEOUT_S="60")
     healthy, hanging = receiver(receivers), receiver(receivers)
-    hanging.answering.clear()
+    hanging.set(hang=True)
     put_destination(service, "healthy", healthy)
     put_destination(service, "hanging", hanging)
     topics = Topics(producer, topic_prefix)
@@ -274,12 +167,12 @@ def test_an_endpoint_that_hangs_holds_up_only_its_own_deliveries(
         topics.membership(customer, "joined")
     wait_for(lambda: len(healthy.bodies()) == 3, what="every join at the healthy destination")
     assert hanging.bodies() == []
-    hanging.answering.set()
+    hanging.set(hang=False)
     wait_for(lambda: len(hanging.bodies()) == 3, what="the hanging destination answering at last")
 
 
 def test_a_delivery_killed_while_retrying_sends_the_change_once_after_its_restart(
-    start_service: Any, receivers: list[Receiver], producer: KafkaProducer, topic_prefix: str
+    start_service: Any, receivers: Receivers, producer: KafkaProducer, topic_prefix: str
 ) -> None:
     service = delivery(start_service, DELIVERY_TIMEOUT_S="1", DELIVERY_RETRY_CAP_S="0.5")
     down = receiver(receivers, fail_first=10**6)
@@ -289,7 +182,7 @@ def test_a_delivery_killed_while_retrying_sends_the_change_once_after_its_restar
     topics.membership("c-1", "joined")
     wait_for(lambda: len(down.attempts) >= 2, what="the webhook retried")
     service.kill()
-    down.fail_first = 0  # back up: the next request is accepted
+    down.set(fail_first=0)  # back up: the next request is accepted
     service.start().wait_ready()
     wait_for(down.bodies, timeout=60, what="the join after the restart")
     assert len({attempt["key"] for attempt in down.attempts}) == 1
@@ -319,7 +212,7 @@ def delivered_once(service: ServiceProcess, target: Receiver) -> None:
 
 
 def test_a_kill_after_routing_before_the_offset_commit_enqueues_the_change_once(
-    start_service: Any, receivers: list[Receiver], producer: KafkaProducer, topic_prefix: str
+    start_service: Any, receivers: Receivers, producer: KafkaProducer, topic_prefix: str
 ) -> None:
     # The second input routed (consent or membership, whichever comes second) makes the join.
     service = delivery(start_service, FAILPOINTS="delivery.after_route=kill@2")
@@ -333,7 +226,7 @@ def test_a_kill_after_routing_before_the_offset_commit_enqueues_the_change_once(
 
 
 def test_a_kill_after_the_receiver_acknowledged_resends_under_the_same_key(
-    start_service: Any, receivers: list[Receiver], producer: KafkaProducer, topic_prefix: str
+    start_service: Any, receivers: Receivers, producer: KafkaProducer, topic_prefix: str
 ) -> None:
     service = delivery(start_service, DELIVERY_TIMEOUT_S="1", FAILPOINTS="delivery.after_ack=kill")
     mailer = receiver(receivers)
