@@ -1,5 +1,6 @@
-"""The purpose catalog: which purposes exist, their lawful basis, defaults, sale/share flag, retention,
-and the notice a customer agrees to (its text and version)."""
+"""The purpose catalog (which purposes exist, their lawful basis, defaults, sale/share flag, retention,
+and the notice a customer agrees to) and the preference catalog (the zero-party preferences a
+customer may state: their keys and allowed values)."""
 
 from __future__ import annotations
 
@@ -52,8 +53,69 @@ class PurposeCatalog(BaseModel):
 
 def load_catalog(path: Path | None = None) -> PurposeCatalog:
     """The catalog at `path` (PURPOSES_FILE), else the shipped default."""
-    if path is None:
-        text = resources.files("shared").joinpath("purposes.yaml").read_text()
-    else:
-        text = path.read_text()
-    return PurposeCatalog.model_validate(yaml.safe_load(text))
+    return PurposeCatalog.model_validate(_load_yaml(path, "purposes.yaml"))
+
+
+# A stated preference `<key>` is the profile attribute `pref.<key>`, so the rule feature
+# `profile.pref.<key>`: apart from what upstream apps send as profile attributes.
+PREFERENCE_ATTRIBUTE_PREFIX = "pref."
+PreferenceValue = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
+
+
+class PreferenceChoiceError(ValueError):
+    """A stated preference the catalog does not allow; the message says what it allows."""
+
+
+class PreferenceKey(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
+    description: str
+    # Several values may be chosen (the feature is a list, read with `'x' in ...`), else one.
+    multiple: bool = False
+    values: tuple[PreferenceValue, ...] = Field(min_length=1)
+
+    @property
+    def attribute(self) -> str:
+        return PREFERENCE_ATTRIBUTE_PREFIX + self.id
+
+    @property
+    def feature(self) -> str:
+        return "profile." + self.attribute
+
+    def check(self, value: str | list[str]) -> str | list[str]:
+        """The value as stored (a list without repeats, in catalog order); PreferenceChoiceError."""
+        chosen = value if isinstance(value, list) else [value]
+        unknown = [v for v in chosen if v not in self.values]
+        if unknown:
+            raise PreferenceChoiceError(f"{unknown[0]!r} is not one of {', '.join(self.values)}")
+        if not self.multiple:
+            if isinstance(value, list):
+                raise PreferenceChoiceError(f"one of {', '.join(self.values)}, not a list")
+            return value
+        if not chosen:
+            raise PreferenceChoiceError("choose at least one value, or remove the preference")
+        return [v for v in self.values if v in chosen]
+
+
+class PreferenceCatalog(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    preferences: tuple[PreferenceKey, ...]
+
+    def get(self, key: str) -> PreferenceKey | None:
+        return next((p for p in self.preferences if p.id == key), None)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(p.id for p in self.preferences)
+
+
+def load_preference_catalog(path: Path | None = None) -> PreferenceCatalog:
+    """The preference catalog at `path` (PREFERENCES_FILE), else the shipped default."""
+    return PreferenceCatalog.model_validate(_load_yaml(path, "preferences.yaml"))
+
+
+def _load_yaml(path: Path | None, shipped: str) -> object:
+    text = resources.files("shared").joinpath(shipped).read_text() if path is None else path.read_text()
+    return yaml.safe_load(text)

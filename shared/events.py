@@ -77,6 +77,11 @@ MembershipReason = Literal[
 ]
 
 
+# The `source` of what the preference center publishes: consent choices, and on customer.events
+# the `profile_update` events of the preferences a customer states (attributes `pref.<key>`).
+PREFERENCE_CENTER_SOURCE = "preference-center"
+
+
 def new_event_id() -> str:
     return uuid.uuid4().hex
 

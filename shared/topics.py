@@ -73,7 +73,9 @@ CUSTOMER_EVENTS = TopicSpec(
     "customer.events",
     events.CustomerEvent,
     "customer_id",
-    "What customers did, from upstream apps. `purchase` and `profile_update` feed features.",
+    "What customers did, from upstream apps, and the preferences they state on the preference"
+    " center (`profile_update`, source `preference-center`, attributes `pref.<key>`; null removes)."
+    " `purchase` and `profile_update` feed features.",
 )
 CONSENT_REQUESTS = TopicSpec(
     "consent.requests",

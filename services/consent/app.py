@@ -7,7 +7,14 @@ import logging
 from fastapi import FastAPI, Request, Response
 from sqlalchemy.exc import OperationalError
 
-from services.consent.api import consents, dsr, preference_requests, preferences, purposes
+from services.consent.api import (
+    consents,
+    dsr,
+    preference_choices,
+    preference_requests,
+    preferences,
+    purposes,
+)
 from services.consent.bootstrap import ConsentRuntime
 from services.consent.settings import ConsentSettings
 from shared.http import create_service_app, error_response
@@ -23,7 +30,12 @@ def create_app(settings: ConsentSettings) -> FastAPI:
         runtime,
         [purposes.router, consents.router, dsr.router, preferences.links],
         # The customer's own pages: a link's token, not a bearer token, lets the caller in.
-        public_routers=[preferences.page, preference_requests.router, preferences.well_known],
+        public_routers=[
+            preferences.page,
+            preference_requests.router,
+            preference_choices.router,
+            preferences.well_known,
+        ],
         state={
             "consent": runtime.service,
             "peers": runtime.peers,

@@ -22,12 +22,13 @@ from services.consent.expiry import expire_all_lapsed, retire_all_past_retention
 from services.consent.preference.access import PreferenceAccess
 from services.consent.preference.links import PreferenceLinks, load_link_key
 from services.consent.preference.store import SqlLinkGenerations
+from services.consent.preference.zero_party import SqlStatedPreferences, StatedPreferences
 from services.consent.receipt import ErasureReceipts
 from services.consent.service import ConsentService
 from services.consent.settings import ConsentSettings
 from shared import topics
 from shared.auth import internal_token
-from shared.catalog import load_catalog
+from shared.catalog import load_catalog, load_preference_catalog
 from shared.deadletter import DeadLetters
 from shared.http import ReadinessCheck, database_ready, kafka_ready
 from shared.kafka import (
@@ -70,12 +71,12 @@ class ConsentRuntime:
         )
         policy = ConsentPolicy(load_catalog(settings.purposes_file))
         self.pseudonym_key = load_pseudonym_key(settings)
+        store = SqlConsentStore(self.engine)
         self.service = ConsentService(
-            SqlConsentStore(self.engine),
-            policy,
-            self.pseudonym_key,
-            self.relay,
-            settings.consent_publish_wait,
+            store, policy, self.pseudonym_key, self.relay, settings.consent_publish_wait
+        )
+        self.preferences = StatedPreferences(
+            SqlStatedPreferences(store), load_preference_catalog(settings.preferences_file), self.service
         )
         self.peers = HttpPeerExport(
             settings.segmenter_url,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 
 from shared.settings import ServiceSettings
@@ -29,6 +31,8 @@ class ConsentSettings(ServiceSettings):
     preference_link_key: SecretStr | None = None
     # Where customers reach the consent service (links start with it); unset: the URL of the request.
     preference_center_url: str | None = None
+    # The preference catalog (zero-party preferences customers may state); unset: the shipped one.
+    preferences_file: Path | None = None
 
     @property
     def db_url(self) -> str:

@@ -37,6 +37,15 @@ class HttpPeerExport:
             raise PeerUnavailableError(f"{self.segmenter_url}: unexpected body")
         return explained
 
+    async def segment_definitions(self) -> list[dict[str, Any]]:
+        """Every live segment with the features its rule reads (the segmenter's `GET /v1/segments`)."""
+        async with self._client() as client:
+            body = await _get(client, f"{self.segmenter_url}/v1/segments", {})
+        segments = body.get("segments")
+        if not isinstance(segments, list) or not all(isinstance(s, dict) for s in segments):
+            raise PeerUnavailableError(f"{self.segmenter_url}: unexpected body")
+        return segments
+
     async def audit_trail(self, customer_id: str) -> list[Any]:
         records: list[Any] = []
         params: dict[str, Any] = {"customer_id": customer_id, "limit": AUDIT_PAGE}

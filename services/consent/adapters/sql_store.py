@@ -14,6 +14,7 @@ from services.consent.adapters.sql_engine import lock_customer, next_sequences, 
 from services.consent.adapters.sql_tables import (
     consent_current,
     consent_records,
+    customer_preferences,
     erasures,
     outbox,
     processed_requests,
@@ -124,7 +125,7 @@ class CustomerUnit:
                 consent_records.c.customer_id == subject, consent_records.c.retired_at.is_not(None)
             )
         ).rowcount
-        for table in (consent_records, consent_current, outbox):
+        for table in (consent_records, consent_current, customer_preferences, outbox):
             result = self.connection.execute(delete(table).where(table.c.customer_id == self.customer_id))
             deleted += result.rowcount
         self.connection.execute(

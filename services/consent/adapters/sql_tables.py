@@ -135,6 +135,17 @@ erasures = Table(
 # they are drawn across sessions); on SQLite, one row in a table of its own (one writer at a time).
 CONSENT_SEQUENCE = "consent_sequence"
 
+# The customer's stated (zero-party) preferences, one row per catalog key, the value as JSON: what
+# the preference center shows back. Each change also enqueues a profile_update on customer.events.
+customer_preferences = Table(
+    "customer_preferences",
+    metadata,
+    Column("customer_id", String(128), primary_key=True),
+    Column("preference", String(64), primary_key=True),
+    Column("value", String(1024), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
 # The preference-link generation per customer, under the pseudonym only: a link carries the
 # generation it was issued in, and revoking a customer's links moves the generation on.
 preference_link_generations = Table(

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request
 
 from services.consent.adapters.http_peers import HttpPeerExport
+from services.consent.preference.zero_party import StatedPreferences
 from services.consent.receipt import ErasureReceipts
 from services.consent.service import ConsentService
 from shared.auth import require_scope
@@ -37,7 +38,13 @@ async def get_receipts(request: Request) -> ErasureReceipts:
     return receipts
 
 
+async def get_preferences(request: Request) -> StatedPreferences:
+    preferences: StatedPreferences = request.app.state.runtime.preferences
+    return preferences
+
+
 ServiceDep = Annotated[ConsentService, Depends(get_service)]
+PreferencesDep = Annotated[StatedPreferences, Depends(get_preferences)]
 ReceiptsDep = Annotated[ErasureReceipts, Depends(get_receipts)]
 PeersDep = Annotated[HttpPeerExport, Depends(get_peers)]
 CustomerId = Annotated[

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, status
 
 from services.consent.adapters.http_peers import HttpPeerExport, PeerUnavailableError
-from services.consent.api.deps import CustomerId, PeersDep, ReceiptsDep, ServiceDep, scope
+from services.consent.api.deps import CustomerId, PeersDep, PreferencesDep, ReceiptsDep, ServiceDep, scope
 from services.consent.api.preferences import AccessDep
 from services.consent.api.schemas import (
     ConsentRecordOut,
@@ -19,6 +19,7 @@ from services.consent.api.schemas import (
     PurposeStateOut,
 )
 from services.consent.preference.access import PreferenceAccess
+from services.consent.preference.zero_party import StatedPreferences
 from services.consent.receipt import ErasureReceipts
 from services.consent.service import ConsentService
 from shared.events import utcnow
@@ -48,11 +49,15 @@ async def erasure_receipt(customer_id: CustomerId, receipts: ReceiptsDep) -> Era
 
 @router.get("/export", response_model=ExportOut, dependencies=[scope("dsr")])
 async def export(
-    customer_id: CustomerId, service: ServiceDep, peers: PeersDep, receipts: ReceiptsDep
+    customer_id: CustomerId,
+    service: ServiceDep,
+    peers: PeersDep,
+    receipts: ReceiptsDep,
+    preferences: PreferencesDep,
 ) -> ExportOut:
-    """The access bundle: consents and history from here, segments and audit trail from the peers,
-    and the latest erasure's receipt."""
-    return await access_export(customer_id, service, peers, receipts)
+    """The access bundle: consents, history and stated preferences from here, segments and audit
+    trail from the peers, and the latest erasure's receipt."""
+    return await access_export(customer_id, service, peers, receipts, preferences)
 
 
 async def erase_customer(
@@ -66,12 +71,17 @@ async def erase_customer(
 
 
 async def access_export(
-    customer_id: str, service: ConsentService, peers: HttpPeerExport, receipts: ErasureReceipts
+    customer_id: str,
+    service: ConsentService,
+    peers: HttpPeerExport,
+    receipts: ErasureReceipts,
+    preferences: StatedPreferences,
 ) -> ExportOut:
     """The access bundle, for the officer's route and the customer's own download."""
-    states, history, segments, audit, erasure = await asyncio.gather(
+    states, history, stated, segments, audit, erasure = await asyncio.gather(
         service.states(customer_id),
         service.history(customer_id),
+        preferences.stated(customer_id),
         _optional(peers.segments(customer_id)),
         _optional(peers.audit_trail(customer_id)),
         receipts.receipt(customer_id),
@@ -82,6 +92,7 @@ async def access_export(
         generated_at=utcnow(),
         consents={p: PurposeStateOut.model_validate(s.model_dump()) for p, s in states.items()},
         history=[ConsentRecordOut.model_validate(row) for row in history],
+        preferences=stated,
         segments=segments,
         audit=audit,
         unavailable=unavailable,

@@ -8,7 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.consent.api.deps import PeersDep, ReceiptsDep, ServiceDep
+from services.consent.api.deps import PeersDep, PreferencesDep, ReceiptsDep, ServiceDep
 from services.consent.api.dsr import access_export, erase_customer
 from services.consent.api.preferences import AccessDep, Claims
 from services.consent.api.schemas import ErasureAccepted, ExportOut
@@ -27,12 +27,17 @@ class ErasureConfirmation(BaseModel):
 
 @router.get("/export", response_model=ExportOut)
 async def download_export(
-    claims: Claims, response: Response, service: ServiceDep, peers: PeersDep, receipts: ReceiptsDep
+    claims: Claims,
+    response: Response,
+    service: ServiceDep,
+    peers: PeersDep,
+    receipts: ReceiptsDep,
+    preferences: PreferencesDep,
 ) -> ExportOut:
     """The customer's access export (as `GET /v1/customers/{id}/export`), as a file to save."""
     response.headers["Content-Disposition"] = f'attachment; filename="{EXPORT_FILE}"'
     response.headers["Cache-Control"] = "no-store"
-    return await access_export(claims.customer_id, service, peers, receipts)
+    return await access_export(claims.customer_id, service, peers, receipts, preferences)
 
 
 @router.post("/erasure", response_model=ErasureAccepted, status_code=status.HTTP_202_ACCEPTED)

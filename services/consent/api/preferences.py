@@ -15,18 +15,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.consent.adapters.http_peers import HttpPeerExport, PeerUnavailableError
 from services.consent.api.consents import put_consent
-from services.consent.api.deps import CustomerId, KnownPurpose, PeersDep, ServiceDep, scope
+from services.consent.api.deps import CustomerId, KnownPurpose, PeersDep, PreferencesDep, ServiceDep, scope
 from services.consent.api.schemas import ConsentChoice, JurisdictionName, RecordedConsentOut, Status
 from services.consent.preference.access import PreferenceAccess
 from services.consent.preference.links import LinkClaims, PreferenceLinkError
 from services.consent.preference.messages import language
 from services.consent.preference.page import render_page, render_refusal
+from services.consent.preference.zero_party import preference_uses
+from services.consent.preference.zero_party_page import render_preferences
 from services.consent.service import ConsentService
 from services.consent.settings import ConsentSettings
-from shared.events import utcnow
+from shared.events import PREFERENCE_CENTER_SOURCE, utcnow
 
 log = logging.getLogger(__name__)
-SOURCE = "preference-center"
+SOURCE = PREFERENCE_CENTER_SOURCE
 GPC_POLICY_UPDATED = date(2026, 12, 1)
 
 links = APIRouter(prefix="/v1/customers/{customer_id}/preference-link", tags=["preference center"])
@@ -126,6 +128,7 @@ async def preference_page(
     access: AccessDep,
     service: ServiceDep,
     peers: PeersDep,
+    preferences: PreferencesDep,
     sec_gpc: Annotated[str | None, Header(alias="Sec-GPC")] = None,
     accept_language: Annotated[str | None, Header()] = None,
 ) -> HTMLResponse:
@@ -139,8 +142,14 @@ async def preference_page(
     gpc = _gpc_header(sec_gpc)
     if gpc:
         await _record_gpc(claims, request, service)
-    states, segments = await asyncio.gather(service.states(claims.customer_id), _segments(peers, claims))
-    html = render_page(lang, service.policy.catalog, states, f"/preferences/{token}", gpc, segments)
+    states, segments, stated, uses = await asyncio.gather(
+        service.states(claims.customer_id),
+        _segments(peers, claims),
+        preferences.stated(claims.customer_id),
+        preference_uses(peers, preferences.catalog.preferences),
+    )
+    section = render_preferences(lang, preferences.catalog, stated, uses)
+    html = render_page(lang, service.policy.catalog, states, f"/preferences/{token}", gpc, segments, section)
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 

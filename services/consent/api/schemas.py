@@ -168,6 +168,8 @@ class ExportOut(BaseModel):
     generated_at: datetime
     consents: dict[str, PurposeStateOut]
     history: list[ConsentRecordOut]
+    # The zero-party preferences the customer stated on the preference center, by key.
+    preferences: dict[str, str | list[str]] = Field(default_factory=dict)
     segments: Any | None
     audit: list[Any] | None
     unavailable: list[str]

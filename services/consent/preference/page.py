@@ -17,13 +17,16 @@ from shared.events import PurposeState
 # The strings the script shows after a click (the rest of the page is rendered here).
 SCRIPT_KEYS = (
     "granted", "denied", "allow", "withdraw", "saving", "saved_published", "saved_pending", "failed",
-    "gpc_recorded", "gpc_blocks_grant", "erased", "notice_agreed",
+    "gpc_recorded", "gpc_blocks_grant", "erased", "notice_agreed", "pref_removed", "used_by",
+    "used_by_none", "used_by_unavailable",
 )  # fmt: skip
 
 _STYLE = """body{font:1rem/1.5 system-ui,sans-serif;color:#1a1a1a;background:#fff;margin:0}
 main{max-width:46rem;margin:0 auto;padding:1.5rem}
 .purpose{border:1px solid #767676;border-radius:.5rem;padding:1rem;margin:1rem 0;list-style:none}
-.purposes,.segments{padding:0}.segment{list-style:none;border-top:1px solid #767676}
+.purposes,.segments{padding:0}fieldset{border:1px solid #767676;border-radius:.5rem}
+.stated{margin:1rem 0}label{margin-right:1rem;white-space:nowrap}
+.segment{list-style:none;border-top:1px solid #767676}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}
 dt{font-weight:600}dd{margin:0}
 button{font:inherit;padding:.5rem 1.25rem;border-radius:.375rem;border:2px solid #0b4f8a;
@@ -51,6 +54,7 @@ _PAGE = Template("""<!doctype html>
 $purposes
 </ul>
 $segments
+$preferences
 $your_data
 </main>
 <script id="strings" type="application/json">$strings</script>
@@ -75,9 +79,11 @@ def render_page(
     endpoint: str,
     gpc_recorded: bool,
     segments: Sequence[Mapping[str, Any]] | None,
+    preferences: str = "",
 ) -> str:
     """The page: every catalog purpose with the customer's current choice and a button to change it,
-    then the segments the customer is in and why (None: the segmenter did not answer)."""
+    then the segments the customer is in and why (None: the segmenter did not answer), then the
+    `preferences` section (zero_party_page.py)."""
     strings = {key: text(lang, key) for key in SCRIPT_KEYS}
     return _PAGE.substitute(
         lang=lang,
@@ -90,6 +96,7 @@ def render_page(
         gpc_text=escape(text(lang, "gpc_recorded")),
         purposes="\n".join(_purpose(lang, p, states[p.id]) for p in catalog.purposes),
         segments=_segments(lang, segments),
+        preferences=preferences,
         your_data=_your_data(lang, endpoint),
         # "<" escaped so no string can close the script element.
         strings=json.dumps(strings).replace("<", "\\u003c"),

@@ -7,9 +7,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from services.consent.preference.messages import text
+from shared.catalog import PREFERENCE_ATTRIBUTE_PREFIX
 
 # Features the catalog words as a whole phrase for some operators ("you spent at least 100 EUR").
 _FAMILIES = ("events", "profile")
+_PREFERENCE = "profile." + PREFERENCE_ATTRIBUTE_PREFIX
 
 
 def segment_reason(lang: str, segment: Mapping[str, Any], purpose_title: Callable[[str], str]) -> str:
@@ -42,7 +44,8 @@ def _phrase(lang: str, reason: Mapping[str, Any]) -> str:
 
 
 def _condition(lang: str, feature: str, op: str, value: Any) -> str:
-    shown = _value(lang, value)
+    key = feature[len(_PREFERENCE) :] if feature.startswith(_PREFERENCE) else None
+    shown = _value(lang, value, key)
     try:
         return text(lang, f"why.{feature}.{op}").format(value=shown)
     except KeyError:
@@ -50,6 +53,10 @@ def _condition(lang: str, feature: str, op: str, value: Any) -> str:
 
 
 def _feature(lang: str, feature: str) -> str:
+    if feature.startswith(_PREFERENCE):  # a preference the customer stated: its title on the page
+        key = feature[len(_PREFERENCE) :]
+        title = text(lang, "quoted").format(value=text(lang, f"pref.{key}", key.replace("_", " ")))
+        return text(lang, "feature.pref").format(name=title)
     family, _, name = feature.partition(".")
     if family in _FAMILIES and name:
         quoted = text(lang, "quoted").format(value=name.replace("_", " "))
@@ -57,15 +64,17 @@ def _feature(lang: str, feature: str) -> str:
     return text(lang, f"feature.{feature}", feature.replace("_", " "))
 
 
-def _value(lang: str, value: Any) -> str:
+def _value(lang: str, value: Any, preference: str | None = None) -> str:
+    """A value in words; a stated preference's value by its label on the page."""
     if isinstance(value, list):
-        return _join(lang, [_value(lang, item) for item in value], "why.or")
+        return _join(lang, [_value(lang, item, preference) for item in value], "why.or")
     if isinstance(value, bool):
         return text(lang, "yes" if value else "no")
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, str):
-        return text(lang, "quoted").format(value=value)
+        label = text(lang, f"pref.{preference}.{value}", value) if preference else value
+        return text(lang, "quoted").format(value=label)
     return str(value)
 
 

@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.segmenter.rules.parser import MAX_RULE_LENGTH
+from services.segmenter.rules.nodes import features_of
+from services.segmenter.rules.parser import MAX_RULE_LENGTH, parse
 from shared.events import PURPOSE_ID_PATTERN, SegmentDefinition
 
 
@@ -46,6 +47,8 @@ class SegmentResponse(BaseModel):
     description: str
     version: int
     updated_at: datetime
+    # Added: what the rule reads, so a reader (the preference center) need not parse rules.
+    features: list[str] = Field([], description="the features the rule reads; empty for a model segment")
 
     @classmethod
     def of(cls, d: SegmentDefinition) -> SegmentResponse:
@@ -59,6 +62,7 @@ class SegmentResponse(BaseModel):
             description=d.description,
             version=d.version,
             updated_at=d.updated_at,
+            features=sorted(features_of(parse(d.rule))) if d.rule else [],
         )
 
 

@@ -43,7 +43,9 @@ def rule_features(stored: Mapping[str, str], now: float) -> CustomerFeatures:
         if field.startswith(EVENT_PREFIX):
             features["events." + field[len(EVENT_PREFIX) :]] = int(raw)
         elif field.startswith(PROFILE_PREFIX):
-            features["profile." + field[len(PROFILE_PREFIX) :]] = json.loads(raw)
+            value = json.loads(raw)
+            if value is not None:  # a profile_update's null removes the attribute (a preference)
+                features["profile." + field[len(PROFILE_PREFIX) :]] = value
     return features
 
 

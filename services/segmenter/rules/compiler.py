@@ -128,7 +128,9 @@ def _ordered(ordering: Callable[[Any, Any], bool], left: Any, right: Any) -> boo
 
 
 def _member(item: Any, collection: Any, negate: bool) -> bool:
-    if item is _MISSING or not isinstance(collection, tuple):
+    # A list literal is a tuple; a feature holding a list (a profile attribute, a preference with
+    # several values: `'books' in profile.pref.interests`) is a list.
+    if item is _MISSING or not isinstance(collection, tuple | list):
         return False
     found = any(_kind(item) == _kind(c) and item == c for c in collection)
     return not found if negate else found

@@ -11,7 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal as Kind
 
-from services.segmenter.rules.nodes import And, Compare, Feature, ListOf, Literal, Node, Not, Or, Truth, chain
+from services.segmenter.rules.nodes import (
+    And,
+    Compare,
+    Constant,
+    Feature,
+    ListOf,
+    Literal,
+    Node,
+    Not,
+    Or,
+    Truth,
+    chain,
+)
 from services.segmenter.rules.printer import to_text
 
 # The comparison seen from the other side: `a < b` is `b > a`.
@@ -23,7 +35,8 @@ Value = Literal | tuple[Literal, ...] | None
 class Reason:
     """One part of an explanation.
 
-    `condition`: `feature op value` (`op` "is set" and no value for a bare feature);
+    `condition`: `feature op value` (`op` "is set" and no value for a bare feature, "contains"
+    for `value in feature`, a feature holding a list);
     `all`/`any`: every / at least one of `parts`; `not`: `parts[0]` does not hold;
     `rule`: a part with no feature on one side (two features, two constants), as rule `text`.
     """
@@ -54,6 +67,8 @@ def _comparison(node: Compare) -> Reason:
     left, right, op = node.left, node.right, node.op
     if isinstance(right, Feature) and not isinstance(left, Feature) and op in _TURNED:
         left, right, op = right, left, _TURNED[op]
+    if op == "in" and isinstance(right, Feature) and isinstance(left, Constant):
+        return Reason("condition", feature=right.name, op="contains", value=left.value)
     if isinstance(left, Feature) and not isinstance(right, Feature):
         value = right.items if isinstance(right, ListOf) else right.value
         return Reason("condition", feature=left.name, op=op, value=value)

@@ -17,7 +17,8 @@ SCALAR_FEATURES = frozenset(
 # Features that change with the clock alone: segments reading them are swept periodically.
 TIME_FEATURES = frozenset({"last_seen_days", "last_purchase_days", "first_seen_days"})
 _EVENT_TYPE = re.compile(r"[a-z0-9_.]{1,64}")
-_PROFILE_ATTR = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+# `pref.<key>`: a preference the customer stated on the preference center (shared/catalog.py).
+_PROFILE_ATTR = re.compile(r"(?:pref\.)?[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 def is_known_feature(name: str) -> bool:

@@ -28,6 +28,7 @@ def condition(feature: str, op: str, value: object = None) -> Reason:
         ("'DE' == profile.country", condition("profile.country", "==", "DE")),
         ("profile.vip", condition("profile.vip", "is set")),
         ("profile.country in ['DE', 'AT']", condition("profile.country", "in", ("DE", "AT"))),
+        ("'books' in profile.pref.interests", condition("profile.pref.interests", "contains", "books")),
         (
             "total_spend >= 100 and profile.country == 'DE' and events.page.view > 2",
             Reason("all", parts=(
@@ -63,6 +64,8 @@ def rebuild(reason: Reason) -> Node:
     assert reason.feature is not None and reason.op is not None
     if reason.op == "is set":
         return Truth(Feature(reason.feature))
+    if reason.op == "contains":
+        return Compare("in", Constant(reason.value), Feature(reason.feature))  # type: ignore[arg-type]
     value = reason.value
     right = ListOf(value) if isinstance(value, tuple) else Constant(value)  # type: ignore[arg-type]
     return Compare(reason.op, Feature(reason.feature), right)
@@ -70,7 +73,9 @@ def rebuild(reason: Reason) -> Node:
 
 FEATURE_VALUES = st.fixed_dictionaries(
     {},
-    optional=dict.fromkeys(("total_spend", "purchase_count", "event_count", "profile.country"), SCALARS),
+    optional=dict.fromkeys(("total_spend", "purchase_count", "event_count"), SCALARS)
+    # A profile attribute may hold a list (a preference with several values): `x in feature`.
+    | {"profile.country": st.one_of(SCALARS, st.lists(SCALARS, max_size=3))},
 )
 
 

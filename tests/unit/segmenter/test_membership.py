@@ -66,6 +66,7 @@ def test_expiry_is_checked_at_evaluation_time() -> None:
 def test_features_from_stored_counters() -> None:
     stored = {"spend": "12.5", "purchases": "2", "events": "5", "first": str(NOW - 3 * DAY), "last": str(NOW)}
     stored |= {"e:click": "3", "p:country": '"DE"'}
+    stored |= {"p:pref.interests": '["books"]', "p:pref.frequency": "null"}
     features = rule_features(stored, NOW)
     assert (
         features["total_spend"] == 12.5
@@ -74,6 +75,8 @@ def test_features_from_stored_counters() -> None:
     )
     assert features["events.click"] == 3 and features.get("events.never") == 0
     assert features["profile.country"] == "DE" and "last_purchase_days" not in features
+    # A stated preference is a profile attribute; a removed one (null) is missing, not None.
+    assert features["profile.pref.interests"] == ["books"] and "profile.pref.frequency" not in features
     assert rule_features({}, NOW).get("events.click") is None  # an unknown customer has no features
 
 

@@ -193,3 +193,11 @@ def test_garbage_never_crashes_only_raises_rule_error(text: str) -> None:
         compile_rule(text)
     except RuleError as exc:
         assert 0 <= exc.position <= len(text)
+
+
+def test_a_stated_preference_is_a_feature_and_a_listed_one_is_read_with_in() -> None:
+    readers = compile_rule("'books' in profile.pref.interests and profile.pref.frequency == 'weekly'")
+    assert readers.features == {"profile.pref.interests", "profile.pref.frequency"}
+    assert readers.matches({"profile.pref.interests": ["books", "music"], "profile.pref.frequency": "weekly"})
+    assert not readers.matches({"profile.pref.interests": ["music"], "profile.pref.frequency": "weekly"})
+    assert not readers.matches({"profile.pref.frequency": "weekly"})  # removed: missing

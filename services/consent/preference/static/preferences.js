@@ -1,5 +1,6 @@
 // The preference center's script: one click per purpose records the choice and shows what the
-// server recorded, whether it reached the other services, and Global Privacy Control.
+// server recorded, whether it reached the other services, and Global Privacy Control; the stated
+// preferences are saved or removed the same way.
 (() => {
   "use strict";
   const main = document.getElementById("preferences");
@@ -31,7 +32,9 @@
   }
 
   async function send(path, method, body) {
-    const response = await fetch(`${endpoint}${path}`, { method, headers: jsonHeaders, body: JSON.stringify(body) });
+    const init = { method, headers: jsonHeaders };
+    if (body !== undefined) init.body = JSON.stringify(body);
+    const response = await fetch(`${endpoint}${path}`, init);
     if (!response.ok) throw new Error(`${method} ${path}: ${response.status}`);
     return response.json();
   }
@@ -70,6 +73,50 @@
     }
   }
 
+  function usedBy(segments) {
+    if (segments === null) return strings.used_by_unavailable;
+    if (!segments.length) return strings.used_by_none;
+    return strings.used_by.replace("{segments}", segments.join(", "));
+  }
+
+  // Saving with nothing chosen removes the preference: an empty answer is no answer.
+  async function statePreference(form, remove) {
+    const inputs = [...form.querySelectorAll("input:checked")];
+    const multiple = form.querySelector("input").type === "checkbox";
+    const path = `/preferences/${form.dataset.preference}`;
+    const buttons = form.querySelectorAll("button");
+    const outcome = form.querySelector(".outcome");
+    for (const button of buttons) button.disabled = true;
+    form.removeAttribute("data-published");
+    outcome.textContent = strings.saving;
+    try {
+      const value = multiple ? inputs.map((input) => input.value) : inputs[0] && inputs[0].value;
+      const removing = remove || !inputs.length;
+      const result = await (removing ? send(path, "DELETE") : send(path, "PUT", { value }));
+      if (result.value === null) for (const input of form.querySelectorAll("input")) input.checked = false;
+      form.dataset.stated = String(result.value !== null);
+      form.querySelector(".remove").hidden = result.value === null;
+      const used = form.querySelector(".used-by");
+      used.textContent = usedBy(result.used_by);
+      used.dataset.used = result.used_by === null ? "unavailable" : result.used_by.length ? "yes" : "no";
+      const done = result.value === null ? strings.pref_removed : strings.saved_published;
+      outcome.textContent = result.pending_publication ? strings.saved_pending : done;
+      form.dataset.published = String(!result.pending_publication);
+    } catch (error) {
+      outcome.textContent = strings.failed;
+      console.error(error);
+    } finally {
+      for (const button of buttons) button.disabled = false;
+    }
+  }
+
+  main.addEventListener("submit", (event) => {
+    const form = event.target.closest("form.stated");
+    if (!form) return;
+    event.preventDefault();
+    statePreference(form, false);
+  });
+
   const erase = document.getElementById("erase");
   const confirmation = document.getElementById("erase-confirm");
 
@@ -101,6 +148,7 @@
     if (button.classList.contains("toggle")) {
       change(button.closest(".purpose"), button.dataset.action === "allow" ? "granted" : "denied");
     } else if (button.classList.contains("renew")) change(button.closest(".purpose"), "granted");
+    else if (button.classList.contains("remove")) statePreference(button.closest("form.stated"), true);
     else if (button.id === "erase") askToErase(true);
     else if (button.id === "erase-no") askToErase(false);
     else if (button.id === "erase-yes") eraseAll();
