@@ -57,31 +57,31 @@ def membership_update(change: MembershipChanged) -> tuple[Update, Cause]:
             return members | {change.segment_id}, consent
         return members - {change.segment_id}, consent
 
-    return update, Cause(change.event_id, "membership", change.reason)
+    return update, Cause(change.event_id, "membership", change.reason, change.at.timestamp())
 
 
 def consent_change_update(change: ConsentChanged, now: datetime) -> tuple[Update, Cause]:
     if change.reason == "erasure":
         # The consent service withdraws every granted purpose first: that is the erasure arriving.
-        return erased_update(change.event_id)
+        return erased_update(change.event_id, change.recorded_at.timestamp())
     live = change.status == "granted" and (change.expires_at is None or change.expires_at > now)
     incoming: Consent = {change.purpose: (live, change.sequence)}
     return lambda members, consent: (members, merge_consent(consent, incoming)), Cause(
-        change.event_id, "consent", change.reason
+        change.event_id, "consent", change.reason, change.recorded_at.timestamp()
     )
 
 
 def consent_state_update(snapshot: ConsentStateSnapshot) -> tuple[Update, Cause]:
     incoming: Consent = {p: (s.effective, s.sequence) for p, s in snapshot.purposes.items()}
     return lambda members, consent: (members, merge_consent(consent, incoming)), Cause(
-        snapshot.event_id, "consent", "state"
+        snapshot.event_id, "consent", "state", snapshot.updated_at.timestamp()
     )
 
 
-def erased_update(event_id: str) -> tuple[Update, Cause]:
+def erased_update(event_id: str, at: float | None) -> tuple[Update, Cause]:
     """An erasure request, or the `consent.state` tombstone it leaves: every destination gets a
     `left` (reason `erased`), and the store forgets the customer's segments and consent."""
-    return lambda members, consent: (set(), {}), Cause(event_id, "erasure", "erased")
+    return lambda members, consent: (set(), {}), Cause(event_id, "erasure", "erased", at)
 
 
 @dataclass(frozen=True)
@@ -207,6 +207,8 @@ class Dispatcher:
         if error is None:
             failpoint("delivery.after_ack")  # acknowledged, not yet marked delivered
             metrics.DELIVERED.labels(label).inc()
+            if item["changed_at"] is not None:
+                metrics.LATENCY.labels(label).observe(max(0.0, self.clock() - item["changed_at"]))
             await asyncio.to_thread(self.outbox.settle, item["seq"], "delivered", attempts, None)
         elif error == GONE:
             # The receiver says this endpoint is gone for good: stop, keep what is pending, and

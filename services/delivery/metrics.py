@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 DELIVERED = Counter(
     "segwarden_delivery_delivered_total", "Webhooks a destination acknowledged (2xx).", ["destination"]
@@ -24,4 +24,10 @@ CIRCUIT_STATE = Gauge(
     "segwarden_delivery_circuit_state",
     "State of the circuit breaker of the destination's endpoint: 0 closed, 1 half-open, 2 open.",
     ["destination"],
+)
+LATENCY = Histogram(
+    "segwarden_delivery_latency_seconds",
+    "From the change (membership, consent or erasure) to the destination's acknowledgement.",
+    ["destination"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600),
 )

@@ -74,4 +74,5 @@ def compose_env(service_env: dict[str, str], postgres_databases: dict[str, str])
         "audit": service_environment(
             "audit", secrets, shared | {"AUDIT_DB_URL": postgres_databases["audit"]}
         ),
+        "delivery": service_environment("delivery", secrets, shared),
     }

@@ -67,6 +67,7 @@ def test_the_expected_alerts_exist() -> None:
         "SegwardenAuditCheckpointStale",
         "SegwardenServiceDown",
         "SegwardenTaskFailing",
+        "SegwardenDeliveryFailing",
     }
     assert expected <= set(alerts())
 

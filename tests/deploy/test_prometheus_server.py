@@ -60,7 +60,8 @@ class PrometheusServer:
 
     def up(self) -> dict[str, str]:
         """`up` per job; a target shows only after its first scrape (discovery batches for ~5 s)."""
-        return {s["metric"]["job"]: s["value"][1] for s in self.query('up{job=~"consent|segmenter|audit"}')}
+        samples = self.query('up{job=~"consent|segmenter|audit|delivery"}')
+        return {s["metric"]["job"]: s["value"][1] for s in samples}
 
     def ready(self) -> bool:
         try:
@@ -104,8 +105,8 @@ async def test_prometheus_scrapes_the_services_and_returns_the_eviction_histogra
     stack = start_stack(start_service, compose_env)
     targets = {name: f"127.0.0.1:{service.port}" for name, service in stack.services.items()}
     prometheus = prometheus_server(targets)
-    everyone_up = {"consent": "1", "segmenter": "1", "audit": "1"}
-    wait_until(lambda: prometheus.up() == everyone_up, 60, "Prometheus to scrape all three", stack)
+    everyone_up = {"consent": "1", "segmenter": "1", "audit": "1", "delivery": "1"}
+    wait_until(lambda: prometheus.up() == everyone_up, 60, "Prometheus to scrape all four", stack)
     await opt_out_traffic(stack)
 
     def evictions_scraped() -> bool:

@@ -1,16 +1,19 @@
-"""Drive the three services through the contract's public API: a segment, a grant, an event, an opt-out."""
+"""Drive the four services through the contract's public API: a destination, a segment, a grant,
+an event, an opt-out."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 from aiokafka import AIOKafkaProducer
 
 from shared.events import CustomerEvent, new_event_id, utcnow
 from tests.conftest import bearer
+from tests.integration.delivery.receiver import Receiver
 from tests.support import ServiceProcess
 
 SEGMENT = "deploy-active"
@@ -23,23 +26,30 @@ class Stack:
     consent: ServiceProcess
     segmenter: ServiceProcess
     audit: ServiceProcess
+    delivery: ServiceProcess
     bootstrap: str
     prefix: str
+    # A webhook receiver that fails its first request: delivery then retries and delivers.
+    receiver: Receiver
 
     @property
     def services(self) -> dict[str, ServiceProcess]:
-        return {"consent": self.consent, "segmenter": self.segmenter, "audit": self.audit}
+        names = ("consent", "segmenter", "audit", "delivery")
+        return {name: getattr(self, name) for name in names}
 
 
 def start_stack(start_service: Callable[..., ServiceProcess], env: dict[str, dict[str, str]]) -> Stack:
-    """Start the three services at once (each a subprocess with its `env`), then wait for all."""
-    consent, segmenter, audit = (
-        start_service(name, **env[name]) for name in ("consent", "segmenter", "audit")
-    )
-    for service in (consent, segmenter, audit):
+    """Start the four services at once (each a subprocess with its `env`), then wait for all."""
+    names = ("consent", "segmenter", "audit", "delivery")
+    consent, segmenter, audit, delivery = (start_service(name, **env[name]) for name in names)
+    for service in (consent, segmenter, audit, delivery):
         service.wait_ready(90)
     first = env["consent"]
-    return Stack(consent, segmenter, audit, first["KAFKA_BOOTSTRAP_SERVERS"], first["TOPIC_PREFIX"])
+    log = Path(env["delivery"]["DATA_DIR"]) / "receiver.jsonl"
+    receiver = Receiver("deploy-test-signing-secret-0123456789", log, fail_first=1).start()
+    return Stack(
+        consent, segmenter, audit, delivery, first["KAFKA_BOOTSTRAP_SERVERS"], first["TOPIC_PREFIX"], receiver
+    )
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, stack: Stack) -> None:
@@ -57,6 +67,27 @@ def put_consent(stack: Stack, status: str) -> None:
     url = f"{stack.consent.url}/v1/customers/{CUSTOMER}/consents/{PURPOSE}"
     response = httpx.put(url, json=body, headers=bearer(), timeout=10)
     assert response.status_code == 200, response.text
+
+
+def put_destination(stack: Stack) -> None:
+    spec = {
+        "name": "Deploy test",
+        "endpoint": stack.receiver.url,
+        "segments": [SEGMENT],
+        "purposes": [PURPOSE],
+        "agreement": {
+            "processor": "Receiver GmbH",
+            "reference": "DPA-1",
+            "signed_on": "2026-01-01",
+            "expires_on": "2099-01-01",
+            "country": "DE",
+            "transfer_mechanism": "none",
+        },
+        "signing_secret": stack.receiver.secret,
+    }
+    url = f"{stack.delivery.url}/v1/destinations/deploy"
+    response = httpx.put(url, json=spec, headers=bearer(), timeout=10)
+    assert response.status_code == 201, response.text
 
 
 def is_member(stack: Stack) -> bool:
@@ -78,6 +109,7 @@ async def publish(stack: Stack, base_topic: str, value: bytes) -> None:
 
 async def opt_out_traffic(stack: Stack) -> None:
     """Join a customer to a consent-gated segment, opt them out, and feed each consumer a bad record."""
+    put_destination(stack)
     segment = {"name": "Active", "rule": "event_count >= 1", "required_purposes": [PURPOSE]}
     response = httpx.put(f"{stack.segmenter.url}/v1/segments/{SEGMENT}", json=segment, headers=bearer())
     assert response.status_code == 200, response.text
@@ -91,5 +123,6 @@ async def opt_out_traffic(stack: Stack) -> None:
     wait_until(lambda: not is_member(stack), 60, "the opt-out to evict the customer", stack)
     for topic in ("customer.events", "consent.requests"):
         await publish(stack, topic, b"{not json")
+    wait_until(lambda: len(stack.receiver.bodies()) == 2, 60, "the join and the leave at the receiver", stack)
     verify = httpx.get(f"{stack.audit.url}/v1/audit/verify", headers=bearer(), timeout=30)
     assert verify.status_code == 200 and verify.json()["ok"] is True, verify.text

@@ -96,12 +96,15 @@ class KafkaDeliveryInputs:
                     error = "key: a tombstone's key is not a customer id"
                     await send_dead_letter(dead_letters, record, error)
                     return None
-                return customer_id, erased_update(f"{record.topic}:{record.partition}:{record.offset}")
+                mark = f"{record.topic}:{record.partition}:{record.offset}"
+                return customer_id, erased_update(mark, record.timestamp / 1000)  # the broker's ms
             snapshot = await decode_or_dead_letter(dead_letters, record, ConsentStateSnapshot)
             return None if snapshot is None else (snapshot.customer_id, consent_state_update(snapshot))
         if record.topic == self.erasures:
             erasure = await decode_or_dead_letter(dead_letters, record, ErasureRequested)
-            return None if erasure is None else (erasure.customer_id, erased_update(erasure.event_id))
+            if erasure is None:
+                return None
+            return erasure.customer_id, erased_update(erasure.event_id, erasure.requested_at.timestamp())
         if record.topic == self.changes:
             change = await decode_or_dead_letter(dead_letters, record, ConsentChanged)
             return None if change is None else (change.customer_id, consent_change_update(change, utcnow()))

@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     destination_id TEXT NOT NULL, customer_id TEXT NOT NULL, segment_id TEXT NOT NULL,
     action TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending',  -- pending, delivered, dead, withheld
-    attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL DEFAULT 0, last_error TEXT
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL DEFAULT 0, last_error TEXT,
+    changed_at REAL  -- when the change that made it happened (unix time): the latency's start
 );
 -- A destination whose endpoint answered 410 Gone: nothing goes to it until a PUT resumes it.
 CREATE TABLE IF NOT EXISTS paused (destination_id TEXT PRIMARY KEY, reason TEXT NOT NULL);
@@ -70,6 +71,9 @@ class SqliteDeliveryStore:
     def create_schema(self) -> None:
         with self._lock:
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(deliveries)")}
+            if "changed_at" not in columns:  # a store from before the latency metric
+                self._db.execute("ALTER TABLE deliveries ADD COLUMN changed_at REAL")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -158,7 +162,7 @@ class SqliteDeliveryStore:
             destinations = [_destination(r) for r in db.execute("SELECT * FROM destinations")]
             intents = plan(destinations, today, members, consent, held, cause)
             for intent in intents:
-                _enqueue(db, customer_id, intent, at)
+                _enqueue(db, customer_id, intent, at, cause.at)
             if cause.kind == "erasure":
                 _forget_customer(db, customer_id)
             else:
@@ -264,7 +268,9 @@ def _forget_customer(db: sqlite3.Connection, customer_id: str) -> None:
         db.execute(f"DELETE FROM {table} WHERE customer_id = ?", (customer_id,))
 
 
-def _enqueue(db: sqlite3.Connection, customer_id: str, intent: Intent, at: str) -> None:
+def _enqueue(
+    db: sqlite3.Connection, customer_id: str, intent: Intent, at: str, changed_at: float | None
+) -> None:
     key = (intent.destination_id, intent.segment_id, customer_id)
     if intent.action == "joined":
         db.execute("INSERT OR IGNORE INTO holdings VALUES (?, ?, ?)", key)
@@ -274,7 +280,7 @@ def _enqueue(db: sqlite3.Connection, customer_id: str, intent: Intent, at: str) 
         )
     db.execute(
         "INSERT OR IGNORE INTO deliveries (idempotency_key, destination_id, customer_id, segment_id,"
-        " action, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        " action, reason, at, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
             intent.idempotency_key,
             intent.destination_id,
@@ -283,5 +289,6 @@ def _enqueue(db: sqlite3.Connection, customer_id: str, intent: Intent, at: str) 
             intent.action,
             intent.reason,
             at,
+            changed_at,
         ),
     )

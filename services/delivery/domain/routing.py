@@ -20,6 +20,7 @@ class Cause:
     event_id: str
     kind: str  # "membership", "consent" or "erasure"
     reason: str
+    at: float | None = None  # when the change happened (unix time): latency is measured from it
 
 
 @dataclass(frozen=True)

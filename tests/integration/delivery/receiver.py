@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -76,7 +77,16 @@ def serve(port: int, secret: str, log_path: Path) -> None:
         def log_message(self, *args: object) -> None:
             pass
 
+    threading.Thread(target=_exit_with_the_parent, daemon=True).start()
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+def _exit_with_the_parent() -> None:
+    """A receiver whose test died without killing it does not outlive the test run."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
 
 
 class Receiver:

@@ -74,6 +74,9 @@ def test_a_receiver_down_gets_everything_once_it_is_back_exactly_once_by_key(
     assert shown(service, "mailer")["circuit"] == "closed"
     assert metric(service, "segwarden_delivery_circuit_state", "mailer") == 0
     assert_everything_once_in_order(target)
+    # Each acknowledgement observed its latency from the change, the outage included.
+    assert metric(service, "segwarden_delivery_delivered_total", "mailer") == 4
+    assert metric(service, "segwarden_delivery_latency_seconds_count", "mailer") == 4
 
 
 def test_an_endpoint_that_times_out_opens_its_circuit_while_others_are_delivered(
