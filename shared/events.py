@@ -317,6 +317,26 @@ class ModelTrained(Message):
     trained_at: AwareDatetime
 
 
+class RetentionRun(Message):
+    """`retention.runs` (key: the service): one run of a retention job, counted; names no one.
+
+    Published by each consent process (history past its purpose's retention pseudonymized) and
+    each segmenter worker (customers inactive past their purposes' retention let go, over the
+    partitions it owns) after every run, also one that found nothing; the audit service records
+    it as `retention_run` (subject null).
+    """
+
+    event_id: EventId
+    service: Literal["consent", "segmenter"]
+    started_at: AwareDatetime
+    finished_at: AwareDatetime
+    # consent: customers with history rows retired; segmenter: customers whose features were purged.
+    customers: Annotated[int, Field(ge=0)]
+    # consent: history rows pseudonymized, per purpose (empty for the segmenter, whose leaves
+    # are each in the ledger already, as `membership_change` with reason `retention_expired`).
+    records: dict[PurposeId, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+
+
 class AuditRecord(Message):
     """`audit.log`: one ledger record, hash-chained to the one before it."""
 

@@ -140,6 +140,15 @@ MODEL_TRAININGS = TopicSpec(
     customer_keyed=False,
     retention="change",
 )
+RETENTION_RUNS = TopicSpec(
+    "retention.runs",
+    events.RetentionRun,
+    "service",
+    "One record per run of a retention job (consent history, segmenter features and memberships): "
+    "counts, no customer; the audit service records each in the ledger.",
+    customer_keyed=False,
+    retention="change",
+)
 AUDIT_LOG = TopicSpec(
     "audit.log",
     events.AuditRecord,
@@ -159,6 +168,7 @@ ALL: tuple[TopicSpec, ...] = (
     SEGMENT_MEMBERSHIP_STATE,
     ERASURE_REQUESTS,
     MODEL_TRAININGS,
+    RETENTION_RUNS,
     AUDIT_LOG,
 )
 # Inputs that may carry records which fail to parse get a dead-letter topic each.
@@ -171,6 +181,7 @@ WITH_DEAD_LETTERS: tuple[TopicSpec, ...] = (
     SEGMENT_MEMBERSHIP,
     ERASURE_REQUESTS,
     MODEL_TRAININGS,
+    RETENTION_RUNS,
 )
 DLQ_SUFFIX = ".dlq"
 

@@ -39,6 +39,7 @@ from shared.kafka import (
     topic_names,
 )
 from shared.pseudonym import load_pseudonym_key
+from shared.retention_runs import KafkaRetentionRuns
 from shared.supervise import Supervisor
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class ConsentRuntime:
         # Owns every background task: a dead relay would silently stop publishing.
         self.supervisor = Supervisor()
         self._connected = asyncio.Event()
+        self.retention_runs = KafkaRetentionRuns(self._connected_producer, self.names)
 
     async def start(self) -> None:
         """Migrate the store, then connect to Kafka in the background so HTTP serves at once."""
@@ -107,7 +109,7 @@ class ConsentRuntime:
         supervisor.spawn("requests-consumer", self._run_consumer)
         expiry_interval = self.settings.consent_expiry_interval
         supervisor.every("expiry", expiry_interval, partial(expire_all_lapsed, self.service), first_now=True)
-        retention = partial(retire_all_past_retention, self.service)
+        retention = partial(retire_all_past_retention, self.service, self.retention_runs)
         supervisor.every("retention", self.settings.consent_retention_interval, retention, first_now=True)
         gauges = partial(sample_outbox_once, self.outbox)
         supervisor.every("outbox-gauges", OUTBOX_SAMPLE_SECONDS, gauges, first_now=True)
@@ -134,6 +136,11 @@ class ConsentRuntime:
             )
         await self.supervisor.retry("topics", lambda: asyncio.to_thread(ensure_topics, self.settings))
         self._connected.set()
+
+    async def _connected_producer(self) -> AIOKafkaProducer:
+        await self._connected.wait()
+        assert self.producer is not None
+        return self.producer
 
     async def _run_relay(self) -> None:
         await self._connected.wait()

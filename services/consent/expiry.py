@@ -3,7 +3,11 @@ visit; history past its purpose's retention is pseudonymized."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from services.consent.service import ConsentService
+from shared.events import RetentionRun, new_event_id, utcnow
+from shared.retention_runs import RetentionRuns
 
 
 async def expire_all_lapsed(service: ConsentService) -> None:
@@ -13,7 +17,21 @@ async def expire_all_lapsed(service: ConsentService) -> None:
         pass  # a full batch may leave more lapsed grants behind
 
 
-async def retire_all_past_retention(service: ConsentService) -> None:
-    """Retire what outlived its retention; run every CONSENT_RETENTION_INTERVAL, supervised."""
-    while await service.retire_history():
-        pass  # a full batch may leave more customers behind
+async def retire_all_past_retention(service: ConsentService, runs: RetentionRuns) -> None:
+    """Retire what outlived its retention, then record the run in the ledger (counts only); run
+    every CONSENT_RETENTION_INTERVAL, supervised."""
+    started, customers, rows = utcnow(), 0, Counter[str]()
+    while True:  # a full batch may leave more customers behind
+        retired, retired_rows = await service.retire_history()
+        if not retired:
+            break
+        customers, rows = customers + retired, rows + retired_rows
+    run = RetentionRun(
+        event_id=new_event_id(),
+        service="consent",
+        started_at=started,
+        finished_at=utcnow(),
+        customers=customers,
+        records=dict(rows),
+    )
+    await runs.record(run)

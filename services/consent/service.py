@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -101,12 +102,13 @@ class ConsentService:
         metrics.EXPIRED.inc(expired)
         return expired
 
-    async def retire_history(self, batch: int = 500) -> int:
+    async def retire_history(self, batch: int = 500) -> tuple[int, Counter[str]]:
         """Pseudonymize history rows past their purpose's retention (the rows in force stay);
-        returns how many customers had rows retired."""
+        returns how many customers had rows retired, and the rows retired per purpose."""
         now = utcnow()
         cutoffs = handlers.retention_cutoffs(self.policy, now)
         due = await asyncio.to_thread(self.store.customers_with_history_past, cutoffs, batch)
+        rows: Counter[str] = Counter()
         for customer_id in due:
             retired = await asyncio.to_thread(
                 handlers.retire_history,
@@ -118,7 +120,8 @@ class ConsentService:
             )
             for purpose, count in retired.items():
                 metrics.HISTORY_RETIRED.labels(purpose).inc(count)
-        return len(due)
+            rows.update(retired)
+        return len(due), rows
 
     async def erase(self, customer_id: str) -> ErasureRequested:
         subject = self.pseudonym(customer_id)

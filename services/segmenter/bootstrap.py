@@ -56,6 +56,7 @@ from shared.kafka import (
     topic_retention,
 )
 from shared.pseudonym import load_pseudonym_key
+from shared.retention_runs import KafkaRetentionRuns
 from shared.supervise import Supervisor, for_each, handle_or_dead_letter
 from shared.topics import CONSENT_CHANGES, CONSENT_STATE, CUSTOMER_EVENTS, SEGMENT_DEFINITIONS
 
@@ -155,7 +156,10 @@ class SegmenterRuntime:
         supervisor.spawn("expiry", self.expiry.run)
         supervisor.every("sweep", settings.sweep_interval_s, sweeper.sweep_once)
         supervisor.every("compliance", settings.compliance_interval_s, sweeper.compliance_once)
-        retention = RetentionJob(self.store, self.registry, self.membership, self.retention, sweeper.owned)
+        runs = KafkaRetentionRuns(self._started_producer, names)
+        retention = RetentionJob(
+            self.store, self.registry, self.membership, self.retention, sweeper.owned, runs
+        )
         supervisor.every("retention", settings.retention_interval_s, retention.run_once)
         supervisor.every("lag", LAG_INTERVAL_S, self._record_lag)
         supervisor.every(
@@ -163,6 +167,10 @@ class SegmenterRuntime:
             MODEL_WATCH_INTERVAL_S,
             lambda: self.assigner.refresh_and_notify(self._models_changed),
         )
+
+    async def _started_producer(self) -> AIOKafkaProducer:
+        assert self.producer is not None, "started in start()"
+        return self.producer
 
     async def refresh_models(self) -> None:
         """Load new or changed models now (a PUT naming a model trained a moment ago)."""

@@ -4,6 +4,7 @@ Each run reads, per owned partition, only the customers whose last activity is o
 shortest retention of any segment (the partition's `activity` sorted set), leaves every segment
 whose retention passed (`retention_expired`, through the normal commit and outbox), and purges
 the features of those inactive past the longest retention the registered segments need.
+Every run, also one that let no one go, is recorded in the ledger (counts only).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from services.segmenter.adapters.redis_store import CustomerSnapshot, RedisCustomerStore
 from services.segmenter.domain.features import LAST
@@ -19,6 +21,8 @@ from services.segmenter.domain.retention import RetentionPolicy
 from services.segmenter.domain.segments import SegmentRegistry
 from services.segmenter.membership_service import NO_CAUSE, MembershipService
 from services.segmenter.metrics import RETENTION_PURGED
+from shared.events import RetentionRun, new_event_id
+from shared.retention_runs import RetentionRuns
 
 log = logging.getLogger(__name__)
 CHUNK = 500
@@ -32,9 +36,11 @@ class RetentionJob:
         membership: MembershipService,
         policy: RetentionPolicy,
         owned: Callable[[], list[int]],
+        runs: RetentionRuns,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.runs = runs
         self.registry = registry
         self.membership = membership
         self.policy = policy
@@ -42,9 +48,10 @@ class RetentionJob:
         self.clock = clock
 
     async def run_once(self) -> int:
-        """One pass over the owned partitions; how many customers' features were purged."""
+        """One pass over the owned partitions, recorded; how many customers' features were purged."""
+        started = self.clock()
         segments = self.registry.all()
-        before = self.clock() - self.policy.shortest_s(segments)
+        before = started - self.policy.shortest_s(segments)
         purged = 0
         for partition in self.owned():
             # Customers past the shortest retention but within the longest are read again on each
@@ -63,6 +70,15 @@ class RetentionJob:
         if purged:
             RETENTION_PURGED.inc(purged)
             log.info("features purged past retention", extra={"customers": purged})
+        await self.runs.record(
+            RetentionRun(
+                event_id=new_event_id(),
+                service="segmenter",
+                started_at=datetime.fromtimestamp(started, UTC),
+                finished_at=datetime.fromtimestamp(self.clock(), UTC),
+                customers=purged,
+            )
+        )
         return purged
 
     async def _purge(self, partition: int, snapshot: CustomerSnapshot) -> int:

@@ -1,4 +1,4 @@
-"""`KafkaSourceConsumer`: reads the five source topics and appends one record per source event.
+"""`KafkaSourceConsumer`: reads the six source topics and appends one record per source event.
 
 Exactly once however often a record is delivered: the ledger skips event ids it holds, in the
 same transaction as the append, and offsets are committed only after that transaction.
@@ -36,6 +36,7 @@ _EVENT_SOURCES: dict[topics.TopicSpec, tuple[type[Any], Callable[[bytes, Any], S
     topics.SEGMENT_MEMBERSHIP: (events.MembershipChanged, sources.membership_change),
     topics.ERASURE_REQUESTS: (events.ErasureRequested, sources.erasure_request),
     topics.MODEL_TRAININGS: (events.ModelTrained, sources.model_trained),
+    topics.RETENTION_RUNS: (events.RetentionRun, sources.retention_run),
 }
 
 

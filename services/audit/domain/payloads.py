@@ -75,6 +75,13 @@ ALLOWED: dict[str, dict[str, str]] = {
         "algorithm": FREE,
         "features": FREE,
     },
+    "retention_run": {
+        "service": KEEP,
+        "started_at": KEEP,
+        "finished_at": KEEP,
+        "customers": KEEP,
+        "records": KEEP,
+    },
 }
 
 

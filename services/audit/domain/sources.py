@@ -18,6 +18,7 @@ from shared.events import (
     MembershipChanged,
     Message,
     ModelTrained,
+    RetentionRun,
     SegmentDefinition,
 )
 from shared.pseudonym import pseudonymize
@@ -52,6 +53,12 @@ def model_trained(key: bytes, event: ModelTrained) -> LedgerEntry:
     """A training names no customer, so the record has no subject."""
     event_id = record_event_id(key, event.event_id)
     return LedgerEntry("model_trained", None, event_id, _payload("model_trained", key, event))
+
+
+def retention_run(key: bytes, event: RetentionRun) -> LedgerEntry:
+    """A retention run is counted, never itemized, so the record has no subject either."""
+    event_id = record_event_id(key, event.event_id)
+    return LedgerEntry("retention_run", None, event_id, _payload("retention_run", key, event))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """The retention job in a real consent process: history past its purpose's retention is
-pseudonymized at start and every CONSENT_RETENTION_INTERVAL; the choice in force stays."""
+pseudonymized at start and every CONSENT_RETENTION_INTERVAL; the choice in force stays; each
+run reaches the audit ledger as a `retention_run` record, counts only."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ def _retired(service) -> float:
     return float(line.split()[1]) if line else 0.0
 
 
+def retention_runs(audit, service: str) -> list[dict]:
+    """The ledger's `retention_run` records of `service`, oldest first."""
+    url = f"{audit.url}/v1/audit"
+    records = httpx.get(url, params={"kind": "retention_run"}, headers=bearer(), timeout=10).json()["records"]
+    return [r for r in records if r["payload"]["service"] == service]
+
+
 def test_history_older_than_its_retention_is_pseudonymized_by_the_job(
     start_service, tmp_path, customer
 ) -> None:
@@ -54,7 +62,13 @@ def test_history_older_than_its_retention_is_pseudonymized_by_the_job(
     service.env["CONSENT_RETENTION_INTERVAL"] = "0.5"
     service.start().wait_ready()
 
+    audit = start_service("audit").wait_ready(90)
     wait_for(lambda: _retired(service) == 2, what="the retention job to retire two rows")
+    # Every run is in the ledger, the one that retired the rows among them (later ones find none).
+    runs = wait_for(lambda: retention_runs(audit, "consent"), timeout=60, what="the runs in the ledger")
+    retiring = [r["payload"] for r in runs if r["payload"]["customers"]]
+    assert [(p["customers"], p["records"]) for p in retiring] == [(1, {"marketing_email": 2})]
+    assert customer not in str(runs) and all(r["subject"] is None for r in runs)
     url = f"{service.url}/v1/customers/{customer}/consents/history"
     history = httpx.get(url, headers=bearer(), timeout=10).json()["history"]
     # The grant in force of each purpose stays, with what it was recorded with.

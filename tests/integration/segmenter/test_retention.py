@@ -1,7 +1,8 @@
 """The retention job in a real segmenter on the real broker and Redis: a customer whose last event
 is older than the retention of the segment's purpose is announced `left`/`retention_expired` and
-their features are purged; a customer active since stays. The customer became a member three
-days ago, with the segmenter's wall clock shifted back (libfaketime), so nothing waits days."""
+their features are purged; a customer active since stays; the run reaches the audit ledger as a
+`retention_run` record, counts only. The customer became a member three days ago, with the
+segmenter's wall clock shifted back (libfaketime), so nothing waits days."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from shared.catalog import load_catalog
+from tests.integration.consent.test_retention import retention_runs
 from tests.integration.segmenter.conftest import (
     ADMIN,
     FAST,
@@ -97,6 +99,19 @@ async def test_a_customer_inactive_past_retention_leaves_and_loses_features_an_a
     )
     assert left.reason == "retention_expired"
     await wait_until(lambda: _purged(service) == 1, what="the purge to be counted")
+    audit = ServiceProcess("audit", service.env, service.log_path.with_name("audit.log"))
+    try:
+        await asyncio.to_thread(audit.wait_ready, 90)
+
+        def purging_run() -> list[dict[str, Any]]:
+            runs = retention_runs(audit, "segmenter")
+            return [r["payload"] for r in runs if r["payload"]["customers"]]
+
+        [run] = await wait_until(purging_run, timeout=60, what="the purging run in the ledger")
+        assert (run["customers"], run["records"]) == (1, {})
+        assert idle not in str(retention_runs(audit, "segmenter"))
+    finally:
+        audit.kill()
     assert redis_view.features(idle) == {}
     assert redis_view.segments_of(idle) == set()
     assert redis_view.members(segment) == {active}

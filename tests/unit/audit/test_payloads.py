@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.audit.domain import payloads, sources
-from shared.events import ConsentChanged, MembershipChanged, SegmentDefinition
+from shared.events import ConsentChanged, MembershipChanged, RetentionRun, SegmentDefinition
 from shared.pseudonym import pseudonymize
 
 KEY = b"k" * 32
@@ -67,6 +67,26 @@ def test_fields_not_on_the_allow_list_are_dropped() -> None:
     assert payloads.allowed_payload("consent_change", KEY, fields, EMAIL) == {
         "purpose": "profiling",
         "status": "denied",
+    }
+
+
+def test_a_retention_run_is_recorded_with_its_counts_and_no_subject() -> None:
+    run = RetentionRun(
+        event_id="0715d4e2e1a943d8a3f9855409092fd8",
+        service="consent",
+        started_at=NOW,
+        finished_at=NOW,
+        customers=3,
+        records={"marketing_email": 5},
+    )
+    entry = sources.retention_run(KEY, run)
+    assert (entry.kind, entry.subject, entry.event_id) == ("retention_run", None, run.event_id)
+    assert entry.payload == {
+        "service": "consent",
+        "started_at": "2026-12-01T00:00:00Z",
+        "finished_at": "2026-12-01T00:00:00Z",
+        "customers": 3,
+        "records": {"marketing_email": 5},
     }
 
 

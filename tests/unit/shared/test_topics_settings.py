@@ -39,6 +39,7 @@ def test_every_contract_topic_is_registered() -> None:
         "segment.membership.state",
         "erasure.requests",
         "model.trainings",
+        "retention.runs",
         "audit.log",
     }
     assert {spec.base for spec in topics.ALL} == contract
