@@ -21,6 +21,7 @@ from services.consent.domain.policy import ConsentPolicy
 from services.consent.expiry import expire_all_lapsed, retire_all_past_retention
 from services.consent.preference.access import PreferenceAccess
 from services.consent.preference.links import PreferenceLinks, load_link_key
+from services.consent.preference.reach import RecentChoices
 from services.consent.preference.store import SqlLinkGenerations
 from services.consent.preference.zero_party import SqlStatedPreferences, StatedPreferences
 from services.consent.receipt import ErasureReceipts
@@ -85,6 +86,7 @@ class ConsentRuntime:
             internal_token(settings),
             settings.consent_export_timeout,
         )
+        self.recent_choices = RecentChoices(self.service, self.engine, self.peers)
         self.receipts = ErasureReceipts(self.service, self.outbox, self.peers, self.names)
         self.preference_access = PreferenceAccess(
             PreferenceLinks(load_link_key(settings)),

@@ -46,6 +46,15 @@ class HttpPeerExport:
             raise PeerUnavailableError(f"{self.segmenter_url}: unexpected body")
         return segments
 
+    async def applied_consent(self, customer_id: str) -> dict[str, dict[str, Any]]:
+        """Per purpose, the consent change the segmenter holds: `{status, sequence, recorded_at}`."""
+        async with self._client() as client:
+            body = await _get(client, f"{self.segmenter_url}/v1/customers/{customer_id}/consent", {})
+        purposes = body.get("purposes")
+        if not isinstance(purposes, dict) or not all(isinstance(p, dict) for p in purposes.values()):
+            raise PeerUnavailableError(f"{self.segmenter_url}: unexpected body")
+        return purposes
+
     async def audit_trail(self, customer_id: str) -> list[Any]:
         records: list[Any] = []
         params: dict[str, Any] = {"customer_id": customer_id, "limit": AUDIT_PAGE}

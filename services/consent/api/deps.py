@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request
 
 from services.consent.adapters.http_peers import HttpPeerExport
+from services.consent.preference.reach import RecentChoices
 from services.consent.preference.zero_party import StatedPreferences
 from services.consent.receipt import ErasureReceipts
 from services.consent.service import ConsentService
@@ -43,7 +44,13 @@ async def get_preferences(request: Request) -> StatedPreferences:
     return preferences
 
 
+async def get_recent_choices(request: Request) -> RecentChoices:
+    recent: RecentChoices = request.app.state.runtime.recent_choices
+    return recent
+
+
 ServiceDep = Annotated[ConsentService, Depends(get_service)]
+RecentChoicesDep = Annotated[RecentChoices, Depends(get_recent_choices)]
 PreferencesDep = Annotated[StatedPreferences, Depends(get_preferences)]
 ReceiptsDep = Annotated[ErasureReceipts, Depends(get_receipts)]
 PeersDep = Annotated[HttpPeerExport, Depends(get_peers)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import date, datetime
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from typing import Annotated, Any
 
@@ -15,12 +15,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.consent.adapters.http_peers import HttpPeerExport, PeerUnavailableError
 from services.consent.api.consents import put_consent
-from services.consent.api.deps import CustomerId, KnownPurpose, PeersDep, PreferencesDep, ServiceDep, scope
+from services.consent.api.deps import (
+    CustomerId,
+    KnownPurpose,
+    PeersDep,
+    PreferencesDep,
+    RecentChoicesDep,
+    ServiceDep,
+    scope,
+)
 from services.consent.api.schemas import ConsentChoice, JurisdictionName, RecordedConsentOut, Status
 from services.consent.preference.access import PreferenceAccess
 from services.consent.preference.links import LinkClaims, PreferenceLinkError
 from services.consent.preference.messages import language
-from services.consent.preference.page import render_page, render_refusal
+from services.consent.preference.page import purpose_title, render_page, render_refusal
+from services.consent.preference.reach_page import render_choices
 from services.consent.preference.zero_party import preference_uses
 from services.consent.preference.zero_party_page import render_preferences
 from services.consent.service import ConsentService
@@ -129,6 +138,7 @@ async def preference_page(
     service: ServiceDep,
     peers: PeersDep,
     preferences: PreferencesDep,
+    recent: RecentChoicesDep,
     sec_gpc: Annotated[str | None, Header(alias="Sec-GPC")] = None,
     accept_language: Annotated[str | None, Header()] = None,
 ) -> HTMLResponse:
@@ -142,14 +152,23 @@ async def preference_page(
     gpc = _gpc_header(sec_gpc)
     if gpc:
         await _record_gpc(claims, request, service)
-    states, segments, stated, uses = await asyncio.gather(
+    states, segments, stated, uses, choices = await asyncio.gather(
         service.states(claims.customer_id),
         _segments(peers, claims),
         preferences.stated(claims.customer_id),
         preference_uses(peers, preferences.catalog.preferences),
+        recent.recent(claims.customer_id),
     )
-    section = render_preferences(lang, preferences.catalog, stated, uses)
-    html = render_page(lang, service.policy.catalog, states, f"/preferences/{token}", gpc, segments, section)
+    html = render_page(
+        lang,
+        service.policy.catalog,
+        states,
+        f"/preferences/{token}",
+        gpc,
+        segments,
+        render_preferences(lang, preferences.catalog, stated, uses),
+        render_choices(lang, choices, partial(purpose_title, lang)),
+    )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 

@@ -25,7 +25,7 @@ _STYLE = """body{font:1rem/1.5 system-ui,sans-serif;color:#1a1a1a;background:#ff
 main{max-width:46rem;margin:0 auto;padding:1.5rem}
 .purpose{border:1px solid #767676;border-radius:.5rem;padding:1rem;margin:1rem 0;list-style:none}
 .purposes,.segments{padding:0}fieldset{border:1px solid #767676;border-radius:.5rem}
-.stated{margin:1rem 0}label{margin-right:1rem;white-space:nowrap}
+.stated,.choice{margin:1rem 0}label{margin-right:1rem;white-space:nowrap}
 .segment{list-style:none;border-top:1px solid #767676}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}
 dt{font-weight:600}dd{margin:0}
@@ -53,6 +53,7 @@ _PAGE = Template("""<!doctype html>
 <ul class="purposes">
 $purposes
 </ul>
+$choices
 $segments
 $preferences
 $your_data
@@ -80,10 +81,11 @@ def render_page(
     gpc_recorded: bool,
     segments: Sequence[Mapping[str, Any]] | None,
     preferences: str = "",
+    choices: str = "",
 ) -> str:
     """The page: every catalog purpose with the customer's current choice and a button to change it,
-    then the segments the customer is in and why (None: the segmenter did not answer), then the
-    `preferences` section (zero_party_page.py)."""
+    then the `choices` section (reach_page.py), the segments the customer is in and why (None: the
+    segmenter did not answer), then the `preferences` section (zero_party_page.py)."""
     strings = {key: text(lang, key) for key in SCRIPT_KEYS}
     return _PAGE.substitute(
         lang=lang,
@@ -97,6 +99,7 @@ def render_page(
         purposes="\n".join(_purpose(lang, p, states[p.id]) for p in catalog.purposes),
         segments=_segments(lang, segments),
         preferences=preferences,
+        choices=choices,
         your_data=_your_data(lang, endpoint),
         # "<" escaped so no string can close the script element.
         strings=json.dumps(strings).replace("<", "\\u003c"),

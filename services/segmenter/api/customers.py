@@ -50,6 +50,31 @@ def _explained(segment: Segment) -> SegmentExplained:
     )
 
 
+class AppliedConsent(BaseModel):
+    status: str
+    sequence: int | None  # the customer's consent sequence of the change it holds
+    recorded_at: float  # epoch seconds
+
+
+class CustomerConsent(BaseModel):
+    """The consent this segmenter has applied to the customer: per purpose, the state it holds."""
+
+    customer_id: str
+    purposes: dict[str, AppliedConsent]
+
+
+@router.get("/{customer_id}/consent", response_model=CustomerConsent)
+async def customer_consent(customer_id: CustomerIdPath, ctx: Context, _: CanRead) -> CustomerConsent:
+    """Which consent change of each purpose the segmenter holds (empty for an unknown customer), so
+    the preference center can tell a customer that their choice reached segmentation."""
+    snapshot = await ctx.runtime.store.read(customer_id)
+    purposes = {
+        purpose: AppliedConsent(status=state.status, sequence=state.sequence, recorded_at=state.recorded_at)
+        for purpose, state in snapshot.consent.purposes.items()
+    }
+    return CustomerConsent(customer_id=customer_id, purposes=purposes)
+
+
 @router.get("/{customer_id}/erasure", response_model=CustomerHoldings)
 async def customer_holdings(customer_id: CustomerIdPath, ctx: Context, _: CanRead) -> CustomerHoldings:
     """Every key of the layout that still names the customer (the erasure receipt's segmenter part)."""

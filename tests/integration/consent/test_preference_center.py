@@ -73,6 +73,10 @@ def test_withdraw_and_grant_back_are_recorded_and_published(
     assert published(kafka_bootstrap, consent, customer, 3)[-1] == "marketing_email:granted:user"
     page.reload()  # the page shows the recorded state, not only the script's
     expect(purpose(page, "marketing_email")).to_have_attribute("data-status", "granted")
+    # Published, but the segmenter (a closed port here) cannot be asked whether it applied it.
+    latest = page.locator("#recent-choices .choice").first
+    expect(latest).to_have_attribute("data-consent", "published")
+    expect(latest.locator(".reach-segmenter")).to_have_text(EN["reach.segmenter.unavailable"])
 
 
 def test_gpc_from_browser_records_gpc_denials_and_says_so(consent, browser, customer, tmp_path) -> None:

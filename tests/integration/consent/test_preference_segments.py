@@ -94,6 +94,17 @@ def test_the_page_shows_each_segment_and_why_until_consent_is_withdrawn(
     page.reload()
     expect(page.locator("#segments .segment")).to_have_count(0)
     expect(page.locator('#segments [data-segments="none"]')).to_have_text(EN["segments_none"])
+    # The withdrawal, newest first, has reached consent's topic and the segmenter; so had the grant.
+    choices = page.locator("#recent-choices .choice")
+    expect(choices).to_have_count(2)
+    withdrawal = choices.first
+    expect(withdrawal).to_have_attribute("data-purpose", "marketing_email")
+    expect(withdrawal.locator("strong")).to_have_text("Marketing e-mail: " + EN["denied"])
+    expect(withdrawal.locator(".reach-consent")).to_have_text(EN["reach.consent.published"])
+    expect(withdrawal.locator(".reach-segmenter")).to_have_text(EN["reach.segmenter.applied"])
+    expect(choices.nth(1)).to_have_attribute("data-segmenter", "applied")
+    expect(page.locator("#recent-choices")).to_have_attribute("data-settled", "true")
+    page.screenshot(path=tmp_path / "recent-choices.png", full_page=True)
 
 
 def serious_violations(page: Page) -> list[str]:

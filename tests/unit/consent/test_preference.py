@@ -11,6 +11,8 @@ from cryptography.fernet import Fernet
 from services.consent.preference.links import LinkClaims, PreferenceLinkError, PreferenceLinks
 from services.consent.preference.messages import MESSAGES, language
 from services.consent.preference.page import purpose_title, render_page
+from services.consent.preference.reach import RECENT, choice_reach
+from services.consent.preference.reach_page import render_choices
 from services.consent.preference.reasons import segment_reason
 from shared.catalog import PurposeCatalog
 from shared.events import PurposeState
@@ -154,3 +156,27 @@ def test_the_page_shows_the_agreed_notice_version_and_asks_again_under_a_newer_o
     asked = 'class="renew"' in html and MESSAGES["en"]["notice_changed"] in html
     assert asked == (notice == "outdated")
     assert ("Agree to version 3" in html) == asked
+
+
+def _row(n: int, purpose: str = "marketing_email", **fields: object) -> dict[str, object]:
+    base = {"event_id": f"e{n}", "purpose": purpose, "status": "granted", "reason": "user",
+            "recorded_at": NOW, "published": True, "sequence": n}  # fmt: skip
+    return base | fields
+
+
+def test_each_recent_choice_says_whether_consent_published_and_the_segmenter_applied_it() -> None:
+    rows = [_row(1), _row(2, status="denied"), _row(3, "profiling"), _row(4, "profiling", published=False)]
+    applied = {"marketing_email": {"status": "denied", "sequence": 2}, "profiling": {"sequence": 1}}
+    reach = choice_reach(rows, unsent={"e3"}, applied=applied)
+    assert [(c.purpose, c.consent, c.segmenter) for c in reach] == [
+        ("profiling", "unchanged", None),  # newest first; a repeat had nothing to tell
+        ("profiling", "pending", "pending"),
+        ("marketing_email", "published", "applied"),
+        ("marketing_email", "published", "applied"),  # superseded by a change the segmenter holds
+    ]
+    assert not any(c.settled for c in reach[1:2]) and reach[0].settled
+    assert [c.segmenter for c in choice_reach(rows[:1], set(), None)] == ["unavailable"]
+    html = render_choices("de", reach, partial(purpose_title, "de"))
+    assert 'data-settled="false"' in html and MESSAGES["de"]["reach.segmenter.pending"] in html
+    assert "Werbe-E-Mails: Nicht erlaubt" in html
+    assert len(choice_reach([_row(n) for n in range(9)], set(), {})) == RECENT

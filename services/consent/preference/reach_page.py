@@ -1,0 +1,40 @@
+"""The preference center's "Where your recent choices are" section (server-rendered, also re-fetched
+by the script after a click)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from html import escape
+
+from services.consent.preference.messages import text
+from services.consent.preference.reach import ChoiceReach
+
+
+def render_choices(lang: str, choices: Sequence[ChoiceReach], title: Callable[[str], str]) -> str:
+    """Each recent choice, newest first, with whether consent published it and the segmenter applied it."""
+    settled = str(all(c.settled for c in choices)).lower()
+    if choices:
+        body = '<ul class="choices">' + "".join(_choice(lang, c, title) for c in choices) + "</ul>"
+    else:
+        body = f'<p data-choices="none">{escape(text(lang, "recent_none"))}</p>'
+    return (
+        f'<section id="recent-choices" aria-labelledby="recent-title" data-settled="{settled}">'
+        f'<h2 id="recent-title">{escape(text(lang, "recent_title"))}</h2>'
+        f"<p>{escape(text(lang, 'recent_intro'))}</p>{body}</section>"
+    )
+
+
+def _choice(lang: str, choice: ChoiceReach, title: Callable[[str], str]) -> str:
+    what = text(lang, "choice_at").format(purpose=title(choice.purpose), status=text(lang, choice.status))
+    why = text(lang, f"choice_by.{choice.reason}", "")
+    when = choice.recorded_at.strftime("%Y-%m-%d %H:%M UTC")
+    reached = [f'<li class="reach-consent">{escape(text(lang, f"reach.consent.{choice.consent}"))}</li>']
+    if choice.segmenter is not None:
+        words = escape(text(lang, f"reach.segmenter.{choice.segmenter}"))
+        reached.append(f'<li class="reach-segmenter">{words}</li>')
+    return (
+        f'<li class="choice" data-purpose="{escape(choice.purpose)}" data-consent="{choice.consent}"'
+        f' data-segmenter="{choice.segmenter or "none"}">'
+        f"<p><strong>{escape(what)}</strong>{escape(f' ({why})' if why else '')}, {escape(when)}</p>"
+        f"<ul>{''.join(reached)}</ul></li>"
+    )
