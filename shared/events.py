@@ -337,6 +337,28 @@ class RetentionRun(Message):
     records: dict[PurposeId, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
 
 
+class DeliveryOutcome(Message):
+    """`delivery.outcomes` (key `subject`): how one webhook to a third-party destination ended.
+
+    Published by the delivery service, recorded by the audit service as `delivery_outcome`.
+    `subject` is the customer's pseudonym under PSEUDONYM_KEY (the ledger's subject), never the
+    customer id; `reason` is the membership's reason, or `consent_granted`, `consent_withdrawn`
+    or `erased`.
+    """
+
+    event_id: EventId  # `<idempotency key>:<status>`: one outcome per webhook
+    subject: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    destination_id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+    segment_id: SegmentId
+    action: MembershipAction
+    reason: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,64}$")]
+    # delivered: acknowledged (2xx); dead: given up after the last attempt; withheld: not sent,
+    # the destination lost its agreement or was deleted before it went.
+    status: Literal["delivered", "dead", "withheld"]
+    attempts: Annotated[int, Field(ge=0)]
+    at: AwareDatetime  # when it ended
+
+
 class AuditRecord(Message):
     """`audit.log`: one ledger record, hash-chained to the one before it."""
 

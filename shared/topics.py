@@ -149,6 +149,15 @@ RETENTION_RUNS = TopicSpec(
     customer_keyed=False,
     retention="change",
 )
+DELIVERY_OUTCOMES = TopicSpec(
+    "delivery.outcomes",
+    events.DeliveryOutcome,
+    "subject",
+    "How each webhook to a third-party destination ended (delivered, dead, withheld), under the"
+    " customer's pseudonym; from the delivery service, recorded in the ledger by the audit service.",
+    customer_keyed=False,
+    retention="change",
+)
 AUDIT_LOG = TopicSpec(
     "audit.log",
     events.AuditRecord,
@@ -169,6 +178,7 @@ ALL: tuple[TopicSpec, ...] = (
     ERASURE_REQUESTS,
     MODEL_TRAININGS,
     RETENTION_RUNS,
+    DELIVERY_OUTCOMES,
     AUDIT_LOG,
 )
 # Inputs that may carry records which fail to parse get a dead-letter topic each.
@@ -182,6 +192,7 @@ WITH_DEAD_LETTERS: tuple[TopicSpec, ...] = (
     ERASURE_REQUESTS,
     MODEL_TRAININGS,
     RETENTION_RUNS,
+    DELIVERY_OUTCOMES,
 )
 DLQ_SUFFIX = ".dlq"
 

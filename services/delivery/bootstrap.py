@@ -10,9 +10,11 @@ from aiokafka import AIOKafkaProducer
 
 from services.delivery.adapters.http_webhooks import HttpxWebhookSender
 from services.delivery.adapters.kafka_inputs import KafkaDeliveryInputs
+from services.delivery.adapters.kafka_outcomes import KafkaOutcomeRelay
 from services.delivery.adapters.sqlite_store import SqliteDeliveryStore, open_database
 from services.delivery.handlers import Dispatcher, RetryPolicy
 from services.delivery.settings import DeliverySettings
+from shared import topics
 from shared.catalog import load_catalog
 from shared.deadletter import DeadLetters
 from shared.http import ReadinessCheck, database_ready, kafka_ready
@@ -31,8 +33,10 @@ class DeliveryRuntime:
     def __init__(self, settings: DeliverySettings) -> None:
         self.settings = settings
         self.connection = open_database(str(settings.database_path()))
-        self.store = SqliteDeliveryStore(self.connection)
         self.pseudonym_key = load_pseudonym_key(settings)
+        self.store = SqliteDeliveryStore(self.connection, self.pseudonym_key)
+        names = topic_names(settings)
+        self.outcomes = KafkaOutcomeRelay(self.store, names.name(topics.DELIVERY_OUTCOMES))
         self.catalog = load_catalog(settings.purposes_file)
         # Redirects are not followed: a signed body goes to the endpoint the operator set, nowhere else.
         self.http = httpx.AsyncClient(timeout=settings.delivery_timeout_s, follow_redirects=False)
@@ -48,11 +52,11 @@ class DeliveryRuntime:
         self.dispatcher = Dispatcher(
             self.store,
             HttpxWebhookSender(self.http, settings.delivery_timeout_s),
-            self.pseudonym_key,
             policy,
             settings.delivery_concurrency,
+            settled=self.outcomes.wake,
         )
-        self.inputs = KafkaDeliveryInputs(topic_names(settings), self.store, self.dispatcher.wake)
+        self.inputs = KafkaDeliveryInputs(names, self.store, self.dispatcher.wake)
         self.producer: AIOKafkaProducer | None = None
         self.supervisor = Supervisor()
 
@@ -75,6 +79,8 @@ class DeliveryRuntime:
             self.producer = await start_client(
                 lambda: make_producer(self.settings, "segwarden-delivery"), "producer"
             )
+        producer = self.producer
+        self.supervisor.spawn("outcomes", lambda: self.outcomes.run(producer))
         dead_letters = DeadLetters(
             self.producer, self.pseudonym_key, self.settings.dead_letter_max_value_bytes
         )

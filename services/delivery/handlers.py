@@ -23,7 +23,6 @@ from services.delivery.domain.webhooks import (
     body,
     retry_delay,
     signature,
-    subject,
 )
 from shared.events import ConsentChanged, ConsentStateSnapshot, MembershipChanged
 from shared.failpoints import failpoint
@@ -40,7 +39,7 @@ class Outbox(Protocol):
     def claim_due(self, now: float, limit: int, lease_until: float) -> list[dict[str, Any]]: ...
     def next_due(self) -> float | None: ...
     def get_destination(self, destination_id: str) -> Destination | None: ...
-    def settle(self, seq: int, status: str, attempts: int, error: str | None) -> None: ...
+    def settle(self, seq: int, status: str, attempts: int, error: str | None, now: float) -> None: ...
     def retry_at(self, seq: int, attempts: int, when: float, error: str) -> None: ...
     def pause(self, destination_id: str, reason: str) -> bool: ...
     def release_deferred(self, destination_ids: list[str], now: float) -> None: ...
@@ -103,13 +102,13 @@ class Dispatcher:
         self,
         outbox: Outbox,
         sender: WebhookSender,
-        installation_key: bytes,
         policy: RetryPolicy,
         concurrency: int,
+        settled: Callable[[], None],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.outbox, self.sender, self.key, self.policy = outbox, sender, installation_key, policy
-        self.concurrency, self.clock = concurrency, clock
+        self.outbox, self.sender, self.policy = outbox, sender, policy
+        self.concurrency, self.settled, self.clock = concurrency, settled, clock
         self.rng = random.Random()
         self._wake = asyncio.Event()
         # In memory: a restart closes every circuit, and the first failures open it again.
@@ -159,7 +158,7 @@ class Dispatcher:
         destination = await asyncio.to_thread(self.outbox.get_destination, item["destination_id"])
         problem = "deleted" if destination is None else agreement_problem(destination.agreement, _today())
         if destination is None or problem is not None:
-            await asyncio.to_thread(self.outbox.settle, item["seq"], "withheld", item["attempts"], problem)
+            await self._finish(item, "withheld", item["attempts"], problem)
             return
         self._users.setdefault(destination.endpoint, set()).add(destination.destination_id)
         breaker = self.breaker(destination.endpoint)
@@ -175,7 +174,8 @@ class Dispatcher:
         await self._settle(item, destination, error, probe)
 
     async def _post(self, item: dict[str, Any], destination: Destination) -> str | None:
-        payload = body(item, destination, subject(self.key, destination, item["customer_id"]))
+        # The subject was fixed when it was enqueued: after an erasure the row holds no id.
+        payload = body(item, destination, item["subject"])
         headers = {
             "Content-Type": "application/json",
             "Idempotency-Key": item["idempotency_key"],
@@ -209,7 +209,7 @@ class Dispatcher:
             metrics.DELIVERED.labels(label).inc()
             if item["changed_at"] is not None:
                 metrics.LATENCY.labels(label).observe(max(0.0, self.clock() - item["changed_at"]))
-            await asyncio.to_thread(self.outbox.settle, item["seq"], "delivered", attempts, None)
+            await self._finish(item, "delivered", attempts, None)
         elif error == GONE:
             # The receiver says this endpoint is gone for good: stop, keep what is pending, and
             # wait for an operator's PUT (a new endpoint, or the same one back) to resume.
@@ -225,11 +225,15 @@ class Dispatcher:
             log.warning(
                 "webhook dead-lettered", extra={"destination": label, "attempts": attempts, "error": error}
             )
-            await asyncio.to_thread(self.outbox.settle, item["seq"], "dead", attempts, error)
+            await self._finish(item, "dead", attempts, error)
         else:
             metrics.RETRIED.labels(label).inc()
             delay = retry_delay(attempts, self.policy.initial_s, self.policy.cap_s, self.rng)
             await asyncio.to_thread(self.outbox.retry_at, item["seq"], attempts, self.clock() + delay, error)
+
+    async def _finish(self, item: dict[str, Any], status: str, attempts: int, error: str | None) -> None:
+        await asyncio.to_thread(self.outbox.settle, item["seq"], status, attempts, error, self.clock())
+        self.settled()
 
     async def _release(self, endpoint: str) -> None:
         """The circuit closed: what it held back is due now."""

@@ -37,6 +37,7 @@ _EVENT_SOURCES: dict[topics.TopicSpec, tuple[type[Any], Callable[[bytes, Any], S
     topics.ERASURE_REQUESTS: (events.ErasureRequested, sources.erasure_request),
     topics.MODEL_TRAININGS: (events.ModelTrained, sources.model_trained),
     topics.RETENTION_RUNS: (events.RetentionRun, sources.retention_run),
+    topics.DELIVERY_OUTCOMES: (events.DeliveryOutcome, sources.delivery_outcome),
 }
 
 

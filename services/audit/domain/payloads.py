@@ -62,6 +62,15 @@ ALLOWED: dict[str, dict[str, str]] = {
         "rule": RULE,
     },
     "segment_deleted": {"segment_id": KEEP},
+    "delivery_outcome": {
+        "destination_id": KEEP,
+        "segment_id": KEEP,
+        "action": KEEP,
+        "reason": KEEP,
+        "status": KEEP,
+        "attempts": KEEP,
+        "at": KEEP,
+    },
     "model_trained": {
         "purpose": KEEP,
         "clusters": KEEP,

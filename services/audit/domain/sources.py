@@ -14,6 +14,7 @@ from services.audit.domain.ledger import LedgerEntry
 from services.audit.domain.payloads import allowed_payload, record_event_id
 from shared.events import (
     ConsentChanged,
+    DeliveryOutcome,
     ErasureRequested,
     MembershipChanged,
     Message,
@@ -59,6 +60,12 @@ def retention_run(key: bytes, event: RetentionRun) -> LedgerEntry:
     """A retention run is counted, never itemized, so the record has no subject either."""
     event_id = record_event_id(key, event.event_id)
     return LedgerEntry("retention_run", None, event_id, _payload("retention_run", key, event))
+
+
+def delivery_outcome(key: bytes, event: DeliveryOutcome) -> LedgerEntry:
+    """The delivery service sends the ledger's own pseudonym as the subject, never the id."""
+    event_id = record_event_id(key, event.event_id)
+    return LedgerEntry("delivery_outcome", event.subject, event_id, _payload("delivery_outcome", key, event))
 
 
 @dataclass(frozen=True)

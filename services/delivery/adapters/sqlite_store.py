@@ -14,7 +14,8 @@ from typing import Any
 
 from services.delivery.domain.destinations import Agreement, Destination
 from services.delivery.domain.routing import Cause, Consent, Holding, Intent, plan
-from services.delivery.domain.webhooks import CIRCUIT_OPEN
+from services.delivery.domain.webhooks import CIRCUIT_OPEN, subject
+from shared.pseudonym import pseudonymize
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS destinations (
@@ -34,18 +35,33 @@ CREATE TABLE IF NOT EXISTS deliveries (
     destination_id TEXT NOT NULL, customer_id TEXT NOT NULL, segment_id TEXT NOT NULL,
     action TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending',  -- pending, delivered, dead, withheld
-    attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL DEFAULT 0, last_error TEXT,
-    changed_at REAL  -- when the change that made it happened (unix time): the latency's start
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL DEFAULT 0, last_error TEXT
 );
 -- A destination whose endpoint answered 410 Gone: nothing goes to it until a PUT resumes it.
 CREATE TABLE IF NOT EXISTS paused (destination_id TEXT PRIMARY KEY, reason TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (status, destination_id, customer_id, seq);
 """
+# Columns added after the first release, each to a store that lacks it (then filled by `_backfill`).
+ADDED_COLUMNS = {
+    "changed_at": "REAL",  # when the change that made it happened (unix time): the latency's start
+    "subject": "TEXT",  # what the destination knows the customer by, fixed when enqueued
+    "ledger_subject": "TEXT",  # the customer's pseudonym under PSEUDONYM_KEY (the ledger's subject)
+    "reported": "INTEGER NOT NULL DEFAULT 0",  # 1 once its outcome is on delivery.outcomes
+    "settled_at": "REAL",  # when it was delivered, dead-lettered or withheld
+}
+# By the pseudonym rather than the id: an erasure replaces the id in the customer's rows, and a
+# returning customer's rows must still queue behind the `left` the erasure enqueued.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries (status, destination_id, ledger_subject, seq);
+CREATE INDEX IF NOT EXISTS deliveries_unreported ON deliveries (reported, status);
+CREATE INDEX IF NOT EXISTS deliveries_customer ON deliveries (customer_id);
+DROP INDEX IF EXISTS deliveries_pending;
+"""
+ERASED_PREFIX = "erased:"
 # The oldest pending webhook of each destination and customer: only it may be sent, so order
 # holds. A paused destination has no heads: its webhooks wait, in order, for it to resume.
 _HEADS = """
 SELECT d.* FROM deliveries d JOIN (
-    SELECT MIN(seq) AS seq FROM deliveries WHERE status = 'pending' GROUP BY destination_id, customer_id
+    SELECT MIN(seq) AS seq FROM deliveries WHERE status = 'pending' GROUP BY destination_id, ledger_subject
 ) heads ON d.seq = heads.seq
 WHERE d.destination_id NOT IN (SELECT destination_id FROM paused)
 """
@@ -56,12 +72,14 @@ def open_database(path: str) -> sqlite3.Connection:
     connection.row_factory = sqlite3.Row
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
+    # Erased ids are overwritten, not just unlinked, so their bytes do not linger in free pages.
+    connection.execute("PRAGMA secure_delete=ON")
     return connection
 
 
 class SqliteDeliveryStore:
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._db = connection
+    def __init__(self, connection: sqlite3.Connection, installation_key: bytes) -> None:
+        self._db, self._key = connection, installation_key
         self._lock = threading.Lock()  # one connection, shared by the threads of to_thread
 
     def ping(self) -> None:
@@ -72,8 +90,26 @@ class SqliteDeliveryStore:
         with self._lock:
             self._db.executescript(SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(deliveries)")}
-            if "changed_at" not in columns:  # a store from before the latency metric
-                self._db.execute("ALTER TABLE deliveries ADD COLUMN changed_at REAL")
+            for name, kind in ADDED_COLUMNS.items():
+                if name not in columns:
+                    self._db.execute(f"ALTER TABLE deliveries ADD COLUMN {name} {kind}")
+            self._backfill()
+            self._db.executescript(INDEXES)
+
+    def _backfill(self) -> None:
+        """Subjects of rows enqueued before they were stored (HMACs: not computable in SQL)."""
+        rows = self._db.execute(
+            "SELECT seq, destination_id, customer_id FROM deliveries WHERE ledger_subject IS NULL"
+        ).fetchall()
+        for seq, destination_id, customer_id in rows:
+            row = self._db.execute(
+                "SELECT * FROM destinations WHERE destination_id = ?", (destination_id,)
+            ).fetchone()
+            shown = subject(self._key, _destination(row), customer_id) if row else None
+            self._db.execute(
+                "UPDATE deliveries SET subject = ?, ledger_subject = ? WHERE seq = ?",
+                (shown, pseudonymize(self._key, customer_id), seq),
+            )
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -161,13 +197,24 @@ class SqliteDeliveryStore:
             held = _held(db, customer_id)
             destinations = [_destination(r) for r in db.execute("SELECT * FROM destinations")]
             intents = plan(destinations, today, members, consent, held, cause)
+            by_id = {d.destination_id: d for d in destinations}
+            pseudonym = pseudonymize(self._key, customer_id)
             for intent in intents:
-                _enqueue(db, customer_id, intent, at, cause.at)
+                shown = subject(self._key, by_id[intent.destination_id], customer_id)
+                _enqueue(db, customer_id, intent, at, cause.at, (shown, pseudonym))
             if cause.kind == "erasure":
-                _forget_customer(db, customer_id)
+                _forget_customer(db, customer_id, pseudonym)
             else:
                 _save_customer(db, customer_id, members, consent)
+        if cause.kind == "erasure":
+            self._truncate_log()
         return intents
+
+    def _truncate_log(self) -> None:
+        """The write-ahead log keeps the pages as they were before the erasure until it is
+        checkpointed and truncated; this connection is the only one, so nothing holds it back."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     # The outbox
 
@@ -190,12 +237,26 @@ class SqliteDeliveryStore:
             row = self._db.execute(f"SELECT MIN(next_attempt_at) FROM ({_HEADS})").fetchone()
         return row[0]
 
-    def settle(self, seq: int, status: str, attempts: int, error: str | None) -> None:
+    def settle(self, seq: int, status: str, attempts: int, error: str | None, now: float) -> None:
         with self._transaction() as db:
             db.execute(
-                "UPDATE deliveries SET status = ?, attempts = ?, last_error = ? WHERE seq = ?",
-                (status, attempts, error, seq),
+                "UPDATE deliveries SET status = ?, attempts = ?, last_error = ?, settled_at = ?"
+                " WHERE seq = ?",
+                (status, attempts, error, now, seq),
             )
+
+    def unreported(self, limit: int) -> list[dict[str, Any]]:
+        """Settled webhooks whose outcome is not yet on `delivery.outcomes`, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM deliveries WHERE reported = 0 AND status != 'pending' ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [dict(row) for row in rows]
+
+    def mark_reported(self, seqs: list[int]) -> None:
+        with self._transaction() as db:
+            db.executemany("UPDATE deliveries SET reported = 1 WHERE seq = ?", [(seq,) for seq in seqs])
 
     def release_deferred(self, destination_ids: list[str], now: float) -> None:
         """Make due now what a circuit held back (marked by its error; a leased one in flight is not)."""
@@ -262,14 +323,24 @@ def _save_customer(db: sqlite3.Connection, customer_id: str, members: set[str], 
     )
 
 
-def _forget_customer(db: sqlite3.Connection, customer_id: str) -> None:
-    """The customer's state, and what suspended destinations held of them (they get no `left`)."""
+def _forget_customer(db: sqlite3.Connection, customer_id: str, pseudonym: str) -> None:
+    """The customer's state, what suspended destinations held of them (they get no `left`), and
+    their id in the outbox: its rows keep only the subjects, which is all sending needs."""
     for table in ("members", "consent", "holdings"):
         db.execute(f"DELETE FROM {table} WHERE customer_id = ?", (customer_id,))
+    db.execute(
+        "UPDATE deliveries SET customer_id = ? WHERE customer_id = ?",
+        (ERASED_PREFIX + pseudonym, customer_id),
+    )
 
 
 def _enqueue(
-    db: sqlite3.Connection, customer_id: str, intent: Intent, at: str, changed_at: float | None
+    db: sqlite3.Connection,
+    customer_id: str,
+    intent: Intent,
+    at: str,
+    changed_at: float | None,
+    subjects: tuple[str, str],
 ) -> None:
     key = (intent.destination_id, intent.segment_id, customer_id)
     if intent.action == "joined":
@@ -280,7 +351,7 @@ def _enqueue(
         )
     db.execute(
         "INSERT OR IGNORE INTO deliveries (idempotency_key, destination_id, customer_id, segment_id,"
-        " action, reason, at, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " action, reason, at, changed_at, subject, ledger_subject) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             intent.idempotency_key,
             intent.destination_id,
@@ -290,5 +361,6 @@ def _enqueue(
             intent.reason,
             at,
             changed_at,
+            *subjects,
         ),
     )

@@ -40,6 +40,7 @@ def test_every_contract_topic_is_registered() -> None:
         "erasure.requests",
         "model.trainings",
         "retention.runs",
+        "delivery.outcomes",
         "audit.log",
     }
     assert {spec.base for spec in topics.ALL} == contract

@@ -1,0 +1,81 @@
+"""What delivery leaves behind: outcomes in the audit ledger, and no customer id after an erasure.
+
+A real delivery process and a real audit process on one broker and data dir (so one
+PSEUDONYM_KEY, as in a deployment), and a receiver process.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kafka import KafkaProducer
+
+from tests.conftest import bearer
+from tests.integration.delivery.harness import Receivers, Topics, delivery, put_destination, receiver
+from tests.support import read_topic, wait_for
+
+CUSTOMER = "c-records-7"
+
+
+def ledger(audit: Any, kind: str) -> list[dict[str, Any]]:
+    params = {"customer_id": CUSTOMER, "kind": kind}
+    response = httpx.get(f"{audit.url}/v1/audit", params=params, headers=bearer())
+    response.raise_for_status()
+    return list(response.json()["records"])
+
+
+def rows_naming(database: Path, text: str) -> list[tuple[str, tuple[Any, ...]]]:
+    """Every row of every table of the SQLite file that holds `text` in any column."""
+    with sqlite3.connect(database) as db:
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return [
+            (table, row)
+            for table in tables
+            for row in db.execute(f"SELECT * FROM {table}")  # noqa: S608 (names from sqlite_master)
+            if any(text in str(value) for value in row)
+        ]
+
+
+def test_each_outcome_reaches_the_ledger_and_an_erasure_leaves_no_id_in_the_outbox(
+    start_service: Any,
+    receivers: Receivers,
+    producer: KafkaProducer,
+    topic_prefix: str,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+) -> None:
+    service = delivery(start_service)
+    audit = start_service("audit").wait_ready()
+    mailer = receiver(receivers)
+    put_destination(service, "mailer", mailer)
+    topics = Topics(producer, topic_prefix)
+    topics.consent(CUSTOMER, granted=True, sequence=1)
+    topics.membership(CUSTOMER, "joined")
+    wait_for(mailer.bodies, what="the join")
+    database = tmp_path / "data" / "delivery.db"
+    assert rows_naming(database, CUSTOMER)  # before the erasure the store holds the id
+    topics.erasure(CUSTOMER)
+    wait_for(lambda: len(mailer.bodies()) == 2, what="the erasure's leave")
+
+    records = wait_for(lambda: len(got := ledger(audit, "delivery_outcome")) == 2 and got, what="2 outcomes")
+    payloads = [r["payload"] for r in records]
+    assert [(p["action"], p["reason"], p["status"]) for p in payloads] == [
+        ("joined", "rule_matched", "delivered"),
+        ("left", "erased", "delivered"),
+    ]
+    assert {(p["destination_id"], p["segment_id"], p["attempts"]) for p in payloads} == {("mailer", "vip", 1)}
+    # The ledger's pseudonym of the customer (found by customer_id), not the destination's.
+    (membership,) = ledger(audit, "membership_change")
+    assert {r["subject"] for r in records} == {membership["subject"]}
+    assert membership["subject"] not in {b["subject"] for b in mailer.bodies()}
+
+    # Neither the outbox (delivered rows included), nor the bytes of the store and its log, nor
+    # the outcomes topic keeps the id.
+    assert rows_naming(database, CUSTOMER) == []
+    for path in database.parent.glob("delivery.db*"):
+        assert CUSTOMER.encode() not in path.read_bytes(), path
+    outcomes = read_topic(kafka_bootstrap, topic_prefix + "delivery.outcomes", 2)
+    assert not any(CUSTOMER.encode() in value for value in outcomes)
