@@ -1,4 +1,4 @@
-"""`KafkaSourceConsumer`: reads the six source topics and appends one record per source event.
+"""`KafkaSourceConsumer`: reads the source topics and appends one record per source event.
 
 Exactly once however often a record is delivered: the ledger skips event ids it holds, in the
 same transaction as the append, and offsets are committed only after that transaction.
