@@ -8,9 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -21,6 +21,7 @@ from shared.embedded import free_port, redis_answers
 from shared.events import ModelTrained
 
 # The pseudonym key of stores the tests build themselves (services load their own).
+T = TypeVar("T")
 TEST_PSEUDONYM_KEY = b"segwarden-test-pseudonym-key"
 
 PORT_VARIABLES = {
@@ -195,6 +196,14 @@ class RecordedTrainings:
 
     async def record(self, training: ModelTrained) -> None:
         self.trainings.append(training)
+
+
+def present(values: Iterable[T | None]) -> list[T]:
+    """`values`, asserting none is None (an unset sequence, a tombstone where none may be)."""
+    listed = list(values)
+    found = [value for value in listed if value is not None]
+    assert len(found) == len(listed), f"a missing value in {listed!r}"
+    return found
 
 
 def read_topic(bootstrap: str, topic: str, count: int) -> list[bytes]:

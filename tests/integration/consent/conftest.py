@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
 from shared.embedded import free_port
 from tests.conftest import TEST_TOKENS
-from tests.support import ServiceProcess
+from tests.support import ServiceProcess, present
 
 Record = tuple[str | None, bytes | None]
 CHROMIUM = Path("/usr/bin/chromium")  # tests/prepare.py installs Debian's package
@@ -125,8 +125,15 @@ def _partitions(consumer: KafkaConsumer, name: str, timeout: float) -> list[Topi
     raise AssertionError(f"topic {name} does not exist")
 
 
-def for_key(records: list[Record], key: str) -> list[bytes | None]:
-    return [value for k, value in records if k == key]
+def for_key(records: list[Record], key: str) -> list[bytes]:
+    """The values of `key`, in order; a tombstone among them fails the test (see `tombstoned`)."""
+    return present(value for k, value in records if k == key)
+
+
+def tombstoned(records: list[Record], key: str) -> bool:
+    """The last record of `key` is a tombstone (an erased customer's consent.state)."""
+    values = [value for k, value in records if k == key]
+    return bool(values) and values[-1] is None
 
 
 def produce(bootstrap: str, name: str, key: str, values: list[bytes]) -> None:

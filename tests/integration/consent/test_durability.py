@@ -13,6 +13,7 @@ from shared.embedded import EmbeddedBroker, free_port
 from shared.events import ConsentChanged
 from tests.conftest import bearer
 from tests.integration.consent.conftest import (
+    Record,
     choice,
     for_key,
     produce,
@@ -21,7 +22,7 @@ from tests.integration.consent.conftest import (
     read_topic,
     topic,
 )
-from tests.support import wait_for
+from tests.support import present, wait_for
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 PURPOSES = ["marketing_email", "marketing_sms", "personalization", "profiling", "third_party_sharing"]
@@ -52,11 +53,11 @@ def _changes_by_event_id(bootstrap: str, service, expected: set[str]) -> dict[st
     """Every consent.changes record, grouped by event id, once all expected ids arrived."""
 
     def seen(records) -> bool:
-        return expected <= {json.loads(v)["event_id"] for _, v in records}
+        return expected <= {json.loads(v)["event_id"] for v in present(v for _, v in records)}
 
     records = read_topic(bootstrap, topic(service, "consent.changes"), seen, timeout=60)
     grouped: dict[str, list[bytes]] = {}
-    for _, value in records:
+    for value in present(v for _, v in records):
         grouped.setdefault(json.loads(value)["event_id"], []).append(value)
     return grouped
 
@@ -94,7 +95,8 @@ def test_sigkill_between_commit_and_publish_loses_nothing_and_duplicates_nothing
     expected = _published_ids(service, customers)
     assert len(expected) == 3 * 2 * len(PURPOSES)
     wait_for(
-        lambda: _metric(service, "segwarden_consent_outbox_pending") >= len(expected), what="outbox gauge"
+        lambda: (_metric(service, "segwarden_consent_outbox_pending") or 0) >= len(expected),
+        what="outbox gauge",
     )
     service.kill()
     service.env["KAFKA_BOOTSTRAP_SERVERS"] = kafka_bootstrap
@@ -104,9 +106,11 @@ def test_sigkill_between_commit_and_publish_loses_nothing_and_duplicates_nothing
     assert set(grouped) == set(expected)
     assert all(len(values) == 1 for values in grouped.values()), "a change was published twice"
     for customer in customers:  # and in order per customer: the last change is the last state
-        state = read_topic(
-            kafka_bootstrap, topic(service, "consent.state"), lambda r, c=customer: bool(for_key(r, c))
-        )
+
+        def has_state(records: list[Record], customer: str = customer) -> bool:
+            return bool(for_key(records, customer))
+
+        state = read_topic(kafka_bootstrap, topic(service, "consent.state"), has_state)
         last = json.loads(for_key(state, customer)[-1])
         assert {p: s["status"] for p, s in last["purposes"].items()} == dict.fromkeys(PURPOSES, "denied")
 

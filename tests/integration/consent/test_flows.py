@@ -21,8 +21,8 @@ from shared.events import (
 )
 from shared.pseudonym import pseudonymize
 from tests.conftest import bearer
-from tests.integration.consent.conftest import choice, for_key, produce, put, read_topic, topic
-from tests.support import wait_for
+from tests.integration.consent.conftest import choice, for_key, produce, put, read_topic, tombstoned, topic
+from tests.support import present, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -137,7 +137,8 @@ def test_a_renewal_is_published_and_the_grant_expires_at_its_new_time(
     assert (renewal.status, renewal.previous_status, renewal.reason) == ("granted", "granted", "user")
     assert (grant.expires_at, renewal.expires_at) == (far, near)
     assert (expired.status, expired.previous_status, expired.reason) == ("denied", "granted", "expired")
-    assert expired.recorded_at >= near and grant.sequence < renewal.sequence < expired.sequence
+    first, second, third = present([grant.sequence, renewal.sequence, expired.sequence])
+    assert expired.recorded_at >= near and first < second < third
     history = _history(consent, customer)
     assert [(h["reason"], h["published"]) for h in history] == [
         ("user", True),
@@ -190,10 +191,8 @@ def test_erasure_forgets_the_customer_and_tells_everyone(consent, kafka_bootstra
     )
     [request] = [ErasureRequested.model_validate_json(v) for v in for_key(requests, customer)]
     assert request.event_id == erasure_id
-    state = read_topic(
-        kafka_bootstrap, topic(consent, "consent.state"), lambda r: None in for_key(r, customer)
-    )
-    assert for_key(state, customer)[-1] is None  # the tombstone is the last word
+    state = read_topic(kafka_bootstrap, topic(consent, "consent.state"), lambda r: tombstoned(r, customer))
+    assert tombstoned(state, customer)  # the tombstone is the last word
     changes = read_topic(
         kafka_bootstrap, topic(consent, "consent.changes"), lambda r: len(for_key(r, customer)) >= 4
     )
@@ -244,12 +243,12 @@ def test_erasures_right_after_signup_are_each_published_once(consent, kafka_boot
         return set(customers) <= {k for k, _ in records}
 
     requests = read_topic(kafka_bootstrap, topic(consent, "erasure.requests"), all_arrived, timeout=60)
-    published = [ErasureRequested.model_validate_json(v) for k, v in requests if k in erasure_ids]
+    published = [ErasureRequested.model_validate_json(v) for k in erasure_ids for v in for_key(requests, k)]
     assert sorted(r.event_id for r in published) == sorted(erasure_ids.values())
     state = read_topic(
         kafka_bootstrap,
         topic(consent, "consent.state"),
-        lambda r: all(None in for_key(r, c) for c in customers),
+        lambda r: all(tombstoned(r, c) for c in customers),
         timeout=30,
     )
-    assert [c for c in customers if for_key(state, c)[-1] is not None] == []
+    assert [c for c in customers if not tombstoned(state, c)] == []
