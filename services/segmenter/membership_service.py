@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
-from services.segmenter.adapters.kafka_publisher import KafkaMembershipPublisher
 from services.segmenter.adapters.redis_store import Committed, CustomerSnapshot, Pending, RedisCustomerStore
 from services.segmenter.barrier import ConsentBarrier
 from services.segmenter.domain.erasure import ErasureMark
@@ -89,11 +89,17 @@ def _segments_of(outbox: Sequence[str]) -> set[str]:
     return {str(json.loads(message)["segment_id"]) for message in outbox}
 
 
+class MembershipPublisher(Protocol):
+    """Where changes are announced: `KafkaMembershipPublisher` (segment.membership), a fake in tests."""
+
+    async def publish(self, changes: Sequence[MembershipChanged]) -> object: ...
+
+
 class MembershipService:
     def __init__(
         self,
         store: RedisCustomerStore,
-        publisher: KafkaMembershipPublisher,
+        publisher: MembershipPublisher,
         required_purposes: Callable[[str], tuple[str, ...] | None],
         assign: Assign,
         clock: Callable[[], float] = time.time,

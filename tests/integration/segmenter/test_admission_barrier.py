@@ -69,13 +69,13 @@ async def parts(redis_url: str) -> AsyncIterator[tuple[RedisCustomerStore, Membe
         RecordingPublisher(),
         purposes,
         lambda *_: None,
-        barrier=barrier,  # type: ignore[arg-type]
+        barrier=barrier,
     )
     yield store, membership, barrier
     await membership.close()
     async for key in client.scan_iter(f"{namespace}*"):
         await client.delete(key)
-    await client.aclose()
+    await client.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
 
 
 async def _consent(

@@ -34,14 +34,14 @@ async def sweeper(redis_url: str) -> AsyncIterator[tuple[RedisCustomerStore, Swe
     publisher = RecordingPublisher()
     membership = MembershipService(
         store,
-        publisher,  # type: ignore[arg-type]
+        publisher,
         lambda s: MAIL.required_purposes if s == "mail" else None,
         lambda *_: None,
     )
     yield store, Sweeper(store, registry, membership, lambda: [0], b"k" * 32), publisher
     async for key in client.scan_iter(f"{namespace}*"):
         await client.delete(key)
-    await client.aclose()
+    await client.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
 
 
 async def _member_without_consent(store: RedisCustomerStore, withdrawn_at: float) -> None:

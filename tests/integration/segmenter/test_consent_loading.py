@@ -10,7 +10,7 @@ import httpx
 
 from services.segmenter.settings import SegmenterSettings
 from shared.embedded import free_port
-from shared.events import ConsentStateSnapshot, PurposeState, new_event_id
+from shared.events import ConsentStateSnapshot, ConsentStatus, PurposeState, new_event_id
 from shared.kafka import ensure_topics
 from tests.integration.segmenter.conftest import ADMIN, FAST, put_segment, wait_until
 from tests.support import wait_for
@@ -61,7 +61,7 @@ def test_http_answers_while_the_broker_is_away(start_service: Any) -> None:
     assert listing.status_code == 503 and "broker" in listing.json()["detail"]
 
 
-def _state(customer: str, status: str, sequence: int) -> bytes:
+def _state(customer: str, status: ConsentStatus, sequence: int) -> bytes:
     state = PurposeState(
         status=status, effective=status == "granted", recorded_at=datetime.now(UTC), sequence=sequence
     )
@@ -87,7 +87,8 @@ async def test_an_opt_out_made_while_the_segmenter_was_down_is_announced_after_t
     await inputs.event("c-down", "click")
     await wait_until(lambda: outputs.find("c-down", "mail", "joined"), what="the join")
     service.stop()
-    for sequence, status in ((2, "denied"), (3, "granted")):  # as the consent service publishes them
+    changes: list[tuple[int, ConsentStatus]] = [(2, "denied"), (3, "granted")]
+    for sequence, status in changes:  # as the consent service publishes them
         await inputs.consent("c-down", "marketing_email", status, sequence=sequence)
         await inputs.send("consent.state", "c-down", _state("c-down", status, sequence))
     service.start().wait_ready()

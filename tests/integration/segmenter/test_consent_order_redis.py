@@ -27,7 +27,7 @@ async def _apply_all(url: str, namespace: str, deliveries: list[dict[str, Purpos
             await store.apply_consent("c-1", delivery)
         return (await store.read("c-1")).consent.purposes
     finally:
-        await client.aclose()
+        await client.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
 
 
 def _clean(url: str, namespace: str) -> None:

@@ -31,6 +31,7 @@ from shared.events import (
     utcnow,
 )
 from shared.failpoints import InjectedFaultError
+from tests.support import present
 
 
 class Published:
@@ -84,7 +85,7 @@ class World:
             self.published,
             self._purposes,
             lambda *_: None,
-            self.clock,  # type: ignore[arg-type]
+            self.clock,
         )
 
     def _purposes(self, segment_id: str) -> tuple[str, ...] | None:
@@ -113,14 +114,14 @@ def write(
 async def test_each_offset_is_applied_once_with_no_key_per_event_and_no_ttl(
     store: RedisCustomerStore,
 ) -> None:
-    results = await store.apply_events([write(offset) for offset in range(100)], [(0, "c-1")])
+    results = present(await store.apply_events([write(offset) for offset in range(100)], [(0, "c-1")]))
     assert all(applied for applied, _ in results)
     keys = {key async for key in store.client.scan_iter(store.keys.customer("c-1", "*"))}
     assert keys == {store.keys.features("c-1"), store.keys.version("c-1")}  # nothing grows per event
     assert [await store.client.ttl(key) for key in keys] == [-1, -1]  # no window to age out of
 
     # A replay of old offsets, however late, is a duplicate and still returns the stored state.
-    again = await store.apply_events([write(3), write(99), write(100, amount=5.0)], [])
+    again = present(await store.apply_events([write(3), write(99), write(100, amount=5.0)], []))
     assert [applied for applied, _ in again] == [False, False, True]
     assert again[0][1].features["purchases"] == "100" and again[2][1].features["purchases"] == "101"
     assert not any(f.startswith("_") for f in again[0][1].features)  # bookkeeping is not a feature
@@ -133,13 +134,14 @@ async def test_a_topic_created_again_is_told_from_a_redelivery_by_the_record_tim
         return EventWrite(0, offset, "c-1", new_event_id(), "purchase", time.time(), 10.0, {}, at_ms)
 
     assert all(
-        applied for applied, _ in await store.apply_events([stamped(i, 1_000 + i) for i in range(5)], [])
+        applied
+        for applied, _ in present(await store.apply_events([stamped(i, 1_000 + i) for i in range(5)], []))
     )
     # The broker forgot the topic (the embedded one keeps nothing): offsets start at 0 again, later.
-    fresh = await store.apply_events([stamped(0, 9_000), stamped(1, 9_001)], [])
+    fresh = present(await store.apply_events([stamped(0, 9_000), stamped(1, 9_001)], []))
     assert [applied for applied, _ in fresh] == [True, True]
     # Redeliveries of the new topic's records still count once (the old topic's are gone with it).
-    again = await store.apply_events([stamped(0, 9_000), stamped(1, 9_001), stamped(2, 9_002)], [])
+    again = present(await store.apply_events([stamped(0, 9_000), stamped(1, 9_001), stamped(2, 9_002)], []))
     assert [applied for applied, _ in again] == [False, False, True]
     assert again[2][1].features["purchases"] == "8"
 
@@ -150,14 +152,14 @@ async def test_a_recently_repeated_event_id_is_a_duplicate_and_erasure_refuses_o
     ids = [new_event_id() for _ in range(6)]
     # A producer's retry lands shortly after the original (up to RECENT events of the customer later).
     writes = [write(i, event_id=e) for i, e in enumerate(ids)] + [write(6, event_id=ids[2])]
-    results = await store.apply_events([*writes, write(7, event_id=ids[0])], [])
+    results = present(await store.apply_events([*writes, write(7, event_id=ids[0])], []))
     assert [applied for applied, _ in results] == [True] * 6 + [False, True]  # ids[0] is 6 events back
     old = replace(write(7), occurred_at=time.time() - 1)  # occurred before the erasure
     assert await store.erase("c-1", [], ErasureMark(int(time.time() * 1000))) is not None
     assert (await store.read("c-1")).features == {}
     assert await store.apply_events([old], [(0, "c-1")]) == [None]  # refused by the marker
     assert not await store.holds("c-1") and not await store.client.sismember(store.keys.known(0), "c-1")
-    assert (await store.apply_events([write(8)], []))[0][0] is True  # a new event after it
+    assert present(await store.apply_events([write(8)], []))[0][0] is True  # a new event after it
 
 
 def buyers_and_a_purchase(world: World) -> tuple[StreamHandlers, ConsumerRecord]:
@@ -209,8 +211,8 @@ async def test_a_withdrawal_failing_after_its_slot_commit_is_announced_on_the_re
     world.registry.put(segment("mail", "purchase_count >= 1", "marketing_email"))
     handlers = StreamHandlers(world.store, world.registry, world.membership, None, NoExpiry())  # type: ignore[arg-type]
     await world.grant("c-1", "marketing_email")
-    results = await world.store.apply_events([write(1)], [(0, "c-1")])
-    await world.membership.reconcile(results[0][1], [world.registry.get("mail")], ON_EVENT, NO_CAUSE)  # type: ignore[list-item]
+    results = present(await world.store.apply_events([write(1)], [(0, "c-1")]))
+    await world.membership.reconcile(results[0][1], present([world.registry.get("mail")]), ON_EVENT, NO_CAUSE)
     assert await world.members("mail") == {"c-1"}
     denial = ConsentChanged(
         event_id=new_event_id(),
@@ -280,7 +282,7 @@ async def test_a_withheld_leftover_join_is_undone_with_a_left(world: World) -> N
 async def test_a_join_withheld_before_it_was_ever_published_is_undone_silently(world: World) -> None:
     world.registry.put(segment("mail", "purchase_count >= 1", "marketing_email"))
     await world.grant("c-1", "marketing_email", expires_at=world.clock.now + 5)
-    results = await world.store.apply_events([write(1)], [(0, "c-1")])
+    results = present(await world.store.apply_events([write(1)], [(0, "c-1")]))
     commit = world.store.commit_many
 
     async def commit_then_expire(*args: Any, **kwargs: Any) -> Any:
@@ -289,7 +291,7 @@ async def test_a_join_withheld_before_it_was_ever_published_is_undone_silently(w
         return result
 
     world.store.commit_many = commit_then_expire  # type: ignore[method-assign]
-    await world.membership.reconcile(results[0][1], [world.registry.get("mail")], ON_EVENT, NO_CAUSE)  # type: ignore[list-item]
+    await world.membership.reconcile(results[0][1], present([world.registry.get("mail")]), ON_EVENT, NO_CAUSE)
     assert world.published.messages == []
     assert (await world.store.read("c-1")).segments == set() and await world.members("mail") == set()
     assert await world.store.outbox("c-1") == []

@@ -20,7 +20,7 @@ STEPS = ("events_mid_batch", "after_slot_commit", "after_member_sync", "after_pu
 
 
 def last_actions(outputs: Outputs) -> dict[tuple[str, str], str]:
-    last = {}
+    last: dict[tuple[str, str], str] = {}
     for m in outputs.messages:
         last[(m.customer_id, m.segment_id)] = m.action
     return last

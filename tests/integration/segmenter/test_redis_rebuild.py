@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -114,9 +115,7 @@ async def members_joined(inputs: Inputs, announcements: Announcements, customers
         await record_consent(inputs, customer, "granted")
         await inputs.event(customer, "click")
     for customer in customers:
-        await wait_until(
-            lambda c=customer: announcements.find(c, "mail", "joined"), what=f"{customer} joined"
-        )
+        await wait_until(partial(announcements.find, customer, "mail", "joined"), what=f"{customer} joined")
 
 
 async def test_flushdb_while_running_then_an_opt_out_is_announced(
@@ -145,7 +144,7 @@ async def test_flushdb_while_running_then_an_opt_out_is_announced(
     await wait_until(lambda: view.features("c-stay").get("events") == "2", 30, "both events counted")
     assert view.segments_of("c-stay") == {"mail"}
     assert view.features("c-gone") == {}, "the replay brought an erased customer's events back"
-    assert announcements.last("c-stay", "mail").action == "joined"  # type: ignore[union-attr]
+    assert announcements.last("c-stay", "mail").action == "joined"
     assert "c-out" not in view.members("mail")
     state = await announced_state(kafka_bootstrap, topic_prefix + "segment.membership.state")
     assert ("mail", "c-stay") in state and ("mail", "c-out") not in state
@@ -193,7 +192,7 @@ async def test_redis_restart_fails_closed_rebuilds_and_announces(
         lambda: announcements.find("c-out", "mail", "left"), 30, "the left of the opt-out"
     )
     assert left.reason == "consent_withdrawn"
-    assert announcements.last("c-stay", "mail").action == "joined"  # type: ignore[union-attr]
+    assert announcements.last("c-stay", "mail").action == "joined"
     await wait_until(lambda: announcements.find("c-late", "mail", "joined"), 30, "c-late announced after")
     assert {"c-stay", "c-late"} <= view.members("mail") and "c-out" not in view.members("mail")
     joins_meanwhile = [
@@ -261,9 +260,7 @@ async def test_two_workers_each_rebuild_their_partitions_and_a_survivor_takes_ov
     for customer in customers[:3]:
         await record_consent(inputs, customer, "denied")
     for customer in customers[:3]:
-        left = await wait_until(
-            lambda c=customer: announcements.find(c, "mail", "left"), 60, f"{customer} left"
-        )
+        left = await wait_until(partial(announcements.find, customer, "mail", "left"), 60, f"{customer} left")
         assert left.reason == "consent_withdrawn"
     await wait_until(lambda: view.members("mail") == set(customers[3:]), 60, "the consented members rebuilt")
     for worker in (first, second):
@@ -276,6 +273,6 @@ async def test_two_workers_each_rebuild_their_partitions_and_a_survivor_takes_ov
     for customer in customers[3:6]:
         await record_consent(inputs, customer, "denied")
     for customer in customers[3:6]:
-        await wait_until(lambda c=customer: announcements.find(c, "mail", "left"), 60, f"{customer} left")
+        await wait_until(partial(announcements.find, customer, "mail", "left"), 60, f"{customer} left")
     assert view.members("mail") == set(customers[6:])
-    assert all(announcements.last(c, "mail").action == "joined" for c in customers[6:])  # type: ignore[union-attr]
+    assert all(announcements.last(c, "mail").action == "joined" for c in customers[6:])
