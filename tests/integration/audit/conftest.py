@@ -16,19 +16,23 @@ from services.audit.adapters.sql_database import create_schema, make_engine
 from shared import topics
 from shared.events import (
     ConsentChanged,
+    ConsentStatus,
     ErasureRequested,
+    MembershipAction,
     MembershipChanged,
     ModelTrained,
     SegmentDefinition,
     new_event_id,
 )
-from shared.topics import TopicNames
+from shared.topics import TopicNames, TopicSpec
 from tests.conftest import bearer
 
 NOW = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
 
 
-def consent(customer: str, purpose: str = "marketing_email", status: str = "granted") -> ConsentChanged:
+def consent(
+    customer: str, purpose: str = "marketing_email", status: ConsentStatus = "granted"
+) -> ConsentChanged:
     return ConsentChanged(
         event_id=new_event_id(),
         customer_id=customer,
@@ -43,7 +47,9 @@ def consent(customer: str, purpose: str = "marketing_email", status: str = "gran
     )
 
 
-def membership(customer: str, segment: str = "eu-high-value", action: str = "joined") -> MembershipChanged:
+def membership(
+    customer: str, segment: str = "eu-high-value", action: MembershipAction = "joined"
+) -> MembershipChanged:
     return MembershipChanged(
         event_id=new_event_id(),
         segment_id=segment,
@@ -99,13 +105,14 @@ class Sources:
         self.producer.send(self.names.name(spec), value=value, key=key.encode() if key else None)
 
     def event(self, event: Any) -> None:
-        spec = {
+        specs: dict[type, TopicSpec] = {
             ConsentChanged: topics.CONSENT_CHANGES,
             MembershipChanged: topics.SEGMENT_MEMBERSHIP,
             ErasureRequested: topics.ERASURE_REQUESTS,
             SegmentDefinition: topics.SEGMENT_DEFINITIONS,
             ModelTrained: topics.MODEL_TRAININGS,
-        }[type(event)]
+        }
+        spec = specs[type(event)]
         key = {topics.SEGMENT_DEFINITIONS: "segment_id", topics.MODEL_TRAININGS: "model_id"}.get(
             spec, "customer_id"
         )

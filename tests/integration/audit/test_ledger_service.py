@@ -12,7 +12,14 @@ import pytest
 
 from shared import topics
 from shared.embedded import free_port
-from shared.events import AuditRecord
+from shared.events import (
+    AuditRecord,
+    ConsentChanged,
+    ErasureRequested,
+    MembershipChanged,
+    ModelTrained,
+    SegmentDefinition,
+)
 from shared.topics import TopicNames
 from tests.conftest import bearer
 from tests.integration.audit.conftest import (
@@ -25,6 +32,8 @@ from tests.integration.audit.conftest import (
 )
 from tests.support import read_topic, wait_for
 from tests.unit.audit.rfc9162 import check_chain, check_signature, mth, verify_consistency, verify_inclusion
+
+SourceEvent = SegmentDefinition | ConsentChanged | MembershipChanged | ErasureRequested | ModelTrained
 
 AUDITOR = bearer("auditor-token-01")
 
@@ -44,7 +53,7 @@ def test_records_every_source_event_once_verifiably(
     audit = start_service("audit", CHECKPOINT_INTERVAL="1", **database_env).wait_ready()
     assert_auth_and_validation(audit.url)
     customers = [f"c-{i}" for i in range(5)]
-    sent = [definition("eu-high-value"), definition("loyal-sms", ("marketing_sms",))]
+    sent: list[SourceEvent] = [definition("eu-high-value"), definition("loyal-sms", ("marketing_sms",))]
     sent += [consent(c) for c in customers] + [membership(c) for c in customers] + [erasure(customers[0])]
     sent += [training()]
     for event in sent + sent[3:6] + [sent[1]]:  # a few delivered twice, a definition republished
@@ -151,12 +160,13 @@ def assert_auth_and_validation(url: str) -> None:
     assert bad.status_code == 422 and "after_seq" in bad.text
     assert httpx.get(f"{url}/v1/audit/records/5/proof", headers=AUDITOR).status_code == 404
     huge = "9" * 26  # past the ledger's BIGINT: a 422 naming the field, never the driver's overflow
-    for path, params, field in [
+    cases: list[tuple[str, dict[str, str | int], str]] = [
         ("/v1/audit", {"after_seq": huge}, "after_seq"),
         (f"/v1/audit/records/{huge}/proof", {}, "seq"),
         ("/v1/audit/records/0/proof", {"tree_size": huge}, "tree_size"),
         ("/v1/audit/consistency", {"first": 1, "second": huge}, "second"),
-    ]:
+    ]
+    for path, params, field in cases:
         answer = httpx.get(f"{url}{path}", params=params, headers=AUDITOR)
         assert answer.status_code == 422, (path, answer.text)
         assert answer.json()["detail"][0]["loc"][-1] == field
