@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 import pytest
 import redis.asyncio as aioredis
@@ -18,6 +18,8 @@ from tests.support import TEST_PSEUDONYM_KEY
 DAY = 86400.0
 PARTITIONS = 3
 SEED_CHUNK = 100  # customers per pipeline: one huge pipeline times out writing to the socket
+# (customer id, features, profiling consent: "granted", "denied", "expired" or None, unrecorded)
+Person = tuple[str, Mapping[str, float | int], str | None]
 
 
 @pytest.fixture
@@ -50,9 +52,7 @@ def events_of(customer_id: str, features: Mapping[str, float | int], now: float)
     ]
 
 
-async def seed(
-    store: RedisCustomerStore, people: list[tuple[str, Mapping[str, float | int], str | None]]
-) -> None:
+async def seed(store: RedisCustomerStore, people: Sequence[Person]) -> None:
     """Write (customer id, features, profiling) into Redis; profiling is granted, denied, expired
     (a grant whose expiry has passed) or None (no record: the catalog default, denied)."""
     now = time.time()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from services.segmenter.modeling.synthetic import population
 from services.segmenter.modeling.trainer import TrainingRun, train_model
 from services.segmenter.modeling.training import TrainingSpec
 from shared.events import ConsentChanged, CustomerEvent, new_event_id
-from tests.integration.modeling.conftest import event_plan
+from tests.integration.modeling.conftest import Person, event_plan
 from tests.support import RecordedTrainings
 
 
@@ -53,7 +54,7 @@ def consent(customer_id: str, status: str) -> ConsentChanged:
     )
 
 
-async def publish(bootstrap: str, prefix: str, people: list[tuple[str, dict, str | None]]) -> dict[str, int]:
+async def publish(bootstrap: str, prefix: str, people: Sequence[Person]) -> dict[str, int]:
     """Send everyone's consent and events; returns the number of events per customer."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
     await producer.start()
@@ -92,7 +93,9 @@ async def test_training_on_what_the_running_segmenter_stored(
 ) -> None:
     start_service("segmenter").wait_ready()
     groups = {f"c-{i}": group for i, (group, _) in enumerate(population(12, seed=6))}
-    people = [(f"c-{i}", features, "granted") for i, (_, features) in enumerate(population(12, seed=6))]
+    people: list[Person] = [
+        (f"c-{i}", features, "granted") for i, (_, features) in enumerate(population(12, seed=6))
+    ]
     people += [
         (f"d-{i}", features, ("denied", None)[i % 2]) for i, (_, features) in enumerate(population(4, seed=5))
     ]

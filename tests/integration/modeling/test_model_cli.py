@@ -21,7 +21,7 @@ from shared.embedded import free_port
 from shared.events import ModelTrained
 from shared.settings import ServiceSettings
 from shared.topics import TopicNames
-from tests.integration.modeling.conftest import PARTITIONS, seed
+from tests.integration.modeling.conftest import PARTITIONS, Person, seed
 from tests.support import read_topic
 
 
@@ -39,8 +39,12 @@ def segwarden(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
 async def test_train_stores_a_verified_model_its_report_and_publishes_its_audit_record(
     customers: RedisCustomerStore, redis_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    consenting = [(f"c-{i}", features, "granted") for i, (_, features) in enumerate(population(20, seed=9))]
-    refusing = [(f"d-{i}", features, "denied") for i, (_, features) in enumerate(population(5, seed=8))]
+    consenting: list[Person] = [
+        (f"c-{i}", features, "granted") for i, (_, features) in enumerate(population(20, seed=9))
+    ]
+    refusing: list[Person] = [
+        (f"d-{i}", features, "denied") for i, (_, features) in enumerate(population(5, seed=8))
+    ]
     await seed(customers, consenting + refusing)
     data = tmp_path / "data"
     env = {

@@ -16,7 +16,7 @@ from services.segmenter.modeling.store import FileModelStore
 from services.segmenter.modeling.synthetic import GROUPS, population
 from services.segmenter.modeling.trainer import TrainingRun, train_model
 from services.segmenter.modeling.training import TrainingSpec
-from tests.integration.modeling.conftest import PARTITIONS, seed
+from tests.integration.modeling.conftest import PARTITIONS, Person, seed
 from tests.support import RecordedTrainings
 
 # The customers without profiling consent form a group of their own, far from the others: if
@@ -24,9 +24,10 @@ from tests.support import RecordedTrainings
 OUTSIDERS = {"purchase_count": 90, "events.page_view": 5, "total_spend": 90000.0, "first_seen_days": 3000.0}
 
 
-def cohort() -> tuple[list, dict[str, int]]:
+def cohort() -> tuple[list[Person], dict[str, int]]:
     """90 consenting customers of three groups; 40 outsiders denied, unrecorded or expired."""
-    people, groups = [], {}
+    people: list[Person] = []
+    groups: dict[str, int] = {}
     for index, (group, features) in enumerate(population(30, seed=4)):
         customer_id = f"c-{index}"
         people.append((customer_id, features, "granted"))
@@ -81,4 +82,5 @@ async def test_a_withdrawal_before_training_keeps_the_customer_out(customers: Re
     source = RedisTrainingSource(customers, PARTITIONS)
     rows = [row async for row in source.consented_features("profiling")]
     assert len(rows) == len(groups) - len(withdrawn) and source.without_consent == 40 + len(withdrawn)
-    assert all(row["purchase_count"] < OUTSIDERS["purchase_count"] for row in rows)
+    counts = [row["purchase_count"] for row in rows]
+    assert all(isinstance(n, int | float) and n < OUTSIDERS["purchase_count"] for n in counts)
