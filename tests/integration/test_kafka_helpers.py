@@ -86,7 +86,7 @@ async def test_bad_record_goes_to_dead_letters_and_good_one_decodes(
     try:
         await producer.send_and_wait(topic, b'{"customer_id": 5}', key=b"c-1")
         await producer.send_and_wait(topic, good.to_bytes(), key=b"c-1")
-        decoded = []
+        decoded: list[CustomerEvent | None] = []
         async with asyncio.timeout(30):
             while len(decoded) < 2:
                 record = await consumer.getone()

@@ -12,7 +12,14 @@ from typing import Any
 import httpx
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from shared.events import ConsentStateSnapshot, ErasureRequested, MembershipChanged, PurposeState, utcnow
+from shared.events import (
+    ConsentStateSnapshot,
+    ConsentStatus,
+    ErasureRequested,
+    MembershipChanged,
+    PurposeState,
+    utcnow,
+)
 from tests.conftest import bearer
 from tests.integration.delivery.receiver import Receiver
 from tests.support import ServiceProcess, wait_for
@@ -91,7 +98,7 @@ class Topics:
             group.close()
 
     def consent(self, customer_id: str, granted: bool, sequence: int) -> None:
-        status = "granted" if granted else "denied"
+        status: ConsentStatus = "granted" if granted else "denied"
         state = PurposeState(status=status, effective=granted, sequence=sequence)
         snapshot = ConsentStateSnapshot(
             event_id=uuid.uuid4().hex, customer_id=customer_id, purposes={PURPOSE: state}, updated_at=utcnow()
