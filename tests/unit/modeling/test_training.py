@@ -55,8 +55,8 @@ def test_auto_chooses_the_number_of_groups_and_records_every_score(
 
 def test_choose_k_leaves_out_a_k_with_a_cluster_too_small() -> None:
     fits = {
-        2: Fit(None, np.array([0] * 20 + [1] * 20), 0.5),  # type: ignore[arg-type]
-        3: Fit(None, np.array([0] * 20 + [1] * 19 + [2]), 0.9),  # type: ignore[arg-type]
+        2: Fit(None, np.array([0] * 20 + [1] * 20), 0.5),
+        3: Fit(None, np.array([0] * 20 + [1] * 19 + [2]), 0.9),
     }
     best, scores, reason = choose_k(fits, min_size=10)
     assert best == 2 and scores == {"2": 0.5, "3": None}

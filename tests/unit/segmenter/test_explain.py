@@ -56,7 +56,7 @@ def rebuild(reason: Reason) -> Node:
     """The rule an explanation describes, to compare its meaning with the original's."""
     if reason.kind in ("all", "any"):
         connective = And if reason.kind == "all" else Or
-        return reduce(connective, (rebuild(part) for part in reason.parts))  # type: ignore[arg-type]
+        return reduce(connective, (rebuild(part) for part in reason.parts))
     if reason.kind == "not":
         return Not(rebuild(reason.parts[0]))
     if reason.kind == "rule":

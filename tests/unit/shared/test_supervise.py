@@ -54,7 +54,7 @@ KEY = b"k" * 32
 
 
 def sink(producer: Producer) -> DeadLetters:
-    return DeadLetters(producer, KEY)  # type: ignore[arg-type]
+    return DeadLetters(producer, KEY)
 
 
 def record(offset: int, value: bytes = b'{"customer_id": "c-secret"}') -> ConsumerRecord:
