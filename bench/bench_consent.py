@@ -34,7 +34,7 @@ from services.consent.domain.consent import RecordConsent  # noqa: E402
 from services.consent.domain.policy import ConsentPolicy  # noqa: E402
 from shared.catalog import load_catalog  # noqa: E402
 from shared.embedded import EmbeddedBroker  # noqa: E402
-from shared.events import utcnow  # noqa: E402
+from shared.events import ConsentStatus, utcnow  # noqa: E402
 from shared.kafka import delete_topics, topic_names  # noqa: E402
 from shared.settings import ServiceSettings  # noqa: E402
 from tests.support import ServiceProcess  # noqa: E402
@@ -47,7 +47,7 @@ TOKEN = "bench-admin-token"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def status_of(index: int) -> str:
+def status_of(index: int) -> ConsentStatus:
     # Alternating per customer: every request changes the effective state, so every one publishes.
     return "granted" if (index // CUSTOMERS) % 2 == 0 else "denied"
 
@@ -61,7 +61,7 @@ def floor_rate(db_url: str) -> float:
     while time.perf_counter() - started < FLOOR_SECONDS:
         command = RecordConsent(
             f"f-{done % CUSTOMERS}", "marketing_email", status_of(done), "bench", "GDPR", "v1"
-        )  # type: ignore[arg-type]
+        )
         handlers.record_consent(store, policy, command, utcnow())
         done += 1
     engine.dispose()

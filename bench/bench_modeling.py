@@ -80,7 +80,8 @@ def interleaved(calls: dict[str, Callable[[Any], object]], inputs: Sequence[Any]
 
 
 def trained_assigners(samples: Any, directory: Path) -> tuple[ModelAssigner, dict[str, Any]]:
-    store, facts = FileModelStore(directory, b"bench-key-" * 4), {}
+    store = FileModelStore(directory, b"bench-key-" * 4)
+    facts: dict[str, Any] = {}
     for algorithm in ALGORITHMS:
         started = time.perf_counter()
         model = train(TrainingSpec(algorithm, 3, algorithm), samples)

@@ -25,6 +25,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -202,8 +203,6 @@ async def pipe_rate(bootstrap: str, prefix: str, producer: AIOKafkaProducer) -> 
 
 async def faust_rate(bootstrap: str, prefix: str, producer: AIOKafkaProducer) -> float:
     """Events/s of a faust agent that only takes batches (no decoding, no work): faust's own ceiling."""
-    import faust
-
     from services.segmenter.adapters.faust_transport import SegmenterFaustApp
 
     source = prefix + "faust.in"
@@ -222,7 +221,8 @@ async def faust_rate(bootstrap: str, prefix: str, producer: AIOKafkaProducer) ->
     seen: list[float] = []
     topic = app.topic(source, key_serializer="raw", value_serializer="raw", partitions=PARTITIONS)
 
-    async def drain(stream: faust.StreamT) -> None:
+    # Any, as in stream_app.py: the agent is handed a StreamT, whose protocol omits take_events.
+    async def drain(stream: Any) -> None:
         async for batch in stream.take_events(500, within=0.1):
             seen.extend(time.perf_counter() for _ in batch)
 
