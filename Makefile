@@ -27,7 +27,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared services segwarden
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/segwarden bench
