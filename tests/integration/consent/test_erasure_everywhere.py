@@ -240,7 +240,7 @@ def test_a_model_trained_before_an_erasure_leaves_no_trace_of_the_customer_under
         stack.send_events(customer, 2, utcnow(), spend=80.0 * (n % 2))  # buyers and browsers: two clusters
     for customer in [raw_id, *others]:
         wait_for(
-            lambda c=customer: {"customer:f", "customer:consent"} <= held(stack, c),
+            lambda: {"customer:f", "customer:consent"} <= held(stack, customer),  # noqa: B023  # called at once
             timeout=60,
             what="the segmenter's features and consent of every trainee",
         )
