@@ -7,15 +7,13 @@
 - end to end: source events on the embedded broker to records in the ledger, through
   `segwarden serve audit`.
 
-Run: `.venv/bin/python bench/bench_audit.py` (or `make bench`). JSON goes to bench/results/.
+Run: `.venv/bin/python -m bench.bench_audit` (or `make bench`). JSON goes to bench/results/.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -31,19 +29,17 @@ from typing import Any
 import httpx
 from sqlalchemy import Column, Engine, Index, MetaData, Table, insert
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from services.audit.adapters.ed25519 import Ed25519Signer  # noqa: E402
-from services.audit.adapters.sql_database import create_schema, make_engine  # noqa: E402
-from services.audit.adapters.sql_ledger import SqlLedgerStore  # noqa: E402
-from services.audit.adapters.sql_side_stores import SqlCheckpointStore  # noqa: E402
-from services.audit.adapters.sql_tables import APPEND_ONLY, records  # noqa: E402
-from services.audit.domain.ledger import LedgerEntry, canonical  # noqa: E402
-from services.audit.domain.verify import verify_ledger  # noqa: E402
-from services.audit.handlers import Checkpointer  # noqa: E402
-from shared.embedded import EmbeddedBroker, free_port  # noqa: E402
-from shared.events import ConsentChanged, new_event_id  # noqa: E402
+from bench.common import run_facts, write_results
+from services.audit.adapters.ed25519 import Ed25519Signer
+from services.audit.adapters.sql_database import create_schema, make_engine
+from services.audit.adapters.sql_ledger import SqlLedgerStore
+from services.audit.adapters.sql_side_stores import SqlCheckpointStore
+from services.audit.adapters.sql_tables import APPEND_ONLY, records
+from services.audit.domain.ledger import LedgerEntry, canonical
+from services.audit.domain.verify import verify_ledger
+from services.audit.handlers import Checkpointer
+from shared.embedded import EmbeddedBroker, free_port
+from shared.events import ConsentChanged, new_event_id
 
 APPEND_N = 20_000
 VERIFY_N = 200_000
@@ -267,8 +263,7 @@ def main() -> None:
         if os.environ.get("BENCH_POSTGRES_URL"):
             databases["postgresql"] = os.environ["BENCH_POSTGRES_URL"]
         results: dict[str, Any] = {
-            "machine": f"{platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()})",
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **run_facts(),
             "sizes": {"append": APPEND_N, "verify": VERIFY_N, "end_to_end": E2E_N},
             "databases": {
                 name: {"append": bench_append(url), "verify": bench_verify(url, work / name)}
@@ -277,9 +272,7 @@ def main() -> None:
             "end_to_end": bench_end_to_end(work),
         }
     report(results)
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_audit.json").write_text(json.dumps(results, indent=2))
+    write_results("bench_audit", results)
 
 
 if __name__ == "__main__":

@@ -11,33 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from services.consent import handlers  # noqa: E402
-from services.consent.adapters.sql_engine import make_engine, run_migrations  # noqa: E402
-from services.consent.adapters.sql_store import SqlConsentStore  # noqa: E402
-from services.consent.domain.consent import RecordConsent  # noqa: E402
-from services.consent.domain.policy import ConsentPolicy  # noqa: E402
-from shared.catalog import load_catalog  # noqa: E402
-from shared.embedded import EmbeddedBroker  # noqa: E402
-from shared.events import ConsentStatus, utcnow  # noqa: E402
-from shared.kafka import delete_topics, topic_names  # noqa: E402
-from shared.settings import ServiceSettings  # noqa: E402
-from tests.support import ServiceProcess  # noqa: E402
+from bench.common import run_facts, write_results
+from services.consent import handlers
+from services.consent.adapters.sql_engine import make_engine, run_migrations
+from services.consent.adapters.sql_store import SqlConsentStore
+from services.consent.domain.consent import RecordConsent
+from services.consent.domain.policy import ConsentPolicy
+from shared.catalog import load_catalog
+from shared.embedded import EmbeddedBroker
+from shared.events import ConsentStatus, utcnow
+from shared.kafka import delete_topics, topic_names
+from shared.settings import ServiceSettings
+from tests.support import ServiceProcess
 
 FLOOR_SECONDS = 5.0
 LOAD_SECONDS = 10.0
@@ -190,9 +184,7 @@ def measure(name: str, floor_url: str, service_url: str, bootstrap: str, data_di
 def main() -> int:
     print(f"consent bench: PUTs for {LOAD_SECONDS:.0f} s, {CONCURRENCY} concurrent, {CUSTOMERS} customers")  # noqa: T201
     results: dict[str, object] = {
-        "at": datetime.now(UTC).isoformat(),
-        "machine": platform.platform(),
-        "cpus": os.cpu_count(),
+        **run_facts(),
         "load_seconds": LOAD_SECONDS,
         "concurrency": CONCURRENCY,
     }
@@ -218,9 +210,7 @@ def main() -> int:
                     drop_postgres(service_db)
     finally:
         broker.stop()
-    out = ROOT / "bench" / "results" / "consent.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    out = write_results("consent", results)
     print(f"written to {out}")  # noqa: T201
     return 0
 

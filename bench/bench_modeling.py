@@ -9,33 +9,28 @@ Per customer, from the feature mapping the segmenter already builds for its rule
 Also: training time and the verified load of a stored model. In-process only: no broker is
 involved in assignment, so none is started.
 
-Run: `.venv/bin/python bench/bench_modeling.py` (or `make bench`). JSON goes to bench/results/.
+Run: `.venv/bin/python -m bench.bench_modeling` (or `make bench`). JSON goes to bench/results/.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from services.segmenter.domain.features import rule_features  # noqa: E402
-from services.segmenter.modeling.assign import ModelAssigner  # noqa: E402
-from services.segmenter.modeling.store import FileModelStore  # noqa: E402
-from services.segmenter.modeling.synthetic import population  # noqa: E402
-from services.segmenter.modeling.training import TrainingSpec, feature_matrix, train  # noqa: E402
-from services.segmenter.rules import compile_rule  # noqa: E402
+from bench.common import run_facts, write_results
+from services.segmenter.domain.features import rule_features
+from services.segmenter.modeling.assign import ModelAssigner
+from services.segmenter.modeling.store import FileModelStore
+from services.segmenter.modeling.synthetic import population
+from services.segmenter.modeling.training import TrainingSpec, feature_matrix, train
+from services.segmenter.rules import compile_rule
 
 CUSTOMERS_PER_GROUP = 2000
 PREDICT_SAMPLE = 500
@@ -108,9 +103,8 @@ def run() -> dict[str, Any]:
     runs = interleaved(calls, mappings)
     rows = [samples[i : i + 1] for i in range(PREDICT_SAMPLE)]
     return {
-        "machine": f"{platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()})",
+        **run_facts(),
         "load_average_1m": os.getloadavg()[0],
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "customers": len(people),
         "repeats": REPEATS,
         "rule": RULE,
@@ -153,9 +147,7 @@ def report(results: dict[str, Any]) -> None:
 def main() -> None:
     results = run()
     report(results)
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_modeling.json").write_text(json.dumps(results, indent=2))
+    write_results("bench_modeling", results)
 
 
 if __name__ == "__main__":

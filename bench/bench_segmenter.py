@@ -14,28 +14,23 @@ Writes bench/results/segmenter.json.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import platform
 import random
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from services.segmenter.settings import SegmenterSettings  # noqa: E402
-from shared.embedded import EmbeddedBroker, ensure_redis  # noqa: E402
-from shared.events import (  # noqa: E402  # noqa: E402
+from bench.common import run_facts, write_results
+from services.segmenter.settings import SegmenterSettings
+from shared.embedded import EmbeddedBroker, ensure_redis
+from shared.events import (  # noqa: E402
     ConsentChanged,
     CustomerEvent,
     MembershipChanged,
@@ -43,9 +38,9 @@ from shared.events import (  # noqa: E402  # noqa: E402
     new_event_id,
     utcnow,
 )
-from shared.kafka import delete_topics, ensure_topics  # noqa: E402
-from shared.topics import TopicPlan  # noqa: E402
-from tests.support import ServiceProcess  # noqa: E402
+from shared.kafka import delete_topics, ensure_topics
+from shared.topics import TopicPlan
+from tests.support import ServiceProcess
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 PARTITIONS = 3
@@ -407,8 +402,7 @@ def report(results: dict[str, object]) -> dict[str, object]:
     floor, evictions = summary(results["floor"]), summary(results["evictions"])  # type: ignore[arg-type]
     pipe, rate = float(results["pipe_rate"]), float(results["segmenter_rate"])  # type: ignore[arg-type]
     out = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        **run_facts(),
         "transport_floor": floor,
         "eviction_latency": evictions,
         "eviction_p99_over_floor_p99": round(evictions["p99_ms"] / floor["p99_ms"], 2),
@@ -421,7 +415,7 @@ def report(results: dict[str, object]) -> dict[str, object]:
         "backlog_events": BACKLOG,
     }
     lines = [
-        f"segmenter benchmark ({out['machine']}, {out['date']})",
+        f"segmenter benchmark ({out['machine']}, {out['at']})",
         f"  transport floor (2 hops)  p50 {floor['p50_ms']} ms  p99 {floor['p99_ms']} ms",
         f"  eviction (2 hops + work)  p50 {evictions['p50_ms']} ms  p99 {evictions['p99_ms']} ms"
         f"  under {BACKGROUND_RATE} events/s",
@@ -449,9 +443,7 @@ def main() -> int:
         broker.stop()
         if redis_process:
             redis_process.terminate()
-    results_dir = ROOT / "bench" / "results"
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "segmenter.json").write_text(json.dumps(out, indent=2))
+    write_results("segmenter", out)
     return 0
 
 
