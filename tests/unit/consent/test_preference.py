@@ -166,7 +166,10 @@ def _row(n: int, purpose: str = "marketing_email", **fields: object) -> dict[str
 
 def test_each_recent_choice_says_whether_consent_published_and_the_segmenter_applied_it() -> None:
     rows = [_row(1), _row(2, status="denied"), _row(3, "profiling"), _row(4, "profiling", published=False)]
-    applied = {"marketing_email": {"status": "denied", "sequence": 2}, "profiling": {"sequence": 1}}
+    applied: dict[str, dict[str, object]] = {
+        "marketing_email": {"status": "denied", "sequence": 2},
+        "profiling": {"sequence": 1},
+    }
     reach = choice_reach(rows, unsent={"e3"}, applied=applied)
     assert [(c.purpose, c.consent, c.segmenter) for c in reach] == [
         ("profiling", "unchanged", None),  # newest first; a repeat had nothing to tell
