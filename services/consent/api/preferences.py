@@ -28,7 +28,7 @@ from services.consent.api.schemas import ConsentChoice, JurisdictionName, Record
 from services.consent.preference.access import PreferenceAccess
 from services.consent.preference.links import LinkClaims, PreferenceLinkError
 from services.consent.preference.messages import language
-from services.consent.preference.page import purpose_title, render_page, render_refusal
+from services.consent.preference.page import purpose_title, render_page, render_refusal, render_segments
 from services.consent.preference.reach_page import render_choices
 from services.consent.preference.zero_party import preference_uses
 from services.consent.preference.zero_party_page import render_preferences
@@ -170,6 +170,37 @@ async def preference_page(
         render_choices(lang, choices, partial(purpose_title, lang)),
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+class LiveOut(BaseModel):
+    """What the script puts in place after a click, until the change has reached every service."""
+
+    segments: str = Field(description="the segments section, as HTML")
+    choices: str = Field(description="the recent choices section, as HTML")
+    settled: bool = Field(description="every recent choice arrived and no segment awaits its eviction")
+
+
+@page.get("/{token}/live", response_model=LiveOut)
+async def live(
+    claims: Claims,
+    service: ServiceDep,
+    peers: PeersDep,
+    recent: RecentChoicesDep,
+    accept_language: Annotated[str | None, Header()] = None,
+) -> LiveOut:
+    """The page's segments and recent choices as they are now (fetched by the script after a click)."""
+    lang = language(accept_language)
+    states, segments, choices = await asyncio.gather(
+        service.states(claims.customer_id), _segments(peers, claims), recent.recent(claims.customer_id)
+    )
+    # A segment whose purpose is withdrawn is still listed until the segmenter has evicted it.
+    effective = {p for p, state in states.items() if state.effective}
+    evicting = any(not set(s.get("required_purposes", [])) <= effective for s in segments or [])
+    return LiveOut(
+        segments=render_segments(lang, segments),
+        choices=render_choices(lang, choices, partial(purpose_title, lang)),
+        settled=all(c.settled for c in choices) and not evicting,
+    )
 
 
 @page.put("/{token}/consents/{purpose}", response_model=PreferenceChangeOut)

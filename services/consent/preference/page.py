@@ -97,7 +97,7 @@ def render_page(
         gpc_hidden="" if gpc_recorded else " hidden",
         gpc_text=escape(text(lang, "gpc_recorded")),
         purposes="\n".join(_purpose(lang, p, states[p.id]) for p in catalog.purposes),
-        segments=_segments(lang, segments),
+        segments=render_segments(lang, segments),
         preferences=preferences,
         choices=choices,
         your_data=_your_data(lang, endpoint),
@@ -116,7 +116,8 @@ def render_refusal(lang: str, reason: str) -> str:
     )
 
 
-def _segments(lang: str, segments: Sequence[Mapping[str, Any]] | None) -> str:
+def render_segments(lang: str, segments: Sequence[Mapping[str, Any]] | None) -> str:
+    """The segments section; the script fetches it again after a click (`/live`)."""
     title = partial(purpose_title, lang)
     if segments is None:
         unavailable = escape(text(lang, "segments_unavailable"))

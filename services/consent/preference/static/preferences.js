@@ -31,6 +31,38 @@
     main.dataset.gpcRecorded = "true";
   }
 
+  // After a change, the segments and the recent choices are fetched again (server-rendered, as on
+  // load) until the change has reached every service; a newer change starts a new round.
+  const LIVE_ROUNDS = 40;
+  const LIVE_PAUSE_MS = 250;
+  let liveRound = 0;
+
+  function replaceSection(id, html) {
+    const template = document.createElement("template");
+    template.innerHTML = html;
+    const fresh = template.content.firstElementChild;
+    const current = document.getElementById(id);
+    if (fresh && current && fresh.id === id) current.replaceWith(fresh);
+  }
+
+  async function refresh() {
+    const round = ++liveRound;
+    for (let attempt = 0; attempt < LIVE_ROUNDS && round === liveRound; attempt++) {
+      const response = await fetch(`${endpoint}/live`);
+      if (!response.ok) throw new Error(`GET /live: ${response.status}`);
+      const live = await response.json();
+      if (round !== liveRound) return;
+      replaceSection("segments", live.segments);
+      replaceSection("recent-choices", live.choices);
+      if (live.settled) return;
+      await new Promise((resolve) => setTimeout(resolve, LIVE_PAUSE_MS));
+    }
+  }
+
+  function refreshSoon() {
+    refresh().catch((error) => console.error(error));
+  }
+
   async function send(path, method, body) {
     const init = { method, headers: jsonHeaders };
     if (body !== undefined) init.body = JSON.stringify(body);
@@ -64,6 +96,7 @@
       const saved = result.pending_publication ? strings.saved_pending : strings.saved_published;
       outcome.textContent = asked !== result.status ? strings.gpc_blocks_grant : saved;
       item.dataset.published = String(!result.pending_publication);
+      refreshSoon();
     } catch (error) {
       outcome.textContent = strings.failed;
       console.error(error);
@@ -102,6 +135,7 @@
       const done = result.value === null ? strings.pref_removed : strings.saved_published;
       outcome.textContent = result.pending_publication ? strings.saved_pending : done;
       form.dataset.published = String(!result.pending_publication);
+      refreshSoon();
     } catch (error) {
       outcome.textContent = strings.failed;
       console.error(error);
