@@ -137,7 +137,8 @@ class MembershipService:
             started = time.perf_counter()
             features = rule_features(snap.features, now)
             # Checked at every evaluation, so no sweep brings back whom the retention job let go.
-            expired = self.retention.expired(candidates, snap.features, now) if self.retention else ()
+            retention = self.retention
+            expired = retention.expired(candidates, snap.features, snap.consent, now) if retention else ()
             changes = decide(
                 candidates, features, snap.consent, snap.segments, now, trigger, self.assign, expired
             )

@@ -70,5 +70,6 @@ JOINS_WITHHELD = Counter(
 )
 RETENTION_PURGED = Counter(
     "segwarden_segmenter_retention_purged_total",
-    "Customers whose features were purged, inactive past the retention of the purposes they serve.",
+    "Customers let go, inactive past the retention of the purposes they serve: their features "
+    "purged, or, known only from consent, their memberships ended and their activity forgotten.",
 )

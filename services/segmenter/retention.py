@@ -85,12 +85,28 @@ class RetentionJob:
         """Under the customer's lock (events are applied under it), so an event applied meanwhile
         either keeps the features (it moved `last`) or comes after the purge and is queued anew."""
         last = snapshot.features.get(LAST)
-        segments = self.registry.all()
-        if last is not None and not self.policy.features_expired(segments, float(last), self.clock()):
+        if last is None:
+            return await self._let_go_consent_only(partition, snapshot)
+        if not self.policy.features_expired(self.registry.all(), float(last), self.clock()):
             return 0
         async with self.membership.locks.hold(snapshot.customer_id):
-            done = last is not None and await self.store.purge_features(snapshot.customer_id, last)
+            done = await self.store.purge_features(snapshot.customer_id, last)
             fresh = await self.store.read(snapshot.customer_id)
             if LAST not in fresh.features:
                 await self.store.forget_activity(partition, snapshot.customer_id)
         return int(done)
+
+    async def _let_go_consent_only(self, partition: int, snapshot: CustomerSnapshot) -> int:
+        """A customer known only from consent has no features to delete (their consent copy stays,
+        as everyone's: the consent service owns it) and has left their segments above; once past
+        the longest retention they leave the activity set, unless an event or a newer choice came
+        meanwhile. Counted with the purged: the segmenter keeps nothing more of them to purge."""
+        since = snapshot.consent.last_choice()
+        if since is not None and not self.policy.features_expired(self.registry.all(), since, self.clock()):
+            return 0
+        async with self.membership.locks.hold(snapshot.customer_id):
+            fresh = await self.store.read(snapshot.customer_id)
+            if LAST in fresh.features or fresh.consent.last_choice() != since:
+                return 0
+            await self.store.forget_activity(partition, snapshot.customer_id)
+        return int(since is not None)

@@ -72,6 +72,7 @@ class KeyLayout:
         return f"{self.namespace}consent-expiry:{partition}"
 
     def activity(self, partition: int) -> str:
-        """Sorted set customer -> last activity (latest `occurred_at` applied) of one partition, so
-        the retention job finds the inactive without reading everyone."""
+        """Sorted set customer -> last activity (latest `occurred_at` applied; for a customer known
+        only from consent, their latest choice) of one partition, so the retention job finds the
+        inactive without reading everyone."""
         return f"{self.namespace}activity:{partition}"

@@ -340,7 +340,17 @@ class RedisCustomerStore:
             await pipe.execute()
 
     async def remember(self, partition: int, customer_id: str) -> None:
-        await self.client.sadd(self.keys.known(partition), customer_id)
+        """Remember the customer for sweeps. One known only from consent (no event applied, so no
+        `last`) is also put in the activity set as of their latest consent choice, so the retention
+        job finds them too; once an event comes its time takes over (`ZADD GT` both ways)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.sadd(self.keys.known(partition), customer_id)
+            pipe.hexists(self.keys.features(customer_id), LAST)
+            pipe.hgetall(self.keys.consent(customer_id))
+            _, has_events, consent = await pipe.execute()
+        since = None if has_events else decode_consent(consent).last_choice()
+        if since is not None:
+            await self.client.zadd(self.keys.activity(partition), {customer_id: since}, gt=True)
 
     async def known_customers(self, partition: int) -> AsyncIterator[str]:
         async for customer_id in self.client.sscan_iter(self.keys.known(partition), count=500):

@@ -68,6 +68,12 @@ class ConsentView:
             return "consent_expired"
         return "consent_withdrawn"
 
+    def last_choice(self) -> float | None:
+        """When the customer last made a choice: the latest `recorded_at` (a denial the expiry job
+        made counts only when nothing else is held, since the customer did not make it)."""
+        made = [s.recorded_at for s in self.purposes.values() if not s.lapsed]
+        return max(made or [s.recorded_at for s in self.purposes.values()], default=None)
+
     def next_expiry(self, now: float) -> float | None:
         """The earliest future expiry of an effective grant, for the expiry scheduler."""
         times = [s.expires_at for s in self.purposes.values() if s.effective(now) and s.expires_at]

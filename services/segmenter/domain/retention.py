@@ -3,7 +3,8 @@
 A segment serves every purpose it requires, so it may hold an inactive customer only as long as
 the shortest retention among them (a segment requiring no purpose: the catalog's longest). The
 features feed every registered segment, so they are kept as long as the longest of those.
-Activity is the latest `occurred_at` of the customer's applied events (the `last` feature).
+Activity is the latest `occurred_at` of the customer's applied events (the `last` feature); a
+customer known only from consent (no event yet) is active as of its latest consent choice.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from services.segmenter.domain.consent import ConsentView
 from services.segmenter.domain.features import DAY, LAST
 from services.segmenter.domain.segments import Segment
 from shared.catalog import PurposeCatalog
@@ -39,14 +41,23 @@ class RetentionPolicy:
         segments = list(segments)
         return min([self.segment_s(s) for s in segments], default=self.longest_s())
 
-    def expired(self, segments: Iterable[Segment], features: Mapping[str, str], now: float) -> set[str]:
+    def expired(
+        self, segments: Iterable[Segment], features: Mapping[str, str], consent: ConsentView, now: float
+    ) -> set[str]:
         """Ids of the `segments` whose retention passed since the customer's last activity (none
         for a customer without one)."""
-        last = features.get(LAST)
+        last = active_since(features, consent)
         if last is None:
             return set()
-        idle = now - float(last)
+        idle = now - last
         return {s.id for s in segments if idle > self.segment_s(s)}
 
     def features_expired(self, segments: Iterable[Segment], last: float, now: float) -> bool:
         return now - last > self.features_s(segments)
+
+
+def active_since(features: Mapping[str, str], consent: ConsentView) -> float | None:
+    """The customer's last activity: their latest event, or, known only from consent, their latest
+    consent choice (else a customer who never sent an event would be kept for ever)."""
+    last = features.get(LAST)
+    return float(last) if last is not None else consent.last_choice()

@@ -121,3 +121,36 @@ async def test_a_customer_inactive_past_retention_leaves_and_loses_features_an_a
     assert redis_view.outbox(idle) == []
     state = await announced_state(kafka_bootstrap, service.env["TOPIC_PREFIX"] + "segment.membership.state")
     assert (segment, active) in state and (segment, idle) not in state
+
+
+async def test_a_customer_known_only_from_consent_leaves_past_retention_and_is_let_go(
+    aged_segmenter: ServiceProcess, kafka_io: Any, redis_view: RedisView
+) -> None:
+    """No event, so no `last` feature: the customer's activity is their latest consent choice."""
+    inputs, outputs = kafka_io
+    service = aged_segmenter
+    segment = f"never-bought-{uuid.uuid4().hex[:8]}"
+    idle, active = f"idle-{uuid.uuid4().hex[:8]}", f"active-{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=service.url, headers=ADMIN, timeout=10) as api:
+        put_segment(api, segment, "not purchase_count >= 1", PURPOSE)  # subscribers who never bought
+    await inputs.consent(idle, PURPOSE, "granted", recorded_at=datetime.now(UTC) - timedelta(days=3))
+    await wait_until(lambda: outputs.find(idle, segment, "joined"), what="the consent-only customer to join")
+
+    await asyncio.to_thread(service.stop)
+    for name in FAKED:
+        del service.env[name]
+    await asyncio.to_thread(lambda: service.start().wait_ready())
+    await inputs.consent(active, PURPOSE, "granted")
+    await wait_until(lambda: outputs.find(active, segment, "joined"), what="the recent one to join")
+
+    left = await wait_until(
+        lambda: outputs.find(idle, segment, "left"), timeout=60, what="the consent-only customer to leave"
+    )
+    assert left.reason == "retention_expired"
+    await wait_until(lambda: _purged(service) == 1, what="the customer let go, counted")
+    assert redis_view.members(segment) == {active}
+    assert redis_view.segments_of(idle) == set()
+    activity = [redis_view.client.zscore(f"{redis_view.ns}activity:{p}", idle) for p in range(3)]
+    assert activity == [None, None, None]
+    assert any(redis_view.client.zscore(f"{redis_view.ns}activity:{p}", active) for p in range(3))
+    assert outputs.find(active, segment, "left") is None

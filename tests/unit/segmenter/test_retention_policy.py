@@ -4,6 +4,7 @@ neither keeps nor takes the customer back."""
 
 from __future__ import annotations
 
+from services.segmenter.domain.consent import PurposeConsent
 from services.segmenter.domain.features import DAY
 from services.segmenter.domain.membership import ON_EVENT, decide
 from services.segmenter.domain.retention import RetentionPolicy
@@ -24,10 +25,28 @@ def test_a_segment_keeps_an_inactive_customer_for_the_shortest_retention_of_its_
     assert POLICY.segment_s(BOTH) == 30 * DAY
     assert POLICY.segment_s(OPEN) == 365 * DAY  # no purpose: the catalog's longest
     segments = [EMAIL, BOTH, LONG, OPEN]
-    assert POLICY.expired(segments, idle(29), NOW) == set()
-    assert POLICY.expired(segments, idle(31), NOW) == {"email", "both"}
-    assert POLICY.expired(segments, {"events": "1"}, NOW) == set()  # no activity known: nothing
+    assert POLICY.expired(segments, idle(29), consent(), NOW) == set()
+    assert POLICY.expired(segments, idle(31), consent(), NOW) == {"email", "both"}
+    assert POLICY.expired(segments, {"events": "1"}, consent(), NOW) == set()  # no activity known
     assert POLICY.shortest_s(segments) == 30 * DAY
+
+
+def test_a_customer_known_only_from_consent_is_active_as_of_their_latest_choice() -> None:
+    segments = [EMAIL, LONG]
+    chose = consent(marketing_email=PurposeConsent("granted", None, NOW - 31 * DAY))
+    assert POLICY.expired(segments, {}, chose, NOW) == {"email"}
+    again = consent(
+        marketing_email=PurposeConsent("granted", None, NOW - 31 * DAY),
+        personalization=PurposeConsent("granted", None, NOW - 2 * DAY),
+    )
+    assert POLICY.expired(segments, {}, again, NOW) == set()
+    # A denial the expiry job made is not the customer's choice.
+    lapsed = PurposeConsent("denied", None, NOW - DAY, lapsed=True)
+    assert POLICY.expired(
+        segments, {}, consent(marketing_email=chose.purposes["marketing_email"], profiling=lapsed), NOW
+    ) == {"email"}
+    # Once events come, they are the activity.
+    assert POLICY.expired(segments, idle(1), chose, NOW) == set()
 
 
 def test_features_stay_for_the_longest_retention_the_registered_segments_need() -> None:
