@@ -18,7 +18,7 @@ from tests.support import libfaketime, wait_for
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
-def _one_day_catalog(path: Path) -> Path:
+def one_day_catalog(path: Path) -> Path:
     """The shipped catalog with every purpose kept for one day (the shortest retention there is)."""
     purposes = [p.model_dump(mode="json") | {"retention_days": 1} for p in load_catalog().purposes]
     path.write_text(yaml.safe_dump({"purposes": purposes}))
@@ -42,7 +42,7 @@ def retention_runs(audit, service: str) -> list[dict]:
 def test_history_older_than_its_retention_is_pseudonymized_by_the_job(
     start_service, tmp_path, customer
 ) -> None:
-    catalog = _one_day_catalog(tmp_path / "purposes.yaml")
+    catalog = one_day_catalog(tmp_path / "purposes.yaml")
     # Recorded three days ago: the process runs with its wall clock shifted back (libfaketime).
     service = start_service(
         "consent",
