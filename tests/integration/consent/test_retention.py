@@ -64,11 +64,14 @@ def test_history_older_than_its_retention_is_pseudonymized_by_the_job(
 
     audit = start_service("audit").wait_ready(90)
     wait_for(lambda: _retired(service) == 2, what="the retention job to retire two rows")
-    # Every run is in the ledger, the one that retired the rows among them (later ones find none).
-    runs = wait_for(lambda: retention_runs(audit, "consent"), timeout=60, what="the runs in the ledger")
-    retiring = [r["payload"] for r in runs if r["payload"]["customers"]]
-    assert [(p["customers"], p["records"]) for p in retiring] == [(1, {"marketing_email": 2})]
-    assert customer not in str(runs) and all(r["subject"] is None for r in runs)
+    # Every run is in the ledger (those that found nothing too), the one that retired the rows once.
+    def retiring() -> list[dict]:
+        return [r["payload"] for r in retention_runs(audit, "consent") if r["payload"]["customers"]]
+
+    [run] = wait_for(retiring, timeout=60, what="the retiring run in the ledger")
+    assert (run["customers"], run["records"]) == (1, {"marketing_email": 2})
+    runs = retention_runs(audit, "consent")
+    assert len(runs) >= 2 and customer not in str(runs) and all(r["subject"] is None for r in runs)
     url = f"{service.url}/v1/customers/{customer}/consents/history"
     history = httpx.get(url, headers=bearer(), timeout=10).json()["history"]
     # The grant in force of each purpose stays, with what it was recorded with.
