@@ -42,6 +42,8 @@ class ServiceSettings(BaseSettings):
     bind_host: str = "127.0.0.1"
     log_level: str = "INFO"
     purposes_file: Path | None = None
+    # No aggregate shows a group smaller than this (segment breakdowns, data-use answers).
+    k_anonymity: int = Field(10, ge=1)
     # Where services find each other (the consent export gathers segments and the audit trail).
     consent_url: str = "http://127.0.0.1:8001"
     segmenter_url: str = "http://127.0.0.1:8002"

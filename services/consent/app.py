@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 from services.consent.api import (
     consents,
     dsr,
+    feelings,
     preference_choices,
     preference_requests,
     preferences,
@@ -28,12 +29,13 @@ def create_app(settings: ConsentSettings) -> FastAPI:
         "consent",
         settings,
         runtime,
-        [purposes.router, consents.router, dsr.router, preferences.links],
+        [purposes.router, consents.router, dsr.router, preferences.links, feelings.officer],
         # The customer's own pages: a link's token, not a bearer token, lets the caller in.
         public_routers=[
             preferences.page,
             preference_requests.router,
             preference_choices.router,
+            feelings.router,
             preferences.well_known,
         ],
         state={

@@ -20,6 +20,7 @@ from services.consent.adapters.sql_store import SqlConsentStore
 from services.consent.domain.policy import ConsentPolicy
 from services.consent.expiry import expire_all_lapsed, retire_all_past_retention
 from services.consent.preference.access import PreferenceAccess
+from services.consent.preference.feelings import DataUseFeelings, SqlDataUseFeelings
 from services.consent.preference.links import PreferenceLinks, load_link_key
 from services.consent.preference.reach import RecentChoices
 from services.consent.preference.store import SqlLinkGenerations
@@ -87,6 +88,9 @@ class ConsentRuntime:
             settings.consent_export_timeout,
         )
         self.recent_choices = RecentChoices(self.service, self.engine, self.peers)
+        self.feelings = DataUseFeelings(
+            SqlDataUseFeelings(self.engine), self.pseudonym_key, settings.k_anonymity
+        )
         self.receipts = ErasureReceipts(self.service, self.outbox, self.peers, self.names)
         self.preference_access = PreferenceAccess(
             PreferenceLinks(load_link_key(settings)),

@@ -9,8 +9,6 @@ from shared.settings import ServiceSettings
 
 class SegmenterSettings(ServiceSettings):
     segmenter_port: int = Field(8002, ge=1, le=65535)
-    # Groups smaller than this are suppressed from /stats breakdowns.
-    k_anonymity: int = Field(10, ge=1)
     # Seconds between sweeps for time-based features and consent expiry (tests set it small).
     sweep_interval_s: float = Field(30.0, gt=0)
     # Seconds between compliance scans of every live membership against effective consent.

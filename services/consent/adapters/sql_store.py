@@ -15,6 +15,7 @@ from services.consent.adapters.sql_tables import (
     consent_current,
     consent_records,
     customer_preferences,
+    data_use_answered,
     erasures,
     outbox,
     processed_requests,
@@ -124,6 +125,10 @@ class CustomerUnit:
             delete(consent_records).where(
                 consent_records.c.customer_id == subject, consent_records.c.retired_at.is_not(None)
             )
+        ).rowcount
+        # Whether they answered the data-use question (never what: the counts stay).
+        deleted += self.connection.execute(
+            delete(data_use_answered).where(data_use_answered.c.subject == subject)
         ).rowcount
         for table in (consent_records, consent_current, customer_preferences, outbox):
             result = self.connection.execute(delete(table).where(table.c.customer_id == self.customer_id))

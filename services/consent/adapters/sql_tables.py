@@ -146,6 +146,21 @@ customer_preferences = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# The preference center's optional "how do you feel about how we use your data" question: counts
+# per answer only, and apart from them the pseudonyms of those who answered (so each answers once),
+# which say nothing of what they answered. No row holds an answer together with a customer.
+data_use_feelings = Table(
+    "data_use_feelings",
+    metadata,
+    Column("answer", String(32), primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+data_use_answered = Table(
+    "data_use_answered",
+    metadata,
+    Column("subject", String(64), primary_key=True),
+)
+
 # The preference-link generation per customer, under the pseudonym only: a link carries the
 # generation it was issued in, and revoking a customer's links moves the generation on.
 preference_link_generations = Table(

@@ -26,12 +26,13 @@ from services.consent.api.deps import (
 )
 from services.consent.api.schemas import ConsentChoice, JurisdictionName, RecordedConsentOut, Status
 from services.consent.preference.access import PreferenceAccess
+from services.consent.preference.feelings import ANSWERS, DataUseFeelings
 from services.consent.preference.links import LinkClaims, PreferenceLinkError
 from services.consent.preference.messages import language
 from services.consent.preference.page import purpose_title, render_page, render_refusal, render_segments
 from services.consent.preference.reach_page import render_choices
 from services.consent.preference.zero_party import preference_uses
-from services.consent.preference.zero_party_page import render_preferences
+from services.consent.preference.zero_party_page import render_feeling, render_preferences
 from services.consent.service import ConsentService
 from services.consent.settings import ConsentSettings
 from shared.events import PREFERENCE_CENTER_SOURCE, utcnow
@@ -152,12 +153,14 @@ async def preference_page(
     gpc = _gpc_header(sec_gpc)
     if gpc:
         await _record_gpc(claims, request, service)
-    states, segments, stated, uses, choices = await asyncio.gather(
+    feelings: DataUseFeelings = request.app.state.runtime.feelings
+    states, segments, stated, uses, choices, answered = await asyncio.gather(
         service.states(claims.customer_id),
         _segments(peers, claims),
         preferences.stated(claims.customer_id),
         preference_uses(peers, preferences.catalog.preferences),
         recent.recent(claims.customer_id),
+        feelings.answered(claims.customer_id),
     )
     html = render_page(
         lang,
@@ -168,6 +171,7 @@ async def preference_page(
         segments,
         render_preferences(lang, preferences.catalog, stated, uses),
         render_choices(lang, choices, partial(purpose_title, lang)),
+        render_feeling(lang, ANSWERS, answered),
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 

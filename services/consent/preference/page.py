@@ -18,7 +18,7 @@ from shared.events import PurposeState
 SCRIPT_KEYS = (
     "granted", "denied", "allow", "withdraw", "saving", "saved_published", "saved_pending", "failed",
     "gpc_recorded", "gpc_blocks_grant", "erased", "notice_agreed", "pref_removed", "used_by",
-    "used_by_none", "used_by_unavailable",
+    "used_by_none", "used_by_unavailable", "feeling_thanks",
 )  # fmt: skip
 
 _STYLE = """body{font:1rem/1.5 system-ui,sans-serif;color:#1a1a1a;background:#fff;margin:0}
@@ -56,6 +56,7 @@ $purposes
 $choices
 $segments
 $preferences
+$feeling
 $your_data
 </main>
 <script id="strings" type="application/json">$strings</script>
@@ -82,6 +83,7 @@ def render_page(
     segments: Sequence[Mapping[str, Any]] | None,
     preferences: str = "",
     choices: str = "",
+    feeling: str = "",
 ) -> str:
     """The page: every catalog purpose with the customer's current choice and a button to change it,
     then the `choices` section (reach_page.py), the segments the customer is in and why (None: the
@@ -100,6 +102,7 @@ def render_page(
         segments=render_segments(lang, segments),
         preferences=preferences,
         choices=choices,
+        feeling=feeling,
         your_data=_your_data(lang, endpoint),
         # "<" escaped so no string can close the script element.
         strings=json.dumps(strings).replace("<", "\\u003c"),

@@ -60,3 +60,28 @@ def _preference(lang: str, key: PreferenceKey, value: Value | None, used: Sequen
         f"{escape(text(lang, 'remove'))}</button>"
         '<p class="outcome" role="status" aria-live="polite"></p></form>'
     )
+
+
+def render_feeling(lang: str, answers: Sequence[str], answered: bool) -> str:
+    """The optional data-use question, or thanks once the customer answered."""
+
+    def t(key: str) -> str:
+        return escape(text(lang, key))
+
+    if answered:
+        body = f'<p id="feeling-outcome" role="status">{t("feeling_thanks")}</p>'
+    else:
+        options = "".join(
+            f'<label><input type="radio" name="feeling" value="{a}"> {t(f"feeling.{a}")}</label> '
+            for a in answers
+        )
+        body = (
+            '<form id="feeling-form"><fieldset><legend id="feeling-question">'
+            f"{t('feeling_question')}</legend>{options}</fieldset>"
+            f'<button type="submit" aria-describedby="feeling-question">{t("send")}</button></form>'
+            '<p id="feeling-outcome" role="status" aria-live="polite"></p>'
+        )
+    return (
+        f'<section id="feeling" aria-labelledby="feeling-title" data-answered="{str(answered).lower()}">'
+        f'<h2 id="feeling-title">{t("feeling_title")}</h2><p>{t("feeling_note")}</p>{body}</section>'
+    )

@@ -16,9 +16,9 @@ from services.segmenter.api.schemas import (
     SegmentResponse,
     SegmentStats,
 )
-from services.segmenter.domain.stats import suppress_small_groups
 from services.segmenter.rules import RuleError, compile_rule
 from shared.events import SEGMENT_ID_PATTERN, SegmentDefinition, new_event_id, utcnow
+from shared.kanon import suppress_small_groups
 
 router = APIRouter(prefix="/v1/segments", tags=["segments"])
 SegmentIdPath = Annotated[str, Path(pattern=SEGMENT_ID_PATTERN)]

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from services.consent.preference.feelings import ANSWERS
 from services.consent.preference.messages import MESSAGES
 from services.consent.preference.zero_party import preference_event, used_by
-from services.consent.preference.zero_party_page import render_preferences
+from services.consent.preference.zero_party_page import render_feeling, render_preferences
 from shared.catalog import PreferenceChoiceError, load_preference_catalog
 from shared.events import utcnow
 
@@ -57,3 +58,11 @@ def test_the_section_shows_what_was_stated_and_where_it_is_used() -> None:
     assert de["used_by"].format(segments="Leser") in html and de["used_by_none"] in html
     unknown = render_preferences("en", CATALOG, {}, None)
     assert MESSAGES["en"]["used_by_unavailable"] in unknown and 'data-stated="true"' not in unknown
+
+
+def test_the_data_use_question_offers_every_answer_until_answered() -> None:
+    asked = render_feeling("de", ANSWERS, answered=False)
+    assert all(f'value="{a}"> {MESSAGES["de"][f"feeling.{a}"]}' in asked for a in ANSWERS)
+    thanked = render_feeling("en", ANSWERS, answered=True)
+    assert 'data-answered="true"' in thanked and "<form" not in thanked
+    assert MESSAGES["en"]["feeling_thanks"] in thanked

@@ -6,8 +6,8 @@ from services.segmenter.domain.consent import ConsentView, PurposeConsent
 from services.segmenter.domain.features import DAY, rule_features
 from services.segmenter.domain.membership import ON_CONSENT, ON_EVENT, decide
 from services.segmenter.domain.segments import Segment, SegmentRegistry, features_changed_by
-from services.segmenter.domain.stats import suppress_small_groups
 from shared.events import SegmentDefinition, utcnow
+from shared.kanon import suppress_small_groups
 
 NOW = 1_800_000_000.0
 

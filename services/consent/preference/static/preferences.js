@@ -144,11 +144,28 @@
     }
   }
 
+  // The data-use question: counted once, and nothing ties the answer to the customer.
+  async function answerFeeling(form) {
+    const chosen = form.querySelector("input:checked");
+    if (!chosen) return;
+    const outcome = document.getElementById("feeling-outcome");
+    try {
+      await send("/feeling", "POST", { answer: chosen.value });
+      form.remove();
+      document.getElementById("feeling").dataset.answered = "true";
+      outcome.textContent = strings.feeling_thanks;
+    } catch (error) {
+      outcome.textContent = strings.failed;
+      console.error(error);
+    }
+  }
+
   main.addEventListener("submit", (event) => {
-    const form = event.target.closest("form.stated");
+    const form = event.target.closest("form");
     if (!form) return;
     event.preventDefault();
-    statePreference(form, false);
+    if (form.id === "feeling-form") answerFeeling(form);
+    else if (form.classList.contains("stated")) statePreference(form, false);
   });
 
   const erase = document.getElementById("erase");

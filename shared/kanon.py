@@ -1,4 +1,5 @@
-"""k-anonymity for aggregate stats: no published group is smaller than k."""
+"""k-anonymity for aggregate stats: no published group is smaller than k (K_ANONYMITY): the
+segmenter's segment breakdowns, the preference center's data-use answers."""
 
 from __future__ import annotations
 
