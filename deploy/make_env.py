@@ -4,8 +4,9 @@
 import secrets
 
 # Only what the services ask each other for (shared.auth.INTERNAL_SCOPES): the consent export
-# and erasure receipt read the segmenter and the audit trail.
-INTERNAL_SCOPES = "segments:read|audit:read"
+# and erasure receipt read the segmenter, the audit trail and where delivery sent the customer;
+# the audit RoPA lists the destinations.
+INTERNAL_SCOPES = "segments:read|audit:read|propagation:read|destinations:read"
 
 
 def main() -> None:

@@ -23,13 +23,16 @@ SCOPES = frozenset(
         "audit:read",
         "destinations:read",
         "destinations:write",
+        "propagation:read",
         "dsr",
         "*",
     }
 )
 # What INTERNAL_TOKEN needs, and all it should get: the consent service's export and erasure
-# receipt read the segmenter's memberships and holdings and the audit trail with its proofs.
-INTERNAL_SCOPES = frozenset({"segments:read", "audit:read"})
+# receipt read the segmenter's memberships and holdings, the audit trail with its proofs and
+# where delivery sent the customer (`propagation:read`, not `dsr`, which would let the token
+# export or erase anyone); the audit service's RoPA lists the destinations.
+INTERNAL_SCOPES = frozenset({"segments:read", "audit:read", "propagation:read", "destinations:read"})
 ADMIN_TOKEN_FILE = "admin-token"
 
 
@@ -98,9 +101,10 @@ def load_tokens(settings: ServiceSettings) -> TokenRegistry:
 _bearer = HTTPBearer(auto_error=False, description="A token from AUTH_TOKENS")
 
 
-def require_scope(scope: str) -> params.Depends:
-    """A dependency that admits a caller whose token grants `scope` (401 unknown, 403 lacking): for
-    a route's or router's `dependencies=[...]`, or `Annotated[Principal, require_scope(...)]`."""
+def require_scope(scope: str, *alternatives: str) -> params.Depends:
+    """A dependency that admits a caller whose token grants `scope` or one of the `alternatives`
+    (401 unknown, 403 lacking): for a route's or router's `dependencies=[...]`, or
+    `Annotated[Principal, require_scope(...)]`."""
 
     async def check(
         request: Request,
@@ -114,7 +118,7 @@ def require_scope(scope: str) -> params.Depends:
                 "missing or unknown bearer token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        if not principal.allows(scope):
+        if not any(principal.allows(granted) for granted in (scope, *alternatives)):
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this token lacks the scope {scope!r}")
         return principal
 

@@ -48,6 +48,7 @@ class ServiceSettings(BaseSettings):
     consent_url: str = "http://127.0.0.1:8001"
     segmenter_url: str = "http://127.0.0.1:8002"
     audit_url: str = "http://127.0.0.1:8003"
+    delivery_url: str = "http://127.0.0.1:8004"
     # Bearer token for service-to-service calls; defaults to the generated admin token.
     internal_token: str | None = None
 

@@ -84,7 +84,7 @@ TEST_TOKENS = {
     "auditor-token-01": "audit:read",
     "dsr-officer-0001": "dsr|consent:read",
     # What deploy/make_env.py gives INTERNAL_TOKEN (shared.auth.INTERNAL_SCOPES).
-    "internal-token-01": "segments:read|audit:read",
+    "internal-token-01": "segments:read|audit:read|propagation:read|destinations:read",
 }
 
 

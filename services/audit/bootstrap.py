@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from aiokafka import AIOKafkaProducer
 
 from services.audit.adapters.ed25519 import Ed25519Signer
+from services.audit.adapters.http_destinations import HttpDestinations
 from services.audit.adapters.kafka_relay import KafkaAuditRelay
 from services.audit.adapters.kafka_sources import KafkaSourceConsumer
 from services.audit.adapters.sql_database import create_schema, make_engine, ping
@@ -17,6 +18,7 @@ from services.audit.adapters.sql_side_stores import SqlCheckpointStore, SqlPubli
 from services.audit.handlers import Checkpointer
 from services.audit.settings import AuditSettings
 from shared import topics
+from shared.auth import internal_token
 from shared.catalog import load_catalog
 from shared.deadletter import DeadLetters
 from shared.http import ReadinessCheck, database_ready, kafka_ready
@@ -42,6 +44,7 @@ class AuditRuntime:
         self.signer = Ed25519Signer.from_data_dir(settings.ensure_data_dir())
         self.pseudonym_key = load_pseudonym_key(settings)
         self.catalog = load_catalog(settings.purposes_file)
+        self.destinations = HttpDestinations(settings.delivery_url, internal_token(settings))
         self.checkpointer = Checkpointer(self.ledger, self.checkpoints, self.signer)
         audit_log = topic_names(settings).name(topics.AUDIT_LOG)
         self.relay = KafkaAuditRelay(self.ledger, SqlPublicationMark(self.engine), audit_log)

@@ -84,6 +84,7 @@ class ConsentRuntime:
         self.peers = HttpPeerExport(
             settings.segmenter_url,
             settings.audit_url,
+            settings.delivery_url,
             internal_token(settings),
             settings.consent_export_timeout,
         )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.delivery.api import destinations
+from services.delivery.api import customers, destinations
 from services.delivery.bootstrap import DeliveryRuntime
 from services.delivery.settings import DeliverySettings
 from shared.http import create_service_app
 
 
 def create_app(settings: DeliverySettings) -> FastAPI:
-    return create_service_app("delivery", settings, DeliveryRuntime(settings), [destinations.router])
+    routers = [destinations.router, customers.router]
+    return create_service_app("delivery", settings, DeliveryRuntime(settings), routers)

@@ -20,6 +20,7 @@ _PER_TEST = {
     "CONSENT_URL",
     "SEGMENTER_URL",
     "AUDIT_URL",
+    "DELIVERY_URL",
     "CONSENT_PORT",
     "SEGMENTER_PORT",
     "AUDIT_PORT",

@@ -149,11 +149,11 @@ def test_network_policies_allow_only_the_paths_the_services_use() -> None:
     assert paths(POLICIES["audit"], "ingress") == {("consent", 8003), ("client", 8003)}
     assert (
         paths(POLICIES["consent"], "egress")
-        == {("segmenter", 8002), ("audit", 8003), ("*", 5432)} | KAFKA_PORTS
+        == {("segmenter", 8002), ("audit", 8003), ("delivery", 8004), ("*", 5432)} | KAFKA_PORTS
     )
     assert paths(POLICIES["segmenter"], "egress") == {("*", 6379)} | KAFKA_PORTS
-    assert paths(POLICIES["audit"], "egress") == {("*", 5432)} | KAFKA_PORTS
-    assert paths(POLICIES["delivery"], "ingress") == {("client", 8004)}
+    assert paths(POLICIES["audit"], "egress") == {("delivery", 8004), ("*", 5432)} | KAFKA_PORTS
+    assert paths(POLICIES["delivery"], "ingress") == {("consent", 8004), ("audit", 8004), ("client", 8004)}
     assert paths(POLICIES["delivery"], "egress") == {("*", 443)} | KAFKA_PORTS
 
 

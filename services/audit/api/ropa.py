@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 
+from services.audit.adapters.http_destinations import DestinationsUnavailableError
 from services.audit.api.deps import AUDIT_READ, Runtime
 from services.audit.api.schemas import RopaActivity, RopaOut
 from services.audit.domain import ropa
@@ -26,10 +27,16 @@ async def records_of_processing(
     format: Annotated[Literal["json", "csv"] | None, Query()] = None,
     accept: Annotated[str, Header()] = "application/json",
 ) -> RopaOut | Response:
-    """Which purposes, data categories, recipients (segments) and retention; `?format=csv` for CSV."""
+    """Which purposes, data categories, recipients (segments, destinations) and retention; `?format=csv`
+    for CSV; `unavailable` names the delivery service when its destinations could not be listed."""
     known = await asyncio.to_thread(runtime.ledger.known_definitions)
-    rows = ropa.activities(runtime.catalog, known)
+    try:
+        destinations, unavailable = await runtime.destinations.list(), []
+    except DestinationsUnavailableError:
+        destinations, unavailable = [], ["delivery"]
+    rows = ropa.activities(runtime.catalog, known, destinations)
     if format == "csv" or (format is None and "text/csv" in accept):
         headers = {"Content-Disposition": 'attachment; filename="ropa.csv"'}
         return Response(ropa.to_csv(rows), media_type="text/csv", headers=headers)
-    return RopaOut(generated_at=format_at(utcnow()), activities=[RopaActivity(**row) for row in rows])
+    activities = [RopaActivity(**row) for row in rows]
+    return RopaOut(generated_at=format_at(utcnow()), activities=activities, unavailable=unavailable)

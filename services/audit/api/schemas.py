@@ -76,3 +76,5 @@ class RopaActivity(BaseModel):
 class RopaOut(BaseModel):
     generated_at: str
     activities: list[RopaActivity]
+    # `delivery` when its destinations (recipients) could not be listed: the recipients are incomplete.
+    unavailable: list[str] = []

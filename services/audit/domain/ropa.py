@@ -28,12 +28,20 @@ CSV_COLUMNS = (
 )
 
 
-def activities(catalog: PurposeCatalog, definitions: list[KnownDefinition]) -> list[dict[str, Any]]:
-    """One activity per purpose (with the segments that rely on it), plus the audit trail itself."""
+def activities(
+    catalog: PurposeCatalog, definitions: list[KnownDefinition], destinations: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One activity per purpose (with the segments that rely on it and the destinations that get
+    them), plus the audit trail itself. `destinations` as the delivery service lists them."""
     live = [d for d in definitions if not d.deleted]
     result = []
     for purpose in catalog.purposes:
         segments = sorted(d.segment_id for d in live if purpose.id in d.payload.get("required_purposes", ()))
+        third_parties = [
+            _recipient(d)
+            for d in destinations
+            if purpose.id in d.get("purposes", []) or set(d.get("segments", [])) & set(segments)
+        ]
         result.append(
             {
                 "activity": f"segmentation for {purpose.id}",
@@ -42,7 +50,7 @@ def activities(catalog: PurposeCatalog, definitions: list[KnownDefinition]) -> l
                 "lawful_basis": purpose.lawful_basis,
                 "data_subjects": DATA_SUBJECTS,
                 "data_categories": list(purpose.data_categories),
-                "recipients": [MEMBERSHIP_RECIPIENTS] if segments else [],
+                "recipients": ([MEMBERSHIP_RECIPIENTS] if segments else []) + third_parties,
                 "segments": segments,
                 "sale_or_share": purpose.sale_or_share,
                 "retention_days": purpose.retention_days,
@@ -50,6 +58,20 @@ def activities(catalog: PurposeCatalog, definitions: list[KnownDefinition]) -> l
         )
     result.append(_audit_trail(live))
     return result
+
+
+def _recipient(destination: dict[str, Any]) -> str:
+    """A destination as a recipient (GDPR Art. 30(1)(d), (e)): processor, where, under which agreement."""
+    name = f"destination {destination.get('destination_id')} ({destination.get('name')})"
+    agreement = destination.get("agreement")
+    if not agreement:
+        return f"{name}: no data-processing agreement, receives nothing"
+    text = (
+        f"{name}: processor {agreement['processor']}, {agreement['country']}, transfer"
+        f" {agreement['transfer_mechanism']}, agreement {agreement['reference']}"
+        f" until {agreement['expires_on']}"
+    )
+    return text if destination.get("status") != "suspended" else f"{text}, suspended"
 
 
 def _audit_trail(live: list[KnownDefinition]) -> dict[str, Any]:

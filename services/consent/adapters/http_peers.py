@@ -1,4 +1,5 @@
-"""`HttpPeerExport`: what the segmenter and the audit service hold about a customer, for the DSAR bundle."""
+"""`HttpPeerExport`: what the segmenter, the audit service and the delivery service hold about a
+customer, for the DSAR bundle."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ class PeerUnavailableError(RuntimeError):
 
 
 class HttpPeerExport:
-    def __init__(self, segmenter_url: str, audit_url: str, token: str, timeout: float) -> None:
+    def __init__(
+        self, segmenter_url: str, audit_url: str, delivery_url: str, token: str, timeout: float
+    ) -> None:
         self.segmenter_url = segmenter_url.rstrip("/")
         self.audit_url = audit_url.rstrip("/")
+        self.delivery_url = delivery_url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {token}"}
         self.timeout = timeout
 
@@ -54,6 +58,17 @@ class HttpPeerExport:
         if not isinstance(purposes, dict) or not all(isinstance(p, dict) for p in purposes.values()):
             raise PeerUnavailableError(f"{self.segmenter_url}: unexpected body")
         return purposes
+
+    async def propagation(self, customer_id: str) -> list[Any]:
+        """Which third-party destinations got the customer, in which segments, and whether the
+        last change reached them (the delivery service's propagation)."""
+        async with self._client() as client:
+            url = f"{self.delivery_url}/v1/customers/{customer_id}/propagation"
+            body = await _get(client, url, {})
+        destinations = body.get("destinations")
+        if not isinstance(destinations, list):
+            raise PeerUnavailableError(f"{self.delivery_url}: unexpected body")
+        return destinations
 
     async def audit_trail(self, customer_id: str) -> list[Any]:
         records: list[Any] = []

@@ -78,15 +78,22 @@ async def access_export(
     preferences: StatedPreferences,
 ) -> ExportOut:
     """The access bundle, for the officer's route and the customer's own download."""
-    states, history, stated, segments, audit, erasure = await asyncio.gather(
-        service.states(customer_id),
-        service.history(customer_id),
-        preferences.stated(customer_id),
-        _optional(peers.segments(customer_id)),
-        _optional(peers.audit_trail(customer_id)),
-        receipts.receipt(customer_id),
+    # Two groups of at most six, which asyncio.gather types; they still run at once.
+    (states, history, stated, erasure), (segments, audit, destinations) = await asyncio.gather(
+        asyncio.gather(
+            service.states(customer_id),
+            service.history(customer_id),
+            preferences.stated(customer_id),
+            receipts.receipt(customer_id),
+        ),
+        asyncio.gather(
+            _optional(peers.segments(customer_id)),
+            _optional(peers.audit_trail(customer_id)),
+            _optional(peers.propagation(customer_id)),
+        ),
     )
-    unavailable = [name for name, part in (("segmenter", segments), ("audit", audit)) if part is None]
+    parts = (("segmenter", segments), ("audit", audit), ("delivery", destinations))
+    unavailable = [name for name, part in parts if part is None]
     return ExportOut(
         customer_id=customer_id,
         generated_at=utcnow(),
@@ -95,6 +102,7 @@ async def access_export(
         preferences=stated,
         segments=segments,
         audit=audit,
+        destinations=destinations,
         unavailable=unavailable,
         erasure=erasure,
     )

@@ -172,6 +172,8 @@ class ExportOut(BaseModel):
     preferences: dict[str, str | list[str]] = Field(default_factory=dict)
     segments: Any | None
     audit: list[Any] | None
+    # The third-party destinations that got the customer (the delivery service's propagation).
+    destinations: list[Any] | None = None
     unavailable: list[str]
     # The latest erasure's receipt, when the customer was ever erased.
     erasure: ErasureReceiptOut | None = None

@@ -159,6 +159,27 @@ class SqliteDeliveryStore:
             )
         return bool(gone)
 
+    def list_destinations(self) -> list[Destination]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM destinations ORDER BY destination_id").fetchall()
+        return [_destination(row) for row in rows]
+
+    def propagation(self, customer_id: str) -> list[dict[str, Any]]:
+        """Per destination and segment the customer was ever sent: whether the destination holds
+        the customer there, and the latest webhook (its action, reason and state)."""
+        with self._lock:
+            latest = self._db.execute(
+                "SELECT d.destination_id, d.segment_id, d.action, d.reason, d.status, d.at, d.settled_at,"
+                " h.customer_id IS NOT NULL AS held FROM deliveries d JOIN ("
+                "  SELECT MAX(seq) AS seq FROM deliveries WHERE customer_id = ?"
+                "  GROUP BY destination_id, segment_id) last ON d.seq = last.seq"
+                " LEFT JOIN holdings h ON h.destination_id = d.destination_id"
+                "  AND h.segment_id = d.segment_id AND h.customer_id = d.customer_id"
+                " ORDER BY d.destination_id, d.segment_id",
+                (customer_id,),
+            ).fetchall()
+        return [dict(row) for row in latest]
+
     def counts(self, destination_id: str) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute(

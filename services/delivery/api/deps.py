@@ -18,3 +18,5 @@ def _runtime(request: Request) -> DeliveryRuntime:
 Runtime = Annotated[DeliveryRuntime, Depends(_runtime)]
 DESTINATIONS_READ = require_scope("destinations:read")
 DESTINATIONS_WRITE = require_scope("destinations:write")
+# The consent service's export asks with INTERNAL_TOKEN, which has `propagation:read` only.
+DSR = require_scope("dsr", "propagation:read")

@@ -10,7 +10,13 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Response, status
 
 from services.delivery.api.deps import DESTINATIONS_READ, DESTINATIONS_WRITE, Runtime
-from services.delivery.api.schemas import DESTINATION_ID_PATTERN, AgreementIn, DestinationIn, DestinationOut
+from services.delivery.api.schemas import (
+    DESTINATION_ID_PATTERN,
+    AgreementIn,
+    DestinationIn,
+    DestinationList,
+    DestinationOut,
+)
 from services.delivery.domain.destinations import Agreement, Destination, agreement_problem
 
 router = APIRouter(prefix="/v1/destinations", tags=["destinations"])
@@ -51,6 +57,13 @@ async def put_destination(
     runtime.dispatcher.wake()  # a PUT resumes a paused destination: its webhooks are due
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return await _out(runtime, destination)
+
+
+@router.get("", response_model=DestinationList, dependencies=[DESTINATIONS_READ])
+async def list_destinations(runtime: Runtime) -> DestinationList:
+    """Every destination, as `GET /v1/destinations/{id}` shows it (the RoPA lists them as recipients)."""
+    stored = await asyncio.to_thread(runtime.store.list_destinations)
+    return DestinationList(destinations=[await _out(runtime, destination) for destination in stored])
 
 
 @router.get("/{destination_id}", response_model=DestinationOut, dependencies=[DESTINATIONS_READ])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -84,6 +84,32 @@ class DestinationIn(BaseModel):
     ]
 
 
+class SegmentPropagation(BaseModel):
+    segment_id: str
+    held: bool = Field(description="The destination was told `joined` and not `left` since")
+    last_action: Literal["joined", "left"]
+    last_reason: str
+    last_status: Literal["pending", "delivered", "dead", "withheld"]
+    reached: bool = Field(description="The last change was acknowledged by the destination")
+    changed_at: str = Field(description="When the last change was routed")
+    settled_at: datetime | None = Field(description="When it was delivered, dead-lettered or withheld")
+
+
+class DestinationPropagation(BaseModel):
+    destination_id: str
+    name: str | None = Field(description="Null when the destination was deleted since")
+    processor: str | None
+    country: str | None
+    segments: list[SegmentPropagation]
+
+
+class PropagationOut(BaseModel):
+    """Where the customer's segment memberships went (GDPR Art. 15(1)(c), 19)."""
+
+    customer_id: str
+    destinations: list[DestinationPropagation]
+
+
 class DestinationOut(BaseModel):
     destination_id: str
     name: str
@@ -101,3 +127,7 @@ class DestinationOut(BaseModel):
         description="The circuit breaker of its endpoint: `open` holds its webhooks back"
     )
     deliveries: dict[str, int] = Field(description="Webhooks by state: pending, delivered, dead, withheld")
+
+
+class DestinationList(BaseModel):
+    destinations: list[DestinationOut]

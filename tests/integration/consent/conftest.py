@@ -37,6 +37,7 @@ def consent_env(kafka_bootstrap: str, redis_url: str, data_dir: Path, **override
         # Closed ports, so the export's "unavailable" path is tested even if a stack runs on 8002/8003.
         "SEGMENTER_URL": f"http://127.0.0.1:{free_port()}",
         "AUDIT_URL": f"http://127.0.0.1:{free_port()}",
+        "DELIVERY_URL": f"http://127.0.0.1:{free_port()}",
         **overrides,
     }
 

@@ -1,4 +1,5 @@
-"""The access bundle with its peers running: segments from the segmenter, the trail from the audit service."""
+"""The access bundle with its peers running: segments from the segmenter, the trail from the audit
+service, the destinations from the delivery service."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 def test_export_gathers_segments_and_the_audit_trail(start_service, customer) -> None:
     segmenter = start_service("segmenter")
     audit = start_service("audit")
+    delivery = start_service("delivery")
     # The internal token with only the scopes deploy/make_env.py gives it: enough for the calls.
-    consent = start_service(
-        "consent", SEGMENTER_URL=segmenter.url, AUDIT_URL=audit.url, INTERNAL_TOKEN="internal-token-01"
-    )
-    for service in (segmenter, audit, consent):
+    peers = {"SEGMENTER_URL": segmenter.url, "AUDIT_URL": audit.url, "DELIVERY_URL": delivery.url}
+    consent = start_service("consent", INTERNAL_TOKEN="internal-token-01", **peers)
+    for service in (segmenter, audit, delivery, consent):
         service.wait_ready(90)
     assert put(consent, customer, "marketing_email", choice()).status_code == 200
     url = f"{consent.url}/v1/customers/{customer}/export"
@@ -30,7 +31,7 @@ def test_export_gathers_segments_and_the_audit_trail(start_service, customer) ->
 
     bundle = wait_for(bundle_with_trail, timeout=60, what="the consent change in the audit trail")
     assert bundle["unavailable"] == []
-    assert bundle["segments"] == []
+    assert bundle["segments"] == [] and bundle["destinations"] == []
     assert {record["kind"] for record in bundle["audit"]} >= {"consent_change"}
     assert all(customer not in str(record) for record in bundle["audit"])  # the ledger is pseudonymous
     assert [h["purpose"] for h in bundle["history"]] == ["marketing_email"]

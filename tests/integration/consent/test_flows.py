@@ -222,7 +222,7 @@ def test_export_bundles_consents_history_and_says_which_peer_is_unavailable(cons
     assert bundle["consents"]["marketing_email"]["effective"] is True
     assert [h["purpose"] for h in bundle["history"]] == ["marketing_email"]
     assert bundle["segments"] is None and bundle["audit"] is None
-    assert sorted(bundle["unavailable"]) == ["audit", "segmenter"]
+    assert sorted(bundle["unavailable"]) == ["audit", "delivery", "segmenter"]
 
 
 def test_erasures_right_after_signup_are_each_published_once(consent, kafka_bootstrap) -> None:

@@ -193,7 +193,7 @@ def test_the_customer_downloads_the_export_and_erases_after_confirming(consent, 
     assert bundle["customer_id"] == customer
     assert bundle["consents"]["marketing_email"]["status"] == "granted"
     assert [row["purpose"] for row in bundle["history"]] == ["marketing_email"]
-    assert bundle["unavailable"] == ["segmenter", "audit"]  # this module's peers are closed ports
+    assert bundle["unavailable"] == ["segmenter", "audit", "delivery"]  # this module's peers are closed ports
 
     # Without the confirmation nothing is erased, whether by a stray request or a cancelled step.
     assert httpx.post(f"{url}/erasure", json={}, timeout=10).status_code == 422

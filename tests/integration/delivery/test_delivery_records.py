@@ -13,11 +13,13 @@ from typing import Any
 import httpx
 from kafka import KafkaProducer
 
+from shared.embedded import free_port
 from tests.conftest import bearer
 from tests.integration.delivery.harness import Receivers, Topics, delivery, put_destination, receiver
 from tests.support import read_topic, wait_for
 
 CUSTOMER = "c-records-7"
+DSR = bearer("dsr-officer-0001")
 
 
 def ledger(audit: Any, kind: str) -> list[dict[str, Any]]:
@@ -79,3 +81,46 @@ def test_each_outcome_reaches_the_ledger_and_an_erasure_leaves_no_id_in_the_outb
         assert CUSTOMER.encode() not in path.read_bytes(), path
     outcomes = read_topic(kafka_bootstrap, topic_prefix + "delivery.outcomes", 2)
     assert not any(CUSTOMER.encode() in value for value in outcomes)
+
+
+def test_propagation_the_access_export_and_the_ropa_show_the_destinations(
+    start_service: Any, receivers: Receivers, producer: KafkaProducer, topic_prefix: str
+) -> None:
+    service = delivery(start_service)
+    # The internal token with only the scopes deploy/make_env.py gives it: enough for these calls.
+    peers = {"DELIVERY_URL": service.url, "INTERNAL_TOKEN": "internal-token-01"}
+    audit = start_service("audit", **peers).wait_ready()
+    closed = f"http://127.0.0.1:{free_port()}"
+    consent = start_service("consent", SEGMENTER_URL=closed, AUDIT_URL=audit.url, **peers).wait_ready()
+    mailer, down = receiver(receivers), receiver(receivers, fail_first=10**6)
+    put_destination(service, "mailer", mailer)
+    put_destination(service, "down", down)
+    topics = Topics(producer, topic_prefix)
+    topics.consent(CUSTOMER, granted=True, sequence=1)
+    topics.membership(CUSTOMER, "joined")
+    wait_for(mailer.bodies, what="the join at mailer")
+    wait_for(lambda: down.attempts, what="an attempt at down")
+
+    url = f"{service.url}/v1/customers/{CUSTOMER}/propagation"
+    assert httpx.get(url, headers=bearer("consent-reader-01")).status_code == 403
+    shown = httpx.get(url, headers=DSR).json()
+    by_id = {d["destination_id"]: d for d in shown["destinations"]}
+    assert by_id["mailer"]["processor"] == "Mailer GmbH" and by_id["mailer"]["country"] == "DE"
+    (reached,), (pending,) = by_id["mailer"]["segments"], by_id["down"]["segments"]
+    assert (reached["segment_id"], reached["held"], reached["last_action"]) == ("vip", True, "joined")
+    assert (reached["last_status"], reached["reached"]) == ("delivered", True)
+    assert (pending["held"], pending["last_status"], pending["reached"]) == (True, "pending", False)
+
+    export = f"{consent.url}/v1/customers/{CUSTOMER}/export"
+    bundle = httpx.get(export, headers=DSR, timeout=30).json()
+    assert bundle["destinations"] == shown["destinations"] and bundle["unavailable"] == ["segmenter"]
+    ropa = httpx.get(f"{audit.url}/v1/ropa", headers=bearer()).json()
+    email = next(a for a in ropa["activities"] if a["purpose"] == "marketing_email")
+    named = [r for r in email["recipients"] if r.startswith("destination ")]
+    assert len(named) == 2 and all("processor Mailer GmbH, DE, transfer none" in r for r in named)
+    assert ropa["unavailable"] == []
+
+    service.kill()  # the export and the RoPA say the delivery service did not answer
+    bundle = httpx.get(export, headers=DSR, timeout=30).json()
+    assert bundle["destinations"] is None and bundle["unavailable"] == ["segmenter", "delivery"]
+    assert httpx.get(f"{audit.url}/v1/ropa", headers=bearer()).json()["unavailable"] == ["delivery"]

@@ -75,9 +75,34 @@ def test_definitions_are_recorded_when_new_or_changed_and_deleted_once() -> None
 def test_ropa_lists_each_purpose_with_the_live_segments_that_need_it() -> None:
     live = sources.KnownDefinition("vip", "d-1", {"required_purposes": ["marketing_email"]}, False)
     gone = sources.KnownDefinition("old", "d-0", {"required_purposes": ["marketing_email"]}, True)
-    rows = ropa.activities(load_catalog(), [live, gone])
+    rows = ropa.activities(load_catalog(), [live, gone], [])
     email = next(r for r in rows if r["purpose"] == "marketing_email")
     assert email["segments"] == ["vip"] and email["recipients"] and email["lawful_basis"] == "consent"
     assert next(r for r in rows if r["purpose"] == "profiling")["segments"] == []
     text = ropa.to_csv(rows)
     assert text.splitlines()[0] == ",".join(ropa.CSV_COLUMNS) and len(text.splitlines()) == len(rows) + 1
+
+
+def test_ropa_lists_destinations_as_recipients_of_what_they_receive() -> None:
+    live = sources.KnownDefinition("vip", "d-1", {"required_purposes": ["marketing_email"]}, False)
+    agreement = {
+        "processor": "Ads Inc",
+        "reference": "DPA-9",
+        "expires_on": "2027-01-01",
+        "country": "US",
+        "transfer_mechanism": "scc",
+    }
+    by_segment = {"destination_id": "mailer", "name": "Mailer", "segments": ["vip"], "purposes": []}
+    by_purpose = {"destination_id": "ads", "name": "Ads", "segments": [], "purposes": ["profiling"]}
+    rows = ropa.activities(
+        load_catalog(),
+        [live],
+        [by_segment | {"agreement": None}, by_purpose | {"agreement": agreement, "status": "active"}],
+    )
+    recipients = {r["purpose"]: r["recipients"] for r in rows}
+    assert recipients["marketing_email"][1:] == [
+        "destination mailer (Mailer): no data-processing agreement, receives nothing"
+    ]
+    assert recipients["profiling"] == [
+        "destination ads (Ads): processor Ads Inc, US, transfer scc, agreement DPA-9 until 2027-01-01"
+    ]

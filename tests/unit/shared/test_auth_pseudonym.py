@@ -42,7 +42,7 @@ def test_bad_token_specs_are_refused_without_echoing_the_token(spec: str) -> Non
     assert token not in str(caught.value)
 
 
-@pytest.mark.parametrize("scopes", ["segments:read|audit:read", "*"])
+@pytest.mark.parametrize("scopes", ["segments:read|audit:read|propagation:read|destinations:read", "*"])
 def test_internal_token_with_the_scopes_services_need_is_accepted(tmp_path: Path, scopes: str) -> None:
     settings = ServiceSettings(
         data_dir=tmp_path, auth_tokens=f"admin-token-x=*,internal-tok={scopes}", internal_token="internal-tok"
@@ -57,7 +57,7 @@ def test_internal_token_lacking_a_needed_scope_is_refused_without_echoing_it(tmp
     with pytest.raises(AuthConfigError, match=r"INTERNAL_TOKEN: .*audit:read") as caught:
         internal_token(settings)
     assert "internal-tok" not in str(caught.value)
-    assert INTERNAL_SCOPES == {"segments:read", "audit:read"}
+    assert INTERNAL_SCOPES == {"segments:read", "audit:read", "propagation:read", "destinations:read"}
 
 
 def test_admin_token_is_generated_once(tmp_path: Path) -> None:

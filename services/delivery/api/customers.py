@@ -1,0 +1,63 @@
+"""`GET /v1/customers/{customer_id}/propagation`: which destinations got the customer, and whether
+the last change reached them (for the access export)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+
+from services.delivery.api.deps import DSR, Runtime
+from services.delivery.api.schemas import DestinationPropagation, PropagationOut, SegmentPropagation
+from services.delivery.domain.destinations import Destination
+from shared.events import CUSTOMER_ID_PATTERN
+
+router = APIRouter(prefix="/v1/customers", tags=["customers"], dependencies=[DSR])
+
+
+@router.get("/{customer_id}/propagation", response_model=PropagationOut)
+async def propagation(
+    customer_id: Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN)], runtime: Runtime
+) -> PropagationOut:
+    """Per destination and segment: held or not, and the last change with its delivery state."""
+    rows = await asyncio.to_thread(runtime.store.propagation, customer_id)
+    destinations = {d.destination_id: d for d in await asyncio.to_thread(runtime.store.list_destinations)}
+    by_destination: dict[str, list[SegmentPropagation]] = {}
+    for row in rows:
+        by_destination.setdefault(row["destination_id"], []).append(_segment(row))
+    return PropagationOut(
+        customer_id=customer_id,
+        destinations=[
+            _destination(destination_id, destinations.get(destination_id), segments)
+            for destination_id, segments in by_destination.items()
+        ],
+    )
+
+
+def _segment(row: dict[str, Any]) -> SegmentPropagation:
+    settled = row["settled_at"]
+    return SegmentPropagation(
+        segment_id=row["segment_id"],
+        held=bool(row["held"]),
+        last_action=row["action"],
+        last_reason=row["reason"],
+        last_status=row["status"],
+        reached=row["status"] == "delivered",
+        changed_at=row["at"],
+        settled_at=None if settled is None else datetime.fromtimestamp(settled, UTC),
+    )
+
+
+def _destination(
+    destination_id: str, destination: Destination | None, segments: list[SegmentPropagation]
+) -> DestinationPropagation:
+    agreement = destination.agreement if destination else None
+    return DestinationPropagation(
+        destination_id=destination_id,
+        name=destination.name if destination else None,
+        processor=agreement.processor if agreement else None,
+        country=agreement.country if agreement else None,
+        segments=segments,
+    )
