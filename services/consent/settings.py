@@ -31,6 +31,9 @@ class ConsentSettings(ServiceSettings):
     preference_link_key: SecretStr | None = None
     # Where customers reach the consent service (links start with it); unset: the URL of the request.
     preference_center_url: str | None = None
+    # The currency purchase amounts are in (ISO 4217): the preference center says "you spent at
+    # least 100 EUR"; the segmenter sums amounts as sent, without converting.
+    shop_currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
     # The preference catalog (zero-party preferences customers may state); unset: the shipped one.
     preferences_file: Path | None = None
 

@@ -172,6 +172,7 @@ async def preference_page(
         render_preferences(lang, preferences.catalog, stated, uses),
         render_choices(lang, choices, partial(purpose_title, lang)),
         render_feeling(lang, ANSWERS, answered),
+        currency=_currency(request),
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
@@ -190,6 +191,7 @@ async def live(
     service: ServiceDep,
     peers: PeersDep,
     recent: RecentChoicesDep,
+    request: Request,
     accept_language: Annotated[str | None, Header()] = None,
 ) -> LiveOut:
     """The page's segments and recent choices as they are now (fetched by the script after a click)."""
@@ -201,7 +203,7 @@ async def live(
     effective = {p for p, state in states.items() if state.effective}
     evicting = any(not set(s.get("required_purposes", [])) <= effective for s in segments or [])
     return LiveOut(
-        segments=render_segments(lang, segments),
+        segments=render_segments(lang, segments, _currency(request)),
         choices=render_choices(lang, choices, partial(purpose_title, lang)),
         settled=all(c.settled for c in choices) and not evicting,
     )
@@ -268,6 +270,11 @@ async def _record_gpc(claims: LinkClaims, request: Request, service: ConsentServ
 async def _gpc_already_recorded(service: ConsentService, customer_id: str, purposes: tuple[str, ...]) -> bool:
     latest = {row["purpose"]: row for row in await service.history(customer_id)}  # oldest first
     return all(p in latest and latest[p]["reason"] == "gpc" for p in purposes)
+
+
+def _currency(request: Request) -> str:
+    settings: ConsentSettings = request.app.state.runtime.settings
+    return settings.shop_currency
 
 
 def _choice(claims: LinkClaims, status: Status, notice_version: int | None = None) -> ConsentChoice:

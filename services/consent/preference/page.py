@@ -84,6 +84,8 @@ def render_page(
     preferences: str = "",
     choices: str = "",
     feeling: str = "",
+    *,
+    currency: str,
 ) -> str:
     """The page: every catalog purpose with the customer's current choice and a button to change it,
     then the `choices` section (reach_page.py), the segments the customer is in and why (None: the
@@ -99,7 +101,7 @@ def render_page(
         gpc_hidden="" if gpc_recorded else " hidden",
         gpc_text=escape(text(lang, "gpc_recorded")),
         purposes="\n".join(_purpose(lang, p, states[p.id]) for p in catalog.purposes),
-        segments=render_segments(lang, segments),
+        segments=render_segments(lang, segments, currency),
         preferences=preferences,
         choices=choices,
         feeling=feeling,
@@ -119,7 +121,7 @@ def render_refusal(lang: str, reason: str) -> str:
     )
 
 
-def render_segments(lang: str, segments: Sequence[Mapping[str, Any]] | None) -> str:
+def render_segments(lang: str, segments: Sequence[Mapping[str, Any]] | None, currency: str) -> str:
     """The segments section; the script fetches it again after a click (`/live`)."""
     title = partial(purpose_title, lang)
     if segments is None:
@@ -131,7 +133,7 @@ def render_segments(lang: str, segments: Sequence[Mapping[str, Any]] | None) -> 
         items = "".join(
             f'<li class="segment" data-segment="{escape(str(s.get("segment_id", "")))}">'
             f"<h3>{escape(str(s.get('name', '')))}</h3>"
-            f'<p class="why">{escape(segment_reason(lang, s, title))}</p></li>'
+            f'<p class="why">{escape(segment_reason(lang, s, title, currency))}</p></li>'
             for s in segments
         )
         body = f'<ul class="segments">{items}</ul>'

@@ -36,6 +36,7 @@ def stack(
             tmp / "consent-data",
             TOPIC_PREFIX=segmenter.env["TOPIC_PREFIX"],
             SEGMENTER_URL=segmenter.url,
+            SHOP_CURRENCY="CHF",  # the "why" words amounts in the shop's currency
         )
         consent = ServiceProcess("consent", env, tmp / "consent.log")
         try:
@@ -58,7 +59,7 @@ def purchase(segmenter: ServiceProcess, customer: str, amount: float) -> None:
         type="purchase",
         occurred_at=utcnow(),
         source="test",
-        attributes={"amount": amount, "currency": "EUR"},
+        attributes={"amount": amount, "currency": "CHF"},
     )
     topic = segmenter.env["TOPIC_PREFIX"] + "customer.events"
     produce(segmenter.env["KAFKA_BOOTSTRAP_SERVERS"], topic, customer, [event.to_bytes()])
@@ -81,7 +82,7 @@ def test_the_page_shows_each_segment_and_why_until_consent_is_withdrawn(
     spenders = page.locator('#segments .segment[data-segment="big_spenders"]')
     expect(spenders.get_by_role("heading", level=3)).to_have_text("Big spenders")
     expect(spenders.locator(".why")).to_have_text(
-        "Why: you spent at least 100 EUR and you allowed Marketing e-mail."
+        "Why: you spent at least 100 CHF and you allowed Marketing e-mail."
     )
     page.screenshot(path=tmp_path / "segments.png", full_page=True)
     if os.environ.get("UPDATE_DOCS_IMAGES"):  # the README's picture: see docs/consent.md

@@ -76,7 +76,9 @@ def test_catalog_text_is_escaped_and_every_purpose_shown_with_its_state() -> Non
         "a_b": PurposeState(status="granted", effective=True),
         "c_d": PurposeState(status="denied", effective=False),
     }
-    html = render_page("en", catalog, states, "/preferences/t", gpc_recorded=False, segments=None)
+    html = render_page(
+        "en", catalog, states, "/preferences/t", gpc_recorded=False, segments=None, currency="EUR"
+    )
     assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
     assert 'data-purpose="a_b" data-status="granted"' in html
     assert 'data-purpose="c_d" data-status="denied" data-sale-or-share="true"' in html
@@ -117,15 +119,15 @@ SPENDERS = {
     ],
 )  # fmt: skip
 def test_segment_reasons_in_plain_words(lang: str, segment: dict[str, object], words: str) -> None:
-    assert segment_reason(lang, segment, partial(purpose_title, lang)) == words
+    assert segment_reason(lang, segment, partial(purpose_title, lang), "EUR") == words
 
 
 def test_the_page_lists_segments_with_why_or_says_none_or_unavailable() -> None:
     catalog = PurposeCatalog.model_validate({"purposes": []})
-    render = partial(render_page, "en", catalog, {}, "/preferences/t", False)
+    render = partial(render_page, "en", catalog, {}, "/preferences/t", False, currency="CHF")
     html = render([SPENDERS | {"name": "<b>Big</b>"}])
     assert '<li class="segment" data-segment="big_spenders"><h3>&lt;b&gt;Big&lt;/b&gt;</h3>' in html
-    assert "Why: you spent at least 100 EUR" in html
+    assert "Why: you spent at least 100 CHF" in html  # the shop's currency (SHOP_CURRENCY)
     assert 'data-segments="none"' in render([]) and 'data-segments="unavailable"' in render(None)
 
 
@@ -147,7 +149,7 @@ NOTICED = PurposeCatalog.model_validate(
 def test_the_page_shows_the_agreed_notice_version_and_asks_again_under_a_newer_one(
     state: PurposeState, notice: str, agreed: str
 ) -> None:
-    html = render_page("en", NOTICED, {"news": state}, "/preferences/t", False, segments=[])
+    html = render_page("en", NOTICED, {"news": state}, "/preferences/t", False, segments=[], currency="EUR")
     assert f'data-notice="{notice}"' in html
     assert "We write to you &lt;weekly&gt;." in html and "Notice version 3." in html
     assert f'<span class="notice-agreed" data-version="{agreed}">' in html
@@ -183,3 +185,15 @@ def test_each_recent_choice_says_whether_consent_published_and_the_segmenter_app
     assert 'data-settled="false"' in html and MESSAGES["de"]["reach.segmenter.pending"] in html
     assert "Werbe-E-Mails: Nicht erlaubt" in html
     assert len(choice_reach([_row(n) for n in range(9)], set(), {})) == RECENT
+
+
+@pytest.mark.parametrize(("lang", "words"), [
+    ("en", "Why: you spent more than 50 USD and the amount you spent in USD is not 70."),
+    ("de", "Warum: Sie haben mehr als 50 USD ausgegeben und Ihr Umsatz in USD ist nicht 70."),
+])  # fmt: skip
+def test_amounts_are_worded_in_the_shops_currency(lang: str, words: str) -> None:
+    segment = {"required_purposes": [], "reason": {"kind": "all", "parts": [
+        {"kind": "condition", "feature": "total_spend", "op": ">", "value": 50},
+        {"kind": "condition", "feature": "total_spend", "op": "!=", "value": 70},
+    ]}}  # fmt: skip
+    assert segment_reason(lang, segment, partial(purpose_title, lang), "USD") == words
