@@ -175,14 +175,19 @@ def delete_topics(settings: ServiceSettings, names: list[str]) -> None:
         admin.close()
 
 
-def make_producer(settings: ServiceSettings, client_id: str) -> AIOKafkaProducer:
+def make_producer(
+    settings: ServiceSettings, client_id: str, max_batch_size: int = 16_384
+) -> AIOKafkaProducer:
     # acks=all for durability on a replicated cluster. Idempotence stays off: the embedded
     # broker refuses aiokafka's InitProducerId, so consumers de-duplicate on event_id instead.
+    # aiokafka holds one batch per partition and sends one request per broker at a time, so a
+    # burst larger than `max_batch_size` for one partition goes out in that many round trips.
     return AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=client_id,
         acks="all",
         linger_ms=settings.kafka_linger_ms,
+        max_batch_size=max_batch_size,
         request_timeout_ms=10_000,
         retry_backoff_ms=200,
         **kafka_security(settings),

@@ -81,15 +81,15 @@ class KafkaMembershipPublisher:
         closed = await self.gate.closed_partitions()
         if not closed:
             return changes
-        held = [
-            c
+        held = {
+            c.event_id
             for c in changes
             if c.action == "joined" and customer_partition(c.customer_id, self.partitions) in closed
-        ]
+        }
         if held:
             JOINS_WITHHELD.inc(len(held))
             log.info("joins withheld while redis is rebuilt", extra={"joins": len(held)})
-        return [c for c in changes if c not in held]
+        return [c for c in changes if c.event_id not in held]
 
     async def publish_definition(self, segment_id: str, definition: SegmentDefinition | None) -> None:
         """The definition, or a tombstone when the segment was deleted."""
