@@ -27,7 +27,7 @@ from services.segmenter.consent_loader import load_consent_state
 from services.segmenter.definition_feed import DefinitionFeed
 from services.segmenter.definitions import DefinitionService
 from services.segmenter.domain.retention import RetentionPolicy
-from services.segmenter.domain.segments import Segment, SegmentRegistry
+from services.segmenter.domain.segments import SegmentRegistry
 from services.segmenter.expiry import ExpiryScheduler
 from services.segmenter.membership_service import MembershipService
 from services.segmenter.modeling.assign import ModelAssigner
@@ -36,6 +36,8 @@ from services.segmenter.modeling.store import model_store
 from services.segmenter.rebuild import StateRebuilder
 from services.segmenter.reconcile import AnnouncedReconciler
 from services.segmenter.recovery import CHECK_INTERVAL_S, HeldStreamHandlers, RedisRecovery
+from services.segmenter.reevaluation import TASK as REEVALUATION_TASK
+from services.segmenter.reevaluation import SegmentReevaluator
 from services.segmenter.retention import RetentionJob
 from services.segmenter.settings import SegmenterSettings
 from services.segmenter.stream_app import (
@@ -87,6 +89,7 @@ class SegmenterRuntime:
         self.definitions: DefinitionService | None = None
         self.membership: MembershipService | None = None
         self.sweeper: Sweeper | None = None
+        self.reevaluator = SegmentReevaluator()
         self.expiry: ExpiryScheduler | None = None
         self.stream: Any = None
         self.consent: KafkaConsentFollower | None = None
@@ -121,7 +124,10 @@ class SegmenterRuntime:
         await supervisor.retry("models", lambda: asyncio.to_thread(self.assigner.refresh))
         store = SqliteDefinitionStore(settings.ensure_data_dir() / "segments.db")
         self.definitions = DefinitionService(
-            self.registry, store, publisher, self._segment_changed, supervisor
+            self.registry,
+            store,
+            publisher,
+            lambda segment_id, deleted: self.reevaluator.mark([segment_id], deleted),
         )
         await supervisor.retry("consent state", self._load_consent)
         feed = DefinitionFeed(self._reader(SEGMENT_DEFINITIONS.base), self.definitions, dead_letters)
@@ -157,8 +163,9 @@ class SegmenterRuntime:
             pseudonym_key,
         )
         # A definition may have changed while no worker ran: bring the owned customers up to date.
-        segment_ids = {s.id for s in self.registry.all()}
-        supervisor.spawn("reevaluate", lambda: sweeper.reevaluate(segment_ids, deleted=False))
+        self.reevaluator.sweeper = sweeper
+        self.reevaluator.mark(s.id for s in self.registry.all())
+        supervisor.spawn(REEVALUATION_TASK, self.reevaluator.run)
         supervisor.spawn("expiry", self.expiry.run)
         supervisor.every("sweep", settings.sweep_interval_s, sweeper.sweep_once)
         supervisor.every("compliance", settings.compliance_interval_s, sweeper.compliance_once)
@@ -187,9 +194,9 @@ class SegmenterRuntime:
     async def _models_changed(self, model_ids: set[str]) -> None:
         """A model appeared, changed or went away: its segments' members re-evaluated."""
         segment_ids = self.registry.using_models(model_ids)
-        if segment_ids and self.sweeper is not None:
+        if segment_ids:
             log.info("models changed", extra={"models": sorted(model_ids), "segments": sorted(segment_ids)})
-            await self.sweeper.reevaluate(segment_ids, deleted=False)
+            self.reevaluator.mark(segment_ids)
 
     def _recovery(self, publisher: KafkaMembershipPublisher) -> RedisRecovery:
         settings, keys = self.settings, KeyLayout(self.settings.redis_namespace)
@@ -228,11 +235,6 @@ class SegmenterRuntime:
         assert self.expiry is not None
         await load_consent_state(self._reader(CONSENT_STATE.base), self.store, self.expiry.track)
         self.consent_loaded = True
-
-    async def _segment_changed(self, segment: Segment | None, segment_id: str) -> None:
-        if self.sweeper is None:
-            return  # before the stream owns partitions there is no one to re-evaluate
-        await self.sweeper.reevaluate({segment_id}, deleted=segment is None)
 
     async def stop(self) -> None:
         await self.supervisor.stop()

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from functools import partial
+from collections.abc import Callable
 
 from services.segmenter.adapters.kafka_publisher import KafkaMembershipPublisher
 from services.segmenter.adapters.sqlite_definitions import SqliteDefinitionStore, StoredDefinition
 from services.segmenter.domain.segments import Segment, SegmentRegistry
 from services.segmenter.rules import RuleError
 from shared.events import SegmentDefinition
-from shared.supervise import Supervisor
 
 log = logging.getLogger(__name__)
-SegmentJob = Callable[[Segment | None, str], Awaitable[None]]
+# Marks a segment for re-evaluation (True: deleted, to be emptied); returns at once.
+MarkChanged = Callable[[str, bool], None]
 
 
 class DefinitionService:
@@ -24,14 +23,13 @@ class DefinitionService:
         registry: SegmentRegistry,
         store: SqliteDefinitionStore,
         publisher: KafkaMembershipPublisher,
-        on_change: SegmentJob,
-        supervisor: Supervisor,
+        on_change: MarkChanged,
     ) -> None:
         self.registry = registry
         self.store = store
         self.publisher = publisher
-        self.on_change = on_change  # re-evaluates a changed segment, or empties a deleted one
-        self.supervisor = supervisor
+        # The customers are re-evaluated in the background (reevaluation.py), never in a request.
+        self.on_change = on_change
         self.versions: dict[str, int] = {}
         self.loaded = asyncio.Event()
 
@@ -71,7 +69,7 @@ class DefinitionService:
             self.versions[segment_id] = max(
                 self.versions.get(segment_id, 0), version or current.definition.version
             )
-            await self._start_job(None, segment_id)
+            self.on_change(segment_id, True)
             return
         if current is not None and current.definition.event_id == definition.event_id:
             return
@@ -87,13 +85,4 @@ class DefinitionService:
             return
         self.registry.put(segment)
         self.versions[segment_id] = max(self.versions.get(segment_id, 0), definition.version)
-        await self._start_job(segment, segment_id)
-
-    async def _start_job(self, segment: Segment | None, segment_id: str) -> None:
-        """The segment's job, supervised: a crash is logged, counted, on /readyz and retried from the
-        start (re-evaluating is idempotent); neither the sweep nor the compliance monitor would redo
-        it. A job still running for an older version (or for the segment before its deletion) is
-        stopped first: it would apply a definition that no longer holds."""
-        name = f"segment-change:{segment_id}"
-        await self.supervisor.cancel(name)
-        self.supervisor.spawn(name, partial(self.on_change, segment, segment_id))
+        self.on_change(segment_id, False)

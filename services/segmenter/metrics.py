@@ -73,3 +73,16 @@ RETENTION_PURGED = Counter(
     "Customers let go, inactive past the retention of the purposes they serve: their features "
     "purged, or, known only from consent, their memberships ended and their activity forgotten.",
 )
+REEVALUATION_PENDING_SEGMENTS = Gauge(
+    "segwarden_segmenter_reevaluation_pending_segments",
+    "Segments defined, changed or deleted whose re-evaluation of this worker's customers has not "
+    "finished (0 once every definition holds for every owned customer).",
+)
+REEVALUATION_PENDING_CUSTOMERS = Gauge(
+    "segwarden_segmenter_reevaluation_pending_customers",
+    "Customers the running re-evaluation pass has still to visit (0 when no pass runs).",
+)
+REEVALUATED_CUSTOMERS = Counter(
+    "segwarden_segmenter_reevaluated_customers_total",
+    "Customers visited by re-evaluation passes after definition or model changes.",
+)

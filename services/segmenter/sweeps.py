@@ -21,6 +21,8 @@ from services.segmenter.metrics import (
     COMPLIANCE_SCANS,
     COMPLIANCE_VIOLATIONS,
     OWNED_PARTITIONS,
+    REEVALUATED_CUSTOMERS,
+    REEVALUATION_PENDING_CUSTOMERS,
     SEGMENT_SIZE,
     SWEEPS,
 )
@@ -29,6 +31,7 @@ from shared.pseudonym import pseudonymize
 
 log = logging.getLogger(__name__)
 CHUNK = 200
+EVALUATIONS_PER_CHUNK = 5_000  # customers x segments per re-evaluation chunk
 IN_FLIGHT_S = 10.0
 
 
@@ -47,20 +50,20 @@ class Sweeper:
         self.owned = owned
         self.pseudonym_key = pseudonym_key
 
-    async def customers(self, partition: int) -> AsyncIterator[list[str]]:
+    async def customers(self, partition: int, size: int = CHUNK) -> AsyncIterator[list[str]]:
         """The partition's known customers, in chunks."""
         chunk: list[str] = []
         async for customer_id in self.store.known_customers(partition):
             chunk.append(customer_id)
-            if len(chunk) >= CHUNK:
+            if len(chunk) >= size:
                 yield chunk
                 chunk = []
         if chunk:
             yield chunk
 
-    async def snapshots(self, partition: int) -> AsyncIterator[list[CustomerSnapshot]]:
+    async def snapshots(self, partition: int, size: int = CHUNK) -> AsyncIterator[list[CustomerSnapshot]]:
         """The partition's known customers, read in pipelined chunks."""
-        async for chunk in self.customers(partition):
+        async for chunk in self.customers(partition, size):
             yield await self.store.read_many(chunk)
 
     async def relay_outboxes(self, partition: int) -> None:
@@ -89,11 +92,20 @@ class Sweeper:
         if deleted:
             await self._empty(segment_ids)
             return
-        segments = [s for s in (self.registry.get(i) for i in segment_ids) if s is not None]
-        for partition in self.owned():
-            async for chunk in self.snapshots(partition):
+        owned = self.owned()
+        REEVALUATION_PENDING_CUSTOMERS.set(await self.store.known_count(owned))
+        # A chunk is evaluated in one go on the event loop: bounded in customers x segments, so
+        # a thousand segments changed at once do not hold up an opt-out or a PUT for long.
+        size = max(1, min(CHUNK, EVALUATIONS_PER_CHUNK // max(1, len(segment_ids))))
+        for partition in owned:
+            async for chunk in self.snapshots(partition, size):
                 failpoint("segmenter.reevaluate_mid_batch")  # read, not yet applied
+                # Looked up per chunk: a segment changed or deleted since the pass began is
+                # evaluated by its current definition (or not at all) from here on.
+                segments = [s for s in map(self.registry.get, sorted(segment_ids)) if s is not None]
                 await self._reconcile(chunk, segments, ON_DEFINITION)
+                REEVALUATION_PENDING_CUSTOMERS.dec(len(chunk))
+                REEVALUATED_CUSTOMERS.inc(len(chunk))
 
     async def _empty(self, segment_ids: set[str]) -> None:
         """Evict the members of deleted segments (`segment_deleted`). A segment defined again

@@ -356,6 +356,13 @@ class RedisCustomerStore:
         async for customer_id in self.client.sscan_iter(self.keys.known(partition), count=500):
             yield customer_id
 
+    async def known_count(self, partitions: Sequence[int]) -> int:
+        """How many customers the partitions' known sets hold."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for partition in partitions:
+                pipe.scard(self.keys.known(partition))
+            return sum(int(n) for n in await pipe.execute())
+
     async def segment_size(self, segment_id: str) -> int:
         return int(await self.client.scard(self.keys.members(segment_id)))
 

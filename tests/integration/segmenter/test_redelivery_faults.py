@@ -1,8 +1,9 @@
 """A real segmenter killed (or failing) at each step of the event path converges on redelivery:
 member sets, the API and the last announced action per customer and segment agree with the rule,
-features count each event once, and no outbox is left behind. A segment's re-evaluation job that
-fails is counted, shown on /readyz and retried; deleting the segment stops it. Sweeps are slowed
-down so that they cannot mask a missing repair."""
+features count each event once, and no outbox is left behind. A background re-evaluation that
+fails is counted, shown on /readyz and retried; deleting the segment ends it; one killed between
+two chunks is redone by the next start. Sweeps are slowed down so that they cannot mask a missing
+repair."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from services.segmenter.reevaluation import TASK
+from services.segmenter.sweeps import CHUNK
 from tests.integration.segmenter.conftest import ADMIN, Outputs, RedisView, put_segment, wait_until
 from tests.support import ServiceProcess
 
@@ -97,12 +100,17 @@ def failing_tasks(service: ServiceProcess) -> str:
     return str(body.get("reasons", {}).get("tasks", ""))
 
 
+def reevaluation_done(service: ServiceProcess) -> bool:
+    """No segment is waiting for (or in) a background re-evaluation."""
+    metrics = httpx.get(f"{service.url}/metrics", timeout=5).text
+    return "segwarden_segmenter_reevaluation_pending_segments 0.0" in metrics
+
+
 async def start_for_segment_jobs(start_service: Any, failpoints: str) -> ServiceProcess:
     """A segmenter whose start-up re-evaluation has ended before any customer is known, so every
-    hit of `reevaluate_mid_batch` is the test's segment job."""
+    hit of `reevaluate_mid_batch` is the test's segment change."""
     service = start_service("segmenter", FAILPOINTS=failpoints, **SLOW).wait_ready()
-    ended = 'segwarden_task_running{task="reevaluate"} 0.0'
-    await wait_until(lambda: ended in httpx.get(f"{service.url}/metrics").text, what="start-up re-evaluation")
+    await wait_until(lambda: reevaluation_done(service), what="start-up re-evaluation")
     return service
 
 
@@ -120,7 +128,7 @@ async def test_a_reevaluation_that_raises_is_counted_shown_and_retried_to_member
         put_segment(api, "clickers", "event_count >= 1")  # defined after the events: only its job adds them
 
     reason = await wait_until(
-        lambda: r if "segment-change:clickers: failed" in (r := failing_tasks(service)) else None,
+        lambda: r if f"{TASK}: failed" in (r := failing_tasks(service)) else None,
         what="/readyz naming the failing job",
     )
     assert "InjectedFaultError at failpoints.py" in reason
@@ -133,11 +141,11 @@ async def test_a_reevaluation_that_raises_is_counted_shown_and_retried_to_member
         what="the retried job to add both customers",
     )
     metrics = httpx.get(f"{service.url}/metrics", timeout=5).text
-    assert 'segwarden_task_failures_total{task="segment-change:clickers"} 3.0' in metrics
+    assert f'segwarden_task_failures_total{{task="{TASK}"}} 3.0' in metrics
     await wait_until(lambda: failing_tasks(service) == "", what="/readyz clear again")
 
 
-async def test_deleting_a_segment_stops_its_failing_job(
+async def test_deleting_a_segment_ends_its_failing_reevaluation(
     start_service: Any, kafka_io: Any, redis_view: RedisView
 ) -> None:
     inputs, _ = kafka_io
@@ -146,8 +154,53 @@ async def test_deleting_a_segment_stops_its_failing_job(
     await wait_until(lambda: redis_view.features("c-1").get("events") == "1", what="the event")
     with httpx.Client(base_url=service.url, headers=ADMIN) as api:
         put_segment(api, "doomed", "event_count >= 1")
-        await wait_until(lambda: "segment-change:doomed: failed" in failing_tasks(service), what="failing")
+        await wait_until(lambda: f"{TASK}: failed" in failing_tasks(service), what="failing")
         assert api.delete("/v1/segments/doomed").status_code == 200
-    # The deletion's job replaced the failing one: nothing is failing any more.
+    # The deletion replaced the failing re-evaluation (emptying reads no chunk to evaluate).
     await wait_until(lambda: httpx.get(f"{service.url}/readyz").status_code == 200, what="ready again")
-    assert "doomed" not in failing_tasks(service) and redis_view.members("doomed") == set()
+    assert failing_tasks(service) == "" and reevaluation_done(service)
+    assert redis_view.members("doomed") == set()
+
+
+async def test_a_kill_in_the_middle_of_a_reevaluation_is_redone_by_the_next_start(
+    start_service: Any, kafka_io: Any, redis_view: RedisView
+) -> None:
+    inputs, outputs = kafka_io
+    # SIGKILL when the second chunk is read: the first chunk's customers joined, the others not yet.
+    first = await start_for_segment_jobs(start_service, "segmenter.reevaluate_mid_batch=kill@2")
+    customers = {f"r-{i}" for i in range(CHUNK + 40)}
+    for customer in sorted(customers):
+        await inputs.event(customer, "click", wait=False)
+    await inputs.producer.flush()
+    await wait_until(
+        lambda: all(redis_view.features(c).get("events") == "1" for c in customers), what="the events"
+    )
+    with httpx.Client(base_url=first.url, headers=ADMIN) as api:
+        put_segment(
+            api, "clickers", "event_count >= 1"
+        )  # defined after the events: only re-evaluation adds them
+    process = first.process
+    assert process is not None
+    await wait_until(lambda: process.poll() is not None, what="the kill in the second chunk")
+    halfway = redis_view.members("clickers")
+    assert 0 < len(halfway) < len(customers)
+
+    second = start_service("segmenter", **SLOW).wait_ready()
+
+    def joins() -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for m in outputs.messages:
+            if m.segment_id == "clickers":
+                out.setdefault(m.customer_id, set()).add(f"{m.action}:{m.event_id}")
+        return out
+
+    await wait_until(
+        lambda: redis_view.members("clickers") == customers and set(joins()) == customers,
+        timeout=60,
+        what="the next start to finish the re-evaluation",
+    )
+    await wait_until(lambda: reevaluation_done(second), what="the re-evaluation to end")
+    # Every customer announced joined exactly once (one event id), none left: the restart
+    # redid the pass without announcing again the chunk the killed worker had applied.
+    assert all(len(j) == 1 and next(iter(j)).startswith("joined:") for j in joins().values())
+    assert all(redis_view.segments_of(c) == {"clickers"} and not redis_view.outbox(c) for c in customers)
