@@ -17,6 +17,7 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from services.segmenter.metrics import JOINS_WITHHELD
 from shared.events import MembershipChanged, SegmentDefinition
@@ -57,21 +58,43 @@ class KafkaMembershipPublisher:
         changes = await self._admitted(changes)
         if not changes:
             return []
-        futures = []
+        # Whole batches, one per topic partition, handed to the producer at once: a loop of
+        # send() calls is cut into batches by the linger timer while it runs (measured on Tansu:
+        # 1,000 changes went out in several requests, 45-190 ms to the acks; built whole, 6-25 ms).
+        batches: dict[tuple[str, int], list[BatchBuilder]] = {}
         for c in changes:
             partition = customer_partition(c.customer_id, self.partitions)
             value = c.to_bytes()
-            key = c.customer_id.encode()
-            futures.append(await self.producer.send(self.membership_topic, value, key=key))
+            self._append(batches, self.membership_topic, partition, c.customer_id.encode(), value)
             state = value if c.action == "joined" else None
-            key = state_key(c.segment_id, c.customer_id)
-            futures.append(await self.producer.send(self.state_topic, state, key=key, partition=partition))
+            self._append(batches, self.state_topic, partition, state_key(c.segment_id, c.customer_id), state)
+        futures = [
+            await self.producer.send_batch(batch, topic, partition=partition)
+            for (topic, partition), builders in batches.items()
+            for batch in builders
+        ]
         await asyncio.gather(*futures)
         MESSAGES_PUBLISHED.labels(self.membership_topic).inc(len(changes))
         MESSAGES_PUBLISHED.labels(self.state_topic).inc(len(changes))
         for observe in self.observers:
             observe(changes)
         return list(changes)
+
+    def _append(
+        self,
+        batches: dict[tuple[str, int], list[BatchBuilder]],
+        topic: str,
+        partition: int,
+        key: bytes,
+        value: bytes | None,
+    ) -> None:
+        """Add a record to the topic partition's last batch, or to a new one when that is full."""
+        builders = batches.setdefault((topic, partition), [])
+        if builders and builders[-1].append(key=key, value=value, timestamp=None) is not None:
+            return
+        builders.append(self.producer.create_batch())
+        if builders[-1].append(key=key, value=value, timestamp=None) is None:
+            raise ValueError(f"a record of {len(value or b'')} bytes does not fit in a batch")
 
     async def _admitted(self, changes: Sequence[MembershipChanged]) -> Sequence[MembershipChanged]:
         """Fail closed while Redis is rebuilt: a `joined` decided on partial state never goes out
