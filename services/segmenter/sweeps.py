@@ -83,8 +83,9 @@ class Sweeper:
             if time_segments:
                 async for chunk in self.snapshots(partition):
                     await self._reconcile(chunk, time_segments, ON_SWEEP)
-        for segment in self.registry.all():
-            SEGMENT_SIZE.labels(segment.id).set(await self.store.segment_size(segment.id))
+        segment_ids = [s.id for s in self.registry.all()]
+        for segment_id, size in zip(segment_ids, await self.store.segment_sizes(segment_ids), strict=True):
+            SEGMENT_SIZE.labels(segment_id).set(size)
         SWEEPS.inc()
 
     async def reevaluate(self, segment_ids: set[str], deleted: bool) -> None:

@@ -363,8 +363,12 @@ class RedisCustomerStore:
                 pipe.scard(self.keys.known(partition))
             return sum(int(n) for n in await pipe.execute())
 
-    async def segment_size(self, segment_id: str) -> int:
-        return int(await self.client.scard(self.keys.members(segment_id)))
+    async def segment_sizes(self, segment_ids: Sequence[str]) -> list[int]:
+        """Live members of each segment, in one pipeline (a catalogue of a thousand is one round trip)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for segment_id in segment_ids:
+                pipe.scard(self.keys.members(segment_id))
+            return [int(n) for n in await pipe.execute()]
 
     async def read_many(self, customer_ids: Sequence[str]) -> list[CustomerSnapshot]:
         async with self.client.pipeline(transaction=False) as pipe:
