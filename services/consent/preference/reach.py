@@ -1,7 +1,8 @@
 """Whether each of the customer's recent choices has reached every service: published by consent
 (its outbox row is out: a row is deleted or marked sent only once the broker acknowledged it) and
-applied by the segmenter (it holds that change of the purpose, or a later one). Delivery keeps no
-per-customer view it could be asked about, so it is not shown."""
+applied by the segmenter (it holds that change of the purpose, or a later one). Delivery's
+propagation view is per destination and membership change, not per consent change, so it cannot
+answer for one choice and is not asked."""
 
 from __future__ import annotations
 
