@@ -38,3 +38,13 @@ HISTORY_RETIRED = Counter(
     "Superseded history rows pseudonymized by the retention job, by purpose.",
     ["purpose"],
 )
+PREFERENCES_STATED = Counter(
+    "segwarden_consent_preferences_stated_total",
+    "Zero-party preferences stated or removed on the preference center, by catalog key and action.",
+    ["key", "action"],
+)
+DATA_USE_ANSWERS = Counter(
+    "segwarden_consent_data_use_answers_total",
+    "Answers to the preference center's data-use question, by whether they were counted (once each).",
+    ["counted"],
+)

@@ -9,6 +9,7 @@ import asyncio
 
 from sqlalchemy import Engine, insert, select, update
 
+from services.consent import metrics
 from services.consent.adapters.sql_engine import lock_customer, reader, write_transaction
 from services.consent.adapters.sql_tables import data_use_answered as answered
 from services.consent.adapters.sql_tables import data_use_feelings as feelings
@@ -59,7 +60,9 @@ class DataUseFeelings:
         return await asyncio.to_thread(self.store.answered, self._subject(customer_id))
 
     async def answer(self, customer_id: str, answer: str) -> bool:
-        return await asyncio.to_thread(self.store.answer, self._subject(customer_id), answer)
+        counted = await asyncio.to_thread(self.store.answer, self._subject(customer_id), answer)
+        metrics.DATA_USE_ANSWERS.labels(str(counted).lower()).inc()  # never the answer: it is counted
+        return counted
 
     async def counts(self) -> dict[str, int]:
         """The counts per answer, each group under K_ANONYMITY merged into `_suppressed`."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
+from services.consent import metrics
 from services.consent.adapters.http_peers import HttpPeerExport, PeerUnavailableError
 from services.consent.adapters.sql_engine import reader
 from services.consent.adapters.sql_store import SqlConsentStore
@@ -101,5 +102,6 @@ class StatedPreferences:
         """Record the preference (None removes it); whether its event was published in time."""
         event = preference_event(customer_id, key, value, utcnow())
         await asyncio.to_thread(self.store.change, event, key, value)
+        metrics.PREFERENCES_STATED.labels(key.id, "removed" if value is None else "stated").inc()
         ticket = self.service.publication.committed()
         return await self.service.wait_published(Recorded([], ticket))

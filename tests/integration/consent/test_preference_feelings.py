@@ -60,6 +60,9 @@ def test_answers_are_counted_once_and_shown_k_anonymously_with_no_link_to_the_cu
     assert httpx.post(f"{url}/feeling", json={"answer": "angry"}, timeout=10).json()["detail"][0]["loc"] == [
         "body", "answer",
     ]  # fmt: skip
+    metrics = httpx.get(f"{consent.url}/metrics", timeout=10).text
+    assert 'segwarden_consent_data_use_answers_total{counted="true"} 3.0' in metrics
+    assert 'segwarden_consent_data_use_answers_total{counted="false"} 1.0' in metrics
     forbidden = httpx.get(f"{consent.url}/v1/feedback/data-use", headers=WRITER, timeout=10)
     assert forbidden.status_code == 403
 
