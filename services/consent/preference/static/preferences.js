@@ -33,7 +33,7 @@
 
   // After a change, the segments and the recent choices are fetched again (server-rendered, as on
   // load) until the change has reached every service; a newer change starts a new round.
-  const LIVE_ROUNDS = 40;
+  const LIVE_ROUNDS = 120; // 30 s: a busy segmenter may take seconds; then the page stops asking
   const LIVE_PAUSE_MS = 250;
   let liveRound = 0;
 
