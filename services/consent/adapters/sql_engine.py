@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -36,16 +36,22 @@ def make_engine(url: str) -> Engine:
 
 
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
+def write_transaction(engine: Engine, durable: bool = True) -> Iterator[Connection]:
     """A write transaction. SQLite writers of this process queue on a lock: contending on the
-    database lock instead would make SQLite's busy handler sleep (up to 100 ms a try)."""
+    database lock instead would make SQLite's busy handler sleep (up to 100 ms a try).
+
+    `durable=False` commits without waiting for the disk (SQLite WAL `synchronous=NORMAL`,
+    PostgreSQL `synchronous_commit=off`): the commit survives a crash of the process, but a
+    power cut may roll back the last such commits (never a durable one made after them). Only
+    for writes whose loss is harmless to redo, like marking outbox rows sent.
+    """
     lock = _SQLITE_WRITERS.get(engine)
-    if lock is None:
-        with engine.begin() as connection:
+    with lock or nullcontext(), engine.connect() as connection:
+        connection = connection.execution_options(sqlite_synchronous="FULL" if durable else "NORMAL")
+        with connection.begin():
+            if not durable and connection.dialect.name == "postgresql":
+                connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
             yield connection
-        return
-    with lock, engine.begin() as connection:
-        yield connection
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -83,7 +89,12 @@ def truncate_log(engine: Engine) -> bool:
 
 def _sqlite_begin(connection: Connection) -> None:
     # IMMEDIATE takes the write lock at BEGIN, so a read-then-write never meets a newer commit.
-    mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+    options = connection.get_execution_options()
+    mode = options.get("sqlite_begin", "IMMEDIATE")
+    if mode == "IMMEDIATE":
+        # Set on every write, as connections are pooled: FULL unless `write_transaction` was
+        # told the commit need not wait for the disk.
+        connection.exec_driver_sql(f"PRAGMA synchronous={options.get('sqlite_synchronous', 'FULL')}")
     connection.exec_driver_sql(f"BEGIN {mode}")
 
 

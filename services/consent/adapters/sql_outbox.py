@@ -60,7 +60,9 @@ class SqlOutbox:
         keep = [{"k_id": r.id, "k_event": r.event_id, "now": now} for r in rows if not r.purge_when_sent]
         if purge:
             self.log_holds_erased = True
-        with write_transaction(self.engine) as connection:
+        # Not durable: a mark lost to a power cut only publishes its rows again (same event ids),
+        # and the fsync it saves held the write lock the next group commit waits for.
+        with write_transaction(self.engine, durable=False) as connection:
             if keep:
                 connection.execute(_MARK_SENT, keep)
             if purge:

@@ -13,7 +13,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Connection, Engine, event, inspect, select, text
 
 from services.consent import handlers
 from services.consent.adapters.sql_engine import MIGRATIONS, make_engine, run_migrations
@@ -105,6 +105,27 @@ def test_sent_rows_leave_the_queue_and_age_out(engine: Engine) -> None:
     assert [r.id for r in outbox.pending(100)] == [rows[1].id]
     outbox.mark_sent(rows[1:], utcnow())
     assert outbox.stats().pending == 0 and outbox.prune_sent(utcnow() + timedelta(seconds=1)) == 2
+
+
+def test_only_marking_rows_sent_commits_without_waiting_for_the_disk(engine: Engine) -> None:
+    """A choice's transaction syncs fully (a 200 means it is on disk); marking outbox rows sent
+    does not (a lost mark only republishes them). Read inside each transaction, as the
+    connections are pooled and one used for a mark must not carry its setting to the next write."""
+    store, outbox = SqlConsentStore(engine), SqlOutbox(engine)
+    probe = (
+        "SHOW synchronous_commit" if engine.dialect.name == "postgresql" else "PRAGMA synchronous"
+    )
+    seen: list[str] = []
+
+    @event.listens_for(engine, "commit")
+    def note(connection: Connection) -> None:
+        seen.append(str(connection.exec_driver_sql(probe).scalar()))
+
+    handlers.record_consent(store, POLICY, grant(), utcnow())
+    outbox.mark_sent(outbox.pending(100), utcnow())
+    handlers.record_consent(store, POLICY, grant(status="denied"), utcnow())
+    full, relaxed = ("on", "off") if engine.dialect.name == "postgresql" else ("2", "1")
+    assert seen == [full, relaxed, full]
 
 
 def test_a_request_id_is_recorded_once(engine: Engine) -> None:
