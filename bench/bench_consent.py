@@ -4,13 +4,16 @@ Starts its own embedded broker and topic prefix, measures in one run:
   1. the floor: the same database transaction (`handlers.record_consent`) in a plain loop;
   2. the service: concurrent HTTP PUTs to `segwarden serve consent`, each acked after commit,
      and the time until every change is on consent.changes.
-SQLite always; PostgreSQL too when it answers on 127.0.0.1:5432. Writes bench/results/consent.json.
+SQLite always; PostgreSQL too when it answers on 127.0.0.1:5432. `BENCH_RUNS` runs (default 3),
+each with its own floor, and their medians; the load average and the service's CPU time per PUT
+(less sensitive to a shared machine than the rates) beside them. Writes bench/results/consent.json.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -39,6 +42,7 @@ CONCURRENCY = 16
 CUSTOMERS = 300
 TOKEN = "bench-admin-token"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 
 
 def status_of(index: int) -> ConsentStatus:
@@ -128,8 +132,12 @@ def run_service(bootstrap: str, db_url: str, data_dir: Path) -> dict[str, float]
     data_dir.mkdir(parents=True, exist_ok=True)
     service = ServiceProcess("consent", {**env, "LOG_LEVEL": "WARNING"}, data_dir / "consent.log")
     service.wait_ready(60)
+    assert service.process is not None
+    pid = service.process.pid
     try:
+        cpu_before = cpu_seconds(pid)
         latencies, started, finished = asyncio.run(put_load(service.url))
+        cpu = cpu_seconds(pid) - cpu_before
         published = asyncio.run(
             await_published(bootstrap, f"{prefix}consent.changes", len(latencies), started)
         )
@@ -144,7 +152,14 @@ def run_service(bootstrap: str, db_url: str, data_dir: Path) -> dict[str, float]
         "published_per_second": len(latencies) / published,
         "p50_ms": 1000 * statistics.median(ordered),
         "p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))],
+        "service_cpu_ms_per_put": 1000 * cpu / len(latencies),
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_database() -> str | None:
@@ -168,48 +183,77 @@ def drop_postgres(url: str) -> None:
 
 
 def measure(name: str, floor_url: str, service_url: str, bootstrap: str, data_dir: Path) -> dict[str, float]:
+    load = os.getloadavg()[0]
     floor = floor_rate(floor_url)
-    result = {"floor_tx_per_second": floor, **run_service(bootstrap, service_url, data_dir)}
+    result = {
+        "load_average": load,
+        "floor_tx_per_second": floor,
+        **run_service(bootstrap, service_url, data_dir),
+    }
     result["put_vs_floor"] = result["put_per_second"] / floor
     result["published_vs_floor"] = result["published_per_second"] / floor
     print(  # noqa: T201 - the benchmark's report
-        f"{name:<10} floor {floor:7.0f} tx/s | PUT {result['put_per_second']:6.0f}/s "
-        f"(p50 {result['p50_ms']:5.1f} ms, p99 {result['p99_ms']:6.1f} ms) | all published "
+        f"{name:<10} load {load:4.1f} | floor {floor:7.0f} tx/s | PUT {result['put_per_second']:6.0f}/s "
+        f"(p50 {result['p50_ms']:5.1f} ms, p99 {result['p99_ms']:6.1f} ms, "
+        f"{result['service_cpu_ms_per_put']:.2f} CPU ms) | all published "
         f"{result['published_per_second']:6.0f}/s | PUT/floor {result['put_vs_floor']:.0%}, "
-        f"published/floor {result['published_vs_floor']:.0%}"
+        f"published/floor {result['published_vs_floor']:.0%}",
+        flush=True,
     )
     return result
 
 
+def medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+def measure_once(base: Path, bootstrap: str, runs: dict[str, list[dict[str, float]]]) -> None:
+    """One run: SQLite, then PostgreSQL when it answers; each beside its own floor."""
+    runs["sqlite"].append(
+        measure(
+            "sqlite",
+            f"sqlite:///{base}/floor/consent.db",
+            f"sqlite:///{base}/svc/consent.db",
+            bootstrap,
+            base / "svc",
+        )
+    )
+    floor_db, service_db = postgres_database(), postgres_database()
+    if floor_db and service_db:
+        try:
+            runs["postgresql"].append(measure("postgresql", floor_db, service_db, bootstrap, base / "pg"))
+        finally:
+            drop_postgres(floor_db)
+            drop_postgres(service_db)
+
+
 def main() -> int:
-    print(f"consent bench: PUTs for {LOAD_SECONDS:.0f} s, {CONCURRENCY} concurrent, {CUSTOMERS} customers")  # noqa: T201
+    print(  # noqa: T201
+        f"consent bench: {RUNS} runs of PUTs for {LOAD_SECONDS:.0f} s, {CONCURRENCY} concurrent, "
+        f"{CUSTOMERS} customers"
+    )
     results: dict[str, object] = {
         **run_facts(),
         "load_seconds": LOAD_SECONDS,
         "concurrency": CONCURRENCY,
     }
+    runs: dict[str, list[dict[str, float]]] = {"sqlite": [], "postgresql": []}
     broker = EmbeddedBroker().start()
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            base = Path(tmp)
-            results["sqlite"] = measure(
-                "sqlite",
-                f"sqlite:///{base}/floor/consent.db",
-                f"sqlite:///{base}/svc/consent.db",
-                broker.bootstrap,
-                base / "svc",
-            )
-            floor_db, service_db = postgres_database(), postgres_database()
-            if floor_db and service_db:
-                try:
-                    results["postgresql"] = measure(
-                        "postgresql", floor_db, service_db, broker.bootstrap, base / "pg"
-                    )
-                finally:
-                    drop_postgres(floor_db)
-                    drop_postgres(service_db)
+        for run in range(RUNS):
+            with tempfile.TemporaryDirectory() as tmp:
+                measure_once(Path(tmp) / str(run), broker.bootstrap, runs)
     finally:
         broker.stop()
+    for name, done in runs.items():
+        if done:
+            middle = medians(done)
+            results[name] = {"runs": done, "median": middle}
+            print(  # noqa: T201
+                f"{name:<10} median of {len(done)}: PUT/floor {middle['put_vs_floor']:.0%} "
+                f"(lowest {min(r['put_vs_floor'] for r in done):.0%}), "
+                f"{middle['service_cpu_ms_per_put']:.2f} CPU ms a PUT"
+            )
     out = write_results("consent", results)
     print(f"written to {out}")  # noqa: T201
     return 0
