@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select
 
 from services.audit.adapters.sql_tables import definitions, records
-from services.audit.domain.ledger import GENESIS, AppendResult, LedgerEntry, seal
+from services.audit.domain.ledger import GENESIS, AppendResult, LedgerEntry, seal_with_body
 from services.audit.domain.sources import DefinitionChange, KnownDefinition, SourceItem, resolve_definition
 
 
@@ -20,6 +20,7 @@ class AppendBatch:
         self.connection, self.at = connection, at
         self.length, self.head = read_head(connection)
         self.result = AppendResult()
+        self.rows: list[dict[str, Any]] = []  # what is written: seq, body, hash (the rest is derived)
 
     def append(self, items: Sequence[SourceItem]) -> AppendResult:
         entries = [item for item in items if isinstance(item, LedgerEntry)]
@@ -48,8 +49,9 @@ class AppendBatch:
         return resolve_definition(item, known.get(item.segment_id))
 
     def _seal(self, entry: LedgerEntry) -> None:
-        record = seal(entry, self.length, self.at, self.head)
+        record, body = seal_with_body(entry, self.length, self.at, self.head)
         self.result.appended.append(record)
+        self.rows.append({"seq": record.seq, "body": body.decode(), "hash": record.hash})
         self.length, self.head = self.length + 1, record.hash
 
     def _recorded(self, event_ids: set[str]) -> set[str]:
@@ -67,9 +69,8 @@ class AppendBatch:
         return {row.segment_id: known_definition(row) for row in self.connection.execute(query)}
 
     def _write(self, updated: dict[str, KnownDefinition]) -> None:
-        if self.result.appended:
-            rows = [vars(record) for record in self.result.appended]
-            self.connection.execute(insert(records), rows)
+        if self.rows:
+            self.connection.execute(insert(records), self.rows)
         if updated:
             self.connection.execute(delete(definitions).where(definitions.c.segment_id.in_(sorted(updated))))
             self.connection.execute(insert(definitions), [_definition_row(s) for s in updated.values()])

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 
-from services.audit.adapters.sql_tables import APPEND_ONLY, metadata, postgresql_guards, sqlite_guards
 from shared.database import driver_url
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 # A PostgreSQL advisory lock id for "the writer of this ledger".
 _LEDGER_LOCK = 0x5E6A0D17
@@ -59,11 +63,12 @@ def lock_ledger(connection: Connection) -> None:
 
 
 def create_schema(engine: Engine) -> None:
-    """Tables and the triggers that refuse UPDATE and DELETE of the append-only ones."""
+    """Upgrade the schema to the newest revision (idempotent): tables, and the triggers that
+    refuse UPDATE and DELETE of the append-only ones. Under the writer lock, so audit processes
+    started together (or an append) never meet a half-migrated ledger."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
     with writer_connection(engine) as connection, connection.begin():
         lock_ledger(connection)
-        metadata.create_all(connection)
-        guards = postgresql_guards if engine.dialect.name == "postgresql" else sqlite_guards
-        for table in APPEND_ONLY:
-            for statement in guards(table):
-                connection.execute(text(statement))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 from services.audit.adapters.sql_append import AppendBatch, known_definition, read_head
 from services.audit.adapters.sql_database import lock_ledger, writer_connection
 from services.audit.adapters.sql_merkle import backfill_nodes, read_subtrees, store_nodes
-from services.audit.adapters.sql_tables import definitions, records
+from services.audit.adapters.sql_tables import definitions, records, underived_columns
 from services.audit.domain.ledger import AppendResult, Row, SealedRecord, format_at
 from services.audit.domain.merkle import Part
 from services.audit.domain.sources import KnownDefinition, SourceItem
@@ -74,23 +74,32 @@ class SqlLedgerStore:
             return [SealedRecord(*row) for row in connection.execute(query)]
 
     def rows(self, start: int = 0, chunk: int = 20_000) -> Iterator[list[Row]]:
-        """Records from `start` in seq order, in chunks, without loading the ledger.
+        """(seq, stored bytes, hash) from `start` in seq order, in chunks, without loading the ledger.
 
         Straight from the driver's cursor (server-side on PostgreSQL): SQLAlchemy's row
         objects cost more than hashing the record, and verification is meant to be fast.
         """
-        columns = ", ".join(column.name for column in _COLUMNS)
         with self.engine.connect() as connection:
             raw: Any = connection.connection.driver_connection
-            postgres = connection.dialect.name == "postgresql"
-            cursor = raw.cursor(name="audit_rows") if postgres else raw.cursor()
-            mark = "%s" if postgres else "?"
-            cursor.execute(f"SELECT {columns} FROM audit_records WHERE seq >= {mark} ORDER BY seq", (start,))
+            if connection.dialect.name == "postgresql":
+                cursor = raw.cursor(name="audit_rows")
+                body, mark = "convert_to(body, 'UTF8')", "%s"
+            else:
+                cursor, body, mark = raw.cursor(), "CAST(body AS BLOB)", "?"
+            cursor.execute(
+                f"SELECT seq, {body}, hash FROM audit_records WHERE seq >= {mark} ORDER BY seq", (start,)
+            )
             try:
                 while part := cursor.fetchmany(chunk):
                     yield part
             finally:
                 cursor.close()
+
+    def underived_columns(self) -> list[str]:
+        """The ledger's columns that are no longer generated from `body` as migration 0002 made
+        them (someone altered the table): their values would escape verification."""
+        with self.engine.connect() as connection:
+            return underived_columns(connection)
 
     def leaf_hashes(self, start: int, stop: int, chunk: int = 50_000) -> Iterator[list[bytes]]:
         """The record hashes of seq in [start, stop) as bytes (the Merkle leaves), in chunks."""

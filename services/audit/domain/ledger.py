@@ -98,14 +98,21 @@ def chain_hash(prev_hash: str, body: bytes) -> str:
 
 
 def seal(entry: LedgerEntry, seq: int, at: str, prev_hash: str) -> SealedRecord:
+    return seal_with_body(entry, seq, at, prev_hash)[0]
+
+
+def seal_with_body(entry: LedgerEntry, seq: int, at: str, prev_hash: str) -> tuple[SealedRecord, bytes]:
+    """The sealed record and the canonical bytes its hash covers (what the ledger stores)."""
     payload = canonical_payload(entry.payload)
     body = canonical(seq, at, entry.kind, entry.subject, entry.event_id, payload, prev_hash)
-    return SealedRecord(
+    record = SealedRecord(
         seq, at, entry.kind, entry.subject, entry.event_id, payload, prev_hash, chain_hash(prev_hash, body)
     )
+    return record, body
 
 
-Row = tuple[int, str, str, str | None, str, str, str, str]
+# A stored record as verification reads it: (seq, the canonical bytes hashed, hash).
+Row = tuple[int, bytes, str]
 
 
 @dataclass
@@ -118,20 +125,22 @@ class ChainCheck:
     reason: str | None = None
 
     def feed(self, rows: Iterable[Row]) -> bool:
-        """Check a chunk of rows; False once a bad record was found."""
+        """Check a chunk of rows; False once a bad record was found.
+
+        Each record's hash must be SHA-256 of the previous record's hash and its stored bytes,
+        from GENESIS on: a changed, missing or moved record breaks the link at its seq (the
+        bytes name their own seq and prev_hash, so they cannot be moved intact).
+        """
         expected, head, reason = self.length, self.head, None
         link = bytes.fromhex(head)
-        for seq, at, kind, subject, event_id, payload, prev_hash, stored in rows:
+        sha256 = _sha256
+        for seq, body, stored in rows:
             if seq != expected:
                 reason = f"record {expected} is missing or out of place (found {seq})"
-            elif prev_hash != head:
-                reason = "prev_hash is not the previous record's hash"
-            else:
-                hasher = _sha256(link)
-                hasher.update(canonical(seq, at, kind, subject, event_id, payload, prev_hash))
-                link = hasher.digest()
-                reason = None if link.hex() == stored else "hash does not match the record's contents"
-            if reason is not None:
+                break
+            link = sha256(link + body).digest()
+            if link.hex() != stored:
+                reason = "hash does not match the record's contents"
                 break
             expected, head = expected + 1, stored
         self.length, self.head = expected, head

@@ -21,6 +21,10 @@ class LedgerRows(Protocol):
         """The stored records from seq 0 in seq order, in chunks."""
         ...
 
+    def underived_columns(self) -> list[str]:
+        """Columns served beside the hashed bytes that no longer come from them."""
+        ...
+
 
 @dataclass(frozen=True)
 class VerifyReport:
@@ -61,9 +65,9 @@ class _CheckpointCheck:
 
     def _grow(self, rows: list[Row]) -> None:
         if rows:
-            self.size, self.last_hash = rows[-1][0] + 1, rows[-1][7]
+            self.size, self.last_hash = rows[-1][0] + 1, rows[-1][2]
             if self.frontier is not None:
-                self.frontier.extend([bytes.fromhex(row[7]) for row in rows])
+                self.frontier.extend([bytes.fromhex(row[2]) for row in rows])
 
     def _check(self, head: Checkpoint) -> None:
         if not self._signed(head):
@@ -92,6 +96,10 @@ def verify_ledger(
     merkle: bool = False,
 ) -> VerifyReport:
     """Verify from seq 0; `merkle` also recomputes every checkpoint's Merkle root (slower)."""
+    if underived := ledger.underived_columns():
+        # The hashed bytes would still verify, but what is served and queried could differ.
+        reason = f"columns {', '.join(underived)} are no longer generated from the hashed bytes"
+        return VerifyReport(False, 0, GENESIS, 0, reason, 0)
     chain, heads = ChainCheck(), _CheckpointCheck(checkpoints, signer, merkle)
     for rows in ledger.rows():
         before = chain.length
