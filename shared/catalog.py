@@ -28,6 +28,12 @@ class Purpose(BaseModel):
     # grant recorded under a lower one is asked for again (the preference center).
     notice: str = ""
     notice_version: int = Field(1, ge=1)
+    # The same notice in other languages, by language code (`de`); shown to a customer reading
+    # the page in that language. A translation is of the current version: change both together.
+    notice_translations: dict[str, str] = {}
+
+    def notice_in(self, lang: str) -> str:
+        return self.notice_translations.get(lang) or self.notice
 
     def default_for(self, jurisdiction: Jurisdiction | None) -> ConsentStatus:
         """The status without any record; denied unless the catalog says otherwise (fail closed)."""

@@ -106,6 +106,7 @@ class PurposeOut(BaseModel):
     data_categories: list[str]
     notice: str
     notice_version: int
+    notice_translations: dict[str, str]
 
 
 class PurposesOut(BaseModel):

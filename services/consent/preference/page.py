@@ -203,7 +203,7 @@ def notice_state(purpose: Purpose, state: PurposeState) -> str:
 
 def _notice(lang: str, purpose: Purpose, state: PurposeState) -> str:
     """The notice's text and version, and the version the customer agreed to (while they allow it)."""
-    words = escape(purpose.notice)
+    words = escape(purpose.notice_in(lang))
     version = escape(text(lang, "notice_version").format(version=purpose.notice_version))
     agreed = state.notice_version if state.effective else None
     shown = escape(text(lang, "notice_agreed").format(version=agreed)) if agreed else ""

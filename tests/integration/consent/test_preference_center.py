@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 
 from services.consent.preference.links import KEY_FILE, LinkClaims, PreferenceLinks
 from services.consent.preference.messages import MESSAGES
+from shared.catalog import load_catalog
 from shared.events import ConsentChanged, utcnow
 from tests.integration.consent.conftest import WRITER, choice, for_key, link, purpose, put, read_topic, topic
 from tests.support import ServiceProcess
@@ -169,6 +170,9 @@ def test_a_german_browser_gets_the_german_page(consent, browser, customer) -> No
     expect(page.locator("html")).to_have_attribute("lang", "de")
     expect(page.get_by_role("heading", level=1)).to_have_text(MESSAGES["de"]["title"])
     email = purpose(page, "marketing_email")
+    shipped = load_catalog().get("marketing_email")
+    assert shipped is not None
+    expect(email.locator(".notice-text")).to_have_text(shipped.notice_translations["de"])
     email.get_by_role("button", name=MESSAGES["de"]["allow"]).click()
     expect(email.locator(".outcome")).to_have_text(MESSAGES["de"]["saved_published"])
     expect(email.get_by_role("button")).to_have_text(MESSAGES["de"]["withdraw"])

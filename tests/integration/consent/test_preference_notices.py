@@ -24,7 +24,7 @@ def _catalog_with_a_newer_email_notice(path: Path) -> Path:
     shipped = load_catalog().model_dump(mode="json")
     for item in shipped["purposes"]:
         if item["id"] == "marketing_email":
-            item.update(notice=NEW_NOTICE, notice_version=2)
+            item.update(notice=NEW_NOTICE, notice_version=2, notice_translations={})
     path.write_text(yaml.safe_dump(shipped))
     return path
 

@@ -133,7 +133,8 @@ def test_the_page_lists_segments_with_why_or_says_none_or_unavailable() -> None:
 
 NOTICED = PurposeCatalog.model_validate(
     {"purposes": [{"id": "news", "description": "News", "lawful_basis": "consent", "defaults": {},
-                   "retention_days": 30, "notice": "We write to you <weekly>.", "notice_version": 3}]}
+                   "retention_days": 30, "notice": "We write to you <weekly>.", "notice_version": 3,
+                   "notice_translations": {"de": "Wir schreiben Ihnen <wöchentlich>."}}]}
 )  # fmt: skip
 
 
@@ -197,3 +198,11 @@ def test_amounts_are_worded_in_the_shops_currency(lang: str, words: str) -> None
         {"kind": "condition", "feature": "total_spend", "op": "!=", "value": 70},
     ]}}  # fmt: skip
     assert segment_reason(lang, segment, partial(purpose_title, lang), "USD") == words
+
+
+def test_the_notice_is_shown_in_the_pages_language_when_the_catalog_has_it() -> None:
+    state = {"news": PurposeState(status="granted", effective=True, notice_version=3)}
+    german = render_page("de", NOTICED, state, "/preferences/t", False, segments=[], currency="EUR")
+    assert "Wir schreiben Ihnen &lt;wöchentlich&gt;." in german and "Fassung 3 des Hinweises." in german
+    english = render_page("en", NOTICED, state, "/preferences/t", False, segments=[], currency="EUR")
+    assert "We write to you &lt;weekly&gt;." in english and "wöchentlich" not in english
