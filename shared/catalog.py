@@ -118,7 +118,7 @@ class PreferenceCatalog(BaseModel):
 
 
 def load_preference_catalog(path: Path | None = None) -> PreferenceCatalog:
-    """The preference catalog at `path` (PREFERENCES_FILE), else the shipped default."""
+    """The preference catalog at `path` (CONSENT_PREFERENCES_FILE), else the shipped default."""
     return PreferenceCatalog.model_validate(_load_yaml(path, "preferences.yaml"))
 
 

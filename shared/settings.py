@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlparse
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import failpoints
@@ -15,6 +15,13 @@ from shared.files import private_directory
 _REDIS_SCHEMES = {"redis", "rediss", "unix"}
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 KafkaSaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
+
+
+def renamed(name: str, *old_names: str, **field: Any) -> Any:
+    """A setting whose variable was renamed (to the naming rule of docs/contract.md, Settings):
+    `name` is read first, then each old name, so an environment written for an older release
+    keeps working. The field must be called `name`, so code and tests use one spelling."""
+    return Field(validation_alias=AliasChoices(name, *old_names), **field)
 
 
 class ServiceSettings(BaseSettings):

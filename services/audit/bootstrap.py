@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 class AuditRuntime:
     def __init__(self, settings: AuditSettings) -> None:
         self.settings = settings
-        self.engine = make_engine(settings.database_url())
+        self.engine = make_engine(settings.db_url)
         self.ledger = SqlLedgerStore(self.engine)
         self.checkpoints = SqlCheckpointStore(self.engine)
         self.signer = Ed25519Signer.from_data_dir(settings.ensure_data_dir())
@@ -59,7 +59,7 @@ class AuditRuntime:
         if written := await asyncio.to_thread(self.ledger.backfill_nodes):
             log.info("stored the Merkle nodes of existing records", extra={"nodes": written})
         checkpoint = self.checkpointer.checkpoint
-        interval = self.settings.checkpoint_interval
+        interval = self.settings.audit_checkpoint_interval_s
         self.supervisor.every("checkpointer", interval, lambda: asyncio.to_thread(checkpoint), first_now=True)
         self.supervisor.spawn("kafka-connect", self._connect_kafka)
 

@@ -29,7 +29,7 @@ def verify(
 ) -> None:
     """Verify the ledger (AUDIT_DB_URL or $DATA_DIR/audit.db): exit 0 when intact, 1 when not."""
     settings = AuditSettings()
-    url = settings.database_url()
+    url = settings.db_url
     sqlite_file = make_url(url).database if url.startswith("sqlite") else None
     if sqlite_file is not None and not Path(sqlite_file).exists():
         _no_ledger(url)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, renamed
 
 
 class AuditSettings(ServiceSettings):
     audit_port: int = Field(8003, ge=1, le=65535)
-    # `sqlite:///$DATA_DIR/audit.db` when unset; `postgresql://…` in production.
+    # `sqlite:///$DATA_DIR/audit.db` when unset (`db_url`); `postgresql://…` in production.
     audit_db_url: str | None = None
-    # A new signed checkpoint is made this often (seconds) whenever the ledger has grown.
-    checkpoint_interval: float = Field(10.0, gt=0, le=3600)
+    # A new signed checkpoint is made this often whenever the ledger has grown.
+    audit_checkpoint_interval_s: float = renamed(
+        "audit_checkpoint_interval_s", "checkpoint_interval", default=10.0, gt=0, le=3600
+    )
     # Most source records appended in one transaction (and fetched in one poll).
     audit_batch_size: int = Field(1000, ge=1, le=50_000)
     # Proofs and verifications served at once; one more is a 503 with Retry-After, so a burst
@@ -20,11 +22,12 @@ class AuditSettings(ServiceSettings):
     audit_heavy_requests: int = Field(4, ge=1, le=256)
 
     @property
-    def consumer_group(self) -> str:
-        return f"{self.topic_prefix}segwarden-audit"
-
-    def database_url(self) -> str:
+    def db_url(self) -> str:
         if self.audit_db_url:
             return self.audit_db_url
         self.ensure_data_dir()
         return self.sqlite_url("audit.db")
+
+    @property
+    def consumer_group(self) -> str:
+        return f"{self.topic_prefix}segwarden-audit"

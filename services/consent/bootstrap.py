@@ -67,26 +67,28 @@ class ConsentRuntime:
             # The service is built below (it hands commits to the relay); the relay reads states through it.
             state_page=lambda after, limit: self.service.state_page(after, limit),
             ensure_topics=lambda: asyncio.to_thread(ensure_topics, settings),
-            poll_interval=settings.consent_outbox_poll_interval,
+            poll_interval=settings.consent_outbox_poll_interval_s,
             # Replicas share a PostgreSQL database; SQLite is one process per file.
             peer_poll_interval=PEER_POLL_SECONDS if self.engine.dialect.name == "postgresql" else None,
-            retention=timedelta(seconds=settings.consent_outbox_retention_seconds),
+            retention=timedelta(seconds=settings.consent_outbox_retention_s),
         )
         policy = ConsentPolicy(load_catalog(settings.purposes_file))
         self.pseudonym_key = load_pseudonym_key(settings)
         store = SqlConsentStore(self.engine)
         self.service = ConsentService(
-            store, policy, self.pseudonym_key, self.relay, settings.consent_publish_wait
+            store, policy, self.pseudonym_key, self.relay, settings.consent_publish_wait_s
         )
         self.preferences = StatedPreferences(
-            SqlStatedPreferences(store), load_preference_catalog(settings.preferences_file), self.service
+            SqlStatedPreferences(store),
+            load_preference_catalog(settings.consent_preferences_file),
+            self.service,
         )
         self.peers = HttpPeerExport(
             settings.segmenter_url,
             settings.audit_url,
             settings.delivery_url,
             internal_token(settings),
-            settings.consent_export_timeout,
+            settings.consent_export_timeout_s,
         )
         self.recent_choices = RecentChoices(self.service, self.engine, self.peers)
         self.feelings = DataUseFeelings(
@@ -97,7 +99,7 @@ class ConsentRuntime:
             PreferenceLinks(load_link_key(settings)),
             SqlLinkGenerations(self.engine),
             self.pseudonym_key,
-            settings.preference_link_ttl,
+            settings.consent_preference_link_ttl_s,
         )
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
@@ -114,10 +116,10 @@ class ConsentRuntime:
         supervisor.spawn("kafka-connect", self._connect)
         supervisor.spawn("relay", self._run_relay)
         supervisor.spawn("requests-consumer", self._run_consumer)
-        expiry_interval = self.settings.consent_expiry_interval
+        expiry_interval = self.settings.consent_expiry_interval_s
         supervisor.every("expiry", expiry_interval, partial(expire_all_lapsed, self.service), first_now=True)
         retention = partial(retire_all_past_retention, self.service, self.retention_runs)
-        supervisor.every("retention", self.settings.consent_retention_interval, retention, first_now=True)
+        supervisor.every("retention", self.settings.consent_retention_interval_s, retention, first_now=True)
         gauges = partial(sample_outbox_once, self.outbox)
         supervisor.every("outbox-gauges", OUTBOX_SAMPLE_SECONDS, gauges, first_now=True)
 
@@ -172,7 +174,7 @@ class ConsentRuntime:
         return make_consumer(
             self.settings,
             self.names.name(topics.CONSENT_REQUESTS),
-            group_id=f"{self.settings.topic_prefix}segwarden-consent",
+            group_id=self.settings.consumer_group,
             client_id="segwarden-consent",
         )
 

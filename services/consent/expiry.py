@@ -11,7 +11,7 @@ from shared.retention_runs import RetentionRuns
 
 
 async def expire_all_lapsed(service: ConsentService) -> None:
-    """Expire what has lapsed; run every CONSENT_EXPIRY_INTERVAL by the service's supervisor,
+    """Expire what has lapsed; run every CONSENT_EXPIRY_INTERVAL_S by the service's supervisor,
     which logs a store outage, shows it on /readyz and tries again."""
     while await service.expire_lapsed():
         pass  # a full batch may leave more lapsed grants behind
@@ -19,7 +19,7 @@ async def expire_all_lapsed(service: ConsentService) -> None:
 
 async def retire_all_past_retention(service: ConsentService, runs: RetentionRuns) -> None:
     """Retire what outlived its retention, then record the run in the ledger (counts only); run
-    every CONSENT_RETENTION_INTERVAL, supervised."""
+    every CONSENT_RETENTION_INTERVAL_S, supervised."""
     started, customers, rows = utcnow(), 0, Counter[str]()
     while True:  # a full batch may leave more customers behind
         retired, retired_rows = await service.retire_history()

@@ -19,7 +19,7 @@ PUBLISH_ERRORS = Counter(
 )
 PUBLISH_WAIT_TIMEOUTS = Counter(
     "segwarden_consent_publish_wait_timeouts_total",
-    "Requests answered before their change was published (CONSENT_PUBLISH_WAIT passed; the outbox"
+    "Requests answered before their change was published (CONSENT_PUBLISH_WAIT_S passed; the outbox"
     " publishes it later).",
 )
 PUBLISH_WAIT_SECONDS = Histogram(

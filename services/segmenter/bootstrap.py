@@ -140,7 +140,7 @@ class SegmenterRuntime:
         self.consent = KafkaConsentFollower(
             settings,
             names.name(CONSENT_CHANGES),
-            f"{settings.topic_prefix}segwarden-segmenter-consent",
+            f"{settings.consumer_group}-consent",
             lambda record: handle_or_dead_letter(
                 dead_letters, CONSENT_CHANGES.base, [record], for_each(handlers.on_consent_change)
             ),
@@ -167,13 +167,13 @@ class SegmenterRuntime:
         self.reevaluator.mark(s.id for s in self.registry.all())
         supervisor.spawn(REEVALUATION_TASK, self.reevaluator.run)
         supervisor.spawn("expiry", self.expiry.run)
-        supervisor.every("sweep", settings.sweep_interval_s, sweeper.sweep_once)
-        supervisor.every("compliance", settings.compliance_interval_s, sweeper.compliance_once)
+        supervisor.every("sweep", settings.segmenter_sweep_interval_s, sweeper.sweep_once)
+        supervisor.every("compliance", settings.segmenter_compliance_interval_s, sweeper.compliance_once)
         runs = KafkaRetentionRuns(self._started_producer, names)
         retention = RetentionJob(
             self.store, self.registry, self.membership, self.retention, sweeper.owned, runs
         )
-        supervisor.every("retention", settings.retention_interval_s, retention.run_once)
+        supervisor.every("retention", settings.segmenter_retention_interval_s, retention.run_once)
         supervisor.every("lag", LAG_INTERVAL_S, self._record_lag)
         supervisor.every(
             "model-watch",

@@ -47,14 +47,14 @@ def create_stream_app(settings: SegmenterSettings, handlers: StreamHandlers) -> 
     and dead-letters an input that fails otherwise (shared.supervise.handle_or_dead_letter)."""
     names = topic_names(settings)
     app = SegmenterFaustApp(
-        f"{settings.topic_prefix}segwarden-segmenter",
+        settings.consumer_group,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
         broker_credentials=faust_credentials(settings),
         # faust's default data directory is relative to the working directory.
         datadir=str(settings.data_dir.resolve() / "faust"),
         web_enabled=False,
         web_bind="127.0.0.1",
-        web_port=settings.faust_web_port,
+        web_port=settings.segmenter_faust_web_port,
         broker_session_timeout=settings.kafka_session_timeout_ms / 1000,
         broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
         broker_rebalance_timeout=settings.kafka_session_timeout_ms / 1000,
@@ -74,7 +74,10 @@ def create_stream_app(settings: SegmenterSettings, handlers: StreamHandlers) -> 
 
     @app.agent(topic(CUSTOMER_EVENTS), name="customer-events")
     async def customer_events(stream: Any) -> None:
-        async for batch in stream.take_events(settings.event_batch_size, within=settings.event_batch_wait_s):
+        batches = stream.take_events(
+            settings.segmenter_event_batch_size, within=settings.segmenter_event_batch_wait_s
+        )
+        async for batch in batches:
             records = [as_record(e) for e in batch]
             await handle_or_dead_letter(
                 handlers.dead_letters, CUSTOMER_EVENTS.base, records, handlers.on_events
@@ -107,7 +110,7 @@ def on_assignment(
     app: SegmenterFaustApp, settings: SegmenterSettings, follow: Callable[[list[int]], Awaitable[None]]
 ) -> None:
     """Call `follow` with the owned partitions whenever faust's assignment changes, and set the
-    owned-partitions gauge then (the sweep sets it too, but only every SWEEP_INTERVAL_S)."""
+    owned-partitions gauge then (the sweep sets it too, but only every SEGMENTER_SWEEP_INTERVAL_S)."""
 
     async def revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         # Before the partitions move on: stop reading them (the new owner starts after this).

@@ -25,7 +25,7 @@ async def test_every_metric_in_alerts_and_dashboards_is_exposed_after_traffic(
     start_service, compose_env
 ) -> None:
     # Segment sizes are refreshed by the segmenter's sweep (30 s by default): sooner here.
-    compose_env["segmenter"]["SWEEP_INTERVAL_S"] = "2"
+    compose_env["segmenter"]["SEGMENTER_SWEEP_INTERVAL_S"] = "2"
     stack = start_stack(start_service, compose_env)
     await opt_out_traffic(stack)
     needed = names_in(alert_exprs() + dashboard_exprs())

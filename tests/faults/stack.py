@@ -22,10 +22,14 @@ from tests.support import OwnRedis, ServiceProcess, wait_for
 ADMIN = {"Authorization": "Bearer admin-token-0001"}
 # Periodic repair is slow on purpose (production-like): recovery must come from the paths under test,
 # not from a sweep or a compliance scan that happens to run within the quiescence bound.
-SEGMENTER_ENV = {"SWEEP_INTERVAL_S": "30", "COMPLIANCE_INTERVAL_S": "60", "EVENT_BATCH_WAIT_S": "0.05"}
+SEGMENTER_ENV = {
+    "SEGMENTER_SWEEP_INTERVAL_S": "30",
+    "SEGMENTER_COMPLIANCE_INTERVAL_S": "60",
+    "SEGMENTER_EVENT_BATCH_WAIT_S": "0.05",
+}
 REARMS = 5
 SEGMENT_IDS = [s.segment_id for s in SEGMENTS]
-CONSENT_ENV = {"CONSENT_EXPIRY_INTERVAL": "1", "CONSENT_OUTBOX_POLL_INTERVAL": "0.5"}
+CONSENT_ENV = {"CONSENT_EXPIRY_INTERVAL_S": "1", "CONSENT_OUTBOX_POLL_INTERVAL_S": "0.5"}
 
 
 @dataclass

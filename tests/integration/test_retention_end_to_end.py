@@ -74,8 +74,8 @@ def test_a_customer_past_a_one_day_retention_is_let_go_by_both_services_and_the_
         wait_for(lambda: [a for a, _ in announced()] == ["joined"], timeout=90, what="the join")
 
         # Now, on the real clock, with the jobs every half second.
-        restart_on_the_real_clock(segmenter, RETENTION_INTERVAL_S="0.5")
-        restart_on_the_real_clock(consent, CONSENT_RETENTION_INTERVAL="0.5")
+        restart_on_the_real_clock(segmenter, SEGMENTER_RETENTION_INTERVAL_S="0.5")
+        restart_on_the_real_clock(consent, CONSENT_RETENTION_INTERVAL_S="0.5")
         wait_for(lambda: len(announced()) == 2, timeout=90, what="the leave")
         assert announced()[1] == ("left", "retention_expired")
     finally:

@@ -38,7 +38,7 @@ async def put_consent(
 ) -> RecordedConsentOut:
     """Record a choice; `Sec-GPC: 1` also denies every sale/share purpose (reason gpc).
 
-    Answers once the change is on consent.changes (at most CONSENT_PUBLISH_WAIT seconds; then
+    Answers once the change is on consent.changes (at most CONSENT_PUBLISH_WAIT_S seconds; then
     `pending_publication` is true and the outbox publishes it when the broker is back)."""
     command = RecordConsent(
         customer_id=customer_id,

@@ -113,10 +113,10 @@ Claims = Annotated[LinkClaims, Depends(link_claims)]
 async def create_link(
     customer_id: CustomerId, body: PreferenceLinkRequest, request: Request, access: AccessDep
 ) -> PreferenceLinkOut:
-    """A signed link to the customer's preference center, valid PREFERENCE_LINK_TTL seconds."""
+    """A signed link to the customer's preference center, valid CONSENT_PREFERENCE_LINK_TTL_S seconds."""
     token, expires = await access.issue(customer_id, body.jurisdiction, body.policy_version, utcnow())
     settings: ConsentSettings = request.app.state.runtime.settings
-    base = (settings.preference_center_url or str(request.base_url)).rstrip("/")
+    base = (settings.consent_preference_center_url or str(request.base_url)).rstrip("/")
     return PreferenceLinkOut(url=f"{base}/preferences/{token}", expires_at=expires)
 
 
@@ -274,7 +274,7 @@ async def _gpc_already_recorded(service: ConsentService, customer_id: str, purpo
 
 def _currency(request: Request) -> str:
     settings: ConsentSettings = request.app.state.runtime.settings
-    return settings.shop_currency
+    return settings.consent_shop_currency
 
 
 def _choice(claims: LinkClaims, status: Status, notice_version: int | None = None) -> ConsentChoice:

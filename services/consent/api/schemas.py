@@ -70,7 +70,7 @@ class RecordedConsentOut(ConsentRecordOut):
     pending_publication: bool = Field(
         False,
         description="true when the answer came before the change was on consent.changes (the broker"
-        " was away for CONSENT_PUBLISH_WAIT seconds); the outbox publishes it once the broker is back",
+        " was away for CONSENT_PUBLISH_WAIT_S seconds); the outbox publishes it once the broker is back",
     )
 
 

@@ -65,7 +65,7 @@ class PreferenceLinks:
 
 
 def load_link_key(settings: ConsentSettings) -> bytes:
-    """PREFERENCE_LINK_KEY when set (replicas must share it), else the key generated into DATA_DIR."""
-    if settings.preference_link_key is not None:
-        return settings.preference_link_key.get_secret_value().encode()
+    """CONSENT_PREFERENCE_LINK_KEY when set (replicas must share it), else the key generated into DATA_DIR."""
+    if settings.consent_preference_link_key is not None:
+        return settings.consent_preference_link_key.get_secret_value().encode()
     return read_or_create_secret(settings.data_dir / KEY_FILE, Fernet.generate_key).strip()

@@ -1,6 +1,6 @@
 """Why the customer is in a segment, in plain words: the segmenter's explanation (its `reason`
 parts) and the segment's required purposes, worded from the message catalog (pure). Amounts are
-in the shop's currency (SHOP_CURRENCY): the segmenter sums purchase amounts as sent."""
+in the shop's currency (CONSENT_SHOP_CURRENCY): the segmenter sums purchase amounts as sent."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ def database_env(request: pytest.FixtureRequest) -> dict[str, str]:
 def test_records_every_source_event_once_verifiably(
     start_service, sources, database_env, kafka_bootstrap, topic_prefix, service_env
 ) -> None:
-    audit = start_service("audit", CHECKPOINT_INTERVAL="1", **database_env).wait_ready()
+    audit = start_service("audit", AUDIT_CHECKPOINT_INTERVAL_S="1", **database_env).wait_ready()
     assert_auth_and_validation(audit.url)
     customers = [f"c-{i}" for i in range(5)]
     sent: list[SourceEvent] = [definition("eu-high-value"), definition("loyal-sms", ("marketing_sms",))]

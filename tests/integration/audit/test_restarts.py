@@ -71,7 +71,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(start_service, sources)
 def test_a_stack_restart_on_a_fresh_broker_keeps_ledger_key_and_audit_log(
     start_service, sources, topic_prefix
 ) -> None:
-    audit = start_service("audit", CHECKPOINT_INTERVAL="1").wait_ready()
+    audit = start_service("audit", AUDIT_CHECKPOINT_INTERVAL_S="1").wait_ready()
     ids = produce(sources, 20, chunk=20)
     wait_for(lambda: ledger_length(audit.url) == len(ids), what="20 records")
     before = httpx.post(f"{audit.url}/v1/audit/checkpoint", headers=AUDITOR).json()

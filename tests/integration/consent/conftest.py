@@ -32,8 +32,8 @@ def consent_env(kafka_bootstrap: str, redis_url: str, data_dir: Path, **override
         "DATA_DIR": str(data_dir),
         "AUTH_TOKENS": ",".join(f"{token}={scopes}" for token, scopes in TEST_TOKENS.items()),
         "INTERNAL_TOKEN": "admin-token-0001",
-        "CONSENT_EXPIRY_INTERVAL": "1",
-        "CONSENT_OUTBOX_POLL_INTERVAL": "0.5",
+        "CONSENT_EXPIRY_INTERVAL_S": "1",
+        "CONSENT_OUTBOX_POLL_INTERVAL_S": "0.5",
         # Closed ports, so the export's "unavailable" path is tested even if a stack runs on 8002/8003.
         "SEGMENTER_URL": f"http://127.0.0.1:{free_port()}",
         "AUDIT_URL": f"http://127.0.0.1:{free_port()}",

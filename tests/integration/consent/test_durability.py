@@ -85,7 +85,7 @@ def test_sigkill_between_commit_and_publish_loses_nothing_and_duplicates_nothing
 ) -> None:
     # The broker is unreachable, so every change stays committed-but-unpublished until the kill.
     service = start_service(
-        "consent", KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}", CONSENT_PUBLISH_WAIT="0.1"
+        "consent", KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}", CONSENT_PUBLISH_WAIT_S="0.1"
     )
     wait_for(lambda: _metric(service, "segwarden_consent_outbox_pending") is not None, what="HTTP up")
     ready = httpx.get(f"{service.url}/readyz").json()
@@ -232,7 +232,7 @@ def _killed(service) -> None:
 def test_a_kill_at_the_after_commit_failpoint_publishes_the_change_exactly_once(
     start_service, kafka_bootstrap, request, customer, database: str
 ) -> None:
-    env = {"FAILPOINTS": "consent.after_commit=kill", "CONSENT_OUTBOX_POLL_INTERVAL": "30"}
+    env = {"FAILPOINTS": "consent.after_commit=kill", "CONSENT_OUTBOX_POLL_INTERVAL_S": "30"}
     if database == "postgresql":
         env["CONSENT_DB_URL"] = request.getfixturevalue("postgres_url")
     service = start_service("consent", **env).wait_ready()

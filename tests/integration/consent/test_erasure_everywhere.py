@@ -210,7 +210,9 @@ def test_a_sigkill_between_the_erasures_commit_and_its_publish_still_erases_ever
 ) -> None:
     # The grants are commits 1 and 2, the erasure commit 3: killed once it is committed, before
     # the relay is handed it (its fallback poll is too slow to publish it first) and before the 202.
-    consent = stack.start_consent(FAILPOINTS="consent.after_commit=kill@3", CONSENT_OUTBOX_POLL_INTERVAL="30")
+    consent = stack.start_consent(
+        FAILPOINTS="consent.after_commit=kill@3", CONSENT_OUTBOX_POLL_INTERVAL_S="30"
+    )
     stack.join_everywhere(consent, raw_id)
     with pytest.raises(httpx.HTTPError):
         httpx.post(f"{consent.url}/v1/customers/{raw_id}/erasure", headers=DSR, timeout=30)

@@ -36,7 +36,7 @@ def stack(
             tmp / "consent-data",
             TOPIC_PREFIX=segmenter.env["TOPIC_PREFIX"],
             SEGMENTER_URL=segmenter.url,
-            SHOP_CURRENCY="CHF",  # the "why" words amounts in the shop's currency
+            CONSENT_SHOP_CURRENCY="CHF",  # the "why" words amounts in the shop's currency
         )
         consent = ServiceProcess("consent", env, tmp / "consent.log")
         try:

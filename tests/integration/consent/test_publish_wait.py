@@ -32,7 +32,7 @@ def test_a_put_answers_only_once_its_change_is_published(start_service, kafka_bo
     # The relay's first two publishes fail (a broker hiccup): the old code answered at commit,
     # with the denial still in the outbox, where no admission barrier can see it.
     service = start_service(
-        "consent", FAILPOINTS="consent.relay_publish=raise@1x2", CONSENT_PUBLISH_WAIT="20"
+        "consent", FAILPOINTS="consent.relay_publish=raise@1x2", CONSENT_PUBLISH_WAIT_S="20"
     ).wait_ready()
     for status in ("granted", "denied"):
         response = put(service, customer, "marketing_email", choice(status))
@@ -49,7 +49,7 @@ def test_a_put_answers_only_once_its_change_is_published(start_service, kafka_bo
 
 def test_a_put_answers_after_the_wait_when_the_broker_cannot_take_it(start_service, customer) -> None:
     service = start_service(
-        "consent", FAILPOINTS="consent.relay_publish=raise@1x100000", CONSENT_PUBLISH_WAIT="0.5"
+        "consent", FAILPOINTS="consent.relay_publish=raise@1x100000", CONSENT_PUBLISH_WAIT_S="0.5"
     ).wait_ready()
     response = put(service, customer, "marketing_email", choice("granted"))  # a change: it publishes
     assert response.status_code == 200

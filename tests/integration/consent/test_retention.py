@@ -1,5 +1,5 @@
 """The retention job in a real consent process: history past its purpose's retention is
-pseudonymized at start and every CONSENT_RETENTION_INTERVAL; the choice in force stays; each
+pseudonymized at start and every CONSENT_RETENTION_INTERVAL_S; the choice in force stays; each
 run reaches the audit ledger as a `retention_run` record, counts only."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def test_history_older_than_its_retention_is_pseudonymized_by_the_job(
     service.stop()
     for name in ("LD_PRELOAD", "FAKETIME", "FAKETIME_DONT_FAKE_MONOTONIC", "NO_FAKE_STAT"):
         del service.env[name]
-    service.env["CONSENT_RETENTION_INTERVAL"] = "0.5"
+    service.env["CONSENT_RETENTION_INTERVAL_S"] = "0.5"
     service.start().wait_ready()
 
     audit = start_service("audit").wait_ready(90)

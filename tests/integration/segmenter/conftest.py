@@ -24,7 +24,7 @@ from tests.conftest import TEST_TOKENS
 from tests.support import TEST_PSEUDONYM_KEY, ServiceProcess
 
 ADMIN = {"Authorization": "Bearer admin-token-0001"}
-FAST = {"SWEEP_INTERVAL_S": "0.5", "COMPLIANCE_INTERVAL_S": "1"}
+FAST = {"SEGMENTER_SWEEP_INTERVAL_S": "0.5", "SEGMENTER_COMPLIANCE_INTERVAL_S": "1"}
 
 
 async def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:

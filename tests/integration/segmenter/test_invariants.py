@@ -93,6 +93,6 @@ async def test_survivor_takes_over_a_killed_worker(
 def test_the_owned_partitions_gauge_follows_the_assignment(start_service: Any) -> None:
     """Set when faust assigns the partitions, not only by a sweep (none runs here within the hour):
     rebalance tests and dashboards read it to see who owns what."""
-    segmenter = start_service("segmenter", SWEEP_INTERVAL_S="3600").wait_ready()
+    segmenter = start_service("segmenter", SEGMENTER_SWEEP_INTERVAL_S="3600").wait_ready()
     owned = "segwarden_segmenter_owned_partitions"
     wait_for(lambda: metric(segmenter.url, owned) == 3, 60, "the gauge to show the three partitions")

@@ -17,7 +17,7 @@ from services.segmenter.sweeps import CHUNK
 from tests.integration.segmenter.conftest import ADMIN, Outputs, RedisView, put_segment, wait_until
 from tests.support import ServiceProcess
 
-SLOW = {"SWEEP_INTERVAL_S": "600", "COMPLIANCE_INTERVAL_S": "600"}
+SLOW = {"SEGMENTER_SWEEP_INTERVAL_S": "600", "SEGMENTER_COMPLIANCE_INTERVAL_S": "600"}
 EXPECTED = {"anyone": {"c-1", "c-2"}, "mail": {"c-1"}}
 STEPS = ("events_mid_batch", "after_slot_commit", "after_member_sync", "after_publish")
 

@@ -54,7 +54,7 @@ def _catalog(path: Path) -> Path:
 def aged_segmenter(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[ServiceProcess]:
     """A segmenter whose clock runs three days behind until the test restarts it."""
     env = {**FAST, **FAKED, "PURPOSES_FILE": str(_catalog(tmp_path / "purposes.yaml"))}
-    env["RETENTION_INTERVAL_S"] = "0.5"
+    env["SEGMENTER_RETENTION_INTERVAL_S"] = "0.5"
     with module_segmenter(kafka_bootstrap, redis_url, tmp_path, **env) as service:
         yield service
 

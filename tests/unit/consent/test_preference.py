@@ -127,7 +127,7 @@ def test_the_page_lists_segments_with_why_or_says_none_or_unavailable() -> None:
     render = partial(render_page, "en", catalog, {}, "/preferences/t", False, currency="CHF")
     html = render([SPENDERS | {"name": "<b>Big</b>"}])
     assert '<li class="segment" data-segment="big_spenders"><h3>&lt;b&gt;Big&lt;/b&gt;</h3>' in html
-    assert "Why: you spent at least 100 CHF" in html  # the shop's currency (SHOP_CURRENCY)
+    assert "Why: you spent at least 100 CHF" in html  # the shop's currency (CONSENT_SHOP_CURRENCY)
     assert 'data-segments="none"' in render([]) and 'data-segments="unavailable"' in render(None)
 
 
