@@ -138,6 +138,20 @@ def _redis_server_binary() -> str:
     )
 
 
+def start_redis_server(binary: str, port: int, data_dir: Path) -> subprocess.Popen[bytes]:
+    """A redis-server on 127.0.0.1:`port` that keeps nothing on disk (no snapshot, no append-only
+    file: a restart starts empty), in its own session so a Ctrl-C to the caller does not stop it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    return subprocess.Popen(
+        [*command, "--dir", str(data_dir.resolve())],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def ensure_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes] | None:
     """Use the Redis on `url`; start a local redis-server when none answers and the URL is local.
 
@@ -149,27 +163,7 @@ def ensure_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes] | None:
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
     if host not in {"127.0.0.1", "localhost", "::1"}:
         raise InfrastructureError(f"REDIS_URL: no Redis answers at {host}:{port}")
-    binary = _redis_server_binary()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(data_dir.resolve()),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = start_redis_server(_redis_server_binary(), port, data_dir)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if redis_answers(url):

@@ -17,7 +17,7 @@ import pytest
 import redis
 from kafka import KafkaConsumer
 
-from shared.embedded import free_port, redis_answers
+from shared.embedded import free_port, redis_answers, start_redis_server
 from shared.events import ModelTrained
 
 # The pseudonym key of stores the tests build themselves (services load their own).
@@ -148,25 +148,7 @@ class OwnRedis:
     def start(self) -> OwnRedis:
         binary = shutil.which("redis-server")
         assert binary, "tests that lose Redis need redis-server on PATH (make test installs it)"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        command = [
-            binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]
-        self.process = subprocess.Popen(
-            [*command, "--dir", str(self.data_dir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        self.process = start_redis_server(binary, self.port, self.data_dir)
         wait_for(lambda: self.process is not None and redis_answers(self.url), 10, "the test's redis-server")
         return self
 
