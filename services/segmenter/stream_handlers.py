@@ -61,6 +61,13 @@ def erasure_mark(request: ErasureRequested, record: ConsumerRecord) -> ErasureMa
     return ErasureMark(at_ms, request.sequence)
 
 
+def denial_mark(change: ConsentChanged, record: ConsumerRecord) -> ErasureMark:
+    """The marker of an erasure's denial, like its request's: dated by the change or its record.
+    No sequence: the erasure's other denials, numbered after this one, are recorded at the same
+    instant and so are refused by time (its request, numbered after them all, adds the sequence)."""
+    return ErasureMark(max(int(change.recorded_at.timestamp() * 1000), record.timestamp or 0))
+
+
 def tombstone_mark(record: ConsumerRecord) -> ErasureMark:
     """A consent.state tombstone is written by an erasure only (with its request): its record time."""
     return ErasureMark(max(0, record.timestamp or 0))
@@ -141,7 +148,7 @@ class StreamHandlers:
 
     async def on_consent_change(self, record: ConsumerRecord) -> None:
         """The hot path: record the change, then evict (or admit) at once. A denial of the
-        customer's erasure takes them out of every segment as `erased` (before or after its request)."""
+        customer's erasure erases them (every segment left as `erased`), before or after its request."""
         MESSAGES_CONSUMED.labels(record.topic).inc()
         change = await decode_or_dead_letter(self.dead_letters, record, ConsentChanged)
         if change is None:
@@ -153,11 +160,16 @@ class StreamHandlers:
             return
         snapshot, cause = applied.snapshot, Cause(change.event_id, change.recorded_at)
         if change.reason == "erasure" and applied.changed:
-            every = snapshot.segments | {s.id for s in self.registry.all()}
-            published = await self.membership.evict(change.customer_id, dict.fromkeys(every, "erased"), cause)
-        else:
-            candidates = self.registry.requiring([change.purpose])
-            published = await self.membership.reconcile(snapshot, candidates, ON_CONSENT, cause)
+            # Erased and marked at once, not only evicted: the customer's events still queued
+            # (dated before the erasure) are then refused, where they would otherwise be applied
+            # before the request comes and bring them back into a segment needing no purpose,
+            # to be announced `left` a second time.
+            mark = denial_mark(change, record)
+            published = await self.membership.erase(change.customer_id, record.partition, mark, cause)
+            _observe_evictions(published, state.recorded_at)
+            return
+        candidates = self.registry.requiring([change.purpose])
+        published = await self.membership.reconcile(snapshot, candidates, ON_CONSENT, cause)
         _observe_evictions(published, state.recorded_at)
         await self._track(record.partition, snapshot)
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,9 +25,10 @@ from kafka import KafkaProducer
 from shared.events import CustomerEvent, new_event_id, utcnow
 from tests.conftest import bearer
 from tests.faults.collector import MembershipCollector
-from tests.integration.consent.conftest import choice, put
+from tests.integration.consent.conftest import choice, produce, put
 from tests.integration.consent.test_durability import _killed
 from tests.integration.segmenter.conftest import naming, put_segment
+from tests.integration.segmenter.test_erasure_final import refused, snapshot_of
 from tests.support import ServiceProcess, wait_for
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
@@ -156,15 +158,22 @@ def redis_naming(stack: Stack, customer: str) -> list[str]:
     return asyncio.run(scan())
 
 
-def assert_erased_everywhere(stack: Stack, consent: ServiceProcess, customer: str, erasure_id: str) -> None:
-    """Nothing holds the raw id; the ledger has the erasure once; each segment announced its leave once."""
+def assert_erased_everywhere(
+    stack: Stack, consent: ServiceProcess, customer: str, erasure_id: str, joined: bool = True
+) -> None:
+    """Nothing holds the raw id; the ledger has the erasure once; each segment the customer joined
+    (every one, unless `joined` is False: an erasure right after signup may come first) announced
+    one leave, `erased`."""
     assert redis_naming(stack, customer) == []
     for segment in stack.segments:
         members = httpx.get(
             f"{stack.segmenter.url}/v1/segments/{segment}/members", headers=bearer(), timeout=10
         )
         assert customer not in members.text
-        assert stack.announced(customer, segment)[1:] == [("left", "erased")], segment
+        announced = stack.announced(customer, segment)
+        if joined or announced:
+            assert [action for action, _ in announced[:1]] == ["joined"], (segment, announced)
+            assert announced[1:] == [("left", "erased")], (segment, announced)
     records = httpx.get(
         f"{stack.audit.url}/v1/audit",
         params={"customer_id": customer, "kind": "erasure_request"},
@@ -264,3 +273,45 @@ def test_a_model_trained_before_an_erasure_leaves_no_trace_of_the_customer_under
     assert response.status_code == 202
     receipt = settled_receipt(consent, raw_id)
     assert_erased_everywhere(stack, consent, raw_id, receipt["event_id"])
+
+
+def test_erasures_right_after_signup_then_late_events_and_old_consent_leave_nothing(
+    stack: Stack, raw_id: str
+) -> None:
+    """Issue 12's signup workload through the three services: each customer grants, sends events
+    and is erased at once (the grants may still be in the outbox, the events unapplied); once
+    every erasure is done, events dated before it and an old consent state come late."""
+    consent = stack.start_consent()
+    customers = [f"{n}.{raw_id}" for n in range(8)]
+    before_erasure = {}
+
+    def signup_then_erase(customer: str) -> str:
+        for purpose in PURPOSES:
+            assert put(consent, customer, purpose, choice()).status_code == 200
+        stack.send_events(customer, 3, utcnow())
+        before_erasure[customer] = utcnow()
+        response = httpx.post(f"{consent.url}/v1/customers/{customer}/erasure", headers=DSR, timeout=30)
+        assert response.status_code == 202
+        return str(response.json()["event_id"])
+
+    with ThreadPoolExecutor(len(customers)) as pool:
+        erasures = dict(zip(customers, pool.map(signup_then_erase, customers), strict=True))
+    for customer in customers:
+        assert settled_receipt(consent, customer)["event_id"] == erasures[customer]
+
+    baseline, late = refused(stack.segmenter.url), 5
+    for customer in customers:
+        stack.send_events(customer, late, before_erasure[customer])
+        old = snapshot_of(customer, 1, before_erasure[customer])  # sequence 1: before the erasure's
+        produce(stack.bootstrap, f"{stack.prefix}consent.state", customer, [old])
+    wait_for(
+        lambda: (
+            stack.events_processed() >= len(customers) * (3 + late)
+            and refused(stack.segmenter.url) >= baseline + len(customers) * (late + 1)
+        ),
+        timeout=90,
+        what="every late event and old consent state refused",
+        every=0.5,
+    )
+    for customer in customers:
+        assert_erased_everywhere(stack, consent, customer, erasures[customer], joined=False)
