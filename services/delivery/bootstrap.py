@@ -62,7 +62,7 @@ class DeliveryRuntime:
 
     async def start(self) -> None:
         """Schema and dispatcher now; Kafka in the background (HTTP answers while the broker is away)."""
-        await asyncio.to_thread(self.store.create_schema)
+        await asyncio.to_thread(self.store.migrate, str(self.settings.database_path()))
         self.supervisor.spawn("dispatcher", self.dispatcher.run)
         self.supervisor.spawn("kafka-connect", self._connect_kafka)
 

@@ -99,6 +99,7 @@ class FaultStack:
             # Closed ports: no peer answers the consent export.
             "SEGMENTER_URL": f"http://127.0.0.1:{free_port()}",
             "AUDIT_URL": f"http://127.0.0.1:{free_port()}",
+            "DELIVERY_URL": f"http://127.0.0.1:{free_port()}",
         }
         if name == "consent":
             common |= {"CONSENT_DB_URL": self.postgres_url, **CONSENT_ENV}

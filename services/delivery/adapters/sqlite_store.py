@@ -1,5 +1,6 @@
 """SqliteDeliveryStore: destinations, each customer's consent and memberships, holdings and the
-webhook outbox, in one SQLite file under DATA_DIR. Blocking: call it through `asyncio.to_thread`."""
+webhook outbox, in one SQLite file under DATA_DIR, its schema upgraded by alembic
+(services/delivery/migrations). Blocking: call it through `asyncio.to_thread`."""
 
 from __future__ import annotations
 
@@ -10,53 +11,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import date
+from pathlib import Path
 from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine
 
 from services.delivery.domain.destinations import Agreement, Destination
 from services.delivery.domain.routing import Cause, Consent, Holding, Intent, plan
 from services.delivery.domain.webhooks import CIRCUIT_OPEN, subject
 from shared.pseudonym import pseudonymize
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS destinations (
-    destination_id TEXT PRIMARY KEY, spec TEXT NOT NULL, signing_secret TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS consent (customer_id TEXT PRIMARY KEY, purposes TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS members (
-    customer_id TEXT NOT NULL, segment_id TEXT NOT NULL, PRIMARY KEY (customer_id, segment_id)
-);
-CREATE TABLE IF NOT EXISTS holdings (
-    destination_id TEXT NOT NULL, segment_id TEXT NOT NULL, customer_id TEXT NOT NULL,
-    PRIMARY KEY (destination_id, customer_id, segment_id)
-);
-CREATE TABLE IF NOT EXISTS deliveries (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    idempotency_key TEXT NOT NULL UNIQUE,
-    destination_id TEXT NOT NULL, customer_id TEXT NOT NULL, segment_id TEXT NOT NULL,
-    action TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',  -- pending, delivered, dead, withheld
-    attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL DEFAULT 0, last_error TEXT
-);
--- A destination whose endpoint answered 410 Gone: nothing goes to it until a PUT resumes it.
-CREATE TABLE IF NOT EXISTS paused (destination_id TEXT PRIMARY KEY, reason TEXT NOT NULL);
-"""
-# Columns added after the first release, each to a store that lacks it (then filled by `_backfill`).
-ADDED_COLUMNS = {
-    "changed_at": "REAL",  # when the change that made it happened (unix time): the latency's start
-    "subject": "TEXT",  # what the destination knows the customer by, fixed when enqueued
-    "ledger_subject": "TEXT",  # the customer's pseudonym under PSEUDONYM_KEY (the ledger's subject)
-    "reported": "INTEGER NOT NULL DEFAULT 0",  # 1 once its outcome is on delivery.outcomes
-    "settled_at": "REAL",  # when it was delivered, dead-lettered or withheld
-}
-# By the pseudonym rather than the id: an erasure replaces the id in the customer's rows, and a
-# returning customer's rows must still queue behind the `left` the erasure enqueued.
-INDEXES = """
-CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries (status, destination_id, ledger_subject, seq);
-CREATE INDEX IF NOT EXISTS deliveries_unreported ON deliveries (reported, status);
-CREATE INDEX IF NOT EXISTS deliveries_customer ON deliveries (customer_id);
-DROP INDEX IF EXISTS deliveries_pending;
-"""
 ERASED_PREFIX = "erased:"
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # The oldest pending webhook of each destination and customer: only it may be sent, so order
 # holds. A paused destination has no heads: its webhooks wait, in order, for it to resume.
 _HEADS = """
@@ -65,6 +33,20 @@ SELECT d.* FROM deliveries d JOIN (
 ) heads ON d.seq = heads.seq
 WHERE d.destination_id NOT IN (SELECT destination_id FROM paused)
 """
+
+
+def run_migrations(path: str) -> None:
+    """Upgrade the store at `path` to the newest revision (idempotent; never drops data), on an
+    engine of its own: the store's queries stay on its one sqlite3 connection."""
+    engine = create_engine(f"sqlite:///{path}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()
 
 
 def open_database(path: str) -> sqlite3.Connection:
@@ -86,15 +68,11 @@ class SqliteDeliveryStore:
         with self._lock:
             self._db.execute("SELECT 1 FROM deliveries LIMIT 1").fetchall()
 
-    def create_schema(self) -> None:
-        with self._lock:
-            self._db.executescript(SCHEMA)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(deliveries)")}
-            for name, kind in ADDED_COLUMNS.items():
-                if name not in columns:
-                    self._db.execute(f"ALTER TABLE deliveries ADD COLUMN {name} {kind}")
+    def migrate(self, path: str) -> None:
+        """Upgrade the schema (alembic, services/delivery/migrations), then fill what SQL cannot."""
+        run_migrations(path)
+        with self._transaction():
             self._backfill()
-            self._db.executescript(INDEXES)
 
     def _backfill(self) -> None:
         """Subjects of rows enqueued before they were stored (HMACs: not computable in SQL)."""
@@ -365,7 +343,9 @@ def _enqueue(
 ) -> None:
     key = (intent.destination_id, intent.segment_id, customer_id)
     if intent.action == "joined":
-        db.execute("INSERT OR IGNORE INTO holdings VALUES (?, ?, ?)", key)
+        db.execute(
+            "INSERT OR IGNORE INTO holdings (destination_id, segment_id, customer_id) VALUES (?, ?, ?)", key
+        )
     else:
         db.execute(
             "DELETE FROM holdings WHERE destination_id = ? AND segment_id = ? AND customer_id = ?", key
