@@ -214,15 +214,36 @@ def test_an_erasure_under_an_event_backlog_leaves_nothing_and_is_announced_once(
     assert_erased_everywhere(stack, consent, raw_id, receipt["event_id"])
 
 
+def postgres_rows_naming(url: str, needle: str) -> list[str]:
+    """Tables of the database with a row whose text, or bytes (bytea shows as hex), hold `needle`."""
+    import psycopg
+
+    patterns = (f"%{needle}%", f"%{needle.encode().hex()}%")
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as connection:
+        tables = [
+            t for (t,) in connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ]
+        query = 'SELECT count(*) FROM "{}" AS r WHERE r::text LIKE %s OR r::text LIKE %s'
+        return [t for t in tables if connection.execute(query.format(t), patterns).fetchone()[0]]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_a_sigkill_between_the_erasures_commit_and_its_publish_still_erases_everywhere_once(
-    stack: Stack, raw_id: str
+    stack: Stack, raw_id: str, request: pytest.FixtureRequest, database: str
 ) -> None:
+    env = {}
+    if database == "postgresql":
+        env["CONSENT_DB_URL"] = request.getfixturevalue("postgres_url")
     # The grants are commits 1 and 2, the erasure commit 3: killed once it is committed, before
     # the relay is handed it (its fallback poll is too slow to publish it first) and before the 202.
     consent = stack.start_consent(
-        FAILPOINTS="consent.after_commit=kill@3", CONSENT_OUTBOX_POLL_INTERVAL_S="30"
+        FAILPOINTS="consent.after_commit=kill@3", CONSENT_OUTBOX_POLL_INTERVAL_S="30", **env
     )
     stack.join_everywhere(consent, raw_id)
+    if database == "postgresql":  # the check below finds the customer's rows while they exist
+        assert {"consent_records", "consent_current"} <= set(
+            postgres_rows_naming(env["CONSENT_DB_URL"], raw_id)
+        )
     with pytest.raises(httpx.HTTPError):
         httpx.post(f"{consent.url}/v1/customers/{raw_id}/erasure", headers=DSR, timeout=30)
     _killed(consent)
@@ -230,6 +251,8 @@ def test_a_sigkill_between_the_erasures_commit_and_its_publish_still_erases_ever
     consent.start().wait_ready(90)
     receipt = settled_receipt(consent, raw_id)
     assert_erased_everywhere(stack, consent, raw_id, receipt["event_id"])
+    if database == "postgresql":  # its rows are not under DATA_DIR: every table, every column
+        assert postgres_rows_naming(env["CONSENT_DB_URL"], raw_id) == []
 
 
 def held(stack: Stack, customer: str) -> set[str]:
