@@ -285,7 +285,33 @@ def create_service_app(
         app.include_router(router, responses=API_ERRORS)
     for router in public_routers:
         app.include_router(router)
+    _document_refusals_as_error_body(app)
     return app
+
+
+def _document_refusals_as_error_body(app: FastAPI) -> None:
+    """Every 422 in the OpenAPI document is an `ErrorBody`, as every 422 answer is (the error
+    handlers): FastAPI documents its own `HTTPValidationError` for a route that declares no 422,
+    such as those outside `/v1`, which never answer with it."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            components = schema.get("components", {}).get("schemas", {})
+            # ErrorBody is there whenever a router declares API_ERRORS (every service's /v1).
+            if "ErrorBody" in components:
+                for operations in schema.get("paths", {}).values():
+                    for operation in operations.values():
+                        refused = operation.get("responses", {}).get("422", {})
+                        content = refused.get("content", {}).get("application/json", {})
+                        if content.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                            content["schema"] = {"$ref": "#/components/schemas/ErrorBody"}
+                for unused in ("HTTPValidationError", "ValidationError"):
+                    components.pop(unused, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to change the document
 
 
 class RequestTimer:

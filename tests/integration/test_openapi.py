@@ -70,6 +70,15 @@ def test_openapi_declares_the_bearer_scheme_errors_and_body_examples(start_servi
             bodies += 1
             assert body_has_example(document, operation["requestBody"]), f"{where}: no body example"
     assert bodies == {"audit": 0, "consent": 2}.get(name, 1)  # consent: the PUT and the preference link
+    # Outside /v1 too (consent's preference pages): a refused input is an ErrorBody, never
+    # FastAPI's own HTTPValidationError, which no route answers with.
+    for path, path_operations in document["paths"].items():
+        for method, operation in path_operations.items():
+            refused = operation.get("responses", {}).get("422")
+            if refused is not None:
+                schema = refused["content"]["application/json"]["schema"]
+                assert schema == {"$ref": ERROR_MODEL}, f"{method.upper()} {path}"
+    assert "HTTPValidationError" not in document["components"]["schemas"]
 
     # The running service answers with that model, the old `detail` still in place.
     refused = httpx.get(service.url + REFUSED[name][0])
