@@ -34,14 +34,10 @@ async def load_consent_state(
     are left to the stream agent, which dead-letters them once. `track(partition, customer)`
     queues each loaded grant's expiry.
     """
-    await reader.start()
-    try:
-        latest: dict[bytes, ConsumerRecord] = {}
-        for record in await reader.read_to_end():
-            if record.key is not None:
-                latest[record.key] = record
-    finally:
-        await reader.stop()
+    latest: dict[bytes, ConsumerRecord] = {}
+    for record in await reader.read_once():
+        if record.key is not None:
+            latest[record.key] = record
     for key, record in latest.items():
         if record.value is None:
             customer_id = key_id(key, "customer")

@@ -93,12 +93,7 @@ class StateRebuilder:
     async def erasures(self, partitions: Sequence[int]) -> dict[str, ErasureMark]:
         """customer -> its last erasure request, each marked in Redis (a marker past its ttl is
         gone at once): older input stays forgotten."""
-        reader = self._reader(ERASURE_REQUESTS, partitions)
-        await reader.start()
-        try:
-            records = await reader.read_to_end()
-        finally:
-            await reader.stop()
+        records = await self._reader(ERASURE_REQUESTS, partitions).read_once()
         erased: dict[str, ErasureMark] = {}
         for record in records:
             request = _decode(record, ErasureRequested)

@@ -70,11 +70,7 @@ class AnnouncedReconciler:
     async def _load(self, announced: AnnouncedMembership, partitions: Sequence[int]) -> None:
         topic = topic_names(self.settings).name(SEGMENT_MEMBERSHIP_STATE)
         reader = KafkaPartitionReader(self.settings, topic, "segwarden-segmenter-announced", partitions)
-        await reader.start()
-        try:
-            announced.load(await reader.read_to_end())
-        finally:
-            await reader.stop()
+        announced.load(await reader.read_once())
 
     async def _chunk(self, announced: AnnouncedMembership, customer_ids: list[str]) -> int:
         lengths = await self.store.outbox_lengths(customer_ids)

@@ -36,6 +36,14 @@ class KafkaCompactedReader:
         if self.consumer is not None:
             await self.consumer.stop()
 
+    async def read_once(self) -> list[ConsumerRecord]:
+        """One pass: start, every record up to the end offsets seen now (`read_to_end`), stop."""
+        await self.start()
+        try:
+            return await self.read_to_end()
+        finally:
+            await self.stop()
+
     async def read_to_end(self) -> list[ConsumerRecord]:
         """Every record up to the end offsets seen now (a whole batch past them is read too)."""
         assert self.consumer is not None
