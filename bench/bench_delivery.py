@@ -5,6 +5,9 @@ HTTP POST to the same receiver in the same run.
   sent), read by `segwarden serve delivery`, routed through its SQLite outbox and POSTed, signed,
   to a receiver; the latency ends when the receiver answers 200. One change at a time, so each
   figure is one change's whole path, not a queue;
+- withdrawal: then each of those customers withdraws the destination's purpose (a
+  `consent.state` snapshot, its `updated_at` when sent) to the acknowledged `left` (the issue's
+  "within a second");
 - floor: the same receiver answering a bare `httpx` POST of a body of the same size, on a kept
   connection, as the delivery service's client does.
 
@@ -152,6 +155,28 @@ def join(producer: KafkaProducer, prefix: str, customer: str) -> float:
     return change.at.timestamp()
 
 
+def withdraw(producer: KafkaProducer, prefix: str, customer: str) -> float:
+    """Publish the customer's withdrawal (a later consent sequence) and return its `updated_at`."""
+    state = PurposeState(status="denied", effective=False, sequence=2)
+    snapshot = ConsentStateSnapshot(
+        event_id=new_event_id(), customer_id=customer, purposes={PURPOSE: state}, updated_at=utcnow()
+    )
+    producer.send(f"{prefix}consent.state", snapshot.to_bytes(), key=customer.encode()).get(10)
+    return snapshot.updated_at.timestamp()
+
+
+def withdrawal_latencies(
+    producer: KafkaProducer, prefix: str, receiver: Receiver, customers: list[str]
+) -> list[float]:
+    """Withdrawal -> acknowledged `left` (reason `consent_withdrawn`), one customer at a time."""
+    latencies = []
+    for customer in customers:
+        expected = len(receiver.answered) + 1
+        sent = withdraw(producer, prefix, customer)
+        latencies.append(receiver.wait_for(expected) - sent)
+    return latencies
+
+
 def delivery_latencies(
     producer: KafkaProducer, prefix: str, receiver: Receiver, customers: list[str]
 ) -> list[float]:
@@ -183,8 +208,9 @@ def bench_run(
     producer: KafkaProducer, prefix: str, receiver: Receiver, customers: list[str]
 ) -> dict[str, Any]:
     delivered = percentiles(delivery_latencies(producer, prefix, receiver, customers))
+    withdrawn = percentiles(withdrawal_latencies(producer, prefix, receiver, customers))
     bare = percentiles(bare_latencies(receiver, len(customers)))
-    return {"delivery": delivered, "bare_post": bare}
+    return {"delivery": delivered, "withdrawal": withdrawn, "bare_post": bare}
 
 
 def wait(check: Callable[[], bool], timeout: float) -> None:
@@ -204,10 +230,11 @@ def median(runs: list[dict[str, Any]], path: str, figure: str) -> float:
 
 
 def report(results: dict[str, Any]) -> None:
-    d, b = results["delivery"], results["bare_post"]
+    d, w, b = results["delivery"], results["withdrawal"], results["bare_post"]
     lines = [
         f"delivery bench on {results['machine']} at {results['at']}",
         f"  membership change -> acknowledged webhook  p50 {d['p50_ms']:7.2f} ms   p99 {d['p99_ms']:7.2f} ms",
+        f"  consent withdrawal -> acknowledged left   p50 {w['p50_ms']:7.2f} ms   p99 {w['p99_ms']:7.2f} ms",
         f"  bare POST to the same receiver            p50 {b['p50_ms']:7.2f} ms   p99 {b['p99_ms']:7.2f} ms",
         f"  ratio (medians of {REPEATS} runs of {CHANGES})        p50 {results['ratio_p50']:.1f}x"
         f"   p99 {results['ratio_p99']:.1f}x",
@@ -239,6 +266,7 @@ def main() -> None:
         "changes_per_run": CHANGES,
         "runs": runs,
         "delivery": {f: median(runs, "delivery", f) for f in ("p50_ms", "p99_ms")},
+        "withdrawal": {f: median(runs, "withdrawal", f) for f in ("p50_ms", "p99_ms")},
         "bare_post": {f: median(runs, "bare_post", f) for f in ("p50_ms", "p99_ms")},
     }
     results["ratio_p50"] = results["delivery"]["p50_ms"] / results["bare_post"]["p50_ms"]
