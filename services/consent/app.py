@@ -38,12 +38,6 @@ def create_app(settings: ConsentSettings) -> FastAPI:
             feelings.router,
             preferences.well_known,
         ],
-        state={
-            "consent": runtime.service,
-            "peers": runtime.peers,
-            "receipts": runtime.receipts,
-            "preference_access": runtime.preference_access,
-        },
         exception_handlers={OperationalError: _store_unavailable},
     )
 

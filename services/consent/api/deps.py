@@ -25,17 +25,17 @@ def unprocessable(location: str, field: str, message: str) -> HTTPException:
 
 
 async def get_service(request: Request) -> ConsentService:
-    service: ConsentService = request.app.state.consent
+    service: ConsentService = request.app.state.runtime.service
     return service
 
 
 async def get_peers(request: Request) -> HttpPeerExport:
-    peers: HttpPeerExport = request.app.state.peers
+    peers: HttpPeerExport = request.app.state.runtime.peers
     return peers
 
 
 async def get_receipts(request: Request) -> ErasureReceipts:
-    receipts: ErasureReceipts = request.app.state.receipts
+    receipts: ErasureReceipts = request.app.state.runtime.receipts
     return receipts
 
 

@@ -90,7 +90,7 @@ class GpcPolicyOut(BaseModel):
 
 
 async def get_access(request: Request) -> PreferenceAccess:
-    access: PreferenceAccess = request.app.state.preference_access
+    access: PreferenceAccess = request.app.state.runtime.preference_access
     return access
 
 
