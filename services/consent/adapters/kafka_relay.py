@@ -103,7 +103,8 @@ class KafkaOutboxRelay:
                 if resync:
                     await self.ensure_topics()
                 await self.drain(producer)
-                await asyncio.to_thread(self.outbox.scrub_log)
+                if self.outbox.log_holds_erased:  # no thread hop on the rounds without an erasure
+                    await asyncio.to_thread(self.outbox.scrub_log)
                 if resync:
                     await self.republish_state(producer)
                     resync = False
