@@ -12,7 +12,7 @@ from services.delivery.adapters.http_webhooks import HttpxWebhookSender
 from services.delivery.adapters.kafka_inputs import KafkaDeliveryInputs
 from services.delivery.adapters.kafka_outcomes import KafkaOutcomeRelay
 from services.delivery.adapters.sqlite_store import SqliteDeliveryStore, open_database
-from services.delivery.handlers import Dispatcher, RetryPolicy
+from services.delivery.handlers import DestinationGauges, Dispatcher, RetryPolicy
 from services.delivery.settings import DeliverySettings
 from shared import topics
 from shared.catalog import load_catalog
@@ -49,12 +49,14 @@ class DeliveryRuntime:
             breaker_failures=settings.delivery_breaker_failures,
             breaker_cooldown_s=settings.delivery_breaker_cooldown_s,
         )
+        self.gauges = DestinationGauges(self.store)
         self.dispatcher = Dispatcher(
             self.store,
             HttpxWebhookSender(self.http, settings.delivery_timeout_s),
             policy,
             settings.delivery_concurrency,
             settled=self.outcomes.wake,
+            paused=self.gauges.wake,
         )
         self.inputs = KafkaDeliveryInputs(names, self.store, self.dispatcher.wake)
         self.producer: AIOKafkaProducer | None = None
@@ -64,6 +66,7 @@ class DeliveryRuntime:
         """Schema and dispatcher now; Kafka in the background (HTTP answers while the broker is away)."""
         await asyncio.to_thread(self.store.migrate, str(self.settings.database_path()))
         self.supervisor.spawn("dispatcher", self.dispatcher.run)
+        self.supervisor.spawn("gauges", self.gauges.run)
         self.supervisor.spawn("kafka-connect", self._connect_kafka)
 
     async def stop(self) -> None:

@@ -45,6 +45,11 @@ class Outbox(Protocol):
     def release_deferred(self, destination_ids: list[str], now: float) -> None: ...
 
 
+class DestinationStore(Protocol):
+    def list_destinations(self) -> list[Destination]: ...
+    def paused_ids(self) -> set[str]: ...
+
+
 class WebhookSender(Protocol):
     async def post(self, url: str, payload: bytes, headers: dict[str, str]) -> str | None:
         """None when the receiver acknowledged (2xx), else why not."""
@@ -105,10 +110,11 @@ class Dispatcher:
         policy: RetryPolicy,
         concurrency: int,
         settled: Callable[[], None],
+        paused: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.outbox, self.sender, self.policy = outbox, sender, policy
-        self.concurrency, self.settled, self.clock = concurrency, settled, clock
+        self.concurrency, self.settled, self.paused, self.clock = concurrency, settled, paused, clock
         self.rng = random.Random()
         self._wake = asyncio.Event()
         # In memory: a restart closes every circuit, and the first failures open it again.
@@ -216,6 +222,7 @@ class Dispatcher:
             reason = f"the endpoint answered 410 Gone at {_now()}"
             if await asyncio.to_thread(self.outbox.pause, label, reason):
                 metrics.PAUSED.labels(label).inc()
+                self.paused()
                 log.warning(
                     "destination paused: its endpoint answered 410 Gone", extra={"destination": label}
                 )
@@ -245,6 +252,44 @@ class Dispatcher:
         value = STATE_VALUES[self.breaker(endpoint).state]
         for destination_id in self._users.get(endpoint, ()):
             metrics.CIRCUIT_STATE.labels(destination_id).set(value)
+
+
+class DestinationGauges:
+    """Keeps `segwarden_delivery_destination_paused` and `_suspended` true: refreshed when a
+    destination changes (a PUT, a DELETE, a 410) and every minute, since an agreement's expiry
+    or signing day suspends or resumes a destination with no event at all."""
+
+    INTERVAL_S = 60.0
+
+    def __init__(self, store: DestinationStore) -> None:
+        self.store = store
+        self._wake = asyncio.Event()
+        self._shown: set[str] = set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            await self.refresh()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.INTERVAL_S)
+
+    async def refresh(self) -> None:
+        destinations = await asyncio.to_thread(self.store.list_destinations)
+        paused = await asyncio.to_thread(self.store.paused_ids)
+        today = _today()
+        current = {d.destination_id for d in destinations}
+        for destination_id in self._shown - current:  # deleted: its series goes, not a stale 1
+            metrics.PAUSED_NOW.remove(destination_id)
+            metrics.SUSPENDED_NOW.remove(destination_id)
+        for destination in destinations:
+            label = destination.destination_id
+            metrics.PAUSED_NOW.labels(label).set(int(label in paused))
+            suspended = agreement_problem(destination.agreement, today) is not None
+            metrics.SUSPENDED_NOW.labels(label).set(int(suspended))
+        self._shown = current
 
 
 def _today() -> date:

@@ -25,6 +25,16 @@ CIRCUIT_STATE = Gauge(
     "State of the circuit breaker of the destination's endpoint: 0 closed, 1 half-open, 2 open.",
     ["destination"],
 )
+PAUSED_NOW = Gauge(
+    "segwarden_delivery_destination_paused",
+    "1 while the destination is paused (its endpoint answered 410 Gone; a PUT resumes it), else 0.",
+    ["destination"],
+)
+SUSPENDED_NOW = Gauge(
+    "segwarden_delivery_destination_suspended",
+    "1 while the destination has no valid data-processing agreement (it receives nothing), else 0.",
+    ["destination"],
+)
 LATENCY = Histogram(
     "segwarden_delivery_latency_seconds",
     "From the change (membership, consent or erasure) to the destination's acknowledgement.",

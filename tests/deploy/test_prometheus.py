@@ -68,6 +68,7 @@ def test_the_expected_alerts_exist() -> None:
         "SegwardenServiceDown",
         "SegwardenTaskFailing",
         "SegwardenDeliveryFailing",
+        "SegwardenDestinationPaused",
     }
     assert expected <= set(alerts())
 

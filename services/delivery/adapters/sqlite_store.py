@@ -180,6 +180,10 @@ class SqliteDeliveryStore:
             ).fetchone()
         return None if row is None else str(row[0])
 
+    def paused_ids(self) -> set[str]:
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT destination_id FROM paused")}
+
     # Inputs: one transaction updates the customer's state, the holdings and the outbox.
 
     def route(

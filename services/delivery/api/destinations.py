@@ -55,6 +55,7 @@ async def put_destination(
     )
     created = await asyncio.to_thread(runtime.store.put_destination, destination)
     runtime.dispatcher.wake()  # a PUT resumes a paused destination: its webhooks are due
+    runtime.gauges.wake()
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return await _out(runtime, destination)
 
@@ -80,6 +81,7 @@ async def delete_destination(destination_id: DestinationId, runtime: Runtime) ->
     """Delete a destination and the webhooks still pending for it."""
     if not await asyncio.to_thread(runtime.store.delete_destination, destination_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no destination {destination_id!r}")
+    runtime.gauges.wake()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -144,6 +144,11 @@ def shown(service: ServiceProcess, destination_id: str) -> dict[str, Any]:
 
 def metric(service: ServiceProcess, name: str, destination_id: str) -> float:
     """A metric of one destination, 0 while it has none."""
-    sample = re.compile(rf'^{name}\{{destination="{re.escape(destination_id)}"\}} (\S+)$', re.M)
-    found = sample.search(httpx.get(f"{service.url}/metrics").text)
-    return float(found.group(1)) if found else 0.0
+    return sample(service, name, destination_id) or 0.0
+
+
+def sample(service: ServiceProcess, name: str, destination_id: str) -> float | None:
+    """A metric of one destination, None while it has none (a gauge not set yet, or removed)."""
+    pattern = re.compile(rf'^{name}\{{destination="{re.escape(destination_id)}"\}} (\S+)$', re.M)
+    found = pattern.search(httpx.get(f"{service.url}/metrics").text)
+    return float(found.group(1)) if found else None

@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import httpx
 from kafka import KafkaProducer
 
+from tests.conftest import bearer
 from tests.integration.delivery.harness import (
     Receiver,
     Receivers,
@@ -19,12 +21,14 @@ from tests.integration.delivery.harness import (
     metric,
     put_destination,
     receiver,
+    sample,
     shown,
 )
 from tests.support import ServiceProcess, wait_for
 
 BREAKER = {"DELIVERY_BREAKER_FAILURES": "2", "DELIVERY_BREAKER_COOLDOWN_S": "0.5"}
 CUSTOMERS = ["c-1", "c-2", "c-3"]
+PAUSED_NOW = "segwarden_delivery_destination_paused"
 
 
 def join_everyone(topics: Topics, kafka_bootstrap: str) -> None:
@@ -110,6 +114,7 @@ def test_410_gone_pauses_the_destination_until_a_put_resumes_it(
     paused = wait_for(lambda: (got := shown(service, "gone"))["status"] == "paused" and got, what="the pause")
     assert paused["reason"].startswith("the endpoint answered 410 Gone at ")
     assert metric(service, "segwarden_delivery_paused_total", "gone") == 1
+    wait_for(lambda: sample(service, PAUSED_NOW, "gone") == 1, what="the paused gauge at 1")
     # Enqueued while paused, it waits: had it been sent, the receiver would have answered it 410.
     topics.consent("c-2", granted=True, sequence=1)
     topics.membership("c-2", "joined")
@@ -125,3 +130,7 @@ def test_410_gone_pauses_the_destination_until_a_put_resumes_it(
         answers.setdefault(attempt["body"]["subject"], []).append(attempt["status"])
     assert answers.pop(first) == [410, 200] and list(answers.values()) == [[200]]
     assert metric(service, "segwarden_delivery_paused_total", "gone") == 1
+    wait_for(lambda: sample(service, PAUSED_NOW, "gone") == 0, what="the paused gauge back at 0")
+    assert httpx.delete(f"{service.url}/v1/destinations/gone", headers=bearer()).status_code == 204
+    # A deleted destination's series goes, so an alert on it does not stay firing.
+    wait_for(lambda: sample(service, PAUSED_NOW, "gone") is None, what="the gauge of a deleted one gone")

@@ -18,6 +18,7 @@ from tests.integration.delivery.harness import (
     delivery,
     put_destination,
     receiver,
+    sample,
 )
 from tests.support import ServiceProcess, read_topic, wait_for
 
@@ -115,6 +116,9 @@ def test_an_expired_agreement_stops_delivery_and_says_why(
     got = httpx.get(f"{service.url}/v1/destinations/lapsed", headers=bearer()).json()
     assert got["status"] == "suspended" and got["deliveries"] == {}
     assert lapsed.attempts == []
+    suspended = "segwarden_delivery_destination_suspended"
+    assert wait_for(lambda: sample(service, suspended, "lapsed"), what="the suspended gauge") == 1
+    assert sample(service, suspended, "current") == 0
 
 
 def test_a_failing_receiver_gets_each_change_once_in_order(
