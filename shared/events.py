@@ -359,6 +359,25 @@ class DeliveryOutcome(Message):
     at: AwareDatetime  # when it ended
 
 
+class DestinationChanged(Message):
+    """`delivery.destinations` (key `destination_id`): a third-party destination was created,
+    changed (a `PUT`), paused (its endpoint answered 410 Gone), resumed (a `PUT` of a paused one)
+    or deleted. Published by the delivery service, recorded by the audit service as
+    `destination_change` (subject null). It holds ids and counts only: never the signing secret,
+    the endpoint or the agreement's text.
+    """
+
+    event_id: EventId  # `<destination id>:<store sequence>`: one per change
+    destination_id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+    change: Literal["created", "changed", "paused", "resumed", "deleted"]
+    # What it receives after the change (empty once deleted).
+    segments: list[SegmentId] = Field(default_factory=list)
+    purposes: list[PurposeId] = Field(default_factory=list)
+    # Its webhooks still pending at the change (for `deleted`: the ones dropped with it).
+    pending: Annotated[int, Field(ge=0)] = 0
+    at: AwareDatetime
+
+
 class AuditRecord(Message):
     """`audit.log`: one ledger record, hash-chained to the one before it."""
 

@@ -158,6 +158,16 @@ DELIVERY_OUTCOMES = TopicSpec(
     customer_keyed=False,
     retention="change",
 )
+DELIVERY_DESTINATIONS = TopicSpec(
+    "delivery.destinations",
+    events.DestinationChanged,
+    "destination_id",
+    "Each change to a third-party destination (created, changed, paused by 410 Gone, resumed,"
+    " deleted), ids and counts only; from the delivery service, recorded in the ledger by the audit"
+    " service.",
+    customer_keyed=False,
+    retention="change",
+)
 AUDIT_LOG = TopicSpec(
     "audit.log",
     events.AuditRecord,
@@ -179,6 +189,7 @@ ALL: tuple[TopicSpec, ...] = (
     MODEL_TRAININGS,
     RETENTION_RUNS,
     DELIVERY_OUTCOMES,
+    DELIVERY_DESTINATIONS,
     AUDIT_LOG,
 )
 # Inputs that may carry records which fail to parse get a dead-letter topic each.
@@ -193,6 +204,7 @@ WITH_DEAD_LETTERS: tuple[TopicSpec, ...] = (
     MODEL_TRAININGS,
     RETENTION_RUNS,
     DELIVERY_OUTCOMES,
+    DELIVERY_DESTINATIONS,
 )
 DLQ_SUFFIX = ".dlq"
 

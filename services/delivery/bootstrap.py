@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.delivery.adapters.http_webhooks import HttpxWebhookSender
 from services.delivery.adapters.kafka_inputs import KafkaDeliveryInputs
-from services.delivery.adapters.kafka_outcomes import KafkaOutcomeRelay
+from services.delivery.adapters.kafka_outcomes import KafkaRelay
 from services.delivery.adapters.sqlite_store import SqliteDeliveryStore, open_database
 from services.delivery.handlers import DestinationGauges, Dispatcher, RetryPolicy
 from services.delivery.settings import DeliverySettings
@@ -36,7 +36,8 @@ class DeliveryRuntime:
         self.pseudonym_key = load_pseudonym_key(settings)
         self.store = SqliteDeliveryStore(self.connection, self.pseudonym_key)
         names = topic_names(settings)
-        self.outcomes = KafkaOutcomeRelay(self.store, names.name(topics.DELIVERY_OUTCOMES))
+        self.outcomes = KafkaRelay.outcomes(self.store, names.name(topics.DELIVERY_OUTCOMES))
+        self.changes = KafkaRelay.destination_changes(self.store, names.name(topics.DELIVERY_DESTINATIONS))
         self.catalog = load_catalog(settings.purposes_file)
         # Redirects are not followed: a signed body goes to the endpoint the operator set, nowhere else.
         self.http = httpx.AsyncClient(timeout=settings.delivery_timeout_s, follow_redirects=False)
@@ -56,7 +57,7 @@ class DeliveryRuntime:
             policy,
             settings.delivery_concurrency,
             settled=self.outcomes.wake,
-            paused=self.gauges.wake,
+            paused=self.destination_changed,
         )
         self.inputs = KafkaDeliveryInputs(names, self.store, self.dispatcher.wake)
         self.producer: AIOKafkaProducer | None = None
@@ -76,6 +77,12 @@ class DeliveryRuntime:
         await self.http.aclose()
         self.connection.close()
 
+    def destination_changed(self) -> None:
+        """A destination was created, changed, paused, resumed or deleted: refresh its gauges and
+        relay the change (already in the store) to the ledger."""
+        self.gauges.wake()
+        self.changes.wake()
+
     async def _connect_kafka(self) -> None:
         await self.supervisor.retry("topics", lambda: asyncio.to_thread(ensure_topics, self.settings))
         if self.producer is None:
@@ -84,6 +91,7 @@ class DeliveryRuntime:
             )
         producer = self.producer
         self.supervisor.spawn("outcomes", lambda: self.outcomes.run(producer))
+        self.supervisor.spawn("destination-changes", lambda: self.changes.run(producer))
         dead_letters = DeadLetters(
             self.producer, self.pseudonym_key, self.settings.dead_letter_max_value_bytes
         )

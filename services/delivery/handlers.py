@@ -41,7 +41,7 @@ class Outbox(Protocol):
     def get_destination(self, destination_id: str) -> Destination | None: ...
     def settle(self, seq: int, status: str, attempts: int, error: str | None, now: float) -> None: ...
     def retry_at(self, seq: int, attempts: int, when: float, error: str) -> None: ...
-    def pause(self, destination_id: str, reason: str) -> bool: ...
+    def pause(self, destination_id: str, reason: str, now: float) -> bool: ...
     def release_deferred(self, destination_ids: list[str], now: float) -> None: ...
 
 
@@ -220,9 +220,9 @@ class Dispatcher:
             # The receiver says this endpoint is gone for good: stop, keep what is pending, and
             # wait for an operator's PUT (a new endpoint, or the same one back) to resume.
             reason = f"the endpoint answered 410 Gone at {_now()}"
-            if await asyncio.to_thread(self.outbox.pause, label, reason):
+            if await asyncio.to_thread(self.outbox.pause, label, reason, self.clock()):
                 metrics.PAUSED.labels(label).inc()
-                self.paused()
+                self.paused()  # the gauges, and the change's way to the ledger
                 log.warning(
                     "destination paused: its endpoint answered 410 Gone", extra={"destination": label}
                 )

@@ -38,6 +38,7 @@ _EVENT_SOURCES: dict[topics.TopicSpec, tuple[type[Any], Callable[[bytes, Any], S
     topics.MODEL_TRAININGS: (events.ModelTrained, sources.model_trained),
     topics.RETENTION_RUNS: (events.RetentionRun, sources.retention_run),
     topics.DELIVERY_OUTCOMES: (events.DeliveryOutcome, sources.delivery_outcome),
+    topics.DELIVERY_DESTINATIONS: (events.DestinationChanged, sources.destination_change),
 }
 
 

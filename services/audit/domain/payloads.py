@@ -71,6 +71,14 @@ ALLOWED: dict[str, dict[str, str]] = {
         "attempts": KEEP,
         "at": KEEP,
     },
+    "destination_change": {
+        "destination_id": KEEP,
+        "change": KEEP,
+        "segments": KEEP,
+        "purposes": KEEP,
+        "pending": KEEP,
+        "at": KEEP,
+    },
     "model_trained": {
         "purpose": KEEP,
         "clusters": KEEP,

@@ -15,6 +15,7 @@ from services.audit.domain.payloads import allowed_payload, record_event_id
 from shared.events import (
     ConsentChanged,
     DeliveryOutcome,
+    DestinationChanged,
     ErasureRequested,
     MembershipChanged,
     Message,
@@ -66,6 +67,13 @@ def delivery_outcome(key: bytes, event: DeliveryOutcome) -> LedgerEntry:
     """The delivery service sends the ledger's own pseudonym as the subject, never the id."""
     event_id = record_event_id(key, event.event_id)
     return LedgerEntry("delivery_outcome", event.subject, event_id, _payload("delivery_outcome", key, event))
+
+
+def destination_change(key: bytes, event: DestinationChanged) -> LedgerEntry:
+    """A change to a destination names no customer, so the record has no subject."""
+    event_id = record_event_id(key, event.event_id)
+    payload = _payload("destination_change", key, event)
+    return LedgerEntry("destination_change", None, event_id, payload)
 
 
 @dataclass(frozen=True)

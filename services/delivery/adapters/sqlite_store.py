@@ -102,21 +102,22 @@ class SqliteDeliveryStore:
 
     # Destinations
 
-    def put_destination(self, destination: Destination) -> bool:
-        """Store it; True when it is new."""
+    def put_destination(self, destination: Destination, now: float) -> bool:
+        """Store it, and the change for the ledger in the same transaction; True when it is new."""
         spec = {k: v for k, v in asdict(destination).items() if k != "signing_secret"}
         text = json.dumps(spec, default=_jsonable, sort_keys=True)
+        destination_id = destination.destination_id
         with self._transaction() as db:
-            new = db.execute(
-                "SELECT 1 FROM destinations WHERE destination_id = ?", (destination.destination_id,)
-            )
+            new = db.execute("SELECT 1 FROM destinations WHERE destination_id = ?", (destination_id,))
             created = new.fetchone() is None
             db.execute(
                 "INSERT INTO destinations VALUES (?, ?, ?) ON CONFLICT (destination_id) DO UPDATE"
                 " SET spec = excluded.spec, signing_secret = excluded.signing_secret",
-                (destination.destination_id, text, destination.signing_secret),
+                (destination_id, text, destination.signing_secret),
             )
-            db.execute("DELETE FROM paused WHERE destination_id = ?", (destination.destination_id,))
+            resumed = db.execute("DELETE FROM paused WHERE destination_id = ?", (destination_id,)).rowcount
+            change = "created" if created else "resumed" if resumed else "changed"
+            _record_change(db, destination_id, change, now)
         return created
 
     def get_destination(self, destination_id: str) -> Destination | None:
@@ -126,9 +127,13 @@ class SqliteDeliveryStore:
             ).fetchone()
         return _destination(row) if row else None
 
-    def delete_destination(self, destination_id: str) -> bool:
-        """Forget it, what it holds and what was still to be sent to it."""
+    def delete_destination(self, destination_id: str, now: float) -> bool:
+        """Forget it, what it holds and what was still to be sent to it (the ledger gets the count)."""
         with self._transaction() as db:
+            if db.execute(
+                "SELECT 1 FROM destinations WHERE destination_id = ?", (destination_id,)
+            ).fetchone():
+                _record_change(db, destination_id, "deleted", now)
             gone = db.execute("DELETE FROM destinations WHERE destination_id = ?", (destination_id,)).rowcount
             db.execute("DELETE FROM holdings WHERE destination_id = ?", (destination_id,))
             db.execute("DELETE FROM paused WHERE destination_id = ?", (destination_id,))
@@ -166,11 +171,27 @@ class SqliteDeliveryStore:
             ).fetchall()
         return dict(rows)
 
-    def pause(self, destination_id: str, reason: str) -> bool:
+    def pause(self, destination_id: str, reason: str, now: float) -> bool:
         """True when that paused it (webhooks in flight may answer 410 after the first one)."""
         with self._transaction() as db:
             paused = db.execute("INSERT OR IGNORE INTO paused VALUES (?, ?)", (destination_id, reason))
+            if paused.rowcount:
+                _record_change(db, destination_id, "paused", now)
             return bool(paused.rowcount)
+
+    def unreported_changes(self, limit: int) -> list[dict[str, Any]]:
+        """Changes to destinations not yet on `delivery.destinations`, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM destination_changes WHERE reported = 0 ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
+        return [dict(row) for row in rows]
+
+    def mark_changes_reported(self, seqs: list[int]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE destination_changes SET reported = 1 WHERE seq = ?", [(seq,) for seq in seqs]
+            )
 
     def paused(self, destination_id: str) -> str | None:
         """Why the destination is paused, or None."""
@@ -297,6 +318,28 @@ def _destination(row: sqlite3.Row) -> Destination:
         **spec | {"segments": frozenset(spec["segments"]), "purposes": frozenset(spec["purposes"])},
         agreement=agreement,
         signing_secret=row["signing_secret"],
+    )
+
+
+def _record_change(db: sqlite3.Connection, destination_id: str, change: str, now: float) -> None:
+    """The change as the ledger gets it: what the destination receives and its pending count,
+    never its secret, endpoint or agreement (a deleted one receives nothing any more)."""
+    row = db.execute("SELECT spec FROM destinations WHERE destination_id = ?", (destination_id,)).fetchone()
+    spec = json.loads(row[0]) if row and change != "deleted" else {}
+    (pending,) = db.execute(
+        "SELECT COUNT(*) FROM deliveries WHERE destination_id = ? AND status = 'pending'", (destination_id,)
+    ).fetchone()
+    db.execute(
+        "INSERT INTO destination_changes (destination_id, change, segments, purposes, pending, at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            destination_id,
+            change,
+            json.dumps(sorted(spec.get("segments", []))),
+            json.dumps(sorted(spec.get("purposes", []))),
+            pending,
+            now,
+        ),
     )
 
 

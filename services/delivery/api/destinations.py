@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated
@@ -53,9 +54,9 @@ async def put_destination(
         identifier=spec.identifier,
         signing_secret=spec.signing_secret,
     )
-    created = await asyncio.to_thread(runtime.store.put_destination, destination)
+    created = await asyncio.to_thread(runtime.store.put_destination, destination, time.time())
     runtime.dispatcher.wake()  # a PUT resumes a paused destination: its webhooks are due
-    runtime.gauges.wake()
+    runtime.destination_changed()
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return await _out(runtime, destination)
 
@@ -79,9 +80,9 @@ async def get_destination(destination_id: DestinationId, runtime: Runtime) -> De
 @router.delete("/{destination_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[DESTINATIONS_WRITE])
 async def delete_destination(destination_id: DestinationId, runtime: Runtime) -> Response:
     """Delete a destination and the webhooks still pending for it."""
-    if not await asyncio.to_thread(runtime.store.delete_destination, destination_id):
+    if not await asyncio.to_thread(runtime.store.delete_destination, destination_id, time.time()):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no destination {destination_id!r}")
-    runtime.gauges.wake()
+    runtime.destination_changed()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

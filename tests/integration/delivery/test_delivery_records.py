@@ -7,6 +7,7 @@ PSEUDONYM_KEY, as in a deployment), and a receiver process.
 from __future__ import annotations
 
 import sqlite3
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,15 @@ from kafka import KafkaProducer
 
 from shared.embedded import free_port
 from tests.conftest import bearer
-from tests.integration.delivery.harness import Receivers, Topics, delivery, put_destination, receiver
+from tests.integration.delivery.harness import (
+    PURPOSE,
+    Receivers,
+    Topics,
+    delivery,
+    put_destination,
+    receiver,
+    shown,
+)
 from tests.support import read_topic, wait_for
 
 CUSTOMER = "c-records-7"
@@ -124,3 +133,45 @@ def test_propagation_the_access_export_and_the_ropa_show_the_destinations(
     bundle = httpx.get(export, headers=DSR, timeout=30).json()
     assert bundle["destinations"] is None and bundle["unavailable"] == ["segmenter", "delivery"]
     assert httpx.get(f"{audit.url}/v1/ropa", headers=bearer()).json()["unavailable"] == ["delivery"]
+
+
+def test_each_change_to_a_destination_reaches_the_ledger_without_its_secret(
+    start_service: Any, receivers: Receivers, producer: KafkaProducer, topic_prefix: str, kafka_bootstrap: str
+) -> None:
+    service = delivery(start_service)
+    audit = start_service("audit").wait_ready()
+    gone = receiver(receivers, fail_first=10**6, status=410)
+    put_destination(service, "partner", gone)  # created
+    put_destination(service, "partner", gone, expires_on=date.today() + timedelta(days=30), expected=200)
+    topics = Topics(producer, topic_prefix)
+    topics.consent(CUSTOMER, granted=True, sequence=1)
+    topics.membership(CUSTOMER, "joined")
+    wait_for(lambda: shown(service, "partner")["status"] == "paused", what="the 410's pause")
+    gone.set(fail_first=0)
+    put_destination(service, "partner", gone, expected=200)  # resumes it
+    wait_for(lambda: shown(service, "partner")["deliveries"] == {"delivered": 1}, what="the resumed join")
+    assert httpx.delete(f"{service.url}/v1/destinations/partner", headers=bearer()).status_code == 204
+
+    def changes() -> list[dict[str, Any]]:
+        params = {"kind": "destination_change"}
+        response = httpx.get(f"{audit.url}/v1/audit", params=params, headers=bearer())
+        response.raise_for_status()
+        return list(response.json()["records"])
+
+    records = wait_for(lambda: len(got := changes()) == 5 and got, what="5 destination changes")
+    payloads = [r["payload"] for r in records]
+    assert [(p["change"], p["pending"]) for p in payloads] == [
+        ("created", 0),
+        ("changed", 0),
+        ("paused", 1),  # the join that got the 410 waits
+        ("resumed", 1),
+        ("deleted", 0),
+    ]
+    assert {r["subject"] for r in records} == {None}
+    assert {p["destination_id"] for p in payloads} == {"partner"}
+    assert [p["segments"] for p in payloads] == [["vip"]] * 4 + [[]]
+    assert [p["purposes"] for p in payloads] == [[PURPOSE]] * 4 + [[]]
+    # Ids and counts only: neither the ledger nor the topic holds the secret or the endpoint.
+    published = read_topic(kafka_bootstrap, topic_prefix + "delivery.destinations", 5)
+    for text in (gone.secret, gone.url):
+        assert text not in str(records) and not any(text.encode() in value for value in published)

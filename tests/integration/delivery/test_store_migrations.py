@@ -56,7 +56,7 @@ def test_a_fresh_store_is_created_at_the_newest_revision_and_a_second_run_change
     migrated(path)
     migrated(path)
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"destinations", "consent", "members", "holdings", "paused", "deliveries"} <= tables
 

@@ -41,6 +41,7 @@ def test_every_contract_topic_is_registered() -> None:
         "model.trainings",
         "retention.runs",
         "delivery.outcomes",
+        "delivery.destinations",
         "audit.log",
     }
     assert {spec.base for spec in topics.ALL} == contract
