@@ -12,7 +12,7 @@ from services.delivery.adapters.http_webhooks import HttpxWebhookSender
 from services.delivery.adapters.kafka_inputs import KafkaDeliveryInputs
 from services.delivery.adapters.kafka_outcomes import KafkaRelay
 from services.delivery.adapters.sqlite_store import SqliteDeliveryStore, open_database
-from services.delivery.handlers import DestinationGauges, Dispatcher, RetryPolicy
+from services.delivery.handlers import DestinationGauges, Dispatcher, Pruner, RetryPolicy
 from services.delivery.settings import DeliverySettings
 from shared import topics
 from shared.catalog import load_catalog
@@ -51,6 +51,9 @@ class DeliveryRuntime:
             breaker_cooldown_s=settings.delivery_breaker_cooldown_s,
         )
         self.gauges = DestinationGauges(self.store)
+        self.pruner = Pruner(
+            self.store.prune, settings.delivery_outbox_retention_s, settings.delivery_prune_interval_s
+        )
         self.dispatcher = Dispatcher(
             self.store,
             HttpxWebhookSender(self.http, settings.delivery_timeout_s),
@@ -68,6 +71,7 @@ class DeliveryRuntime:
         await asyncio.to_thread(self.store.migrate, str(self.settings.database_path()))
         self.supervisor.spawn("dispatcher", self.dispatcher.run)
         self.supervisor.spawn("gauges", self.gauges.run)
+        self.supervisor.spawn("prune", self.pruner.run)
         self.supervisor.spawn("kafka-connect", self._connect_kafka)
 
     async def stop(self) -> None:

@@ -254,6 +254,31 @@ class Dispatcher:
             metrics.CIRCUIT_STATE.labels(destination_id).set(value)
 
 
+class Pruner:
+    """Deletes ended webhooks and relayed changes older than the retention, every interval."""
+
+    def __init__(
+        self,
+        prune: Callable[[float], dict[str, int]],
+        retention_s: float,
+        interval_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.prune, self.retention_s, self.interval_s, self.clock = prune, retention_s, interval_s, clock
+
+    async def run(self) -> None:
+        while True:
+            await self.once()
+            await asyncio.sleep(self.interval_s)
+
+    async def once(self) -> None:
+        counts = await asyncio.to_thread(self.prune, self.clock() - self.retention_s)
+        for kind, count in counts.items():
+            metrics.PRUNED.labels(kind).inc(count)
+        if any(counts.values()):
+            log.info("delivery store pruned", extra=counts)
+
+
 class DestinationGauges:
     """Keeps `segwarden_delivery_destination_paused` and `_suspended` true: refreshed when a
     destination changes (a PUT, a DELETE, a 410) and every minute, since an agreement's expiry

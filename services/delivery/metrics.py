@@ -35,6 +35,11 @@ SUSPENDED_NOW = Gauge(
     "1 while the destination has no valid data-processing agreement (it receives nothing), else 0.",
     ["destination"],
 )
+PRUNED = Counter(
+    "segwarden_delivery_pruned_total",
+    "Rows the retention job deleted: ended webhooks and relayed changes to destinations.",
+    ["kind"],
+)
 LATENCY = Histogram(
     "segwarden_delivery_latency_seconds",
     "From the change (membership, consent or erasure) to the destination's acknowledgement.",

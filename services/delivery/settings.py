@@ -24,6 +24,10 @@ class DeliverySettings(ServiceSettings):
     delivery_breaker_cooldown_s: float = Field(30.0, gt=0, le=3600)
     # Webhooks in flight at once (each to a different destination and customer).
     delivery_concurrency: int = Field(16, ge=1, le=256)
+    # How long an ended webhook (delivered, dead, withheld) and a relayed change to a destination
+    # stay in the store, and how often the job that deletes older ones runs.
+    delivery_outbox_retention_s: float = Field(30 * 86400.0, gt=0)
+    delivery_prune_interval_s: float = Field(3600.0, gt=0, le=86400)
 
     @property
     def consumer_group(self) -> str:

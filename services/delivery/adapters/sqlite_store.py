@@ -282,6 +282,27 @@ class SqliteDeliveryStore:
         with self._transaction() as db:
             db.executemany("UPDATE deliveries SET reported = 1 WHERE seq = ?", [(seq,) for seq in seqs])
 
+    def prune(self, before: float) -> dict[str, int]:
+        """Delete what ended before `before` and is on its topic already; counts per kind.
+
+        A webhook that ended (delivered, dead, withheld) goes unless it is the latest one of its
+        destination, segment and customer: that one is what the propagation answers with (who
+        got the customer, GDPR Art. 15(1)(c), 19), so it stays while the id is known; an erased
+        customer's rows name no one any more and all go. A change to a destination goes once
+        relayed.
+        """
+        with self._transaction() as db:
+            webhooks = db.execute(
+                "DELETE FROM deliveries WHERE status != 'pending' AND reported = 1 AND settled_at < ?"
+                " AND (customer_id LIKE ? OR seq NOT IN (SELECT MAX(seq) FROM deliveries"
+                "  GROUP BY destination_id, segment_id, customer_id))",
+                (before, ERASED_PREFIX + "%"),
+            ).rowcount
+            changes = db.execute(
+                "DELETE FROM destination_changes WHERE reported = 1 AND at < ?", (before,)
+            ).rowcount
+        return {"webhooks": webhooks, "destination_changes": changes}
+
     def release_deferred(self, destination_ids: list[str], now: float) -> None:
         """Make due now what a circuit held back (marked by its error; a leased one in flight is not)."""
         with self._transaction() as db:

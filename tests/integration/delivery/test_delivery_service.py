@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, timedelta
 from typing import Any
 
@@ -242,3 +243,38 @@ def test_a_kill_after_the_receiver_acknowledged_resends_under_the_same_key(
     # Sent again once the lease ran out (at least once); the receiver's key makes it once.
     wait_for(lambda: len(mailer.attempts) == 2, timeout=60, what="the resend after the restart")
     delivered_once(service, mailer)
+
+
+def test_the_retention_job_prunes_ended_webhooks_but_keeps_the_latest(
+    start_service: Any, receivers: Receivers, producer: KafkaProducer, topic_prefix: str, kafka_bootstrap: str
+) -> None:
+    # A half-second retention, pruned every 0.2 s: the test waits on the counter and the rows.
+    service = delivery(start_service, DELIVERY_OUTBOX_RETENTION_S="0.5", DELIVERY_PRUNE_INTERVAL_S="0.2")
+    mailer = receiver(receivers)
+    put_destination(service, "mailer", mailer)
+    topics = Topics(producer, topic_prefix)
+    topics.consent("c-1", granted=True, sequence=1)
+    topics.handled(kafka_bootstrap, "consent.state")  # consented before the join is read
+    topics.membership("c-1", "joined")
+    topics.membership("c-1", "left", reason="rule_unmatched")
+    wait_for(lambda: len(mailer.bodies()) == 2, what="the join and the leave")
+
+    def pruned() -> float:
+        found = re.search(
+            r'^segwarden_delivery_pruned_total\{kind="webhooks"\} (\S+)$',
+            httpx.get(f"{service.url}/metrics").text,
+            re.M,
+        )
+        return float(found.group(1)) if found else 0.0
+
+    wait_for(lambda: pruned() >= 1, what="the join pruned")
+    # The leave is the latest of its destination, segment and customer: the propagation keeps it.
+    assert shown_deliveries(service) == {"delivered": 1}
+    propagation = httpx.get(f"{service.url}/v1/customers/c-1/propagation", headers=bearer("dsr-officer-0001"))
+    (segment,) = propagation.json()["destinations"][0]["segments"]
+    assert (segment["last_action"], segment["held"]) == ("left", False)
+
+
+def shown_deliveries(service: ServiceProcess) -> dict[str, int]:
+    got = httpx.get(f"{service.url}/v1/destinations/mailer", headers=bearer()).json()
+    return dict(got["deliveries"])
