@@ -33,6 +33,7 @@ NAMES = frozenset(
         "segmenter.events_mid_batch",
         "segmenter.consent_mid_batch",
         "segmenter.rebuild_mid_replay",
+        "segmenter.rebuild_after_settle_commit",
         "segmenter.reevaluate_mid_batch",
         "consent.after_commit",
         "consent.requests_mid_batch",

@@ -178,6 +178,7 @@ class StateRebuilder:
                 return
             result = (await self.store.commit_many([(snapshot, [(c, "") for c in changes])], now))[0]
             if result is not None:
+                failpoint("segmenter.rebuild_after_settle_commit")  # slot decided, member sets not yet
                 await self.store.sync_members(snapshot.customer_id, result.applied)
                 return
             snapshot = await self.store.read(snapshot.customer_id)

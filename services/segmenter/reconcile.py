@@ -5,7 +5,8 @@ last announced action is `joined` (from `segment.membership.state`) and that is 
 in Redis gets a `left` with the reason that holds now (`segment_deleted`, `consent_withdrawn`
 or `consent_expired` when consent is not effective, else `rule_unmatched`); every member in
 Redis not announced as joined gets a `joined` (`rule_matched`) if its consent is effective now.
-Each customer is compared under its lock, after its outbox (a crashed owner's leftovers) went out.
+Each customer is compared under its lock, after its outbox (a crashed owner's leftovers) went out,
+and the member sets of the segments it is in or was announced in follow its slot first.
 """
 
 from __future__ import annotations
@@ -80,9 +81,18 @@ class AnnouncedReconciler:
         async with AsyncExitStack() as stack:
             for customer_id in customer_ids:
                 await stack.enter_async_context(self.membership.locks.hold(customer_id))
-            now, messages = time.time(), []
+            now, messages, members = time.time(), [], []
             for snapshot in await self.store.read_many(customer_ids):
-                messages += self._differences(snapshot, announced.segments_of(snapshot.customer_id), now)
+                joined = announced.segments_of(snapshot.customer_id)
+                messages += self._differences(snapshot, joined, now)
+                # The member sets follow the slot before anything is announced from it: a worker
+                # killed between a slot commit and its member-set step (the rebuild's silent
+                # commits leave no outbox to repair from) left them behind, and a `left` sent
+                # while GET /v1/segments/{id}/members still lists the customer would lie.
+                members.append(
+                    (snapshot.customer_id, {s: s in snapshot.segments for s in joined | snapshot.segments})
+                )
+            await self.store.set_members_many(members)
             sent = await self.publisher.publish(messages)
         for m in sent:
             MEMBERSHIP_CHANGES.labels(m.action, m.reason).inc()

@@ -231,6 +231,51 @@ async def test_a_new_owner_announces_what_its_predecessor_committed_but_never_di
     assert left.reason == "consent_withdrawn"
 
 
+async def events_committed(kafka_bootstrap: str, topic_prefix: str) -> bool:
+    """Whether the segmenter's group committed every customer.events record: none is delivered
+    again to the next worker (a redelivery repairs the member sets by itself)."""
+    group = f"{topic_prefix}segwarden-segmenter"
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        topic = topic_prefix + "customer.events"
+        await consumer.topics()
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        ends = await consumer.end_offsets(partitions)
+        return all([(await consumer.committed(tp) or 0) >= ends[tp] for tp in partitions])
+    finally:
+        await consumer.stop()
+
+
+async def test_a_rebuild_killed_between_a_silent_join_and_its_member_set_is_put_right_by_the_next_owner(
+    start_service: Any, own_redis: OwnRedis, io: Any, topic_prefix: str, tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    inputs, announcements = io
+    # Killed the first time the rebuild commits a decision: the slot holds it, the member set not.
+    failpoints = "segmenter.rebuild_after_settle_commit=kill"
+    first = start_service(
+        "segmenter", REDIS_URL=own_redis.url, DATA_DIR=str(tmp_path / "w1"), FAILPOINTS=failpoints, **FAST
+    ).wait_ready()
+    with httpx.Client(base_url=first.url, headers=ADMIN) as api:
+        put_segment(api, "mail", "event_count >= 1", "marketing_email")
+    await members_joined(inputs, announcements, ["c-y"])
+    await wait_until_async(partial(events_committed, kafka_bootstrap, topic_prefix), 60, "offsets committed")
+    view = RedisView(redis.Redis.from_url(own_redis.url, decode_responses=True), topic_prefix)
+
+    view.client.flushdb()
+    assert first.process is not None
+    await wait_until(lambda: first.process.poll() is not None, 60, "the rebuild killed mid-way")
+    assert view.segments_of("c-y") == {"mail"} and "c-y" not in view.members("mail")
+
+    second = start_service("segmenter", REDIS_URL=own_redis.url, DATA_DIR=str(tmp_path / "w2"), **FAST)
+    # The next owner rebuilds (the partitions were never marked built) and reconciles: nothing to
+    # decide or announce for c-y, so only the reconciler can bring the member set back in line.
+    await wait_until(lambda: "c-y" in view.members("mail"), 90, "c-y listed as a member again")
+    assert announcements.last("c-y", "mail").action == "joined"
+    rebuilds = metric_value(second.url, 'segwarden_segmenter_redis_rebuilds_total{cause="takeover"}')
+    assert rebuilds >= 1
+
+
 def metric_value(url: str, line_start: str) -> float:
     for line in httpx.get(f"{url}/metrics").text.splitlines():
         if line.startswith(line_start):
