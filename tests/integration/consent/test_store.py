@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -112,9 +113,7 @@ def test_only_marking_rows_sent_commits_without_waiting_for_the_disk(engine: Eng
     does not (a lost mark only republishes them). Read inside each transaction, as the
     connections are pooled and one used for a mark must not carry its setting to the next write."""
     store, outbox = SqlConsentStore(engine), SqlOutbox(engine)
-    probe = (
-        "SHOW synchronous_commit" if engine.dialect.name == "postgresql" else "PRAGMA synchronous"
-    )
+    probe = "SHOW synchronous_commit" if engine.dialect.name == "postgresql" else "PRAGMA synchronous"
     seen: list[str] = []
 
     @event.listens_for(engine, "commit")
@@ -207,6 +206,32 @@ def test_a_group_commit_applies_its_commands_in_order(engine: Engine) -> None:
     states = [json.loads(r.payload or b"") for r in outbox.pending(100) if r.topic == "consent.state"]
     c1_states = [s["purposes"]["marketing_email"]["status"] for s in states if s["customer_id"] == "c-1"]
     assert c1_states == ["granted", "denied", "granted"]
+
+
+def test_a_group_commit_writes_its_rows_in_one_statement_per_table(engine: Engine) -> None:
+    """History, current projection and outbox rows of a whole batch go in one executemany each
+    (the projection read once for all its customers), and read back as if written one by one."""
+    store = SqlConsentStore(engine)
+    handlers.record_consent(store, POLICY, grant("c-9"), utcnow())  # c-9 has a current row, c-8 none
+    writes: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def note(conn: Connection, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.split()[0] in ("INSERT", "UPDATE") and "consent_sequence" not in statement:
+            writes.append(" ".join(statement.split()[:3]))
+
+    commands = [grant("c-8"), grant("c-9", status="denied"), grant("c-8", status="denied"), grant("c-9")]
+    handlers.record_many(store, POLICY, commands, utcnow())
+    event.remove(engine, "before_cursor_execute", note)
+    assert sorted(writes) == [
+        "INSERT INTO consent_current",
+        "INSERT INTO consent_records",
+        "INSERT INTO outbox",
+        "UPDATE consent_current SET",
+    ]
+    assert {p: c.status for p, c in store.current("c-8").items()} == {"marketing_email": "denied"}
+    assert {p: c.status for p, c in store.current("c-9").items()} == {"marketing_email": "granted"}
+    assert [h["status"] for h in store.history("c-8")] == ["granted", "denied"]
 
 
 def _changes(outbox: SqlOutbox, customer: str) -> list[ConsentChanged]:
