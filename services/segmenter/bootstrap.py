@@ -13,10 +13,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
-from faust.types import TP
 
 from services.segmenter.adapters.kafka_compacted import KafkaCompactedReader
 from services.segmenter.adapters.kafka_consent import KafkaConsentFollower
+from services.segmenter.adapters.kafka_events import KafkaEventFollower
 from services.segmenter.adapters.kafka_publisher import KafkaMembershipPublisher
 from services.segmenter.adapters.redis_generation import RedisGenerationMarker
 from services.segmenter.adapters.redis_keys import KeyLayout
@@ -57,6 +57,7 @@ from shared.kafka import (
     topic_names,
     topic_retention,
 )
+from shared.metrics import CONSUMER_LAG
 from shared.pseudonym import load_pseudonym_key
 from shared.retention_runs import KafkaRetentionRuns
 from shared.supervise import Supervisor, for_each, handle_or_dead_letter
@@ -93,6 +94,7 @@ class SegmenterRuntime:
         self.expiry: ExpiryScheduler | None = None
         self.stream: Any = None
         self.consent: KafkaConsentFollower | None = None
+        self.events: KafkaEventFollower | None = None
         self.recovery: RedisRecovery | None = None
         self.consent_loaded = False
         self.stream_started = False
@@ -147,9 +149,20 @@ class SegmenterRuntime:
         )
         await supervisor.retry("consent consumer", self.consent.start)
         self.membership.barrier = self.consent  # joins wait until the follower read the opt-outs
+        self.events = events = KafkaEventFollower(
+            settings,
+            names.name(CUSTOMER_EVENTS),
+            f"{settings.topic_prefix}segwarden-segmenter-events",
+            settings.segmenter_event_batch_size,
+            lambda records: handle_or_dead_letter(
+                dead_letters, CUSTOMER_EVENTS.base, records, handlers.on_events
+            ),
+        )
+        await supervisor.retry("events consumer", events.start)
         self.stream = create_stream_app(settings, handlers)
-        on_assignment(self.stream, settings, self.consent.follow)
+        on_assignment(self.stream, settings, self._follow)
         supervisor.spawn("consent-follower", self.consent.run)
+        supervisor.spawn("event-follower", events.run)
         self.recovery.follow_assignment(self.stream, lambda: owned_partitions(self.stream, settings))
         supervisor.spawn("redis-rebuild", self.recovery.run)
         supervisor.every("redis-generation", CHECK_INTERVAL_S, self.recovery.check)
@@ -209,16 +222,16 @@ class SegmenterRuntime:
         reconciler = AnnouncedReconciler(settings, self.store, self.registry, self.membership, publisher)
         return RedisRecovery(marker, rebuilder, reconciler, [keys.known(p) for p in range(n)])
 
+    async def _follow(self, partitions: list[int]) -> None:
+        """Both plain consumers read the customer partitions faust assigned this worker."""
+        assert self.consent is not None and self.events is not None
+        await self.consent.follow(partitions)
+        await self.events.follow(partitions)
+
     async def _positions(self, partitions: Sequence[int]) -> dict[int, int | None]:
-        """Where faust's consumer is on each customer.events partition (None before its first fetch)."""
-        topic = topic_names(self.settings).name(CUSTOMER_EVENTS)
-        out: dict[int, int | None] = {}
-        for partition in partitions:
-            try:
-                out[partition] = await self.stream.consumer.position(TP(topic, partition))
-            except Exception:  # not assigned (any more) or not fetched yet: the end offset rules
-                out[partition] = None
-        return out
+        """Where the event follower is on each customer.events partition (None before its first fetch)."""
+        assert self.events is not None
+        return {partition: await self.events.position(partition) for partition in partitions}
 
     def _required_purposes(self, segment_id: str) -> tuple[str, ...] | None:
         segment = self.registry.get(segment_id)
@@ -226,6 +239,10 @@ class SegmenterRuntime:
 
     async def _record_lag(self) -> None:
         record_lag(self.stream)
+        if self.events is not None:
+            topic = topic_names(self.settings).name(CUSTOMER_EVENTS)
+            for partition, lag in self.events.lag().items():
+                CONSUMER_LAG.labels(self.events.group_id, topic, str(partition)).set(lag)
 
     def _reader(self, base: str) -> KafkaCompactedReader:
         topic = topic_names(self.settings).prefix + base
@@ -244,6 +261,8 @@ class SegmenterRuntime:
             await self.stream.stop()
         if self.consent is not None:
             await self.consent.stop()
+        if self.events is not None:
+            await self.events.stop()
         if self.producer is not None:
             await self.producer.stop()
         await self.redis.aclose()  # type: ignore[attr-defined]  # stubs predate aclose

@@ -1,7 +1,10 @@
 """The faust app of the segmenter: agents that hand each input to its handler, nothing more.
 
 It runs in the HTTP server's event loop (started and stopped by the FastAPI lifespan), with
-faust's own web server off.
+faust's own web server off. faust coordinates the group and runs consent.state and
+erasure.requests; customer.events and consent.changes are read by plain consumers that follow its
+assignment (adapters/kafka_events.py, adapters/kafka_consent.py): the topics are co-partitioned,
+so the partitions of consent.state this worker owns are those of every customer topic.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from services.segmenter.stream_handlers import StreamHandlers
 from shared.kafka import clamp_lag, faust_credentials, topic_names
 from shared.metrics import CONSUMER_LAG
 from shared.supervise import for_each, handle_or_dead_letter
-from shared.topics import CONSENT_STATE, CUSTOMER_EVENTS, ERASURE_REQUESTS
+from shared.topics import CONSENT_STATE, ERASURE_REQUESTS
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +75,6 @@ def create_stream_app(settings: SegmenterSettings, handlers: StreamHandlers) -> 
             partitions=settings.topic_partitions,
         )
 
-    @app.agent(topic(CUSTOMER_EVENTS), name="customer-events")
-    async def customer_events(stream: Any) -> None:
-        batches = stream.take_events(
-            settings.segmenter_event_batch_size, within=settings.segmenter_event_batch_wait_s
-        )
-        async for batch in batches:
-            records = [as_record(e) for e in batch]
-            await handle_or_dead_letter(
-                handlers.dead_letters, CUSTOMER_EVENTS.base, records, handlers.on_events
-            )
-
     def one_by_one(spec: Any, handle: Callable[[ConsumerRecord], Awaitable[None]]) -> None:
         async def agent(stream: Any) -> None:
             async for event in stream.events():
@@ -130,9 +122,9 @@ def on_assignment(
 
 def owned_partitions(app: SegmenterFaustApp, settings: SegmenterSettings) -> list[int]:
     """Partitions of the customer topics this worker owns now (co-partitioned: one list for all)."""
-    events = topic_names(settings).name(CUSTOMER_EVENTS)
+    followed = topic_names(settings).name(CONSENT_STATE)
     try:
         assignment = app.consumer.assignment()
     except Exception:  # before the consumer exists there is nothing owned
         return []
-    return sorted(tp.partition for tp in assignment if tp.topic == events)
+    return sorted(tp.partition for tp in assignment if tp.topic == followed)
