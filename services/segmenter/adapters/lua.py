@@ -28,68 +28,75 @@ local function mark(key, at, seq, ttl)
 end
 """
 
-# KEYS: features, version, consent, segments, outbox, erasure marker.
-# ARGV: offset field, offset, event_id, type, occurred_at (epoch), purchase amount or "", record
-# timestamp (ms, 0 unknown), then profile attr/JSON pairs. An event is applied once: its offset must
-# be above the highest applied offset of its partition (the `_o:<partition>` field; a partition
-# arrives in offset order) unless its record timestamp is later than every one applied from that
-# partition (`_t:<partition>`): then the topic was created again (a broker that forgot it, offsets
-# restarting at 0) and the record is new, and the offset starts over from it. Its
-# event_id must not be among the customer's last RECENT (4) applied ones (`_r`: 12 hex digits of the
-# SHA-1 of each, newest first; a producer's retry lands shortly after the original). Bookkeeping
-# fields start with `_`. An event from before the customer's erasure (occurred, or written to its
-# topic, at or before the marker's `at`) writes nothing. Returns {applied 1|0|-1 (erased), version,
-# features, consent, segments, outbox length}: a duplicate returns the stored state too, so a retry
-# can re-plan from it.
+# KEYS: features, version, consent, segments, outbox, erasure marker (one customer's).
+# ARGV: the customer's events of one batch, in offset order per partition, each as: offset
+# field, offset, event_id, type, occurred_at (epoch), purchase amount or "", record timestamp
+# (ms, 0 unknown), the number of profile attr/JSON pairs, then those pairs. An event is applied
+# once: its offset must be above the highest applied offset of its partition (the `_o:<partition>`
+# field; a partition arrives in offset order) unless its record timestamp is later than every one
+# applied from that partition (`_t:<partition>`): then the topic was created again (a broker that
+# forgot it, offsets restarting at 0) and the record is new, and the offset starts over from it.
+# Its event_id must not be among the customer's last RECENT (4) applied ones (`_r`: 12 hex digits
+# of the SHA-1 of each, newest first; a producer's retry lands shortly after the original).
+# Bookkeeping fields start with `_`. An event from before the customer's erasure (occurred, or
+# written to its topic, at or before the marker's `at`) writes nothing. The version moves once
+# for the call. Returns {per event 1 applied | 0 duplicate | -1 erased, version, features,
+# consent, segments, outbox length}: the state after all of them (a duplicate returns it too,
+# so a retry can re-plan from it).
 RECENT = 4
-APPLY_EVENT = (
+APPLY_EVENTS = (
     MARKER
     + """
 local f = KEYS[1]
 local mat = marker(KEYS[6])
-local ts = tonumber(ARGV[7])
-if before(mat, nil, tonumber(ARGV[5]) * 1000, nil) or (ts > 0 and before(mat, nil, ts, nil)) then
-  return {-1, tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('HGETALL', f),
-    redis.call('HGETALL', KEYS[3]), redis.call('SMEMBERS', KEYS[4]), redis.call('LLEN', KEYS[5])}
-end
-local tf = '_t' .. string.sub(ARGV[1], 3)
-local seen = redis.call('HMGET', f, ARGV[1], '_r', tf)
-local recreated = ts > 0 and seen[3] and ts > tonumber(seen[3])
-local newer = (not seen[1]) or tonumber(seen[1]) < tonumber(ARGV[2]) or recreated
-local id = string.sub(redis.sha1hex(ARGV[3]), 1, 12)
-local recent = seen[2] or ''
-local repeated = false
-for i = 1, #recent, 12 do
-  if string.sub(recent, i, i + 11) == id then repeated = true end
-end
-local v, applied
-if newer and not repeated then
-  local t = tonumber(ARGV[5])
-  redis.call('HINCRBY', f, 'events', 1)
-  redis.call('HINCRBY', f, 'e:' .. ARGV[4], 1)
-  local first = redis.call('HGET', f, 'first')
-  if (not first) or tonumber(first) > t then redis.call('HSET', f, 'first', ARGV[5]) end
-  local last = redis.call('HGET', f, 'last')
-  if (not last) or tonumber(last) < t then redis.call('HSET', f, 'last', ARGV[5]) end
-  if ARGV[6] ~= '' then
-    redis.call('HINCRBYFLOAT', f, 'spend', ARGV[6])
-    redis.call('HINCRBY', f, 'purchases', 1)
-    local lp = redis.call('HGET', f, 'lastp')
-    if (not lp) or tonumber(lp) < t then redis.call('HSET', f, 'lastp', ARGV[5]) end
-  end
-  for i = 8, #ARGV, 2 do redis.call('HSET', f, 'p:' .. ARGV[i], ARGV[i + 1]) end
-  redis.call('HSET', f, ARGV[1], ARGV[2], '_r', string.sub(id .. recent, 1, 12 * """
+local outcomes, any_applied, i = {}, false, 1
+while i <= #ARGV do
+  local ofield, offset, eid, etype = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local at, amount, ts, n = ARGV[i + 4], ARGV[i + 5], tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7])
+  local t = tonumber(at)
+  local outcome = 0
+  if before(mat, nil, t * 1000, nil) or (ts > 0 and before(mat, nil, ts, nil)) then
+    outcome = -1
+  else
+    local tf = '_t' .. string.sub(ofield, 3)
+    local seen = redis.call('HMGET', f, ofield, '_r', tf)
+    local recreated = ts > 0 and seen[3] and ts > tonumber(seen[3])
+    local newer = (not seen[1]) or tonumber(seen[1]) < tonumber(offset) or recreated
+    local id = string.sub(redis.sha1hex(eid), 1, 12)
+    local recent = seen[2] or ''
+    local repeated = false
+    for k = 1, #recent, 12 do
+      if string.sub(recent, k, k + 11) == id then repeated = true end
+    end
+    if newer and not repeated then
+      redis.call('HINCRBY', f, 'events', 1)
+      redis.call('HINCRBY', f, 'e:' .. etype, 1)
+      local first = redis.call('HGET', f, 'first')
+      if (not first) or tonumber(first) > t then redis.call('HSET', f, 'first', at) end
+      local last = redis.call('HGET', f, 'last')
+      if (not last) or tonumber(last) < t then redis.call('HSET', f, 'last', at) end
+      if amount ~= '' then
+        redis.call('HINCRBYFLOAT', f, 'spend', amount)
+        redis.call('HINCRBY', f, 'purchases', 1)
+        local lp = redis.call('HGET', f, 'lastp')
+        if (not lp) or tonumber(lp) < t then redis.call('HSET', f, 'lastp', at) end
+      end
+      for k = i + 8, i + 7 + 2 * n, 2 do redis.call('HSET', f, 'p:' .. ARGV[k], ARGV[k + 1]) end
+      redis.call('HSET', f, ofield, offset, '_r', string.sub(id .. recent, 1, 12 * """
     + str(RECENT)
     + """))
-  v = redis.call('INCR', KEYS[2])
-  applied = 1
-else
-  if newer then redis.call('HSET', f, ARGV[1], ARGV[2]) end
-  v = tonumber(redis.call('GET', KEYS[2]) or '0')
-  applied = 0
+      outcome, any_applied = 1, true
+    elseif newer then
+      redis.call('HSET', f, ofield, offset)
+    end
+    if newer and ((not seen[3]) or ts > tonumber(seen[3])) then redis.call('HSET', f, tf, ARGV[i + 6]) end
+  end
+  table.insert(outcomes, outcome)
+  i = i + 8 + 2 * n
 end
-if newer and ((not seen[3]) or ts > tonumber(seen[3])) then redis.call('HSET', f, tf, ARGV[7]) end
-return {applied, v, redis.call('HGETALL', f), redis.call('HGETALL', KEYS[3]),
+local v
+if any_applied then v = redis.call('INCR', KEYS[2]) else v = tonumber(redis.call('GET', KEYS[2]) or '0') end
+return {outcomes, v, redis.call('HGETALL', f), redis.call('HGETALL', KEYS[3]),
   redis.call('SMEMBERS', KEYS[4]), redis.call('LLEN', KEYS[5])}
 """
 )

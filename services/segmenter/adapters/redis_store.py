@@ -104,6 +104,14 @@ def _features(flat: Sequence[str]) -> dict[str, str]:
     return {k: v for k, v in zip(flat[::2], flat[1::2], strict=True) if not k.startswith("_")}
 
 
+def _event_args(w: EventWrite) -> list[str | int | float]:
+    """One event's part of APPLY_EVENTS' ARGV."""
+    profile = [item for attr, value in w.profile.items() for item in (attr, json.dumps(value))]
+    amount = "" if w.amount is None else repr(w.amount)
+    head: list[str | int | float] = [f"_o:{w.partition}", w.offset, w.event_id, w.type]
+    return [*head, repr(w.occurred_at), amount, w.timestamp_ms, len(w.profile), *profile]
+
+
 class RedisCustomerStore:
     def __init__(
         self,
@@ -116,7 +124,7 @@ class RedisCustomerStore:
         self.keys = keys
         self.pseudonym_key = pseudonym_key  # names the erasure markers (never the raw id)
         self.marker_ttl_ms = marker_ttl_ms
-        self._apply_event = client.register_script(lua.APPLY_EVENT)
+        self._apply_events = client.register_script(lua.APPLY_EVENTS)
         self._read = client.register_script(lua.READ_CUSTOMER)
         self._apply_consent = client.register_script(lua.APPLY_CONSENT)
         self._commit = client.register_script(lua.COMMIT)
@@ -160,43 +168,47 @@ class RedisCustomerStore:
     async def apply_events(
         self, writes: Sequence[EventWrite], known: Iterable[tuple[int, str]]
     ) -> list[EventResult]:
-        """Apply every event in one pipeline: per event whether it was applied now (False for a
-        redelivery, an offset at or below its partition's applied one) and the customer's state,
-        or None when it is from before the customer's erasure. Then the customers of `known`
+        """Apply every event, one Lua step per customer (its events in order) and one pipeline
+        for all: per event whether it was applied now (False for a redelivery, an offset at or
+        below its partition's applied one) and the customer's state after all of its events, or
+        None when it is from before the customer's erasure. Then the customers of `known`
         (partition, customer) are remembered unless all their events were refused: the caller
         holds their locks, so no erasure of theirs runs in between."""
+        by_customer: dict[str, list[int]] = {}
+        for i, w in enumerate(writes):
+            by_customer.setdefault(w.customer_id, []).append(i)
         async with self.client.pipeline(transaction=False) as pipe:
-            for w in writes:
-                profile = [item for attr, value in w.profile.items() for item in (attr, json.dumps(value))]
-                args: list[str | int | float] = [
-                    f"_o:{w.partition}",
-                    w.offset,
-                    w.event_id,
-                    w.type,
-                    repr(w.occurred_at),
-                    "" if w.amount is None else repr(w.amount),
-                    w.timestamp_ms,
-                ]
-                keys = self._customer_keys(w.customer_id)
-                await self._apply_event(keys=keys, args=[*args, *profile], client=pipe)
+            for customer_id, indexes in by_customer.items():
+                args = [arg for i in indexes for arg in _event_args(writes[i])]
+                await self._apply_events(keys=self._customer_keys(customer_id), args=args, client=pipe)
             results = await pipe.execute()
-        out: list[EventResult] = [
-            None if r[0] == -1 else (r[0] == 1, self._snapshot(w.customer_id, r[1], r[2:]))
-            for w, r in zip(writes, results, strict=True)
-        ]
-        # The customers' last activity after the batch (the latest result of each wins).
-        last = {w.customer_id: r[1].features.get(LAST) for w, r in zip(writes, out, strict=True) if r}
-        remembered = [(p, c) for p, c in known if c in last]
-        if remembered:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for partition, customer_id in remembered:
-                    pipe.sadd(self.keys.known(partition), customer_id)
-                    active = last[customer_id]
-                    if active is not None:  # GT: a late, older event does not move it back
-                        score: dict[str | bytes, float] = {customer_id: float(active)}
-                        pipe.zadd(self.keys.activity(partition), score, gt=True)
-                await pipe.execute()
+        out: list[EventResult] = [None] * len(writes)
+        last: dict[str, str | None] = {}
+        for (customer_id, indexes), (outcomes, version, *state) in zip(
+            by_customer.items(), results, strict=True
+        ):
+            snapshot = self._snapshot(customer_id, version, state)
+            for i, outcome in zip(indexes, outcomes, strict=True):
+                out[i] = None if outcome == -1 else (outcome == 1, snapshot)
+            if any(outcome != -1 for outcome in outcomes):
+                last[customer_id] = snapshot.features.get(LAST)
+        await self._remember_active([(p, c) for p, c in known if c in last], last)
         return out
+
+    async def _remember_active(
+        self, remembered: Sequence[tuple[int, str]], last: Mapping[str, str | None]
+    ) -> None:
+        """The customers known on their partitions, with their last activity."""
+        if not remembered:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for partition, customer_id in remembered:
+                pipe.sadd(self.keys.known(partition), customer_id)
+                active = last[customer_id]
+                if active is not None:  # GT: a late, older event does not move it back
+                    score: dict[str | bytes, float] = {customer_id: float(active)}
+                    pipe.zadd(self.keys.activity(partition), score, gt=True)
+            await pipe.execute()
 
     async def read(self, customer_id: str) -> CustomerSnapshot:
         result = await self._read(keys=self._customer_keys(customer_id))
