@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 
@@ -14,13 +14,29 @@ class KeyedLocks:
 
     @asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        self._users[key] = self._users.get(key, 0) + 1
+        async with self.hold_all((key,)):
+            yield
+
+    @asynccontextmanager
+    async def hold_all(self, keys: Iterable[str]) -> AsyncIterator[None]:
+        """Every key's lock, taken in sorted order (so two holders never deadlock): one context for
+        a batch's customers instead of one per customer."""
+        ordered = sorted(set(keys))
+        locks = []
+        for key in ordered:
+            locks.append(self._locks.setdefault(key, asyncio.Lock()))
+            self._users[key] = self._users.get(key, 0) + 1
+        held = 0
         try:
-            async with lock:
-                yield
+            for lock in locks:
+                await lock.acquire()
+                held += 1
+            yield
         finally:
-            self._users[key] -= 1
-            if not self._users[key]:
-                # Nobody waits on it any more: drop it so the map does not grow with every customer.
-                del self._users[key], self._locks[key]
+            for lock in locks[:held]:
+                lock.release()
+            for key in ordered:
+                self._users[key] -= 1
+                if not self._users[key]:
+                    # Nobody waits on it any more: drop it so the map does not grow with every customer.
+                    del self._users[key], self._locks[key]

@@ -16,7 +16,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -214,9 +213,7 @@ class MembershipService:
         pipeline for all customers (one plan per customer)."""
         if not plans:
             return []
-        async with AsyncExitStack() as stack:
-            for customer_id in sorted({p.snapshot.customer_id for p in plans}):
-                await stack.enter_async_context(self.locks.hold(customer_id))
+        async with self.locks.hold_all(p.snapshot.customer_id for p in plans):
             committed = await self._commit_many(plans)
             failpoint("segmenter.after_slot_commit")
             await self.store.set_members_many([(o.customer_id, o.members) for o in committed])
@@ -372,9 +369,7 @@ class MembershipService:
     async def _admit_once(self, todo: list[Waiting]) -> None:
         assert self.barrier is not None
         await self.barrier.settled([cid for cid, _ in todo])
-        async with AsyncExitStack() as stack:
-            for customer_id in sorted({cid for cid, _ in todo}):
-                await stack.enter_async_context(self.locks.hold(customer_id))
+        async with self.locks.hold_all(cid for cid, _ in todo):
             outgoing = []
             for customer_id, ids in todo:  # what is still there (an eviction may have withheld it)
                 box, wanted = await self.store.outbox(customer_id), set(ids)

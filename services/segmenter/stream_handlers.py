@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 from aiokafka.structs import ConsumerRecord
@@ -104,40 +104,51 @@ class StreamHandlers:
         self.expiry = expiry
 
     async def on_events(self, records: Sequence[ConsumerRecord]) -> None:
-        """A batch: one Redis pipeline for every feature update, then one evaluation per customer.
+        """A batch: one Lua step per customer for its feature updates (one pipeline for all), then
+        one evaluation per customer, and one commit, member-set sync and publish for the batch.
 
         A redelivered event (a retry after a failure, or after a crash) changes no feature again
         but is still evaluated from the stored state, with the repair of whatever steps after the
         commit may not have run (member sets, the outbox)."""
+        for topic, n in Counter(r.topic for r in records).items():
+            MESSAGES_CONSUMED.labels(topic).inc(n)
+        outcomes: Counter[tuple[str, str]] = Counter()
         decoded: list[tuple[ConsumerRecord, CustomerEvent]] = []
         for record in records:
-            MESSAGES_CONSUMED.labels(record.topic).inc()
             event = await decode_or_dead_letter(self.dead_letters, record, CustomerEvent)
             if event is None:
-                EVENTS_PROCESSED.labels("invalid", "dead_letter").inc()
+                outcomes["invalid", "dead_letter"] += 1
             else:
                 decoded.append((record, event))
-        if not decoded:
-            return
+        if decoded:
+            await self._apply(decoded, outcomes)
+        for (family, outcome), n in outcomes.items():
+            EVENTS_PROCESSED.labels(family, outcome).inc(n)
+
+    async def _apply(
+        self, decoded: list[tuple[ConsumerRecord, CustomerEvent]], outcomes: Counter[tuple[str, str]]
+    ) -> None:
         writes = [event_write(record, event) for record, event in decoded]
         known = {(record.partition, event.customer_id) for record, event in decoded}
-        async with AsyncExitStack() as stack:  # no erasure of these customers runs in between
-            for customer_id in sorted({c for _, c in known}):
-                await stack.enter_async_context(self.membership.locks.hold(customer_id))
+        # No erasure of these customers runs in between.
+        async with self.membership.locks.hold_all(c for _, c in known):
             results = await self.store.apply_events(writes, known)
         failpoint("segmenter.events_mid_batch")  # features written, membership not yet reconciled
         latest: dict[str, _Latest] = {}
+        erased = 0
         for (_, event), result in zip(decoded, results, strict=True):
             if result is None:
-                EVENTS_PROCESSED.labels(type_family(event.type), "erased").inc()
-                ERASED_INPUT_REFUSED.labels("event").inc()
+                outcomes[type_family(event.type), "erased"] += 1
+                erased += 1
                 continue
             applied, snapshot = result
-            EVENTS_PROCESSED.labels(type_family(event.type), "applied" if applied else "duplicate").inc()
+            outcomes[type_family(event.type), "applied" if applied else "duplicate"] += 1
             entry = latest.setdefault(event.customer_id, _Latest(snapshot, event))
             entry.snapshot, entry.event = snapshot, event
             entry.redelivered |= not applied
             entry.features |= features_changed_by(event.type, _profile(event))
+        if erased:
+            ERASED_INPUT_REFUSED.labels("event").inc(erased)
         plans = [self._plan(entry) for entry in latest.values()]
         await self.membership.apply_many([p for p in plans if p is not None])
 

@@ -29,31 +29,31 @@ end
 """
 
 # KEYS: features, version, consent, segments, outbox, erasure marker (one customer's).
-# ARGV: the customer's events of one batch, in offset order per partition, each as: offset
-# field, offset, event_id, type, occurred_at (epoch), purchase amount or "", record timestamp
-# (ms, 0 unknown), the number of profile attr/JSON pairs, then those pairs. An event is applied
-# once: its offset must be above the highest applied offset of its partition (the `_o:<partition>`
-# field; a partition arrives in offset order) unless its record timestamp is later than every one
-# applied from that partition (`_t:<partition>`): then the topic was created again (a broker that
-# forgot it, offsets restarting at 0) and the record is new, and the offset starts over from it.
-# Its event_id must not be among the customer's last RECENT (4) applied ones (`_r`: 12 hex digits
-# of the SHA-1 of each, newest first; a producer's retry lands shortly after the original).
-# Bookkeeping fields start with `_`. An event from before the customer's erasure (occurred, or
-# written to its topic, at or before the marker's `at`) writes nothing. The version moves once
-# for the call. Returns {per event 1 applied | 0 duplicate | -1 erased, version, features,
-# consent, segments, outbox length}: the state after all of them (a duplicate returns it too,
-# so a retry can re-plan from it).
+# ARGV[1]: the customer's events of one batch as one JSON array (one argument, not ten per
+# event: packing arguments was the Redis client's largest cost), in offset order per partition,
+# each an array of strings: offset field, offset, event_id, type, occurred_at (epoch), purchase
+# amount or "", record timestamp (ms, "0" unknown), then profile attr/JSON pairs. An event is
+# applied once: its offset must be above the highest applied offset of its partition (the
+# `_o:<partition>` field; a partition arrives in offset order) unless its record timestamp is
+# later than every one applied from that partition (`_t:<partition>`): then the topic was created
+# again (a broker that forgot it, offsets restarting at 0) and the record is new, and the offset
+# starts over from it. Its event_id must not be among the customer's last RECENT (4) applied ones
+# (`_r`: 12 hex digits of the SHA-1 of each, newest first; a producer's retry lands shortly after
+# the original). Bookkeeping fields start with `_`. An event from before the customer's erasure
+# (occurred, or written to its topic, at or before the marker's `at`) writes nothing. The version
+# moves once for the call. Returns {per event 1 applied | 0 duplicate | -1 erased, version,
+# features, consent, segments, outbox length}: the state after all of them (a duplicate returns
+# it too, so a retry can re-plan from it).
 RECENT = 4
 APPLY_EVENTS = (
     MARKER
     + """
 local f = KEYS[1]
 local mat = marker(KEYS[6])
-local outcomes, any_applied, i = {}, false, 1
-while i <= #ARGV do
-  local ofield, offset, eid, etype = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local at, amount, ts, n = ARGV[i + 4], ARGV[i + 5], tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7])
-  local t = tonumber(at)
+local outcomes, any_applied = {}, false
+for _, e in ipairs(cjson.decode(ARGV[1])) do
+  local ofield, offset, eid, etype, at, amount, tstext = e[1], e[2], e[3], e[4], e[5], e[6], e[7]
+  local ts, t = tonumber(tstext), tonumber(at)
   local outcome = 0
   if before(mat, nil, t * 1000, nil) or (ts > 0 and before(mat, nil, ts, nil)) then
     outcome = -1
@@ -81,7 +81,7 @@ while i <= #ARGV do
         local lp = redis.call('HGET', f, 'lastp')
         if (not lp) or tonumber(lp) < t then redis.call('HSET', f, 'lastp', at) end
       end
-      for k = i + 8, i + 7 + 2 * n, 2 do redis.call('HSET', f, 'p:' .. ARGV[k], ARGV[k + 1]) end
+      for k = 8, #e, 2 do redis.call('HSET', f, 'p:' .. e[k], e[k + 1]) end
       redis.call('HSET', f, ofield, offset, '_r', string.sub(id .. recent, 1, 12 * """
     + str(RECENT)
     + """))
@@ -89,10 +89,9 @@ while i <= #ARGV do
     elseif newer then
       redis.call('HSET', f, ofield, offset)
     end
-    if newer and ((not seen[3]) or ts > tonumber(seen[3])) then redis.call('HSET', f, tf, ARGV[i + 6]) end
+    if newer and ((not seen[3]) or ts > tonumber(seen[3])) then redis.call('HSET', f, tf, tstext) end
   end
   table.insert(outcomes, outcome)
-  i = i + 8 + 2 * n
 end
 local v
 if any_applied then v = redis.call('INCR', KEYS[2]) else v = tonumber(redis.call('GET', KEYS[2]) or '0') end

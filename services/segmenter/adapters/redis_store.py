@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
 from services.segmenter.adapters import lua
@@ -104,12 +105,12 @@ def _features(flat: Sequence[str]) -> dict[str, str]:
     return {k: v for k, v in zip(flat[::2], flat[1::2], strict=True) if not k.startswith("_")}
 
 
-def _event_args(w: EventWrite) -> list[str | int | float]:
-    """One event's part of APPLY_EVENTS' ARGV."""
+def _event_args(w: EventWrite) -> list[str]:
+    """One event's entry in APPLY_EVENTS' JSON argument: strings only (Lua's numbers are doubles)."""
     profile = [item for attr, value in w.profile.items() for item in (attr, json.dumps(value))]
     amount = "" if w.amount is None else repr(w.amount)
-    head: list[str | int | float] = [f"_o:{w.partition}", w.offset, w.event_id, w.type]
-    return [*head, repr(w.occurred_at), amount, w.timestamp_ms, len(w.profile), *profile]
+    head = [f"_o:{w.partition}", str(w.offset), w.event_id, w.type, repr(w.occurred_at), amount]
+    return [*head, str(w.timestamp_ms), *profile]
 
 
 class RedisCustomerStore:
@@ -179,8 +180,9 @@ class RedisCustomerStore:
             by_customer.setdefault(w.customer_id, []).append(i)
         async with self.client.pipeline(transaction=False) as pipe:
             for customer_id, indexes in by_customer.items():
-                args = [arg for i in indexes for arg in _event_args(writes[i])]
-                await self._apply_events(keys=self._customer_keys(customer_id), args=args, client=pipe)
+                events = orjson.dumps([_event_args(writes[i]) for i in indexes])
+                keys = self._customer_keys(customer_id)
+                await self._apply_events(keys=keys, args=[events], client=pipe)
             results = await pipe.execute()
         out: list[EventResult] = [None] * len(writes)
         last: dict[str, str | None] = {}
@@ -198,16 +200,22 @@ class RedisCustomerStore:
     async def _remember_active(
         self, remembered: Sequence[tuple[int, str]], last: Mapping[str, str | None]
     ) -> None:
-        """The customers known on their partitions, with their last activity."""
+        """The customers known on their partitions, with their last activity: one SADD and one
+        ZADD per partition, whatever the number of customers."""
         if not remembered:
             return
+        known: dict[int, list[str]] = {}
+        active: dict[int, dict[str | bytes, float]] = {}
+        for partition, customer_id in remembered:
+            known.setdefault(partition, []).append(customer_id)
+            at = last[customer_id]
+            if at is not None:
+                active.setdefault(partition, {})[customer_id] = float(at)
         async with self.client.pipeline(transaction=False) as pipe:
-            for partition, customer_id in remembered:
-                pipe.sadd(self.keys.known(partition), customer_id)
-                active = last[customer_id]
-                if active is not None:  # GT: a late, older event does not move it back
-                    score: dict[str | bytes, float] = {customer_id: float(active)}
-                    pipe.zadd(self.keys.activity(partition), score, gt=True)
+            for partition, customer_ids in known.items():
+                pipe.sadd(self.keys.known(partition), *customer_ids)
+            for partition, scores in active.items():  # GT: a late, older event does not move it back
+                pipe.zadd(self.keys.activity(partition), scores, gt=True)
             await pipe.execute()
 
     async def read(self, customer_id: str) -> CustomerSnapshot:
@@ -302,13 +310,20 @@ class RedisCustomerStore:
 
     async def set_members_many(self, batch: Sequence[tuple[str, Mapping[str, bool]]]) -> None:
         """Second step: the segments' member sets (other hash slots) follow the customers' sets;
-        per customer, segment -> whether the customer is a member (as its slot says)."""
-        if not any(membership for _, membership in batch):
+        per customer, segment -> whether the customer is a member (as its slot says). One SADD
+        and one SREM per segment at most (one customer's entry per segment: they commute)."""
+        adds: dict[str, list[str]] = {}
+        removes: dict[str, list[str]] = {}
+        for customer_id, membership in batch:
+            for segment_id, member in membership.items():
+                (adds if member else removes).setdefault(segment_id, []).append(customer_id)
+        if not adds and not removes:
             return
         async with self.client.pipeline(transaction=False) as pipe:
-            for customer_id, membership in batch:
-                for segment_id, member in membership.items():
-                    (pipe.sadd if member else pipe.srem)(self.keys.members(segment_id), customer_id)
+            for segment_id, customer_ids in adds.items():
+                pipe.sadd(self.keys.members(segment_id), *customer_ids)
+            for segment_id, customer_ids in removes.items():
+                pipe.srem(self.keys.members(segment_id), *customer_ids)
             await pipe.execute()
 
     async def sync_members(self, customer_id: str, applied: Sequence[MembershipChange]) -> None:

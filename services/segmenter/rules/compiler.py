@@ -11,6 +11,7 @@ from services.segmenter.rules.features import TIME_FEATURES
 from services.segmenter.rules.nodes import (
     And,
     Compare,
+    Constant,
     Feature,
     ListOf,
     Node,
@@ -92,7 +93,23 @@ def _compile_compare(node: Compare) -> Predicate:
         negate = op == "!="
         return lambda f: _equal(left(f), right(f), negate)
     ordering = _ORDERING[op]
+    if isinstance(node.left, Feature) and isinstance(node.right, Constant):
+        return _ordered_literal(ordering, node.left.name, node.right.value)
     return lambda f: _ordered(ordering, left(f), right(f))
+
+
+# The classes of the values features hold (rule_features, JSON) per comparable family.
+_CLASSES = {"number": (int, float), "str": (str,)}
+
+
+def _ordered_literal(ordering: Callable[[Any, Any], bool], name: str, literal: Any) -> Predicate:
+    """`feature <op> literal`, the common comparison, with the literal's family known up front:
+    one class check per evaluation instead of _ordered's three _kind calls (the same outcome for
+    every value a feature holds: a missing one, a bool, or another family is never ordered)."""
+    classes = _CLASSES.get(_kind(literal))
+    if classes is None:
+        return lambda f: False
+    return lambda f: (v := f.get(name, _MISSING)).__class__ in classes and ordering(v, literal)
 
 
 def _value_of(operand: Operand) -> Callable[[Features], Any]:

@@ -160,6 +160,7 @@ OPERANDS = st.one_of(
     SCALARS.map(Constant),
     st.lists(SCALARS, max_size=3).map(lambda items: ListOf(tuple(items))),
 )
+MISSING = object()  # a feature the customer lacks
 OPS = st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "in", "not in"])
 LEAVES = st.one_of(st.builds(Compare, OPS, OPERANDS, OPERANDS), OPERANDS.map(Truth))
 TREES: st.SearchStrategy[Node] = st.recursive(
@@ -201,3 +202,17 @@ def test_a_stated_preference_is_a_feature_and_a_listed_one_is_read_with_in() -> 
     assert readers.matches({"profile.pref.interests": ["books", "music"], "profile.pref.frequency": "weekly"})
     assert not readers.matches({"profile.pref.interests": ["music"], "profile.pref.frequency": "weekly"})
     assert not readers.matches({"profile.pref.frequency": "weekly"})  # removed: missing
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["<", "<=", ">", ">="]), SCALARS, st.one_of(SCALARS, st.none(), st.just(MISSING)))
+def test_a_comparison_with_a_literal_orders_exactly_like_the_general_one(
+    op: str, literal: object, value: object
+) -> None:
+    # `total_spend <op> literal` takes the specialized path, `literal <op'> total_spend` the general
+    # one: both must agree for every value a feature may hold (missing, bool, another family).
+    mirrored = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}[op]
+    features = {} if value is MISSING else {"total_spend": value}
+    special = Compare(op, Feature("total_spend"), Constant(literal))  # type: ignore[arg-type]
+    general = Compare(mirrored, Constant(literal), Feature("total_spend"))  # type: ignore[arg-type]
+    assert compile_rule(to_text(special)).matches(features) == compile_rule(to_text(general)).matches(features)
