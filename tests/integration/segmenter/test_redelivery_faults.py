@@ -204,3 +204,48 @@ async def test_a_kill_in_the_middle_of_a_reevaluation_is_redone_by_the_next_star
     # redid the pass without announcing again the chunk the killed worker had applied.
     assert all(len(j) == 1 and next(iter(j)).startswith("joined:") for j in joins().values())
     assert all(redis_view.segments_of(c) == {"clickers"} and not redis_view.outbox(c) for c in customers)
+
+
+def processed(service: ServiceProcess, outcome: str) -> float:
+    """Events the service counted with `outcome` (applied, duplicate, ...), all types together."""
+    total = 0.0
+    for line in httpx.get(f"{service.url}/metrics", timeout=5).text.splitlines():
+        if line.startswith("segwarden_segmenter_events_processed_total{") and f'outcome="{outcome}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def test_a_crash_mid_batch_applies_nothing_twice_on_redelivery(
+    start_service: Any, kafka_io: Any, redis_view: RedisView
+) -> None:
+    inputs, outputs = kafka_io
+    first = start_service("segmenter", **SLOW).wait_ready()
+    with httpx.Client(base_url=first.url, headers=ADMIN) as api:
+        put_segment(api, "anyone", "event_count >= 1")
+    first.kill()
+    # A backlog, so the restarted segmenter reads it in one fetch: several events per customer
+    # (one Lua step each), killed once their features are written and before the offsets are.
+    sent = {"c-1": 5, "c-2": 3, "c-3": 4}
+    for customer, count in sent.items():
+        for _ in range(count):
+            await inputs.event(customer, "purchase", amount=10, currency="EUR")
+    crashed = start_service("segmenter", FAILPOINTS="segmenter.events_mid_batch=kill", **SLOW)
+    await wait_until(lambda: crashed.process.poll() is not None, timeout=60, what="the kill mid-batch")
+    written = {c: int(redis_view.features(c).get("events", "0")) for c in sent}
+    assert any(written.values())  # the batch's features were written before the kill
+    second = start_service("segmenter", **SLOW).wait_ready()
+    await wait_until(
+        lambda: processed(second, "applied") + processed(second, "duplicate") >= sum(sent.values()),
+        what="the redelivered backlog",
+    )
+    assert processed(second, "duplicate") >= sum(written.values())  # redelivered, not applied again
+    for customer, count in sent.items():
+        features = redis_view.features(customer)
+        assert (features["events"], features["purchases"], float(features["spend"])) == (
+            str(count),
+            str(count),
+            10.0 * count,
+        )
+    await wait_until(lambda: redis_view.members("anyone") == set(sent), what="the members")
+    await wait_until(lambda: last_actions(outputs) == {(c, "anyone"): "joined" for c in sent}, what="joins")
+    assert sorted(m.customer_id for m in outputs.messages) == sorted(sent)  # each announced once
