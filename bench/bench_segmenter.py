@@ -40,7 +40,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import profiling  # noqa: E402
+from bench import profiling, segmenter_memory  # noqa: E402
 from services.segmenter.settings import SegmenterSettings  # noqa: E402
 from shared.embedded import EmbeddedBroker, ensure_redis  # noqa: E402
 from shared.events import (  # noqa: E402
@@ -67,6 +67,7 @@ LOAD_OVER_STEADY = 1.5  # the load generator sends this much more than the stead
 QUIX_PYTHON = os.environ.get("QUIX_PYTHON", "")
 PROFILE = os.environ.get("BENCH_PROFILE", "") == "1"
 PROFILE_STACKS = ROOT / "bench" / "results" / "segmenter-profile.txt"
+CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "0"))  # the memory phase's new customers (0: none)
 TOKEN = "bench-admin-token"
 
 
@@ -455,6 +456,7 @@ async def segmenter_phases(
         steady, profile = await drain_rate(segmenter.url, STEADY + len(EVICTED), pid)
         load_rate = int(max(2_000, steady * LOAD_OVER_STEADY))
         evictions, under = await eviction_latencies(bootstrap, prefix, producer, segmenter.url, load_rate)
+        memory = await memory_phase(prefix, producer, segmenter) if CUSTOMERS else {}
     finally:
         await asyncio.to_thread(segmenter.stop, 15)
     return {
@@ -463,6 +465,38 @@ async def segmenter_phases(
         "profile": profile,
         "evictions": evictions,
         "eviction_load": under,
+        "memory": memory,
+    }
+
+
+async def memory_phase(prefix: str, producer: AIOKafkaProducer, segmenter: ServiceProcess) -> dict[str, Any]:
+    """CUSTOMERS new customers, one event each (half granted first): Redis bytes and RSS after."""
+    assert segmenter.process is not None
+    pid = segmenter.process.pid
+    rss_before, done_before = (
+        segmenter_memory.rss_bytes(pid),
+        await asyncio.to_thread(processed, segmenter.url),
+    )
+    customers = [f"m-{i}" for i in range(CUSTOMERS)]
+    for i, customer in enumerate(customers):
+        key = customer.encode()
+        if i % 2 == 0:
+            await producer.send(
+                prefix + "consent.changes", consent_change(customer, "granted").to_bytes(), key=key
+            )
+        event = random_event(random.Random(i), customer)
+        await producer.send(prefix + "customer.events", event.to_bytes(), key=key)
+    await producer.flush()
+    rate, _ = await drain_rate(segmenter.url, done_before + CUSTOMERS)
+    await asyncio.sleep(2.0)  # the last joins' admission (the consent barrier) and outbox flushes
+    stored = await asyncio.to_thread(segmenter_memory.redis_bytes, REDIS_URL, prefix, customers, PARTITIONS)
+    rss = segmenter_memory.rss_bytes(pid)
+    return {
+        "new_customers": CUSTOMERS,
+        **stored,
+        "drain_events_per_s": round(rate),
+        "segmenter_rss_mb_before": round(rss_before / 2**20),
+        "segmenter_rss_mb_after": round(rss / 2**20),
     }
 
 
@@ -519,6 +553,7 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
         "backlog_events": BACKLOG,
         "steady_events": STEADY,
         "profile_us_per_event": results["profile"],
+        "memory": results["memory"],
     }
     peer_line = f"{peer_rate:.0f} events/s" if peer_rate else str(peer)
     lines = [
@@ -537,6 +572,8 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
         f" {out['steady_over_peer'] or float('nan'):.0%} of the peer (target >= 25%, >= 10,000/s)",
     ]
     lines += [f"    {part:<28} {us:8.1f} us/event" for part, us in results["profile"].items()]
+    if results["memory"]:
+        lines.append(f"  memory at {CUSTOMERS} new customers: {json.dumps(results['memory'])}")
     print("\n".join(lines))  # noqa: T201 - the benchmark's report
     return out
 

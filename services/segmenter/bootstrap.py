@@ -153,7 +153,7 @@ class SegmenterRuntime:
             settings,
             names.name(CUSTOMER_EVENTS),
             f"{settings.topic_prefix}segwarden-segmenter-events",
-            settings.segmenter_event_batch_size,
+            (settings.segmenter_event_batch_size, settings.segmenter_event_batch_wait_s),
             lambda records: handle_or_dead_letter(
                 dead_letters, CUSTOMER_EVENTS.base, records, handlers.on_events
             ),

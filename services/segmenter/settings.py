@@ -21,7 +21,7 @@ class SegmenterSettings(ServiceSettings):
     segmenter_retention_interval_s: float = renamed(
         "segmenter_retention_interval_s", "retention_interval_s", default=3600.0, gt=0
     )
-    # Events are taken from the stream in batches of at most this many, waiting this long.
+    # customer.events is read in batches of at most this many records; an idle fetch waits this long.
     segmenter_event_batch_size: int = renamed(
         "segmenter_event_batch_size", "event_batch_size", default=500, ge=1, le=10_000
     )

@@ -7,10 +7,11 @@ events/s on the bench machine where a bare aiokafka pipe moves 31k/s (docs/segme
 assignment: faust stays the group coordinator and still runs consent.state and erasure.requests,
 and this worker reads exactly the customer.events partitions of the customers it owns.
 
-Each fetch (at most EVENT_BATCH_SIZE records, across partitions) is handled as one batch, and the
-partitions' offsets are committed (under the follower's own group id) only once the handler
-returned, that is once Redis holds every effect and the membership changes are acknowledged;
-a crash in between redelivers the batch, which the offsets applied per partition make harmless.
+Each fetch (at most EVENT_BATCH_SIZE records, across partitions; an idle one waits up to
+EVENT_BATCH_WAIT_S) is handled as one batch, and the partitions' offsets are committed (under the
+follower's own group id) only once the handler returned, that is once Redis holds every effect
+and the membership changes are acknowledged; a crash in between redelivers the batch, which the
+offsets applied per partition make harmless.
 """
 
 from __future__ import annotations
@@ -31,12 +32,18 @@ BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[None]]
 
 class KafkaEventFollower:
     def __init__(
-        self, settings: ServiceSettings, topic: str, group_id: str, batch_size: int, handle: BatchHandler
+        self,
+        settings: ServiceSettings,
+        topic: str,
+        group_id: str,
+        batch: tuple[int, float],
+        handle: BatchHandler,
     ) -> None:
         self.settings = settings
         self.topic = topic
         self.group_id = group_id
-        self.batch_size = batch_size
+        # At most this many records a batch; a fetch with none waits this long (s) for the first.
+        self.batch_size, self.batch_wait_s = batch
         self.handle = handle
         self.consumer: AIOKafkaConsumer | None = None
         self.partitions: set[int] = set()
@@ -71,7 +78,7 @@ class KafkaEventFollower:
                 await asyncio.sleep(0.05)
                 continue
             batches = await self.consumer.getmany(
-                timeout_ms=self.settings.kafka_fetch_max_wait_ms * 4, max_records=self.batch_size
+                timeout_ms=int(self.batch_wait_s * 1000), max_records=self.batch_size
             )
             if batches:
                 await self._handle(batches)
