@@ -23,27 +23,23 @@ import asyncio
 import json
 import multiprocessing
 import os
-import platform
 import random
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench import profiling, segmenter_memory  # noqa: E402
-from services.segmenter.settings import SegmenterSettings  # noqa: E402
-from shared.embedded import EmbeddedBroker, ensure_redis  # noqa: E402
-from shared.events import (  # noqa: E402
+from bench import profiling, segmenter_memory
+from bench.common import RESULTS_DIR, run_facts, write_results
+from services.segmenter.settings import SegmenterSettings
+from shared.embedded import EmbeddedBroker, ensure_redis
+from shared.events import (
     ConsentChanged,
     CustomerEvent,
     MembershipChanged,
@@ -51,9 +47,9 @@ from shared.events import (  # noqa: E402
     new_event_id,
     utcnow,
 )
-from shared.kafka import delete_topics, ensure_topics  # noqa: E402
-from shared.topics import TopicPlan  # noqa: E402
-from tests.support import ServiceProcess  # noqa: E402
+from shared.kafka import delete_topics, ensure_topics
+from shared.topics import TopicPlan
+from tests.support import ServiceProcess
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 PARTITIONS = 3
@@ -66,7 +62,7 @@ BACKLOG_CUSTOMERS = 2_000
 LOAD_OVER_STEADY = 1.5  # the load generator sends this much more than the steady rate measured
 QUIX_PYTHON = os.environ.get("QUIX_PYTHON", "")
 PROFILE = os.environ.get("BENCH_PROFILE", "") == "1"
-PROFILE_STACKS = ROOT / "bench" / "results" / "segmenter-profile.txt"
+PROFILE_STACKS = RESULTS_DIR / "segmenter-profile.txt"
 CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "0"))  # the memory phase's new customers (0: none)
 TOKEN = "bench-admin-token"
 
@@ -217,8 +213,6 @@ async def pipe_rate(bootstrap: str, prefix: str, producer: AIOKafkaProducer) -> 
 
 async def faust_rate(bootstrap: str, prefix: str, producer: AIOKafkaProducer) -> float:
     """Events/s of a faust agent that only takes batches (no decoding, no work): faust's own ceiling."""
-    import faust
-
     from services.segmenter.adapters.faust_transport import SegmenterFaustApp
 
     source = prefix + "faust.in"
@@ -237,7 +231,8 @@ async def faust_rate(bootstrap: str, prefix: str, producer: AIOKafkaProducer) ->
     seen: list[float] = []
     topic = app.topic(source, key_serializer="raw", value_serializer="raw", partitions=PARTITIONS)
 
-    async def drain(stream: faust.StreamT) -> None:
+    # Any, as in stream_app.py: the agent is handed a StreamT, whose protocol omits take_events.
+    async def drain(stream: Any) -> None:
         async for batch in stream.take_events(500, within=0.1):
             seen.extend(time.perf_counter() for _ in batch)
 
@@ -406,7 +401,7 @@ async def peer_rate(bootstrap: str, prefix: str, producer: AIOKafkaProducer) -> 
     source, sink = prefix + "peer.in", prefix + "peer.out"
     await produce_backlog(producer, source, BACKLOG, seed=1)
     await produce_backlog(producer, source, STEADY, seed=5)
-    script = str(ROOT / "bench" / "peer_quix.py")
+    script = str(Path(__file__).resolve().parent / "peer_quix.py")
     args = [QUIX_PYTHON, script, bootstrap, source, sink, str(BACKLOG + STEADY)]
     proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
@@ -534,8 +529,7 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
     peer_rate = float(peer["events_per_s"]) if isinstance(peer, dict) else None
     load = results["eviction_load"]
     out = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        **run_facts(),
         "load_average": os.getloadavg()[0],
         "transport_floor": floor,
         "eviction_latency": evictions,
@@ -557,7 +551,7 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
     }
     peer_line = f"{peer_rate:.0f} events/s" if peer_rate else str(peer)
     lines = [
-        f"segmenter benchmark ({out['machine']}, {out['date']}, load average {out['load_average']:.1f})",
+        f"segmenter benchmark ({out['machine']}, {out['at']}, load average {out['load_average']:.1f})",
         f"  transport floor (2 hops)  p50 {floor['p50_ms']} ms  p99 {floor['p99_ms']} ms",
         f"  eviction (2 hops + work)  p50 {evictions['p50_ms']} ms  p99 {evictions['p99_ms']} ms"
         f"  under {out['eviction_load_sent_per_s']} events/s sent, {out['eviction_load_processed_per_s']}/s"
@@ -592,9 +586,7 @@ def main() -> int:
         broker.stop()
         if redis_process:
             redis_process.terminate()
-    results_dir = ROOT / "bench" / "results"
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "segmenter.json").write_text(json.dumps(out, indent=2))
+    write_results("segmenter", out)
     return 0
 
 

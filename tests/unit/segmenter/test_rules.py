@@ -215,4 +215,5 @@ def test_a_comparison_with_a_literal_orders_exactly_like_the_general_one(
     features = {} if value is MISSING else {"total_spend": value}
     special = Compare(op, Feature("total_spend"), Constant(literal))  # type: ignore[arg-type]
     general = Compare(mirrored, Constant(literal), Feature("total_spend"))  # type: ignore[arg-type]
-    assert compile_rule(to_text(special)).matches(features) == compile_rule(to_text(general)).matches(features)
+    outcome = compile_rule(to_text(special)).matches(features)
+    assert outcome == compile_rule(to_text(general)).matches(features)
