@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ from shared.supervise import describe_failure, retry
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 20
 UNANNOUNCED_CAP = 100_000
+BUILT_CAP = 20_000
 Decider = Callable[[CustomerSnapshot, float], list[MembershipChange]]
 Message = Callable[[MembershipChange], str]  # the JSON announcing a change, "" for none
 # Joins (and what follows them in their segment) waiting for the barrier: customer, event ids.
@@ -68,6 +70,8 @@ class Plan:
     decide: Decider
     cause: Cause
     repair: frozenset[str] | None = None
+    # The changes `decide` already gave for `snapshot` (planning needed them): not decided again.
+    decided: list[MembershipChange] | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class MembershipService:
         self._waiting: set[str] = set()  # event ids of joins already waiting for the barrier
         # Joins this process wrote that were never published (so no one announced them), oldest first.
         self._unannounced: dict[str, None] = {}
+        self._built: dict[str, MembershipChanged] = {}  # messages by their JSON, until their egress
         self._releases: set[asyncio.Task[None]] = set()
 
     def plan(
@@ -147,7 +152,8 @@ class MembershipService:
         if repair:
             return Plan(snapshot, rule, cause, frozenset(s.id for s in candidates))
         # The common case ends here: nothing changes, so no lock and no Redis round trip.
-        return Plan(snapshot, rule, cause) if rule(snapshot, self.clock()) else None
+        changes = rule(snapshot, self.clock())
+        return Plan(snapshot, rule, cause, decided=changes) if changes else None
 
     async def reconcile(
         self,
@@ -224,7 +230,7 @@ class MembershipService:
         now = self.clock()
         todo = []
         for p in plans:
-            changes = p.decide(p.snapshot, now)
+            changes = p.decided if p.decided is not None else p.decide(p.snapshot, now)
             if changes or p.repair is not None or p.snapshot.outbox:
                 todo.append((p, self._pending(p.snapshot.customer_id, changes, p.cause)))
         results = await self.store.commit_many([(p.snapshot, pending) for p, pending in todo], now)
@@ -272,12 +278,13 @@ class MembershipService:
         the undo is announced (`left`) unless the join is provably unpublished (this commit's own,
         or one this process kept waiting). Unless `admit` (the barrier passed), a join that needs
         consent waits in the outbox for the barrier."""
-        decoded = [(o, [MembershipChanged.model_validate_json(m) for m in o.outbox]) for o in outgoing]
+        decoded = [(o, [self._decode(m) for m in o.outbox]) for o in outgoing]
         joining = sorted(
             {o.customer_id for o, messages in decoded if any(m.action == "joined" for m in messages)}
         )
         fresh = {s.customer_id: s for s in await self.store.read_many(joining)} if joining else {}
         now, published, sent, waiting = self.clock(), [], [], []
+        done: list[str] = []  # event ids of the messages cleared from the outboxes
         for o, messages in decoded:
             withheld = [
                 (m, raw)
@@ -306,17 +313,19 @@ class MembershipService:
                 waiting.append((o.customer_id, [m.event_id for m in later]))
             kept = {m.event_id for m in later}
             published += [m for m in messages if m.event_id not in held and m.event_id not in kept]
-            published += [MembershipChanged.model_validate_json(u) for u in undone]
+            undone_messages = [_decode(u) for u in undone]
+            published += undone_messages
             outbox = [raw for m, raw in zip(messages, o.outbox, strict=True) if m.event_id not in kept]
             sent.append((o.customer_id, [*outbox, *undone]))
+            done += [m.event_id for m in messages if m.event_id not in kept]
+            done += [m.event_id for m in undone_messages]
         await self.publisher.publish(published)
         failpoint("segmenter.after_publish")
         await self.store.clear_outbox(sent)
-        for _, raws in sent:
-            for raw in raws:
-                self._unannounced.pop(_decode(raw).event_id, None)
-        for m in published:
-            MEMBERSHIP_CHANGES.labels(m.action, m.reason).inc()
+        for event_id in done:
+            self._unannounced.pop(event_id, None)
+        for (action, reason), n in Counter((m.action, m.reason) for m in published).items():
+            MEMBERSHIP_CHANGES.labels(action, reason).inc(n)
         self._wait_for_barrier(waiting)
         return published
 
@@ -427,7 +436,17 @@ class MembershipService:
             self._unannounced[message.event_id] = None
             if len(self._unannounced) > UNANNOUNCED_CAP:  # forget the oldest: it then counts as announced
                 del self._unannounced[next(iter(self._unannounced))]
-        return message.model_dump_json()
+        raw = message.model_dump_json()
+        self._built[raw] = message
+        if len(self._built) > BUILT_CAP:  # a commit refused or a crash left it behind: decoded if met
+            del self._built[next(iter(self._built))]
+        return raw
+
+    def _decode(self, raw: str) -> MembershipChanged:
+        """An outbox message; the model itself when this process built it (decoding was a third
+        of the egress' cost)."""
+        built = self._built.pop(raw, None)
+        return built if built is not None else _decode(raw)
 
 
 def _outgoing(

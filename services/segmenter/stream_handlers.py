@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -33,6 +34,7 @@ from shared.metrics import MESSAGES_CONSUMED
 
 log = logging.getLogger(__name__)
 EVICTIONS = ("consent_withdrawn", "consent_expired")
+YIELD_EVERY = 64  # customers evaluated between two yields to the event loop
 # The source the consent service's expiry job writes on the denials it records.
 EXPIRY_SOURCE = "segwarden-expiry"
 
@@ -149,7 +151,13 @@ class StreamHandlers:
             entry.features |= features_changed_by(event.type, _profile(event))
         if erased:
             ERASED_INPUT_REFUSED.labels("event").inc(erased)
-        plans = [self._plan(entry) for entry in latest.values()]
+        plans = []
+        for i, entry in enumerate(latest.values()):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                # A batch's evaluation is the longest stretch without an await: let the consent
+                # follower's eviction in between (it must never wait behind an event batch).
+                await asyncio.sleep(0)
+            plans.append(self._plan(entry))
         await self.membership.apply_many([p for p in plans if p is not None])
 
     def _plan(self, entry: _Latest) -> Plan | None:
