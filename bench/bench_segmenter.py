@@ -59,7 +59,7 @@ WARMUP = 10
 BACKLOG = 10_000  # first events: customers new to Redis (five events each on average)
 STEADY = 40_000  # returning customers: the same customers again, after a restart
 BACKLOG_CUSTOMERS = 2_000
-LOAD_OVER_STEADY = 1.5  # the load generator sends this much more than the steady rate measured
+LOAD_OVER_STEADY = 2.0  # the load generator sends twice the steady rate measured: a backlog grows
 QUIX_PYTHON = os.environ.get("QUIX_PYTHON", "")
 PROFILE = os.environ.get("BENCH_PROFILE", "") == "1"
 PROFILE_STACKS = RESULTS_DIR / "segmenter-profile.txt"
