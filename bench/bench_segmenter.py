@@ -59,7 +59,7 @@ WARMUP = 10
 BACKLOG = 10_000  # first events: customers new to Redis (five events each on average)
 STEADY = 40_000  # returning customers: the same customers again, after a restart
 BACKLOG_CUSTOMERS = 2_000
-LOAD_OVER_STEADY = 2.0  # the load generator sends twice the steady rate measured: a backlog grows
+LOAD_OVER_STEADY = 3.0  # the load generator sends 3x the steady rate measured: a backlog grows
 QUIX_PYTHON = os.environ.get("QUIX_PYTHON", "")
 PROFILE = os.environ.get("BENCH_PROFILE", "") == "1"
 PROFILE_STACKS = RESULTS_DIR / "segmenter-profile.txt"
@@ -254,21 +254,36 @@ def processed(url: str) -> float:
     return total
 
 
-async def drain_rate(url: str, target: float, pid: int | None = None) -> tuple[float, dict[str, float]]:
-    """Events/s from the first processed event of the backlog until the whole backlog is done, and
-    (with `pid`, BENCH_PROFILE=1) the segmenter's CPU per event by part, sampled meanwhile."""
-    first_at, profile = None, None
+async def drain_rate(url: str, target: float) -> float:
+    """Events/s from the first processed event of the backlog until the whole backlog is done."""
+    first_at = None
     while True:
         done = await asyncio.to_thread(processed, url)
         now = time.perf_counter()
         if done > 0 and first_at is None:
             first_at, first_done = now, done
-            if pid is not None:
-                profile = asyncio.create_task(asyncio.to_thread(profiling.record, pid, 4.0, PROFILE_STACKS))
         if done >= target:
-            rate = (done - first_done) / (now - first_at) if first_at and now > first_at else float("nan")
-            return rate, (profiling.per_event(await profile, rate) if profile else {})
+            return (done - first_done) / (now - first_at) if first_at and now > first_at else float("nan")
         await asyncio.sleep(0.5)  # /metrics costs the segmenter CPU: poll gently
+
+
+async def backlog_rate(
+    url: str, producer: AIOKafkaProducer, topic: str, pid: int | None
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The steady state: STEADY events of the known customers sent faster than the running
+    segmenter takes them, and its rate from the end of sending (a backlog is left then, and the
+    start-up jobs are long done) until the last is processed; with `pid`, the profile meanwhile."""
+    before = await asyncio.to_thread(processed, url)
+    await produce_backlog(producer, topic, STEADY, seed=5)
+    start_done, started = await asyncio.to_thread(processed, url), time.perf_counter()
+    profile = None
+    if pid is not None:
+        profile = asyncio.create_task(asyncio.to_thread(profiling.record, pid, 4.0, PROFILE_STACKS))
+    while (done := await asyncio.to_thread(processed, url)) < before + STEADY:
+        await asyncio.sleep(0.5)  # /metrics costs the segmenter CPU: poll gently
+    rate = (done - start_done) / (time.perf_counter() - started)
+    backlog = {"events_per_s": rate, "backlog_at_start": before + STEADY - start_done}
+    return backlog, (profiling.per_event(await profile, rate) if profile else {})
 
 
 class MembershipReader:
@@ -283,6 +298,8 @@ class MembershipReader:
 
     async def _read(self) -> None:
         async for record in self.consumer:
+            if not (record.key or b"").startswith(b"e-"):
+                continue  # the load's changes: decoding thousands a second would delay the timing
             m = MembershipChanged.model_validate_json(record.value)
             self.seen[(m.customer_id, m.action)] = time.perf_counter()
 
@@ -428,7 +445,7 @@ def start_segmenter(bootstrap: str, prefix: str, data_dir: Path, log_path: Path)
 async def segmenter_phases(
     bootstrap: str, prefix: str, producer: AIOKafkaProducer, workdir: Path
 ) -> dict[str, Any]:
-    """First events, then (restarted, so a backlog forms) returning customers, then eviction."""
+    """First events (a cold start on a backlog), returning customers, then eviction under load."""
     for definition in segment_definitions():
         await producer.send(
             prefix + "segment.definitions", definition.to_bytes(), key=definition.segment_id.encode()
@@ -440,16 +457,11 @@ async def segmenter_phases(
 
     segmenter = await asyncio.to_thread(start)
     try:
-        first, _ = await drain_rate(segmenter.url, BACKLOG)
-    finally:
-        await asyncio.to_thread(segmenter.stop, 15)
-    await grant_evicted(producer, prefix)
-    await produce_backlog(producer, prefix + "customer.events", STEADY, seed=5)
-    segmenter = await asyncio.to_thread(start)
-    try:
+        first = await drain_rate(segmenter.url, BACKLOG)
+        await grant_evicted(producer, prefix)
         pid = segmenter.process.pid if PROFILE and segmenter.process else None
-        steady, profile = await drain_rate(segmenter.url, STEADY + len(EVICTED), pid)
-        load_rate = int(max(2_000, steady * LOAD_OVER_STEADY))
+        steady, profile = await backlog_rate(segmenter.url, producer, prefix + "customer.events", pid)
+        load_rate = int(max(2_000, steady["events_per_s"] * LOAD_OVER_STEADY))
         evictions, under = await eviction_latencies(bootstrap, prefix, producer, segmenter.url, load_rate)
         memory = await memory_phase(prefix, producer, segmenter) if CUSTOMERS else {}
     finally:
@@ -482,7 +494,7 @@ async def memory_phase(prefix: str, producer: AIOKafkaProducer, segmenter: Servi
         event = random_event(random.Random(i), customer)
         await producer.send(prefix + "customer.events", event.to_bytes(), key=key)
     await producer.flush()
-    rate, _ = await drain_rate(segmenter.url, done_before + CUSTOMERS)
+    rate = await drain_rate(segmenter.url, done_before + CUSTOMERS)
     await asyncio.sleep(2.0)  # the last joins' admission (the consent barrier) and outbox flushes
     stored = await asyncio.to_thread(segmenter_memory.redis_bytes, REDIS_URL, prefix, customers, PARTITIONS)
     rss = segmenter_memory.rss_bytes(pid)
@@ -522,7 +534,7 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
     floor, evictions = summary(results["floor"]), summary(results["evictions"])
     pipe, steady, first = (
         float(results["pipe_rate"]),
-        float(results["steady_rate"]),
+        float(results["steady_rate"]["events_per_s"]),
         float(results["first_rate"]),
     )
     peer = results["peer"]
@@ -541,6 +553,7 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
         "peer": peer if isinstance(peer, str) else {k: round(v, 2) for k, v in peer.items()},
         "segmenter_first_events_per_s": round(first),
         "segmenter_steady_events_per_s": round(steady),
+        "steady_backlog_at_start": round(results["steady_rate"]["backlog_at_start"]),
         "steady_over_pipe": round(steady / pipe, 3),
         "steady_over_peer": round(steady / peer_rate, 3) if peer_rate else None,
         "segments": 20,
