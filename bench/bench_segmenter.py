@@ -498,6 +498,7 @@ async def memory_phase(prefix: str, producer: AIOKafkaProducer, segmenter: Servi
     await asyncio.sleep(2.0)  # the last joins' admission (the consent barrier) and outbox flushes
     stored = await asyncio.to_thread(segmenter_memory.redis_bytes, REDIS_URL, prefix, customers, PARTITIONS)
     rss = segmenter_memory.rss_bytes(pid)
+    print(f"  memory phase: {json.dumps(stored)}, RSS {rss_before >> 20} -> {rss >> 20} MB")  # noqa: T201
     return {
         "new_customers": CUSTOMERS,
         **stored,
