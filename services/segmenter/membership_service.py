@@ -130,9 +130,12 @@ class MembershipService:
         trigger: Trigger,
         cause: Cause,
         redelivered: bool = False,
+        evictions_only: bool = False,
     ) -> Plan | None:
         """A plan to apply the membership rule for `candidates`, or None when nothing would change
-        and nothing needs repair (the input is new and the customer has no leftover outbox)."""
+        and nothing needs repair (the input is new and the customer has no leftover outbox).
+        `evictions_only` keeps only the leaves that consent decides: for a customer whose
+        features cannot be trusted now (their partition is being rebuilt)."""
         repair = redelivered or snapshot.outbox > 0
         if not candidates and not repair:
             return None
@@ -146,6 +149,8 @@ class MembershipService:
             changes = decide(
                 candidates, features, snap.consent, snap.segments, now, trigger, self.assign, expired
             )
+            if evictions_only:
+                changes = [c for c in changes if c.is_eviction]
             EVALUATION_SECONDS.observe(time.perf_counter() - started)
             return changes
 
@@ -162,9 +167,10 @@ class MembershipService:
         trigger: Trigger,
         cause: Cause,
         redelivered: bool = False,
+        evictions_only: bool = False,
     ) -> list[MembershipChanged]:
         """Apply the membership rule for `candidates` to the customer and publish what changed."""
-        plan = self.plan(snapshot, candidates, trigger, cause, redelivered)
+        plan = self.plan(snapshot, candidates, trigger, cause, redelivered, evictions_only)
         return await self.apply_many([plan]) if plan else []
 
     async def evict(

@@ -22,12 +22,15 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord
 
 from services.segmenter.adapters.redis_generation import RedisGenerationMarker
+from services.segmenter.adapters.redis_store import CustomerSnapshot
 from services.segmenter.domain.erasure import ErasureMark
+from services.segmenter.domain.segments import Segment
 from services.segmenter.membership_service import Cause
 from services.segmenter.metrics import REDIS_REBUILDING, REDIS_REBUILDS
 from services.segmenter.rebuild import StateRebuilder
 from services.segmenter.reconcile import AnnouncedReconciler
 from services.segmenter.stream_handlers import StreamHandlers
+from shared.events import MembershipChanged
 
 log = logging.getLogger(__name__)
 CHECK_INTERVAL_S = 1.0
@@ -94,6 +97,26 @@ class RedisRecovery:
             async with self._turns:
                 self._busy.subtract(wanted)
                 self._turns.notify_all()
+
+    @asynccontextmanager
+    async def consent_turn(self, partition: int) -> AsyncIterator[bool]:
+        """Around a consent handler's decision: never waits (an eviction must not wait for a
+        rebuild), but yields whether the partition's features can be trusted. While it is closed
+        or rebuilt they cannot (the rebuild deletes and replays them): the handler then decides
+        only what consent alone decides, the leaves of withdrawn or lapsed purposes, and the
+        rebuild and the reconciler decide the rest. An open partition's handler counts as in
+        flight, so a rebuild starts only once its decision is committed."""
+        async with self._turns:
+            trusted = partition not in self.closed and partition not in self.holding
+            if trusted:
+                self._busy[partition] += 1
+        try:
+            yield trusted
+        finally:
+            if trusted:
+                async with self._turns:
+                    self._busy[partition] -= 1
+                    self._turns.notify_all()
 
     @asynccontextmanager
     async def _held(self, partitions: list[int]) -> AsyncIterator[None]:
@@ -211,7 +234,9 @@ class RedisRecovery:
 
 class HeldStreamHandlers(StreamHandlers):
     """The stream's handlers, with customer events and erasures admitted by the recovery: they
-    wait while their partition is rebuilt (consent goes on: it only moves forward)."""
+    wait while their partition is rebuilt. Consent goes on (it only moves forward), deciding only
+    evictions meanwhile: the fault suite saw a takeover's rebuild, its features deleted, make a
+    consent redelivery announce `left rule_unmatched` for customers whose rule still held."""
 
     recovery: RedisRecovery | None = None
 
@@ -220,6 +245,21 @@ class HeldStreamHandlers(StreamHandlers):
             return await super().on_events(records)
         async with self.recovery.admit({r.partition for r in records}):
             await super().on_events(records)
+
+    async def reconcile_consent(
+        self,
+        partition: int,
+        snapshot: CustomerSnapshot,
+        candidates: Sequence[Segment],
+        cause: Cause,
+        evictions_only: bool = False,
+    ) -> list[MembershipChanged]:
+        if self.recovery is None:
+            return await super().reconcile_consent(partition, snapshot, candidates, cause, evictions_only)
+        async with self.recovery.consent_turn(partition) as trusted:
+            return await super().reconcile_consent(
+                partition, snapshot, candidates, cause, evictions_only or not trusted
+            )
 
     async def erase_customer(
         self, record: ConsumerRecord, customer_id: str, mark: ErasureMark, cause: Cause

@@ -14,8 +14,8 @@ from aiokafka.structs import ConsumerRecord
 from services.segmenter.adapters.redis_store import CustomerSnapshot, EventWrite, RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
 from services.segmenter.domain.erasure import ErasureMark
-from services.segmenter.domain.membership import ON_CONSENT, ON_EVENT
-from services.segmenter.domain.segments import SegmentRegistry, features_changed_by
+from services.segmenter.domain.membership import EVICTIONS, ON_CONSENT, ON_EVENT
+from services.segmenter.domain.segments import Segment, SegmentRegistry, features_changed_by
 from services.segmenter.expiry import ExpiryScheduler
 from services.segmenter.membership_service import Cause, MembershipService, Plan
 from services.segmenter.metrics import ERASED_INPUT_REFUSED, EVENTS_PROCESSED, EVICTION_LATENCY
@@ -33,7 +33,6 @@ from shared.failpoints import failpoint
 from shared.metrics import MESSAGES_CONSUMED
 
 log = logging.getLogger(__name__)
-EVICTIONS = ("consent_withdrawn", "consent_expired")
 YIELD_EVERY = 64  # customers evaluated between two yields to the event loop
 # The source the consent service's expiry job writes on the denials it records.
 EXPIRY_SOURCE = "segwarden-expiry"
@@ -188,7 +187,7 @@ class StreamHandlers:
             _observe_evictions(published, state.recorded_at)
             return
         candidates = self.registry.requiring([change.purpose])
-        published = await self.membership.reconcile(snapshot, candidates, ON_CONSENT, cause)
+        published = await self.reconcile_consent(record.partition, snapshot, candidates, cause)
         _observe_evictions(published, state.recorded_at)
         await self._track(record.partition, snapshot)
 
@@ -218,11 +217,23 @@ class StreamHandlers:
         if applied.refused == len(states):
             return
         cause = Cause(snapshot_record.event_id, snapshot_record.updated_at)
-        published = await self.membership.reconcile(
-            snapshot, self.registry.requiring(states), ON_CONSENT, cause
-        )
+        candidates = self.registry.requiring(states)
+        published = await self.reconcile_consent(record.partition, snapshot, candidates, cause)
         _observe_evictions(published, fallback)
         await self._track(record.partition, snapshot)
+
+    async def reconcile_consent(
+        self,
+        partition: int,
+        snapshot: CustomerSnapshot,
+        candidates: Sequence[Segment],
+        cause: Cause,
+        evictions_only: bool = False,
+    ) -> list[MembershipChanged]:
+        """The membership a consent input decides for the customer (see HeldStreamHandlers)."""
+        return await self.membership.reconcile(
+            snapshot, candidates, ON_CONSENT, cause, evictions_only=evictions_only
+        )
 
     async def on_erasure(self, record: ConsumerRecord) -> None:
         MESSAGES_CONSUMED.labels(record.topic).inc()

@@ -17,6 +17,15 @@ class MembershipChange:
     reason: str
     required_purposes: tuple[str, ...] = ()
 
+    @property
+    def is_eviction(self) -> bool:
+        """A leave because consent is no longer effective: decided from consent alone."""
+        return self.action == "left" and self.reason in EVICTIONS
+
+
+# The leave reasons that consent alone decides (domain.consent.ConsentView.why_not).
+EVICTIONS = ("consent_withdrawn", "consent_expired")
+
 
 @dataclass(frozen=True)
 class Trigger:
