@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -25,7 +26,7 @@ from kafka import KafkaProducer
 from shared.events import CustomerEvent, new_event_id, utcnow
 from tests.conftest import bearer
 from tests.faults.collector import MembershipCollector
-from tests.integration.consent.conftest import choice, produce, put
+from tests.integration.consent.conftest import choice, produce, put, read_topic
 from tests.integration.consent.test_durability import _killed
 from tests.integration.segmenter.conftest import naming, put_segment
 from tests.integration.segmenter.test_erasure_final import refused, snapshot_of
@@ -197,11 +198,22 @@ def test_an_erasure_under_an_event_backlog_leaves_nothing_and_is_announced_once(
     stack.join_everywhere(consent, raw_id)
     # The backlog: events queued on customer.events just before the erasure, not yet applied when it
     # comes, and more of them, from before the erasure, delivered after it (a producer catching up).
+    # The segmenter is frozen (SIGSTOP) while the backlog and the erasure are queued: it drains 1,500
+    # events faster than an erasure travels, so without the freeze the backlog would be a race.
     before_erasure, backlog, late = utcnow(), 1500, 500
-    stack.send_events(raw_id, backlog, before_erasure)
-    response = httpx.post(f"{consent.url}/v1/customers/{raw_id}/erasure", headers=DSR, timeout=30)
-    assert response.status_code == 202
-    assert stack.events_processed() < 3 + backlog, "the backlog was drained before the erasure"
+    segmenter = stack.segmenter.process
+    assert segmenter is not None
+    segmenter.send_signal(signal.SIGSTOP)
+    try:
+        stack.send_events(raw_id, backlog, before_erasure)
+        response = httpx.post(f"{consent.url}/v1/customers/{raw_id}/erasure", headers=DSR, timeout=30)
+        assert response.status_code == 202
+        event_id = response.json()["event_id"].encode()
+        erasures = f"{stack.prefix}erasure.requests"
+        records = read_topic(stack.bootstrap, erasures, lambda rs: any(event_id in (v or b"") for _, v in rs))
+        assert any(event_id in (v or b"") for _, v in records), "the erasure never reached its topic"
+    finally:
+        segmenter.send_signal(signal.SIGCONT)
     stack.send_events(raw_id, late, before_erasure)
     wait_for(
         lambda: stack.events_processed() >= 3 + backlog + late,
