@@ -26,6 +26,7 @@ from shared.topics import SEGMENT_DEFINITIONS, SEGMENT_MEMBERSHIP, SEGMENT_MEMBE
 
 log = logging.getLogger(__name__)
 Observer = Callable[[Sequence[MembershipChanged]], None]
+FEW = 32  # changes up to which a publish joins the open batches (send) rather than waiting (send_batch)
 
 
 class JoinGate(Protocol):
@@ -58,6 +59,35 @@ class KafkaMembershipPublisher:
         changes = await self._admitted(changes)
         if not changes:
             return []
+        if len(changes) <= FEW:
+            await self._send_each(changes)
+        else:
+            await self._send_batches(changes)
+        MESSAGES_PUBLISHED.labels(self.membership_topic).inc(len(changes))
+        MESSAGES_PUBLISHED.labels(self.state_topic).inc(len(changes))
+        for observe in self.observers:
+            observe(changes)
+        return list(changes)
+
+    async def _send_each(self, changes: Sequence[MembershipChanged]) -> None:
+        """A few changes (an eviction, an admission) join the producer's open batches: send_batch
+        waits until the partition's pending batch is drained, so under a saturating event load
+        hundreds of admissions queued there and an eviction waited behind them (aiokafka raised
+        KafkaTimeoutError in add_batch; a `left` took over 30 s, docs/segmenter.md "Benchmark")."""
+        futures = []
+        for c in changes:
+            partition = customer_partition(c.customer_id, self.partitions)
+            value = c.to_bytes()
+            key = c.customer_id.encode()
+            futures.append(
+                await self.producer.send(self.membership_topic, value, key=key, partition=partition)
+            )
+            state = value if c.action == "joined" else None
+            skey = state_key(c.segment_id, c.customer_id)
+            futures.append(await self.producer.send(self.state_topic, state, key=skey, partition=partition))
+        await asyncio.gather(*futures)
+
+    async def _send_batches(self, changes: Sequence[MembershipChanged]) -> None:
         # Whole batches, one per topic partition, handed to the producer at once: a loop of
         # send() calls is cut into batches by the linger timer while it runs (measured on Tansu:
         # 1,000 changes went out in several requests, 45-190 ms to the acks; built whole, 6-25 ms).
@@ -74,11 +104,6 @@ class KafkaMembershipPublisher:
             for batch in builders
         ]
         await asyncio.gather(*futures)
-        MESSAGES_PUBLISHED.labels(self.membership_topic).inc(len(changes))
-        MESSAGES_PUBLISHED.labels(self.state_topic).inc(len(changes))
-        for observe in self.observers:
-            observe(changes)
-        return list(changes)
 
     def _append(
         self,
