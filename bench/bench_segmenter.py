@@ -461,9 +461,10 @@ async def segmenter_phases(
         await grant_evicted(producer, prefix)
         pid = segmenter.process.pid if PROFILE and segmenter.process else None
         steady, profile = await backlog_rate(segmenter.url, producer, prefix + "customer.events", pid)
-        memory = await memory_phase(prefix, producer, segmenter) if CUSTOMERS else {}
         load_rate = int(max(2_000, steady["events_per_s"] * LOAD_OVER_STEADY))
         evictions, under = await eviction_latencies(bootstrap, prefix, producer, segmenter.url, load_rate)
+        # After the evictions: its grants queue on consent.changes, and a withdrawal behind them.
+        memory = await memory_phase(prefix, producer, segmenter) if CUSTOMERS else {}
     finally:
         await asyncio.to_thread(segmenter.stop, 15)
     return {
