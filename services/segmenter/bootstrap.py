@@ -153,7 +153,7 @@ class SegmenterRuntime:
         self.events = events = KafkaEventFollower(
             settings,
             names.name(CUSTOMER_EVENTS),
-            f"{settings.topic_prefix}segwarden-segmenter-events",
+            f"{settings.consumer_group}-events",
             (settings.segmenter_event_batch_size, settings.segmenter_event_batch_wait_s),
             lambda records: handle_or_dead_letter(
                 dead_letters, CUSTOMER_EVENTS.base, records, handlers.on_events
@@ -175,6 +175,7 @@ class SegmenterRuntime:
             self.membership,
             lambda: owned_partitions(self.stream, settings),
             pseudonym_key,
+            self.recovery.trusted,
         )
         # A definition may have changed while no worker ran: bring the owned customers up to date.
         self.reevaluator.sweeper = sweeper

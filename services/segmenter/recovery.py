@@ -98,6 +98,11 @@ class RedisRecovery:
                 self._busy.subtract(wanted)
                 self._turns.notify_all()
 
+    def trusted(self, partition: int) -> bool:
+        """Whether the partition's features are built for the generation in force (not closed,
+        not being rebuilt): only then may a rule be decided from them."""
+        return partition not in self.closed and partition not in self.holding
+
     @asynccontextmanager
     async def consent_turn(self, partition: int) -> AsyncIterator[bool]:
         """Around a consent handler's decision: never waits (an eviction must not wait for a
@@ -107,7 +112,7 @@ class RedisRecovery:
         rebuild and the reconciler decide the rest. An open partition's handler counts as in
         flight, so a rebuild starts only once its decision is committed."""
         async with self._turns:
-            trusted = partition not in self.closed and partition not in self.holding
+            trusted = self.trusted(partition)
             if trusted:
                 self._busy[partition] += 1
         try:

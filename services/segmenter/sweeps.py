@@ -43,12 +43,16 @@ class Sweeper:
         membership: MembershipService,
         owned: Callable[[], list[int]],
         pseudonym_key: bytes,
+        trusted: Callable[[int], bool] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.membership = membership
         self.owned = owned
         self.pseudonym_key = pseudonym_key
+        # Whether a partition's features can be trusted now (RedisRecovery.trusted): a partition
+        # being rebuilt has them dropped, and its rebuild decides every segment anyway.
+        self.trusted = trusted or (lambda _partition: True)
 
     async def customers(self, partition: int, size: int = CHUNK) -> AsyncIterator[list[str]]:
         """The partition's known customers, in chunks."""
@@ -80,7 +84,7 @@ class Sweeper:
         OWNED_PARTITIONS.set(len(owned))
         for partition in owned:
             await self.relay_outboxes(partition)
-            if time_segments:
+            if time_segments and self.trusted(partition):
                 async for chunk in self.snapshots(partition):
                     await self._reconcile(chunk, time_segments, ON_SWEEP)
         segment_ids = [s.id for s in self.registry.all()]
@@ -99,6 +103,10 @@ class Sweeper:
         # a thousand segments changed at once do not hold up an opt-out or a PUT for long.
         size = max(1, min(CHUNK, EVALUATIONS_PER_CHUNK // max(1, len(segment_ids))))
         for partition in owned:
+            if not self.trusted(partition):
+                # Left to its rebuild: evaluated now, its customers would read as having no
+                # features and leave (`segment_changed`) only to be announced joined again.
+                continue
             async for chunk in self.snapshots(partition, size):
                 failpoint("segmenter.reevaluate_mid_batch")  # read, not yet applied
                 # Looked up per chunk: a segment changed or deleted since the pass began is
