@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, text
 
-from bench.common import run_facts, write_results
+from bench.common import run_facts, wait, write_results
 from services.audit.adapters.ed25519 import Ed25519Signer
 from services.audit.adapters.sql_database import create_schema, make_engine
 from services.audit.adapters.sql_ledger import SqlLedgerStore
@@ -223,17 +223,6 @@ def ledger_length(url: str) -> int:
             return int(float(line.split()[1]))
     return 0
 
-
-def wait(check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"gave up after {timeout}s")
 
 
 def report(results: dict[str, Any]) -> None:

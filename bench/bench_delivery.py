@@ -24,7 +24,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Any
 import httpx
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from bench.common import run_facts, write_results
+from bench.common import run_facts, wait, write_results
 from shared.embedded import EmbeddedBroker, free_port
 from shared.events import ConsentStateSnapshot, MembershipChanged, PurposeState, new_event_id, utcnow
 
@@ -212,17 +211,6 @@ def bench_run(
     bare = percentiles(bare_latencies(receiver, len(customers)))
     return {"delivery": delivered, "withdrawal": withdrawn, "bare_post": bare}
 
-
-def wait(check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"gave up after {timeout}s")
 
 
 def median(runs: list[dict[str, Any]], path: str, figure: str) -> float:

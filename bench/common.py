@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+
+import httpx
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -26,3 +29,16 @@ def write_results(name: str, results: Mapping[str, object]) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(results, indent=2))
     return path
+
+
+def wait(check: Callable[[], bool], timeout: float) -> None:
+    """Poll `check` until it holds; a service not answering yet counts as not yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"gave up after {timeout}s")
