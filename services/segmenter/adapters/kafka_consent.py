@@ -21,14 +21,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord
 
+from services.segmenter.adapters.kafka_following import AssignmentFollower
 from services.segmenter.barrier import BarrierTimeoutError, ConsentBarrier
 from shared.failpoints import failpoint
-from shared.kafka import make_consumer
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -39,29 +39,15 @@ BARRIER_TIMEOUT_S = 20.0
 POLL_S = 0.1  # a waiter re-checks this often even without news (an empty fetch moves nothing)
 
 
-class KafkaConsentFollower(ConsentBarrier):
+class KafkaConsentFollower(AssignmentFollower, ConsentBarrier):
+    client_id = "segwarden-segmenter-consent"
+
     def __init__(self, settings: ServiceSettings, topic: str, group_id: str, handle: Handler) -> None:
-        self.settings = settings
-        self.topic = topic
-        self.group_id = group_id
+        super().__init__(settings, topic, group_id)
         self.handle = handle
-        self.consumer: AIOKafkaConsumer | None = None
-        self.partitions: set[int] = set()
-        # Held while a record is handled, so a revocation waits for the change in flight.
-        self._busy = asyncio.Lock()
         # Per partition: records fetched (returned by getmany) and not yet handled.
         self._unhandled: dict[int, int] = {}
         self._progress = asyncio.Event()  # replaced (after being set) whenever a record is handled
-
-    async def start(self) -> None:
-        self.consumer = make_consumer(
-            self.settings, group_id=self.group_id, client_id="segwarden-segmenter-consent"
-        )
-        await self.consumer.start()
-
-    async def stop(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
 
     async def follow(self, partitions: Iterable[int]) -> None:
         """Read exactly these partitions from now on (after the change in flight is done)."""
@@ -69,8 +55,7 @@ class KafkaConsentFollower(ConsentBarrier):
             self.partitions = set(partitions)
             # assign() goes back to the committed offsets: what was fetched is fetched (and counted) again.
             self._unhandled = dict.fromkeys(self.partitions, 0)
-            if self.consumer is not None:
-                self.consumer.assign([TopicPartition(self.topic, p) for p in sorted(self.partitions)])
+            self._assign()
 
     async def run(self) -> None:
         """Fetch and handle until cancelled; run under the supervisor, which restarts it on a crash."""

@@ -20,17 +20,20 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from shared.kafka import clamp_lag, make_consumer
+from services.segmenter.adapters.kafka_following import AssignmentFollower
+from shared.kafka import clamp_lag
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[None]]
 
 
-class KafkaEventFollower:
+class KafkaEventFollower(AssignmentFollower):
+    client_id = "segwarden-segmenter-events"
+
     def __init__(
         self,
         settings: ServiceSettings,
@@ -39,27 +42,11 @@ class KafkaEventFollower:
         batch: tuple[int, float],
         handle: BatchHandler,
     ) -> None:
-        self.settings = settings
-        self.topic = topic
-        self.group_id = group_id
+        super().__init__(settings, topic, group_id)
         # At most this many records a batch; a fetch with none waits this long (s) for the first.
         self.batch_size, self.batch_wait_s = batch
         self.handle = handle
-        self.consumer: AIOKafkaConsumer | None = None
-        self.partitions: set[int] = set()
-        # Held while a batch is handled, so a revocation waits for the batch in flight.
-        self._busy = asyncio.Lock()
         self.committed: dict[int, int] = {}  # per partition: the offset committed last (for lag)
-
-    async def start(self) -> None:
-        self.consumer = make_consumer(
-            self.settings, group_id=self.group_id, client_id="segwarden-segmenter-events"
-        )
-        await self.consumer.start()
-
-    async def stop(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
 
     async def follow(self, partitions: Iterable[int]) -> None:
         """Read exactly these partitions from now on (after the batch in flight is done); each
@@ -67,8 +54,7 @@ class KafkaEventFollower:
         async with self._busy:
             self.partitions = set(partitions)
             self.committed = {p: o for p, o in self.committed.items() if p in self.partitions}
-            if self.consumer is not None:
-                self.consumer.assign([TopicPartition(self.topic, p) for p in sorted(self.partitions)])
+            self._assign()
 
     async def run(self) -> None:
         """Fetch and handle until cancelled; run under the supervisor, which restarts it on a crash."""
