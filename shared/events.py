@@ -184,6 +184,9 @@ class ConsentRequested(Message):
     jurisdiction: Jurisdiction
     policy_version: ShortText
     expires_at: AwareDatetime | None = None
+    # Added: the version of the purpose's notice the customer saw, as in the consent PUT body
+    # (1 to the catalog's current `notice_version`; a later one is dead-lettered).
+    notice_version: Annotated[int, Field(ge=1)] | None = None
 
 
 class ConsentChanged(Message):

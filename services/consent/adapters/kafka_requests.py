@@ -27,6 +27,7 @@ def command_from(request: ConsentRequested) -> RecordConsent:
         jurisdiction=request.jurisdiction,
         policy_version=request.policy_version,
         expires_at=request.expires_at,
+        notice_version=request.notice_version,
         method="kafka",
         request_id=request.request_id,
     )

@@ -64,6 +64,27 @@ def test_kafka_requests_are_recorded_once_per_request_id(consent, kafka_bootstra
     ]
 
 
+def test_a_kafka_request_records_the_notice_version_it_names(consent, kafka_bootstrap, customer) -> None:
+    produce(
+        kafka_bootstrap,
+        topic(consent, "consent.requests"),
+        customer,
+        [_request(customer, "r-1", notice_version=1), _request(customer, "r-2", purpose="profiling")],
+    )
+    history = wait_for(lambda: len(h := _history(consent, customer)) >= 2 and h, what="two recorded requests")
+    assert {h["purpose"]: h["notice_version"] for h in history} == {"personalization": 1, "profiling": None}
+    state = read_topic(
+        kafka_bootstrap,
+        topic(consent, "consent.state"),
+        lambda r: any(
+            len(ConsentStateSnapshot.model_validate_json(v).purposes) >= 2 for v in for_key(r, customer)
+        ),
+    )
+    latest = ConsentStateSnapshot.model_validate_json(for_key(state, customer)[-1])
+    assert latest.purposes["personalization"].notice_version == 1
+    assert latest.purposes["profiling"].notice_version is None
+
+
 @pytest.mark.parametrize(
     ("value", "field"),
     [
@@ -71,6 +92,7 @@ def test_kafka_requests_are_recorded_once_per_request_id(consent, kafka_bootstra
         (None, "purpose"),
         (None, "customer_id"),
         (None, "expires_at"),
+        (None, "notice_version"),
     ],
 )
 def test_invalid_requests_go_to_the_dead_letter_topic_naming_the_field(
@@ -80,6 +102,8 @@ def test_invalid_requests_go_to_the_dead_letter_topic_naming_the_field(
         "purpose": _request(customer, "r-bad", purpose="no_such_purpose"),
         "customer_id": _request("bad id!", "r-bad"),
         "expires_at": _request(customer, "r-bad", expires_at="2020-01-01T00:00:00Z"),
+        # The catalog's personalization notice is at version 1: a later one was never shown.
+        "notice_version": _request(customer, "r-bad", notice_version=2),
     }
     payload = value if value is not None else bad[field]
     produce(
