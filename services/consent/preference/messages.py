@@ -43,6 +43,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "purpose.personalization": "Personalization",
         "purpose.profiling": "Profiling",
         "purpose.third_party_sharing": "Sharing with partners",
+        "about.purpose.marketing_email": "We send you marketing e-mail about our products and offers.",
+        "about.purpose.marketing_sms": "We send you text messages about our offers.",
+        "about.purpose.personalization": "We tailor the shop and our messages to your interests.",
+        "about.purpose.profiling": "We place you in segments found by statistical models (profiling,"
+        " GDPR Art. 22).",
+        "about.purpose.third_party_sharing": "We share or sell your data to partners (a sale or share"
+        " under the CCPA; Global Privacy Control turns it off).",
         "data_title": "Your data",
         "data_intro": "You can download everything we hold about you, or ask us to delete it.",
         "download": "Download my data (JSON)",
@@ -82,6 +89,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reach.segmenter.pending": "Segmentation has not applied it yet.",
         "reach.segmenter.unavailable": "Whether segmentation has applied it cannot be checked right now.",
         "pref.interests": "Interests",
+        "about.pref.interests": "The topics you would like to hear about from us.",
+        "about.pref.channels": "The ways we may use to send you news and offers.",
+        "about.pref.frequency": "How often you would like to hear from us.",
         "pref.interests.books": "Books",
         "pref.interests.music": "Music",
         "pref.interests.outdoor": "Outdoor",
@@ -186,6 +196,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "purpose.personalization": "Personalisierung",
         "purpose.profiling": "Profilbildung",
         "purpose.third_party_sharing": "Weitergabe an Partner",
+        "about.purpose.marketing_email": "Wir senden Ihnen Werbe-E-Mails zu unseren Produkten und"
+        " Angeboten.",
+        "about.purpose.marketing_sms": "Wir senden Ihnen SMS zu unseren Angeboten.",
+        "about.purpose.personalization": "Wir passen den Shop und unsere Nachrichten an Ihre Interessen"
+        " an.",
+        "about.purpose.profiling": "Wir ordnen Sie Segmenten zu, die statistische Modelle gefunden haben"
+        " (Profilbildung, Art. 22 DSGVO).",
+        "about.purpose.third_party_sharing": "Wir geben Ihre Daten an Partner weiter oder verkaufen sie"
+        " (ein Verkauf oder eine Weitergabe nach dem CCPA; Global Privacy Control schaltet das ab).",
         "data_title": "Ihre Daten",
         "data_intro": "Sie können alles herunterladen, was wir über Sie gespeichert haben, oder die"
         " Löschung verlangen.",
@@ -229,6 +248,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reach.segmenter.unavailable": "Ob die Segmentierung sie übernommen hat, lässt sich gerade nicht"
         " prüfen.",
         "pref.interests": "Interessen",
+        "about.pref.interests": "Die Themen, zu denen Sie von uns hören möchten.",
+        "about.pref.channels": "Die Wege, auf denen wir Ihnen Neuigkeiten und Angebote senden dürfen.",
+        "about.pref.frequency": "Wie oft Sie von uns hören möchten.",
         "pref.interests.books": "Bücher",
         "pref.interests.music": "Musik",
         "pref.interests.outdoor": "Draußen unterwegs",

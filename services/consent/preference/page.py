@@ -168,6 +168,12 @@ def purpose_title(lang: str, purpose_id: str) -> str:
     return text(lang, f"purpose.{purpose_id}", purpose_id.replace("_", " ").capitalize())
 
 
+def purpose_about(lang: str, purpose: Purpose) -> str:
+    """What the purpose is, in the page's words; a purpose the strings lack (an operator's own
+    catalog) is described as its catalog entry says."""
+    return text(lang, f"about.purpose.{purpose.id}", purpose.description)
+
+
 def _purpose(lang: str, purpose: Purpose, state: PurposeState) -> str:
     heading = f"purpose-{purpose.id}"
     status = "granted" if state.effective else "denied"
@@ -184,7 +190,7 @@ def _purpose(lang: str, purpose: Purpose, state: PurposeState) -> str:
         f' data-sale-or-share="{str(purpose.sale_or_share).lower()}" aria-labelledby="{heading}"'
         f' data-notice="{notice_state(purpose, state)}">'
         f'<h2 id="{heading}">{escape(title)}</h2>'
-        f"<p>{escape(purpose.description)}</p>{_notice(lang, purpose, state)}<dl>{rows}</dl>"
+        f"<p>{escape(purpose_about(lang, purpose))}</p>{_notice(lang, purpose, state)}<dl>{rows}</dl>"
         f"<p>{escape(text(lang, 'your_choice'))}: "
         f'<strong class="status">{escape(text(lang, status))}</strong></p>'
         f'<button type="button" class="toggle" data-action="{action}" aria-describedby="{heading}">'

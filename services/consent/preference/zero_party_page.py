@@ -43,6 +43,7 @@ def _preference(lang: str, key: PreferenceKey, value: Value | None, used: Sequen
     chosen = set(value if isinstance(value, list) else [value] if value else [])
     kind = "checkbox" if key.multiple else "radio"
     legend = escape(text(lang, f"pref.{key.id}", key.id.replace("_", " ").capitalize()))
+    about = escape(text(lang, f"about.pref.{key.id}", key.description))
     options = "".join(
         f'<label><input type="{kind}" name="{key.id}" value="{v}"{" checked" if v in chosen else ""}> '
         f"{escape(text(lang, f'pref.{key.id}.{v}', v))}</label> "
@@ -51,7 +52,8 @@ def _preference(lang: str, key: PreferenceKey, value: Value | None, used: Sequen
     used_state = "unavailable" if used is None else "yes" if used else "no"
     return (
         f'<form class="stated" data-preference="{key.id}" data-stated="{str(bool(chosen)).lower()}">'
-        f'<fieldset><legend id="pref-{key.id}">{legend}</legend>{options}</fieldset>'
+        f'<fieldset aria-describedby="pref-about-{key.id}"><legend id="pref-{key.id}">{legend}</legend>'
+        f'<p class="pref-about" id="pref-about-{key.id}">{about}</p>{options}</fieldset>'
         f'<p class="used-by" data-used="{used_state}">{escape(used_by_text(lang, used))}</p>'
         f'<button type="submit" class="save" aria-describedby="pref-{key.id}">'
         f"{escape(text(lang, 'save'))}</button> "

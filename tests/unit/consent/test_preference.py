@@ -9,12 +9,12 @@ import pytest
 from cryptography.fernet import Fernet
 
 from services.consent.preference.links import LinkClaims, PreferenceLinkError, PreferenceLinks
-from services.consent.preference.messages import MESSAGES, language
+from services.consent.preference.messages import LANGUAGES, MESSAGES, language
 from services.consent.preference.page import purpose_title, render_page
 from services.consent.preference.reach import RECENT, choice_reach
 from services.consent.preference.reach_page import render_choices
 from services.consent.preference.reasons import segment_reason
-from shared.catalog import PurposeCatalog
+from shared.catalog import PurposeCatalog, load_catalog, load_preference_catalog
 from shared.events import PurposeState
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -51,6 +51,27 @@ def test_every_language_has_every_string() -> None:
     english = set(MESSAGES["en"])
     missing = {lang: set(strings) ^ english for lang, strings in MESSAGES.items()}
     assert missing == dict.fromkeys(MESSAGES, set())
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_every_shipped_purpose_and_preference_is_worded_in_every_language(lang: str) -> None:
+    """The page's words for the shipped catalogs, so no one is shown an English description (or
+    an id) on a page in another language."""
+    needed = {f"{kind}.{p.id}" for p in load_catalog().purposes for kind in ("purpose", "about.purpose")}
+    for key in load_preference_catalog().preferences:
+        needed |= {f"pref.{key.id}", f"about.pref.{key.id}", *(f"pref.{key.id}.{v}" for v in key.values)}
+    assert needed - {k for k, words in MESSAGES[lang].items() if words.strip()} == set()
+
+
+def test_purposes_are_described_in_the_pages_language() -> None:
+    catalog = load_catalog()
+    states = {p.id: PurposeState(status="denied", effective=False) for p in catalog.purposes}
+    german = render_page("de", catalog, states, "/preferences/t", False, segments=[], currency="EUR")
+    english = render_page("en", catalog, states, "/preferences/t", False, segments=[], currency="EUR")
+    for purpose in catalog.purposes:
+        assert MESSAGES["de"][f"about.purpose.{purpose.id}"] in german
+        assert MESSAGES["en"][f"about.purpose.{purpose.id}"] in english
+        assert purpose.description not in german  # the catalog's own (English) words
 
 
 @pytest.mark.parametrize(

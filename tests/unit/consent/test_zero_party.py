@@ -56,6 +56,9 @@ def test_the_section_shows_what_was_stated_and_where_it_is_used() -> None:
     assert 'type="checkbox" name="interests" value="books" checked> Bücher' in html
     assert 'type="radio" name="frequency" value="weekly">' in html
     assert de["used_by"].format(segments="Leser") in html and de["used_by_none"] in html
+    for key in CATALOG.preferences:  # each described in the page's language, the fieldset pointing at it
+        about = f'id="pref-about-{key.id}">{de[f"about.pref.{key.id}"]}</p>'
+        assert f'<fieldset aria-describedby="pref-about-{key.id}">' in html and about in html
     unknown = render_preferences("en", CATALOG, {}, None)
     assert MESSAGES["en"]["used_by_unavailable"] in unknown and 'data-stated="true"' not in unknown
 
