@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from services.delivery import metrics
 from services.delivery.domain.breaker import STATE_VALUES, CircuitBreaker
 from services.delivery.domain.destinations import Destination, agreement_problem
-from services.delivery.domain.routing import Cause, Consent, Intent, merge_consent
+from services.delivery.domain.routing import Cause, Consent, Intent, merge_consent, newest_changes
 from services.delivery.domain.webhooks import (
     CIRCUIT_OPEN,
     GONE,
@@ -61,7 +61,8 @@ def membership_update(change: MembershipChanged) -> tuple[Update, Cause]:
             return members | {change.segment_id}, consent
         return members - {change.segment_id}, consent
 
-    return update, Cause(change.event_id, "membership", change.reason, change.at.timestamp())
+    cause = Cause(change.event_id, "membership", change.reason, change.at.timestamp(), change.cause_event_id)
+    return update, cause
 
 
 def consent_change_update(change: ConsentChanged, now: datetime) -> tuple[Update, Cause]:
@@ -70,15 +71,20 @@ def consent_change_update(change: ConsentChanged, now: datetime) -> tuple[Update
         return erased_update(change.event_id, change.recorded_at.timestamp())
     live = change.status == "granted" and (change.expires_at is None or change.expires_at > now)
     incoming: Consent = {change.purpose: (live, change.sequence)}
+    carried = () if change.sequence is None else ((change.purpose, change.sequence),)
     return lambda members, consent: (members, merge_consent(consent, incoming)), Cause(
-        change.event_id, "consent", change.reason, change.recorded_at.timestamp()
+        change.event_id, "consent", change.reason, change.recorded_at.timestamp(), consent_changes=carried
     )
 
 
 def consent_state_update(snapshot: ConsentStateSnapshot) -> tuple[Update, Cause]:
     incoming: Consent = {p: (s.effective, s.sequence) for p, s in snapshot.purposes.items()}
     return lambda members, consent: (members, merge_consent(consent, incoming)), Cause(
-        snapshot.event_id, "consent", "state", snapshot.updated_at.timestamp()
+        snapshot.event_id,
+        "consent",
+        "state",
+        snapshot.updated_at.timestamp(),
+        consent_changes=newest_changes(incoming),
     )
 
 

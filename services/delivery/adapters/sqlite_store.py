@@ -163,6 +163,23 @@ class SqliteDeliveryStore:
             ).fetchall()
         return [dict(row) for row in latest]
 
+    def applied_consent(self, customer_id: str) -> dict[str, dict[str, Any]]:
+        """Per purpose: the consent delivery holds, the inputs that carried that change, and the
+        webhooks that followed from them, by status (ended ones go after the outbox retention)."""
+        with self._lock:
+            consent = _consent(self._db, customer_id)
+            inputs = self._db.execute(
+                "SELECT purpose, sequence, cause_id, at FROM consent_inputs WHERE customer_id = ?"
+                " ORDER BY at",
+                (customer_id,),
+            ).fetchall()
+            counts = self._db.execute(
+                "SELECT cause_id, status, COUNT(*) FROM deliveries WHERE customer_id = ? AND cause_id IN"
+                " (SELECT cause_id FROM consent_inputs WHERE customer_id = ?) GROUP BY cause_id, status",
+                (customer_id, customer_id),
+            ).fetchall()
+        return _held_changes(consent, inputs, counts)
+
     def counts(self, destination_id: str) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute(
@@ -225,11 +242,12 @@ class SqliteDeliveryStore:
             pseudonym = pseudonymize(self._key, customer_id)
             for intent in intents:
                 shown = subject(self._key, by_id[intent.destination_id], customer_id)
-                _enqueue(db, customer_id, intent, at, cause.at, (shown, pseudonym))
+                _enqueue(db, customer_id, intent, at, cause, (shown, pseudonym))
             if cause.kind == "erasure":
                 _forget_customer(db, customer_id, pseudonym)
             else:
                 _save_customer(db, customer_id, members, consent)
+                _record_consent_inputs(db, customer_id, consent, cause, at)
         if cause.kind == "erasure":
             self._truncate_log()
         return intents
@@ -393,7 +411,7 @@ def _save_customer(db: sqlite3.Connection, customer_id: str, members: set[str], 
 def _forget_customer(db: sqlite3.Connection, customer_id: str, pseudonym: str) -> None:
     """The customer's state, what suspended destinations held of them (they get no `left`), and
     their id in the outbox: its rows keep only the subjects, which is all sending needs."""
-    for table in ("members", "consent", "holdings"):
+    for table in ("members", "consent", "consent_inputs", "holdings"):
         db.execute(f"DELETE FROM {table} WHERE customer_id = ?", (customer_id,))
     db.execute(
         "UPDATE deliveries SET customer_id = ? WHERE customer_id = ?",
@@ -401,12 +419,52 @@ def _forget_customer(db: sqlite3.Connection, customer_id: str, pseudonym: str) -
     )
 
 
+def _held_changes(
+    consent: Consent, inputs: list[sqlite3.Row], counts: list[sqlite3.Row]
+) -> dict[str, dict[str, Any]]:
+    by_cause: dict[str, dict[str, int]] = {}
+    for cause_id, status, count in counts:
+        by_cause.setdefault(cause_id, {})[status] = count
+    held: dict[str, dict[str, Any]] = {
+        purpose: {"effective": effective, "sequence": sequence, "inputs": [], "at": None, "statuses": {}}
+        for purpose, (effective, sequence) in consent.items()
+    }
+    for row in inputs:
+        state = held.get(row["purpose"])
+        if state is None or state["sequence"] != row["sequence"]:
+            continue
+        state["inputs"].append(row["cause_id"])
+        state["at"] = state["at"] or row["at"]
+        for status, count in by_cause.get(row["cause_id"], {}).items():
+            state["statuses"][status] = state["statuses"].get(status, 0) + count
+    return held
+
+
+def _record_consent_inputs(
+    db: sqlite3.Connection, customer_id: str, consent: Consent, cause: Cause, at: str
+) -> None:
+    """The input as one that carried each consent change delivery now holds (the change record
+    and its snapshot both do); the inputs of changes held no longer go."""
+    for purpose, sequence in cause.consent_changes:
+        if consent.get(purpose, (False, None))[1] != sequence:
+            continue  # an older change, redelivered or overtaken: delivery holds a later one
+        db.execute(
+            "DELETE FROM consent_inputs WHERE customer_id = ? AND purpose = ? AND sequence < ?",
+            (customer_id, purpose, sequence),
+        )
+        db.execute(
+            "INSERT OR IGNORE INTO consent_inputs (customer_id, purpose, sequence, cause_id, at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (customer_id, purpose, sequence, cause.event_id, at),
+        )
+
+
 def _enqueue(
     db: sqlite3.Connection,
     customer_id: str,
     intent: Intent,
     at: str,
-    changed_at: float | None,
+    cause: Cause,
     subjects: tuple[str, str],
 ) -> None:
     key = (intent.destination_id, intent.segment_id, customer_id)
@@ -420,7 +478,8 @@ def _enqueue(
         )
     db.execute(
         "INSERT OR IGNORE INTO deliveries (idempotency_key, destination_id, customer_id, segment_id,"
-        " action, reason, at, changed_at, subject, ledger_subject) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " action, reason, at, changed_at, subject, ledger_subject, cause_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             intent.idempotency_key,
             intent.destination_id,
@@ -429,7 +488,8 @@ def _enqueue(
             intent.action,
             intent.reason,
             at,
-            changed_at,
+            cause.at,
             *subjects,
+            cause.webhook_cause,
         ),
     )

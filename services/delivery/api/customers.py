@@ -1,5 +1,6 @@
 """`GET /v1/customers/{customer_id}/propagation`: which destinations got the customer, and whether
-the last change reached them (for the access export)."""
+the last change reached them (for the access export); `GET /v1/customers/{customer_id}/consent`:
+which consent change delivery applied and what it sent for it (for the preference center)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 
 from services.delivery.api.deps import DSR, Runtime
-from services.delivery.api.schemas import DestinationPropagation, PropagationOut, SegmentPropagation
+from services.delivery.api.schemas import (
+    AppliedConsent,
+    CustomerConsentOut,
+    DestinationPropagation,
+    PropagationOut,
+    SegmentPropagation,
+    WebhookCounts,
+)
 from services.delivery.domain.destinations import Destination
 from shared.events import CUSTOMER_ID_PATTERN
 
@@ -33,6 +41,34 @@ async def propagation(
             _destination(destination_id, destinations.get(destination_id), segments)
             for destination_id, segments in by_destination.items()
         ],
+    )
+
+
+@router.get("/{customer_id}/consent", response_model=CustomerConsentOut)
+async def applied_consent(
+    customer_id: Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN)], runtime: Runtime
+) -> CustomerConsentOut:
+    """Per purpose: the consent change delivery holds, the inputs that carried it, and its webhooks."""
+    held = await asyncio.to_thread(runtime.store.applied_consent, customer_id)
+    return CustomerConsentOut(
+        customer_id=customer_id, purposes={purpose: _applied(state) for purpose, state in held.items()}
+    )
+
+
+def _applied(state: dict[str, Any]) -> AppliedConsent:
+    statuses = state["statuses"]
+    webhooks = WebhookCounts(
+        total=sum(statuses.values()),
+        delivered=statuses.get("delivered", 0),
+        pending=statuses.get("pending", 0),
+        failed=statuses.get("dead", 0) + statuses.get("withheld", 0),
+    )
+    return AppliedConsent(
+        effective=state["effective"],
+        sequence=state["sequence"],
+        cause_ids=state["inputs"],
+        applied_at=state["at"],
+        webhooks=webhooks if state["inputs"] else None,
     )
 
 

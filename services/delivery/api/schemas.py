@@ -110,6 +110,36 @@ class PropagationOut(BaseModel):
     destinations: list[DestinationPropagation]
 
 
+class WebhookCounts(BaseModel):
+    total: int = Field(description="Webhooks that followed from the change (0: no destination was told)")
+    delivered: int = Field(description="Of those, acknowledged by their destination")
+    pending: int = Field(description="Of those, still to be sent (or retried)")
+    failed: int = Field(description="Of those, dead-lettered or withheld (a destination without agreement)")
+
+
+class AppliedConsent(BaseModel):
+    effective: bool
+    sequence: int | None = Field(description="The customer's consent sequence of the change held")
+    cause_ids: list[str] = Field(
+        description="The inputs that carried that change: its `consent.changes` event_id and the"
+        " `consent.state` snapshot's, as far as they arrived"
+    )
+    applied_at: str | None = Field(description="When the first of them was applied")
+    webhooks: WebhookCounts | None = Field(
+        description="What followed from them, directly or through the segmenter's membership change;"
+        " null while no input of the change is recorded (consent applied before 0004)."
+        " Ended webhooks are pruned after DELIVERY_OUTBOX_RETENTION_S unless the latest"
+        " of their destination and segment"
+    )
+
+
+class CustomerConsentOut(BaseModel):
+    """The consent delivery has applied to the customer, per purpose (empty for an unknown one)."""
+
+    customer_id: str
+    purposes: dict[str, AppliedConsent]
+
+
 class DestinationOut(BaseModel):
     destination_id: str
     name: str

@@ -21,6 +21,16 @@ class Cause:
     kind: str  # "membership", "consent" or "erasure"
     reason: str
     at: float | None = None  # when the change happened (unix time): latency is measured from it
+    # A membership change's own cause (the segmenter's `cause_event_id`): the webhooks of a
+    # withdrawal's eviction belong to that withdrawal.
+    origin: str | None = None
+    # The consent changes this input carries, (purpose, sequence): what it tells delivery of.
+    consent_changes: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def webhook_cause(self) -> str:
+        """What each webhook that follows records as its cause."""
+        return self.origin or self.event_id
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,16 @@ def merge_consent(current: Consent, incoming: Consent) -> Consent:
         if held is None or held[1] is None or sequence is None or sequence >= held[1]:
             merged[purpose] = (effective, sequence)
     return merged
+
+
+def newest_changes(consent: Consent) -> tuple[tuple[str, int], ...]:
+    """The change a `consent.state` snapshot was published for: its purpose at its highest
+    sequence (consent publishes a snapshot after each change; older purposes ride along)."""
+    sequences = [sequence for _, sequence in consent.values() if sequence is not None]
+    if not sequences:
+        return ()
+    top = max(sequences)
+    return tuple((purpose, top) for purpose, (_, sequence) in sorted(consent.items()) if sequence == top)
 
 
 def effective_purposes(consent: Consent) -> frozenset[str]:

@@ -13,6 +13,7 @@ import httpx
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from shared.events import (
+    ConsentChanged,
     ConsentStateSnapshot,
     ConsentStatus,
     ErasureRequested,
@@ -97,22 +98,51 @@ class Topics:
         finally:
             group.close()
 
-    def consent(self, customer_id: str, granted: bool, sequence: int) -> None:
+    def consent(self, customer_id: str, granted: bool, sequence: int) -> str:
+        """A `consent.state` snapshot of PURPOSE; its event id."""
         status: ConsentStatus = "granted" if granted else "denied"
         state = PurposeState(status=status, effective=granted, sequence=sequence)
         snapshot = ConsentStateSnapshot(
             event_id=uuid.uuid4().hex, customer_id=customer_id, purposes={PURPOSE: state}, updated_at=utcnow()
         )
         self._send("consent.state", customer_id, snapshot.to_bytes())
+        return snapshot.event_id
 
-    def membership(self, customer_id: str, action: str, reason: str = "rule_matched") -> None:
+    def change(
+        self,
+        customer_id: str,
+        granted: bool,
+        sequence: int,
+        purpose: str = PURPOSE,
+        event_id: str | None = None,
+    ) -> str:
+        """A `consent.changes` record (a choice of the customer's); its event id."""
+        change = ConsentChanged(
+            event_id=event_id or uuid.uuid4().hex,
+            customer_id=customer_id,
+            purpose=purpose,
+            status="granted" if granted else "denied",
+            previous_status=None,
+            reason="user",
+            source="preference-center",
+            jurisdiction="GDPR",
+            policy_version="2026-03",
+            recorded_at=utcnow(),
+            sequence=sequence,
+        )
+        self._send("consent.changes", customer_id, change.to_bytes())
+        return change.event_id
+
+    def membership(
+        self, customer_id: str, action: str, reason: str = "rule_matched", cause_event_id: str | None = None
+    ) -> None:
         change = MembershipChanged(
             event_id=uuid.uuid4().hex,
             segment_id="vip",
             customer_id=customer_id,
             action=action,  # type: ignore[arg-type]
             reason=reason,  # type: ignore[arg-type]
-            cause_event_id=None,
+            cause_event_id=cause_event_id,
             cause_at=None,
             at=utcnow(),
         )

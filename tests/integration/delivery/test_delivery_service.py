@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from datetime import date, timedelta
 from typing import Any
 
@@ -62,6 +63,81 @@ def test_a_withdrawal_delivers_left_while_the_segment_still_holds(
     # The join's reason depends on which topic's record came second; the leave's never does.
     assert [b["action"] for b in mailer.bodies()] == ["joined", "left"]
     assert mailer.bodies()[1]["reason"] == "consent_withdrawn"
+
+
+def applied_consent(service: ServiceProcess, customer_id: str) -> dict[str, Any]:
+    """The delivery service's `GET /v1/customers/{id}/consent` (with the consent service's scope)."""
+    url = f"{service.url}/v1/customers/{customer_id}/consent"
+    response = httpx.get(url, headers=bearer("internal-token-01"), timeout=10)
+    assert response.status_code == 200, response.text
+    purposes: dict[str, Any] = response.json()["purposes"]
+    return purposes
+
+
+def webhooks(total: int = 0, delivered: int = 0, pending: int = 0, failed: int = 0) -> dict[str, int]:
+    return {"total": total, "delivered": delivered, "pending": pending, "failed": failed}
+
+
+def test_the_consent_change_applied_is_shown_with_the_webhooks_it_sent(
+    start_service: Any, receivers: Receivers, producer: KafkaProducer, topic_prefix: str, kafka_bootstrap: str
+) -> None:
+    service = delivery(start_service)
+    mailer = receiver(receivers)
+    put_destination(service, "mailer", mailer)
+    topics = Topics(producer, topic_prefix)
+    grant = topics.consent("c-1", granted=True, sequence=1)
+    topics.handled(kafka_bootstrap, "consent.state")
+    held = applied_consent(service, "c-1")[PURPOSE]
+    assert (held["cause_ids"], held["webhooks"]) == ([grant], webhooks())  # in no segment yet
+    topics.membership("c-1", "joined")
+    wait_for(mailer.bodies, what="the join")
+
+    withdrawal = topics.change("c-1", granted=False, sequence=2)
+    held = wait_for(
+        lambda: (p := applied_consent(service, "c-1")[PURPOSE])["webhooks"] == webhooks(1, delivered=1) and p,
+        what="the withdrawal's leave, delivered",
+    )
+    assert (held["effective"], held["sequence"], held["cause_ids"]) == (False, 2, [withdrawal])
+    assert [b["action"] for b in mailer.bodies()] == ["joined", "left"]
+    # The snapshot consent publishes for the same change carries it too; an older one moves nothing.
+    snapshot = topics.consent("c-1", granted=False, sequence=2)
+    topics.consent("c-1", granted=True, sequence=1)
+    topics.handled(kafka_bootstrap, "consent.state")
+    held = applied_consent(service, "c-1")[PURPOSE]
+    assert (held["sequence"], held["cause_ids"], held["webhooks"]) == (
+        2,
+        [withdrawal, snapshot],
+        webhooks(1, 1),
+    )
+    # A purpose no destination receives is applied, with nothing sent.
+    profiling = topics.change("c-1", granted=True, sequence=3, purpose="profiling")
+    topics.handled(kafka_bootstrap, "consent.changes")
+    other = applied_consent(service, "c-1")["profiling"]
+    assert (other["cause_ids"], other["sequence"], other["webhooks"]) == ([profiling], 3, webhooks())
+    assert applied_consent(service, "c-unknown") == {}
+
+
+def test_a_leave_the_segmenter_sent_for_a_withdrawal_counts_as_the_withdrawals(
+    start_service: Any, receivers: Receivers, producer: KafkaProducer, topic_prefix: str
+) -> None:
+    """The segmenter's eviction may reach delivery before the withdrawal itself: its leave names
+    the withdrawal as its cause, and the withdrawal, arriving after, finds nothing left to send."""
+    service = delivery(start_service)
+    mailer = receiver(receivers)
+    put_destination(service, "mailer", mailer)
+    topics = Topics(producer, topic_prefix)
+    topics.consent("c-2", granted=True, sequence=1)
+    topics.membership("c-2", "joined")
+    wait_for(mailer.bodies, what="the join")
+    withdrawal_id = uuid.uuid4().hex
+    topics.membership("c-2", "left", "consent_withdrawn", cause_event_id=withdrawal_id)
+    wait_for(lambda: len(mailer.bodies()) == 2, what="the eviction's leave")
+    assert topics.change("c-2", granted=False, sequence=2, event_id=withdrawal_id) == withdrawal_id
+    held = wait_for(
+        lambda: (p := applied_consent(service, "c-2")[PURPOSE])["cause_ids"] == [withdrawal_id] and p,
+        what="the withdrawal applied",
+    )
+    assert held["webhooks"] == webhooks(1, delivered=1) and len(mailer.bodies()) == 2
 
 
 def test_an_erasure_delivers_left_at_every_destination(

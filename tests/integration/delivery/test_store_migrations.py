@@ -56,9 +56,17 @@ def test_a_fresh_store_is_created_at_the_newest_revision_and_a_second_run_change
     migrated(path)
     migrated(path)
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0004",)]
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"destinations", "consent", "members", "holdings", "paused", "deliveries"} <= tables
+    assert {
+        "destinations",
+        "consent",
+        "consent_inputs",
+        "members",
+        "holdings",
+        "paused",
+        "deliveries",
+    } <= tables
 
 
 def test_a_store_of_the_first_release_is_adopted_and_its_rows_get_their_subjects(tmp_path: Path) -> None:
@@ -82,3 +90,4 @@ def test_a_store_of_the_first_release_is_adopted_and_its_rows_get_their_subjects
     with sqlite3.connect(path) as db:
         indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "deliveries_queue" in indexes and "deliveries_pending" not in indexes
+    assert pending["cause_id"] is None  # enqueued before causes were recorded

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.delivery.domain.destinations import Agreement, Destination
-from services.delivery.domain.routing import Cause, Consent, merge_consent, plan
+from services.delivery.domain.routing import Cause, Consent, merge_consent, newest_changes, plan
 from tests.unit.delivery.test_destinations import TODAY, agreement
 
 JOINED = Cause("m-1", "membership", "rule_matched")
@@ -117,3 +117,9 @@ def test_an_older_consent_change_never_overrides_a_newer_one(held: Consent, inco
     for purpose, state in merged.items():
         candidates = [s for s in (held.get(purpose), incoming.get(purpose)) if s is not None]
         assert state[1] == max(at for _, at in candidates if at is not None)
+
+
+def test_a_snapshot_carries_the_change_of_its_highest_sequence() -> None:
+    assert newest_changes({"email": (False, 4), "sms": (True, 2), "ads": (True, None)}) == (("email", 4),)
+    assert newest_changes({"email": (True, None)}) == ()  # records from before sequences
+    assert newest_changes({}) == ()
