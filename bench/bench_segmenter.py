@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench import profiling, segmenter_memory
+from bench import profiling
 from bench.common import RESULTS_DIR, run_facts, write_results
 from services.segmenter.settings import SegmenterSettings
 from shared.embedded import EmbeddedBroker, ensure_redis
@@ -63,7 +63,6 @@ LOAD_OVER_STEADY = 3.0  # the load generator sends 3x the steady rate measured: 
 QUIX_PYTHON = os.environ.get("QUIX_PYTHON", "")
 PROFILE = os.environ.get("BENCH_PROFILE", "") == "1"
 PROFILE_STACKS = RESULTS_DIR / "segmenter-profile.txt"
-CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "0"))  # the memory phase's new customers (0: none)
 TOKEN = "bench-admin-token"
 
 
@@ -427,10 +426,17 @@ async def peer_rate(bootstrap: str, prefix: str, producer: AIOKafkaProducer) -> 
     return dict(json.loads(out.decode().strip().splitlines()[-1]))
 
 
-def start_segmenter(bootstrap: str, prefix: str, data_dir: Path, log_path: Path) -> ServiceProcess:
+def start_segmenter(
+    bootstrap: str,
+    prefix: str,
+    data_dir: Path,
+    log_path: Path,
+    redis_url: str = REDIS_URL,
+    ready_s: float = 120,
+) -> ServiceProcess:
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "REDIS_URL": REDIS_URL,
+        "REDIS_URL": redis_url,
         "TOPIC_PREFIX": prefix,
         "TOPIC_PARTITIONS": str(PARTITIONS),
         "DATA_DIR": str(data_dir),
@@ -439,7 +445,7 @@ def start_segmenter(bootstrap: str, prefix: str, data_dir: Path, log_path: Path)
         "LOG_LEVEL": "WARNING",
         "KAFKA_FETCH_MAX_WAIT_MS": str(FETCH_WAIT_MS),
     }
-    return ServiceProcess("segmenter", env, log_path).wait_ready(120)
+    return ServiceProcess("segmenter", env, log_path).wait_ready(ready_s)
 
 
 async def segmenter_phases(
@@ -463,8 +469,6 @@ async def segmenter_phases(
         steady, profile = await backlog_rate(segmenter.url, producer, prefix + "customer.events", pid)
         load_rate = int(max(2_000, steady["events_per_s"] * LOAD_OVER_STEADY))
         evictions, under = await eviction_latencies(bootstrap, prefix, producer, segmenter.url, load_rate)
-        # After the evictions: its grants queue on consent.changes, and a withdrawal behind them.
-        memory = await memory_phase(prefix, producer, segmenter) if CUSTOMERS else {}
     finally:
         await asyncio.to_thread(segmenter.stop, 15)
     return {
@@ -473,39 +477,6 @@ async def segmenter_phases(
         "profile": profile,
         "evictions": evictions,
         "eviction_load": under,
-        "memory": memory,
-    }
-
-
-async def memory_phase(prefix: str, producer: AIOKafkaProducer, segmenter: ServiceProcess) -> dict[str, Any]:
-    """CUSTOMERS new customers, one event each (half granted first): Redis bytes and RSS after."""
-    assert segmenter.process is not None
-    pid = segmenter.process.pid
-    rss_before, done_before = (
-        segmenter_memory.rss_bytes(pid),
-        await asyncio.to_thread(processed, segmenter.url),
-    )
-    customers = [f"m-{i}" for i in range(CUSTOMERS)]
-    for i, customer in enumerate(customers):
-        key = customer.encode()
-        if i % 2 == 0:
-            await producer.send(
-                prefix + "consent.changes", consent_change(customer, "granted").to_bytes(), key=key
-            )
-        event = random_event(random.Random(i), customer)
-        await producer.send(prefix + "customer.events", event.to_bytes(), key=key)
-    await producer.flush()
-    rate = await drain_rate(segmenter.url, done_before + CUSTOMERS)
-    await asyncio.sleep(2.0)  # the last joins' admission (the consent barrier) and outbox flushes
-    stored = await asyncio.to_thread(segmenter_memory.redis_bytes, REDIS_URL, prefix, customers, PARTITIONS)
-    rss = segmenter_memory.rss_bytes(pid)
-    print(f"  memory phase: {json.dumps(stored)}, RSS {rss_before >> 20} -> {rss >> 20} MB")  # noqa: T201
-    return {
-        "new_customers": CUSTOMERS,
-        **stored,
-        "drain_events_per_s": round(rate),
-        "segmenter_rss_mb_before": round(rss_before / 2**20),
-        "segmenter_rss_mb_after": round(rss / 2**20),
     }
 
 
@@ -562,7 +533,6 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
         "backlog_events": BACKLOG,
         "steady_events": STEADY,
         "profile_us_per_event": results["profile"],
-        "memory": results["memory"],
     }
     peer_line = f"{peer_rate:.0f} events/s" if peer_rate else str(peer)
     lines = [
@@ -581,8 +551,6 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
         f" {out['steady_over_peer'] or float('nan'):.0%} of the peer (target >= 25%, >= 10,000/s)",
     ]
     lines += [f"    {part:<28} {us:8.1f} us/event" for part, us in results["profile"].items()]
-    if results["memory"]:
-        lines.append(f"  memory at {CUSTOMERS} new customers: {json.dumps(results['memory'])}")
     print("\n".join(lines))  # noqa: T201 - the benchmark's report
     return out
 

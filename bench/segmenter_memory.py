@@ -1,55 +1,65 @@
-"""The segmenter benchmark's memory phase: Redis bytes per customer and per membership, and RSS.
-
-With BENCH_CUSTOMERS=N, bench_segmenter.py sends N new customers one event each (half of them
-granted marketing_email first, so they also join consent-gated segments) to the running
-segmenter, waits until it processed them, and measures with MEMORY USAGE: every key of a sample
-of the customers, and the shared keys (segment member sets, the per-partition known, activity
-and expiry sets) divided among all customers. Redis is shared with other work, so nothing is read
-from INFO. The segmenter's RSS is read from /proc before and after.
-"""
+"""What the memory bench reads: Redis bytes by kind of key, and a process's resident memory."""
 
 from __future__ import annotations
 
-import random
+import re
+from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import redis
 
-SAMPLE = 1_000
+# A customer's id, a partition or a segment in a key name, so keys group by what they hold.
+_CUSTOMER = re.compile(r"\{c:[^}]*\}")
+_ERASED = re.compile(r"\{[0-9a-f]+\}:erased:.*")
+_SEGMENT = re.compile(r"seg:\{[^}]*\}")
+_NUMBER = re.compile(r":\d+(?=:|$)")
 
 
-def rss_bytes(pid: int) -> int:
+def proc_status_bytes(pid: int, field: str) -> int:
+    """`VmRSS` (resident now) or `VmHWM` (the peak) of a process, from /proc."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+    raise RuntimeError(f"no {field} for {pid}")
 
 
-def redis_bytes(url: str, prefix: str, customers: list[str], partitions: int) -> dict[str, Any]:
-    """Bytes per customer (its own keys, sampled, plus its share of the shared keys) and per
-    membership (the member sets' bytes over their members)."""
-    client = redis.Redis.from_url(url, decode_responses=True)
-    ns = f"sw:{prefix}"
-    sample = random.Random(7).sample(customers, min(SAMPLE, len(customers)))
-    own = 0
-    for customer in sample:
-        for key in client.scan_iter(f"{ns}{{c:{customer}}}:*", count=100):
-            own += client.memory_usage(key, samples=0) or 0
-    member_keys = list(client.scan_iter(f"{ns}seg:*:members", count=1000))
-    members = sum(client.scard(k) for k in member_keys)
-    member_bytes = sum(client.memory_usage(k, samples=0) or 0 for k in member_keys)
-    shared = [
-        f"{ns}{kind}:{p}" for kind in ("known", "activity", "consent-expiry") for p in range(partitions)
-    ]
-    shared_bytes = sum(client.memory_usage(k, samples=0) or 0 for k in shared if client.exists(k))
-    known = sum(client.scard(f"{ns}known:{p}") for p in range(partitions))
-    client.close()
-    per_customer = own / len(sample) + (member_bytes + shared_bytes) / max(1, known)
+def key_kind(key: str, namespace: str) -> str:
+    """`{c:*}:f`, `known:*`, `seg:{*}:members`...: the key with what varies replaced by `*`."""
+    kind = key.removeprefix(namespace)
+    kind = _CUSTOMER.sub("{c:*}", kind)
+    kind = _ERASED.sub("{*}:erased:*", kind)
+    kind = _SEGMENT.sub("seg:{*}", kind)
+    return _NUMBER.sub(":*", kind)
+
+
+def bytes_by_kind(client: redis.Redis, namespace: str) -> dict[str, dict[str, int]]:
+    """Per kind of key: how many keys, their MEMORY USAGE summed, and the encodings seen (one
+    Redis of the bench's own, so every key is read)."""
+    count: Counter[str] = Counter()
+    size: Counter[str] = Counter()
+    encodings: dict[str, Counter[str]] = {}
+    batch: list[str] = []
+
+    def flush() -> None:
+        with client.pipeline(transaction=False) as pipe:
+            for key in batch:
+                pipe.memory_usage(key, samples=0)
+                pipe.object("encoding", key)
+            answers = pipe.execute()
+        for key, used, encoding in zip(batch, answers[::2], answers[1::2], strict=True):
+            kind = key_kind(key, namespace)
+            count[kind] += 1
+            size[kind] += int(used or 0)
+            encodings.setdefault(kind, Counter())[str(encoding)] += 1
+        batch.clear()
+
+    for key in client.scan_iter(f"{namespace}*", count=2000):
+        batch.append(key)
+        if len(batch) >= 2000:
+            flush()
+    if batch:
+        flush()
     return {
-        "customers_known": known,
-        "memberships": members,
-        "bytes_per_customer": round(per_customer),
-        "own_keys_bytes_per_customer": round(own / len(sample)),
-        "bytes_per_membership": round(member_bytes / max(1, members)),
+        kind: {"keys": count[kind], "bytes": size[kind]} | {f"enc_{e}": n for e, n in encodings[kind].items()}
+        for kind in sorted(count)
     }
