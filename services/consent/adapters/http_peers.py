@@ -52,11 +52,19 @@ class HttpPeerExport:
 
     async def applied_consent(self, customer_id: str) -> dict[str, dict[str, Any]]:
         """Per purpose, the consent change the segmenter holds: `{status, sequence, recorded_at}`."""
+        return await self._consent_held(self.segmenter_url, customer_id)
+
+    async def delivered_consent(self, customer_id: str) -> dict[str, dict[str, Any]]:
+        """Per purpose, the consent change the delivery service applied and the webhooks it sent:
+        `{effective, sequence, cause_id, applied_at, webhooks}`."""
+        return await self._consent_held(self.delivery_url, customer_id)
+
+    async def _consent_held(self, base_url: str, customer_id: str) -> dict[str, dict[str, Any]]:
         async with self._client() as client:
-            body = await _get(client, f"{self.segmenter_url}/v1/customers/{customer_id}/consent", {})
+            body = await _get(client, f"{base_url}/v1/customers/{customer_id}/consent", {})
         purposes = body.get("purposes")
         if not isinstance(purposes, dict) or not all(isinstance(p, dict) for p in purposes.values()):
-            raise PeerUnavailableError(f"{self.segmenter_url}: unexpected body")
+            raise PeerUnavailableError(f"{base_url}: unexpected body")
         return purposes
 
     async def propagation(self, customer_id: str) -> list[Any]:

@@ -88,6 +88,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reach.segmenter.applied": "Segmentation has applied it.",
         "reach.segmenter.pending": "Segmentation has not applied it yet.",
         "reach.segmenter.unavailable": "Whether segmentation has applied it cannot be checked right now.",
+        "reach.delivery.applied": "The service that passes segments to our partners has applied it.",
+        "reach.delivery.pending": "The service that passes segments to our partners has not applied it yet.",
+        "reach.delivery.unavailable": "Whether the service that passes segments to our partners has"
+        " applied it is not known right now.",
+        "reach.destinations.delivered": "Every partner it concerns has been told.",
+        "reach.destinations.sending": "The partners it concerns are being told.",
+        "reach.destinations.failed": "A partner it concerns could not be told.",
+        "reach.destinations.none": "No partner held anything it concerns, so none had to be told.",
         "pref.interests": "Interests",
         "about.pref.interests": "The topics you would like to hear about from us.",
         "about.pref.channels": "The ways we may use to send you news and offers.",
@@ -196,11 +204,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "purpose.personalization": "Personalisierung",
         "purpose.profiling": "Profilbildung",
         "purpose.third_party_sharing": "Weitergabe an Partner",
-        "about.purpose.marketing_email": "Wir senden Ihnen Werbe-E-Mails zu unseren Produkten und"
-        " Angeboten.",
+        "about.purpose.marketing_email": "Wir senden Ihnen Werbe-E-Mails zu unseren Produkten und Angeboten.",
         "about.purpose.marketing_sms": "Wir senden Ihnen SMS zu unseren Angeboten.",
-        "about.purpose.personalization": "Wir passen den Shop und unsere Nachrichten an Ihre Interessen"
-        " an.",
+        "about.purpose.personalization": "Wir passen den Shop und unsere Nachrichten an Ihre Interessen an.",
         "about.purpose.profiling": "Wir ordnen Sie Segmenten zu, die statistische Modelle gefunden haben"
         " (Profilbildung, Art. 22 DSGVO).",
         "about.purpose.third_party_sharing": "Wir geben Ihre Daten an Partner weiter oder verkaufen sie"
@@ -247,6 +253,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reach.segmenter.pending": "Die Segmentierung hat sie noch nicht übernommen.",
         "reach.segmenter.unavailable": "Ob die Segmentierung sie übernommen hat, lässt sich gerade nicht"
         " prüfen.",
+        "reach.delivery.applied": "Der Dienst, der Segmente an unsere Partner weitergibt, hat sie"
+        " übernommen.",
+        "reach.delivery.pending": "Der Dienst, der Segmente an unsere Partner weitergibt, hat sie noch"
+        " nicht übernommen.",
+        "reach.delivery.unavailable": "Ob der Dienst, der Segmente an unsere Partner weitergibt, sie"
+        " übernommen hat, ist gerade nicht bekannt.",
+        "reach.destinations.delivered": "Alle betroffenen Partner wurden informiert.",
+        "reach.destinations.sending": "Die betroffenen Partner werden gerade informiert.",
+        "reach.destinations.failed": "Ein betroffener Partner konnte nicht informiert werden.",
+        "reach.destinations.none": "Kein Partner hatte betroffene Daten, also musste keiner informiert"
+        " werden.",
         "pref.interests": "Interessen",
         "about.pref.interests": "Die Themen, zu denen Sie von uns hören möchten.",
         "about.pref.channels": "Die Wege, auf denen wir Ihnen Neuigkeiten und Angebote senden dürfen.",

@@ -1,15 +1,15 @@
 """Whether each of the customer's recent choices has reached every service: published by consent
-(its outbox row is out: a row is deleted or marked sent only once the broker acknowledged it) and
-applied by the segmenter (it holds that change of the purpose, or a later one). Delivery's
-propagation view is per destination and membership change, not per consent change, so it cannot
-answer for one choice and is not asked."""
+(its outbox row is out: a row is deleted or marked sent only once the broker acknowledged it),
+applied by the segmenter and by delivery (each holds that change of the purpose, or a later one),
+and, while delivery holds that very change, whether the webhooks it caused reached the
+destinations."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 RECENT = 5  # choices shown, newest first
 Published = Literal["published", "pending", "unchanged"]
 Applied = Literal["applied", "pending", "unavailable"]
+# What the change delivery applied sent: none needed, still sending, one failed, all acknowledged.
+Sent = Literal["none", "sending", "failed", "delivered"]
+COUNTS = ("total", "pending", "failed", "delivered")  # delivery's `webhooks`
 
 
 @dataclass(frozen=True)
@@ -34,41 +37,76 @@ class ChoiceReach:
     recorded_at: datetime
     consent: Published  # "unchanged": the choice kept the state, so there was nothing to tell
     segmenter: Applied | None  # None when there was nothing to tell
+    delivery: Applied | None = None
+    destinations: Sent | None = None  # None: not known (delivery holds a later change, or none yet)
 
     @property
     def settled(self) -> bool:
-        """Nothing more will arrive (or the segmenter cannot be asked: the page stops waiting)."""
-        return self.consent != "pending" and self.segmenter != "pending"
+        """Nothing more will arrive (or a service cannot be asked: the page stops waiting)."""
+        waiting = "pending" in (self.consent, self.segmenter, self.delivery)
+        return not waiting and self.destinations != "sending"
+
+
+Held = Mapping[str, Mapping[str, Any]]  # per purpose, what a service holds (None: it did not answer)
 
 
 def choice_reach(
-    rows: Sequence[Mapping[str, Any]], unsent: set[str], applied: Mapping[str, Mapping[str, Any]] | None
+    rows: Sequence[Mapping[str, Any]], unsent: set[str], applied: Held | None, delivered: Held | None
 ) -> list[ChoiceReach]:
     """The newest RECENT history rows, each with where it has arrived (pure)."""
-    return [_reach(row, unsent, applied) for row in list(rows)[-RECENT:][::-1]]
+    return [_reach(row, unsent, applied, delivered) for row in list(rows)[-RECENT:][::-1]]
 
 
 def _reach(
-    row: Mapping[str, Any], unsent: set[str], applied: Mapping[str, Mapping[str, Any]] | None
+    row: Mapping[str, Any], unsent: set[str], applied: Held | None, delivered: Held | None
 ) -> ChoiceReach:
     published: Published = "published"
     if not row["published"]:
         published = "unchanged"
     elif row["event_id"] in unsent:
         published = "pending"
-    segmenter: Applied | None = None
-    if published != "unchanged":
-        segmenter = "unavailable" if applied is None else _applied(row, applied.get(row["purpose"]))
-    return ChoiceReach(row["purpose"], row["status"], row["reason"], row["recorded_at"], published, segmenter)
+    reach = ChoiceReach(row["purpose"], row["status"], row["reason"], row["recorded_at"], published, None)
+    if published == "unchanged":
+        return reach
+    held = None if delivered is None else delivered.get(row["purpose"])
+    delivery = "unavailable" if delivered is None else _applied(row, held)
+    return replace(
+        reach,
+        segmenter="unavailable" if applied is None else _applied(row, applied.get(row["purpose"])),
+        delivery=delivery,
+        destinations=_sent(row, held) if delivery == "applied" and held is not None else None,
+    )
 
 
 def _applied(row: Mapping[str, Any], held: Mapping[str, Any] | None) -> Applied:
     if held is None:
         return "pending"
     sequence, mine = held.get("sequence"), row.get("sequence")
-    if sequence is None or mine is None:  # rows from before sequences: only the status can tell
-        return "applied" if held.get("status") == row["status"] else "pending"
+    if sequence is None or mine is None:  # rows from before sequences: only the state can tell
+        return "applied" if _same_state(row, held) else "pending"
     return "applied" if int(sequence) >= int(mine) else "pending"
+
+
+def _same_state(row: Mapping[str, Any], held: Mapping[str, Any]) -> bool:
+    """The segmenter holds the status; delivery only whether the purpose is effective."""
+    if "status" in held:
+        return bool(held["status"] == row["status"])
+    return held.get("effective") == (row["status"] == "granted")
+
+
+def _sent(row: Mapping[str, Any], held: Mapping[str, Any]) -> Sent | None:
+    """What followed from this very change at the destinations; None when delivery holds a
+    later change (its webhooks are not this choice's) or did not record the change's inputs."""
+    webhooks = held.get("webhooks")
+    if row.get("sequence") is None or held.get("sequence") != row["sequence"]:
+        return None
+    if not isinstance(webhooks, Mapping) or not set(COUNTS) <= set(webhooks):
+        return None
+    if int(webhooks["total"]) == 0:
+        return "none"
+    if int(webhooks["pending"]):
+        return "sending"
+    return "failed" if int(webhooks["failed"]) else "delivered"
 
 
 class RecentChoices:
@@ -80,10 +118,12 @@ class RecentChoices:
     async def recent(self, customer_id: str) -> list[ChoiceReach]:
         rows = (await self.service.history(customer_id))[-RECENT:]
         ids = [row["event_id"] for row in rows]
-        unsent, applied = await asyncio.gather(
-            asyncio.to_thread(self._unsent, customer_id, ids), self._applied(customer_id)
+        unsent, applied, delivered = await asyncio.gather(
+            asyncio.to_thread(self._unsent, customer_id, ids),
+            self._ask(self.peers.applied_consent, customer_id),
+            self._ask(self.peers.delivered_consent, customer_id),
         )
-        return choice_reach(rows, unsent, applied)
+        return choice_reach(rows, unsent, applied, delivered)
 
     def _unsent(self, customer_id: str, event_ids: list[str]) -> set[str]:
         query = select(outbox.c.event_id).where(
@@ -92,9 +132,11 @@ class RecentChoices:
         with self.engine.connect() as connection:
             return set(reader(connection).execute(query).scalars())
 
-    async def _applied(self, customer_id: str) -> dict[str, dict[str, Any]] | None:
+    async def _ask(self, peer: Callable[[str], Awaitable[Held]], customer_id: str) -> Held | None:
+        """What a peer holds, or None (the page says it is not known) when it does not answer:
+        not configured, not running, or failing."""
         try:
-            return await self.peers.applied_consent(customer_id)
+            return await peer(customer_id)
         except PeerUnavailableError as exc:
             log.warning("no applied consent for the preference center", extra={"error": str(exc)})
             return None

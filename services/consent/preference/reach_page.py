@@ -11,7 +11,8 @@ from services.consent.preference.reach import ChoiceReach
 
 
 def render_choices(lang: str, choices: Sequence[ChoiceReach], title: Callable[[str], str]) -> str:
-    """Each recent choice, newest first, with whether consent published it and the segmenter applied it."""
+    """Each recent choice, newest first, with whether consent published it, the segmenter and
+    delivery applied it, and delivery's webhooks for it reached the destinations."""
     settled = str(all(c.settled for c in choices)).lower()
     if choices:
         body = '<ul class="choices">' + "".join(_choice(lang, c, title) for c in choices) + "</ul>"
@@ -29,12 +30,18 @@ def _choice(lang: str, choice: ChoiceReach, title: Callable[[str], str]) -> str:
     why = text(lang, f"choice_by.{choice.reason}", "")
     when = choice.recorded_at.strftime("%Y-%m-%d %H:%M UTC")
     reached = [f'<li class="reach-consent">{escape(text(lang, f"reach.consent.{choice.consent}"))}</li>']
-    if choice.segmenter is not None:
-        words = escape(text(lang, f"reach.segmenter.{choice.segmenter}"))
-        reached.append(f'<li class="reach-segmenter">{words}</li>')
+    for service, state in (
+        ("segmenter", choice.segmenter),
+        ("delivery", choice.delivery),
+        ("destinations", choice.destinations),
+    ):
+        if state is not None:
+            words = escape(text(lang, f"reach.{service}.{state}"))
+            reached.append(f'<li class="reach-{service}">{words}</li>')
     return (
         f'<li class="choice" data-purpose="{escape(choice.purpose)}" data-consent="{choice.consent}"'
-        f' data-segmenter="{choice.segmenter or "none"}">'
+        f' data-segmenter="{choice.segmenter or "none"}" data-delivery="{choice.delivery or "none"}"'
+        f' data-destinations="{choice.destinations or "unknown"}">'
         f"<p><strong>{escape(what)}</strong>{escape(f' ({why})' if why else '')}, {escape(when)}</p>"
         f"<ul>{''.join(reached)}</ul></li>"
     )

@@ -194,7 +194,7 @@ def test_each_recent_choice_says_whether_consent_published_and_the_segmenter_app
         "marketing_email": {"status": "denied", "sequence": 2},
         "profiling": {"sequence": 1},
     }
-    reach = choice_reach(rows, unsent={"e3"}, applied=applied)
+    reach = choice_reach(rows, unsent={"e3"}, applied=applied, delivered=None)
     assert [(c.purpose, c.consent, c.segmenter) for c in reach] == [
         ("profiling", "unchanged", None),  # newest first; a repeat had nothing to tell
         ("profiling", "pending", "pending"),
@@ -202,11 +202,51 @@ def test_each_recent_choice_says_whether_consent_published_and_the_segmenter_app
         ("marketing_email", "published", "applied"),  # superseded by a change the segmenter holds
     ]
     assert not any(c.settled for c in reach[1:2]) and reach[0].settled
-    assert [c.segmenter for c in choice_reach(rows[:1], set(), None)] == ["unavailable"]
+    assert [c.segmenter for c in choice_reach(rows[:1], set(), None, None)] == ["unavailable"]
     html = render_choices("de", reach, partial(purpose_title, "de"))
     assert 'data-settled="false"' in html and MESSAGES["de"]["reach.segmenter.pending"] in html
     assert "Werbe-E-Mails: Nicht erlaubt" in html
-    assert len(choice_reach([_row(n) for n in range(9)], set(), {})) == RECENT
+    assert len(choice_reach([_row(n) for n in range(9)], set(), {}, {})) == RECENT
+
+
+def _sent(total: int, delivered: int = 0, pending: int = 0, failed: int = 0) -> dict[str, int]:
+    return {"total": total, "delivered": delivered, "pending": pending, "failed": failed}
+
+
+def test_each_recent_choice_says_whether_delivery_applied_it_and_its_destinations_were_told() -> None:
+    rows = [
+        _row(1),
+        _row(2, status="denied"),
+        _row(3, "profiling"),
+        _row(4, "personalization", sequence=None),
+    ]
+    delivered: dict[str, dict[str, object]] = {
+        "marketing_email": {"effective": False, "sequence": 2, "webhooks": _sent(2, delivered=1, pending=1)},
+        "profiling": {"effective": True, "sequence": 2, "webhooks": _sent(0)},
+        "personalization": {"effective": True, "sequence": None, "webhooks": None},
+    }
+    reach = choice_reach(rows, set(), applied={}, delivered=delivered)
+    assert [(c.purpose, c.delivery, c.destinations) for c in reach] == [
+        ("personalization", "applied", None),  # no sequences: the state tells, the webhooks cannot
+        ("profiling", "pending", None),  # delivery holds an older change
+        ("marketing_email", "applied", "sending"),
+        ("marketing_email", "applied", None),  # superseded: the webhooks held are the later change's
+    ]
+    assert not reach[2].settled  # the page keeps asking while a destination is being told
+    for webhooks, sent in [
+        (_sent(2, delivered=2), "delivered"),
+        (_sent(2, delivered=1, failed=1), "failed"),
+        (_sent(0), "none"),
+    ]:
+        held = {"marketing_email": {"effective": False, "sequence": 2, "webhooks": webhooks}}
+        assert choice_reach(rows[:2], set(), {}, held)[0].destinations == sent
+    # Delivery not running or not configured: "not known", and the page stops waiting for it.
+    unknown = choice_reach(rows[:1], set(), {"marketing_email": {"status": "granted", "sequence": 1}}, None)
+    assert [(c.delivery, c.destinations, c.settled) for c in unknown] == [("unavailable", None, True)]
+    html = render_choices("en", unknown, partial(purpose_title, "en"))
+    assert MESSAGES["en"]["reach.delivery.unavailable"] in html and 'data-delivery="unavailable"' in html
+    html = render_choices("de", reach, partial(purpose_title, "de"))
+    assert MESSAGES["de"]["reach.destinations.sending"] in html and 'data-destinations="sending"' in html
 
 
 @pytest.mark.parametrize(("lang", "words"), [
