@@ -4,6 +4,7 @@ it and that the destination holding the customer was told; the receiver got the 
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from tests.integration.segmenter.conftest import ADMIN, FAST, module_segmenter
 from tests.support import ServiceProcess, wait_for
 
 EN = MESSAGES["en"]
+DOCS_IMAGE = Path(__file__).parents[3] / "docs" / "img" / "preference-center.png"
 Stack = tuple[ServiceProcess, ServiceProcess, Receiver]
 
 
@@ -66,6 +68,12 @@ def test_a_withdrawal_shows_it_reached_delivery_and_the_destination_was_told(
 
     page = browser.new_page(viewport={"width": 720, "height": 1000})
     page.goto(link(consent, customer))
+    expect(page.locator('#segments .segment[data-segment="vip"] .why')).to_have_text(
+        "Why: you spent at least 100 EUR and you allowed Marketing e-mail."
+    )
+    expect(page.locator("#recent-choices .choice").first).to_have_attribute("data-delivery", "applied")
+    if os.environ.get("UPDATE_DOCS_IMAGES"):  # the README's picture, every service running: docs/consent.md
+        page.screenshot(path=DOCS_IMAGE, full_page=True)
     email = purpose(page, PURPOSE)
     email.get_by_role("button", name=EN["withdraw"]).click()
     expect(email).to_have_attribute("data-published", "true")

@@ -4,9 +4,7 @@ axe-core's accessibility check of the whole page (segments shown, the script's s
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +18,6 @@ from tests.prepare import AXE_SCRIPT
 from tests.support import ServiceProcess, wait_for
 
 EN = MESSAGES["en"]
-DOCS_IMAGE = Path(__file__).parents[3] / "docs" / "img" / "preference-center.png"
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +82,6 @@ def test_the_page_shows_each_segment_and_why_until_consent_is_withdrawn(
         "Why: you spent at least 100 CHF and you allowed Marketing e-mail."
     )
     page.screenshot(path=tmp_path / "segments.png", full_page=True)
-    if os.environ.get("UPDATE_DOCS_IMAGES"):  # the README's picture: see docs/consent.md
-        page.screenshot(path=DOCS_IMAGE, full_page=True)
 
     email = purpose(page, "marketing_email")
     email.get_by_role("button", name=EN["withdraw"]).click()
