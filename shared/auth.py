@@ -102,9 +102,10 @@ _bearer = HTTPBearer(auto_error=False, description="A token from AUTH_TOKENS")
 
 
 def require_scope(scope: str, *alternatives: str) -> params.Depends:
-    """A dependency that admits a caller whose token grants `scope` or one of the `alternatives`
-    (401 unknown, 403 lacking): for a route's or router's `dependencies=[...]`, or
-    `Annotated[Principal, require_scope(...)]`."""
+    """The one way a route asks for a scope (401 unknown token, 403 lacking): each service's
+    `api/deps.py` names `Annotated[Principal, require_scope(...)]` once per scope
+    (`SegmentsRead`, ...), and a route takes it as its first dependency, so 401 and 403 come
+    before anything another dependency answers. `alternatives` admit the caller as well."""
 
     async def check(
         request: Request,

@@ -12,13 +12,13 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.exceptions import HTTPException
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -77,6 +77,14 @@ def error_response(status_code: int, detail: Any, headers: Mapping[str, str] | N
     return JSONResponse(error_body(status_code, detail), status_code, headers=headers)
 
 
+def unprocessable(loc: Sequence[str | int], message: str, **extra: Any) -> HTTPException:
+    """The 422 of an input that passed the schema but not the service (a purpose not in the
+    catalog, a rule that does not parse, a tree size beyond the ledger): one `FieldError`, shaped
+    like FastAPI's own. `loc` is where ("body", "path" or "query", then the field); `extra` adds
+    fields such as a rule's `position`."""
+    return HTTPException(422, [{"loc": list(loc), "msg": message, "type": "value_error", **extra}])
+
+
 def _described(description: str) -> dict[str, Any]:
     return {"model": ErrorBody, "description": description}
 
@@ -95,12 +103,12 @@ API_ERRORS: dict[int | str, dict[str, Any]] = {
 
 def install_error_handlers(app: FastAPI) -> None:
     """Every HTTPException and validation failure answered with an `ErrorBody`."""
-    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+    assert isinstance(exc, StarletteHTTPException)
     if exc.status_code in (204, 304):  # no body allowed
         return Response(status_code=exc.status_code, headers=exc.headers)
     headers = exc.headers
@@ -242,7 +250,6 @@ def create_service_app(
     routers: Sequence[APIRouter],
     *,
     public_routers: Sequence[APIRouter] = (),
-    state: Mapping[str, Any] | None = None,
     exception_handlers: Mapping[type[Exception], ExceptionHandler] | None = None,
     start_in_background: bool = False,
 ) -> FastAPI:
@@ -251,7 +258,8 @@ def create_service_app(
     The lifespan starts `runtime` and stops it on shutdown; `start_in_background` runs the start
     as the supervised `startup` task instead (a start-up that waits on the broker and Redis and
     cannot start over: it stays on /readyz until it is through). `/readyz` runs the runtime's
-    checks and `tasks`; `app.state` holds `tokens`, `runtime` and `state`. `routers` are the
+    checks and `tasks`; `app.state` holds `tokens` and `runtime`, nothing else (routes reach what
+    they need through the runtime, `api/deps.py`). `routers` are the
     `/v1` API (bearer tokens, every `ErrorBody` answer declared); `public_routers` are reached
     without a bearer token.
     """
@@ -274,8 +282,6 @@ def create_service_app(
     app = FastAPI(title=f"segwarden {name}", version="0.1.0", lifespan=lifespan)
     app.state.tokens = load_tokens(settings)
     app.state.runtime = runtime
-    for key, value in (state or {}).items():
-        setattr(app.state, key, value)
     install_request_guard(app, settings.max_body_bytes)
     install_operational_routes(app, readiness)
     install_error_handlers(app)

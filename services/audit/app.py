@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.audit.api import proofs, records, ropa, verify
-from services.audit.api.deps import HeavyRequests
 from services.audit.bootstrap import AuditRuntime
 from services.audit.settings import AuditSettings
 from shared.http import create_service_app
@@ -17,5 +16,4 @@ def create_app(settings: AuditSettings) -> FastAPI:
         settings,
         AuditRuntime(settings),
         [records.router, proofs.router, verify.router, ropa.router],
-        state={"heavy": HeavyRequests(settings.audit_heavy_requests)},
     )

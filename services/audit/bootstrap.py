@@ -15,6 +15,7 @@ from services.audit.adapters.kafka_sources import KafkaSourceConsumer
 from services.audit.adapters.sql_database import create_schema, make_engine, ping
 from services.audit.adapters.sql_ledger import SqlLedgerStore
 from services.audit.adapters.sql_side_stores import SqlCheckpointStore, SqlPublicationMark
+from services.audit.api.heavy import HeavyRequests
 from services.audit.handlers import Checkpointer
 from services.audit.settings import AuditSettings
 from shared import topics
@@ -46,6 +47,7 @@ class AuditRuntime:
         self.catalog = load_catalog(settings.purposes_file)
         self.destinations = HttpDestinations(settings.delivery_url, internal_token(settings))
         self.checkpointer = Checkpointer(self.ledger, self.checkpoints, self.signer)
+        self.heavy = HeavyRequests(settings.audit_heavy_requests)
         audit_log = topic_names(settings).name(topics.AUDIT_LOG)
         self.relay = KafkaAuditRelay(self.ledger, SqlPublicationMark(self.engine), audit_log)
         self.consumer = KafkaSourceConsumer(settings, self.ledger, self.pseudonym_key, self.relay.wake)

@@ -82,7 +82,8 @@ class SegmenterRuntime:
         self.registry = SegmentRegistry(SOURCE_FEATURES)
         self.assigner = ModelAssigner(model_store(settings))
         self.pseudonym_key = load_pseudonym_key(settings)
-        self.retention = RetentionPolicy.from_catalog(load_catalog(settings.purposes_file))
+        self.catalog = load_catalog(settings.purposes_file)
+        self.retention = RetentionPolicy.from_catalog(self.catalog)
         self.store = RedisCustomerStore(
             redis, keys, self.pseudonym_key, topic_retention(settings).erasure_marker_ms()
         )

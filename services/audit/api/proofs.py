@@ -7,13 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
-from services.audit.api.deps import AUDIT_READ, HEAVY, MAX_SEQ, Runtime
+from services.audit.api.deps import MAX_SEQ, AuditRead, Heavy, Runtime
 from services.audit.api.schemas import CheckpointOut, ConsistencyProofOut, InclusionProofOut
 from services.audit.bootstrap import AuditRuntime
 from services.audit.domain import merkle
 from services.audit.domain.checkpoints import Checkpoint
+from shared.http import unprocessable
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[AUDIT_READ])
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
 def _out(runtime: AuditRuntime, checkpoint: Checkpoint) -> CheckpointOut:
@@ -21,7 +22,7 @@ def _out(runtime: AuditRuntime, checkpoint: Checkpoint) -> CheckpointOut:
 
 
 @router.get("/checkpoint", response_model=CheckpointOut)
-async def latest_checkpoint(runtime: Runtime) -> CheckpointOut:
+async def latest_checkpoint(_: AuditRead, runtime: Runtime) -> CheckpointOut:
     """The latest signed tree head (one is signed now if none exists yet)."""
     latest = await asyncio.to_thread(runtime.checkpoints.latest)
     if latest is None:
@@ -30,7 +31,7 @@ async def latest_checkpoint(runtime: Runtime) -> CheckpointOut:
 
 
 @router.post("/checkpoint", response_model=CheckpointOut)
-async def sign_checkpoint(runtime: Runtime) -> CheckpointOut:
+async def sign_checkpoint(_: AuditRead, runtime: Runtime) -> CheckpointOut:
     """Sign a tree head over the whole ledger now, unless the latest one already covers it."""
     return _out(runtime, await asyncio.to_thread(runtime.checkpointer.checkpoint))
 
@@ -38,13 +39,13 @@ async def sign_checkpoint(runtime: Runtime) -> CheckpointOut:
 def _within_ledger(runtime: AuditRuntime, tree_size: int) -> None:
     length, _ = runtime.ledger.head()
     if tree_size > length:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, f"tree_size: the ledger holds only {length} records"
-        )
+        raise unprocessable(["query", "tree_size"], f"tree_size: the ledger holds only {length} records")
 
 
-@router.get("/records/{seq}/proof", response_model=InclusionProofOut, dependencies=[HEAVY])
+@router.get("/records/{seq}/proof", response_model=InclusionProofOut)
 async def inclusion_proof(
+    _: AuditRead,
+    __: Heavy,
     runtime: Runtime,
     seq: Annotated[int, Path(ge=0, le=MAX_SEQ)],
     tree_size: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
@@ -56,7 +57,7 @@ async def inclusion_proof(
         if seq >= size:
             if seq >= runtime.ledger.head()[0]:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"seq: no record {seq} in the ledger")
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "tree_size: must be greater than seq")
+            raise unprocessable(["query", "tree_size"], "tree_size: must be greater than seq")
         _within_ledger(runtime, size)
         hashes = runtime.ledger.subtrees(merkle.inclusion_parts(seq, size))
         root, path = merkle.inclusion_proof(seq, size, hashes)
@@ -65,15 +66,17 @@ async def inclusion_proof(
     return await asyncio.to_thread(prove)
 
 
-@router.get("/consistency", response_model=ConsistencyProofOut, dependencies=[HEAVY])
+@router.get("/consistency", response_model=ConsistencyProofOut)
 async def consistency_proof(
+    _: AuditRead,
+    __: Heavy,
     runtime: Runtime,
     first: Annotated[int, Query(ge=1, le=MAX_SEQ)],
     second: Annotated[int, Query(ge=1, le=MAX_SEQ)],
 ) -> ConsistencyProofOut:
     """An RFC 9162 consistency proof that the tree of `first` records is a prefix of the one of `second`."""
     if first > second:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "first: must not exceed second")
+        raise unprocessable(["query", "first"], "first: must not exceed second")
 
     def prove() -> ConsistencyProofOut:
         _within_ledger(runtime, second)

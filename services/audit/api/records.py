@@ -7,16 +7,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from services.audit.api.deps import AUDIT_READ, MAX_SEQ, Runtime
+from services.audit.api.deps import MAX_SEQ, AuditRead, Runtime
 from services.audit.api.schemas import AuditRecordOut, RecordPage
 from shared.events import CUSTOMER_ID_PATTERN
 from shared.pseudonym import pseudonymize
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[AUDIT_READ])
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
 @router.get("", response_model=RecordPage)
 async def list_records(
+    _: AuditRead,
     runtime: Runtime,
     customer_id: Annotated[str | None, Query(pattern=CUSTOMER_ID_PATTERN)] = None,
     kind: Annotated[str | None, Query(pattern=r"^[a-z_]{1,64}$")] = None,

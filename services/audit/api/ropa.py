@@ -8,13 +8,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Response
 
 from services.audit.adapters.http_destinations import DestinationsUnavailableError
-from services.audit.api.deps import AUDIT_READ, Runtime
+from services.audit.api.deps import AuditRead, Runtime
 from services.audit.api.schemas import RopaActivity, RopaOut
 from services.audit.domain import ropa
 from services.audit.domain.ledger import format_at
 from shared.events import utcnow
 
-router = APIRouter(prefix="/v1", tags=["ropa"], dependencies=[AUDIT_READ])
+router = APIRouter(prefix="/v1", tags=["ropa"])
 
 
 @router.get(
@@ -23,6 +23,7 @@ router = APIRouter(prefix="/v1", tags=["ropa"], dependencies=[AUDIT_READ])
     responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with ?format=csv"}},
 )
 async def records_of_processing(
+    _: AuditRead,
     runtime: Runtime,
     format: Annotated[Literal["json", "csv"] | None, Query()] = None,
     accept: Annotated[str, Header()] = "application/json",

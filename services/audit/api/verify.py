@@ -6,16 +6,16 @@ import asyncio
 
 from fastapi import APIRouter
 
-from services.audit.api.deps import AUDIT_READ, HEAVY, Runtime
+from services.audit.api.deps import AuditRead, Heavy, Runtime
 from services.audit.api.schemas import VerifyOut
 from services.audit.domain.verify import verify_ledger
 from services.audit.metrics import VERIFY_FAILURES, VERIFY_RUNS
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[AUDIT_READ])
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
-@router.get("/verify", response_model=VerifyOut, dependencies=[HEAVY])
-async def verify(runtime: Runtime, merkle: bool = False) -> VerifyOut:
+@router.get("/verify", response_model=VerifyOut)
+async def verify(_: AuditRead, __: Heavy, runtime: Runtime, merkle: bool = False) -> VerifyOut:
     """Verify the ledger from seq 0, naming the first bad seq; `merkle=true` recomputes roots too."""
     checkpoints = await asyncio.to_thread(runtime.checkpoints.all)
     report = await asyncio.to_thread(verify_ledger, runtime.ledger, checkpoints, runtime.signer, None, merkle)

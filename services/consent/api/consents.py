@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 
-from services.consent.api.deps import CustomerId, KnownPurpose, ServiceDep, scope, unprocessable
+from services.consent.api.deps import ConsentRead, ConsentWrite, CustomerId, KnownPurpose, ServiceDep
 from services.consent.api.schemas import (
     ConsentChoice,
     ConsentRecordOut,
@@ -17,6 +17,8 @@ from services.consent.api.schemas import (
 )
 from services.consent.domain.consent import ConsentEntry, InvalidConsentError, RecordConsent
 from services.consent.domain.privacy import clip_user_agent, truncate_ip
+from services.consent.service import ConsentService
+from shared.http import unprocessable
 
 router = APIRouter(prefix="/v1/customers/{customer_id}/consents", tags=["consents"])
 
@@ -26,8 +28,9 @@ def record_out(entry: ConsentEntry) -> ConsentRecordOut:
     return ConsentRecordOut(**fields, published=entry.publishes)
 
 
-@router.put("/{purpose}", response_model=RecordedConsentOut, dependencies=[scope("consent:write")])
+@router.put("/{purpose}", response_model=RecordedConsentOut)
 async def put_consent(
+    _: ConsentWrite,
     customer_id: CustomerId,
     purpose: KnownPurpose,
     choice: ConsentChoice,
@@ -40,6 +43,19 @@ async def put_consent(
 
     Answers once the change is on consent.changes (at most CONSENT_PUBLISH_WAIT_S seconds; then
     `pending_publication` is true and the outbox publishes it when the broker is back)."""
+    return await record_choice(customer_id, purpose, choice, request, service, sec_gpc, user_agent)
+
+
+async def record_choice(
+    customer_id: str,
+    purpose: str,
+    choice: ConsentChoice,
+    request: Request,
+    service: ConsentService,
+    sec_gpc: str | None,
+    user_agent: str | None,
+) -> RecordedConsentOut:
+    """The consent PUT's use case, for the route and the customer's own page."""
     command = RecordConsent(
         customer_id=customer_id,
         purpose=purpose,
@@ -51,7 +67,7 @@ async def put_consent(
     try:
         recorded = await service.record(command)
     except InvalidConsentError as exc:
-        raise unprocessable("body", exc.field, exc.message) from exc
+        raise unprocessable(["body", exc.field], f"{exc.field}: {exc.message}") from exc
     assert recorded is not None, "only a request id (consent.requests) can make a duplicate"
     published = await service.wait_published(recorded)
     entries = recorded.entries
@@ -62,16 +78,16 @@ async def put_consent(
     )
 
 
-@router.get("", response_model=ConsentsOut, dependencies=[scope("consent:read")])
-async def get_consents(customer_id: CustomerId, service: ServiceDep) -> ConsentsOut:
+@router.get("", response_model=ConsentsOut)
+async def get_consents(_: ConsentRead, customer_id: CustomerId, service: ServiceDep) -> ConsentsOut:
     """The effective state of every catalog purpose; the catalog default where nothing was recorded."""
     states = await service.states(customer_id)
     purposes = {p: PurposeStateOut.model_validate(s.model_dump()) for p, s in states.items()}
     return ConsentsOut(customer_id=customer_id, purposes=purposes)
 
 
-@router.get("/history", response_model=HistoryOut, dependencies=[scope("consent:read")])
-async def get_history(customer_id: CustomerId, service: ServiceDep) -> HistoryOut:
+@router.get("/history", response_model=HistoryOut)
+async def get_history(_: ConsentRead, customer_id: CustomerId, service: ServiceDep) -> HistoryOut:
     """Every recorded change of the customer's consent, oldest first."""
     rows = await service.history(customer_id)
     return HistoryOut(customer_id=customer_id, history=[ConsentRecordOut.model_validate(r) for r in rows])

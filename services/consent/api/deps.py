@@ -1,27 +1,24 @@
-"""Annotated dependencies of the consent routes: the service, validated path parameters."""
+"""Annotated dependencies of the consent routes: scopes, the service, validated path parameters."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path, Request
+from fastapi import Depends, Path, Request
 
 from services.consent.adapters.http_peers import HttpPeerExport
 from services.consent.preference.reach import RecentChoices
 from services.consent.preference.zero_party import StatedPreferences
 from services.consent.receipt import ErasureReceipts
 from services.consent.service import ConsentService
-from shared.auth import require_scope
+from shared.auth import Principal, require_scope
 from shared.events import CUSTOMER_ID_PATTERN, PURPOSE_ID_PATTERN
+from shared.http import unprocessable
 
-# The routers' name for it: `dependencies=[scope("consent:read")]`.
-scope = require_scope
-
-
-def unprocessable(location: str, field: str, message: str) -> HTTPException:
-    """A 422 shaped like FastAPI's own, naming the field."""
-    detail = [{"loc": [location, field], "msg": f"{field}: {message}", "type": "value_error"}]
-    return HTTPException(422, detail)
+# Each route's first parameter (`_: ConsentRead`), as in every service.
+ConsentRead = Annotated[Principal, require_scope("consent:read")]
+ConsentWrite = Annotated[Principal, require_scope("consent:write")]
+Dsr = Annotated[Principal, require_scope("dsr")]
 
 
 async def get_service(request: Request) -> ConsentService:
@@ -67,7 +64,7 @@ async def known_purpose(
 ) -> str:
     if service.policy.catalog.get(purpose) is None:
         known = ", ".join(service.policy.catalog.ids)
-        raise unprocessable("path", "purpose", f"unknown purpose {purpose!r}; known: {known}")
+        raise unprocessable(["path", "purpose"], f"purpose: unknown purpose {purpose!r}; known: {known}")
     return purpose
 
 

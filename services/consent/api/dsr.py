@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, status
 
 from services.consent.adapters.http_peers import HttpPeerExport, PeerUnavailableError
-from services.consent.api.deps import CustomerId, PeersDep, PreferencesDep, ReceiptsDep, ServiceDep, scope
+from services.consent.api.deps import CustomerId, Dsr, PeersDep, PreferencesDep, ReceiptsDep, ServiceDep
 from services.consent.api.preferences import AccessDep
 from services.consent.api.schemas import (
     ConsentRecordOut,
@@ -31,15 +31,14 @@ router = APIRouter(prefix="/v1/customers/{customer_id}", tags=["data subject req
     "/erasure",
     response_model=ErasureAccepted,
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[scope("dsr")],
 )
-async def erase(customer_id: CustomerId, service: ServiceDep, access: AccessDep) -> ErasureAccepted:
+async def erase(_: Dsr, customer_id: CustomerId, service: ServiceDep, access: AccessDep) -> ErasureAccepted:
     """Delete the customer's consent details and tell every service to forget them."""
     return await erase_customer(customer_id, service, access)
 
 
-@router.get("/erasure", response_model=ErasureReceiptOut, dependencies=[scope("dsr")])
-async def erasure_receipt(customer_id: CustomerId, receipts: ReceiptsDep) -> ErasureReceiptOut:
+@router.get("/erasure", response_model=ErasureReceiptOut)
+async def erasure_receipt(_: Dsr, customer_id: CustomerId, receipts: ReceiptsDep) -> ErasureReceiptOut:
     """The receipt of the customer's latest erasure: each service's part, topics, ledger proof."""
     receipt = await receipts.receipt(customer_id)
     if receipt is None:
@@ -47,8 +46,9 @@ async def erasure_receipt(customer_id: CustomerId, receipts: ReceiptsDep) -> Era
     return receipt
 
 
-@router.get("/export", response_model=ExportOut, dependencies=[scope("dsr")])
+@router.get("/export", response_model=ExportOut)
 async def export(
+    _: Dsr,
     customer_id: CustomerId,
     service: ServiceDep,
     peers: PeersDep,

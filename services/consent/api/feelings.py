@@ -8,13 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.consent.api.deps import scope, unprocessable
+from services.consent.api.deps import Dsr
 from services.consent.api.preferences import Claims
 from services.consent.preference.feelings import ANSWERS, DataUseFeelings
 from services.consent.preference.messages import text
+from shared.http import unprocessable
 
 router = APIRouter(prefix="/preferences/{token}/feeling", tags=["preference center"])
-officer = APIRouter(prefix="/v1/feedback", tags=["data use feedback"], dependencies=[scope("dsr")])
+officer = APIRouter(prefix="/v1/feedback", tags=["data use feedback"])
 
 
 async def get_feelings(request: Request) -> DataUseFeelings:
@@ -48,12 +49,12 @@ class DataUseCounts(BaseModel):
 async def answer_feeling(claims: Claims, body: FeelingAnswer, feelings: FeelingsDep) -> FeelingCounted:
     """Count the customer's answer (once); nothing ties it to them."""
     if body.answer not in ANSWERS:
-        raise unprocessable("body", "answer", f"one of {', '.join(ANSWERS)}")
+        raise unprocessable(["body", "answer"], f"answer: one of {', '.join(ANSWERS)}")
     return FeelingCounted(counted=await feelings.answer(claims.customer_id, body.answer))
 
 
 @officer.get("/data-use", response_model=DataUseCounts)
-async def data_use_counts(feelings: FeelingsDep) -> DataUseCounts:
+async def data_use_counts(_: Dsr, feelings: FeelingsDep) -> DataUseCounts:
     """How customers feel about how their data is used: counts only, small groups suppressed."""
     return DataUseCounts(
         question=text("en", "feeling_question"),

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.consent.adapters.http_peers import HttpPeerExport
-from services.consent.api.deps import PeersDep, PreferencesDep, unprocessable
+from services.consent.api.deps import PeersDep, PreferencesDep
 from services.consent.api.preferences import Claims
 from services.consent.preference.zero_party import Value, preference_uses
 from shared.catalog import PreferenceChoiceError, PreferenceKey
+from shared.http import unprocessable
 
 router = APIRouter(prefix="/preferences/{token}/preferences", tags=["preference center"])
 
@@ -24,7 +25,7 @@ async def known_key(
     found = preferences.catalog.get(key)
     if found is None:
         known = ", ".join(preferences.catalog.ids)
-        raise unprocessable("path", "key", f"unknown preference {key!r}; known: {known}")
+        raise unprocessable(["path", "key"], f"key: unknown preference {key!r}; known: {known}")
     return found
 
 
@@ -55,7 +56,7 @@ async def state_preference(
     try:
         value = key.check(body.value)
     except PreferenceChoiceError as exc:
-        raise unprocessable("body", "value", str(exc)) from exc
+        raise unprocessable(["body", "value"], f"value: {exc}") from exc
     published = await preferences.change(claims.customer_id, key, value)
     return await _answer(key, value, published, peers)
 

@@ -14,15 +14,15 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.consent.adapters.http_peers import HttpPeerExport, PeerUnavailableError
-from services.consent.api.consents import put_consent
+from services.consent.api.consents import record_choice
 from services.consent.api.deps import (
+    ConsentWrite,
     CustomerId,
     KnownPurpose,
     PeersDep,
     PreferencesDep,
     RecentChoicesDep,
     ServiceDep,
-    scope,
 )
 from services.consent.api.schemas import ConsentChoice, JurisdictionName, RecordedConsentOut, Status
 from services.consent.preference.access import PreferenceAccess
@@ -109,9 +109,9 @@ async def link_claims(token: Token, access: AccessDep) -> LinkClaims:
 Claims = Annotated[LinkClaims, Depends(link_claims)]
 
 
-@links.post("", response_model=PreferenceLinkOut, dependencies=[scope("consent:write")])
+@links.post("", response_model=PreferenceLinkOut)
 async def create_link(
-    customer_id: CustomerId, body: PreferenceLinkRequest, request: Request, access: AccessDep
+    _: ConsentWrite, customer_id: CustomerId, body: PreferenceLinkRequest, request: Request, access: AccessDep
 ) -> PreferenceLinkOut:
     """A signed link to the customer's preference center, valid CONSENT_PREFERENCE_LINK_TTL_S seconds."""
     token, expires = await access.issue(customer_id, body.jurisdiction, body.policy_version, utcnow())
@@ -120,8 +120,8 @@ async def create_link(
     return PreferenceLinkOut(url=f"{base}/preferences/{token}", expires_at=expires)
 
 
-@links.delete("", status_code=204, response_class=Response, dependencies=[scope("consent:write")])
-async def revoke_links(customer_id: CustomerId, access: AccessDep) -> None:
+@links.delete("", status_code=204, response_class=Response)
+async def revoke_links(_: ConsentWrite, customer_id: CustomerId, access: AccessDep) -> None:
     """Revoke every preference link issued to the customer so far."""
     await access.revoke(customer_id)
 
@@ -224,7 +224,7 @@ async def change_choice(
     # The page shows each purpose's current notice, so a click is a choice made under it.
     notice = service.policy.catalog.get(purpose)
     body = _choice(claims, choice.status, notice.notice_version if notice else None)
-    recorded = await put_consent(claims.customer_id, purpose, body, request, service, gpc, user_agent)
+    recorded = await record_choice(claims.customer_id, purpose, body, request, service, gpc, user_agent)
     return PreferenceChangeOut(
         purpose=purpose,
         status=recorded.status,
@@ -261,7 +261,7 @@ async def _record_gpc(claims: LinkClaims, request: Request, service: ConsentServ
     if not sale_or_share or await _gpc_already_recorded(service, claims.customer_id, sale_or_share):
         return list(sale_or_share)
     # The consent PUT under Sec-GPC records exactly the GPC rows for a sale/share purpose.
-    recorded = await put_consent(
+    recorded = await record_choice(
         claims.customer_id, sale_or_share[0], _choice(claims, "denied"), request, service, "1", None
     )
     return _gpc_denied(recorded)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from services.delivery.api.deps import DSR, Runtime
+from services.delivery.api.deps import Dsr, Runtime
 from services.delivery.api.schemas import (
     AppliedConsent,
     CustomerConsentOut,
@@ -22,12 +22,12 @@ from services.delivery.api.schemas import (
 from services.delivery.domain.destinations import Destination
 from shared.events import CUSTOMER_ID_PATTERN
 
-router = APIRouter(prefix="/v1/customers", tags=["customers"], dependencies=[DSR])
+router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
 
 @router.get("/{customer_id}/propagation", response_model=PropagationOut)
 async def propagation(
-    customer_id: Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN)], runtime: Runtime
+    _: Dsr, customer_id: Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN)], runtime: Runtime
 ) -> PropagationOut:
     """Per destination and segment: held or not, and the last change with its delivery state."""
     rows = await asyncio.to_thread(runtime.store.propagation, customer_id)
@@ -46,7 +46,7 @@ async def propagation(
 
 @router.get("/{customer_id}/consent", response_model=CustomerConsentOut)
 async def applied_consent(
-    customer_id: Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN)], runtime: Runtime
+    _: Dsr, customer_id: Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN)], runtime: Runtime
 ) -> CustomerConsentOut:
     """Per purpose: the consent change delivery holds, the inputs that carried it, and its webhooks."""
     held = await asyncio.to_thread(runtime.store.applied_consent, customer_id)

@@ -1,4 +1,4 @@
-"""Annotated dependencies of the delivery routes."""
+"""Annotated dependencies of the delivery routes: the runtime and the scopes."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from services.delivery.bootstrap import DeliveryRuntime
-from shared.auth import require_scope
+from shared.auth import Principal, require_scope
 
 
-def _runtime(request: Request) -> DeliveryRuntime:
+async def _runtime(request: Request) -> DeliveryRuntime:
     runtime: DeliveryRuntime = request.app.state.runtime
     return runtime
 
 
 Runtime = Annotated[DeliveryRuntime, Depends(_runtime)]
-DESTINATIONS_READ = require_scope("destinations:read")
-DESTINATIONS_WRITE = require_scope("destinations:write")
+# Each route's first parameter (`_: DestinationsRead`), as in every service.
+DestinationsRead = Annotated[Principal, require_scope("destinations:read")]
+DestinationsWrite = Annotated[Principal, require_scope("destinations:write")]
 # The consent service's export asks with INTERNAL_TOKEN, which has `propagation:read` only.
-DSR = require_scope("dsr", "propagation:read")
+Dsr = Annotated[Principal, require_scope("dsr", "propagation:read")]

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Response, status
 
-from services.delivery.api.deps import DESTINATIONS_READ, DESTINATIONS_WRITE, Runtime
+from services.delivery.api.deps import DestinationsRead, DestinationsWrite, Runtime
 from services.delivery.api.schemas import (
     DESTINATION_ID_PATTERN,
     AgreementIn,
@@ -19,6 +19,7 @@ from services.delivery.api.schemas import (
     DestinationOut,
 )
 from services.delivery.domain.destinations import Agreement, Destination, agreement_problem
+from shared.http import unprocessable
 
 router = APIRouter(prefix="/v1/destinations", tags=["destinations"])
 DestinationId = Annotated[str, Path(pattern=DESTINATION_ID_PATTERN)]
@@ -27,22 +28,20 @@ DestinationId = Annotated[str, Path(pattern=DESTINATION_ID_PATTERN)]
 @router.put(
     "/{destination_id}",
     response_model=DestinationOut,
-    dependencies=[DESTINATIONS_WRITE],
     responses={201: {"model": DestinationOut, "description": "Created"}},
 )
 async def put_destination(
-    destination_id: DestinationId, spec: DestinationIn, runtime: Runtime, response: Response
+    _: DestinationsWrite,
+    destination_id: DestinationId,
+    spec: DestinationIn,
+    runtime: Runtime,
+    response: Response,
 ) -> DestinationOut:
     """Create or replace a destination; it receives only changes that happen from now on."""
     unknown = [(i, p) for i, p in enumerate(spec.purposes) if runtime.catalog.get(p) is None]
     if unknown:
         index, purpose = unknown[0]
-        error = {
-            "loc": ["body", "purposes", index],
-            "msg": f"unknown purpose {purpose!r}",
-            "type": "value_error",
-        }
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [error])
+        raise unprocessable(["body", "purposes", index], f"unknown purpose {purpose!r}")
     agreement = Agreement(**spec.agreement.model_dump()) if spec.agreement else None
     destination = Destination(
         destination_id=destination_id,
@@ -61,15 +60,17 @@ async def put_destination(
     return await _out(runtime, destination)
 
 
-@router.get("", response_model=DestinationList, dependencies=[DESTINATIONS_READ])
-async def list_destinations(runtime: Runtime) -> DestinationList:
+@router.get("", response_model=DestinationList)
+async def list_destinations(_: DestinationsRead, runtime: Runtime) -> DestinationList:
     """Every destination, as `GET /v1/destinations/{id}` shows it (the RoPA lists them as recipients)."""
     stored = await asyncio.to_thread(runtime.store.list_destinations)
     return DestinationList(destinations=[await _out(runtime, destination) for destination in stored])
 
 
-@router.get("/{destination_id}", response_model=DestinationOut, dependencies=[DESTINATIONS_READ])
-async def get_destination(destination_id: DestinationId, runtime: Runtime) -> DestinationOut:
+@router.get("/{destination_id}", response_model=DestinationOut)
+async def get_destination(
+    _: DestinationsRead, destination_id: DestinationId, runtime: Runtime
+) -> DestinationOut:
     """A destination, whether it receives (and why not), and its webhooks by state; never its secret."""
     destination = await asyncio.to_thread(runtime.store.get_destination, destination_id)
     if destination is None:
@@ -77,8 +78,10 @@ async def get_destination(destination_id: DestinationId, runtime: Runtime) -> De
     return await _out(runtime, destination)
 
 
-@router.delete("/{destination_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[DESTINATIONS_WRITE])
-async def delete_destination(destination_id: DestinationId, runtime: Runtime) -> Response:
+@router.delete("/{destination_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_destination(
+    _: DestinationsWrite, destination_id: DestinationId, runtime: Runtime
+) -> Response:
     """Delete a destination and the webhooks still pending for it."""
     if not await asyncio.to_thread(runtime.store.delete_destination, destination_id, time.time()):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no destination {destination_id!r}")

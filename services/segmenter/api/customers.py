@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
-from services.segmenter.api.deps import CanRead, Context
+from services.segmenter.api.deps import Runtime, SegmentsRead
 from services.segmenter.api.schemas import CustomerSegments, ReasonOut, SegmentExplained
 from services.segmenter.domain.segments import Segment
 from services.segmenter.rules.explain import explain
@@ -29,11 +29,13 @@ class CustomerHoldings(BaseModel):
 
 
 @router.get("/{customer_id}/segments", response_model=CustomerSegments)
-async def customer_segments(customer_id: CustomerIdPath, ctx: Context, _: CanRead) -> CustomerSegments:
+async def customer_segments(
+    _: SegmentsRead, customer_id: CustomerIdPath, runtime: Runtime
+) -> CustomerSegments:
     """The live segments of one customer (empty for an unknown customer: existence is not revealed),
     each with why the customer is in it."""
-    segment_ids = await ctx.membership.segments_of(customer_id)
-    found = (ctx.runtime.registry.get(segment_id) for segment_id in segment_ids)
+    segment_ids = await runtime.membership_reader.segments_of(customer_id)
+    found = (runtime.registry.get(segment_id) for segment_id in segment_ids)
     explained = [_explained(segment) for segment in found if segment is not None]
     return CustomerSegments(customer_id=customer_id, segments=segment_ids, explained=explained)
 
@@ -64,10 +66,10 @@ class CustomerConsent(BaseModel):
 
 
 @router.get("/{customer_id}/consent", response_model=CustomerConsent)
-async def customer_consent(customer_id: CustomerIdPath, ctx: Context, _: CanRead) -> CustomerConsent:
+async def customer_consent(_: SegmentsRead, customer_id: CustomerIdPath, runtime: Runtime) -> CustomerConsent:
     """Which consent change of each purpose the segmenter holds (empty for an unknown customer), so
     the preference center can tell a customer that their choice reached segmentation."""
-    snapshot = await ctx.runtime.store.read(customer_id)
+    snapshot = await runtime.store.read(customer_id)
     purposes = {
         purpose: AppliedConsent(status=state.status, sequence=state.sequence, recorded_at=state.recorded_at)
         for purpose, state in snapshot.consent.purposes.items()
@@ -76,12 +78,14 @@ async def customer_consent(customer_id: CustomerIdPath, ctx: Context, _: CanRead
 
 
 @router.get("/{customer_id}/erasure", response_model=CustomerHoldings)
-async def customer_holdings(customer_id: CustomerIdPath, ctx: Context, _: CanRead) -> CustomerHoldings:
+async def customer_holdings(
+    _: SegmentsRead, customer_id: CustomerIdPath, runtime: Runtime
+) -> CustomerHoldings:
     """Every key of the layout that still names the customer (the erasure receipt's segmenter part)."""
-    keys, client = ctx.membership.keys, ctx.membership.client
+    keys, client = runtime.membership_reader.keys, runtime.membership_reader.client
     names = [f"customer:{part}" for part in CUSTOMER_PARTS]
-    segment_ids = sorted(s.id for s in ctx.runtime.registry.all())
-    partitions = range(ctx.settings.topic_partitions)
+    segment_ids = sorted(s.id for s in runtime.registry.all())
+    partitions = range(runtime.settings.topic_partitions)
     async with client.pipeline(transaction=False) as pipe:
         for part in CUSTOMER_PARTS:
             pipe.exists(keys.customer(customer_id, part))

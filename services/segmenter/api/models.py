@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter
 
-from services.segmenter.api.deps import CanRead, Context
+from services.segmenter.api.deps import Runtime, SegmentsRead
 from services.segmenter.modeling.metadata import ModelMetadata
 from services.segmenter.modeling.store import model_store
 
@@ -14,6 +14,6 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 @router.get("", response_model=list[ModelMetadata])
-async def list_models(ctx: Context, _: CanRead) -> list[ModelMetadata]:
+async def list_models(_: SegmentsRead, runtime: Runtime) -> list[ModelMetadata]:
     """Every trained model whose signed metadata verifies (`segwarden model train` writes them)."""
-    return await asyncio.to_thread(lambda: model_store(ctx.settings).list())
+    return await asyncio.to_thread(lambda: model_store(runtime.settings).list())
