@@ -1,8 +1,27 @@
-"""Database URL handling shared by the services that keep a SQL store (consent, audit)."""
+"""Database helpers shared by every service with a SQL store: URLs, and the settings each SQLite
+connection gets (consent and audit through SQLAlchemy, delivery and the segmenter's definitions
+on plain sqlite3)."""
 
 from __future__ import annotations
 
+import sqlite3
+from typing import Any
+
 _DRIVERLESS = ("postgresql://", "postgres://")
+_SQLITE_FILE = "sqlite:///"
+# How long a connection waits for another process's write lock before it gives up.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_PRAGMAS = (
+    f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",  # first: switching to WAL may wait for a lock
+    # Readers never wait for the writer, and a commit is one append to the log.
+    "journal_mode=WAL",
+    # FULL: a commit survives power loss, not only a crash of the process (an answered write
+    # is on disk); a write that may be redone lowers it for its own transaction.
+    "synchronous=FULL",
+    # Deleted rows are overwritten, not just unlinked, so an erased id does not linger in free
+    # pages (the log keeps older page versions until it is checkpointed and truncated).
+    "secure_delete=ON",
+)
 
 
 def driver_url(url: str) -> str:
@@ -11,3 +30,25 @@ def driver_url(url: str) -> str:
         if url.startswith(plain):
             return "postgresql+psycopg://" + url[len(plain) :]
     return url
+
+
+def is_sqlite_file(url: str) -> bool:
+    return url.startswith(_SQLITE_FILE)
+
+
+def sqlite_file(url: str) -> str:
+    """The file of a `sqlite:///` URL (a `db_url` of the settings)."""
+    if not is_sqlite_file(url):
+        raise ValueError("expected a sqlite:/// URL")
+    return url.removeprefix(_SQLITE_FILE)
+
+
+def configure_sqlite(connection: sqlite3.Connection, _record: Any = None) -> None:
+    """Set up a new SQLite connection the one way every store does: autocommit, so the store (or
+    SQLAlchemy's "begin" event) issues BEGIN itself and writers can take the lock first, and
+    `SQLITE_PRAGMAS`. Also a SQLAlchemy "connect" listener (`_record` is its connection record)."""
+    connection.isolation_level = None
+    cursor = connection.cursor()
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()

@@ -16,6 +16,7 @@ from services.delivery.handlers import DestinationGauges, Dispatcher, Pruner, Re
 from services.delivery.settings import DeliverySettings
 from shared import topics
 from shared.catalog import load_catalog
+from shared.database import sqlite_file
 from shared.deadletter import DeadLetters
 from shared.http import ReadinessCheck, database_ready, kafka_ready
 from shared.kafka import (
@@ -32,7 +33,8 @@ from shared.supervise import Supervisor
 class DeliveryRuntime:
     def __init__(self, settings: DeliverySettings) -> None:
         self.settings = settings
-        self.connection = open_database(str(settings.database_path()))
+        self.path = sqlite_file(settings.db_url)
+        self.connection = open_database(self.path)
         self.pseudonym_key = load_pseudonym_key(settings)
         self.store = SqliteDeliveryStore(self.connection, self.pseudonym_key)
         names = topic_names(settings)
@@ -68,7 +70,7 @@ class DeliveryRuntime:
 
     async def start(self) -> None:
         """Schema and dispatcher now; Kafka in the background (HTTP answers while the broker is away)."""
-        await asyncio.to_thread(self.store.migrate, str(self.settings.database_path()))
+        await asyncio.to_thread(self.store.migrate, self.path)
         self.supervisor.spawn("dispatcher", self.dispatcher.run)
         self.supervisor.spawn("gauges", self.gauges.run)
         self.supervisor.spawn("prune", self.pruner.run)

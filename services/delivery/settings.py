@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
 
 from shared.settings import ServiceSettings
@@ -33,5 +31,8 @@ class DeliverySettings(ServiceSettings):
     def consumer_group(self) -> str:
         return f"{self.topic_prefix}segwarden-delivery"
 
-    def database_path(self) -> Path:
-        return self.ensure_data_dir() / "delivery.db"
+    @property
+    def db_url(self) -> str:
+        """`sqlite:///$DATA_DIR/delivery.db`: one file of one process, so SQLite only, no setting."""
+        self.ensure_data_dir()
+        return self.sqlite_url("delivery.db")

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -49,6 +50,7 @@ from services.segmenter.stream_app import (
 )
 from services.segmenter.sweeps import Sweeper
 from shared.catalog import load_catalog
+from shared.database import sqlite_file
 from shared.deadletter import DeadLetters
 from shared.http import ReadinessCheck, kafka_ready
 from shared.kafka import (
@@ -126,7 +128,7 @@ class SegmenterRuntime:
         await supervisor.retry("redis generation", self.recovery.check)
         # Model segments evaluated before their models are loaded would evict everyone.
         await supervisor.retry("models", lambda: asyncio.to_thread(self.assigner.refresh))
-        store = SqliteDefinitionStore(settings.ensure_data_dir() / "segments.db")
+        store = SqliteDefinitionStore(Path(sqlite_file(settings.db_url)))
         self.definitions = DefinitionService(
             self.registry,
             store,

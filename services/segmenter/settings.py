@@ -34,6 +34,13 @@ class SegmenterSettings(ServiceSettings):
     )
 
     @property
+    def db_url(self) -> str:
+        """`sqlite:///$DATA_DIR/segments.db`, the segmenter's own copy of the definitions (no setting:
+        Redis and the topics hold the rest, and each worker keeps its own file)."""
+        self.ensure_data_dir()
+        return self.sqlite_url("segments.db")
+
+    @property
     def consumer_group(self) -> str:
         """The stream's group (faust's app id); the segmenter's other groups are named after it."""
         return f"{self.topic_prefix}segwarden-segmenter"

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 
-from shared.database import driver_url
+from shared.database import configure_sqlite, driver_url
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -25,19 +24,9 @@ def make_engine(url: str) -> Engine:
         # small (a sequential scan) would stay in use as it grows, making each append slow.
         return create_engine(url, pool_pre_ping=True, connect_args={"prepare_threshold": None})
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "connect", configure_sqlite)
     event.listen(engine, "begin", _sqlite_begin)
     return engine
-
-
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Let SQLAlchemy's "begin" event issue BEGIN itself, so writers can take the lock first.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    # FULL: an appended record survives power loss, not only a crash of the process.
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.close()
 
 
 def _sqlite_begin(connection: Connection) -> None:

@@ -6,14 +6,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
 from weakref import WeakKeyDictionary
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 
-from shared.database import driver_url
+from shared.database import configure_sqlite, driver_url, is_sqlite_file, sqlite_file
 
 _SQLITE_WRITERS: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -26,10 +25,10 @@ def make_engine(url: str) -> Engine:
     url = driver_url(url)
     if not url.startswith("sqlite"):
         return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if is_sqlite_file(url):
+        Path(sqlite_file(url)).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, pool_size=8, max_overflow=8, connect_args={"check_same_thread": False})
-    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "connect", configure_sqlite)
     event.listen(engine, "begin", _sqlite_begin)
     _SQLITE_WRITERS[engine] = threading.Lock()
     return engine
@@ -54,18 +53,6 @@ def write_transaction(engine: Engine, durable: bool = True) -> Iterator[Connecti
             yield connection
 
 
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own BEGIN is deferred).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    # Erased rows are overwritten, not just unlinked, so their bytes do not linger in free pages.
-    cursor.execute("PRAGMA secure_delete=ON")
-    cursor.close()
-
-
 def truncate_log(engine: Engine) -> bool:
     """Checkpoint SQLite's write-ahead log and truncate it; whether it completed (a reader on an
     older snapshot makes it give up). `secure_delete` zeroes deleted rows in the database file,
@@ -74,7 +61,7 @@ def truncate_log(engine: Engine) -> bool:
     lock = _SQLITE_WRITERS.get(engine)
     if lock is None:
         return True
-    # The raw DB-API connection runs in autocommit (see _sqlite_connect): a checkpoint cannot
+    # The raw DB-API connection runs in autocommit (`configure_sqlite`): a checkpoint cannot
     # run inside the transaction SQLAlchemy would begin.
     with lock:
         connection = engine.raw_connection()

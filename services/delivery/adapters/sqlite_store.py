@@ -21,6 +21,7 @@ from sqlalchemy import create_engine
 from services.delivery.domain.destinations import Agreement, Destination
 from services.delivery.domain.routing import Cause, Consent, Holding, Intent, plan
 from services.delivery.domain.webhooks import CIRCUIT_OPEN, subject
+from shared.database import configure_sqlite
 from shared.pseudonym import pseudonymize
 
 ERASED_PREFIX = "erased:"
@@ -50,12 +51,9 @@ def run_migrations(path: str) -> None:
 
 
 def open_database(path: str) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    connection = sqlite3.connect(path, check_same_thread=False)
+    configure_sqlite(connection)
     connection.row_factory = sqlite3.Row
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=FULL")
-    # Erased ids are overwritten, not just unlinked, so their bytes do not linger in free pages.
-    connection.execute("PRAGMA secure_delete=ON")
     return connection
 
 

@@ -12,6 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.database import configure_sqlite
 from shared.events import SegmentDefinition
 
 _SCHEMA = """
@@ -39,7 +40,9 @@ class SqliteDefinitionStore:
             db.execute(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        connection = sqlite3.connect(self.path)
+        configure_sqlite(connection)
+        return connection
 
     async def all(self) -> list[StoredDefinition]:
         return await asyncio.to_thread(self._all)

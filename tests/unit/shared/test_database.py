@@ -1,0 +1,78 @@
+"""Every SQLite store opens its connections the one way `shared.database.configure_sqlite` does."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.audit.adapters.sql_database import make_engine as audit_engine
+from services.consent.adapters.sql_engine import make_engine as consent_engine
+from services.delivery.adapters.sqlite_store import open_database
+from services.segmenter.adapters.sqlite_definitions import SqliteDefinitionStore
+from shared.database import SQLITE_BUSY_TIMEOUT_MS, sqlite_file
+
+EXPECTED = {
+    "journal_mode": "wal",
+    "synchronous": 2,
+    "busy_timeout": SQLITE_BUSY_TIMEOUT_MS,
+    "secure_delete": 1,
+}
+
+
+@contextmanager
+def through_engine(make: Callable[[str], Any], path: Path) -> Iterator[Any]:
+    engine = make(f"sqlite:///{path}")
+    connection = engine.raw_connection()
+    try:
+        yield connection
+    finally:
+        connection.close()
+        engine.dispose()
+
+
+@contextmanager
+def delivery(path: Path) -> Iterator[sqlite3.Connection]:
+    connection = open_database(str(path))
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+@contextmanager
+def segmenter(path: Path) -> Iterator[sqlite3.Connection]:
+    connection = SqliteDefinitionStore(path)._connect()
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+STORES: dict[str, Callable[[Path], Any]] = {
+    "consent": lambda path: through_engine(consent_engine, path),
+    "audit": lambda path: through_engine(audit_engine, path),
+    "delivery": delivery,
+    "segmenter": segmenter,
+}
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_every_sqlite_store_runs_wal_full_sync_a_busy_timeout_and_secure_delete(
+    store: str, tmp_path: Path
+) -> None:
+    with STORES[store](tmp_path / f"{store}.db") as connection:
+        found = {name: connection.execute(f"PRAGMA {name}").fetchone()[0] for name in EXPECTED}
+        # Autocommit: the store, or SQLAlchemy's "begin" event, issues BEGIN itself.
+        assert connection.isolation_level is None
+    assert found == EXPECTED
+
+
+def test_a_db_url_names_its_file() -> None:
+    assert sqlite_file("sqlite:////data/delivery.db") == "/data/delivery.db"
+    with pytest.raises(ValueError):
+        sqlite_file("postgresql://db/consent")
