@@ -104,8 +104,22 @@ def test_the_contract_lists_every_renamed_variable() -> None:
     assert listed == renames()
 
 
-def test_the_contract_table_names_every_shared_setting() -> None:
+def test_the_contract_table_names_every_setting_of_every_service() -> None:
     table = CONTRACT.read_text().split("## Settings", 1)[1].split("\n## ", 1)[0]
     named = set(re.findall(r"`([A-Z0-9_]+)`", table))
-    missing = [n.upper() for n in ServiceSettings.model_fields if n.upper() not in named]
+    every = {name.upper() for cls in SERVICES.values() for name in cls.model_fields}
+    missing = sorted(name for name in every if name not in named)
     assert missing == ["FAILPOINTS"]  # test-only fault injection, deliberately not in the contract
+
+
+def test_no_other_document_keeps_a_settings_table() -> None:
+    every = {name.upper() for cls in SERVICES.values() for name in cls.model_fields}
+    documents = [CONTRACT.parent.parent / "README.md", *CONTRACT.parent.glob("*.md")]
+    rows = [
+        f"{document.name}: {row}"
+        for document in documents
+        if document != CONTRACT
+        for row in re.findall(r"^\| `([A-Z0-9_]+)`", document.read_text(), re.MULTILINE)
+        if row in every
+    ]
+    assert rows == []
