@@ -4,7 +4,7 @@ consent service and broker: links, one-click withdraw and grant, publication, GP
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -219,3 +219,29 @@ def test_the_customer_downloads_the_export_and_erases_after_confirming(consent, 
     response = page.goto(url)  # the erasure revoked the link
     assert response is not None and response.status == 403
     expect(page.locator("#refusal")).to_have_attribute("data-reason", "revoked")
+
+
+def test_a_link_expires_after_its_setting_and_opens_only_its_own_customers_page(consent, customer) -> None:
+    other = f"{customer}-b"
+    assert put(consent, other, "marketing_email", choice("granted")).status_code == 200
+    before = utcnow()
+    response = httpx.post(
+        f"{consent.url}/v1/customers/{customer}/preference-link",
+        json={"jurisdiction": "GDPR", "policy_version": "2026-03"},
+        headers=WRITER,
+    )
+    after = utcnow()
+    assert response.status_code == 200 and set(response.json()) == {"url", "expires_at"}
+    ttl = timedelta(days=7)  # CONSENT_PREFERENCE_LINK_TTL_S's default; the module's service keeps it
+    expires = datetime.fromisoformat(response.json()["expires_at"])
+    assert before + ttl - timedelta(seconds=1) <= expires <= after + ttl + timedelta(seconds=1)
+    url = response.json()["url"]
+    assert customer not in url
+    # The page is the customer's own: nothing granted, though the other customer allowed e-mail.
+    html = httpx.get(url).text
+    assert 'data-purpose="marketing_email" data-status="denied"' in html
+    # The token opens the page and its calls only: it is no token of the API, for anyone.
+    token = url.rsplit("/", 1)[1]
+    for whose in (customer, other):
+        history_url = f"{consent.url}/v1/customers/{whose}/consents/history"
+        assert httpx.get(history_url, headers={"Authorization": f"Bearer {token}"}).status_code == 401
