@@ -77,6 +77,13 @@ def error_response(status_code: int, detail: Any, headers: Mapping[str, str] | N
     return JSONResponse(error_body(status_code, detail), status_code, headers=headers)
 
 
+async def app_runtime(request: Request) -> Any:
+    """The app's runtime (`app.state.runtime`): each service's `api/deps.py` types it,
+    `Runtime = Annotated[<Name>Runtime, Depends(app_runtime)]`. Async, as every dependency that
+    does no I/O: FastAPI runs a plain `def` one in a worker thread."""
+    return request.app.state.runtime
+
+
 def unprocessable(loc: Sequence[str | int], message: str, **extra: Any) -> HTTPException:
     """The 422 of an input that passed the schema but not the service (a purpose not in the
     catalog, a rule that does not parse, a tree size beyond the ledger): one `FieldError`, shaped

@@ -5,19 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, status
 
 from services.audit.bootstrap import AuditRuntime
 from services.audit.metrics import HEAVY_REFUSED
 from shared.auth import Principal, require_scope
+from shared.http import app_runtime
 
-
-async def _runtime(request: Request) -> AuditRuntime:
-    runtime: AuditRuntime = request.app.state.runtime
-    return runtime
-
-
-Runtime = Annotated[AuditRuntime, Depends(_runtime)]
+Runtime = Annotated[AuditRuntime, Depends(app_runtime)]
 # Each route's first parameter (`_: AuditRead`), as in every service.
 AuditRead = Annotated[Principal, require_scope("audit:read")]
 # Every seq and size fits the ledger's SQL BIGINT: a larger query integer is a 422 naming it,

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from services.delivery.bootstrap import DeliveryRuntime
 from shared.auth import Principal, require_scope
+from shared.http import app_runtime
 
-
-async def _runtime(request: Request) -> DeliveryRuntime:
-    runtime: DeliveryRuntime = request.app.state.runtime
-    return runtime
-
-
-Runtime = Annotated[DeliveryRuntime, Depends(_runtime)]
+Runtime = Annotated[DeliveryRuntime, Depends(app_runtime)]
 # Each route's first parameter (`_: DestinationsRead`), as in every service.
 DestinationsRead = Annotated[Principal, require_scope("destinations:read")]
 DestinationsWrite = Annotated[Principal, require_scope("destinations:write")]

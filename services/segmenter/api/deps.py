@@ -4,19 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, status
 
 from services.segmenter.bootstrap import SegmenterRuntime
 from services.segmenter.definitions import DefinitionService
 from shared.auth import Principal, require_scope
+from shared.http import app_runtime
 
-
-async def _runtime(request: Request) -> SegmenterRuntime:
-    runtime: SegmenterRuntime = request.app.state.runtime
-    return runtime
-
-
-Runtime = Annotated[SegmenterRuntime, Depends(_runtime)]
+Runtime = Annotated[SegmenterRuntime, Depends(app_runtime)]
 # Each route's first parameter (`_: SegmentsRead`), as in every service.
 SegmentsRead = Annotated[Principal, require_scope("segments:read")]
 SegmentsWrite = Annotated[Principal, require_scope("segments:write")]
