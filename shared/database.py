@@ -5,7 +5,11 @@ on plain sqlite3)."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
 
 _DRIVERLESS = ("postgresql://", "postgres://")
 _SQLITE_FILE = "sqlite:///"
@@ -52,3 +56,26 @@ def configure_sqlite(connection: sqlite3.Connection, _record: Any = None) -> Non
     for pragma in SQLITE_PRAGMAS:
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
+
+
+def make_store_engine(
+    url: str,
+    begin: Callable[[Connection], None],
+    *,
+    pool: Mapping[str, int] | None = None,
+    postgresql_connect_args: Mapping[str, Any] | None = None,
+) -> Engine:
+    """The engine of a service's SQL store at `url` (its `db_url`): PostgreSQL through psycopg 3,
+    connections checked before use; or SQLite, its directory created, every connection set up by
+    `configure_sqlite` and every transaction begun by `begin` (the store's own BEGIN: deferred
+    for readers, IMMEDIATE for writers). `pool` sizes the pool of either."""
+    url = driver_url(url)
+    if not url.startswith("sqlite"):
+        connect_args = dict(postgresql_connect_args or {})
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **(pool or {}))
+    if is_sqlite_file(url):
+        Path(sqlite_file(url)).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False}, **(pool or {}))
+    event.listen(engine, "connect", configure_sqlite)
+    event.listen(engine, "begin", begin)
+    return engine

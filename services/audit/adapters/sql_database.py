@@ -6,10 +6,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
 
-from shared.database import configure_sqlite, driver_url
+from shared.database import make_store_engine
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -18,15 +18,9 @@ _LEDGER_LOCK = 0x5E6A0D17
 
 
 def make_engine(url: str) -> Engine:
-    url = driver_url(url)
-    if not url.startswith("sqlite"):
-        # No server-side prepared statements: a generic plan cached while the ledger was
-        # small (a sequential scan) would stay in use as it grows, making each append slow.
-        return create_engine(url, pool_pre_ping=True, connect_args={"prepare_threshold": None})
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-    event.listen(engine, "connect", configure_sqlite)
-    event.listen(engine, "begin", _sqlite_begin)
-    return engine
+    # No server-side prepared statements on PostgreSQL: a generic plan cached while the ledger
+    # was small (a sequential scan) would stay in use as it grows, making each append slow.
+    return make_store_engine(url, _sqlite_begin, postgresql_connect_args={"prepare_threshold": None})
 
 
 def _sqlite_begin(connection: Connection) -> None:

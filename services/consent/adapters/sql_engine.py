@@ -10,9 +10,9 @@ from weakref import WeakKeyDictionary
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, text
 
-from shared.database import configure_sqlite, driver_url, is_sqlite_file, sqlite_file
+from shared.database import make_store_engine
 
 _SQLITE_WRITERS: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -22,15 +22,9 @@ MIGRATION_LOCK_KEY = 0x5E6A_C0DE_0002
 
 def make_engine(url: str) -> Engine:
     """An engine whose writes serialize per customer (see `lock_customer`)."""
-    url = driver_url(url)
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-    if is_sqlite_file(url):
-        Path(sqlite_file(url)).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_size=8, max_overflow=8, connect_args={"check_same_thread": False})
-    event.listen(engine, "connect", configure_sqlite)
-    event.listen(engine, "begin", _sqlite_begin)
-    _SQLITE_WRITERS[engine] = threading.Lock()
+    engine = make_store_engine(url, _sqlite_begin, pool={"pool_size": 10, "max_overflow": 10})
+    if engine.dialect.name == "sqlite":
+        _SQLITE_WRITERS[engine] = threading.Lock()
     return engine
 
 
