@@ -64,8 +64,12 @@ class SqlLedgerStore:
         with self.engine.connect() as connection:
             return read_head(connection)
 
-    def find(self, subject: str | None, kind: str | None, after_seq: int, limit: int) -> list[SealedRecord]:
+    def find(
+        self, subject: str | None, kind: str | None, after_seq: int, limit: int, event_id: str | None = None
+    ) -> list[SealedRecord]:
         query = select(*_COLUMNS).where(records.c.seq > after_seq).order_by(records.c.seq).limit(limit)
+        if event_id is not None:  # the unique index on event_id: one row at most, however long the trail
+            query = query.where(records.c.event_id == event_id)
         if subject is not None:
             query = query.where(records.c.subject == subject)
         if kind is not None:

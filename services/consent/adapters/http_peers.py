@@ -3,7 +3,9 @@ customer, for the DSAR bundle."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -90,6 +92,23 @@ class HttpPeerExport:
                     return records
                 params["after_seq"] = after
         return records
+
+    async def recorded_consent_changes(self, customer_id: str, event_ids: Sequence[str]) -> set[str]:
+        """Which of these consent changes the ledger holds a record of: one indexed look-up each
+        (audit maps each id to the one it keeps), asked together, never the customer's trail."""
+
+        async def held(client: httpx.AsyncClient, event_id: str) -> bool:
+            params = {"customer_id": customer_id, "kind": "consent_change", "event_id": event_id, "limit": 1}
+            records = (await _get(client, f"{self.audit_url}/v1/audit", params)).get("records")
+            if not isinstance(records, list):
+                raise PeerUnavailableError(f"{self.audit_url}: unexpected body")
+            return bool(records)
+
+        async with self._client() as client:
+            found = await asyncio.gather(*(held(client, e) for e in event_ids), return_exceptions=True)
+        if failed := next((f for f in found if isinstance(f, BaseException)), None):
+            raise failed
+        return {event_id for event_id, present in zip(event_ids, found, strict=True) if present}
 
     async def segmenter_holdings(self, customer_id: str) -> list[str]:
         """The segmenter's keys that still name the customer (empty once it forgot them)."""

@@ -96,6 +96,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reach.destinations.sending": "The partners it concerns are being told.",
         "reach.destinations.failed": "A partner it concerns could not be told.",
         "reach.destinations.none": "No partner held anything it concerns, so none had to be told.",
+        "reach.ledger.recorded": "It is recorded in our audit ledger.",
+        "reach.ledger.pending": "It is not yet recorded in our audit ledger.",
+        "reach.ledger.unavailable": "Whether it is recorded in our audit ledger is not known right now.",
         "pref.interests": "Interests",
         "about.pref.interests": "The topics you would like to hear about from us.",
         "about.pref.channels": "The ways we may use to send you news and offers.",
@@ -264,6 +267,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reach.destinations.failed": "Ein betroffener Partner konnte nicht informiert werden.",
         "reach.destinations.none": "Kein Partner hatte betroffene Daten, also musste keiner informiert"
         " werden.",
+        "reach.ledger.recorded": "Sie ist in unserem Prüfprotokoll festgehalten.",
+        "reach.ledger.pending": "Sie ist noch nicht in unserem Prüfprotokoll festgehalten.",
+        "reach.ledger.unavailable": "Ob sie in unserem Prüfprotokoll festgehalten ist, ist gerade nicht"
+        " bekannt.",
         "pref.interests": "Interessen",
         "about.pref.interests": "Die Themen, zu denen Sie von uns hören möchten.",
         "about.pref.channels": "Die Wege, auf denen wir Ihnen Neuigkeiten und Angebote senden dürfen.",

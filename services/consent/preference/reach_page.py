@@ -12,7 +12,8 @@ from services.consent.preference.reach import ChoiceReach
 
 def render_choices(lang: str, choices: Sequence[ChoiceReach], title: Callable[[str], str]) -> str:
     """Each recent choice, newest first, with whether consent published it, the segmenter and
-    delivery applied it, and delivery's webhooks for it reached the destinations."""
+    delivery applied it, delivery's webhooks for it reached the destinations, and the audit
+    ledger recorded it."""
     settled = str(all(c.settled for c in choices)).lower()
     if choices:
         body = '<ul class="choices">' + "".join(_choice(lang, c, title) for c in choices) + "</ul>"
@@ -34,6 +35,7 @@ def _choice(lang: str, choice: ChoiceReach, title: Callable[[str], str]) -> str:
         ("segmenter", choice.segmenter),
         ("delivery", choice.delivery),
         ("destinations", choice.destinations),
+        ("ledger", choice.ledger),
     ):
         if state is not None:
             words = escape(text(lang, f"reach.{service}.{state}"))
@@ -41,7 +43,7 @@ def _choice(lang: str, choice: ChoiceReach, title: Callable[[str], str]) -> str:
     return (
         f'<li class="choice" data-purpose="{escape(choice.purpose)}" data-consent="{choice.consent}"'
         f' data-segmenter="{choice.segmenter or "none"}" data-delivery="{choice.delivery or "none"}"'
-        f' data-destinations="{choice.destinations or "unknown"}">'
+        f' data-destinations="{choice.destinations or "unknown"}" data-ledger="{choice.ledger or "none"}">'
         f"<p><strong>{escape(what)}</strong>{escape(f' ({why})' if why else '')}, {escape(when)}</p>"
         f"<ul>{''.join(reached)}</ul></li>"
     )

@@ -134,7 +134,11 @@ def test_free_text_and_unknown_fields_never_reach_the_ledger(start_service, sour
     assert by_kind["consent_change"]["source"].startswith("hmac:")
     assert by_kind["consent_change"]["policy_version"].startswith("hmac:")
     assert by_kind["membership_change"]["cause_event_id"].startswith("hmac:")
-    assert [r["event_id"] for r in records if r["kind"] == "membership_change"][0].startswith("hmac:")
+    (kept,) = [r for r in records if r["kind"] == "membership_change"]
+    assert kept["event_id"].startswith("hmac:")
+    # Asked for by the event's own id, the ledger maps it as it did when recording.
+    asked = {"customer_id": email, "kind": "membership_change", "event_id": moved.event_id}
+    assert all_records(audit.url, **asked) == [kept]
     assert httpx.get(f"{audit.url}/v1/audit/verify", headers=AUDITOR).json()["ok"]
     stored = b"".join(p.read_bytes() for p in Path(service_env["DATA_DIR"]).glob("audit.db*"))
     assert b"carol" not in stored and b"Tuesday" not in stored and b"comment" not in stored
@@ -151,6 +155,11 @@ def assert_pseudonymous(records: list[dict], customers: list[str], data_dir: Pat
     assert all(r["subject"] == subject for r in trail)
     only_consent = all_records(url, kind="consent_change")
     assert len(only_consent) == len(customers)
+    # One source event's record by its id, as the preference center asks: that record, no other.
+    (change,) = [r for r in trail if r["kind"] == "consent_change"]
+    one = {"customer_id": "c-1", "kind": "consent_change"}
+    assert all_records(url, event_id=change["event_id"], **one) == [change]
+    assert all_records(url, event_id=trail[1]["event_id"], **one) == []  # the membership change's
 
 
 def assert_auth_and_validation(url: str) -> None:

@@ -1,6 +1,7 @@
-"""The preference center's "reached delivery": real consent, segmenter and delivery processes on one
-broker and a real receiver as the destination. A withdrawal on the page shows that delivery applied
-it and that the destination holding the customer was told; the receiver got the leave."""
+"""The preference center's "reached delivery": real consent, segmenter, delivery and audit processes on
+one broker and a real receiver as the destination. A withdrawal on the page shows that delivery applied
+it, that the destination holding the customer was told and that the audit ledger recorded it; the
+receiver got the leave."""
 
 from __future__ import annotations
 
@@ -28,13 +29,15 @@ Stack = tuple[ServiceProcess, ServiceProcess, Receiver]
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Segmenter, delivery and consent on one topic prefix; consent asks both; one destination
-    (`mailer`: segment `vip`, purpose marketing_email) at a receiver."""
+    """Segmenter, delivery, audit and consent on one topic prefix; consent asks the other three; one
+    destination (`mailer`: segment `vip`, purpose marketing_email) at a receiver."""
     tmp = tmp_path_factory.mktemp("stack")
     with module_segmenter(kafka_bootstrap, redis_url, tmp, **FAST) as segmenter:
         shared = {"TOPIC_PREFIX": segmenter.env["TOPIC_PREFIX"]}
         delivery_env = consent_env(kafka_bootstrap, redis_url, tmp / "delivery-data", **shared)
         delivery = ServiceProcess("delivery", delivery_env, tmp / "delivery.log")
+        audit_env = consent_env(kafka_bootstrap, redis_url, tmp / "audit-data", **shared)
+        audit = ServiceProcess("audit", audit_env, tmp / "audit.log")
         mailer = Receiver(uuid.uuid4().hex * 2, tmp / "receiver.jsonl")
         env = consent_env(
             kafka_bootstrap,
@@ -42,15 +45,17 @@ def stack(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPat
             tmp / "consent-data",
             SEGMENTER_URL=segmenter.url,
             DELIVERY_URL=delivery.url,
+            AUDIT_URL=audit.url,
             **shared,
         )
         consent = ServiceProcess("consent", env, tmp / "consent.log")
         try:
             delivery.wait_ready()
+            audit.wait_ready()
             put_destination(delivery, "mailer", mailer.start())
             yield consent.wait_ready(), segmenter, mailer
         finally:
-            for process in (consent, delivery, mailer):
+            for process in (consent, delivery, audit, mailer):
                 process.kill()
 
 
@@ -83,6 +88,8 @@ def test_a_withdrawal_shows_it_reached_delivery_and_the_destination_was_told(
     expect(withdrawal.locator("strong")).to_have_text("Marketing e-mail: " + EN["denied"])
     expect(withdrawal.locator(".reach-delivery")).to_have_text(EN["reach.delivery.applied"])
     expect(withdrawal.locator(".reach-destinations")).to_have_text(EN["reach.destinations.delivered"])
+    expect(withdrawal).to_have_attribute("data-ledger", "recorded", timeout=30_000)  # audit's own pace
+    expect(withdrawal.locator(".reach-ledger")).to_have_text(EN["reach.ledger.recorded"])
     expect(page.locator("#recent-choices")).to_have_attribute("data-settled", "true")
     # The join's reason depends on which input delivery routed second; the leave's never does.
     assert [b["action"] for b in mailer.bodies()] == ["joined", "left"]
@@ -91,7 +98,9 @@ def test_a_withdrawal_shows_it_reached_delivery_and_the_destination_was_told(
     grant = page.locator("#recent-choices .choice").nth(1)
     expect(grant).to_have_attribute("data-delivery", "applied")
     expect(grant).to_have_attribute("data-destinations", "unknown")
+    expect(grant).to_have_attribute("data-ledger", "recorded")
     page.screenshot(path=tmp_path / "reached-delivery.png", full_page=True)
     assert serious_violations(page) == []
     page.reload()  # what the services hold, not only what the script put in place
     expect(page.locator("#recent-choices .choice").first).to_have_attribute("data-destinations", "delivered")
+    expect(page.locator("#recent-choices .choice").first).to_have_attribute("data-ledger", "recorded")

@@ -99,8 +99,9 @@ def test_the_page_shows_each_segment_and_why_until_consent_is_withdrawn(
     expect(withdrawal.locator("strong")).to_have_text("Marketing e-mail: " + EN["denied"])
     expect(withdrawal.locator(".reach-consent")).to_have_text(EN["reach.consent.published"])
     expect(withdrawal.locator(".reach-segmenter")).to_have_text(EN["reach.segmenter.applied"])
-    # No delivery service answers at DELIVERY_URL (a closed port): not known, and nothing waits for it.
+    # No delivery nor audit service answers (closed ports): not known, and nothing waits for them.
     expect(withdrawal.locator(".reach-delivery")).to_have_text(EN["reach.delivery.unavailable"])
+    expect(withdrawal.locator(".reach-ledger")).to_have_text(EN["reach.ledger.unavailable"])
     expect(choices.nth(1)).to_have_attribute("data-segmenter", "applied")
     expect(page.locator("#recent-choices")).to_have_attribute("data-settled", "true")
     page.screenshot(path=tmp_path / "recent-choices.png", full_page=True)

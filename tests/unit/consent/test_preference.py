@@ -194,7 +194,7 @@ def test_each_recent_choice_says_whether_consent_published_and_the_segmenter_app
         "marketing_email": {"status": "denied", "sequence": 2},
         "profiling": {"sequence": 1},
     }
-    reach = choice_reach(rows, unsent={"e3"}, applied=applied, delivered=None)
+    reach = choice_reach(rows, unsent={"e3"}, applied=applied, delivered=None, recorded=None)
     assert [(c.purpose, c.consent, c.segmenter) for c in reach] == [
         ("profiling", "unchanged", None),  # newest first; a repeat had nothing to tell
         ("profiling", "pending", "pending"),
@@ -202,11 +202,11 @@ def test_each_recent_choice_says_whether_consent_published_and_the_segmenter_app
         ("marketing_email", "published", "applied"),  # superseded by a change the segmenter holds
     ]
     assert not any(c.settled for c in reach[1:2]) and reach[0].settled
-    assert [c.segmenter for c in choice_reach(rows[:1], set(), None, None)] == ["unavailable"]
+    assert [c.segmenter for c in choice_reach(rows[:1], set(), None, None, None)] == ["unavailable"]
     html = render_choices("de", reach, partial(purpose_title, "de"))
     assert 'data-settled="false"' in html and MESSAGES["de"]["reach.segmenter.pending"] in html
     assert "Werbe-E-Mails: Nicht erlaubt" in html
-    assert len(choice_reach([_row(n) for n in range(9)], set(), {}, {})) == RECENT
+    assert len(choice_reach([_row(n) for n in range(9)], set(), {}, {}, set())) == RECENT
 
 
 def _sent(total: int, delivered: int = 0, pending: int = 0, failed: int = 0) -> dict[str, int]:
@@ -225,7 +225,7 @@ def test_each_recent_choice_says_whether_delivery_applied_it_and_its_destination
         "profiling": {"effective": True, "sequence": 2, "webhooks": _sent(0)},
         "personalization": {"effective": True, "sequence": None, "webhooks": None},
     }
-    reach = choice_reach(rows, set(), applied={}, delivered=delivered)
+    reach = choice_reach(rows, set(), applied={}, delivered=delivered, recorded=None)
     assert [(c.purpose, c.delivery, c.destinations) for c in reach] == [
         ("personalization", "applied", None),  # no sequences: the state tells, the webhooks cannot
         ("profiling", "pending", None),  # delivery holds an older change
@@ -239,14 +239,35 @@ def test_each_recent_choice_says_whether_delivery_applied_it_and_its_destination
         (_sent(0), "none"),
     ]:
         held = {"marketing_email": {"effective": False, "sequence": 2, "webhooks": webhooks}}
-        assert choice_reach(rows[:2], set(), {}, held)[0].destinations == sent
+        assert choice_reach(rows[:2], set(), {}, held, None)[0].destinations == sent
     # Delivery not running or not configured: "not known", and the page stops waiting for it.
-    unknown = choice_reach(rows[:1], set(), {"marketing_email": {"status": "granted", "sequence": 1}}, None)
+    held = {"marketing_email": {"status": "granted", "sequence": 1}}
+    unknown = choice_reach(rows[:1], set(), held, None, None)
     assert [(c.delivery, c.destinations, c.settled) for c in unknown] == [("unavailable", None, True)]
     html = render_choices("en", unknown, partial(purpose_title, "en"))
     assert MESSAGES["en"]["reach.delivery.unavailable"] in html and 'data-delivery="unavailable"' in html
     html = render_choices("de", reach, partial(purpose_title, "de"))
     assert MESSAGES["de"]["reach.destinations.sending"] in html and 'data-destinations="sending"' in html
+
+
+def test_each_recent_choice_says_whether_the_audit_ledger_recorded_it() -> None:
+    rows = [_row(1), _row(2, status="denied"), _row(3, published=False)]
+    reach = choice_reach(rows, unsent={"e2"}, applied={}, delivered={}, recorded={"e1"})
+    assert [(c.consent, c.ledger) for c in reach] == [
+        ("unchanged", None),  # a repeat made no event, so the ledger has nothing to record
+        ("pending", "pending"),  # not yet out of the outbox, so not in the ledger either
+        ("published", "recorded"),
+    ]
+    held = {"marketing_email": {"status": "granted", "sequence": 1}}
+    waiting = choice_reach(rows[:1], set(), held, held, recorded=set())
+    assert [(c.segmenter, c.ledger, c.settled) for c in waiting] == [("applied", "pending", False)]
+    # Audit not running or not configured: "not known", and the page stops waiting for it.
+    unknown = choice_reach(rows[:1], set(), held, held, recorded=None)
+    assert [(c.ledger, c.settled) for c in unknown] == [("unavailable", True)]
+    shown = [("en", reach, "recorded"), ("de", reach, "pending"), ("de", unknown, "unavailable")]
+    for lang, choices, state in shown:
+        html = render_choices(lang, choices, partial(purpose_title, lang))
+        assert MESSAGES[lang][f"reach.ledger.{state}"] in html and f'data-ledger="{state}"' in html
 
 
 @pytest.mark.parametrize(("lang", "words"), [
