@@ -9,7 +9,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 
 _DRIVERLESS = ("postgresql://", "postgres://")
 _SQLITE_FILE = "sqlite:///"
@@ -79,3 +81,24 @@ def make_store_engine(
     event.listen(engine, "connect", configure_sqlite)
     event.listen(engine, "begin", begin)
     return engine
+
+
+def upgrade_schema(connection: Connection, migrations: Path) -> None:
+    """Upgrade the store on `connection`, inside its transaction (so under whatever lock the
+    caller took), to the newest revision of the alembic scripts in `migrations`: idempotent,
+    never drops data. Every store's start runs it; the scripts' `env.py` is `migration_env`."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def migration_env(metadata: MetaData | None = None) -> None:
+    """The whole of every service's `migrations/env.py`: run the scripts on the connection
+    `upgrade_schema` handed over (`render_as_batch`: SQLite alters a table by copying it)."""
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("migrations run through shared.database.upgrade_schema, at the service's start")
+    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
 
-from shared.database import make_store_engine
+from shared.database import make_store_engine, upgrade_schema
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -49,9 +47,6 @@ def create_schema(engine: Engine) -> None:
     """Upgrade the schema to the newest revision (idempotent): tables, and the triggers that
     refuse UPDATE and DELETE of the append-only ones. Under the writer lock, so audit processes
     started together (or an append) never meet a half-migrated ledger."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
     with writer_connection(engine) as connection, connection.begin():
         lock_ledger(connection)
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        upgrade_schema(connection, MIGRATIONS)

@@ -1,13 +1,7 @@
-"""Alembic environment: runs on the connection the audit service hands over (see sql_database.py)."""
+"""Alembic environment: the audit ledger's migrations (`shared.database.migration_env`)."""
 
 from __future__ import annotations
 
-from alembic import context
+from shared.database import migration_env
 
-connection = context.config.attributes.get("connection")
-if connection is None:
-    raise RuntimeError("audit migrations run through services.audit.adapters.sql_database.create_schema")
-
-context.configure(connection=connection, target_metadata=None)
-with context.begin_transaction():
-    context.run_migrations()
+migration_env()

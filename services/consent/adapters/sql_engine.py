@@ -8,11 +8,9 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from weakref import WeakKeyDictionary
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, text
 
-from shared.database import make_store_engine
+from shared.database import make_store_engine, upgrade_schema
 
 _SQLITE_WRITERS: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -108,14 +106,11 @@ def next_sequences(connection: Connection, count: int) -> list[int]:
 
 def run_migrations(engine: Engine) -> None:
     """Upgrade the schema to the newest revision (idempotent; never drops data)."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             # Replicas started together would otherwise race to create the same tables.
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        upgrade_schema(connection, MIGRATIONS)
 
 
 def ping(engine: Engine) -> None:

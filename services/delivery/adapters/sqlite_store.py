@@ -14,14 +14,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import create_engine
 
 from services.delivery.domain.destinations import Agreement, Destination
 from services.delivery.domain.routing import Cause, Consent, Holding, Intent, plan
 from services.delivery.domain.webhooks import CIRCUIT_OPEN, subject
-from shared.database import configure_sqlite
+from shared.database import configure_sqlite, upgrade_schema
 from shared.pseudonym import pseudonymize
 
 ERASED_PREFIX = "erased:"
@@ -40,12 +38,9 @@ def run_migrations(path: str) -> None:
     """Upgrade the store at `path` to the newest revision (idempotent; never drops data), on an
     engine of its own: the store's queries stay on its one sqlite3 connection."""
     engine = create_engine(f"sqlite:///{path}")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
     try:
         with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            upgrade_schema(connection, MIGRATIONS)
     finally:
         engine.dispose()
 

@@ -1,13 +1,7 @@
-"""Alembic environment: runs on the connection the delivery store hands over (sqlite_store.py)."""
+"""Alembic environment: the delivery store's migrations (`shared.database.migration_env`)."""
 
 from __future__ import annotations
 
-from alembic import context
+from shared.database import migration_env
 
-connection = context.config.attributes.get("connection")
-if connection is None:
-    raise RuntimeError("delivery migrations run through sqlite_store.run_migrations")
-
-context.configure(connection=connection, target_metadata=None, render_as_batch=True)
-with context.begin_transaction():
-    context.run_migrations()
+migration_env()
