@@ -93,6 +93,17 @@ def upgrade_schema(connection: Connection, migrations: Path) -> None:
     command.upgrade(config, "head")
 
 
+def upgrade_sqlite_file(path: str | Path, migrations: Path) -> None:
+    """`upgrade_schema` for a store that queries through plain sqlite3 (delivery's, the
+    segmenter's definitions): on an engine of its own, disposed once the upgrade committed."""
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as connection:
+            upgrade_schema(connection, migrations)
+    finally:
+        engine.dispose()
+
+
 def migration_env(metadata: MetaData | None = None) -> None:
     """The whole of every service's `migrations/env.py`: run the scripts on the connection
     `upgrade_schema` handed over (`render_as_batch`: SQLite alters a table by copying it)."""

@@ -14,12 +14,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine
-
 from services.delivery.domain.destinations import Agreement, Destination
 from services.delivery.domain.routing import Cause, Consent, Holding, Intent, plan
 from services.delivery.domain.webhooks import CIRCUIT_OPEN, subject
-from shared.database import configure_sqlite, upgrade_schema
+from shared.database import configure_sqlite, upgrade_sqlite_file
 from shared.pseudonym import pseudonymize
 
 ERASED_PREFIX = "erased:"
@@ -37,12 +35,7 @@ WHERE d.destination_id NOT IN (SELECT destination_id FROM paused)
 def run_migrations(path: str) -> None:
     """Upgrade the store at `path` to the newest revision (idempotent; never drops data), on an
     engine of its own: the store's queries stay on its one sqlite3 connection."""
-    engine = create_engine(f"sqlite:///{path}")
-    try:
-        with engine.begin() as connection:
-            upgrade_schema(connection, MIGRATIONS)
-    finally:
-        engine.dispose()
+    upgrade_sqlite_file(path, MIGRATIONS)
 
 
 def open_database(path: str) -> sqlite3.Connection:

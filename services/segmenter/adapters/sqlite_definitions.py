@@ -12,17 +12,10 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.database import configure_sqlite
+from shared.database import configure_sqlite, upgrade_sqlite_file
 from shared.events import SegmentDefinition
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS definitions (
-    segment_id TEXT PRIMARY KEY,
-    version INTEGER NOT NULL,
-    deleted INTEGER NOT NULL DEFAULT 0,
-    body TEXT
-)
-"""
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
 @dataclass(frozen=True)
@@ -36,8 +29,7 @@ class SqliteDefinitionStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute(_SCHEMA)
+        upgrade_sqlite_file(path, MIGRATIONS)  # services/segmenter/migrations
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path)

@@ -76,3 +76,20 @@ def test_a_db_url_names_its_file() -> None:
     assert sqlite_file("sqlite:////data/delivery.db") == "/data/delivery.db"
     with pytest.raises(ValueError):
         sqlite_file("postgresql://db/consent")
+
+
+async def test_the_definition_store_adopts_a_file_made_by_its_old_ddl(tmp_path: Path) -> None:
+    path = tmp_path / "segments.db"
+    with sqlite3.connect(path) as old:  # the store's own DDL, before it had migrations
+        old.execute(
+            "CREATE TABLE definitions (segment_id TEXT PRIMARY KEY, version INTEGER NOT NULL,"
+            " deleted INTEGER NOT NULL DEFAULT 0, body TEXT)"
+        )
+        old.execute("INSERT INTO definitions VALUES ('gone', 3, 1, NULL)")
+    old.close()
+    store = SqliteDefinitionStore(path)
+    assert [(d.segment_id, d.version, d.definition) for d in await store.all()] == [("gone", 3, None)]
+    await store.mark_deleted("gone", 4)
+    assert [d.version for d in await store.all()] == [4]
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
