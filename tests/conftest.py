@@ -64,12 +64,17 @@ def redis_client(redis_url: str, topic_prefix: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def service_env(kafka_bootstrap: str, redis_url: str, topic_prefix: str, tmp_path: Path) -> dict[str, str]:
     """Environment for a service under test: its own prefix, data dir and token set."""
+    return service_environment(kafka_bootstrap, redis_url, topic_prefix, tmp_path / "data")
+
+
+def service_environment(kafka_bootstrap: str, redis_url: str, prefix: str, data_dir: Path) -> dict[str, str]:
+    """`service_env` for services shared wider than one test (a module's), on `prefix` and `data_dir`."""
     return {
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "REDIS_URL": redis_url,
-        "TOPIC_PREFIX": topic_prefix,
+        "TOPIC_PREFIX": prefix,
         "TOPIC_PARTITIONS": "3",
-        "DATA_DIR": str(tmp_path / "data"),
+        "DATA_DIR": str(data_dir),
         "AUTH_TOKENS": ",".join(f"{token}={scopes}" for token, scopes in TEST_TOKENS.items()),
         "LOG_LEVEL": "INFO",
         "INTERNAL_TOKEN": "admin-token-0001",

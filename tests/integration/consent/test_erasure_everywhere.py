@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,11 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import redis.asyncio as aioredis
 from kafka import KafkaProducer
 
 from shared.events import CustomerEvent, new_event_id, utcnow
-from tests.conftest import bearer
+from tests.conftest import bearer, service_environment
 from tests.faults.collector import MembershipCollector
 from tests.integration.consent.conftest import choice, produce, put, read_topic
 from tests.integration.consent.test_durability import _killed
@@ -50,9 +52,9 @@ def raw_id() -> str:
 @dataclass
 class Stack:
     """Segmenter and audit processes, the segments the customer joins, and a collector reading
-    segment.membership from offset 0 as a campaign tool would; each test starts consent itself."""
+    segment.membership from offset 0 as a campaign tool would; each test starts consent itself
+    (with the test's `start_service`, on the stack's prefix, in the test's own DATA_DIR)."""
 
-    start_service: Any
     segmenter: ServiceProcess
     audit: ServiceProcess
     segments: list[str]
@@ -60,11 +62,13 @@ class Stack:
     bootstrap: str
     prefix: str
     redis_url: str
+    data_dir: Path  # the segmenter's and the ledger's
+    start_service: Any = None
+    sent: int = 0  # events sent to customer.events, by every test on the stack
 
     def start_consent(self, **env: str) -> ServiceProcess:
-        consent: ServiceProcess = self.start_service(
-            "consent", SEGMENTER_URL=self.segmenter.url, AUDIT_URL=self.audit.url, **env
-        )
+        peers = {"SEGMENTER_URL": self.segmenter.url, "AUDIT_URL": self.audit.url}
+        consent: ServiceProcess = self.start_service("consent", TOPIC_PREFIX=self.prefix, **peers, **env)
         return consent.wait_ready(90)
 
     def send_events(self, customer: str, count: int, occurred_at: datetime, spend: float = 0) -> None:
@@ -83,8 +87,13 @@ class Stack:
                 )
                 producer.send(f"{self.prefix}customer.events", event.to_bytes(), key=customer.encode())
             producer.flush(60)
+            self.sent += count
         finally:
             producer.close()
+
+    def all_events_processed(self) -> bool:
+        """The segmenter is done with every event sent to the stack (this test's and earlier ones')."""
+        return self.events_processed() >= self.sent
 
     def events_processed(self) -> float:
         """Events the segmenter is done with, whatever the outcome (applied, erased, duplicate)."""
@@ -111,22 +120,58 @@ class Stack:
         wait_for(joined, timeout=90, what="the customer joined every segment")
 
 
-@pytest.fixture
-def stack(start_service: Any, kafka_bootstrap: str, topic_prefix: str, redis_url: str) -> Iterator[Stack]:
-    segmenter, audit = start_service("segmenter"), start_service("audit")
-    for service in (segmenter, audit):
-        service.wait_ready(90)
-    segments = [f"{name}-{uuid.uuid4().hex[:6]}" for name in RULES]
-    with httpx.Client(base_url=segmenter.url, headers=bearer(), timeout=10) as api:
-        for segment, (rule, purposes) in zip(segments, RULES.values(), strict=True):
-            put_segment(api, segment, rule, *purposes)
-    collector = MembershipCollector(kafka_bootstrap, f"{topic_prefix}segment.membership").start()
+@contextmanager
+def running_stack(kafka_bootstrap: str, redis_url: str, tmp: Path) -> Iterator[Stack]:
+    """A segmenter and an audit service on a prefix of their own, with the segments put; their
+    Redis keys removed after."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = service_environment(kafka_bootstrap, redis_url, prefix, tmp / "data")
+    segmenter = ServiceProcess("segmenter", env, tmp / "segmenter.log")
+    audit = ServiceProcess("audit", env, tmp / "audit.log")
+    collector = None
     try:
-        yield Stack(
-            start_service, segmenter, audit, segments, collector, kafka_bootstrap, topic_prefix, redis_url
-        )
+        for service in (segmenter, audit):
+            service.wait_ready(90)
+        segments = [f"{name}-{uuid.uuid4().hex[:6]}" for name in RULES]
+        with httpx.Client(base_url=segmenter.url, headers=bearer(), timeout=10) as api:
+            for segment, (rule, purposes) in zip(segments, RULES.values(), strict=True):
+                put_segment(api, segment, rule, *purposes)
+        collector = MembershipCollector(kafka_bootstrap, f"{prefix}segment.membership").start()
+        yield Stack(segmenter, audit, segments, collector, kafka_bootstrap, prefix, redis_url, tmp / "data")
     finally:
-        collector.stop()
+        if collector is not None:
+            collector.stop()
+        for service in (segmenter, audit):
+            service.kill()
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        for key in client.scan_iter(f"sw:{prefix}*", count=1000):
+            client.delete(key)
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def shared_stack(
+    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """One stack for the module's tests that freeze or kill nothing of it but consent (each test
+    its own raw id, so the greps below find only its own)."""
+    with running_stack(kafka_bootstrap, redis_url, tmp_path_factory.mktemp("erasure-stack")) as stack:
+        yield stack
+
+
+@pytest.fixture
+def stack(shared_stack: Stack, start_service: Any) -> Stack:
+    shared_stack.start_service = start_service
+    return shared_stack
+
+
+@pytest.fixture
+def own_stack(kafka_bootstrap: str, redis_url: str, start_service: Any, tmp_path: Path) -> Iterator[Stack]:
+    """A stack of the test's own, for a test that SIGSTOPs its segmenter."""
+    with running_stack(kafka_bootstrap, redis_url, tmp_path / "stack") as stack:
+        stack.start_service = start_service
+        yield stack
 
 
 def settled_receipt(consent: ServiceProcess, raw_id: str) -> dict[str, Any]:
@@ -182,8 +227,9 @@ def assert_erased_everywhere(
         timeout=10,
     ).json()["records"]
     assert [r["event_id"] for r in records] == [erasure_id], "the ledger records the erasure once"
-    # One DATA_DIR for the three services: consent's SQLite database (and its log), the ledger's.
+    # Consent's DATA_DIR (its SQLite database and its log), the segmenter's and the ledger's.
     assert files_naming(Path(consent.env["DATA_DIR"]), customer) == []
+    assert files_naming(stack.data_dir, customer) == []
     logs = [s.log_path for s in (consent, stack.segmenter, stack.audit)]
     logged = [
         f"{p.name}: {line[:200]}" for p in logs for line in p.read_text().splitlines() if customer in line
@@ -192,8 +238,9 @@ def assert_erased_everywhere(
 
 
 def test_an_erasure_under_an_event_backlog_leaves_nothing_and_is_announced_once(
-    stack: Stack, raw_id: str
+    own_stack: Stack, raw_id: str
 ) -> None:
+    stack = own_stack
     consent = stack.start_consent()
     stack.join_everywhere(consent, raw_id)
     # The backlog: events queued on customer.events just before the erasure, not yet applied when it
@@ -216,7 +263,7 @@ def test_an_erasure_under_an_event_backlog_leaves_nothing_and_is_announced_once(
         segmenter.send_signal(signal.SIGCONT)
     stack.send_events(raw_id, late, before_erasure)
     wait_for(
-        lambda: stack.events_processed() >= 3 + backlog + late,
+        stack.all_events_processed,  # its 3 + backlog + late
         timeout=180,
         what="the segmenter through the whole backlog",
         every=0.5,
@@ -301,7 +348,7 @@ def test_a_model_trained_before_an_erasure_leaves_no_trace_of_the_customer_under
     )
     assert trained.returncode == 0, trained.stderr
     assert "trained on 13 customers" in trained.stdout
-    models = Path(consent.env["DATA_DIR"]) / "models"
+    models = stack.data_dir / "models"
     assert {p.suffix for p in models.iterdir()} == {".json", ".pkl", ".png"}
 
     response = httpx.post(f"{consent.url}/v1/customers/{raw_id}/erasure", headers=DSR, timeout=30)
@@ -341,7 +388,7 @@ def test_erasures_right_after_signup_then_late_events_and_old_consent_leave_noth
         produce(stack.bootstrap, f"{stack.prefix}consent.state", customer, [old])
     wait_for(
         lambda: (
-            stack.events_processed() >= len(customers) * (3 + late)
+            stack.all_events_processed()  # this test's len(customers) * (3 + late), and earlier ones'
             and refused(stack.segmenter.url) >= baseline + len(customers) * (late + 1)
         ),
         timeout=90,
