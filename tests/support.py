@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import redis
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 
 from shared.embedded import free_port, redis_answers, start_redis_server
 from shared.events import ModelTrained
@@ -189,16 +189,24 @@ def present(values: Iterable[T | None]) -> list[T]:
 
 
 def read_topic(bootstrap: str, topic: str, count: int) -> list[bytes]:
-    """At least `count` values of `topic` from its beginning (kafka-python, no group)."""
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=2000
-    )
+    """At least `count` values of `topic` from its beginning (kafka-python, no group), and every
+    other value the topic held by then: a duplicate already written is among them. Polled until
+    both hold (waiting for a quiet spell instead cost every call seconds)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100)
     try:
+        found = wait_for(lambda: consumer.partitions_for_topic(topic), what=f"topic {topic} to exist")
+        partitions = [TopicPartition(topic, p) for p in sorted(found)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
         values: list[bytes] = []
 
         def enough() -> bool:
-            values.extend(m.value for m in consumer)
-            return len(values) >= count
+            for batch in consumer.poll(timeout_ms=200).values():
+                values.extend(m.value for m in batch)
+            if len(values) < count:
+                return False
+            ends = consumer.end_offsets(partitions)
+            return all(consumer.position(p) >= ends[p] for p in partitions)
 
         wait_for(enough, what=f"{count} on {topic}")
         return values
