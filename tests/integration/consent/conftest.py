@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
 from shared.embedded import free_port
 from tests.conftest import TEST_TOKENS
+from tests.integration.segmenter.conftest import FAST, module_segmenter
 from tests.support import ServiceProcess, present
 
 Record = tuple[str | None, bytes | None]
@@ -57,9 +58,32 @@ def consent(
         service.kill()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's chromium driven by Playwright (the preference center's browser tests)."""
+@pytest.fixture(scope="package")
+def preference_stack(
+    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
+    """A segmenter and a consent service on one topic prefix, consent reading segments from it:
+    one pair for every browser module that needs both (each test its own customer and segment)."""
+    tmp = tmp_path_factory.mktemp("stack")
+    with module_segmenter(kafka_bootstrap, redis_url, tmp, **FAST) as segmenter:
+        env = consent_env(
+            kafka_bootstrap,
+            redis_url,
+            tmp / "consent-data",
+            TOPIC_PREFIX=segmenter.env["TOPIC_PREFIX"],
+            SEGMENTER_URL=segmenter.url,
+            CONSENT_SHOP_CURRENCY="CHF",  # the "why" words amounts in the shop's currency
+        )
+        consent = ServiceProcess("consent", env, tmp / "consent.log")
+        try:
+            yield consent.wait_ready(), segmenter
+        finally:
+            consent.kill()
+
+
+@pytest.fixture(scope="package")
+def chromium() -> Iterator[Browser]:
+    """Debian's chromium driven by Playwright, launched once for the package's browser tests."""
     assert CHROMIUM.exists(), "no /usr/bin/chromium: run tests/prepare.py (make test does)"
     with sync_playwright() as playwright:
         # --no-sandbox: the suite runs as root, where Chromium's sandbox refuses to start.
@@ -68,6 +92,17 @@ def browser() -> Iterator[Browser]:
             yield launched
         finally:
             launched.close()
+
+
+@pytest.fixture
+def browser(chromium: Browser) -> Iterator[Browser]:
+    """The package's chromium for one test: the pages and contexts the test opens are closed after
+    it (a page left open would go on running its script against a stopped service)."""
+    before = set(chromium.contexts)
+    yield chromium
+    for context in chromium.contexts:
+        if context not in before:
+            context.close()
 
 
 def link(service: ServiceProcess, customer_id: str) -> str:

@@ -4,42 +4,24 @@ axe-core's accessibility check of the whole page (segments shown, the script's s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
 from services.consent.preference.messages import MESSAGES
 from shared.events import CustomerEvent, new_event_id, utcnow
-from tests.integration.consent.conftest import choice, consent_env, link, produce, purpose, put
-from tests.integration.segmenter.conftest import ADMIN, FAST, module_segmenter, put_segment
+from tests.integration.consent.conftest import choice, link, produce, purpose, put
+from tests.integration.segmenter.conftest import ADMIN, put_segment
 from tests.prepare import AXE_SCRIPT
 from tests.support import ServiceProcess, wait_for
 
 EN = MESSAGES["en"]
 
 
-@pytest.fixture(scope="module")
-def stack(
-    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
-    """A segmenter and a consent service on one topic prefix, consent reading segments from it."""
-    tmp = tmp_path_factory.mktemp("stack")
-    with module_segmenter(kafka_bootstrap, redis_url, tmp, **FAST) as segmenter:
-        env = consent_env(
-            kafka_bootstrap,
-            redis_url,
-            tmp / "consent-data",
-            TOPIC_PREFIX=segmenter.env["TOPIC_PREFIX"],
-            SEGMENTER_URL=segmenter.url,
-            CONSENT_SHOP_CURRENCY="CHF",  # the "why" words amounts in the shop's currency
-        )
-        consent = ServiceProcess("consent", env, tmp / "consent.log")
-        try:
-            yield consent.wait_ready(), segmenter
-        finally:
-            consent.stop()
+@pytest.fixture
+def stack(preference_stack: tuple[ServiceProcess, ServiceProcess]) -> tuple[ServiceProcess, ServiceProcess]:
+    """The package's segmenter and consent service (conftest.py), shared with the zero-party tests."""
+    return preference_stack
 
 
 def segments_of(segmenter: ServiceProcess, customer: str) -> list[str]:
