@@ -76,7 +76,7 @@ def preference_stack(
         )
         consent = ServiceProcess("consent", env, tmp / "consent.log")
         try:
-            yield consent.wait_ready(), segmenter
+            yield consent.wait_ready(90), segmenter
         finally:
             consent.kill()
 

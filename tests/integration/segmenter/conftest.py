@@ -218,7 +218,8 @@ def module_segmenter(
     }
     service = ServiceProcess("segmenter", env, tmp / "segmenter.log")
     try:
-        yield service.wait_ready()
+        # 90 s as the erasure stacks': a miss errors every test sharing it (60 s was missed at load 20+).
+        yield service.wait_ready(90)
     finally:
         service.kill()
         client = redis.Redis.from_url(redis_url, decode_responses=True)
