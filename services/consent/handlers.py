@@ -1,4 +1,5 @@
-"""Use cases over the store: each runs in one transaction that writes history and outbox together.
+"""Use cases over the store's ports (`domain/ports.py`): each runs in one transaction that writes
+history and outbox together.
 
 Synchronous on purpose (SQLAlchemy sessions); `ConsentService` runs them in a worker thread.
 """
@@ -7,22 +8,22 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from services.consent.adapters.sql_store import CustomerUnit, SqlConsentStore
 from services.consent.domain.consent import ConsentEntry, CurrentConsent, RecordConsent
 from services.consent.domain.policy import ConsentPolicy
+from services.consent.domain.ports import ConsentStore, CustomerUnit
 from shared import topics
 from shared.events import ErasureRequested, new_event_id
 
 
 def record_consent(
-    store: SqlConsentStore, policy: ConsentPolicy, command: RecordConsent, now: datetime
+    store: ConsentStore, policy: ConsentPolicy, command: RecordConsent, now: datetime
 ) -> list[ConsentEntry] | None:
     """Record a choice and queue what it changed; None when its request id was already processed."""
     return record_many(store, policy, [command], now)[0]
 
 
 def record_many(
-    store: SqlConsentStore, policy: ConsentPolicy, commands: list[RecordConsent], now: datetime
+    store: ConsentStore, policy: ConsentPolicy, commands: list[RecordConsent], now: datetime
 ) -> list[list[ConsentEntry] | None]:
     """Record several choices in one transaction, in order; any failure rolls all of them back."""
     for command in commands:
@@ -41,7 +42,7 @@ def _record(
 
 
 def expire_customer(
-    store: SqlConsentStore, policy: ConsentPolicy, customer_id: str, now: datetime
+    store: ConsentStore, policy: ConsentPolicy, customer_id: str, now: datetime
 ) -> list[ConsentEntry]:
     """Deny (reason expired) every lapsed grant of one customer and queue the changes."""
     with store.customer(customer_id) as unit:
@@ -55,7 +56,7 @@ def retention_cutoffs(policy: ConsentPolicy, now: datetime) -> dict[str, datetim
 
 
 def retire_history(
-    store: SqlConsentStore, policy: ConsentPolicy, customer_id: str, subject: str, now: datetime
+    store: ConsentStore, policy: ConsentPolicy, customer_id: str, subject: str, now: datetime
 ) -> dict[str, int]:
     """Pseudonymize the customer's history rows past their purpose's retention, under their lock."""
     with store.customer(customer_id) as unit:
@@ -63,7 +64,7 @@ def retire_history(
 
 
 def erase_customer(
-    store: SqlConsentStore, policy: ConsentPolicy, customer_id: str, subject: str, now: datetime
+    store: ConsentStore, policy: ConsentPolicy, customer_id: str, subject: str, now: datetime
 ) -> tuple[ErasureRequested, list[ConsentEntry]]:
     """Delete the customer's consent details and queue: denials, a state tombstone, the erasure request.
 
@@ -86,7 +87,7 @@ def erase_customer(
     return request, entries
 
 
-def snapshot_bytes(store: SqlConsentStore, policy: ConsentPolicy, customer_id: str, now: datetime) -> bytes:
+def snapshot_bytes(store: ConsentStore, policy: ConsentPolicy, customer_id: str, now: datetime) -> bytes:
     """The customer's current consent.state value (for republishing at start)."""
     return policy.snapshot(customer_id, store.current(customer_id), now).to_bytes()
 

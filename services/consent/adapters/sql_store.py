@@ -74,7 +74,7 @@ class _GroupWrites:
                 rows.clear()
 
 
-class CustomerUnit:
+class SqlCustomerUnit:
     """One write transaction that holds one customer's lock: read, decide, append, enqueue."""
 
     def __init__(self, connection: Connection, customer_id: str, writes: _GroupWrites) -> None:
@@ -187,19 +187,21 @@ class SqlConsentStore:
         self.engine = engine
 
     @contextmanager
-    def customer(self, customer_id: str) -> Iterator[CustomerUnit]:
+    def customer(self, customer_id: str) -> Iterator[SqlCustomerUnit]:
         with self.customers([customer_id]) as units:
             yield units[customer_id]
 
     @contextmanager
-    def customers(self, customer_ids: list[str]) -> Iterator[dict[str, CustomerUnit]]:
+    def customers(self, customer_ids: list[str]) -> Iterator[dict[str, SqlCustomerUnit]]:
         """One transaction holding the locks of several customers (a group commit: one fsync)."""
         with write_transaction(self.engine) as connection:
             # Locks in one global order, so two writers' batches can never deadlock on PostgreSQL.
             for customer_id in sorted(set(customer_ids)):
                 lock_customer(connection, customer_id)
             writes = _GroupWrites(connection, customer_ids)
-            yield {customer_id: CustomerUnit(connection, customer_id, writes) for customer_id in customer_ids}
+            yield {
+                customer_id: SqlCustomerUnit(connection, customer_id, writes) for customer_id in customer_ids
+            }
             writes.flush()
 
     def current(self, customer_id: str) -> dict[str, CurrentConsent]:
