@@ -26,6 +26,7 @@ from shared.auth import load_tokens
 from shared.kafka import broker_answers
 from shared.metrics import DEPENDENCY_UP, HTTP_REQUEST_SECONDS
 from shared.settings import ServiceSettings
+from shared.supervise import within
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
@@ -164,7 +165,7 @@ class Readiness:
 
     async def _run(self, name: str, check: ReadinessCheck) -> tuple[str, str | None]:
         try:
-            reason = await asyncio.wait_for(check(), self.timeout)
+            reason = await within(self.timeout, check())
         except TimeoutError:
             reason = f"{name}: no answer within {self.timeout}s"
         except Exception as exc:  # a failing check is a reason to report, not a 500

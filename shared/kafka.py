@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, Ne
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from shared.settings import ServiceSettings
-from shared.supervise import retry
+from shared.supervise import retry, within
 from shared.topics import HOUR_MS, Retention, TopicNames, TopicPlan
 
 if TYPE_CHECKING:
@@ -218,7 +217,7 @@ def make_consumer(
 async def broker_answers(producer: AIOKafkaProducer, timeout: float = 2.0) -> str | None:
     """None when the broker answers a metadata request within `timeout`, else the reason."""
     try:
-        ok = await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout)
+        ok = await within(timeout, producer.client.fetch_all_metadata())
     except (TimeoutError, KafkaError, OSError) as exc:
         return f"kafka: no answer from the broker ({type(exc).__name__})"
     return None if ok is not None else "kafka: no metadata from the broker"

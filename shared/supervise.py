@@ -34,6 +34,7 @@ from shared.metrics import STEP_RETRIES, TASK_FAILURES, TASK_RUNNING
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+RECANCEL_S = 1.0  # a stopping task still running after this long is cancelled again
 Sleep = Callable[[float], Awaitable[None]]
 
 # A dependency that is away or a connection that dropped: worth waiting for, never a reason to
@@ -200,16 +201,12 @@ class Supervisor:
         since the work it was doing no longer needs doing (a job superseded by a newer one)."""
         task = self._tasks.pop(name, None)
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await _cancel_until_done([task])
         self._health.pop(name, None)
 
     async def stop(self) -> None:
         """Cancel every task and wait until each has ended."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel_until_done(list(self._tasks.values()))
         self._tasks.clear()
 
     def _stable(self, health: _Health, now: float) -> bool:
@@ -284,6 +281,28 @@ def for_each(
             await handle(record)
 
     return handle_each
+
+
+async def _cancel_until_done(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel `tasks`, and again every RECANCEL_S those still running: a cancel can be lost on the
+    way (see `within`; seen in the segmenter's consent follower even once its own waits were
+    safe), and a task that dropped one must still end."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
+    await asyncio.gather(*tasks, return_exceptions=True)  # retrieve what each ended with
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """`awaitable`, or TimeoutError after `seconds`: asyncio.wait_for without its Python 3.11 flaw
+    (gh-86296, fixed in 3.12): a cancel that arrives while the awaitable completes is swallowed, so
+    a supervised loop cancelled at shutdown runs on and the stop never ends. It hung the
+    segmenter's SIGTERM (its consent follower, cancelled in the barrier's wait, kept reading) in 2
+    of 3 tries. Use this (or asyncio.timeout), never wait_for."""
+    async with asyncio.timeout(seconds):
+        return await awaitable
 
 
 async def handle_or_dead_letter(

@@ -18,6 +18,7 @@ from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.domain.membership import ON_SWEEP
 from services.segmenter.domain.segments import SegmentRegistry
 from services.segmenter.membership_service import Cause, MembershipService
+from shared.supervise import within
 
 log = logging.getLogger(__name__)
 NO_CAUSE = Cause(None, None)
@@ -59,7 +60,7 @@ class ExpiryScheduler:
         while True:
             delay = await self.run_once()
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                await within(delay, self._wake.wait())
 
     async def run_once(self) -> float:
         """Evict what is due in the owned partitions; the seconds to sleep before the next look."""

@@ -30,6 +30,7 @@ from services.segmenter.adapters.kafka_following import AssignmentFollower
 from services.segmenter.barrier import BarrierTimeoutError, ConsentBarrier
 from shared.failpoints import failpoint
 from shared.settings import ServiceSettings
+from shared.supervise import within
 
 log = logging.getLogger(__name__)
 Handler = Callable[[ConsumerRecord], Awaitable[None]]
@@ -133,7 +134,7 @@ class KafkaConsentFollower(AssignmentFollower, ConsentBarrier):
             if left <= 0:  # no record handled for `timeout` s: stuck, or the partitions moved away
                 raise BarrierTimeoutError(f"consent partitions not read: {await self._where(ends)}")
             try:
-                await asyncio.wait_for(progress.wait(), min(POLL_S, left))
+                await within(min(POLL_S, left), progress.wait())
                 deadline = time.monotonic() + timeout  # the follower moves: a backlog, not a stall
             except TimeoutError:
                 pass
@@ -145,7 +146,7 @@ class KafkaConsentFollower(AssignmentFollower, ConsentBarrier):
         for tp, end in ends.items():
             followed = tp.partition in self.partitions
             try:
-                position = await asyncio.wait_for(self.consumer.position(tp), POLL_S) if followed else None
+                position = await within(POLL_S, self.consumer.position(tp)) if followed else None
             except (IllegalStateError, TimeoutError):
                 position = None
             unhandled = self._unhandled.get(tp.partition, 0)
@@ -160,6 +161,6 @@ class KafkaConsentFollower(AssignmentFollower, ConsentBarrier):
         if tp.partition not in self.partitions or self._unhandled.get(tp.partition, 0):
             return False
         try:
-            return await asyncio.wait_for(self.consumer.position(tp), POLL_S) >= end
+            return await within(POLL_S, self.consumer.position(tp)) >= end
         except (IllegalStateError, TimeoutError):  # revoked meanwhile, or no position yet
             return False

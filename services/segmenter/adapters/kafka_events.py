@@ -26,6 +26,7 @@ from aiokafka.structs import ConsumerRecord
 from services.segmenter.adapters.kafka_following import AssignmentFollower
 from shared.kafka import clamp_lag
 from shared.settings import ServiceSettings
+from shared.supervise import within
 
 log = logging.getLogger(__name__)
 BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[None]]
@@ -97,7 +98,7 @@ class KafkaEventFollower(AssignmentFollower):
         if self.consumer is None or partition not in self.partitions:
             return None
         try:
-            return await asyncio.wait_for(self.consumer.position(TopicPartition(self.topic, partition)), 1.0)
+            return await within(1.0, self.consumer.position(TopicPartition(self.topic, partition)))
         except Exception:  # revoked meanwhile, or no position yet: the end offset rules
             return None
 

@@ -21,6 +21,7 @@ from shared.supervise import (
     describe_failure,
     handle_or_dead_letter,
     retry,
+    within,
 )
 
 
@@ -137,6 +138,64 @@ async def test_a_cancelled_task_ends_and_its_failures_are_forgotten() -> None:
     assert task.done() and supervisor.not_ready() is None
     supervisor.spawn("superseded", broken)  # the name is free for the job that replaces it
     await supervisor.stop()
+
+
+async def test_a_stop_ends_a_loop_cancelled_just_as_its_timed_wait_completes() -> None:
+    """The fault: the stop's cancel lands in the same turn of the loop as the wake-up the task
+    waited for. asyncio.wait_for on Python 3.11 returns the result and drops the cancel (the loop
+    ran on and the segmenter never stopped on SIGTERM); `within` lets it through."""
+    wake = asyncio.Event()
+    turns = 0
+    supervisor = Supervisor(Backoff(initial=1.0, cap=1.0))
+
+    async def loop() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await within(10.0, wake.wait())
+            wake.clear()
+
+    task = supervisor.spawn("follower", loop)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert turns == 1
+    wake.set()  # the wait completes ...
+    task.cancel()  # ... and the stop's cancel comes in the same turn (Supervisor.stop's first step)
+    done, _ = await asyncio.wait([task], timeout=5.0)
+    await supervisor.stop()
+    assert done and task.cancelled() and turns == 1
+
+
+async def test_a_stop_ends_a_task_that_dropped_its_cancel() -> None:
+    """A library may drop the cancel as above (asyncio.wait_for on 3.11); the stop cancels what
+    still runs again, so the task ends at its next wait."""
+    wake = asyncio.Event()
+    turns = 0
+    supervisor = Supervisor(Backoff(initial=1.0, cap=1.0))
+
+    async def loop() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            try:
+                await wake.wait()
+            except asyncio.CancelledError:
+                if turns > 1:
+                    raise
+            wake.clear()  # the first cancel dropped, as wait_for does when the wait completed
+
+    task = supervisor.spawn("follower", loop)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    stopping = asyncio.ensure_future(supervisor.stop())
+    done, _ = await asyncio.wait([stopping], timeout=30.0)
+    assert done and task.cancelled() and turns == 2
+
+
+async def test_within_times_out_and_returns_what_completes_in_time() -> None:
+    assert await within(1.0, asyncio.sleep(0, "done")) == "done"
+    with pytest.raises(TimeoutError):
+        await within(0.01, asyncio.Event().wait())
 
 
 async def test_a_failure_after_a_stable_run_starts_the_backoff_over() -> None:
