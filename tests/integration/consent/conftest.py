@@ -82,6 +82,16 @@ def preference_stack(
 
 
 @pytest.fixture(scope="package")
+def peer_segmenter(
+    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    """One segmenter for the export and erasure-receipt tests, which start their own audit, delivery
+    and consent on its prefix (each test its own customer id; neither stops or freezes it)."""
+    with module_segmenter(kafka_bootstrap, redis_url, tmp_path_factory.mktemp("peers")) as segmenter:
+        yield segmenter
+
+
+@pytest.fixture(scope="package")
 def chromium() -> Iterator[Browser]:
     """Debian's chromium driven by Playwright, launched once for the package's browser tests."""
     assert CHROMIUM.exists(), "no /usr/bin/chromium: run tests/prepare.py (make test does)"

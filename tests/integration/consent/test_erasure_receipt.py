@@ -61,13 +61,18 @@ def send_event(bootstrap: str, prefix: str, customer: str) -> None:
 
 
 def test_an_erasure_receipt_shows_each_service_and_a_verifiable_inclusion_proof(
-    start_service, customer, kafka_bootstrap: str, topic_prefix: str, redis_client: Any
+    start_service, peer_segmenter, customer, kafka_bootstrap: str, redis_client: Any
 ) -> None:
-    segmenter = start_service("segmenter")
-    audit = start_service("audit")
+    segmenter = peer_segmenter
+    topic_prefix = segmenter.env["TOPIC_PREFIX"]
+    audit = start_service("audit", TOPIC_PREFIX=topic_prefix)
     # The internal token with only the scopes deploy/make_env.py gives it: enough for the calls.
     consent = start_service(
-        "consent", SEGMENTER_URL=segmenter.url, AUDIT_URL=audit.url, INTERNAL_TOKEN="internal-token-01"
+        "consent",
+        TOPIC_PREFIX=topic_prefix,
+        SEGMENTER_URL=segmenter.url,
+        AUDIT_URL=audit.url,
+        INTERNAL_TOKEN="internal-token-01",
     )
     for service in (segmenter, audit, consent):
         service.wait_ready(90)

@@ -13,13 +13,14 @@ from tests.support import wait_for
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
 
-def test_export_gathers_segments_and_the_audit_trail(start_service, customer) -> None:
-    segmenter = start_service("segmenter")
-    audit = start_service("audit")
-    delivery = start_service("delivery")
+def test_export_gathers_segments_and_the_audit_trail(start_service, peer_segmenter, customer) -> None:
+    segmenter = peer_segmenter
+    on_its_prefix = {"TOPIC_PREFIX": segmenter.env["TOPIC_PREFIX"]}
+    audit = start_service("audit", **on_its_prefix)
+    delivery = start_service("delivery", **on_its_prefix)
     # The internal token with only the scopes deploy/make_env.py gives it: enough for the calls.
     peers = {"SEGMENTER_URL": segmenter.url, "AUDIT_URL": audit.url, "DELIVERY_URL": delivery.url}
-    consent = start_service("consent", INTERNAL_TOKEN="internal-token-01", **peers)
+    consent = start_service("consent", INTERNAL_TOKEN="internal-token-01", **peers, **on_its_prefix)
     for service in (segmenter, audit, delivery, consent):
         service.wait_ready(90)
     assert put(consent, customer, "marketing_email", choice()).status_code == 200
