@@ -6,11 +6,17 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
+
+from tests.conftest import service_environment
+from tests.support import ServiceProcess
 
 SERVICES = ("consent", "segmenter", "audit", "delivery")
 ERROR_CODES = ("401", "403", "404", "413", "422")
@@ -46,9 +52,33 @@ def body_has_example(document: dict[str, Any], body: dict[str, Any]) -> bool:
     return False
 
 
-@pytest.mark.parametrize("name", SERVICES)
-def test_openapi_declares_the_bearer_scheme_errors_and_body_examples(start_service, name: str) -> None:
-    service = start_service(name).wait_ready()
+@pytest.fixture(scope="module", params=SERVICES)
+def service(
+    request: pytest.FixtureRequest,
+    kafka_bootstrap: str,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServiceProcess]:
+    """One process per service for both tests of this module (pytest runs a service's tests one
+    after the other and stops it before the next starts): the first test only reads the document
+    and sends two refused GETs, so schemathesis meets the state a fresh process has. Each start
+    costs seconds of imports and a group join."""
+    tmp = tmp_path_factory.mktemp(request.param)
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    env = service_environment(kafka_bootstrap, redis_url, prefix, tmp / "data")
+    process = ServiceProcess(request.param, env, tmp / f"{request.param}.log")
+    try:
+        yield process.wait_ready()
+    finally:
+        process.kill()
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        for key in client.scan_iter(f"sw:{prefix}*", count=1000):
+            client.delete(key)
+        client.close()
+
+
+def test_openapi_declares_the_bearer_scheme_errors_and_body_examples(service: ServiceProcess) -> None:
+    name = service.name
     document = httpx.get(f"{service.url}/openapi.json").json()
 
     schemes = document["components"]["securitySchemes"]
@@ -103,11 +133,9 @@ EXCLUDED_CHECKS = "positive_data_acceptance"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", SERVICES)
 def test_schemathesis_all_checks_pass_against_the_running_service(
-    start_service, name: str, tmp_path: Path
+    service: ServiceProcess, tmp_path: Path
 ) -> None:
-    service = start_service(name).wait_ready()
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
         "run",
