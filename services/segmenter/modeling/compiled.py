@@ -10,10 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from operator import mul
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.mixture import GaussianMixture
-from sklearn.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    # Only for types: a pipeline reaches this module unpickled, so scikit-learn is loaded by then,
+    # and a segmenter with no model never pays for importing it (over half of its start-up).
+    from sklearn.mixture import GaussianMixture
+    from sklearn.pipeline import Pipeline
 
 Row = tuple[float, ...]
 
@@ -26,6 +31,8 @@ class CompiledModel:
         # scaled = x * a - b, with a = 1 / scale and b = mean / scale
         a = 1.0 / np.asarray(scaler.scale_)
         b = np.asarray(scaler.mean_) * a
+        from sklearn.mixture import GaussianMixture
+
         if isinstance(model, GaussianMixture):
             self.cluster_of = _most_probable_component(model, a, b)
         else:

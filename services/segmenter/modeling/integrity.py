@@ -13,13 +13,14 @@ import io
 import json
 import pickle
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from sklearn.base import BaseEstimator
-from sklearn.pipeline import Pipeline
 
 from services.segmenter.modeling.metadata import ModelMetadata
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 DOMAIN = b"segwarden-model-v1\n"
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -85,6 +86,10 @@ def verified_metadata(key: bytes, raw: bytes, model_id: str) -> tuple[ModelMetad
 
 def unpickle_verified(model_id: str, data: bytes, checksum: str) -> Pipeline:
     """The pipeline in `data`, only if its checksum is the signed one."""
+    # scikit-learn is imported here, not at the top: importing it (with scipy) is over half of a
+    # segmenter's start-up, and only a model file needs it.
+    from sklearn.pipeline import Pipeline
+
     if not hmac.compare_digest(sha256_hex(data), checksum):
         raise ModelIntegrityError(f"model {model_id!r}: model bytes do not match the signed checksum")
     try:
@@ -101,6 +106,8 @@ class _EstimatorUnpickler(pickle.Unpickler):
         if (module, name) in _NUMPY_GLOBALS:
             return super().find_class(module, name)
         if module.startswith("sklearn."):
+            from sklearn.base import BaseEstimator  # loaded already: see unpickle_verified
+
             found = super().find_class(module, name)
             if isinstance(found, type) and issubclass(found, BaseEstimator):
                 return found

@@ -15,8 +15,7 @@ import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-from sklearn.pipeline import Pipeline
+from typing import TYPE_CHECKING
 
 from services.segmenter.modeling.integrity import (
     SHA256_HEX,
@@ -28,6 +27,10 @@ from services.segmenter.modeling.integrity import (
 from services.segmenter.modeling.metadata import ModelMetadata, check_model_id
 from shared.secrets import read_or_create_secret
 from shared.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    # Types only: importing scikit-learn is over half of a segmenter's start-up (see integrity.py).
+    from sklearn.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 KEY_FILE = "model-key"
