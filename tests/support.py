@@ -17,6 +17,8 @@ import pytest
 import redis
 from kafka import KafkaConsumer, TopicPartition
 
+from services.segmenter.adapters.redis_keys import KeyLayout
+from services.segmenter.adapters.redis_store import CustomerSnapshot, snapshot_of
 from shared.embedded import free_port, redis_answers, start_redis_server
 from shared.events import ModelTrained
 
@@ -212,3 +214,9 @@ def read_topic(bootstrap: str, topic: str, count: int) -> list[bytes]:
         return values
     finally:
         consumer.close()
+
+
+def stored_customer(client: redis.Redis, namespace: str, customer: str) -> CustomerSnapshot:
+    """A customer's hash in the segmenter's Redis (namespace `sw:<prefix>`), read as the segmenter
+    reads it: features, consent, segments and version apart."""
+    return snapshot_of(customer, client.hgetall(KeyLayout(namespace).state(customer)).items())

@@ -109,12 +109,12 @@ class StateRebuilder:
         for partition in partitions:
             chunk: list[str] = []
             async for customer_id in self.store.known_customers(partition):
-                chunk.append(self.store.keys.features(customer_id))
+                chunk.append(customer_id)
                 if len(chunk) >= CHUNK:
-                    await self.store.client.delete(*chunk)
+                    await self.store.forget_features(chunk)
                     chunk = []
             if chunk:
-                await self.store.client.delete(*chunk)
+                await self.store.forget_features(chunk)
 
     async def replay(
         self, partitions: Sequence[int], erased: dict[str, ErasureMark], positions: dict[int, int | None]

@@ -11,6 +11,7 @@ import redis
 
 from shared.events import MembershipChanged, utcnow
 from tests.faults.model import BY_ID, SEGMENTS, ConsentHistory, Model
+from tests.support import stored_customer
 
 # A join decided this soon after a grant's expires_at was decided on a clock reading taken just
 # before it (the decision reads the clock once, the message is stamped after).
@@ -56,7 +57,7 @@ def observe(
 ) -> Observed:
     ns = f"sw:{prefix}"
     members = {s.segment_id: set(client.smembers(f"{ns}seg:{{{s.segment_id}}}:members")) for s in SEGMENTS}
-    segments = {c: set(client.smembers(f"{ns}{{c:{c}}}:segs")) for c in customers}
+    segments = {c: stored_customer(client, ns, c).segments for c in customers}
     return Observed(members, segments, _api_members(segmenter_url), announced)
 
 

@@ -17,7 +17,7 @@ from shared.embedded import free_port
 from tests.conftest import TEST_TOKENS
 from tests.faults.infra import OwnBroker
 from tests.faults.model import SEGMENTS
-from tests.support import OwnRedis, ServiceProcess, wait_for
+from tests.support import OwnRedis, ServiceProcess, stored_customer, wait_for
 
 ADMIN = {"Authorization": "Bearer admin-token-0001"}
 # Periodic repair is slow on purpose (production-like): recovery must come from the paths under test,
@@ -203,7 +203,7 @@ class FaultStack:
             members = {s: set(client.smembers(f"{ns}seg:{{{s}}}:members")) for s in SEGMENT_IDS}
             unsynced = 0
             for customer in customers:
-                segs = set(client.smembers(f"{ns}{{c:{customer}}}:segs"))
+                segs = stored_customer(client, ns, customer).segments
                 unsynced += any((s in segs) != (customer in m) for s, m in members.items())
         parts = [f"{outboxes} outboxes"] * bool(outboxes) + [f"{unsynced} unsynced member sets"] * bool(
             unsynced

@@ -20,7 +20,7 @@ from tests.integration.consent.conftest import choice, produce, put
 from tests.integration.consent.test_retention import one_day_catalog, retention_runs
 from tests.integration.segmenter.conftest import put_segment
 from tests.integration.segmenter.test_retention import FAKED
-from tests.support import ServiceProcess, wait_for
+from tests.support import ServiceProcess, stored_customer, wait_for
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 PURPOSE = "marketing_email"
@@ -82,8 +82,7 @@ def test_a_customer_past_a_one_day_retention_is_let_go_by_both_services_and_the_
         collector.stop()
 
     # The segmenter kept no features; consent kept only the grant in force.
-    features = redis_client.hgetall(f"sw:{topic_prefix}{{c:{customer}}}:f")
-    assert not {k for k in features if not k.startswith("_")}
+    assert not stored_customer(redis_client, f"sw:{topic_prefix}", customer).features
     history = httpx.get(f"{consent.url}/v1/customers/{customer}/consents/history", headers=bearer()).json()
     assert [h["status"] for h in history["history"]] == ["granted"]
     states = httpx.get(f"{consent.url}/v1/customers/{customer}/consents", headers=bearer()).json()

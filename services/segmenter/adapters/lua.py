@@ -28,7 +28,9 @@ local function mark(key, at, seq, ttl)
 end
 """
 
-# KEYS: features, version, consent, segments, outbox, erasure marker (one customer's).
+
+# KEYS: the customer's hash (redis_keys: features, `_v` version, `_c:<purpose>` consent,
+# `_s:<segment>` segments, `_o:`/`_t:`/`_r` offsets), outbox, erasure marker (one customer's).
 # ARGV[1]: the customer's events of one batch as one JSON array (one argument, not ten per
 # event: packing arguments was the Redis client's largest cost), in offset order per partition,
 # each an array of strings: offset field, offset, event_id, type, occurred_at (epoch), purchase
@@ -41,15 +43,15 @@ end
 # (`_r`: 12 hex digits of the SHA-1 of each, newest first; a producer's retry lands shortly after
 # the original). Bookkeeping fields start with `_`. An event from before the customer's erasure
 # (occurred, or written to its topic, at or before the marker's `at`) writes nothing. The version
-# moves once for the call. Returns {per event 1 applied | 0 duplicate | -1 erased, version,
-# features, consent, segments, outbox length}: the state after all of them (a duplicate returns
-# it too, so a retry can re-plan from it).
+# moves once for the call. Returns {per event 1 applied | 0 duplicate | -1 erased, the hash,
+# outbox length}: the state after all of them (a duplicate returns it too, so a retry can
+# re-plan from it).
 RECENT = 4
 APPLY_EVENTS = (
     MARKER
     + """
 local f = KEYS[1]
-local mat = marker(KEYS[6])
+local mat = marker(KEYS[3])
 local outcomes, any_applied = {}, false
 for _, e in ipairs(cjson.decode(ARGV[1])) do
   local ofield, offset, eid, etype, at, amount, tstext = e[1], e[2], e[3], e[4], e[5], e[6], e[7]
@@ -93,29 +95,23 @@ for _, e in ipairs(cjson.decode(ARGV[1])) do
   end
   table.insert(outcomes, outcome)
 end
-local v
-if any_applied then v = redis.call('INCR', KEYS[2]) else v = tonumber(redis.call('GET', KEYS[2]) or '0') end
-return {outcomes, v, redis.call('HGETALL', f), redis.call('HGETALL', KEYS[3]),
-  redis.call('SMEMBERS', KEYS[4]), redis.call('LLEN', KEYS[5])}
+if any_applied then redis.call('HINCRBY', f, '_v', 1) end
+return {outcomes, redis.call('HGETALL', f), redis.call('LLEN', KEYS[2])}
 """
 )
 
-# KEYS: features, version, consent, segments, outbox.
-# Returns {version, features, consent, segments, outbox length}.
+# KEYS: the customer's hash, outbox.  Returns {the hash, outbox length}.
 READ_CUSTOMER = """
-local v = tonumber(redis.call('GET', KEYS[2]) or '0')
-return {v, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[3]), redis.call('SMEMBERS', KEYS[4]),
-  redis.call('LLEN', KEYS[5])}
+return {redis.call('HGETALL', KEYS[1]), redis.call('LLEN', KEYS[2])}
 """
 
-# KEYS: consent, version, features, segments, outbox (its length is returned: a leftover is
-# repaired), erasure marker.  ARGV: pairs purpose, "status|expires|recorded|seq|lapsed".
+# KEYS: the customer's hash, outbox (its length is returned: a leftover is repaired), erasure
+# marker.  ARGV: pairs purpose, "status|expires|recorded|seq|lapsed", kept as `_c:<purpose>`.
 # A purpose's state is replaced only by one that supersedes it, exactly as
 # domain.consent.PurposeConsent.supersedes: by sequence when both have one (strictly newer), a
 # sequenced state over an unsequenced one, else by recorded_at with the denial winning a tie.
 # So snapshots, changes and their redeliveries commute. A state from before the customer's
-# erasure is refused. Returns {changed 1|0, version, refused states, features, consent, segments,
-# outbox length}.
+# erasure is refused. Returns {changed 1|0, refused states, the hash, outbox length}.
 APPLY_CONSENT = (
     MARKER
     + """
@@ -128,36 +124,47 @@ local function supersedes(new, old)
   if nr ~= orec then return nr > orec end
   return ns == 'denied' and ostatus ~= 'denied'
 end
-local mat, mseq = marker(KEYS[6])
+local mat, mseq = marker(KEYS[3])
 local changed, refused = 0, 0
 for i = 1, #ARGV, 2 do
   local _, rec, seq = parse(ARGV[i + 1])
   if before(mat, mseq, rec * 1000, seq) then
     refused = refused + 1
   else
-    local old = redis.call('HGET', KEYS[1], ARGV[i])
+    local field = '_c:' .. ARGV[i]
+    local old = redis.call('HGET', KEYS[1], field)
     if old ~= ARGV[i + 1] and supersedes(ARGV[i + 1], old) then
-      redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+      redis.call('HSET', KEYS[1], field, ARGV[i + 1])
       changed = 1
     end
   end
 end
-local v
-if changed == 1 then v = redis.call('INCR', KEYS[2]) else v = tonumber(redis.call('GET', KEYS[2]) or '0') end
-local features = redis.call('HGETALL', KEYS[3])
-return {changed, v, refused, features, redis.call('HGETALL', KEYS[1]), redis.call('SMEMBERS', KEYS[4]),
-  redis.call('LLEN', KEYS[5])}
+if changed == 1 then redis.call('HINCRBY', KEYS[1], '_v', 1) end
+return {changed, refused, redis.call('HGETALL', KEYS[1]), redis.call('LLEN', KEYS[2])}
 """
 )
 
-# KEYS: version, segments, consent, outbox.  ARGV: expected version, now, then ops "j"|"l",
+# The segments a customer's hash holds (its `_s:<segment>` fields).
+SEGMENTS = """
+local function segments(key)
+  local out = {}
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(field, 1, 3) == '_s:' then table.insert(out, string.sub(field, 4)) end
+  end
+  return out
+end
+"""
+
+# KEYS: the customer's hash, outbox.  ARGV: expected version, now, then ops "j"|"l",
 # segment, message, n, n required purposes.  Refuses (-1) when the customer changed since it
 # was read; a join whose consent is not effective now is not applied (fail closed). An applied
 # op's message joins the outbox in the same step, so a crash before the publish loses nothing.
 # With no ops it only reads. Returns {applied segments, the whole outbox (older leftovers first),
 # the customer's segments after the commit (the truth the segments' member sets follow)}.
-COMMIT = """
-if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
+COMMIT = (
+    SEGMENTS
+    + """
+if (redis.call('HGET', KEYS[1], '_v') or '0') ~= ARGV[1] then return -1 end
 local now, applied, i = tonumber(ARGV[2]), {}, 3
 while i <= #ARGV do
   local action, sid, message, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
@@ -165,75 +172,96 @@ while i <= #ARGV do
   if action == 'j' then
     local ok = true
     for k = 1, n do
-      local s = redis.call('HGET', KEYS[3], ARGV[i + 3 + k])
+      local s = redis.call('HGET', KEYS[1], '_c:' .. ARGV[i + 3 + k])
       local status, exp = string.match(s or '', '^([^|]*)|([^|]*)|')
       if status ~= 'granted' or (exp ~= '' and tonumber(exp) <= now) then ok = false end
     end
-    done = ok and redis.call('SADD', KEYS[2], sid) == 1
+    done = ok and redis.call('HSETNX', KEYS[1], '_s:' .. sid, '1') == 1
   else
-    done = redis.call('SREM', KEYS[2], sid) == 1
+    done = redis.call('HDEL', KEYS[1], '_s:' .. sid) == 1
   end
   if done then
     table.insert(applied, sid)
-    if message ~= '' then redis.call('RPUSH', KEYS[4], message) end
+    if message ~= '' then redis.call('RPUSH', KEYS[2], message) end
   end
   i = i + 4 + n
 end
-return {applied, redis.call('LRANGE', KEYS[4], 0, -1), redis.call('SMEMBERS', KEYS[2])}
-"""
-
-# KEYS: features, consent, segments, version, outbox, erasure marker.  ARGV: the erasure's time
-# (ms), its consent sequence or "", the marker's ttl (ms), then pairs segment, its `left` message.
-# Deletes every key naming the customer but the outbox (features with their bookkeeping, consent,
-# segments, version), marks the erasure and appends the `left` of every segment they were in to
-# the outbox in one step, so a crash cannot lose those messages; once they are published the
-# outbox is empty and gone too. Refuses (-1) unless ARGV names exactly the segments the customer
-# is in now. Returns the whole outbox (older leftovers first).
-ERASE = (
-    MARKER
-    + """
-if redis.call('SCARD', KEYS[3]) * 2 ~= #ARGV - 3 then return -1 end
-for i = 4, #ARGV, 2 do
-  if redis.call('SISMEMBER', KEYS[3], ARGV[i]) == 0 then return -1 end
-end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-mark(KEYS[6], ARGV[1], ARGV[2], ARGV[3])
-for i = 5, #ARGV, 2 do redis.call('RPUSH', KEYS[5], ARGV[i]) end
-return redis.call('LRANGE', KEYS[5], 0, -1)
+return {applied, redis.call('LRANGE', KEYS[2], 0, -1), segments(KEYS[1])}
 """
 )
 
-# KEYS: consent, version, erasure marker.  ARGV: the erasure's time (ms), its consent sequence or
-# "", the marker's ttl (ms). Marks an erasure read where nothing is announced (the consent load at
-# start, a rebuild) and drops the consent states from before it; the stream's handler erases
+# KEYS: the customer's hash, outbox, erasure marker.  ARGV: the erasure's time (ms), its consent
+# sequence or "", the marker's ttl (ms), then pairs segment, its `left` message.
+# Deletes the hash (features with their bookkeeping, consent, segments, version: every key naming
+# the customer but the outbox), marks the erasure and appends the `left` of every segment they
+# were in to the outbox in one step, so a crash cannot lose those messages; once they are
+# published the outbox is empty and gone too. Refuses (-1) unless ARGV names exactly the
+# segments the customer is in now. Returns the whole outbox (older leftovers first).
+ERASE = (
+    MARKER
+    + SEGMENTS
+    + """
+if #segments(KEYS[1]) * 2 ~= #ARGV - 3 then return -1 end
+for i = 4, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[1], '_s:' .. ARGV[i]) == 0 then return -1 end
+end
+redis.call('DEL', KEYS[1])
+mark(KEYS[3], ARGV[1], ARGV[2], ARGV[3])
+for i = 5, #ARGV, 2 do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+return redis.call('LRANGE', KEYS[2], 0, -1)
+"""
+)
+
+# KEYS: the customer's hash, erasure marker.  ARGV: the erasure's time (ms), its consent sequence
+# or "", the marker's ttl (ms). Marks an erasure read where nothing is announced (the consent load
+# at start, a rebuild) and drops the consent states from before it; the stream's handler erases
 # the rest when it reads the erasure. Returns how many states were dropped.
 MARK_ERASED = (
     MARKER
     + """
-mark(KEYS[3], ARGV[1], ARGV[2], ARGV[3])
-local mat, mseq = marker(KEYS[3])
+mark(KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+local mat, mseq = marker(KEYS[2])
 local all, dropped = redis.call('HGETALL', KEYS[1]), 0
 for i = 1, #all, 2 do
-  local _, rec, seq = parse(all[i + 1])
-  if before(mat, mseq, rec * 1000, seq) then
-    redis.call('HDEL', KEYS[1], all[i])
-    dropped = dropped + 1
+  if string.sub(all[i], 1, 3) == '_c:' then
+    local _, rec, seq = parse(all[i + 1])
+    if before(mat, mseq, rec * 1000, seq) then
+      redis.call('HDEL', KEYS[1], all[i])
+      dropped = dropped + 1
+    end
   end
 end
-if dropped > 0 then redis.call('INCR', KEYS[2]) end
+if dropped > 0 then redis.call('HINCRBY', KEYS[1], '_v', 1) end
 return dropped
 """
 )
 
-# KEYS: features, version.  ARGV: the `last` activity the retention job decided on.  Deletes the
+# KEYS: the customer's hash.  ARGV: the `last` activity the retention job decided on.  Deletes the
 # feature fields of a customer inactive past retention, unless an event was applied since (then
-# `last` moved and the customer is active again). The bookkeeping (`_o`, `_t`, `_r`) stays, so a
-# redelivered old event is still a duplicate. Returns 1 when purged, else 0.
+# `last` moved and the customer is active again). Every `_` field stays: the offsets (`_o`, `_t`,
+# `_r`, so a redelivered old event is still a duplicate), consent, segments and the version.
+# Returns 1 when purged, else 0.
 PURGE_FEATURES = """
 if redis.call('HGET', KEYS[1], 'last') ~= ARGV[1] then return 0 end
 for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
   if string.sub(field, 1, 1) ~= '_' then redis.call('HDEL', KEYS[1], field) end
 end
-redis.call('INCR', KEYS[2])
+redis.call('HINCRBY', KEYS[1], '_v', 1)
 return 1
+"""
+
+# KEYS: the customer's hash.  A rebuild's first step (rebuild.StateRebuilder.forget_features):
+# the features and the applied offsets go, so the replay counts every event again; consent,
+# segments and the version stay (consent is loaded again and only moves forward; segments are
+# what the reconciler compares the rebuilt decision with). Returns how many fields went.
+FORGET_FEATURES = """
+local gone = 0
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  local head = string.sub(field, 1, 3)
+  if head ~= '_c:' and head ~= '_s:' and field ~= '_v' then
+    redis.call('HDEL', KEYS[1], field)
+    gone = gone + 1
+  end
+end
+return gone
 """

@@ -1,8 +1,15 @@
 """The Redis key layout: a customer's keys share one hash slot, each segment's members have their own.
 
-On Redis Cluster the hash tag `{c:<customer_id>}` puts a customer's features, consent, segments,
-version and outbox in one slot, so one Lua script updates them atomically; a
-segment's member set `{<segment_id>}` lives in its own slot and is updated in a second step.
+A customer is one hash (`state`) and, while membership changes wait for the broker, an outbox
+list: one key at rest, since every key costs some 70 bytes of its own beside its contents and
+Redis 7.0 keeps a small set of strings as a hashtable (about 200 bytes), where a small hash is
+one listpack. The hash holds the features under their own names (domain.features) and, under
+names that start with `_` (never a feature's), the bookkeeping: the version (VERSION), each
+purpose's consent (CONSENT + purpose), each segment the customer is in (SEGMENT + segment id),
+the applied offsets (`_o:`, `_t:`, `_r`, adapters/lua.py).
+On Redis Cluster the hash tag `{c:<customer_id>}` puts the hash and the outbox in one slot, so
+one Lua script updates them atomically; a segment's member set `{<segment_id>}` lives in its own
+slot and is updated in a second step.
 An erased customer's marker is named by their pseudonym, not their id, and put in the same slot
 by a hash tag that only shares the slot number (see `slot_tag`).
 """
@@ -13,6 +20,9 @@ from dataclasses import dataclass
 from functools import cache
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+# Field names in a customer's hash; the Lua scripts (adapters/lua.py) spell the same ones.
+VERSION, CONSENT, SEGMENT = "_v", "_c:", "_s:"
 
 
 @cache
@@ -40,17 +50,9 @@ class KeyLayout:
     def customer(self, customer_id: str, part: str) -> str:
         return f"{self.namespace}{{c:{customer_id}}}:{part}"
 
-    def features(self, customer_id: str) -> str:
-        return self.customer(customer_id, "f")
-
-    def consent(self, customer_id: str) -> str:
-        return self.customer(customer_id, "consent")
-
-    def segments(self, customer_id: str) -> str:
-        return self.customer(customer_id, "segs")
-
-    def version(self, customer_id: str) -> str:
-        return self.customer(customer_id, "ver")
+    def state(self, customer_id: str) -> str:
+        """The customer's hash: features, consent, segments, version and applied offsets."""
+        return self.customer(customer_id, "s")
 
     def outbox(self, customer_id: str) -> str:
         """Membership changes committed but not yet acknowledged by the broker, oldest first."""

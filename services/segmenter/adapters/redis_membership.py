@@ -8,7 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from services.segmenter.adapters.redis_keys import KeyLayout
+from services.segmenter.adapters.redis_keys import SEGMENT, KeyLayout
 
 
 class RedisMembershipReader:
@@ -29,12 +29,13 @@ class RedisMembershipReader:
         return int(await self.client.scard(self.keys.members(segment_id)))
 
     async def segments_of(self, customer_id: str) -> list[str]:
-        return sorted(await self.client.smembers(self.keys.segments(customer_id)))
+        fields = await self.client.hkeys(self.keys.state(customer_id))
+        return sorted(f[len(SEGMENT) :] for f in fields if f.startswith(SEGMENT))
 
     async def profiles(self, customer_ids: Sequence[str], attrs: Sequence[str]) -> list[dict[str, Any]]:
         """The named profile attributes of each customer (for k-anonymous breakdowns)."""
         async with self.client.pipeline(transaction=False) as pipe:
             for customer_id in customer_ids:
-                pipe.hmget(self.keys.features(customer_id), [f"p:{a}" for a in attrs])
+                pipe.hmget(self.keys.state(customer_id), [f"p:{a}" for a in attrs])
             rows = await pipe.execute()
         return [{a: json.loads(v) for a, v in zip(attrs, row, strict=True) if v is not None} for row in rows]

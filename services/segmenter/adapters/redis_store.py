@@ -11,7 +11,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from services.segmenter.adapters import lua
-from services.segmenter.adapters.redis_keys import KeyLayout
+from services.segmenter.adapters.redis_keys import CONSENT, SEGMENT, VERSION, KeyLayout
 from services.segmenter.domain.consent import ConsentView, PurposeConsent
 from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.features import LAST
@@ -96,13 +96,28 @@ def decode_consent(raw: dict[str, str]) -> ConsentView:
     return ConsentView({purpose: decode_one(value) for purpose, value in raw.items()})
 
 
-def _pairs(flat: Sequence[str]) -> dict[str, str]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
+def snapshot_of(customer_id: str, fields: Iterable[tuple[str, str]], outbox: int = 0) -> CustomerSnapshot:
+    """A customer's hash (its field, value pairs) read apart: features are the fields without a leading
+    `_`; the version, consent and segments have theirs (redis_keys); the offsets are skipped."""
+    features: dict[str, str] = {}
+    consent: dict[str, str] = {}
+    segments: set[str] = set()
+    version = 0
+    for field, value in fields:
+        if not field.startswith("_"):
+            features[field] = value
+        elif field.startswith(SEGMENT):
+            segments.add(field[len(SEGMENT) :])
+        elif field.startswith(CONSENT):
+            consent[field[len(CONSENT) :]] = value
+        elif field == VERSION:
+            version = int(value)
+    return CustomerSnapshot(customer_id, version, features, decode_consent(consent), segments, int(outbox))
 
 
-def _features(flat: Sequence[str]) -> dict[str, str]:
-    """The feature fields of the stored hash, without the bookkeeping ones (`_o:<p>`, `_id`)."""
-    return {k: v for k, v in zip(flat[::2], flat[1::2], strict=True) if not k.startswith("_")}
+def _state(customer_id: str, flat: Sequence[str], outbox: int) -> CustomerSnapshot:
+    """A script's HGETALL (flat) and outbox length."""
+    return snapshot_of(customer_id, zip(flat[::2], flat[1::2], strict=True), outbox)
 
 
 def _event_args(w: EventWrite) -> list[str]:
@@ -132,36 +147,18 @@ class RedisCustomerStore:
         self._erase = client.register_script(lua.ERASE)
         self._mark_erased = client.register_script(lua.MARK_ERASED)
         self._purge_features = client.register_script(lua.PURGE_FEATURES)
+        self._forget_features = client.register_script(lua.FORGET_FEATURES)
 
     async def ping(self) -> None:
         await self.client.ping()
-
-    def _snapshot(self, customer_id: str, version: int, result: Sequence[Any]) -> CustomerSnapshot:
-        features, consent, segments, *outbox = result  # a script may also return the outbox length
-        return CustomerSnapshot(
-            customer_id,
-            int(version),
-            _features(features),
-            decode_consent(_pairs(consent)),
-            set(segments),
-            int(outbox[0]) if outbox else 0,
-        )
 
     def marker(self, customer_id: str) -> str:
         """The key of the customer's erasure marker (named by pseudonym)."""
         return self.keys.erased(customer_id, pseudonymize(self.pseudonym_key, customer_id))
 
     def _customer_keys(self, customer_id: str) -> list[str]:
-        """KEYS of READ_CUSTOMER and APPLY_EVENT."""
-        k = self.keys
-        return [
-            k.features(customer_id),
-            k.version(customer_id),
-            k.consent(customer_id),
-            k.segments(customer_id),
-            k.outbox(customer_id),
-            self.marker(customer_id),
-        ]
+        """KEYS of APPLY_EVENTS, APPLY_CONSENT and ERASE (READ_CUSTOMER takes the first two)."""
+        return [self.keys.state(customer_id), self.keys.outbox(customer_id), self.marker(customer_id)]
 
     def _mark_args(self, mark: ErasureMark) -> list[str | int]:
         return [mark.at_ms, "" if mark.sequence is None else mark.sequence, self.marker_ttl_ms]
@@ -186,10 +183,8 @@ class RedisCustomerStore:
             results = await pipe.execute()
         out: list[EventResult] = [None] * len(writes)
         last: dict[str, str | None] = {}
-        for (customer_id, indexes), (outcomes, version, *state) in zip(
-            by_customer.items(), results, strict=True
-        ):
-            snapshot = self._snapshot(customer_id, version, state)
+        for (customer_id, indexes), (outcomes, *state) in zip(by_customer.items(), results, strict=True):
+            snapshot = _state(customer_id, *state)
             for i, outcome in zip(indexes, outcomes, strict=True):
                 out[i] = None if outcome == -1 else (outcome == 1, snapshot)
             if any(outcome != -1 for outcome in outcomes):
@@ -219,28 +214,19 @@ class RedisCustomerStore:
             await pipe.execute()
 
     async def read(self, customer_id: str) -> CustomerSnapshot:
-        result = await self._read(keys=self._customer_keys(customer_id))
-        return self._snapshot(customer_id, result[0], result[1:])
+        flat, outbox = await self._read(keys=self._customer_keys(customer_id)[:2])
+        return _state(customer_id, flat, outbox)
 
     async def apply_consent(self, customer_id: str, states: dict[str, PurposeConsent]) -> ConsentApplied:
         """Record the purposes' states, each only when it supersedes the held one
         (PurposeConsent.supersedes) and is not from before the customer's erasure."""
-        k = self.keys
         args: list[Any] = []
         for purpose, state in states.items():
             args += [purpose, encode_consent(state)]
-        keys = [
-            k.consent(customer_id),
-            k.version(customer_id),
-            k.features(customer_id),
-            k.segments(customer_id),
-            k.outbox(customer_id),
-            self.marker(customer_id),
-        ]
-        result = await self._apply_consent(keys=keys, args=args)
-        return ConsentApplied(
-            bool(result[0]), int(result[2]), self._snapshot(customer_id, result[1], result[3:])
+        changed, refused, flat, outbox = await self._apply_consent(
+            keys=self._customer_keys(customer_id), args=args
         )
+        return ConsentApplied(bool(changed), int(refused), _state(customer_id, flat, outbox))
 
     def _commit_call(
         self, snapshot: CustomerSnapshot, pending: Sequence[Pending], now: float
@@ -256,13 +242,7 @@ class RedisCustomerStore:
                 len(change.required_purposes),
                 *change.required_purposes,
             ]
-        keys = [
-            self.keys.version(cid),
-            self.keys.segments(cid),
-            self.keys.consent(cid),
-            self.keys.outbox(cid),
-        ]
-        return keys, args
+        return [self.keys.state(cid), self.keys.outbox(cid)], args
 
     async def commit_many(
         self, batch: Sequence[tuple[CustomerSnapshot, Sequence[Pending]]], now: float
@@ -336,28 +316,35 @@ class RedisCustomerStore:
         """Delete every key of the customer but the outbox, mark the erasure and queue `left`
         (segment, message) in the outbox, atomically; the outbox, or None when `left` does not
         name exactly the segments the customer is in (re-read and try again)."""
-        k = self.keys
-        keys = [
-            k.features(customer_id),
-            k.consent(customer_id),
-            k.segments(customer_id),
-            k.version(customer_id),
-            k.outbox(customer_id),
-            self.marker(customer_id),
-        ]
         args = [*self._mark_args(mark), *(part for pair in left for part in pair)]
-        result = await self._erase(keys=keys, args=args)
+        result = await self._erase(keys=self._customer_keys(customer_id), args=args)
         return None if result == -1 else list(result)
 
     async def mark_erased(self, customer_id: str, mark: ErasureMark) -> int:
         """Mark an erasure read where nothing is announced (consent load, rebuild) and drop the
         consent states from before it; how many were dropped."""
-        keys = [self.keys.consent(customer_id), self.keys.version(customer_id), self.marker(customer_id)]
+        keys = [self.keys.state(customer_id), self.marker(customer_id)]
         return int(await self._mark_erased(keys=keys, args=self._mark_args(mark)))
 
     async def holds(self, customer_id: str) -> bool:
-        """Whether the customer has any state (every write of it bumps the version key)."""
-        return bool(await self.client.exists(self.keys.version(customer_id)))
+        """Whether the customer has any state (every write of it is in their hash)."""
+        return bool(await self.client.exists(self.keys.state(customer_id)))
+
+    async def consents(self, customer_ids: Sequence[str]) -> list[ConsentView]:
+        """Each customer's consent, in one pipeline (the rest of their hash is read and dropped)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for customer_id in customer_ids:
+                pipe.hgetall(self.keys.state(customer_id))
+            rows = await pipe.execute()
+        return [snapshot_of(cid, row.items()).consent for cid, row in zip(customer_ids, rows, strict=True)]
+
+    async def forget_features(self, customer_ids: Sequence[str]) -> None:
+        """Drop the customers' features and applied offsets (a rebuild starts them over); their
+        consent, segments and version stay."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for customer_id in customer_ids:
+                await self._forget_features(keys=[self.keys.state(customer_id)], client=pipe)
+            await pipe.execute()
 
     async def forget(self, partition: int, customer_id: str) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
@@ -372,10 +359,10 @@ class RedisCustomerStore:
         job finds them too; once an event comes its time takes over (`ZADD GT` both ways)."""
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.sadd(self.keys.known(partition), customer_id)
-            pipe.hexists(self.keys.features(customer_id), LAST)
-            pipe.hgetall(self.keys.consent(customer_id))
-            _, has_events, consent = await pipe.execute()
-        since = None if has_events else decode_consent(consent).last_choice()
+            pipe.hgetall(self.keys.state(customer_id))
+            _, state = await pipe.execute()
+        held = snapshot_of(customer_id, state.items())
+        since = None if LAST in held.features else held.consent.last_choice()
         if since is not None:
             await self.client.zadd(self.keys.activity(partition), {customer_id: since}, gt=True)
 
@@ -400,9 +387,9 @@ class RedisCustomerStore:
     async def read_many(self, customer_ids: Sequence[str]) -> list[CustomerSnapshot]:
         async with self.client.pipeline(transaction=False) as pipe:
             for cid in customer_ids:
-                await self._read(keys=self._customer_keys(cid), client=pipe)
+                await self._read(keys=self._customer_keys(cid)[:2], client=pipe)
             results = await pipe.execute()
-        return [self._snapshot(cid, r[0], r[1:]) for cid, r in zip(customer_ids, results, strict=True)]
+        return [_state(cid, *r) for cid, r in zip(customer_ids, results, strict=True)]
 
     async def set_expiry(self, partition: int, customer_id: str, expires_at: float | None) -> None:
         if expires_at is None:
@@ -433,8 +420,7 @@ class RedisCustomerStore:
 
     async def purge_features(self, customer_id: str, last: str) -> bool:
         """Delete the customer's features unless an event moved `last` since; whether it did."""
-        keys = [self.keys.features(customer_id), self.keys.version(customer_id)]
-        return bool(await self._purge_features(keys=keys, args=[last]))
+        return bool(await self._purge_features(keys=[self.keys.state(customer_id)], args=[last]))
 
     async def forget_activity(self, partition: int, customer_id: str) -> None:
         await self.client.zrem(self.keys.activity(partition), customer_id)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
+from services.segmenter.adapters.redis_keys import CONSENT, SEGMENT, VERSION
 from services.segmenter.api.deps import Runtime, SegmentsRead
 from services.segmenter.api.schemas import CustomerSegments, ReasonOut, SegmentExplained
 from services.segmenter.domain.segments import Segment
@@ -15,8 +16,21 @@ from shared.events import CUSTOMER_ID_PATTERN
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 CustomerIdPath = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN)]
-# The per-customer keys of the layout (services/segmenter/adapters/redis_keys.py).
+# What a customer's hash holds, by its fields (services/segmenter/adapters/redis_keys.py), and the outbox.
 CUSTOMER_PARTS = ("f", "consent", "segs", "ver", "outbox")
+
+
+def held_parts(fields: list[str], outbox: bool) -> list[str]:
+    """`customer:<part>` for each part the customer's hash (its field names) and outbox hold."""
+    held = {
+        # Features and their applied offsets (`_o:`, `_t:`, `_r`): all the hash holds but the rest.
+        "f": any(not f.startswith((CONSENT, SEGMENT)) and f != VERSION for f in fields),
+        "consent": any(f.startswith(CONSENT) for f in fields),
+        "segs": any(f.startswith(SEGMENT) for f in fields),
+        "ver": VERSION in fields,
+        "outbox": outbox,
+    }
+    return [f"customer:{part}" for part in CUSTOMER_PARTS if held[part]]
 
 
 class CustomerHoldings(BaseModel):
@@ -83,12 +97,12 @@ async def customer_holdings(
 ) -> CustomerHoldings:
     """Every key of the layout that still names the customer (the erasure receipt's segmenter part)."""
     keys, client = runtime.membership_reader.keys, runtime.membership_reader.client
-    names = [f"customer:{part}" for part in CUSTOMER_PARTS]
+    names: list[str] = []
     segment_ids = sorted(s.id for s in runtime.registry.all())
     partitions = range(runtime.settings.topic_partitions)
     async with client.pipeline(transaction=False) as pipe:
-        for part in CUSTOMER_PARTS:
-            pipe.exists(keys.customer(customer_id, part))
+        pipe.hkeys(keys.state(customer_id))
+        pipe.exists(keys.outbox(customer_id))
         for segment_id in segment_ids:
             pipe.sismember(keys.members(segment_id), customer_id)
             names.append(f"members:{segment_id}")
@@ -101,6 +115,7 @@ async def customer_holdings(
         for partition in partitions:
             pipe.zscore(keys.activity(partition), customer_id)
             names.append(f"activity:{partition}")
-        found = await pipe.execute()
-    held = [name for name, hit in zip(names, found, strict=True) if hit not in (None, 0, False)]
+        fields, outbox, *found = await pipe.execute()
+    held = held_parts(fields, bool(outbox))
+    held += [name for name, hit in zip(names, found, strict=True) if hit not in (None, 0, False)]
     return CustomerHoldings(customer_id=customer_id, held=held)

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 
-from services.segmenter.adapters.redis_store import RedisCustomerStore, decode_consent
+from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.domain.features import rule_features
 
 # Consent is pre-read for this many customers per Redis round trip.
@@ -62,12 +62,8 @@ class RedisTrainingSource:
             yield batch
 
     async def _allowed(self, batch: list[str], purpose: str) -> list[bool]:
-        async with self._customers.client.pipeline(transaction=False) as pipe:
-            for customer_id in batch:
-                pipe.hgetall(self._customers.keys.consent(customer_id))
-            states = await pipe.execute()
         now = self._clock()
-        return [decode_consent(state).effective(purpose, now) for state in states]
+        return [consent.effective(purpose, now) for consent in await self._customers.consents(batch)]
 
     async def _features(self, customer_id: str, purpose: str) -> Mapping[str, object] | None:
         snapshot = await self._customers.read(customer_id)

@@ -17,11 +17,11 @@ import redis
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from services.segmenter.adapters.redis_keys import KeyLayout
+from services.segmenter.adapters.redis_keys import CONSENT, KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from shared.events import ConsentChanged, CustomerEvent, MembershipChanged, new_event_id
 from tests.conftest import TEST_TOKENS
-from tests.support import TEST_PSEUDONYM_KEY, ServiceProcess
+from tests.support import TEST_PSEUDONYM_KEY, ServiceProcess, stored_customer
 
 ADMIN = {"Authorization": "Bearer admin-token-0001"}
 FAST = {"SEGMENTER_SWEEP_INTERVAL_S": "0.5", "SEGMENTER_COMPLIANCE_INTERVAL_S": "1"}
@@ -257,16 +257,23 @@ class RedisView:
         self.client = client
         self.ns = f"sw:{prefix}"
 
+    def state(self, customer: str) -> str:
+        """The key of the customer's hash (features, consent, segments, version)."""
+        return KeyLayout(self.ns).state(customer)
+
+    def consent(self, customer: str, purpose: str) -> str | None:
+        """The stored state of one purpose (`status|expires|recorded|seq|lapsed`), None when none."""
+        return self.client.hget(self.state(customer), CONSENT + purpose)  # type: ignore[return-value]
+
     def segments_of(self, customer: str) -> set[str]:
-        return set(self.client.smembers(f"{self.ns}{{c:{customer}}}:segs"))
+        return stored_customer(self.client, self.ns, customer).segments
 
     def members(self, segment: str) -> set[str]:
         return set(self.client.smembers(f"{self.ns}seg:{{{segment}}}:members"))
 
     def features(self, customer: str) -> dict[str, str]:
-        """The stored features, without the bookkeeping fields (`_o:<partition>`, `_id`)."""
-        stored = self.client.hgetall(f"{self.ns}{{c:{customer}}}:f")
-        return {k: v for k, v in stored.items() if not k.startswith("_")}
+        """The stored features, without the bookkeeping fields (`_o:<partition>`, consent...)."""
+        return stored_customer(self.client, self.ns, customer).features
 
     def outbox(self, customer: str) -> list[str]:
         return list(self.client.lrange(f"{self.ns}{{c:{customer}}}:outbox", 0, -1))

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from services.segmenter.adapters.redis_keys import SEGMENT
 from shared.pseudonym import load_pseudonym_key, pseudonymize
 from shared.settings import ServiceSettings
 from tests.integration.segmenter.conftest import ADMIN, FAST, put_segment, wait_until
@@ -22,7 +23,7 @@ async def test_monitor_evicts_and_counts_a_membership_without_consent(
     await inputs.event("c-5", "click")  # known to the worker, never consented
     await wait_until(lambda: redis_view.features("c-5").get("events") == "1", what="the event")
     # What a bug elsewhere could leave behind: a membership no consent allows.
-    redis_view.client.sadd(f"{redis_view.ns}{{c:c-5}}:segs", "mail")
+    redis_view.client.hset(redis_view.state("c-5"), SEGMENT + "mail", "1")
     redis_view.client.sadd(f"{redis_view.ns}seg:{{mail}}:members", "c-5")
 
     evicted = await wait_until(lambda: outputs.find("c-5", "mail", "left"), what="the monitor's eviction")

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 import redis.asyncio as aioredis
 
-from services.segmenter.adapters.redis_keys import KeyLayout
+from services.segmenter.adapters.redis_keys import SEGMENT, KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.barrier import BarrierTimeoutError, ConsentBarrier
 from services.segmenter.domain.consent import PurposeConsent
@@ -46,7 +46,7 @@ async def sweeper(redis_url: str) -> AsyncIterator[tuple[RedisCustomerStore, Swe
 
 async def _member_without_consent(store: RedisCustomerStore, withdrawn_at: float) -> None:
     await store.apply_consent("c-1", {"marketing_email": PurposeConsent("denied", None, withdrawn_at, 1)})
-    await store.client.sadd(store.keys.segments("c-1"), "mail")
+    await store.client.hset(store.keys.state("c-1"), SEGMENT + "mail", "1")
     await store.client.sadd(store.keys.members("mail"), "c-1")
 
 
@@ -62,7 +62,7 @@ async def test_a_grant_since_the_scan_keeps_the_member(sweeper: tuple) -> None:
 async def test_the_reason_is_that_of_the_state_at_the_commit(sweeper: tuple) -> None:
     store, monitor, publisher = sweeper
     await store.apply_consent("c-1", {"marketing_email": PurposeConsent("granted", NOW - 1, NOW - 60, 1)})
-    await store.client.sadd(store.keys.segments("c-1"), "mail")
+    await store.client.hset(store.keys.state("c-1"), SEGMENT + "mail", "1")
     stale = await store.read("c-1")  # an expired grant: not a violation, reason consent_expired
     await store.apply_consent("c-1", {"marketing_email": PurposeConsent("denied", None, NOW - 30, 2)})
     assert await monitor._check(stale) == 1  # withdrawn 30 s ago and still a member: a violation

@@ -35,8 +35,7 @@ async def test_consent_state_is_loaded_before_ready(
     )
     await inputs.send("consent.state", "c-3", snapshot.to_bytes())
     service = start_service("segmenter", **FAST).wait_ready()
-    consent_key = f"{redis_view.ns}{{c:c-3}}:consent"
-    assert redis_view.client.hget(consent_key, "marketing_email").startswith("granted|")
+    assert (redis_view.consent("c-3", "marketing_email") or "").startswith("granted|")
     with httpx.Client(base_url=service.url, headers=ADMIN) as client:
         put_segment(client, "mail", "event_count >= 1", "marketing_email")
     await inputs.event("c-3", "click")

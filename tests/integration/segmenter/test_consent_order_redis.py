@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.segmenter.adapters.redis_keys import KeyLayout
+from services.segmenter.adapters.redis_keys import CONSENT, KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore, encode_consent
 from services.segmenter.domain.consent import PurposeConsent
 from tests.support import TEST_PSEUDONYM_KEY
@@ -70,8 +70,7 @@ async def test_an_older_granted_snapshot_with_the_same_timestamp_does_not_flip_a
         assert held["m"] == withdrawal
         # A value written before sequences existed (three fields) is read, and loses to a sequenced one.
         client = redis.Redis.from_url(redis_url, decode_responses=True)
-        key = KeyLayout(namespace).consent("c-1")
-        client.hset(key, "o", "granted||1800000060.0")
+        client.hset(KeyLayout(namespace).state("c-1"), CONSENT + "o", "granted||1800000060.0")
         client.close()
         held = await _apply_all(redis_url, namespace, [{"o": PurposeConsent("denied", None, T, 7)}])
         assert held["o"] == PurposeConsent("denied", None, T, 7) and encode_consent(legacy).count("|") == 4

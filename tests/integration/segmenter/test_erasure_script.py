@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from services.segmenter.adapters.redis_keys import SEGMENT
 from services.segmenter.adapters.redis_store import EventWrite, RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
 from services.segmenter.domain.erasure import ErasureMark
@@ -22,7 +23,7 @@ async def customer_in(store: RedisCustomerStore, customer: str, *segments: str) 
         [(0, customer)],
     )
     await store.apply_consent(customer, {"profiling": PurposeConsent("granted", None, now, 5)})
-    await store.client.sadd(store.keys.segments(customer), *segments)
+    await store.client.hset(store.keys.state(customer), mapping={SEGMENT + s: "1" for s in segments})
     await store.client.rpush(store.keys.outbox(customer), "older")
     return now
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiokafka.structs import ConsumerRecord
 
+from services.segmenter.adapters.redis_keys import SEGMENT
 from services.segmenter.adapters.redis_store import EventWrite, RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
 from services.segmenter.domain.erasure import ErasureMark
@@ -117,8 +118,8 @@ async def test_each_offset_is_applied_once_with_no_key_per_event_and_no_ttl(
     results = present(await store.apply_events([write(offset) for offset in range(100)], [(0, "c-1")]))
     assert all(applied for applied, _ in results)
     keys = {key async for key in store.client.scan_iter(store.keys.customer("c-1", "*"))}
-    assert keys == {store.keys.features("c-1"), store.keys.version("c-1")}  # nothing grows per event
-    assert [await store.client.ttl(key) for key in keys] == [-1, -1]  # no window to age out of
+    assert keys == {store.keys.state("c-1")}  # one hash: nothing grows per event
+    assert [await store.client.ttl(key) for key in keys] == [-1]  # no window to age out of
 
     # A replay of old offsets, however late, is a duplicate and still returns the stored state:
     # the customer's after the batch (one Lua step applies all of a customer's events in it).
@@ -250,7 +251,7 @@ async def leftover_join(world: World, customer: str, segment_id: str) -> Members
         cause_at=None,
         at=datetime.now(UTC),
     )
-    await world.store.client.sadd(world.store.keys.segments(customer), segment_id)
+    await world.store.client.hset(world.store.keys.state(customer), SEGMENT + segment_id, "1")
     await world.store.client.rpush(world.store.keys.outbox(customer), message.model_dump_json())
     return message
 
@@ -301,7 +302,8 @@ async def test_a_join_withheld_before_it_was_ever_published_is_undone_silently(w
 async def test_the_delete_job_spares_the_members_of_a_segment_defined_again(world: World) -> None:
     for customer in ("c-1", "c-2"):
         await world.store.apply_events([write(1, customer)], [(0, customer)])
-        await world.store.client.sadd(world.store.keys.segments(customer), "vip", "old")
+        segments: dict[str | bytes, str] = {SEGMENT + "vip": "1", SEGMENT + "old": "1"}
+        await world.store.client.hset(world.store.keys.state(customer), mapping=segments)
         await world.store.client.sadd(world.store.keys.members("vip"), customer)
         await world.store.client.sadd(world.store.keys.members("old"), customer)
     # "vip" deleted (version 3), then defined again (version 4) before its delete job ran;

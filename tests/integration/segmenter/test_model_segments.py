@@ -111,9 +111,8 @@ async def test_profiling_consent_decides_model_segment_membership(
     consenting, denied, unrecorded = "live-a", "live-b", "live-c"
     await inputs.consent(consenting, "profiling", "granted")
     await inputs.consent(denied, "profiling", "denied")
-    consent_keys = [f"sw:{topic_prefix}{{c:{c}}}:consent" for c in (consenting, denied)]
     await wait_until(
-        lambda: all(redis_view.client.hexists(key, "profiling") for key in consent_keys),
+        lambda: all(redis_view.consent(c, "profiling") for c in (consenting, denied)),
         what="consent recorded before the events",
     )
     counts = {c: await send_history(inputs, c, loyal[0]) for c in (denied, unrecorded, consenting)}

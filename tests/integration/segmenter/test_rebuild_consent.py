@@ -63,7 +63,7 @@ async def test_consent_read_while_a_partition_is_rebuilt_decides_evictions_only(
 
     # A rebuild of partition 0 has begun: the partition is closed and its features are gone.
     recovery.closed = {0}
-    await world.store.client.delete(world.store.keys.features("c-1"))
+    await world.store.forget_features(["c-1"])
     await handlers.on_consent_change(change("marketing_email", "granted", 2))  # a redelivered grant
     await handlers.on_consent_change(change("personalization", "denied", 3))  # a withdrawal
     assert reasons(world, "mail") == [("joined", "rule_matched")]  # the rule waits for the rebuild

@@ -36,8 +36,7 @@ def api_members(service: ServiceProcess, segment: str) -> set[str]:
 
 async def send_inputs(inputs: Any, redis_view: RedisView) -> None:
     await inputs.consent("c-1", "marketing_email", "granted")
-    consent = f"{redis_view.ns}{{c:c-1}}:consent"
-    await wait_until(lambda: redis_view.client.hget(consent, "marketing_email"), what="the grant")
+    await wait_until(lambda: redis_view.consent("c-1", "marketing_email"), what="the grant")
     await inputs.event("c-1", "purchase", amount=20, currency="EUR")
     await inputs.event("c-2", "click")
 

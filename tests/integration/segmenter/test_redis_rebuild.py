@@ -20,6 +20,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.segmenter.adapters.redis_keys import CONSENT, SEGMENT
 from services.segmenter.membership_state import last_announced
 from shared.events import (
     ConsentStateSnapshot,
@@ -164,9 +165,7 @@ async def test_redis_restart_fails_closed_rebuilds_and_announces(
     await members_joined(inputs, announcements, ["c-out", "c-stay"])
     await record_consent(inputs, "c-late", "granted")  # consented, no event yet: not a member
     view = RedisView(redis.Redis.from_url(own_redis.url, decode_responses=True), topic_prefix)
-    await wait_until(
-        lambda: view.client.hget(f"{view.ns}{{c:c-late}}:consent", "marketing_email"), what="c-late"
-    )
+    await wait_until(lambda: view.consent("c-late", "marketing_email"), what="c-late")
 
     own_redis.stop()
     await record_consent(inputs, "c-out", "denied")  # while Redis is down
@@ -222,8 +221,8 @@ async def test_a_new_owner_announces_what_its_predecessor_committed_but_never_di
     first.kill()
     # What the dead owner committed and never announced: a withdrawal (its outbox lost with it).
     view = RedisView(redis.Redis.from_url(own_redis.url, decode_responses=True), topic_prefix)
-    view.client.hset(f"{view.ns}{{c:c-x}}:consent", "marketing_email", f"denied||{time.time()!r}")
-    view.client.srem(f"{view.ns}{{c:c-x}}:segs", "mail")
+    view.client.hset(view.state("c-x"), CONSENT + "marketing_email", f"denied||{time.time()!r}")
+    view.client.hdel(view.state("c-x"), SEGMENT + "mail")
     view.client.srem(f"{view.ns}seg:{{mail}}:members", "c-x")
 
     start_service("segmenter", REDIS_URL=own_redis.url, DATA_DIR=str(tmp_path / "next"), **FAST)
