@@ -220,6 +220,14 @@ class MembershipService:
         snapshot = await self.store.read(customer_id)
         return await self.apply_many([Plan(snapshot, _nothing, NO_CAUSE, frozenset())])
 
+    async def pending_segments(self, customer_ids: Sequence[str]) -> dict[str, set[str]]:
+        """Per customer, the segments with changes still in its outbox (joins waiting for the
+        barrier, and what follows them): those changes are announced from there, in order, so no
+        one else may announce the same change (call under the customers' locks)."""
+        lengths = await self.store.outbox_lengths(customer_ids)
+        waiting = [c for c, n in zip(customer_ids, lengths, strict=True) if n]
+        return {c: _segments_of(await self.store.outbox(c)) for c in waiting}
+
     async def apply_many(self, plans: Sequence[Plan]) -> list[MembershipChanged]:
         """Under the customers' locks: decide, commit, sync member sets, publish, each step one
         pipeline for all customers (one plan per customer)."""

@@ -113,6 +113,7 @@ class Outputs:
 
     def __init__(self) -> None:
         self.messages: list[MembershipChanged] = []
+        self.published: dict[str, datetime] = {}  # event id -> its record's timestamp (when sent)
 
     def of(self, customer: str, segment: str | None = None) -> list[MembershipChanged]:
         return [m for m in self.messages if m.customer_id == customer and segment in (None, m.segment_id)]
@@ -134,9 +135,13 @@ def io_prefix(topic_prefix: str) -> str:
 
 @asynccontextmanager
 async def membership_io(
-    kafka_bootstrap: str, topic_prefix: str, receive: Callable[[MembershipChanged], object]
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    receive: Callable[[MembershipChanged], object],
+    published: dict[str, datetime] | None = None,
 ) -> AsyncIterator[Inputs]:
-    """A producer of the segmenter's inputs, and `receive` called with each segment.membership message."""
+    """A producer of the segmenter's inputs, and `receive` called with each segment.membership
+    message; `published` gets each one's record timestamp (when the segmenter sent it) by event id."""
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
     await producer.start()
     consumer = AIOKafkaConsumer(
@@ -150,7 +155,10 @@ async def membership_io(
 
     async def collect() -> None:
         async for record in consumer:
-            receive(MembershipChanged.model_validate_json(record.value))
+            message = MembershipChanged.model_validate_json(record.value)
+            if published is not None:
+                published.setdefault(message.event_id, datetime.fromtimestamp(record.timestamp / 1000, UTC))
+            receive(message)
 
     task = asyncio.create_task(collect())
     try:
@@ -165,7 +173,8 @@ async def membership_io(
 @pytest.fixture
 async def kafka_io(kafka_bootstrap: str, io_prefix: str) -> AsyncIterator[tuple[Inputs, Outputs]]:
     outputs = Outputs()
-    async with membership_io(kafka_bootstrap, io_prefix, outputs.messages.append) as inputs:
+    receive = outputs.messages.append
+    async with membership_io(kafka_bootstrap, io_prefix, receive, outputs.published) as inputs:
         yield inputs, outputs
 
 

@@ -19,7 +19,10 @@ from services.segmenter.adapters.redis_store import EventWrite, RedisCustomerSto
 from services.segmenter.barrier import ConsentBarrier
 from services.segmenter.domain.consent import PurposeConsent
 from services.segmenter.domain.membership import ON_CONSENT
+from services.segmenter.domain.segments import SegmentRegistry
 from services.segmenter.membership_service import Cause, MembershipService
+from services.segmenter.membership_state import AnnouncedMembership
+from services.segmenter.reconcile import AnnouncedReconciler
 from shared.events import MembershipChanged
 from tests.support import TEST_PSEUDONYM_KEY
 from tests.unit.segmenter.test_membership import segment
@@ -49,8 +52,9 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.sent: list[MembershipChanged] = []
 
-    async def publish(self, changes: Sequence[MembershipChanged]) -> None:
+    async def publish(self, changes: Sequence[MembershipChanged]) -> list[MembershipChanged]:
         self.sent.extend(changes)
+        return list(changes)
 
 
 @pytest.fixture
@@ -155,3 +159,29 @@ async def test_a_dropped_connection_while_admitting_is_waited_out_not_left_to_th
     await _quiet(membership)
     assert _mail(membership) == [("joined", "consent_granted")] and len(barrier.asked) == 2
     assert await store.outbox("c-1") == []
+
+
+async def test_a_reconcile_meanwhile_leaves_a_waiting_join_to_its_outbox(parts: tuple) -> None:
+    """A worker reconciles a partition (taken over, or kept through a rebalance that revoked
+    everything first) while a member's join waits at the barrier: it must not announce the join
+    itself (that skips the barrier), or the leave an opt-out queues next is never announced, the
+    outbox having never sent its join (the scale-out test saw such joins left without a `left`)."""
+    store, membership, barrier = parts
+    registry = SegmentRegistry()
+    registry.put(MAIL)
+    registry.put(OPEN)
+    unused = None  # the settings: only loading the announced state from the topic reads them
+    reconciler = AnnouncedReconciler(unused, store, registry, membership, membership.publisher)  # type: ignore[arg-type]
+    await _click(store)
+    await _consent(store, membership, "granted", 1)
+    assert (await store.read("c-1")).segments == {"mail", "open"} and _mail(membership) == []
+    announced = AnnouncedMembership()
+    announced.load([])
+    announced.observe(membership.publisher.sent)  # what was announced so far: `open` joined
+    assert await reconciler._chunk(announced, ["c-1"]) == 0, "the reconcile announced the waiting join"
+
+    await _consent(store, membership, "denied", 2)
+    barrier.gate.set()
+    await _quiet(membership)
+    assert _mail(membership) == [] and await store.outbox("c-1") == []
+    assert (await store.read("c-1")).segments == {"open"}

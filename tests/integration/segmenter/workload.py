@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from shared.events import ConsentChanged, MembershipChanged
@@ -49,12 +50,15 @@ def _empty() -> Features:
     return {"spend": 0.0, "purchases": 0, "click": 0}
 
 
-async def run_workload(inputs: Inputs, model: Model, seed: int, steps: int, customers: int) -> None:
-    """Produce `steps` random inputs in order (per customer, the partition keeps that order)."""
+async def run_workload(
+    inputs: Inputs, model: Model, seed: int, steps: int, customers: int, name: str = ""
+) -> None:
+    """Produce `steps` random inputs in order (per customer, the partition keeps that order), to
+    customers `<name>-<n>` (`name` defaults to `w<seed>`, so each seed has customers of its own)."""
     rng = random.Random(seed)
     sent: dict[str, list[Any]] = defaultdict(list)
     for _ in range(steps):
-        customer = f"w{seed}-{rng.randrange(customers)}"
+        customer = f"{name or f'w{seed}'}-{rng.randrange(customers)}"
         roll = rng.random()
         if roll < 0.2:
             purpose, status = rng.choice(PURPOSES), rng.choice(("granted", "granted", "denied"))
@@ -92,14 +96,19 @@ def replay(messages: list[MembershipChanged]) -> dict[str, set[str]]:
     return members
 
 
-def check_stream(messages: list[MembershipChanged], model: Model) -> None:
-    """Every (customer, segment) alternates joined/left; no join without consent the service had seen."""
+def check_stream(
+    messages: list[MembershipChanged], model: Model, published: Mapping[str, datetime] | None = None
+) -> None:
+    """Every (customer, segment) alternates joined/left; no join without consent the service had seen.
+    `published`: when each message (by event id) went out, where known. A join's `at` is when it
+    was decided; one kept at the consent barrier goes out later, after its consent is checked
+    again, and maybe after a `left` caused by a consent change recorded after that `at`."""
     by_customer: dict[str, list[MembershipChanged]] = defaultdict(list)
     for m in messages:
         by_customer[m.customer_id].append(m)
     for customer, stream in by_customer.items():
         _check_alternation(stream)
-        _check_joins_had_consent(stream, model.changes[customer])
+        _check_joins_had_consent(stream, model.changes[customer], published or {})
 
 
 def _check_alternation(stream: list[MembershipChanged]) -> None:
@@ -109,9 +118,12 @@ def _check_alternation(stream: list[MembershipChanged]) -> None:
         last[m.segment_id] = m.action
 
 
-def _check_joins_had_consent(stream: list[MembershipChanged], changes: list[ConsentChanged]) -> None:
+def _check_joins_had_consent(
+    stream: list[MembershipChanged], changes: list[ConsentChanged], published: Mapping[str, datetime]
+) -> None:
     """A join is valid only for a consent state the service could have been in: after every change
-    it had already acted on (k_min) and at most the changes recorded before the join (k_max)."""
+    it had already acted on (k_min) and at most the changes recorded before the join went out
+    (k_max; its decision time `at` when its publication is not known)."""
     index = {c.event_id: i for i, c in enumerate(changes)}
     k_min = 0
     for m in stream:
@@ -119,7 +131,8 @@ def _check_joins_had_consent(stream: list[MembershipChanged], changes: list[Cons
             k_min = max(k_min, index[m.cause_event_id] + 1)
         if m.action != "joined":
             continue
-        k_max = sum(1 for c in changes if c.recorded_at <= m.at)
+        out = max(m.at, published.get(m.event_id, m.at))
+        k_max = sum(1 for c in changes if c.recorded_at <= out)
         required = SEGMENTS[m.segment_id][1]
         states = [_consent_after(changes[:k]) for k in range(k_min, k_max + 1)]
         assert any(all(s.get(p) == "granted" for p in required) for s in states), f"join without consent: {m}"

@@ -27,10 +27,12 @@ def change(purpose: str, status: str, seconds: int) -> ConsentChanged:
     )
 
 
-def message(action: str, seconds: int, cause: str | None = None) -> MembershipChanged:
+def message(
+    action: str, seconds: int, cause: str | None = None, segment: str = "spenders"
+) -> MembershipChanged:
     return MembershipChanged(
         event_id=new_event_id(),
-        segment_id="spenders",
+        segment_id=segment,
         customer_id="c",
         action=action,  # type: ignore[arg-type]
         reason="rule_matched" if action == "joined" else "consent_withdrawn",
@@ -71,3 +73,16 @@ def test_a_double_join_fails() -> None:
     grant = change("marketing_email", "granted", 1)
     with pytest.raises(AssertionError, match="twice in a row"):
         check_stream([message("joined", 2), message("joined", 3)], model_with(grant))
+
+
+def test_a_join_kept_at_the_barrier_is_judged_by_when_it_went_out() -> None:
+    """Decided at 2, sent at 5 after a `left` caused by a change recorded at 3: the consent it was
+    checked against at the door includes that change, which its `at` (the decision) precedes."""
+    grant = change("marketing_email", "granted", 1)
+    share, unshare = change("third_party_sharing", "granted", 0), change("third_party_sharing", "denied", 3)
+    regulars = [message("joined", 1, segment="regulars"), message("left", 4, unshare.event_id, "regulars")]
+    late = message("joined", 2)
+    model = model_with(share, grant, unshare)
+    with pytest.raises(AssertionError, match="join without consent"):
+        check_stream([*regulars, late], model)
+    check_stream([*regulars, late], model, {late.event_id: T0 + timedelta(seconds=5)})
