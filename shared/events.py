@@ -7,6 +7,7 @@ timestamps only from JSON, which is what crosses a topic.
 from __future__ import annotations
 
 import math
+import os
 import re
 import uuid
 from datetime import UTC, datetime
@@ -84,6 +85,16 @@ PREFERENCE_CENTER_SOURCE = "preference-center"
 
 def new_event_id() -> str:
     return uuid.uuid4().hex
+
+
+def new_event_ids(n: int) -> list[str]:
+    """`n` ids like new_event_id's (random version-4 UUIDs, as hex) from one read of the system's
+    randomness: a thousand uuid4() calls took longer than the rest of an opt-out's thousand messages."""
+    raw = bytearray(os.urandom(16 * n))
+    for i in range(0, 16 * n, 16):
+        raw[i + 6] = raw[i + 6] & 0x0F | 0x40  # version 4
+        raw[i + 8] = raw[i + 8] & 0x3F | 0x80  # the RFC 4122 variant
+    return [raw[i : i + 16].hex() for i in range(0, 16 * n, 16)]
 
 
 def utcnow() -> datetime:

@@ -186,10 +186,19 @@ class StreamHandlers:
             published = await self.membership.erase(change.customer_id, record.partition, mark, cause)
             _observe_evictions(published, state.recorded_at)
             return
-        candidates = self.registry.requiring([change.purpose])
+        candidates = self._candidates(change.purpose, snapshot)
         published = await self.reconcile_consent(record.partition, snapshot, candidates, cause)
         _observe_evictions(published, state.recorded_at)
         await self._track(record.partition, snapshot)
+
+    def _candidates(self, purpose: str, snapshot: CustomerSnapshot) -> list[Segment]:
+        """The segments a change of `purpose` can move the customer in or out of. When the purpose
+        is not effective now (an opt-out) no join can follow, and it never becomes effective again
+        without another change: only the customer's own segments, whatever the catalogue's size.
+        With a leftover outbox every one (the repair brings their member sets in line)."""
+        if snapshot.outbox or snapshot.consent.effective(purpose, self.membership.clock()):
+            return self.registry.requiring([purpose])
+        return self.registry.requiring_among([purpose], snapshot.segments)
 
     async def on_consent_state(self, record: ConsumerRecord) -> None:
         """A compacted snapshot of every purpose; a tombstone means the customer's consent is gone."""

@@ -8,6 +8,7 @@ stay 0) any violation.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,7 +32,8 @@ from shared.pseudonym import pseudonymize
 
 log = logging.getLogger(__name__)
 CHUNK = 200
-EVALUATIONS_PER_CHUNK = 5_000  # customers x segments per re-evaluation chunk
+EVALUATIONS_PER_CHUNK = 5_000  # customers x segments per re-evaluation chunk (one read, one commit)
+YIELD_EVALUATIONS = 500  # customers x segments evaluated between two yields to the event loop
 IN_FLIGHT_S = 10.0
 
 
@@ -140,8 +142,15 @@ class Sweeper:
     async def _reconcile(
         self, chunk: list[CustomerSnapshot], segments: list[Segment], trigger: Trigger
     ) -> None:
-        """One batch of customers: plans for those that change, applied in shared pipelines."""
-        plans = [self.membership.plan(snapshot, segments, trigger, NO_CAUSE) for snapshot in chunk]
+        """One batch of customers: plans for those that change, applied in shared pipelines. The
+        event loop is let go every YIELD_EVALUATIONS customer x segment evaluations: a chunk of a
+        thousand segments' re-evaluation held up a segment PUT (and an opt-out) until it was done."""
+        plans = []
+        every = max(1, YIELD_EVALUATIONS // max(1, len(segments)))
+        for i, snapshot in enumerate(chunk):
+            if i % every == every - 1:
+                await asyncio.sleep(0)
+            plans.append(self.membership.plan(snapshot, segments, trigger, NO_CAUSE))
         await self.membership.apply_many([p for p in plans if p is not None])
 
     async def compliance_once(self) -> int:

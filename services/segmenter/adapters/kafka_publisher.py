@@ -26,6 +26,7 @@ from shared.topics import SEGMENT_DEFINITIONS, SEGMENT_MEMBERSHIP, SEGMENT_MEMBE
 
 log = logging.getLogger(__name__)
 Observer = Callable[[Sequence[MembershipChanged]], None]
+Record = tuple[MembershipChanged, bytes]  # a change and its JSON
 FEW = 32  # changes up to which a publish joins the open batches (send) rather than waiting (send_batch)
 
 
@@ -54,30 +55,42 @@ class KafkaMembershipPublisher:
         self.gate = gate
         self.observers: list[Observer] = []  # told what was acknowledged (the rebuild's announced view)
 
-    async def publish(self, changes: Sequence[MembershipChanged]) -> list[MembershipChanged]:
-        """Send all (but joins the gate holds back), then wait for every ack; returns what was sent."""
-        changes = await self._admitted(changes)
-        if not changes:
+    async def publish(
+        self, changes: Sequence[MembershipChanged], encoded: Sequence[bytes] | None = None
+    ) -> list[MembershipChanged]:
+        """Send all (but joins the gate holds back), then wait for every ack; returns what was sent.
+        `encoded` is each change's JSON when the caller holds it (an outbox does): not built again."""
+        values = encoded if encoded is not None else [c.to_bytes() for c in changes]
+        records = await self._admitted(list(zip(changes, values, strict=True)))
+        if not records:
             return []
-        if len(changes) <= FEW:
-            await self._send_each(changes)
+        if len(records) <= FEW:
+            await self._send_each(records)
         else:
-            await self._send_batches(changes)
-        MESSAGES_PUBLISHED.labels(self.membership_topic).inc(len(changes))
-        MESSAGES_PUBLISHED.labels(self.state_topic).inc(len(changes))
+            await self._send_batches(records)
+        sent = [c for c, _ in records]
+        MESSAGES_PUBLISHED.labels(self.membership_topic).inc(len(sent))
+        MESSAGES_PUBLISHED.labels(self.state_topic).inc(len(sent))
         for observe in self.observers:
-            observe(changes)
-        return list(changes)
+            observe(sent)
+        return sent
 
-    async def _send_each(self, changes: Sequence[MembershipChanged]) -> None:
+    def _partition(self, customer_id: str, known: dict[str, int]) -> int:
+        """The customer's partition, hashed once per publish (an opt-out sends a thousand of theirs)."""
+        partition = known.get(customer_id)
+        if partition is None:
+            partition = known[customer_id] = customer_partition(customer_id, self.partitions)
+        return partition
+
+    async def _send_each(self, records: Sequence[Record]) -> None:
         """A few changes (an eviction, an admission) join the producer's open batches: send_batch
         waits until the partition's pending batch is drained, so under a saturating event load
         hundreds of admissions queued there and an eviction waited behind them (aiokafka raised
         KafkaTimeoutError in add_batch; a `left` took over 30 s, docs/segmenter.md "Benchmark")."""
         futures = []
-        for c in changes:
-            partition = customer_partition(c.customer_id, self.partitions)
-            value = c.to_bytes()
+        known: dict[str, int] = {}
+        for c, value in records:
+            partition = self._partition(c.customer_id, known)
             key = c.customer_id.encode()
             futures.append(
                 await self.producer.send(self.membership_topic, value, key=key, partition=partition)
@@ -87,14 +100,14 @@ class KafkaMembershipPublisher:
             futures.append(await self.producer.send(self.state_topic, state, key=skey, partition=partition))
         await asyncio.gather(*futures)
 
-    async def _send_batches(self, changes: Sequence[MembershipChanged]) -> None:
+    async def _send_batches(self, records: Sequence[Record]) -> None:
         # Whole batches, one per topic partition, handed to the producer at once: a loop of
         # send() calls is cut into batches by the linger timer while it runs (measured on Tansu:
         # 1,000 changes went out in several requests, 45-190 ms to the acks; built whole, 6-25 ms).
         batches: dict[tuple[str, int], list[BatchBuilder]] = {}
-        for c in changes:
-            partition = customer_partition(c.customer_id, self.partitions)
-            value = c.to_bytes()
+        known: dict[str, int] = {}
+        for c, value in records:
+            partition = self._partition(c.customer_id, known)
             self._append(batches, self.membership_topic, partition, c.customer_id.encode(), value)
             state = value if c.action == "joined" else None
             self._append(batches, self.state_topic, partition, state_key(c.segment_id, c.customer_id), state)
@@ -121,23 +134,23 @@ class KafkaMembershipPublisher:
         if builders[-1].append(key=key, value=value, timestamp=None) is None:
             raise ValueError(f"a record of {len(value or b'')} bytes does not fit in a batch")
 
-    async def _admitted(self, changes: Sequence[MembershipChanged]) -> Sequence[MembershipChanged]:
+    async def _admitted(self, records: list[Record]) -> list[Record]:
         """Fail closed while Redis is rebuilt: a `joined` decided on partial state never goes out
         (the rebuild announces the members once their state is whole); every `left` does."""
-        if self.gate is None or not any(c.action == "joined" for c in changes):
-            return changes
+        if self.gate is None or not any(c.action == "joined" for c, _ in records):
+            return records
         closed = await self.gate.closed_partitions()
         if not closed:
-            return changes
+            return records
         held = {
             c.event_id
-            for c in changes
+            for c, _ in records
             if c.action == "joined" and customer_partition(c.customer_id, self.partitions) in closed
         }
         if held:
             JOINS_WITHHELD.inc(len(held))
             log.info("joins withheld while redis is rebuilt", extra={"joins": len(held)})
-        return [c for c in changes if c.event_id not in held]
+        return [(c, value) for c, value in records if c.event_id not in held]
 
     async def publish_definition(self, segment_id: str, definition: SegmentDefinition | None) -> None:
         """The definition, or a tombstone when the segment was deleted."""

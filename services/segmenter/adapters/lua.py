@@ -190,6 +190,23 @@ return {applied, redis.call('LRANGE', KEYS[2], 0, -1), segments(KEYS[1])}
 """
 )
 
+# KEYS: outbox.  ARGV[1]: a JSON array of the messages to drop from it (acknowledged by the broker,
+# or withheld), each once, the oldest first as LREM would; the others keep their order. One step
+# for all: an LREM each made an opt-out from a thousand segments a thousand commands. Returns how
+# many were dropped.
+CLEAR_OUTBOX = """
+local drop = {}
+for _, m in ipairs(cjson.decode(ARGV[1])) do drop[m] = (drop[m] or 0) + 1 end
+local box, kept = redis.call('LRANGE', KEYS[1], 0, -1), {}
+for _, m in ipairs(box) do
+  if (drop[m] or 0) > 0 then drop[m] = drop[m] - 1 else table.insert(kept, m) end
+end
+if #kept == #box then return 0 end
+redis.call('DEL', KEYS[1])
+for i = 1, #kept, 1000 do redis.call('RPUSH', KEYS[1], unpack(kept, i, math.min(i + 999, #kept))) end
+return #box - #kept
+"""
+
 # KEYS: the customer's hash, outbox, erasure marker.  ARGV: the erasure's time (ms), its consent
 # sequence or "", the marker's ttl (ms), then pairs segment, its `left` message.
 # Deletes the hash (features with their bookkeeping, consent, segments, version: every key naming

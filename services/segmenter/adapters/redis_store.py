@@ -144,6 +144,7 @@ class RedisCustomerStore:
         self._read = client.register_script(lua.READ_CUSTOMER)
         self._apply_consent = client.register_script(lua.APPLY_CONSENT)
         self._commit = client.register_script(lua.COMMIT)
+        self._clear_outbox = client.register_script(lua.CLEAR_OUTBOX)
         self._erase = client.register_script(lua.ERASE)
         self._mark_erased = client.register_script(lua.MARK_ERASED)
         self._purge_features = client.register_script(lua.PURGE_FEATURES)
@@ -273,13 +274,15 @@ class RedisCustomerStore:
         return list(await self.client.lrange(self.keys.outbox(customer_id), 0, -1))
 
     async def clear_outbox(self, sent: Sequence[tuple[str, Sequence[str]]]) -> None:
-        """Drop messages the broker acknowledged (or that were withheld) from their outboxes."""
-        if not any(messages for _, messages in sent):
+        """Drop messages the broker acknowledged (or that were withheld) from their outboxes: one
+        Lua step per customer, whatever the number of its messages, in one pipeline."""
+        todo = [(customer_id, messages) for customer_id, messages in sent if messages]
+        if not todo:
             return
         async with self.client.pipeline(transaction=False) as pipe:
-            for customer_id, messages in sent:
-                for message in messages:
-                    pipe.lrem(self.keys.outbox(customer_id), 1, message)
+            for customer_id, messages in todo:
+                keys, args = [self.keys.outbox(customer_id)], [orjson.dumps(list(messages))]
+                await self._clear_outbox(keys=keys, args=args, client=pipe)
             await pipe.execute()
 
     async def outbox_lengths(self, customer_ids: Sequence[str]) -> list[int]:

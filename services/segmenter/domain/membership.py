@@ -81,20 +81,27 @@ def decide(
     a model-based segment's condition is `assign(model, features, granted) == cluster`. A segment
     in `expired` (its retention passed since the customer's last activity) holds no one."""
     changes, matcher = [], _Matcher(features, consent, now, assign)
+    # Consent first, once per set of required purposes: a catalogue shares a few, so an opt-out
+    # from a thousand segments is a thousand look-ups, and no rule is evaluated where consent
+    # alone decides (a member without effective consent leaves whatever its rule says).
+    gaps: dict[tuple[str, ...], str | None] = {}
     for segment in candidates:
+        was_member = segment.id in current
         if segment.id in expired:
-            if segment.id in current:
+            if was_member:
                 changes.append(MembershipChange(segment.id, "left", "retention_expired"))
             continue
-        matches, was_member = matcher.matches(segment), segment.id in current
-        if not matches and not was_member:
-            continue  # the common case: consent cannot change anything here
-        consent_gap = consent.why_not(segment.required_purposes, now)
-        member = matches and consent_gap is None
-        if member and segment.id not in current:
-            changes.append(
-                MembershipChange(segment.id, "joined", trigger.join_reason, segment.required_purposes)
-            )
-        elif not member and segment.id in current:
-            changes.append(MembershipChange(segment.id, "left", consent_gap or trigger.leave_reason))
+        purposes = segment.required_purposes
+        if purposes not in gaps:
+            gaps[purposes] = consent.why_not(purposes, now)
+        consent_gap = gaps[purposes]
+        if consent_gap is not None:
+            if was_member:
+                changes.append(MembershipChange(segment.id, "left", consent_gap))
+            continue
+        matches = matcher.matches(segment)
+        if matches and not was_member:
+            changes.append(MembershipChange(segment.id, "joined", trigger.join_reason, purposes))
+        elif not matches and was_member:
+            changes.append(MembershipChange(segment.id, "left", trigger.leave_reason))
     return changes

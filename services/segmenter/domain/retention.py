@@ -50,7 +50,15 @@ class RetentionPolicy:
         if last is None:
             return set()
         idle = now - last
-        return {s.id for s in segments if idle > self.segment_s(s)}
+        limits: dict[tuple[str, ...], float] = {}  # per set of purposes: a catalogue shares a few
+        expired = set()
+        for s in segments:
+            purposes = s.required_purposes
+            if purposes not in limits:
+                limits[purposes] = self.segment_s(s)
+            if idle > limits[purposes]:
+                expired.add(s.id)
+        return expired
 
     def features_expired(self, segments: Iterable[Segment], last: float, now: float) -> bool:
         return now - last > self.features_s(segments)

@@ -101,3 +101,10 @@ class SegmentRegistry:
         for purpose in purposes:
             ids |= self._by_purpose.get(purpose, set())
         return [self._segments[i] for i in sorted(ids)]
+
+    def requiring_among(self, purposes: Iterable[str], segment_ids: Iterable[str]) -> list[Segment]:
+        """The live segments of `segment_ids` (a customer's own) that require any of `purposes`:
+        all an opt-out can change, found in the customer's segments, not the whole catalogue."""
+        wanted = set(purposes)
+        found = (self._segments.get(i) for i in sorted(segment_ids))
+        return [s for s in found if s is not None and not wanted.isdisjoint(s.required_purposes)]

@@ -52,7 +52,9 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.sent: list[MembershipChanged] = []
 
-    async def publish(self, changes: Sequence[MembershipChanged]) -> list[MembershipChanged]:
+    async def publish(
+        self, changes: Sequence[MembershipChanged], encoded: Sequence[bytes] | None = None
+    ) -> list[MembershipChanged]:
         self.sent.extend(changes)
         return list(changes)
 

@@ -41,7 +41,9 @@ class Published:
     def __init__(self) -> None:
         self.messages: list[MembershipChanged] = []
 
-    async def publish(self, changes: Sequence[MembershipChanged]) -> None:
+    async def publish(
+        self, changes: Sequence[MembershipChanged], encoded: Sequence[bytes] | None = None
+    ) -> None:
         self.messages += changes
 
     def actions(self, customer: str, segment: str) -> list[str]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from services.segmenter.domain.consent import ConsentView, PurposeConsent
 from services.segmenter.domain.features import DAY, rule_features
-from services.segmenter.domain.membership import ON_CONSENT, ON_EVENT, decide
+from services.segmenter.domain.membership import ON_CONSENT, ON_EVENT, MembershipChange, decide
 from services.segmenter.domain.segments import Segment, SegmentRegistry, features_changed_by
 from shared.events import SegmentDefinition, utcnow
 from shared.kanon import suppress_small_groups
@@ -92,6 +95,9 @@ def test_index_finds_only_segments_an_event_can_change() -> None:
     assert [s.id for s in registry.reading(features_changed_by("purchase"))] == ["spend"]
     assert [s.id for s in registry.reading(features_changed_by("profile_update", ["country"]))] == ["de"]
     assert [s.id for s in registry.requiring(["marketing_email"])] == ["de"]
+    # An opt-out looks among the customer's own segments (one gone from the registry is skipped).
+    assert [s.id for s in registry.requiring_among(["marketing_email"], {"spend", "de", "gone"})] == ["de"]
+    assert registry.requiring_among(["marketing_email"], {"spend", "clicks"}) == []
     registry.remove("de")
     assert registry.requiring(["marketing_email"]) == []
 
@@ -99,3 +105,46 @@ def test_index_finds_only_segments_an_event_can_change() -> None:
 def test_small_groups_are_suppressed() -> None:
     assert suppress_small_groups({"DE": 12, "FR": 3, "IT": 4}, 5) == {"DE": 12, "_suppressed": 7}
     assert suppress_small_groups({"DE": 12, "FR": 3}, 5) == {"DE": 12}
+
+
+IDS = [f"s{i}" for i in range(6)]
+PURPOSES = st.sampled_from(["marketing_email", "personalization", "profiling"])
+
+
+@given(
+    specs=st.lists(st.tuples(st.integers(0, 3), st.lists(PURPOSES, max_size=2, unique=True)), max_size=6),
+    spend=st.integers(0, 3),
+    states=st.dictionaries(PURPOSES, st.sampled_from([GRANTED, DENIED, EXPIRED])),
+    current=st.sets(st.sampled_from(IDS)),
+    expired=st.sets(st.sampled_from(IDS)),
+)
+def test_decide_moves_each_candidate_to_what_the_rule_says_and_says_why(
+    specs: list[tuple[int, list[str]]],
+    spend: int,
+    states: dict[str, PurposeConsent],
+    current: set[str],
+    expired: set[str],
+) -> None:
+    """Whatever the order it checks consent and rules in: a candidate is in exactly when it has not
+    expired, its rule holds and its purposes are effective; a leave says retention, else the
+    consent gap, else the rule; nothing else changes."""
+    candidates = [
+        segment(IDS[i], f"total_spend >= {threshold}", *purposes)
+        for i, (threshold, purposes) in enumerate(specs)
+    ]
+    view = ConsentView(states)
+    changes = decide(candidates, {"total_spend": spend}, view, current, NOW, ON_CONSENT, expired=expired)
+    by_segment = {c.segment_id: c for c in changes}
+    assert len(by_segment) == len(changes) and set(by_segment) <= {s.id for s in candidates}
+    for s, (threshold, _) in zip(candidates, specs, strict=True):
+        gap = view.why_not(s.required_purposes, NOW)
+        member = s.id not in expired and spend >= threshold and gap is None
+        if member == (s.id in current):
+            assert s.id not in by_segment
+        elif member:
+            assert by_segment[s.id] == MembershipChange(
+                s.id, "joined", "consent_granted", s.required_purposes
+            )
+        else:
+            reason = "retention_expired" if s.id in expired else gap or "rule_unmatched"
+            assert by_segment[s.id] == MembershipChange(s.id, "left", reason)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from pydantic import ValidationError
@@ -18,6 +19,8 @@ from shared.events import (
     CustomerEvent,
     MembershipChanged,
     SegmentDefinition,
+    new_event_id,
+    new_event_ids,
 )
 
 PURCHASE = {
@@ -189,3 +192,11 @@ def test_audit_record_subject_is_a_pseudonym_not_an_id() -> None:
     with pytest.raises(ValidationError) as caught:
         decode(AuditRecord, record)
     assert "subject" in field_names(caught.value)
+
+
+def test_event_ids_made_in_bulk_are_random_version_4_uuids_like_single_ones() -> None:
+    ids = new_event_ids(1000)
+    assert len(set(ids)) == 1000 and new_event_ids(0) == []
+    for made in [*ids, new_event_id()]:
+        parsed = uuid.UUID(hex=made)
+        assert (parsed.hex, parsed.version, parsed.variant) == (made, 4, uuid.RFC_4122)
