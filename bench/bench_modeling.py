@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import run_facts, write_results
-from services.segmenter.domain.features import rule_features
+from services.segmenter.domain.feature_values import rule_features
 from services.segmenter.modeling.assign import ModelAssigner
 from services.segmenter.modeling.store import FileModelStore
 from services.segmenter.modeling.synthetic import population
@@ -42,7 +42,7 @@ DAY = 86400.0
 
 
 def stored_hash(features: Mapping[str, float | int], now: float) -> dict[str, str]:
-    """The segmenter's stored feature hash that gives these features (see domain/features.py)."""
+    """The segmenter's stored feature hash that gives these features (see domain/feature_values.py)."""
     stored = {
         "spend": repr(float(features["total_spend"])),
         "purchases": str(features["purchase_count"]),

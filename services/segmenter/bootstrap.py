@@ -33,7 +33,7 @@ from services.segmenter.domain.segments import SegmentRegistry
 from services.segmenter.expiry import ExpiryScheduler
 from services.segmenter.membership_service import MembershipService
 from services.segmenter.modeling.assign import ModelAssigner
-from services.segmenter.modeling.features import SOURCE_FEATURES
+from services.segmenter.modeling.feature_vector import SOURCE_FEATURES
 from services.segmenter.modeling.store import model_store
 from services.segmenter.rebuild import StateRebuilder
 from services.segmenter.reconcile import AnnouncedReconciler

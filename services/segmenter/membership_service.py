@@ -24,7 +24,7 @@ from typing import Protocol
 from services.segmenter.adapters.redis_store import Committed, CustomerSnapshot, Pending, RedisCustomerStore
 from services.segmenter.barrier import ConsentBarrier
 from services.segmenter.domain.erasure import ErasureMark
-from services.segmenter.domain.features import rule_features
+from services.segmenter.domain.feature_values import rule_features
 from services.segmenter.domain.membership import Assign, MembershipChange, Trigger, decide
 from services.segmenter.domain.retention import RetentionPolicy
 from services.segmenter.domain.segments import Segment

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from services.segmenter.adapters.redis_store import CustomerSnapshot, RedisCustomerStore
-from services.segmenter.domain.features import LAST
+from services.segmenter.domain.feature_values import LAST
 from services.segmenter.domain.membership import ON_SWEEP
 from services.segmenter.domain.retention import RetentionPolicy
 from services.segmenter.domain.segments import SegmentRegistry

@@ -14,7 +14,7 @@ from services.segmenter.adapters import lua
 from services.segmenter.adapters.redis_keys import CONSENT, SEGMENT, VERSION, KeyLayout
 from services.segmenter.domain.consent import ConsentView, PurposeConsent
 from services.segmenter.domain.erasure import ErasureMark
-from services.segmenter.domain.features import LAST
+from services.segmenter.domain.feature_values import LAST
 from services.segmenter.domain.membership import MembershipChange
 from shared.pseudonym import pseudonymize
 from shared.topics import Retention

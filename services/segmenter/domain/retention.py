@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from services.segmenter.domain.consent import ConsentView
-from services.segmenter.domain.features import DAY, LAST
+from services.segmenter.domain.feature_values import DAY, LAST
 from services.segmenter.domain.segments import Segment
 from shared.catalog import PurposeCatalog
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter
 
 from services.segmenter.modeling.compiled import CompiledModel
-from services.segmenter.modeling.features import feature_vector
+from services.segmenter.modeling.feature_vector import feature_vector
 from services.segmenter.modeling.integrity import ModelIntegrityError
 from services.segmenter.modeling.metadata import ModelMetadata
 from services.segmenter.modeling.metrics import ASSIGNMENTS, MODELS_LOADED, MODELS_REFUSED

@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
-from services.segmenter.modeling.features import FEATURES, RECENCY_CAP_DAYS
+from services.segmenter.modeling.feature_vector import FEATURES, RECENCY_CAP_DAYS
 from services.segmenter.modeling.training import TrainedModel
 
 LABELS = {

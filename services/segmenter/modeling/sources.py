@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 
 from services.segmenter.adapters.redis_store import RedisCustomerStore
-from services.segmenter.domain.features import rule_features
+from services.segmenter.domain.feature_values import rule_features
 
 # Consent is pre-read for this many customers per Redis round trip.
 BATCH = 500

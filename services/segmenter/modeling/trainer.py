@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from services.segmenter.modeling.features import FEATURES, feature_vector
+from services.segmenter.modeling.feature_vector import FEATURES, feature_vector
 from services.segmenter.modeling.report import render_report
 from services.segmenter.modeling.store import FileModelStore, ModelExistsError
 from services.segmenter.modeling.training import Progress, TrainedModel, TrainingSpec, train

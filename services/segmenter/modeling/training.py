@@ -16,7 +16,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from services.segmenter.modeling.features import FEATURES, feature_vector
+from services.segmenter.modeling.feature_vector import FEATURES, feature_vector
 from services.segmenter.modeling.metadata import ALGORITHMS, ModelMetadata, check_model_id
 from services.segmenter.modeling.selection import AUTO_RANGE, Fit, TrainingError, choose_k, silhouette
 

@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.segmenter.rules.features import TIME_FEATURES
 from services.segmenter.rules.nodes import (
     And,
     Compare,
@@ -23,6 +22,7 @@ from services.segmenter.rules.nodes import (
     features_of,
 )
 from services.segmenter.rules.parser import parse
+from services.segmenter.rules.vocabulary import TIME_FEATURES
 
 Features = Mapping[str, Any]
 Predicate = Callable[[Features], bool]

@@ -18,7 +18,6 @@ where personal data could never be erased.
 from __future__ import annotations
 
 from services.segmenter.rules.errors import RuleError
-from services.segmenter.rules.features import is_known_feature
 from services.segmenter.rules.nodes import (
     And,
     Compare,
@@ -33,6 +32,7 @@ from services.segmenter.rules.nodes import (
     Truth,
 )
 from services.segmenter.rules.tokens import Token, tokenize
+from services.segmenter.rules.vocabulary import is_known_feature
 from shared.personal_data import contact_kind
 
 MAX_RULE_LENGTH = 4096

@@ -9,7 +9,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
-from services.segmenter.domain.features import rule_features
+from services.segmenter.domain.feature_values import rule_features
 from services.segmenter.modeling.assign import ModelAssigner
 from services.segmenter.modeling.sources import RedisTrainingSource
 from services.segmenter.modeling.store import FileModelStore

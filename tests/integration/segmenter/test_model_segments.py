@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore
-from services.segmenter.domain.features import rule_features
+from services.segmenter.domain.feature_values import rule_features
 from services.segmenter.modeling.assign import ModelAssigner
 from services.segmenter.modeling.sources import RedisTrainingSource
 from services.segmenter.modeling.store import FileModelStore, model_store

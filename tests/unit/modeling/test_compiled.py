@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sklearn.pipeline import Pipeline
 
 from services.segmenter.modeling.compiled import CompiledModel
-from services.segmenter.modeling.features import FEATURES
+from services.segmenter.modeling.feature_vector import FEATURES
 from services.segmenter.modeling.synthetic import population
 from services.segmenter.modeling.training import TrainingSpec, feature_matrix, train
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from services.segmenter.modeling.features import FEATURES
+from services.segmenter.modeling.feature_vector import FEATURES
 from services.segmenter.modeling.metadata import ModelIdError
 from services.segmenter.modeling.selection import Fit, TrainingError, choose_k
 from services.segmenter.modeling.synthetic import GROUPS, population

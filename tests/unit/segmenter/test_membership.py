@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.segmenter.domain.consent import ConsentView, PurposeConsent
-from services.segmenter.domain.features import DAY, rule_features
+from services.segmenter.domain.feature_values import DAY, rule_features
 from services.segmenter.domain.membership import ON_CONSENT, ON_EVENT, MembershipChange, decide
 from services.segmenter.domain.segments import Segment, SegmentRegistry, features_changed_by
 from shared.events import SegmentDefinition, utcnow

@@ -5,7 +5,7 @@ neither keeps nor takes the customer back."""
 from __future__ import annotations
 
 from services.segmenter.domain.consent import PurposeConsent
-from services.segmenter.domain.features import DAY
+from services.segmenter.domain.feature_values import DAY
 from services.segmenter.domain.membership import ON_EVENT, decide
 from services.segmenter.domain.retention import RetentionPolicy
 from tests.unit.segmenter.test_membership import GRANTED, NOW, consent, segment

@@ -7,7 +7,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.segmenter.modeling.features import (
+from services.segmenter.modeling.feature_vector import (
     AMOUNT_CAP,
     FEATURES,
     RECENCY_CAP_DAYS,
