@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from services.segmenter.adapters.kafka_compacted import KafkaCompactedReader
 from services.segmenter.adapters.kafka_consent import KafkaConsentFollower
 from services.segmenter.adapters.kafka_events import KafkaEventFollower
-from services.segmenter.adapters.kafka_publisher import KafkaMembershipPublisher
+from services.segmenter.adapters.kafka_publisher import KafkaMembershipPublisher, customer_partition
 from services.segmenter.adapters.redis_generation import RedisGenerationMarker
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_membership import RedisMembershipReader
@@ -232,10 +232,13 @@ class SegmenterRuntime:
         return RedisRecovery(marker, rebuilder, reconciler, [keys.known(p) for p in range(n)])
 
     async def _follow(self, partitions: list[int]) -> None:
-        """Both plain consumers read the customer partitions faust assigned this worker."""
-        assert self.consent is not None and self.events is not None
+        """Both plain consumers read the customer partitions faust assigned this worker; the joins
+        of the others that wait unpublished are handed over (before the next owner starts)."""
+        assert self.consent is not None and self.events is not None and self.membership is not None
         await self.consent.follow(partitions)
         await self.events.follow(partitions)
+        owned, n = set(partitions), self.settings.topic_partitions
+        await self.membership.hand_over(lambda c: customer_partition(c, n) not in owned)
 
     async def _positions(self, partitions: Sequence[int]) -> dict[int, int | None]:
         """Where the event follower is on each customer.events partition (None before its first fetch)."""

@@ -120,8 +120,9 @@ class MembershipService:
         self.barrier = barrier  # None: joins go out at once (tests of other things)
         self.retention = retention  # None: memberships never expire with inactivity
         self._waiting: set[str] = set()  # event ids of joins already waiting for the barrier
-        # Joins this process wrote that were never published (so no one announced them), oldest first.
-        self._unannounced: dict[str, None] = {}
+        # Joins this process wrote that were never published (so no one announced them), oldest
+        # first: event id -> customer. Handed over in Redis when their partition moves (hand_over).
+        self._unannounced: dict[str, str] = {}
         self._built: dict[str, MembershipChanged] = {}  # messages by their JSON, until their egress
         self._releases: set[asyncio.Task[None]] = set()
 
@@ -302,12 +303,23 @@ class MembershipService:
         now, published, sent, waiting = self.clock(), [], [], []
         encoded: list[str] = []  # the JSON of each published message, as its outbox holds it
         done: list[str] = []  # event ids of the messages cleared from the outboxes
+        foreign: list[tuple[str, str]] = []  # (customer, event id) of joins another process built
         for o, messages in decoded:
             withheld = [
                 (m, raw)
                 for m, raw in zip(messages, o.outbox, strict=True)
                 if m.action == "joined" and not self._may_join(fresh[o.customer_id], m, now)
             ]
+            # Joins no one announced: those this process built and never published, and those a
+            # previous owner handed over so (a crash's leftovers count as maybe published).
+            others = [
+                m.event_id
+                for m, raw in zip(messages, o.outbox, strict=True)
+                if m.action == "joined" and raw not in o.fresh and m.event_id not in self._unannounced
+            ]
+            unsent = {m.event_id for m in messages if m.event_id in self._unannounced}
+            if withheld and others:
+                unsent |= await self.store.unsent(o.customer_id, others)
             undone: list[str] = []
             if withheld:
                 log.warning(
@@ -316,19 +328,18 @@ class MembershipService:
                 )
                 # A leftover join may have been published before a crash: its undo is announced.
                 announce = {
-                    m.segment_id
-                    for m, raw in withheld
-                    if raw not in o.fresh and m.event_id not in self._unannounced
+                    m.segment_id for m, raw in withheld if raw not in o.fresh and m.event_id not in unsent
                 }
                 undone = await self._undo(fresh[o.customer_id], {m.segment_id for m, _ in withheld}, announce)
             # Sets of event ids, not lists of messages: a customer in 1,000 segments has 1,000
             # messages here, and a list's `in` made this step quadratic (seconds for a join).
             held = {m.event_id for m, _ in withheld}
-            held |= {m.event_id for m in self._never_announced(messages, held)}
+            held |= {m.event_id for m in self._never_announced(messages, held, unsent)}
             later = [] if admit else self._must_wait([m for m in messages if m.event_id not in held])
             if later:
                 waiting.append((o.customer_id, [m.event_id for m in later]))
             kept = {m.event_id for m in later}
+            foreign += [(o.customer_id, i) for i in others if i not in kept]
             going = [
                 (m, raw)
                 for m, raw in zip(messages, o.outbox, strict=True)
@@ -343,6 +354,9 @@ class MembershipService:
             sent.append((o.customer_id, [*outbox, *undone]))
             done += [m.event_id for m in messages if m.event_id not in kept]
             done += [m.event_id for m in undone_messages]
+        # A handed-over join loses its mark before it may be published: a crash after the publish
+        # must not leave a published join marked as never published (its leave would be dropped).
+        await self.store.forget_unsent(foreign)
         await self.publisher.publish(published, [raw.encode() for raw in encoded])
         failpoint("segmenter.after_publish")
         await self.store.clear_outbox(sent)
@@ -353,13 +367,15 @@ class MembershipService:
         self._wait_for_barrier(waiting)
         return published
 
-    def _never_announced(self, box: list[MembershipChanged], withheld: set[str]) -> list[MembershipChanged]:
-        """The leave that follows a withheld join this process wrote and never published: no one
-        announced the join, so no one announces its leave (each segment's stream alternates)."""
+    def _never_announced(
+        self, box: list[MembershipChanged], withheld: set[str], unsent: set[str]
+    ) -> list[MembershipChanged]:
+        """The leave that follows a withheld join never published (`unsent`): no one announced the
+        join, so no one announces its leave (each segment's stream alternates)."""
         open_segments: set[str] = set()
         unsaid = []
         for m in box:
-            if m.event_id in withheld and m.event_id in self._unannounced:
+            if m.event_id in withheld and m.event_id in unsent:
                 open_segments.add(m.segment_id)
             elif m.action == "left" and m.segment_id in open_segments:
                 open_segments.discard(m.segment_id)
@@ -411,11 +427,30 @@ class MembershipService:
                 )
             await self._egress([o for o in outgoing if o.outbox], admit=True)
 
+    async def hand_over(self, gone: Callable[[str], bool]) -> None:
+        """Record in Redis the joins of the customers for whom `gone` holds (their partition moved
+        away) that this process built and never published, and forget them here: the next owner
+        (maybe this process again) then knows no one announced them, so the leave that follows a
+        withheld one is not announced either; until then, it took them for a crash's leftovers and
+        announced a `left` whose `joined` never went out."""
+        customers = sorted({c for c in self._unannounced.values() if gone(c)})
+        if not customers:
+            return
+        try:
+            async with self.locks.hold_all(customers):  # no egress of theirs is in flight meanwhile
+                joins = [(c, i) for i, c in self._unannounced.items() if gone(c)]
+                await self.store.mark_unsent(joins)
+                for _, event_id in joins:
+                    self._unannounced.pop(event_id, None)
+        except Exception as exc:  # Redis away: the next owner announces their leaves (fail safe)
+            log.warning("joins not handed over", extra={"error": describe_failure(exc)})
+
     async def close(self) -> None:
-        """Stop admitting (what waits stays in the outbox for the next owner's relay)."""
+        """Stop admitting (what waits stays in the outbox for the next owner's relay, handed over)."""
         for task in list(self._releases):
             task.cancel()
         await asyncio.gather(*self._releases, return_exceptions=True)
+        await self.hand_over(lambda _customer: True)
 
     def _may_join(self, fresh: CustomerSnapshot, message: MembershipChanged, now: float) -> bool:
         purposes = self.required_purposes(message.segment_id)
@@ -478,7 +513,7 @@ class MembershipService:
     def _remember(self, message: MembershipChanged) -> str:
         """The message's JSON, the model kept for its egress; a join counted as unannounced."""
         if message.action == "joined":
-            self._unannounced[message.event_id] = None
+            self._unannounced[message.event_id] = message.customer_id
             if len(self._unannounced) > UNANNOUNCED_CAP:  # forget the oldest: it then counts as announced
                 del self._unannounced[next(iter(self._unannounced))]
         raw = message.model_dump_json()

@@ -23,6 +23,9 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 # Field names in a customer's hash; the Lua scripts (adapters/lua.py) spell the same ones.
 VERSION, CONSENT, SEGMENT = "_v", "_c:", "_s:"
+# `_u:<event id>`: a join in the outbox its builder handed over unpublished (a rebalance moved the
+# customer's partition while the join waited for the consent barrier): no one announced it yet.
+UNSENT = "_u:"
 
 
 @cache

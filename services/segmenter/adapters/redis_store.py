@@ -11,7 +11,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from services.segmenter.adapters import lua
-from services.segmenter.adapters.redis_keys import CONSENT, SEGMENT, VERSION, KeyLayout
+from services.segmenter.adapters.redis_keys import CONSENT, SEGMENT, UNSENT, VERSION, KeyLayout
 from services.segmenter.domain.consent import ConsentView, PurposeConsent
 from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.feature_values import LAST
@@ -283,6 +283,30 @@ class RedisCustomerStore:
             for customer_id, messages in todo:
                 keys, args = [self.keys.outbox(customer_id)], [orjson.dumps(list(messages))]
                 await self._clear_outbox(keys=keys, args=args, client=pipe)
+            await pipe.execute()
+
+    async def mark_unsent(self, joins: Sequence[tuple[str, str]]) -> None:
+        """Record (customer, event id) joins as never published, for whoever owns them next."""
+        if not joins:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for customer_id, event_id in joins:
+                pipe.hset(self.keys.state(customer_id), UNSENT + event_id, "1")
+            await pipe.execute()
+
+    async def unsent(self, customer_id: str, event_ids: Sequence[str]) -> set[str]:
+        """Those of the joins that were handed over as never published."""
+        found = await self.client.hmget(self.keys.state(customer_id), [UNSENT + i for i in event_ids])
+        return {i for i, value in zip(event_ids, found, strict=True) if value is not None}
+
+    async def forget_unsent(self, joins: Sequence[tuple[str, str]]) -> None:
+        """Drop the marks of joins about to leave the outbox: before a publish, so a crash after
+        it never leaves a published join marked as unpublished."""
+        if not joins:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for customer_id, event_id in joins:
+                pipe.hdel(self.keys.state(customer_id), UNSENT + event_id)
             await pipe.execute()
 
     async def outbox_lengths(self, customer_ids: Sequence[str]) -> list[int]:
