@@ -4,8 +4,11 @@ on plain sqlite3)."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -95,13 +98,34 @@ def upgrade_schema(connection: Connection, migrations: Path) -> None:
 
 def upgrade_sqlite_file(path: str | Path, migrations: Path) -> None:
     """`upgrade_schema` for a store that queries through plain sqlite3 (delivery's, the
-    segmenter's definitions): on an engine of its own, disposed once the upgrade committed."""
-    engine = create_engine(f"sqlite:///{path}")
+    segmenter's definitions): on an engine of its own, disposed once the upgrade committed.
+
+    Processes starting together on one file (two segmenter workers on one DATA_DIR) upgrade it
+    one after the other under an exclusive lock on `<file>.lock`, and the later ones find it at
+    head. SQLite's own lock is not enough: two read "no schema" and the second failed creating a
+    table the first had made, and a brand-new file's switch to WAL fails at once, busy timeout or
+    not, while another connection holds it (both seen in test_database.py)."""
+    with _exclusive(Path(f"{path}.lock")):
+        engine = make_store_engine(f"sqlite:///{path}", _begin_immediate)
+        try:
+            with engine.begin() as connection:
+                upgrade_schema(connection, migrations)
+        finally:
+            engine.dispose()
+
+
+@contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    descriptor = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        with engine.begin() as connection:
-            upgrade_schema(connection, migrations)
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # released when the descriptor closes
+        yield
     finally:
-        engine.dispose()
+        os.close(descriptor)
+
+
+def _begin_immediate(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def migration_env(metadata: MetaData | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,10 +13,14 @@ import pytest
 
 from services.audit.adapters.sql_database import make_engine as audit_engine
 from services.consent.adapters.sql_engine import make_engine as consent_engine
+from services.delivery.adapters.sqlite_store import MIGRATIONS as DELIVERY_MIGRATIONS
 from services.delivery.adapters.sqlite_store import open_database
+from services.segmenter.adapters.sqlite_definitions import MIGRATIONS as SEGMENTER_MIGRATIONS
 from services.segmenter.adapters.sqlite_definitions import SqliteDefinitionStore
-from shared.database import SQLITE_BUSY_TIMEOUT_MS, sqlite_file
+from shared.database import SQLITE_BUSY_TIMEOUT_MS, sqlite_file, upgrade_sqlite_file
 
+WORKERS = 4
+ROUNDS = 10
 EXPECTED = {
     "journal_mode": "wal",
     "synchronous": 2,
@@ -93,3 +98,37 @@ async def test_the_definition_store_adopts_a_file_made_by_its_old_ddl(tmp_path: 
     assert [d.version for d in await store.all()] == [4]
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+
+
+
+def _upgrade_when_all_are_ready(path: Path, migrations: Path, ready: Any) -> None:
+    ready.wait()
+    upgrade_sqlite_file(path, migrations)
+
+
+@pytest.mark.parametrize(
+    "migrations", [DELIVERY_MIGRATIONS, SEGMENTER_MIGRATIONS], ids=["delivery", "segmenter"]
+)
+def test_processes_starting_at_once_on_one_file_each_find_it_migrated(
+    tmp_path: Path, migrations: Path
+) -> None:
+    # Two segmenter workers (or a delivery restarted beside its predecessor) may open one
+    # DATA_DIR's file together: each runs the migrations at start, and neither may fail on the
+    # other's half-made schema or its write lock. Processes, as in production (alembic's
+    # `context` is one per process, so threads would share it).
+    forked = multiprocessing.get_context("fork")
+    for round_ in range(ROUNDS):
+        path = tmp_path / f"store-{round_}.db"
+        ready = forked.Barrier(WORKERS)
+        workers = [
+            forked.Process(target=_upgrade_when_all_are_ready, args=(path, migrations, ready))
+            for _ in range(WORKERS)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert [worker.exitcode for worker in workers] == [0] * WORKERS
+        with sqlite3.connect(path) as connection:
+            versions = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+        assert len(versions) == 1
