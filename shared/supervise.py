@@ -295,12 +295,12 @@ async def _cancel_until_done(tasks: list[asyncio.Task[None]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)  # retrieve what each ended with
 
 
-async def within(seconds: float, awaitable: Awaitable[T]) -> T:
-    """`awaitable`, or TimeoutError after `seconds`: asyncio.wait_for without its Python 3.11 flaw
-    (gh-86296, fixed in 3.12): a cancel that arrives while the awaitable completes is swallowed, so
-    a supervised loop cancelled at shutdown runs on and the stop never ends. It hung the
-    segmenter's SIGTERM (its consent follower, cancelled in the barrier's wait, kept reading) in 2
-    of 3 tries. Use this (or asyncio.timeout), never wait_for."""
+async def within(seconds: float | None, awaitable: Awaitable[T]) -> T:
+    """`awaitable`, or TimeoutError after `seconds` (None: no limit): asyncio.wait_for without
+    its Python 3.11 flaw (gh-86296, fixed in 3.12): a cancel that arrives while the awaitable
+    completes is swallowed, so a supervised loop cancelled at shutdown runs on and the stop never
+    ends. It hung the segmenter's SIGTERM (its consent follower, cancelled in the barrier's wait,
+    kept reading) in 2 of 3 tries. Use this (or asyncio.timeout), never wait_for."""
     async with asyncio.timeout(seconds):
         return await awaitable
 

@@ -26,6 +26,7 @@ from services.delivery.domain.webhooks import (
 )
 from shared.events import ConsentChanged, ConsentStateSnapshot, MembershipChanged
 from shared.failpoints import failpoint
+from shared.supervise import within
 
 log = logging.getLogger(__name__)
 Update = Callable[[set[str], Consent], tuple[set[str], Consent]]
@@ -144,7 +145,7 @@ class Dispatcher:
                 wait = None if upcoming is None else max(0.0, upcoming - self.clock())
                 if wait is None or wait > 0:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), wait)
+                        await within(wait, self._wake.wait())
         finally:
             for task in in_flight:
                 task.cancel()
@@ -305,7 +306,7 @@ class DestinationGauges:
             self._wake.clear()
             await self.refresh()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.INTERVAL_S)
+                await within(self.INTERVAL_S, self._wake.wait())
 
     async def refresh(self) -> None:
         destinations = await asyncio.to_thread(self.store.list_destinations)

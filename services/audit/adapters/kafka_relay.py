@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from services.audit.adapters.sql_ledger import SqlLedgerStore
 from services.audit.adapters.sql_side_stores import SqlPublicationMark
 from shared.metrics import MESSAGES_PUBLISHED
+from shared.supervise import within
 
 log = logging.getLogger(__name__)
 # Appends by another process on the same database are picked up within this many seconds.
@@ -52,7 +53,7 @@ class KafkaAuditRelay:
             while await self.publish_pending(producer):
                 pass
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), _POLL_SECONDS)
+                await within(_POLL_SECONDS, self._wake.wait())
 
     async def publish_pending(self, producer: AIOKafkaProducer) -> int:
         """Publish up to one chunk of unpublished records; the number published."""

@@ -19,6 +19,7 @@ from shared import topics
 from shared.events import utcnow
 from shared.failpoints import failpoint
 from shared.metrics import MESSAGES_PUBLISHED
+from shared.supervise import within
 from shared.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,8 @@ class KafkaOutboxRelay:
         """Whether the commit of `ticket` (and every earlier one) was published within `timeout`."""
         async with self._progress:
             try:
-                await asyncio.wait_for(
-                    self._progress.wait_for(lambda: self._published_through >= ticket), timeout
+                await within(
+                    timeout, self._progress.wait_for(lambda: self._published_through >= ticket)
                 )
             except TimeoutError:
                 metrics.PUBLISH_WAIT_TIMEOUTS.inc()
@@ -201,7 +202,7 @@ class KafkaOutboxRelay:
         step = self.peer_poll_interval if peers and self.peer_poll_interval else self.poll_interval
         while (left := deadline - loop.time()) > 0:
             try:
-                await asyncio.wait_for(self._wake.wait(), min(step, left))
+                await within(min(step, left), self._wake.wait())
             except TimeoutError:
                 if peers and self.peer_poll_interval and await asyncio.to_thread(self.outbox.has_unsent):
                     return True

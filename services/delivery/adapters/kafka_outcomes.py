@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared.events import DeliveryOutcome, DestinationChanged, Message
 from shared.metrics import MESSAGES_PUBLISHED
+from shared.supervise import within
 
 BATCH = 200
 
@@ -98,7 +99,7 @@ class KafkaRelay:
                 await self._publish(producer, rows)
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+                await within(1.0, self._wake.wait())
 
     async def _publish(self, producer: AIOKafkaProducer, rows: list[dict[str, Any]]) -> None:
         sent = []

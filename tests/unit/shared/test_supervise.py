@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -309,3 +310,25 @@ async def test_a_periodic_job_that_fails_every_run_stays_not_ready_until_a_run_s
     await asyncio.sleep(0)
     assert supervisor.not_ready() is None
     await supervisor.stop()
+
+
+async def test_within_none_waits_without_a_limit() -> None:
+    wake = asyncio.Event()
+    waiting = asyncio.ensure_future(within(None, wake.wait()))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    wake.set()
+    assert await waiting is True
+
+
+def test_no_service_uses_asyncio_wait_for() -> None:
+    # The flaw `within` avoids would hang the stop of whichever loop used wait_for.
+    root = Path(__file__).resolve().parents[3]
+    users = [
+        str(path.relative_to(root))
+        for folder in ("services", "shared")
+        for path in (root / folder).rglob("*.py")
+        if "asyncio.wait_for(" in path.read_text()
+    ]
+    assert users == []
