@@ -104,6 +104,10 @@ def ensure_topics(settings: ServiceSettings, plans: list[TopicPlan] | None = Non
         bootstrap_servers=settings.bootstrap_servers,
         client_id="segwarden-admin",
         request_timeout_ms=10_000,
+        # kafka-python waits 30 s by default for a broker that never answers; every service
+        # retries this call under its supervisor, and `segwarden model train` should refuse in
+        # seconds, not half a minute.
+        bootstrap_timeout_ms=10_000,
         **kafka_security(settings),
     )
     try:
