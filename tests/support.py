@@ -216,6 +216,16 @@ def read_topic(bootstrap: str, topic: str, count: int) -> list[bytes]:
         consumer.close()
 
 
+def forget_redis_keys(redis_url: str, prefix: str) -> None:
+    """Delete every Redis key of a test's topic prefix (its services' namespace `sw:<prefix>`)."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        for key in client.scan_iter(f"sw:{prefix}*", count=1000):
+            client.delete(key)
+    finally:
+        client.close()
+
+
 def stored_customer(client: redis.Redis, namespace: str, customer: str) -> CustomerSnapshot:
     """A customer's hash in the segmenter's Redis (namespace `sw:<prefix>`), read as the segmenter
     reads it: features, consent, segments and version apart."""

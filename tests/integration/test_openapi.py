@@ -13,10 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from tests.conftest import service_environment
-from tests.support import ServiceProcess
+from tests.support import ServiceProcess, forget_redis_keys
 
 SERVICES = ("consent", "segmenter", "audit", "delivery")
 ERROR_CODES = ("401", "403", "404", "413", "422")
@@ -71,10 +70,7 @@ def service(
         yield process.wait_ready()
     finally:
         process.kill()
-        client = redis.Redis.from_url(redis_url, decode_responses=True)
-        for key in client.scan_iter(f"sw:{prefix}*", count=1000):
-            client.delete(key)
-        client.close()
+        forget_redis_keys(redis_url, prefix)
 
 
 def test_openapi_declares_the_bearer_scheme_errors_and_body_examples(service: ServiceProcess) -> None:

@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import redis.asyncio as aioredis
 from kafka import KafkaProducer
 
@@ -32,7 +31,7 @@ from tests.integration.consent.conftest import choice, produce, put, read_topic
 from tests.integration.consent.test_durability import _killed
 from tests.integration.segmenter.conftest import naming, put_segment
 from tests.integration.segmenter.test_erasure_final import refused, snapshot_of
-from tests.support import ServiceProcess, wait_for
+from tests.support import ServiceProcess, forget_redis_keys, wait_for
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 DSR = bearer("dsr-officer-0001")
@@ -144,10 +143,7 @@ def running_stack(kafka_bootstrap: str, redis_url: str, tmp: Path) -> Iterator[S
             collector.stop()
         for service in (segmenter, audit):
             service.kill()
-        client = redis.Redis.from_url(redis_url, decode_responses=True)
-        for key in client.scan_iter(f"sw:{prefix}*", count=1000):
-            client.delete(key)
-        client.close()
+        forget_redis_keys(redis_url, prefix)
 
 
 @pytest.fixture(scope="module")

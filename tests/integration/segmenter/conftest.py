@@ -21,7 +21,7 @@ from services.segmenter.adapters.redis_keys import CONSENT, KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from shared.events import ConsentChanged, CustomerEvent, MembershipChanged, new_event_id
 from tests.conftest import TEST_TOKENS
-from tests.support import TEST_PSEUDONYM_KEY, ServiceProcess, stored_customer
+from tests.support import TEST_PSEUDONYM_KEY, ServiceProcess, forget_redis_keys, stored_customer
 
 ADMIN = {"Authorization": "Bearer admin-token-0001"}
 FAST = {"SEGMENTER_SWEEP_INTERVAL_S": "0.5", "SEGMENTER_COMPLIANCE_INTERVAL_S": "1"}
@@ -231,10 +231,7 @@ def module_segmenter(
         yield service.wait_ready(90)
     finally:
         service.kill()
-        client = redis.Redis.from_url(redis_url, decode_responses=True)
-        for key in client.scan_iter(f"sw:{prefix}*", count=1000):
-            client.delete(key)
-        client.close()
+        forget_redis_keys(redis_url, prefix)
 
 
 @pytest.fixture(scope="module")
