@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The benchmark's peer, Quix Streams, pins a pydantic below the project's: a venv of its own.
+PEER_VENV := .venv-peer
+PEER_STAMP := $(PEER_VENV)/.installed
 
 .PHONY: install run test test-fast lint bench demo docs clean
 
@@ -11,6 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+$(PEER_STAMP): bench/peer-requirements.txt
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install -q -r bench/peer-requirements.txt
+	touch $(PEER_STAMP)
 
 install: $(STAMP)
 
@@ -29,8 +37,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: $(STAMP)
-	$(BIN)/segwarden bench
+bench: $(STAMP) $(PEER_STAMP)
+	QUIX_PYTHON=$${QUIX_PYTHON:-$(abspath $(PEER_VENV))/bin/python} $(BIN)/segwarden bench
 
 demo: $(STAMP)
 	$(BIN)/segwarden demo
@@ -39,4 +47,4 @@ docs: $(STAMP)
 	$(BIN)/python -m shared.contract_docs
 
 clean:
-	rm -rf $(VENV) .data build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(PEER_VENV) .data build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
