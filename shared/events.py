@@ -1,7 +1,7 @@
 """The messages that cross Kafka topics: one frozen, strict pydantic model per record type.
 
-Decode with `Model.model_validate_json(raw)`; strict mode accepts RFC 3339 strings for
-timestamps only from JSON, which is what crosses a topic.
+Decode with `Model.model_validate_json(raw)`; a timestamp must be an RFC 3339 date-time with
+a zone (`Timestamp`), which is what crosses a topic.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -46,6 +47,21 @@ def key_id(key: bytes | None, kind: Literal["customer", "segment"]) -> str | Non
     return text if _KEY_PATTERNS[kind].fullmatch(text) else None
 
 
+# RFC 3339's date-time (section 5.6; a space for the T as its note allows). pydantic alone also
+# takes seconds since the epoch as text ("1700000000") and a time without seconds ("...T10:00Z").
+_RFC3339_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339_text(value: object) -> object:
+    """Text becomes a datetime here (strict mode takes no text past a before-validator)."""
+    if not isinstance(value, str):
+        return value
+    if not _RFC3339_DATE_TIME.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time with a zone, such as 2026-12-01T10:00:00Z")
+    return datetime.fromisoformat(value.upper())  # the pattern leaves only digits, signs, T and Z
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.]{1,64}$")]
 ShortText = Annotated[str, StringConstraints(max_length=256)]
 ConsentSequence = Annotated[int, Field(ge=1, le=2**53)]
@@ -116,7 +132,7 @@ class CustomerEvent(Message):
     event_id: EventId
     customer_id: CustomerId
     type: EventType
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
     source: ShortText
     attributes: dict[str, Any] = Field(default_factory=dict, max_length=MAX_EVENT_ATTRIBUTES)
 
@@ -194,7 +210,7 @@ class ConsentRequested(Message):
     source: ShortText
     jurisdiction: Jurisdiction
     policy_version: ShortText
-    expires_at: AwareDatetime | None = None
+    expires_at: Timestamp | None = None
     # Added: the version of the purpose's notice the customer saw, as in the consent PUT body
     # (1 to the catalog's current `notice_version`; a later one is dead-lettered).
     notice_version: Annotated[int, Field(ge=1)] | None = None
@@ -212,8 +228,8 @@ class ConsentChanged(Message):
     source: ShortText
     jurisdiction: Jurisdiction
     policy_version: ShortText
-    recorded_at: AwareDatetime
-    expires_at: AwareDatetime | None = None
+    recorded_at: Timestamp
+    expires_at: Timestamp | None = None
     # Per customer, strictly increasing in commit order across all purposes: what orders
     # consent (recorded_at is for display). None on records written before it existed.
     sequence: ConsentSequence | None = None
@@ -224,9 +240,9 @@ class PurposeState(Message):
 
     status: ConsentStatus
     effective: bool
-    recorded_at: AwareDatetime | None = None
+    recorded_at: Timestamp | None = None
     source: ShortText | None = None
-    expires_at: AwareDatetime | None = None
+    expires_at: Timestamp | None = None
     jurisdiction: Jurisdiction | None = None
     policy_version: ShortText | None = None
     # The customer's consent sequence of the change that set this state (see ConsentChanged).
@@ -241,7 +257,7 @@ class ConsentStateSnapshot(Message):
     event_id: EventId
     customer_id: CustomerId
     purposes: dict[PurposeId, PurposeState]
-    updated_at: AwareDatetime
+    updated_at: Timestamp
 
 
 class SegmentDefinition(Message):
@@ -256,7 +272,7 @@ class SegmentDefinition(Message):
     required_purposes: tuple[PurposeId, ...] = ()
     description: Annotated[str, StringConstraints(max_length=2048)] = ""
     version: Annotated[int, Field(ge=1)] = 1
-    updated_at: AwareDatetime
+    updated_at: Timestamp
 
     @model_validator(mode="after")
     def _rule_or_model(self) -> SegmentDefinition:
@@ -276,8 +292,8 @@ class MembershipChanged(Message):
     action: MembershipAction
     reason: MembershipReason
     cause_event_id: EventId | None
-    cause_at: AwareDatetime | None
-    at: AwareDatetime
+    cause_at: Timestamp | None
+    at: Timestamp
 
 
 class MembershipState(Message):
@@ -294,8 +310,8 @@ class MembershipState(Message):
     action: Literal["joined"]
     reason: MembershipReason
     cause_event_id: EventId | None
-    cause_at: AwareDatetime | None
-    at: AwareDatetime
+    cause_at: Timestamp | None
+    at: Timestamp
 
 
 class ErasureRequested(Message):
@@ -303,7 +319,7 @@ class ErasureRequested(Message):
 
     event_id: EventId
     customer_id: CustomerId
-    requested_at: AwareDatetime
+    requested_at: Timestamp
     # Drawn from the customer's consent sequence after the erasure's own denials: every consent
     # change committed before the erasure is lower, every later one (a new signup) higher. None on
     # records written before it existed.
@@ -328,7 +344,7 @@ class ModelTrained(Message):
     cluster_sizes: tuple[Annotated[int, Field(ge=0)], ...]
     silhouette: float | None
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-    trained_at: AwareDatetime
+    trained_at: Timestamp
 
 
 class RetentionRun(Message):
@@ -342,8 +358,8 @@ class RetentionRun(Message):
 
     event_id: EventId
     service: Literal["consent", "segmenter"]
-    started_at: AwareDatetime
-    finished_at: AwareDatetime
+    started_at: Timestamp
+    finished_at: Timestamp
     # consent: customers with history rows retired; segmenter: customers whose features were purged.
     customers: Annotated[int, Field(ge=0)]
     # consent: history rows pseudonymized, per purpose (empty for the segmenter, whose leaves
@@ -370,7 +386,7 @@ class DeliveryOutcome(Message):
     # the destination lost its agreement or was deleted before it went.
     status: Literal["delivered", "dead", "withheld"]
     attempts: Annotated[int, Field(ge=0)]
-    at: AwareDatetime  # when it ended
+    at: Timestamp  # when it ended
 
 
 class DestinationChanged(Message):
@@ -389,14 +405,14 @@ class DestinationChanged(Message):
     purposes: list[PurposeId] = Field(default_factory=list)
     # Its webhooks still pending at the change (for `deleted`: the ones dropped with it).
     pending: Annotated[int, Field(ge=0)] = 0
-    at: AwareDatetime
+    at: Timestamp
 
 
 class AuditRecord(Message):
     """`audit.log`: one ledger record, hash-chained to the one before it."""
 
     seq: Annotated[int, Field(ge=0)]
-    at: AwareDatetime
+    at: Timestamp
     kind: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,64}$")]
     subject: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None
     event_id: EventId

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events import Timestamp
 
 Status = Literal["granted", "denied"]
 JurisdictionName = Literal["GDPR", "CCPA", "OTHER"]
@@ -33,7 +35,7 @@ class ConsentChoice(BaseModel):
     source: str = Field(min_length=1, max_length=256, examples=["preference-center"])
     jurisdiction: JurisdictionName
     policy_version: str = Field(min_length=1, max_length=256, examples=["2026-03"])
-    expires_at: AwareDatetime | None = None
+    expires_at: Timestamp | None = None
     notice_version: int | None = Field(
         None, ge=1, description="the version of the purpose's notice (GET /v1/purposes) the customer saw"
     )

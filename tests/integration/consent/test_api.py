@@ -52,6 +52,7 @@ def _field_errors(response: httpx.Response) -> list[str]:
         ("c-1", "marketing_email", choice(jurisdiction="MARS"), "jurisdiction"),
         ("c-1", "marketing_email", choice(expires_at="2020-01-01T00:00:00Z"), "expires_at"),
         ("c-1", "marketing_email", choice(expires_at="2099-01-01T00:00:00"), "expires_at"),
+        ("c-1", "marketing_email", choice(expires_at="4102444800"), "expires_at"),  # epoch seconds as text
         ("c-1", "marketing_email", choice(colour="blue"), "colour"),
         ("c-1", "marketing_email", {"status": "granted"}, "source"),
     ],

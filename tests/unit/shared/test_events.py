@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from shared.events import (
@@ -200,3 +203,31 @@ def test_event_ids_made_in_bulk_are_random_version_4_uuids_like_single_ones() ->
     for made in [*ids, new_event_id()]:
         parsed = uuid.UUID(hex=made)
         assert (parsed.hex, parsed.version, parsed.variant) == (made, 4, uuid.RFC_4122)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1700000000",  # seconds since the epoch, as text: pydantic alone takes it
+        "2026-12-01T10:00Z",  # no seconds
+        "2026-12-01",  # a date only
+        "2026-12-01T10:00:00+0100",  # an offset without its colon
+        "2026-12-01T10:00:00 Z",
+        " 2026-12-01T10:00:00Z",
+    ],
+)
+def test_a_timestamp_is_an_rfc3339_date_time_or_refused(text: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        decode(CustomerEvent, {**PURCHASE, "occurred_at": text})
+    assert field_names(caught.value) == {"occurred_at"}
+
+
+# RFC 3339 offsets are whole minutes, less than a day either way.
+OFFSETS = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda minutes: timezone(timedelta(minutes=minutes)))
+
+
+@given(st.datetimes(timezones=OFFSETS), st.sampled_from(["T", "t", " "]))
+def test_every_rfc3339_rendering_of_an_aware_time_is_accepted_as_that_time(moment, separator: str) -> None:
+    text = moment.isoformat(sep=separator)
+    event = decode(CustomerEvent, {**PURCHASE, "occurred_at": text})
+    assert event.occurred_at == moment
