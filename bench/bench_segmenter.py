@@ -433,12 +433,13 @@ def start_segmenter(
     log_path: Path,
     redis_url: str = REDIS_URL,
     ready_s: float = 120,
+    partitions: int = PARTITIONS,
 ) -> ServiceProcess:
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "REDIS_URL": redis_url,
         "TOPIC_PREFIX": prefix,
-        "TOPIC_PARTITIONS": str(PARTITIONS),
+        "TOPIC_PARTITIONS": str(partitions),
         "DATA_DIR": str(data_dir),
         "AUTH_TOKENS": f"{TOKEN}=*",
         "INTERNAL_TOKEN": TOKEN,
