@@ -26,7 +26,7 @@ PARTS = [
     ("rule evaluation", ("segmenter/domain/", "segmenter/rules/")),
     (
         "event handling",
-        ("segmenter/stream_handlers", "segmenter/adapters/redis_store", "segmenter/adapters/kafka_events"),
+        ("segmenter/handlers", "segmenter/adapters/redis_store", "segmenter/adapters/kafka_events"),
     ),
     ("segmenter, other", ("services/", "shared/")),
     ("asyncio loop", ("asyncio/", "uvloop")),

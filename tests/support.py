@@ -18,7 +18,8 @@ import redis
 from kafka import KafkaConsumer, TopicPartition
 
 from services.segmenter.adapters.redis_keys import KeyLayout
-from services.segmenter.adapters.redis_store import CustomerSnapshot, snapshot_of
+from services.segmenter.adapters.redis_store import snapshot_of
+from services.segmenter.domain.customer import CustomerSnapshot
 from shared.embedded import free_port, redis_answers, start_redis_server
 from shared.events import ModelTrained
 

@@ -27,10 +27,10 @@ from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.adapters.sqlite_definitions import SqliteDefinitionStore
 from services.segmenter.consent_loader import load_consent_state
 from services.segmenter.definition_feed import DefinitionFeed
-from services.segmenter.definitions import DefinitionService
 from services.segmenter.domain.retention import RetentionPolicy
 from services.segmenter.domain.segments import SegmentRegistry
 from services.segmenter.expiry import ExpiryScheduler
+from services.segmenter.handlers import DefinitionService
 from services.segmenter.membership_service import MembershipService
 from services.segmenter.modeling.assign import ModelAssigner
 from services.segmenter.modeling.feature_vector import SOURCE_FEATURES

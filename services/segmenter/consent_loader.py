@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from services.segmenter.adapters.kafka_compacted import KafkaCompactedReader
 from services.segmenter.adapters.redis_store import RedisCustomerStore
-from services.segmenter.stream_handlers import purpose_consent, tombstone_mark
+from services.segmenter.handlers import purpose_consent, tombstone_mark
 from shared.events import ConsentStateSnapshot, key_id
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from services.segmenter.adapters.kafka_compacted import KafkaCompactedReader
-from services.segmenter.definitions import DefinitionService
+from services.segmenter.handlers import DefinitionService
 from services.segmenter.rules import RuleError, compile_rule
 from shared.deadletter import DeadLetters, describe_error, send_dead_letter
 from shared.events import SegmentDefinition, key_id

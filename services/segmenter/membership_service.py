@@ -1,4 +1,6 @@
-"""Reconciles one customer's live membership with the membership rule, then tells campaign tools.
+"""Reconciles one customer's live membership with the membership rule, then tells campaign tools:
+the use case every input of `handlers.py` (and every job) ends in, over the customer store,
+publisher and consent barrier ports of `domain/ports.py`.
 
 Order per change: decide (pure) -> commit to the customer's Redis slot (version-checked, consent
 re-checked in Lua) -> segment member sets -> egress consent check -> publish. So Redis always
@@ -19,13 +21,12 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
 
-from services.segmenter.adapters.redis_store import Committed, CustomerSnapshot, Pending, RedisCustomerStore
-from services.segmenter.barrier import ConsentBarrier
+from services.segmenter.domain.customer import Committed, CustomerSnapshot, Pending
 from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.feature_values import rule_features
 from services.segmenter.domain.membership import Assign, MembershipChange, Trigger, decide
+from services.segmenter.domain.ports import ConsentBarrier, CustomerStore, MembershipPublisher
 from services.segmenter.domain.retention import RetentionPolicy
 from services.segmenter.domain.segments import Segment
 from services.segmenter.locks import KeyedLocks
@@ -92,18 +93,10 @@ def _segments_of(outbox: Sequence[str]) -> set[str]:
     return {str(json.loads(message)["segment_id"]) for message in outbox}
 
 
-class MembershipPublisher(Protocol):
-    """Where changes are announced: `KafkaMembershipPublisher` (segment.membership), a fake in tests."""
-
-    async def publish(
-        self, changes: Sequence[MembershipChanged], encoded: Sequence[bytes] | None = None
-    ) -> object: ...
-
-
 class MembershipService:
     def __init__(
         self,
-        store: RedisCustomerStore,
+        store: CustomerStore,
         publisher: MembershipPublisher,
         required_purposes: Callable[[str], tuple[str, ...] | None],
         assign: Assign,

@@ -22,15 +22,16 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel, ValidationError
 
 from services.segmenter.adapters.kafka_partitions import KafkaPartitionReader
-from services.segmenter.adapters.redis_store import CustomerSnapshot, RedisCustomerStore
+from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.consent_loader import load_consent_state
+from services.segmenter.domain.customer import CustomerSnapshot
 from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.membership import ON_SWEEP
 from services.segmenter.domain.segments import SegmentRegistry
+from services.segmenter.handlers import erasure_mark, event_write
 from services.segmenter.membership_service import MAX_ATTEMPTS, Cause, CommitConflictError, MembershipService
 from services.segmenter.metrics import REBUILD_EVENTS_REPLAYED
 from services.segmenter.settings import SegmenterSettings
-from services.segmenter.stream_handlers import erasure_mark, event_write
 from shared.events import CustomerEvent, ErasureRequested
 from shared.failpoints import failpoint
 from shared.kafka import topic_names

@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 
 from services.segmenter.adapters.kafka_partitions import KafkaPartitionReader
 from services.segmenter.adapters.kafka_publisher import KafkaMembershipPublisher, customer_partition
-from services.segmenter.adapters.redis_store import CustomerSnapshot, RedisCustomerStore
+from services.segmenter.adapters.redis_store import RedisCustomerStore
+from services.segmenter.domain.customer import CustomerSnapshot
 from services.segmenter.domain.segments import SegmentRegistry
 from services.segmenter.membership_service import MembershipService
 from services.segmenter.membership_state import AnnouncedMembership

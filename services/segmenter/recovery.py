@@ -22,14 +22,14 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord
 
 from services.segmenter.adapters.redis_generation import RedisGenerationMarker
-from services.segmenter.adapters.redis_store import CustomerSnapshot
+from services.segmenter.domain.customer import CustomerSnapshot
 from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.segments import Segment
+from services.segmenter.handlers import StreamHandlers
 from services.segmenter.membership_service import Cause
 from services.segmenter.metrics import REDIS_REBUILDING, REDIS_REBUILDS
 from services.segmenter.rebuild import StateRebuilder
 from services.segmenter.reconcile import AnnouncedReconciler
-from services.segmenter.stream_handlers import StreamHandlers
 from shared.events import MembershipChanged
 
 log = logging.getLogger(__name__)

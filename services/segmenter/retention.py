@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from services.segmenter.adapters.redis_store import CustomerSnapshot, RedisCustomerStore
+from services.segmenter.adapters.redis_store import RedisCustomerStore
+from services.segmenter.domain.customer import CustomerSnapshot
 from services.segmenter.domain.feature_values import LAST
 from services.segmenter.domain.membership import ON_SWEEP
 from services.segmenter.domain.retention import RetentionPolicy

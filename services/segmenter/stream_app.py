@@ -16,9 +16,9 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord
 
 from services.segmenter.adapters.faust_transport import SegmenterFaustApp
+from services.segmenter.handlers import StreamHandlers
 from services.segmenter.metrics import OWNED_PARTITIONS
 from services.segmenter.settings import SegmenterSettings
-from services.segmenter.stream_handlers import StreamHandlers
 from shared.kafka import clamp_lag, faust_credentials, topic_names
 from shared.metrics import CONSUMER_LAG
 from shared.supervise import for_each, handle_or_dead_letter

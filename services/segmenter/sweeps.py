@@ -13,9 +13,9 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
-from services.segmenter.adapters.redis_store import CustomerSnapshot, RedisCustomerStore
-from services.segmenter.barrier import BarrierTimeoutError
+from services.segmenter.domain.customer import CustomerSnapshot
 from services.segmenter.domain.membership import ON_DEFINITION, ON_SWEEP, MembershipChange, Trigger
+from services.segmenter.domain.ports import BarrierTimeoutError, SweptCustomerStore
 from services.segmenter.domain.segments import Segment, SegmentRegistry
 from services.segmenter.membership_service import NO_CAUSE, MembershipService, Plan
 from services.segmenter.metrics import (
@@ -40,7 +40,7 @@ IN_FLIGHT_S = 10.0
 class Sweeper:
     def __init__(
         self,
-        store: RedisCustomerStore,
+        store: SweptCustomerStore,
         registry: SegmentRegistry,
         membership: MembershipService,
         owned: Callable[[], list[int]],

@@ -7,7 +7,7 @@ reads exactly the consent partitions whose customer.events partitions this worke
 one process still sees all of a customer's inputs. Offsets are committed under its own group
 id after the changes of each fetch are handled (at least once; handling is idempotent).
 
-It is also the admission barrier (barrier.ConsentBarrier): `settled` reads the customers'
+It is also the admission barrier (domain.ports.ConsentBarrier): `settled` reads the customers'
 partition ends afresh (ListOffsets) and returns once this follower's position is at or past them
 with nothing fetched left unhandled. The embedded broker reports a partition's end as the last
 batch's start + 1, short when that batch holds several records; but a fetch returns whole
@@ -27,7 +27,7 @@ from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord
 
 from services.segmenter.adapters.kafka_following import AssignmentFollower
-from services.segmenter.barrier import BarrierTimeoutError, ConsentBarrier
+from services.segmenter.domain.ports import BarrierTimeoutError, ConsentBarrier
 from shared.failpoints import failpoint
 from shared.settings import ServiceSettings
 from shared.supervise import within

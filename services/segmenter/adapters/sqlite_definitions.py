@@ -9,20 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 
+from services.segmenter.domain.segments import StoredDefinition
 from shared.database import configure_sqlite, upgrade_sqlite_file
 from shared.events import SegmentDefinition
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-
-
-@dataclass(frozen=True)
-class StoredDefinition:
-    segment_id: str
-    version: int
-    definition: SegmentDefinition | None  # None once deleted
 
 
 class SqliteDefinitionStore:

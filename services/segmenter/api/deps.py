@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, status
 
 from services.segmenter.bootstrap import SegmenterRuntime
-from services.segmenter.definitions import DefinitionService
+from services.segmenter.handlers import DefinitionService
 from shared.auth import Principal, require_scope
 from shared.http import app_runtime
 

@@ -37,6 +37,15 @@ class Segment:
         return cls(definition, rule)
 
 
+@dataclass(frozen=True)
+class StoredDefinition:
+    """A definition as the segmenter's own store keeps it; deleted ones keep their version."""
+
+    segment_id: str
+    version: int
+    definition: SegmentDefinition | None  # None once deleted
+
+
 def features_changed_by(event_type: str, profile_attrs: Iterable[str] = ()) -> set[str]:
     changed = {*_EVERY_EVENT, f"events.{event_type}"}
     if event_type == "purchase":

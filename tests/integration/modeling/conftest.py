@@ -11,8 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from services.segmenter.adapters.redis_keys import KeyLayout
-from services.segmenter.adapters.redis_store import EventWrite, RedisCustomerStore
+from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
+from services.segmenter.domain.customer import EventWrite
 from tests.support import TEST_PSEUDONYM_KEY
 
 DAY = 86400.0

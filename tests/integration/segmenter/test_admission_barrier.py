@@ -15,10 +15,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.segmenter.adapters.redis_keys import KeyLayout
-from services.segmenter.adapters.redis_store import EventWrite, RedisCustomerStore
-from services.segmenter.barrier import ConsentBarrier
+from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
+from services.segmenter.domain.customer import EventWrite
 from services.segmenter.domain.membership import ON_CONSENT
+from services.segmenter.domain.ports import ConsentBarrier
 from services.segmenter.domain.segments import SegmentRegistry
 from services.segmenter.membership_service import Cause, MembershipService
 from services.segmenter.membership_state import AnnouncedMembership

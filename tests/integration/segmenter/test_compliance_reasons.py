@@ -13,8 +13,8 @@ import redis.asyncio as aioredis
 
 from services.segmenter.adapters.redis_keys import SEGMENT, KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore
-from services.segmenter.barrier import BarrierTimeoutError, ConsentBarrier
 from services.segmenter.domain.consent import PurposeConsent
+from services.segmenter.domain.ports import BarrierTimeoutError, ConsentBarrier
 from services.segmenter.domain.segments import SegmentRegistry
 from services.segmenter.membership_service import NO_CAUSE, MembershipService
 from services.segmenter.sweeps import Sweeper

@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 
 from services.segmenter.adapters.redis_keys import SEGMENT
-from services.segmenter.adapters.redis_store import EventWrite, RedisCustomerStore
+from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
+from services.segmenter.domain.customer import EventWrite
 from services.segmenter.domain.erasure import ErasureMark
 from tests.integration.segmenter.conftest import naming
 

@@ -14,13 +14,14 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 
 from services.segmenter.adapters.redis_keys import SEGMENT
-from services.segmenter.adapters.redis_store import EventWrite, RedisCustomerStore
+from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
+from services.segmenter.domain.customer import EventWrite
 from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.membership import ON_EVENT
 from services.segmenter.domain.segments import Segment, SegmentRegistry
+from services.segmenter.handlers import StreamHandlers
 from services.segmenter.membership_service import NO_CAUSE, MembershipService
-from services.segmenter.stream_handlers import StreamHandlers
 from services.segmenter.sweeps import Sweeper
 from shared import failpoints
 from shared.events import (

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.segmenter.domain.consent import ConsentView, PurposeConsent
-from services.segmenter.stream_handlers import change_consent, purpose_consent
+from services.segmenter.handlers import change_consent, purpose_consent
 from shared.events import ConsentChanged, PurposeState
 
 T = 1_800_000_000.0

@@ -1,4 +1,10 @@
-"""Handlers of the segmenter's input streams: decode (or dead-letter), update Redis, reconcile membership."""
+"""The segmenter's use cases, one per input, over the ports of `domain/ports.py`: a batch of
+customer events, a consent change (the eviction hot path) or snapshot, an erasure (StreamHandlers:
+decode or dead-letter, update the customer store, reconcile membership through
+`membership_service.py`), and a definition saved, deleted or read from the topic
+(DefinitionService). The consumers that feed them are adapters; the jobs that sweep, expire,
+retain and rebuild are modules of their own (docs/architecture.md).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +12,25 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka.structs import ConsumerRecord
 
-from services.segmenter.adapters.redis_store import CustomerSnapshot, EventWrite, RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
+from services.segmenter.domain.customer import CustomerSnapshot, EventWrite
 from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.membership import EVICTIONS, ON_CONSENT, ON_EVENT
-from services.segmenter.domain.segments import Segment, SegmentRegistry, features_changed_by
-from services.segmenter.expiry import ExpiryScheduler
+from services.segmenter.domain.ports import CustomerStore, DefinitionPublisher, DefinitionStore, ExpiryQueue
+from services.segmenter.domain.segments import (
+    Segment,
+    SegmentRegistry,
+    StoredDefinition,
+    features_changed_by,
+)
 from services.segmenter.membership_service import Cause, MembershipService, Plan
 from services.segmenter.metrics import ERASED_INPUT_REFUSED, EVENTS_PROCESSED, EVICTION_LATENCY
+from services.segmenter.rules import RuleError
 from shared.deadletter import DeadLetters, decode_or_dead_letter, send_dead_letter
 from shared.events import (
     ConsentChanged,
@@ -27,6 +39,7 @@ from shared.events import (
     ErasureRequested,
     MembershipChanged,
     PurposeState,
+    SegmentDefinition,
     key_id,
 )
 from shared.failpoints import failpoint
@@ -92,11 +105,11 @@ class _Latest:
 class StreamHandlers:
     def __init__(
         self,
-        store: RedisCustomerStore,
+        store: CustomerStore,
         registry: SegmentRegistry,
         membership: MembershipService,
         dead_letters: DeadLetters,
-        expiry: ExpiryScheduler,
+        expiry: ExpiryQueue,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -293,3 +306,80 @@ def event_write(record: ConsumerRecord, event: CustomerEvent) -> EventWrite:
         profile=_profile(event),
         timestamp_ms=max(0, record.timestamp or 0),
     )
+
+
+# Marks a segment for re-evaluation (True: deleted, to be emptied); returns at once.
+MarkChanged = Callable[[str, bool], None]
+
+
+class DefinitionService:
+    """Segment definitions: saved by the API, spread through `segment.definitions`, applied by each worker."""
+
+    def __init__(
+        self,
+        registry: SegmentRegistry,
+        store: DefinitionStore,
+        publisher: DefinitionPublisher,
+        on_change: MarkChanged,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.publisher = publisher
+        # The customers are re-evaluated in the background (reevaluation.py), never in a request.
+        self.on_change = on_change
+        self.versions: dict[str, int] = {}
+        self.loaded = asyncio.Event()
+
+    async def load_store(self) -> list[StoredDefinition]:
+        stored = await self.store.all()
+        for row in stored:
+            self.versions[row.segment_id] = max(self.versions.get(row.segment_id, 0), row.version)
+        return stored
+
+    def next_version(self, segment_id: str) -> int:
+        return self.versions.get(segment_id, 0) + 1
+
+    async def save(self, definition: SegmentDefinition) -> SegmentDefinition:
+        """API write: own store first (it survives the broker), then the topic, then this worker."""
+        await self.store.upsert(definition)
+        await self.publisher.publish_definition(definition.segment_id, definition)
+        await self.apply(definition.segment_id, definition)
+        return definition
+
+    async def delete(self, segment_id: str) -> bool:
+        current = self.registry.get(segment_id)
+        if current is None:
+            return False
+        version = self.next_version(segment_id)
+        await self.store.mark_deleted(segment_id, version)
+        await self.publisher.publish_definition(segment_id, None)
+        await self.apply(segment_id, None, version)
+        return True
+
+    async def apply(self, segment_id: str, definition: SegmentDefinition | None, version: int = 0) -> None:
+        """Install a definition (or a deletion) from the topic or the API; repeats are no-ops."""
+        current = self.registry.get(segment_id)
+        if definition is None:
+            if current is None:
+                return
+            self.registry.remove(segment_id)
+            self.versions[segment_id] = max(
+                self.versions.get(segment_id, 0), version or current.definition.version
+            )
+            self.on_change(segment_id, True)
+            return
+        if current is not None and current.definition.event_id == definition.event_id:
+            return
+        if current is not None and current.definition.version > definition.version:
+            return  # an older definition replayed from the topic
+        try:
+            segment = Segment.from_definition(definition)
+        except RuleError as exc:
+            log.error(
+                "ignored a definition whose rule does not compile",
+                extra={"segment": segment_id, "error": str(exc)},
+            )
+            return
+        self.registry.put(segment)
+        self.versions[segment_id] = max(self.versions.get(segment_id, 0), definition.version)
+        self.on_change(segment_id, False)
