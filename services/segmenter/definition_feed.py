@@ -26,6 +26,14 @@ class DefinitionFeed:
 
     async def run(self) -> None:
         await self.reader.start()
+        try:
+            await self._load_and_follow()
+        finally:
+            # Cancelled at stop (or crashed, then restarted with a new consumer): an unstopped
+            # consumer keeps its connections and is logged as `Unclosed AIOKafkaConsumer`.
+            await self.reader.stop()
+
+    async def _load_and_follow(self) -> None:
         stored = await self.service.load_store()
         latest: dict[str, SegmentDefinition | None] = {}
         for record in await self.reader.read_to_end():
