@@ -18,7 +18,14 @@ from services.segmenter.handlers import DefinitionService, StreamHandlers
 from services.segmenter.membership_service import MembershipService
 from services.segmenter.reevaluation import SegmentReevaluator
 from services.segmenter.sweeps import Sweeper
-from shared.events import ConsentChanged, CustomerEvent, SegmentDefinition, utcnow
+from shared.events import (
+    ConsentChanged,
+    ConsentStateSnapshot,
+    CustomerEvent,
+    PurposeState,
+    SegmentDefinition,
+    utcnow,
+)
 from tests.support import TEST_PSEUDONYM_KEY
 from tests.unit.segmenter.memory_store import (
     GateBarrier,
@@ -185,6 +192,35 @@ async def test_an_invalid_event_is_dead_lettered_and_the_batch_goes_on() -> None
     await s.handlers.on_events([bad, _record("customer.events", good, 2)])
     assert [topic for topic, _ in s.dead.sent] == ["customer.events.dlq"]
     assert s.announced() == [("open", "joined", "rule_matched")]
+
+
+async def test_a_consent_snapshot_decides_every_purpose_and_a_tombstone_erases() -> None:
+    s = segmenter(MAIL, OFFERS, OPEN)
+    await s.event()
+
+    def snapshot(offset: int, **effective: bool) -> ConsumerRecord:
+        purposes = {
+            p: PurposeState(status="granted", effective=e, recorded_at=utcnow()) for p, e in effective.items()
+        }
+        state = ConsentStateSnapshot(
+            event_id=f"cs-{offset}", customer_id="c-1", purposes=purposes, updated_at=utcnow()
+        )
+        return _record("consent.state", state, offset)
+
+    await s.handlers.on_consent_state(snapshot(1, marketing_email=True, personalization=True))
+    assert sorted(s.announced()[1:]) == [
+        ("mail", "joined", "consent_granted"),
+        ("offers", "joined", "consent_granted"),
+    ]
+    # A grant the consent service marks not effective counts as denied (fail closed).
+    await s.handlers.on_consent_state(snapshot(2, marketing_email=True, personalization=False))
+    assert s.announced()[3:] == [("offers", "left", "consent_withdrawn")]
+    tombstone = replace(
+        _record("consent.state", PurposeState(status="denied", effective=False), 3), value=None
+    )
+    await s.handlers.on_consent_state(replace(tombstone, key=b"c-1"))
+    assert sorted(s.announced()[4:]) == [("mail", "left", "erased"), ("open", "left", "erased")]
+    assert not await s.store.holds("c-1")
 
 
 async def test_an_eviction_never_waits_for_the_barrier() -> None:
