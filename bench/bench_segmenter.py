@@ -29,14 +29,14 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench import profiling
-from bench.common import RESULTS_DIR, run_facts, write_results
+from bench.common import RESULTS_DIR, metric_total, run_facts, write_results
 from services.segmenter.settings import SegmenterSettings
 from shared.embedded import EmbeddedBroker, ensure_redis
 from shared.events import (
@@ -178,13 +178,25 @@ def random_event(rng: random.Random, customer: str) -> CustomerEvent:
     )
 
 
-async def produce_backlog(producer: AIOKafkaProducer, topic: str, count: int, seed: int) -> None:
-    """`count` events over BACKLOG_CUSTOMERS customers; the same seed gives the same records."""
+def backlog_records(count: int, seed: int) -> Iterator[tuple[bytes, bytes]]:
+    """(value, key) of `count` events over BACKLOG_CUSTOMERS customers; the same seed gives the same."""
     rng = random.Random(seed)
     for _ in range(count):
         event = random_event(rng, f"b-{rng.randrange(BACKLOG_CUSTOMERS)}")
-        await producer.send(topic, event.to_bytes(), key=event.customer_id.encode())
+        yield event.to_bytes(), event.customer_id.encode()
+
+
+async def send_records(
+    producer: AIOKafkaProducer, topic: str, records: Iterable[tuple[bytes, bytes]]
+) -> None:
+    for value, key in records:
+        await producer.send(topic, value, key=key)
     await producer.flush()
+
+
+async def produce_backlog(producer: AIOKafkaProducer, topic: str, count: int, seed: int) -> None:
+    """`count` events over BACKLOG_CUSTOMERS customers, each built as it is sent."""
+    await send_records(producer, topic, backlog_records(count, seed))
 
 
 async def pipe_rate(bootstrap: str, prefix: str, producer: AIOKafkaProducer) -> float:
@@ -246,11 +258,7 @@ async def faust_rate(bootstrap: str, prefix: str, producer: AIOKafkaProducer) ->
 
 
 def processed(url: str) -> float:
-    total = 0.0
-    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
-        if line.startswith("segwarden_segmenter_events_processed_total{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return metric_total(url, "segwarden_segmenter_events_processed_total")
 
 
 async def drain_rate(url: str, target: float) -> float:
