@@ -2,8 +2,9 @@
 
 - append: `SqlLedgerStore.append` in batches of 1,000 (as the consumer does), against the floor
   of raw inserts of the same rows into a table of the same form, without triggers;
-- verify: `verify_ledger` (chain + signed checkpoint root) and the chain alone, against the floor
-  of raw SHA-256 over the same canonical bytes held in memory;
+- verify: `verify_ledger` (chain + signed checkpoint heads) in one process and with two worker
+  processes (a seq range each), and with Merkle roots, against the floor of raw SHA-256 over the
+  same canonical bytes held in memory: in one loop, and in two processes hashing half each;
 - end to end: source events on the embedded broker to records in the ledger, through
   `segwarden serve audit`.
 
@@ -13,6 +14,7 @@ Run: `.venv/bin/python -m bench.bench_audit` (or `make bench`). JSON goes to ben
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -46,6 +48,7 @@ VERIFY_N = 200_000
 E2E_N = 5_000
 BATCH = 1_000
 REPEATS = 3
+WORKERS = 2  # verify's worker processes, as on this project's 2-core machines
 # The floor: the ledger's table (generated columns and indexes included), without chain, lock,
 # duplicate check or triggers.
 RAW = "bench_raw_inserts"
@@ -121,11 +124,12 @@ def fresh_engine(url: str) -> Engine:
     return engine
 
 
-def bench_verify(url: str, data_dir: Path) -> dict[str, float]:
-    """Median records/s of verify (chain + signed heads) and verify --merkle, beside raw SHA-256."""
+def bench_verify(url: str, data_dir: Path, count: int = VERIFY_N) -> dict[str, float]:
+    """Median records/s of verify (chain + signed heads; in one process and in WORKERS) and verify
+    --merkle, beside raw SHA-256 in one process and in WORKERS."""
     engine = fresh_engine(url)
     ledger = SqlLedgerStore(engine)
-    for start in range(0, VERIFY_N, 10_000):
+    for start in range(0, count, 10_000):
         ledger.append([entry(i) for i in range(start, start + 10_000)])
     signer = Ed25519Signer.from_data_dir(data_dir)
     Checkpointer(ledger, SqlCheckpointStore(engine), signer).checkpoint()
@@ -133,32 +137,68 @@ def bench_verify(url: str, data_dir: Path) -> dict[str, float]:
     rows = [row for chunk in ledger.rows() for row in chunk]
     previous = [GENESIS, *(row[2] for row in rows)]  # each record's prev_hash
     bodies = [(bytes.fromhex(prev), row[1]) for prev, row in zip(previous, rows, strict=False)]
-    fast, deep, floor = [], [], []
+    kinds = ("one", "parallel", "merkle", "floor", "floor_parallel")
+    runs: dict[str, list[float]] = {kind: [] for kind in kinds}
+    check = partial(checked_verify, ledger, checkpoints, signer, count)
     for _ in range(REPEATS):
-        fast.append(timed(partial(checked_verify, ledger, checkpoints, signer, False)))
-        deep.append(timed(partial(checked_verify, ledger, checkpoints, signer, True)))
-        floor.append(timed(partial(raw_hashing, bodies)))
+        runs["one"].append(timed(partial(check, False, 1)))
+        runs["parallel"].append(timed(partial(check, False, WORKERS)))
+        runs["merkle"].append(timed(partial(check, True, 1)))
+        runs["floor"].append(timed(partial(raw_hashing, bodies)))
+        runs["floor_parallel"].append(raw_hashing_in_workers(bodies, WORKERS))
     engine.dispose()
     rates = {
-        "verify_per_s": median_rate(VERIFY_N, fast),
-        "verify_merkle_per_s": median_rate(VERIFY_N, deep),
-        "raw_sha256_per_s": median_rate(VERIFY_N, floor),
+        "verify_per_s": median_rate(count, runs["one"]),
+        "verify_parallel_per_s": median_rate(count, runs["parallel"]),
+        "verify_merkle_per_s": median_rate(count, runs["merkle"]),
+        "raw_sha256_per_s": median_rate(count, runs["floor"]),
+        "raw_sha256_parallel_per_s": median_rate(count, runs["floor_parallel"]),
     }
-    rates["ratio"] = rates["verify_per_s"] / rates["raw_sha256_per_s"]
-    rates["merkle_ratio"] = rates["verify_merkle_per_s"] / rates["raw_sha256_per_s"]
+    floor, floor_parallel = rates["raw_sha256_per_s"], rates["raw_sha256_parallel_per_s"]
+    rates["ratio"] = rates["verify_per_s"] / floor
+    rates["parallel_ratio"] = rates["verify_parallel_per_s"] / floor
+    rates["parallel_ratio_to_parallel_floor"] = rates["verify_parallel_per_s"] / floor_parallel
+    rates["merkle_ratio"] = rates["verify_merkle_per_s"] / floor
     rates["seconds_per_million"] = 1e6 / rates["verify_per_s"]
+    rates["parallel_seconds_per_million"] = 1e6 / rates["verify_parallel_per_s"]
     return rates
 
 
-def checked_verify(ledger: SqlLedgerStore, checkpoints: list, signer: Ed25519Signer, merkle: bool) -> None:
-    result = verify_ledger(ledger, checkpoints, signer, merkle=merkle)
-    if not (result.ok and result.length == VERIFY_N and result.checkpoints_checked == 1):
+def checked_verify(
+    ledger: SqlLedgerStore, checkpoints: list, signer: Ed25519Signer, count: int, merkle: bool, workers: int
+) -> None:
+    result = verify_ledger(ledger, checkpoints, signer, merkle=merkle, workers=workers)
+    if not (result.ok and result.length == count and result.checkpoints_checked == 1):
         raise RuntimeError(f"verification failed: {result}")
 
 
 def raw_hashing(bodies: list[tuple[bytes, bytes]]) -> None:
     for prev, body in bodies:
         hashlib.sha256(prev + body).digest()
+
+
+def raw_hashing_in_workers(bodies: list[tuple[bytes, bytes]], workers: int) -> float:
+    """Seconds for `workers` forked processes to hash a share of the bytes each, all at once: from
+    the first one's start to the last one's end, not counting the fork or the copy-on-write of
+    their share (each touches it first), so the strictest floor that many processes have."""
+    context = multiprocessing.get_context("fork")
+    ready, marks = context.Barrier(workers), context.Queue()
+    shares = [bodies[i::workers] for i in range(workers)]
+    processes = [context.Process(target=_hash_share, args=(share, ready, marks)) for share in shares]
+    for process in processes:
+        process.start()
+    spans = [marks.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join()
+    return max(end for _, end in spans) - min(start for start, _ in spans)
+
+
+def _hash_share(share: list[tuple[bytes, bytes]], ready: Any, marks: Any) -> None:
+    raw_hashing(share)  # touches every object once: the copy-on-write faults happen here
+    ready.wait()
+    started = time.perf_counter()
+    raw_hashing(share)
+    marks.put((started, time.perf_counter()))
 
 
 def bench_end_to_end(work: Path) -> dict[str, float]:
@@ -226,7 +266,10 @@ def ledger_length(url: str) -> int:
 
 
 def report(results: dict[str, Any]) -> None:
-    lines = [f"audit bench on {results['machine']} at {results['at']}"]
+    lines = [
+        f"audit bench on {results['machine']} at {results['at']}, load average "
+        f"{results['load_average_at_start'][0]:.1f} at start, {results['load_average_at_end'][0]:.1f} at end"
+    ]
     for db, figures in results["databases"].items():
         a, v = figures["append"], figures["verify"]
         lines.append(
@@ -236,6 +279,12 @@ def report(results: dict[str, Any]) -> None:
         lines.append(
             f"  {db:10s} verify {v['verify_per_s']:>9,.0f}/s   raw SHA-256 {v['raw_sha256_per_s']:>9,.0f}/s"
             f"   ratio {v['ratio']:.0%} (target >= 50%)   1M records in {v['seconds_per_million']:.1f} s"
+        )
+        lines.append(
+            f"  {db:10s} verify, {WORKERS} workers {v['verify_parallel_per_s']:>9,.0f}/s   ratio "
+            f"{v['parallel_ratio']:.0%} to one loop, {v['parallel_ratio_to_parallel_floor']:.0%} to raw "
+            f"SHA-256 in {WORKERS} processes ({v['raw_sha256_parallel_per_s']:,.0f}/s)   "
+            f"1M records in {v['parallel_seconds_per_million']:.1f} s"
         )
         lines.append(
             f"  {db:10s} verify --merkle {v['verify_merkle_per_s']:>9,.0f}/s   ratio {v['merkle_ratio']:.0%}"
@@ -253,6 +302,7 @@ def main() -> None:
             databases["postgresql"] = os.environ["BENCH_POSTGRES_URL"]
         results: dict[str, Any] = {
             **run_facts(),
+            "load_average_at_start": os.getloadavg(),
             "sizes": {"append": APPEND_N, "verify": VERIFY_N, "end_to_end": E2E_N},
             "databases": {
                 name: {"append": bench_append(url), "verify": bench_verify(url, work / name)}
@@ -260,6 +310,7 @@ def main() -> None:
             },
             "end_to_end": bench_end_to_end(work),
         }
+        results["load_average_at_end"] = os.getloadavg()
     report(results)
     write_results("bench_audit", results)
 

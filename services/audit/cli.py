@@ -26,6 +26,9 @@ app = typer.Typer(help="The audit ledger.", no_args_is_help=True)
 def verify(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (no progress bar)."),
     merkle: bool = typer.Option(False, "--merkle", help="Also recompute every checkpoint's Merkle root."),
+    workers: int = typer.Option(
+        0, "--workers", min=0, help="Processes checking the chain at once (0: AUDIT_VERIFY_WORKERS)."
+    ),
 ) -> None:
     """Verify the ledger (AUDIT_DB_URL or $DATA_DIR/audit.db): exit 0 when intact, 1 when not."""
     settings = AuditSettings()
@@ -37,7 +40,8 @@ def verify(
     try:
         if not inspect(engine).has_table(records.name):
             _no_ledger(engine.url.render_as_string())
-        report = _verify(settings, engine, show_progress=not as_json, merkle=merkle)
+        workers = workers or settings.verify_workers
+        report = _verify(settings, engine, show_progress=not as_json, merkle=merkle, workers=workers)
     finally:
         engine.dispose()
     if as_json:
@@ -52,7 +56,9 @@ def _no_ledger(where: str) -> None:
     raise typer.Exit(2)
 
 
-def _verify(settings: AuditSettings, engine: Engine, show_progress: bool, merkle: bool) -> VerifyReport:
+def _verify(
+    settings: AuditSettings, engine: Engine, show_progress: bool, merkle: bool, workers: int
+) -> VerifyReport:
     ledger, checkpoints = SqlLedgerStore(engine), SqlCheckpointStore(engine)
     signer = Ed25519Signer.existing(settings.data_dir)
     length, _ = ledger.head()
@@ -60,7 +66,7 @@ def _verify(settings: AuditSettings, engine: Engine, show_progress: bool, merkle
     with Progress(*columns, disable=not show_progress) as progress:
         task = progress.add_task("ledger", total=length)
         advance = lambda n: progress.advance(task, n)  # noqa: E731
-        return verify_ledger(ledger, checkpoints.all(), signer, advance, merkle)
+        return verify_ledger(ledger, checkpoints.all(), signer, advance, merkle, workers)
 
 
 def _print(report: VerifyReport) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pydantic import Field
 
 from shared.settings import ServiceSettings, renamed
@@ -20,6 +22,9 @@ class AuditSettings(ServiceSettings):
     # Proofs and verifications served at once; one more is a 503 with Retry-After, so a burst
     # of them cannot take every thread and the database from the consumer.
     audit_heavy_requests: int = Field(4, ge=1, le=256)
+    # Processes that verify the chain at once, each a seq range of at least 50,000 records
+    # (`verify` without Merkle roots); 0: one per CPU core.
+    audit_verify_workers: int = Field(0, ge=0, le=64)
 
     @property
     def db_url(self) -> str:
@@ -27,6 +32,10 @@ class AuditSettings(ServiceSettings):
             return self.audit_db_url
         self.ensure_data_dir()
         return self.sqlite_url("audit.db")
+
+    @property
+    def verify_workers(self) -> int:
+        return self.audit_verify_workers or os.cpu_count() or 1
 
     @property
     def consumer_group(self) -> str:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Engine, select
 
 from services.audit.adapters.sql_append import AppendBatch, known_definition, read_head
 from services.audit.adapters.sql_database import lock_ledger, writer_connection
 from services.audit.adapters.sql_merkle import backfill_nodes, read_subtrees, store_nodes
+from services.audit.adapters.sql_rows import read_rows
 from services.audit.adapters.sql_tables import definitions, records, underived_columns
+from services.audit.adapters.verify_workers import WorkerStore, check_ranges
 from services.audit.domain.ledger import AppendResult, Row, SealedRecord, format_at
 from services.audit.domain.merkle import Part
+from services.audit.domain.ranges import RangeCheck, SeqRange, check_range
 from services.audit.domain.sources import KnownDefinition, SourceItem
+from services.audit.domain.verify import Progress
 from shared.events import utcnow
 
 _COLUMNS = (
@@ -77,28 +80,23 @@ class SqlLedgerStore:
         with self.engine.connect() as connection:
             return [SealedRecord(*row) for row in connection.execute(query)]
 
-    def rows(self, start: int = 0, chunk: int = 20_000) -> Iterator[list[Row]]:
-        """(seq, stored bytes, hash) from `start` in seq order, in chunks, without loading the ledger.
-
-        Straight from the driver's cursor (server-side on PostgreSQL): SQLAlchemy's row
-        objects cost more than hashing the record, and verification is meant to be fast.
-        """
+    def rows(self, start: int = 0, stop: int | None = None, chunk: int = 20_000) -> Iterator[list[Row]]:
+        """(seq, stored bytes, hash) of seq in [start, stop) in seq order, in chunks, without loading
+        the ledger."""
         with self.engine.connect() as connection:
-            raw: Any = connection.connection.driver_connection
-            if connection.dialect.name == "postgresql":
-                # Binary: the body arrives as its bytes, not as hex text to decode (3x the CPU).
-                cursor = raw.cursor(name="audit_rows", binary=True)
-                body, mark = "convert_to(body, 'UTF8')", "%s"
-            else:
-                cursor, body, mark = raw.cursor(), "CAST(body AS BLOB)", "?"
-            cursor.execute(
-                f"SELECT seq, {body}, hash FROM audit_records WHERE seq >= {mark} ORDER BY seq", (start,)
-            )
-            try:
-                while part := cursor.fetchmany(chunk):
-                    yield part
-            finally:
-                cursor.close()
+            driver = connection.connection.driver_connection
+            yield from read_rows(driver, connection.dialect.name, start, stop, chunk)
+
+    def check_ranges(self, ranges: list[SeqRange], progress: Progress | None) -> list[RangeCheck]:
+        """Each range checked by a worker process of its own that reads the store itself (an
+        in-memory SQLite database, which no other process can open, one range after the other)."""
+        url = self.engine.url
+        if url.get_backend_name() == "postgresql":
+            address = url.set(drivername="postgresql").render_as_string(hide_password=False)
+            return check_ranges(WorkerStore("postgresql", address), ranges, progress)
+        if url.database and url.database != ":memory:":
+            return check_ranges(WorkerStore("sqlite", url.database), ranges, progress)
+        return [check_range(span, self.rows(max(span.start - 1, 0), span.stop), progress) for span in ranges]
 
     def underived_columns(self) -> list[str]:
         """The ledger's columns that are no longer generated from `body` as migration 0002 made

@@ -18,7 +18,10 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 async def verify(_: AuditRead, __: Heavy, runtime: Runtime, merkle: bool = False) -> VerifyOut:
     """Verify the ledger from seq 0, naming the first bad seq; `merkle=true` recomputes roots too."""
     checkpoints = await asyncio.to_thread(runtime.checkpoints.all)
-    report = await asyncio.to_thread(verify_ledger, runtime.ledger, checkpoints, runtime.signer, None, merkle)
+    workers = runtime.settings.verify_workers
+    report = await asyncio.to_thread(
+        verify_ledger, runtime.ledger, checkpoints, runtime.signer, None, merkle, workers
+    )
     VERIFY_RUNS.inc()
     if not report.ok:
         VERIFY_FAILURES.inc()

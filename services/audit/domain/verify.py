@@ -1,6 +1,7 @@
 """Verification of the whole ledger: the hash chain, then every signed checkpoint's Merkle root.
 
-Streams the records in chunks, so memory stays flat however long the ledger is.
+Streams the records in chunks, so memory stays flat however long the ledger is; with `workers`,
+the chain is checked in seq ranges at once, one process each (`ranges.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Protocol
 from services.audit.domain.checkpoints import Checkpoint, Verifier, checkpoint_text, head_text
 from services.audit.domain.ledger import GENESIS, ChainCheck, Row
 from services.audit.domain.merkle import MerkleFrontier
+from services.audit.domain.ranges import RECORDS_PER_WORKER, RangeCheck, SeqRange, join_ranges, plan_ranges
 
 Progress = Callable[[int], None]
 
@@ -23,6 +25,14 @@ class LedgerRows(Protocol):
 
     def underived_columns(self) -> list[str]:
         """Columns served beside the hashed bytes that no longer come from them."""
+        ...
+
+    def head(self) -> tuple[int, str]:
+        """(length, hash of the last record)."""
+        ...
+
+    def check_ranges(self, ranges: list[SeqRange], progress: Progress | None) -> list[RangeCheck]:
+        """`ranges.check_range` of each range, at once, in the order given."""
         ...
 
 
@@ -63,6 +73,14 @@ class _CheckpointCheck:
             rows = rows[reach:]
             self._check(self.pending.pop(0))
 
+    def reach(self, length: int, hashes: dict[int, str]) -> None:
+        """Check the checkpoints within the first `length` verified records by their signed heads
+        alone, `hashes` holding the stored hash of each one's last record (no Merkle roots)."""
+        while self.failure is None and self.pending and self.pending[0].tree_size <= length:
+            head = self.pending.pop(0)
+            self.size, self.last_hash = head.tree_size, hashes.get(head.tree_size - 1, GENESIS)
+            self._check(head)
+
     def _grow(self, rows: list[Row]) -> None:
         if rows:
             self.size, self.last_hash = rows[-1][0] + 1, rows[-1][2]
@@ -94,13 +112,24 @@ def verify_ledger(
     signer: Verifier | None,
     progress: Progress | None = None,
     merkle: bool = False,
+    workers: int = 1,
+    records_per_worker: int = RECORDS_PER_WORKER,
 ) -> VerifyReport:
-    """Verify from seq 0; `merkle` also recomputes every checkpoint's Merkle root (slower)."""
+    """Verify from seq 0; `merkle` also recomputes every checkpoint's Merkle root (slower, in this
+    process); otherwise up to `workers` processes check the chain, each a range of at least
+    `records_per_worker` records."""
     if underived := ledger.underived_columns():
         # The hashed bytes would still verify, but what is served and queried could differ.
         reason = f"columns {', '.join(underived)} are no longer generated from the hashed bytes"
         return VerifyReport(False, 0, GENESIS, 0, reason, 0)
-    chain, heads = ChainCheck(), _CheckpointCheck(checkpoints, signer, merkle)
+    heads = _CheckpointCheck(checkpoints, signer, merkle)
+    if not merkle and workers > 1:
+        # Planned after the checkpoints were read, so the ledger is at least as long as each.
+        heads_at = [c.tree_size - 1 for c in checkpoints]
+        ranges = plan_ranges(ledger.head()[0], workers, heads_at, records_per_worker)
+        if len(ranges) > 1:
+            return _verify_ranges(ledger, ranges, heads, progress)
+    chain = ChainCheck()
     for rows in ledger.rows():
         before = chain.length
         intact = chain.feed(rows)
@@ -109,6 +138,15 @@ def verify_ledger(
             progress(len(rows))
         if not intact:
             break
+    return _report(chain, heads)
+
+
+def _verify_ranges(
+    ledger: LedgerRows, ranges: list[SeqRange], heads: _CheckpointCheck, progress: Progress | None
+) -> VerifyReport:
+    joined = join_ranges(ledger.check_ranges(ranges, progress))
+    heads.reach(joined.length, joined.picked)
+    chain = ChainCheck(joined.length, joined.head, joined.first_bad_seq, joined.reason)
     return _report(chain, heads)
 
 

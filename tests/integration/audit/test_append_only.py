@@ -17,7 +17,9 @@ from services.audit.adapters.ed25519 import Ed25519Signer
 from services.audit.adapters.sql_database import create_schema, make_engine
 from services.audit.adapters.sql_ledger import SqlLedgerStore
 from services.audit.adapters.sql_side_stores import SqlCheckpointStore
+from services.audit.adapters.verify_workers import WorkerStore, check_ranges
 from services.audit.domain.ledger import LedgerEntry, canonical
+from services.audit.domain.ranges import SeqRange
 from services.audit.domain.verify import VerifyReport, verify_ledger
 from services.audit.handlers import Checkpointer
 from tests.unit.audit.rfc9162 import check_chain
@@ -34,8 +36,11 @@ def fill(engine: Engine, count: int) -> SqlLedgerStore:
     return ledger
 
 
-def verify(engine: Engine, signer: Ed25519Signer, merkle: bool = False) -> VerifyReport:
-    return verify_ledger(SqlLedgerStore(engine), SqlCheckpointStore(engine).all(), signer, merkle=merkle)
+def verify(engine: Engine, signer: Ed25519Signer, merkle: bool = False, workers: int = 1) -> VerifyReport:
+    """Verify in this process, or with `workers` processes checking a range each ([0, 5), [5, 10)
+    of the ten records `fill` appends)."""
+    ledger, checkpoints = SqlLedgerStore(engine), SqlCheckpointStore(engine).all()
+    return verify_ledger(ledger, checkpoints, signer, merkle=merkle, workers=workers, records_per_worker=1)
 
 
 def tamper(engine: Engine, *statements: str) -> None:
@@ -86,23 +91,43 @@ def test_the_database_refuses_updates_and_deletes(engine: Engine, statement: str
             2,
         ),
         (["DELETE FROM audit_records WHERE seq = 9"], 9),  # the tail: caught by the signed checkpoint
+        # At the boundary of two ranges: record 4 ends the first, its hash heads the second.
+        (["UPDATE audit_records SET hash = (SELECT hash FROM audit_records WHERE seq = 3) WHERE seq = 4"], 4),
+        (["DELETE FROM audit_records WHERE seq = 4"], 4),
+        (["UPDATE audit_records SET body = replace(body, '\"granted\"', '\"denied\"') WHERE seq = 5"], 5),
     ],
-    ids=["edit-payload", "edit-subject", "edit-hash", "delete", "reorder", "truncate"],
+    ids=[
+        "edit-payload",
+        "edit-subject",
+        "edit-hash",
+        "delete",
+        "reorder",
+        "truncate",
+        "edit-hash-at-boundary",
+        "delete-at-boundary",
+        "edit-after-boundary",
+    ],
 )
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-pass", "two-workers"])
 def test_verify_names_the_first_bad_seq(
-    engine: Engine, tmp_path: Path, statements: list[str], first_bad: int
+    engine: Engine, tmp_path: Path, statements: list[str], first_bad: int, workers: int
 ) -> None:
     ledger, signer = fill(engine, 10), Ed25519Signer.from_data_dir(tmp_path)
     Checkpointer(ledger, SqlCheckpointStore(engine), signer).checkpoint()
-    assert verify(engine, signer).ok
+    intact = verify(engine, signer, workers=workers)
+    assert intact.ok and intact.length == 10 and intact.checkpoints_checked == 1, intact
     tamper(engine, *statements)
-    report = verify(engine, signer)
+    report = verify(engine, signer, workers=workers)
     assert not report.ok and report.first_bad_seq == first_bad, report
 
 
-@pytest.mark.parametrize("merkle", [False, True], ids=["signed-head", "merkle-root"])
+@pytest.mark.parametrize(
+    ("merkle", "workers"),
+    [(False, 1), (True, 1), (False, 2)],
+    ids=["signed-head", "merkle-root", "two-workers"],
+)
 def test_a_rewritten_suffix_is_caught_by_the_signed_checkpoints(
-    engine: Engine, tmp_path: Path, merkle: bool
+    engine: Engine, tmp_path: Path, merkle: bool, workers: int
 ) -> None:
     ledger, signer = fill(engine, 6), Ed25519Signer.from_data_dir(tmp_path)
     checkpointer = Checkpointer(ledger, SqlCheckpointStore(engine), signer)
@@ -112,7 +137,7 @@ def test_a_rewritten_suffix_is_caught_by_the_signed_checkpoints(
     # Rewrite records 7.. with a consistent chain, as an insider with the code could.
     tamper(engine, "DELETE FROM audit_records WHERE seq >= 7")
     ledger.append([LedgerEntry("consent_change", None, f"forged-{i}", {"i": i}) for i in range(3)])
-    report = verify(engine, signer, merkle)
+    report = verify(engine, signer, merkle, workers)
     assert not report.ok and report.first_bad_seq == 6 and "checkpoint" in (report.reason or "")
     assert report.checkpoints_checked == 1
 
@@ -135,3 +160,11 @@ def test_the_cli_verifies_the_store_and_names_the_first_bad_seq(tmp_path: Path) 
     bad = cli("--merkle")
     assert bad.returncode == 1 and "first bad seq 7" in bad.stdout, bad.stdout + bad.stderr
     engine.dispose()
+
+
+def test_a_worker_that_fails_fails_the_verification(tmp_path: Path) -> None:
+    """A worker process that cannot read its range (here: no ledger in its file) is an error,
+    never a range that verified."""
+    nowhere = WorkerStore("sqlite", str(tmp_path / "no-ledger.db"))
+    with pytest.raises(RuntimeError, match="(?s)verify worker failed.*no such table"):
+        check_ranges(nowhere, [SeqRange(0, 5), SeqRange(5, 10)], None)
