@@ -26,12 +26,15 @@ app = typer.Typer(help="The audit ledger.", no_args_is_help=True)
 def verify(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (no progress bar)."),
     merkle: bool = typer.Option(False, "--merkle", help="Also recompute every checkpoint's Merkle root."),
-    workers: int = typer.Option(
-        0, "--workers", min=0, help="Processes checking the chain at once (0: AUDIT_VERIFY_WORKERS)."
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=0,
+        help="Processes checking the chain at once, a seq range each; 0: one per core.",
     ),
 ) -> None:
     """Verify the ledger (AUDIT_DB_URL or $DATA_DIR/audit.db): exit 0 when intact, 1 when not."""
-    settings = AuditSettings()
+    settings = AuditSettings() if workers is None else AuditSettings(audit_verify_workers=workers)
     url = settings.db_url
     sqlite_file = make_url(url).database if url.startswith("sqlite") else None
     if sqlite_file is not None and not Path(sqlite_file).exists():
@@ -40,8 +43,7 @@ def verify(
     try:
         if not inspect(engine).has_table(records.name):
             _no_ledger(engine.url.render_as_string())
-        workers = workers or settings.verify_workers
-        report = _verify(settings, engine, show_progress=not as_json, merkle=merkle, workers=workers)
+        report = _verify(settings, engine, show_progress=not as_json, merkle=merkle)
     finally:
         engine.dispose()
     if as_json:
@@ -56,9 +58,7 @@ def _no_ledger(where: str) -> None:
     raise typer.Exit(2)
 
 
-def _verify(
-    settings: AuditSettings, engine: Engine, show_progress: bool, merkle: bool, workers: int
-) -> VerifyReport:
+def _verify(settings: AuditSettings, engine: Engine, show_progress: bool, merkle: bool) -> VerifyReport:
     ledger, checkpoints = SqlLedgerStore(engine), SqlCheckpointStore(engine)
     signer = Ed25519Signer.existing(settings.data_dir)
     length, _ = ledger.head()
@@ -66,7 +66,7 @@ def _verify(
     with Progress(*columns, disable=not show_progress) as progress:
         task = progress.add_task("ledger", total=length)
         advance = lambda n: progress.advance(task, n)  # noqa: E731
-        return verify_ledger(ledger, checkpoints.all(), signer, advance, merkle, workers)
+        return verify_ledger(ledger, checkpoints.all(), signer, advance, merkle, settings.verify_workers)
 
 
 def _print(report: VerifyReport) -> None:

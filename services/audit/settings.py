@@ -23,8 +23,9 @@ class AuditSettings(ServiceSettings):
     # of them cannot take every thread and the database from the consumer.
     audit_heavy_requests: int = Field(4, ge=1, le=256)
     # Processes that verify the chain at once, each a seq range of at least 50,000 records
-    # (`verify` without Merkle roots); 0: one per CPU core.
-    audit_verify_workers: int = Field(0, ge=0, le=64)
+    # (`verify` without Merkle roots); 0: one per CPU core. One by default: more win only where
+    # cores are idle, and lose on a busy machine (docs/audit.md, Performance).
+    audit_verify_workers: int = Field(1, ge=0, le=64)
 
     @property
     def db_url(self) -> str:

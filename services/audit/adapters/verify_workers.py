@@ -1,9 +1,6 @@
-"""Verify seq ranges of the ledger in worker processes, one range each, reading the store themselves.
+"""Verify seq ranges of the ledger in worker processes (`verify_worker.py`), one range each, at once.
 
-`python -m services.audit.adapters.verify_workers` is the worker: it reads its job (the store and
-the range) as JSON on stdin, prints `progress N` after each chunk and `result {...}` at the end.
-Processes, not threads: SHA-256 of a record and SQLite's row building both hold the GIL. Only the
-standard library, the domain and `sql_rows` are imported, so a worker starts in about 0.1 s.
+Processes, not threads: SHA-256 of a record and SQLite's row building both hold the GIL.
 """
 
 from __future__ import annotations
@@ -11,29 +8,20 @@ from __future__ import annotations
 import json
 import os
 import queue
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, NoReturn
 
-from services.audit.adapters.sql_rows import read_rows
-from services.audit.domain.ranges import RangeCheck, SeqRange, check_range
+from services.audit.adapters.verify_worker import WorkerStore
+from services.audit.domain.ranges import RangeCheck, SeqRange
 
 # The directory that holds the `services` package this module came from: workers run that code.
 _SOURCE_ROOT = str(Path(__file__).resolve().parents[3])
-
-
-@dataclass(frozen=True)
-class WorkerStore:
-    """Where a worker reads: a SQLite file's path, or a libpq connection string."""
-
-    dialect: str
-    address: str
 
 
 def check_ranges(
@@ -44,7 +32,9 @@ def check_ranges(
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [_SOURCE_ROOT, os.environ.get("PYTHONPATH")])),
     }
-    command = [sys.executable, "-m", __name__]
+    # -S for SQLite: the worker needs nothing from site-packages, and skipping them halves its start.
+    isolated = ["-S"] if store.dialect == "sqlite" else []
+    command = [sys.executable, *isolated, "-m", "services.audit.adapters.verify_worker"]
     # stderr to a file: a worker that says much there can never block on a pipe nobody reads.
     errors = [tempfile.TemporaryFile(mode="w+") for _ in ranges]
     workers = [
@@ -113,36 +103,3 @@ def _failed(worker: subprocess.Popen[str], err: IO[str]) -> NoReturn:
     code = worker.wait()
     err.seek(0)
     raise RuntimeError(f"a verify worker failed (exit {code}): {err.read()[-2000:]}")
-
-
-def _connect(store: WorkerStore) -> Any:
-    if store.dialect == "postgresql":
-        import psycopg  # only a PostgreSQL worker pays for importing it
-
-        return psycopg.connect(store.address)
-    connection = sqlite3.connect(store.address, isolation_level=None)
-    connection.execute("PRAGMA query_only = ON")
-    connection.execute("PRAGMA busy_timeout = 30000")
-    return connection
-
-
-def main() -> None:
-    job = json.loads(sys.stdin.read())
-    wanted = job.pop("range")
-    span, store = SeqRange(wanted["start"], wanted["stop"], tuple(wanted["picks"])), WorkerStore(**job)
-    connection = _connect(store)
-    try:
-        rows = read_rows(connection, store.dialect, max(span.start - 1, 0), span.stop)
-        found = check_range(span, rows, lambda n: _say(f"progress {n}"))
-    finally:
-        connection.close()
-    _say(f"result {json.dumps(asdict(found))}")
-
-
-def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-if __name__ == "__main__":
-    main()
