@@ -161,6 +161,7 @@ class SegmenterRuntime:
             lambda records: handle_or_dead_letter(
                 dead_letters, CUSTOMER_EVENTS.base, records, handlers.on_events
             ),
+            give_way=self.consent.give_way,  # consent changes never wait behind a batch of events
         )
         await supervisor.retry("events consumer", events.start)
         self.stream = create_stream_app(settings, handlers)

@@ -12,6 +12,9 @@ partition ends afresh (ListOffsets) and returns once this follower's position is
 with nothing fetched left unhandled. The embedded broker reports a partition's end as the last
 batch's start + 1, short when that batch holds several records; but a fetch returns whole
 batches, so a position past that start with nothing unhandled means the whole batch is handled.
+
+Event batches give way to it (`give_way`): one starts only once the changes already fetched are
+handled, so a change waits for at most the batch in flight when it was fetched.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ class KafkaConsentFollower(AssignmentFollower, ConsentBarrier):
         # Per partition: records fetched (returned by getmany) and not yet handled.
         self._unhandled: dict[int, int] = {}
         self._progress = asyncio.Event()  # replaced (after being set) whenever a record is handled
+        # Fetches that returned records, and how many of them are handled through (or given up:
+        # revoked, rewound): what an event batch gives way to (give_way).
+        self._fetches = 0
+        self._fetches_done = 0
 
     async def follow(self, partitions: Iterable[int]) -> None:
         """Read exactly these partitions from now on (after the change in flight is done)."""
@@ -66,6 +73,9 @@ class KafkaConsentFollower(AssignmentFollower, ConsentBarrier):
                 await asyncio.sleep(0.05)
                 continue
             batches = await self.consumer.getmany(timeout_ms=self.settings.kafka_fetch_max_wait_ms * 4)
+            if not batches:
+                continue
+            self._fetches += 1
             for tp, records in batches.items():  # all fetched before any is handled: see settled()
                 self._unhandled[tp.partition] = self._unhandled.get(tp.partition, 0) + len(records)
             try:
@@ -74,6 +84,23 @@ class KafkaConsentFollower(AssignmentFollower, ConsentBarrier):
             except Exception:
                 self._rewind(batches)
                 raise
+            finally:  # handled, or to be fetched again: no one waits for these any more
+                self._fetches_done = self._fetches
+                self._advanced()
+
+    async def give_way(self) -> None:
+        """Return once the consent changes fetched before the call are handled (or failed, to be
+        read again). The event follower awaits it before each batch: both followers share one event
+        loop, and under a saturating event load each await of a change's handling (some ten Redis
+        round trips and a produce) waited behind a batch's work, so 1.4 changes a second were
+        handled where 21 were without the load, and an opt-out waited behind the grants before
+        it (docs/segmenter.md, "Why consent changes have their own consumer"). Only what is
+        already fetched is waited for: a stream of changes still lets a batch through between two
+        of its fetches."""
+        fetch = self._fetches
+        while self._fetches_done < fetch:
+            progress = self._progress
+            await progress.wait()
 
     async def _handle_all(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         """Handle each change at once; commit once per fetched batch (a redelivery is harmless)."""

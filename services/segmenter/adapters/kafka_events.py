@@ -42,11 +42,14 @@ class KafkaEventFollower(AssignmentFollower):
         group_id: str,
         batch: tuple[int, float],
         handle: BatchHandler,
+        give_way: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(settings, topic, group_id)
         # At most this many records a batch; a fetch with none waits this long (s) for the first.
         self.batch_size, self.batch_wait_s = batch
         self.handle = handle
+        # Awaited before each batch: the consent changes already fetched go first (kafka_consent.py).
+        self.give_way = give_way
         self.committed: dict[int, int] = {}  # per partition: the offset committed last (for lag)
 
     async def follow(self, partitions: Iterable[int]) -> None:
@@ -68,6 +71,8 @@ class KafkaEventFollower(AssignmentFollower):
                 timeout_ms=int(self.batch_wait_s * 1000), max_records=self.batch_size
             )
             if batches:
+                if self.give_way is not None:
+                    await self.give_way()
                 await self._handle(batches)
 
     async def _handle(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:

@@ -122,3 +122,45 @@ async def test_readyz_names_the_consent_follower_while_it_keeps_failing(start_se
         assert asyncio.get_running_loop().time() < deadline, "no failing consent-follower on /readyz"
         await asyncio.sleep(0.1)
     assert "InjectedFaultError at failpoints.py" in reason
+
+
+async def test_an_event_batch_gives_way_to_the_changes_fetched_until_they_are_handled_or_failed(
+    topic: tuple[ServiceSettings, str], topic_prefix: str
+) -> None:
+    """`give_way` (awaited before each event batch) returns once the fetched changes are handled,
+    and also when their handling failed (they are read again later): it never hangs on them."""
+    settings, name = topic
+    handled: list[str] = []
+    release = asyncio.Event()
+
+    async def handle(record: ConsumerRecord) -> None:
+        if record.value in (b"0-5", b"1-5"):
+            await release.wait()
+            if not handled_once.setdefault(record.value, False):
+                handled_once[record.value] = True
+                raise RuntimeError("the first try of a change fails")
+        handled.append(record.value.decode())
+
+    handled_once: dict[bytes, bool] = {}
+    follower = KafkaConsentFollower(settings, name, f"{topic_prefix}follower", handle)
+    await follower.start()
+    supervisor = Supervisor()
+    try:
+        await follower.follow([0, 1])
+        supervisor.spawn("consent-follower", follower.run)
+        await wait_until(lambda: "0-4" in handled or "1-4" in handled, what="a change in flight")
+        in_flight = "0" if "0-4" in handled else "1"
+        waiting = asyncio.create_task(follower.give_way())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not waiting.done(), "an event batch went ahead of a change being handled"
+        release.set()
+        await waiting  # the failed round counts as done: the batch goes on, the change comes again
+        assert supervisor.reasons()["consent-follower"].startswith("failed 1 time(s)")
+        want = {f"{p}-{i}" for p in (0, 1) for i in range(PER_PARTITION)}
+        await wait_until(lambda: want <= set(handled), what="every change after the failure")
+        assert f"{in_flight}-5" in handled
+        await follower.give_way()  # nothing fetched is left: no wait
+    finally:
+        await supervisor.stop()
+        await follower.stop()
