@@ -10,7 +10,12 @@ Starts its own embedded broker, uses its own topic prefix and Redis keys, and me
      a restart, a backlog of returning customers' events (the steady state);
   4. eviction latency: a consent withdrawal produced to consent.changes until the `left` it causes
      is read from segment.membership (the same two hops), while a load generator (a process of
-     its own) sends events faster than the segmenter takes them.
+     its own) sends events faster than the segmenter takes them;
+  5. a consent stream: CONSENT_STREAM grants sent at once (each customer's rule holds, so each
+     ends in a `joined`) with an opt-out of a member after every fourth, first with no event load
+     (the floor, after the steady state), then under the load generator again (after the
+     eviction phase): grants/s until the last `joined` is read, and each opt-out until its
+     `left` is read.
 Targets: steady state >= 10,000 events/s, >= 40% of the pipe, >= a quarter of the peer;
 eviction p99 within 3x of the floor's p99. BENCH_PROFILE=1 records the segmenter with py-spy
 during the steady-state drain (PY_SPY names the binary) and prints the cost per event by part.
@@ -20,6 +25,7 @@ Writes bench/results/segmenter.json.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -29,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +66,7 @@ BACKLOG = 10_000  # first events: customers new to Redis (five events each on av
 STEADY = 40_000  # returning customers: the same customers again, after a restart
 BACKLOG_CUSTOMERS = 2_000
 LOAD_OVER_STEADY = 3.0  # the load generator sends 3x the steady rate measured: a backlog grows
+CONSENT_STREAM = 120  # grants of the consent phase, each run (idle, then under load)
 QUIX_PYTHON = os.environ.get("QUIX_PYTHON", "")
 PROFILE = os.environ.get("BENCH_PROFILE", "") == "1"
 PROFILE_STACKS = RESULTS_DIR / "segmenter-profile.txt"
@@ -294,8 +301,12 @@ async def backlog_rate(
 
 
 class MembershipReader:
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    """When each (customer, action) of `evict-me` (the segment every grant here joins) was first
+    read; only customers whose id starts with `keys`."""
+
+    def __init__(self, bootstrap: str, topic: str, keys: tuple[bytes, ...] = (b"e-",)) -> None:
         self.consumer = consumer(bootstrap, topic)
+        self.keys = keys
         self.seen: dict[tuple[str, str], float] = {}
         self.task: asyncio.Task[None] | None = None
 
@@ -305,10 +316,11 @@ class MembershipReader:
 
     async def _read(self) -> None:
         async for record in self.consumer:
-            if not (record.key or b"").startswith(b"e-"):
+            if not (record.key or b"").startswith(self.keys):
                 continue  # the load's changes: decoding thousands a second would delay the timing
             m = MembershipChanged.model_validate_json(record.value)
-            self.seen[(m.customer_id, m.action)] = time.perf_counter()
+            if m.segment_id == "evict-me":  # `recent` is joined by the first event, without consent
+                self.seen.setdefault((m.customer_id, m.action), time.perf_counter())
 
     async def wait(self, key: tuple[str, str], timeout: float = 30) -> float:
         deadline = time.monotonic() + timeout
@@ -343,17 +355,38 @@ def consent_change(customer: str, status: str) -> ConsentChanged:
 EVICTED = [f"e-{i}" for i in range(SAMPLES + WARMUP)]
 
 
+def click(customer: str) -> bytes:
+    """One event of the customer: enough for `evict-me` (and `recent`) to match."""
+    event = CustomerEvent(
+        event_id=new_event_id(), customer_id=customer, type="click", occurred_at=utcnow(), source="bench"
+    )
+    return event.to_bytes()
+
+
 async def grant_evicted(producer: AIOKafkaProducer, prefix: str) -> None:
     """The customers the eviction phase withdraws: granted, with one event each (so they join)."""
     for customer in EVICTED:
         await producer.send(
             prefix + "consent.changes", consent_change(customer, "granted").to_bytes(), key=customer.encode()
         )
-        event = CustomerEvent(
-            event_id=new_event_id(), customer_id=customer, type="click", occurred_at=utcnow(), source="bench"
-        )
-        await producer.send(prefix + "customer.events", event.to_bytes(), key=customer.encode())
+        await producer.send(prefix + "customer.events", click(customer), key=customer.encode())
     await producer.flush()
+
+
+@contextlib.asynccontextmanager
+async def event_load(bootstrap: str, prefix: str, rate: int) -> AsyncIterator[Any]:
+    """The load generator sending events at `rate` (its own process), once its rate is reached and
+    a backlog forms; yields its counter of events sent."""
+    context = multiprocessing.get_context("spawn")
+    stop, sent = context.Event(), context.Value("q", 0)
+    load = context.Process(target=load_events, args=(bootstrap, prefix + "customer.events", rate, stop, sent))
+    load.start()
+    try:
+        await asyncio.sleep(2.0)
+        yield sent
+    finally:
+        stop.set()
+        load.join(30)
 
 
 async def eviction_latencies(
@@ -365,35 +398,87 @@ async def eviction_latencies(
     await reader.start()
     for customer in EVICTED:
         await reader.wait((customer, "joined"), timeout=120)
-    stop = multiprocessing.get_context("spawn").Event()
-    sent = multiprocessing.get_context("spawn").Value("q", 0)
-    load = multiprocessing.get_context("spawn").Process(
-        target=load_events, args=(bootstrap, prefix + "customer.events", load_rate, stop, sent)
-    )
-    load.start()
-    await asyncio.sleep(2.0)  # the load reaches its rate (and a backlog forms) before sampling
-    before, started = await asyncio.to_thread(processed, url), time.perf_counter()
-    sent_before = sent.value
     latencies = []
     try:
-        for i, customer in enumerate(EVICTED):
-            at = time.perf_counter()
-            await producer.send_and_wait(
-                prefix + "consent.changes",
-                consent_change(customer, "denied").to_bytes(),
-                key=customer.encode(),
-            )
-            arrived = await reader.wait((customer, "left"))
-            if i >= WARMUP:
-                latencies.append(arrived - at)
+        async with event_load(bootstrap, prefix, load_rate) as sent:
+            before, sent_before = await asyncio.to_thread(processed, url), sent.value
+            started = time.perf_counter()
+            for i, customer in enumerate(EVICTED):
+                at = time.perf_counter()
+                await producer.send_and_wait(
+                    prefix + "consent.changes",
+                    consent_change(customer, "denied").to_bytes(),
+                    key=customer.encode(),
+                )
+                arrived = await reader.wait((customer, "left"))
+                if i >= WARMUP:
+                    latencies.append(arrived - at)
+            elapsed, sent_during = time.perf_counter() - started, sent.value - sent_before
     finally:
-        elapsed = time.perf_counter() - started
-        stop.set()
-        load.join(30)
         await reader.stop()
     done = await asyncio.to_thread(processed, url) - before
-    rates = {"load_sent_per_s": (sent.value - sent_before) / elapsed, "processed_per_s": done / elapsed}
+    rates = {"load_sent_per_s": sent_during / elapsed, "processed_per_s": done / elapsed}
     return latencies, rates
+
+
+async def prepare_consent_streams(producer: AIOKafkaProducer, prefix: str) -> None:
+    """The customers of the two consent streams (`i` with no load, `l` under load), sent before the
+    steady state so their events are processed by then: every grantee has one event (so a grant
+    joins `evict-me`); every member of the opt-outs has one too and is granted."""
+    for tag in ("i", "l"):
+        members = [f"c{tag}o-{i}" for i in range(CONSENT_STREAM // 4)]
+        for customer in [f"c{tag}g-{i}" for i in range(CONSENT_STREAM)] + members:
+            await producer.send(prefix + "customer.events", click(customer), key=customer.encode())
+        for customer in members:
+            change = consent_change(customer, "granted").to_bytes()
+            await producer.send(prefix + "consent.changes", change, key=customer.encode())
+    await producer.flush()
+
+
+async def consent_stream(
+    bootstrap: str, prefix: str, producer: AIOKafkaProducer, url: str, tag: str
+) -> dict[str, Any]:
+    """Once the members of stream `tag` have joined: CONSENT_STREAM grants sent at once, an opt-out
+    of a member after every fourth; grants/s from the first sent until the last `joined` is read,
+    and each opt-out until its `left` is read."""
+    reader = MembershipReader(bootstrap, prefix + "segment.membership", keys=(f"c{tag}".encode(),))
+    await reader.start()
+    try:
+        for i in range(CONSENT_STREAM // 4):
+            await reader.wait((f"c{tag}o-{i}", "joined"), timeout=120)
+        topic = prefix + "consent.changes"
+        before, started = await asyncio.to_thread(processed, url), time.perf_counter()
+        opted_out: dict[str, float] = {}
+        for i in range(CONSENT_STREAM):
+            customer = f"c{tag}g-{i}"
+            await producer.send(topic, consent_change(customer, "granted").to_bytes(), key=customer.encode())
+            if i % 4 == 3:
+                member = f"c{tag}o-{i // 4}"
+                denial = consent_change(member, "denied").to_bytes()
+                await producer.send_and_wait(topic, denial, key=member.encode())
+                opted_out[member] = time.perf_counter()
+        await producer.flush()
+        lefts = [await reader.wait((m, "left"), timeout=300) - at for m, at in opted_out.items()]
+        joins = [await reader.wait((f"c{tag}g-{i}", "joined"), timeout=300) for i in range(CONSENT_STREAM)]
+    finally:
+        await reader.stop()
+    elapsed = max(joins) - started
+    return {
+        "grants_per_s": CONSENT_STREAM / elapsed,
+        "opt_out_left": summary(lefts),
+        "events_processed_per_s": (await asyncio.to_thread(processed, url) - before) / elapsed,
+    }
+
+
+async def loaded_consent_stream(
+    bootstrap: str, prefix: str, producer: AIOKafkaProducer, url: str, load_rate: int
+) -> dict[str, Any]:
+    """The consent stream `l` while the load generator sends `load_rate` events/s."""
+    async with event_load(bootstrap, prefix, load_rate) as sent:
+        sent_before, started = sent.value, time.perf_counter()
+        loaded = await consent_stream(bootstrap, prefix, producer, url, "l")
+        loaded["load_sent_per_s"] = (sent.value - sent_before) / (time.perf_counter() - started)
+    return loaded
 
 
 def load_events(bootstrap: str, topic: str, rate: int, stop: Any, sent: Any) -> None:
@@ -474,10 +559,14 @@ async def segmenter_phases(
     try:
         first = await drain_rate(segmenter.url, BACKLOG)
         await grant_evicted(producer, prefix)
+        await prepare_consent_streams(producer, prefix)
         pid = segmenter.process.pid if PROFILE and segmenter.process else None
         steady, profile = await backlog_rate(segmenter.url, producer, prefix + "customer.events", pid)
+        # The floor of the consent stream: the steady backlog is drained, no load runs.
+        idle = await consent_stream(bootstrap, prefix, producer, segmenter.url, "i")
         load_rate = int(max(2_000, steady["events_per_s"] * LOAD_OVER_STEADY))
         evictions, under = await eviction_latencies(bootstrap, prefix, producer, segmenter.url, load_rate)
+        loaded = await loaded_consent_stream(bootstrap, prefix, producer, segmenter.url, load_rate)
     finally:
         await asyncio.to_thread(segmenter.stop, 15)
     return {
@@ -486,6 +575,7 @@ async def segmenter_phases(
         "profile": profile,
         "evictions": evictions,
         "eviction_load": under,
+        "consent_stream": {"idle": idle, "loaded": loaded},
     }
 
 
@@ -522,6 +612,7 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
     peer = results["peer"]
     peer_rate = float(peer["events_per_s"]) if isinstance(peer, dict) else None
     load = results["eviction_load"]
+    idle, loaded = results["consent_stream"]["idle"], results["consent_stream"]["loaded"]
     out = {
         **run_facts(),
         "load_average": os.getloadavg()[0],
@@ -542,6 +633,14 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
         "backlog_events": BACKLOG,
         "steady_events": STEADY,
         "profile_us_per_event": results["profile"],
+        "consent_stream_grants": CONSENT_STREAM,
+        "consent_idle_grants_per_s": round(idle["grants_per_s"], 1),
+        "consent_idle_opt_out_left": idle["opt_out_left"],
+        "consent_loaded_grants_per_s": round(loaded["grants_per_s"], 1),
+        "consent_loaded_opt_out_left": loaded["opt_out_left"],
+        "consent_loaded_over_idle": round(loaded["grants_per_s"] / idle["grants_per_s"], 3),
+        "consent_load_sent_per_s": round(loaded["load_sent_per_s"]),
+        "consent_load_processed_per_s": round(loaded["events_processed_per_s"]),
     }
     peer_line = f"{peer_rate:.0f} events/s" if peer_rate else str(peer)
     lines = [
@@ -558,6 +657,14 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
         f"  segmenter, steady state   {out['segmenter_steady_events_per_s']} events/s"
         f"  = {out['steady_over_pipe']:.0%} of the pipe (target >= 40%),"
         f" {out['steady_over_peer'] or float('nan'):.0%} of the peer (target >= 25%, >= 10,000/s)",
+        f"  consent stream, no load   {out['consent_idle_grants_per_s']} grants/s,"
+        f"  opt-out -> left p50 {idle['opt_out_left']['p50_ms']} ms",
+        f"  consent stream, saturated {out['consent_loaded_grants_per_s']} grants/s"
+        f" = {out['consent_loaded_over_idle']:.0%} of no load,"
+        f"  opt-out -> left p50 {loaded['opt_out_left']['p50_ms']} ms, max"
+        f" {loaded['opt_out_left']['p99_ms']} ms (p99 of {loaded['opt_out_left']['samples']})"
+        f"  under {out['consent_load_sent_per_s']} events/s sent,"
+        f" {out['consent_load_processed_per_s']}/s processed",
     ]
     lines += [f"    {part:<28} {us:8.1f} us/event" for part, us in results["profile"].items()]
     print("\n".join(lines))  # noqa: T201 - the benchmark's report
