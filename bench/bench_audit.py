@@ -264,7 +264,6 @@ def ledger_length(url: str) -> int:
     return 0
 
 
-
 def report(results: dict[str, Any]) -> None:
     lines = [
         f"audit bench on {results['machine']} at {results['at']}, load average "

@@ -212,7 +212,6 @@ def bench_run(
     return {"delivery": delivered, "withdrawal": withdrawn, "bare_post": bare}
 
 
-
 def median(runs: list[dict[str, Any]], path: str, figure: str) -> float:
     return statistics.median(run[path][figure] for run in runs)
 

@@ -177,4 +177,3 @@ class ConsentRuntime:
             group_id=self.settings.consumer_group,
             client_id="segwarden-consent",
         )
-

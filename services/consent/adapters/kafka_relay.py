@@ -84,9 +84,7 @@ class KafkaOutboxRelay:
         """Whether the commit of `ticket` (and every earlier one) was published within `timeout`."""
         async with self._progress:
             try:
-                await within(
-                    timeout, self._progress.wait_for(lambda: self._published_through >= ticket)
-                )
+                await within(timeout, self._progress.wait_for(lambda: self._published_through >= ticket))
             except TimeoutError:
                 metrics.PUBLISH_WAIT_TIMEOUTS.inc()
                 return False

@@ -83,7 +83,6 @@ def verified_metadata(key: bytes, raw: bytes, model_id: str) -> tuple[ModelMetad
     return metadata, checksum
 
 
-
 def unpickle_verified(model_id: str, data: bytes, checksum: str) -> Pipeline:
     """The pipeline in `data`, only if its checksum is the signed one."""
     # scikit-learn is imported here, not at the top: importing it (with scipy) is over half of a

@@ -46,7 +46,6 @@ def database_env(request: pytest.FixtureRequest) -> dict[str, str]:
     return {"AUDIT_DB_URL": url.replace("postgresql+psycopg://", "postgresql://")}
 
 
-
 def test_records_every_source_event_once_verifiably(
     start_service, sources, database_env, kafka_bootstrap, topic_prefix, service_env
 ) -> None:

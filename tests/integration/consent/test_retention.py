@@ -64,6 +64,7 @@ def test_history_older_than_its_retention_is_pseudonymized_by_the_job(
 
     audit = start_service("audit").wait_ready(90)
     wait_for(lambda: _retired(service) == 2, what="the retention job to retire two rows")
+
     # Every run is in the ledger (those that found nothing too), the one that retired the rows once.
     def retiring() -> list[dict]:
         return [r["payload"] for r in retention_runs(audit, "consent") if r["payload"]["customers"]]

@@ -103,9 +103,11 @@ async def test_segments_defined_after_the_customers_get_them_from_the_background
         return "segwarden_segmenter_reevaluation_pending_segments 0.0" in metrics
 
     await wait_until(
-        lambda: done()
-        and all(redis_view.members(s) == customers for s in segments)
-        and all(last_action(outputs, c, s) == "joined" for c in customers for s in segments),
+        lambda: (
+            done()
+            and all(redis_view.members(s) == customers for s in segments)
+            and all(last_action(outputs, c, s) == "joined" for c in customers for s in segments)
+        ),
         timeout=90,
         what="every customer in every late segment, announced",
     )

@@ -100,7 +100,6 @@ async def test_the_definition_store_adopts_a_file_made_by_its_old_ddl(tmp_path: 
         assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
 
 
-
 def _upgrade_when_all_are_ready(path: Path, migrations: Path, ready: Any) -> None:
     ready.wait()
     upgrade_sqlite_file(path, migrations)
