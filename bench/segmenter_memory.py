@@ -12,6 +12,7 @@ import redis
 _CUSTOMER = re.compile(r"\{c:[^}]*\}")
 _ERASED = re.compile(r"\{[0-9a-f]+\}:erased:.*")
 _SEGMENT = re.compile(r"seg:\{[^}]*\}")
+_KNOWN = re.compile(r"\{known:\d+\}")
 _NUMBER = re.compile(r":\d+(?=:|$)")
 
 
@@ -24,11 +25,12 @@ def proc_status_bytes(pid: int, field: str) -> int:
 
 
 def key_kind(key: str, namespace: str) -> str:
-    """`{c:*}:f`, `known:*`, `seg:{*}:members`...: the key with what varies replaced by `*`."""
+    """`{c:*}:s`, `{known:*}:*`, `seg:{*}:members:*`...: the key with what varies replaced by `*`."""
     kind = key.removeprefix(namespace)
     kind = _CUSTOMER.sub("{c:*}", kind)
     kind = _ERASED.sub("{*}:erased:*", kind)
     kind = _SEGMENT.sub("seg:{*}", kind)
+    kind = _KNOWN.sub("{known:*}", kind)
     return _NUMBER.sub(":*", kind)
 
 

@@ -17,6 +17,8 @@ import pytest
 import redis
 from kafka import KafkaConsumer, TopicPartition
 
+from services.segmenter.adapters import lua
+from services.segmenter.adapters.redis_buckets import bucket_count, bucket_key
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import snapshot_of
 from services.segmenter.domain.customer import CustomerSnapshot
@@ -225,6 +227,35 @@ def forget_redis_keys(redis_url: str, prefix: str) -> None:
             client.delete(key)
     finally:
         client.close()
+
+
+def index_members(client: redis.Redis, head: str) -> set[str]:
+    """Every member of a bucketed index (adapters/redis_buckets.py) read synchronously: a segment's
+    members (`KeyLayout.members`), the customers known on a partition (`KeyLayout.known`)."""
+    buckets = bucket_count(client.hmget(head, ["level", "split"]))  # type: ignore[arg-type]
+    with client.pipeline(transaction=False) as pipe:
+        for bucket in range(buckets):
+            pipe.zrange(bucket_key(head, bucket), 0, -1)
+        return {member for bucket in pipe.execute() for member in bucket}
+
+
+def segment_members(client: redis.Redis, namespace: str, segment: str) -> set[str]:
+    return index_members(client, KeyLayout(namespace).members(segment))
+
+
+def index_add(client: redis.Redis, head: str, member: str, score: float = 0.0) -> None:
+    """Put a member in a bucketed index with the segmenter's own script (a test's drift)."""
+    client.register_script(lua.INDEX_ADD)(keys=[head], args=["GT", member, repr(score)])
+
+
+def index_remove(client: redis.Redis, head: str, member: str) -> None:
+    client.register_script(lua.INDEX_REMOVE)(keys=[head], args=[member])
+
+
+def index_score(client: redis.Redis, head: str, member: str) -> float | None:
+    """The member's score in a bucketed index (None when absent)."""
+    [score] = client.register_script(lua.INDEX_SCORES)(keys=[head], args=[member])  # type: ignore[misc]
+    return None if score is None else float(score)
 
 
 def stored_customer(client: redis.Redis, namespace: str, customer: str) -> CustomerSnapshot:

@@ -11,7 +11,7 @@ import redis
 
 from shared.events import MembershipChanged, utcnow
 from tests.faults.model import BY_ID, SEGMENTS, ConsentHistory, Model
-from tests.support import stored_customer
+from tests.support import segment_members, stored_customer
 
 # A join decided this soon after a grant's expires_at was decided on a clock reading taken just
 # before it (the decision reads the clock once, the message is stamped after).
@@ -56,7 +56,7 @@ def observe(
     announced: list[MembershipChanged],
 ) -> Observed:
     ns = f"sw:{prefix}"
-    members = {s.segment_id: set(client.smembers(f"{ns}seg:{{{s.segment_id}}}:members")) for s in SEGMENTS}
+    members = {s.segment_id: segment_members(client, ns, s.segment_id) for s in SEGMENTS}
     segments = {c: stored_customer(client, ns, c).segments for c in customers}
     return Observed(members, segments, _api_members(segmenter_url), announced)
 

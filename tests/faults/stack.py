@@ -17,7 +17,7 @@ from shared.embedded import free_port
 from tests.conftest import TEST_TOKENS
 from tests.faults.infra import OwnBroker
 from tests.faults.model import SEGMENTS
-from tests.support import OwnRedis, ServiceProcess, stored_customer, wait_for
+from tests.support import OwnRedis, ServiceProcess, segment_members, stored_customer, wait_for
 
 ADMIN = {"Authorization": "Bearer admin-token-0001"}
 # Periodic repair is slow on purpose (production-like): recovery must come from the paths under test,
@@ -200,7 +200,7 @@ class FaultStack:
         ns = f"sw:{self.prefix}"
         with self.redis.client() as client:
             outboxes = sum(client.llen(f"{ns}{{c:{c}}}:outbox") > 0 for c in customers)
-            members = {s: set(client.smembers(f"{ns}seg:{{{s}}}:members")) for s in SEGMENT_IDS}
+            members = {s: segment_members(client, ns, s) for s in SEGMENT_IDS}
             unsynced = 0
             for customer in customers:
                 segs = stored_customer(client, ns, customer).segments

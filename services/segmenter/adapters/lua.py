@@ -282,3 +282,87 @@ for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
 end
 return gone
 """
+
+# A bucketed index (adapters/redis_buckets.py): a set of members with scores, split over sorted
+# sets small enough to stay listpacks (zset-max-listpack-entries, 128 by default) by linear
+# hashing. KEYS[1] is its head, a hash `level`, `split`, `count`; bucket b is KEYS[1]..':'..b,
+# in the head's hash slot (it shares the head's hash tag). There are 2^level + split buckets; a
+# member's bucket is its hash modulo 2^level, or modulo 2^(level + 1) when that is below `split`
+# (already split). Once the average passes FILL members a bucket, bucket `split` is split into
+# itself and split + 2^level, one bucket at a time, so no step moves more than one bucket's
+# members and an unsplit bucket holds about 2 * FILL (far under 128). A member only ever moves to
+# the newest bucket, so a reader going up the buckets and then on to those added meanwhile sees
+# every member present throughout. Buckets are never merged (a key that empties goes; the head
+# goes with the last member).
+BUCKET_FILL = 32
+BUCKETS = """
+local function hash_of(member)
+  return tonumber(string.sub(redis.sha1hex(member), 1, 8), 16)
+end
+local function head(key)
+  local h = redis.call('HMGET', key, 'level', 'split', 'count')
+  return tonumber(h[1] or '0'), tonumber(h[2] or '0'), tonumber(h[3] or '0')
+end
+local function bucket(key, member, level, split)
+  local h = hash_of(member)
+  local b = h % (2 ^ level)
+  if b < split then b = h % (2 ^ (level + 1)) end
+  return key .. ':' .. string.format('%d', b)
+end
+"""
+
+# KEYS: an index's head.  ARGV: "GT" (add, or raise the score of, each member) or "XX" (set the
+# score of members already there), then pairs member, score. Returns how many were added.
+INDEX_ADD = (
+    BUCKETS
+    + """
+local level, split, count = head(KEYS[1])
+local added = 0
+for i = 2, #ARGV, 2 do
+  added = added + redis.call('ZADD', bucket(KEYS[1], ARGV[i], level, split), ARGV[1], ARGV[i + 1], ARGV[i])
+end
+count = count + added
+while count > """
+    + str(BUCKET_FILL)
+    + """ * (2 ^ level + split) do
+  local from = KEYS[1] .. ':' .. string.format('%d', split)
+  local entries = redis.call('ZRANGE', from, 0, -1, 'WITHSCORES')
+  redis.call('DEL', from)  -- both halves written afresh: listpacks again whatever `from` was
+  for j = 1, #entries, 2 do
+    redis.call('ZADD', bucket(KEYS[1], entries[j], level + 1, 0), entries[j + 1], entries[j])
+  end
+  split = split + 1
+  if split == 2 ^ level then level, split = level + 1, 0 end
+end
+if added > 0 then redis.call('HSET', KEYS[1], 'level', level, 'split', split, 'count', count) end
+return added
+"""
+)
+
+# KEYS: an index's head.  ARGV: members to remove. Returns how many were there.
+INDEX_REMOVE = (
+    BUCKETS
+    + """
+local level, split, count = head(KEYS[1])
+local removed = 0
+for i = 1, #ARGV do
+  removed = removed + redis.call('ZREM', bucket(KEYS[1], ARGV[i], level, split), ARGV[i])
+end
+if removed > 0 then
+  if count > removed then redis.call('HSET', KEYS[1], 'count', count - removed)
+  else redis.call('DEL', KEYS[1]) end
+end
+return removed
+"""
+)
+
+# KEYS: an index's head.  ARGV: members.  Returns each one's score (nil when absent).
+INDEX_SCORES = (
+    BUCKETS
+    + """
+local level, split = head(KEYS[1])
+local out = {}
+for i = 1, #ARGV do out[i] = redis.call('ZSCORE', bucket(KEYS[1], ARGV[i], level, split), ARGV[i]) end
+return out
+"""
+)

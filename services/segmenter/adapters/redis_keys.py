@@ -8,8 +8,9 @@ names that start with `_` (never a feature's), the bookkeeping: the version (VER
 purpose's consent (CONSENT + purpose), each segment the customer is in (SEGMENT + segment id),
 the applied offsets (`_o:`, `_t:`, `_r`, adapters/lua.py).
 On Redis Cluster the hash tag `{c:<customer_id>}` puts the hash and the outbox in one slot, so
-one Lua script updates them atomically; a segment's member set `{<segment_id>}` lives in its own
-slot and is updated in a second step.
+one Lua script updates them atomically; a segment's members `{<segment_id>}` live in their own
+slot and are updated in a second step. The members and the customers known on a partition are
+bucketed indexes (adapters/redis_buckets.py): many small sorted sets under one hash tag.
 An erased customer's marker is named by their pseudonym, not their id, and put in the same slot
 by a hash tag that only shares the slot number (see `slot_tag`).
 """
@@ -66,18 +67,17 @@ class KeyLayout:
         return f"{self.namespace}{{{slot_tag(customer_id)}}}:erased:{subject}"
 
     def members(self, segment_id: str) -> str:
+        """The head of the segment's members (a bucketed index, adapters/redis_buckets.py: members
+        scored 0), in the segment's own slot."""
         return f"{self.namespace}seg:{{{segment_id}}}:members"
 
     def known(self, partition: int) -> str:
-        """Customers seen on one partition, so the partition's owner can sweep them."""
-        return f"{self.namespace}known:{partition}"
+        """The head of the customers seen on one partition (a bucketed index, so the partition's
+        owner can sweep them), each scored by their last activity (latest `occurred_at` applied; for
+        a customer known only from consent, their latest choice; -inf for none or once the retention
+        job let them go), so the retention job finds the inactive without reading everyone."""
+        return f"{self.namespace}{{known:{partition}}}"
 
     def expiry(self, partition: int) -> str:
         """Sorted set customer -> earliest consent expiry of one partition, for the expiry sweep."""
         return f"{self.namespace}consent-expiry:{partition}"
-
-    def activity(self, partition: int) -> str:
-        """Sorted set customer -> last activity (latest `occurred_at` applied; for a customer known
-        only from consent, their latest choice) of one partition, so the retention job finds the
-        inactive without reading everyone."""
-        return f"{self.namespace}activity:{partition}"

@@ -8,6 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from services.segmenter.adapters.redis_buckets import BucketedIndex
 from services.segmenter.adapters.redis_keys import SEGMENT, KeyLayout
 
 
@@ -15,18 +16,38 @@ class RedisMembershipReader:
     def __init__(self, client: aioredis.Redis, keys: KeyLayout) -> None:
         self.client = client
         self.keys = keys
+        self.index = BucketedIndex(client)
 
     async def page(self, segment_id: str, cursor: int, limit: int) -> tuple[list[str], int]:
-        """One SSCAN page of a segment's members; cursor 0 means the scan is complete."""
-        next_cursor, members = await self.client.sscan(self.keys.members(segment_id), cursor, count=limit)
-        return sorted(members), int(next_cursor)
+        """One page of a segment's members (whole buckets, about `limit`); cursor 0 means complete.
+        As with SSCAN, a member present throughout is listed at least once, and can be twice."""
+        members, next_cursor = await self.index.page(self.keys.members(segment_id), cursor, limit)
+        return sorted(members), next_cursor
 
     async def members(self, segment_id: str) -> AsyncIterator[str]:
-        async for customer_id in self.client.sscan_iter(self.keys.members(segment_id), count=500):
+        async for customer_id in self.index.members(self.keys.members(segment_id)):
             yield customer_id
 
     async def size(self, segment_id: str) -> int:
-        return int(await self.client.scard(self.keys.members(segment_id)))
+        return (await self.index.size([self.keys.members(segment_id)]))[0]
+
+    async def indexed_in(
+        self, customer_id: str, segment_ids: Sequence[str], partitions: Sequence[int]
+    ) -> list[str]:
+        """The indexes naming the customer: `members:<segment>`, `known:<partition>` and, with a last
+        activity there, `activity:<partition>`."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for segment_id in segment_ids:
+                await self.index.scores(self.keys.members(segment_id), [customer_id], pipe)
+            for partition in partitions:
+                await self.index.scores(self.keys.known(partition), [customer_id], pipe)
+            found = [score for (score,) in await pipe.execute()]
+        held = [f"members:{s}" for s, score in zip(segment_ids, found, strict=False) if score is not None]
+        for partition, score in zip(partitions, found[len(segment_ids) :], strict=True):
+            if score is not None:
+                active = float(score) > float("-inf")
+                held += [f"known:{partition}"] + ([f"activity:{partition}"] if active else [])
+        return held
 
     async def segments_of(self, customer_id: str) -> list[str]:
         fields = await self.client.hkeys(self.keys.state(customer_id))

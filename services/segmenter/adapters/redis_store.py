@@ -10,6 +10,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from services.segmenter.adapters import lua
+from services.segmenter.adapters.redis_buckets import BucketedIndex
 from services.segmenter.adapters.redis_keys import CONSENT, SEGMENT, UNSENT, VERSION, KeyLayout
 from services.segmenter.domain.consent import ConsentView, PurposeConsent
 from services.segmenter.domain.customer import (
@@ -25,6 +26,10 @@ from services.segmenter.domain.feature_values import LAST
 from services.segmenter.domain.membership import MembershipChange
 from shared.pseudonym import pseudonymize
 from shared.topics import Retention
+
+# The score in the known index of a customer without a last activity (never active, or let go by
+# the retention job): below every time, so any activity raises it (`GT`) and no retention run reads it.
+NO_ACTIVITY = "-inf"
 
 
 def encode_consent(state: PurposeConsent) -> str:
@@ -95,6 +100,7 @@ class RedisCustomerStore:
         self.keys = keys
         self.pseudonym_key = pseudonym_key  # names the erasure markers (never the raw id)
         self.marker_ttl_ms = marker_ttl_ms
+        self.index = BucketedIndex(client)
         self._apply_events = client.register_script(lua.APPLY_EVENTS)
         self._read = client.register_script(lua.READ_CUSTOMER)
         self._apply_consent = client.register_script(lua.APPLY_CONSENT)
@@ -151,22 +157,17 @@ class RedisCustomerStore:
     async def _remember_active(
         self, remembered: Sequence[tuple[int, str]], last: Mapping[str, str | None]
     ) -> None:
-        """The customers known on their partitions, with their last activity: one SADD and one
-        ZADD per partition, whatever the number of customers."""
+        """The customers known on their partitions, with their last activity: one script per
+        partition, whatever the number of customers."""
         if not remembered:
             return
-        known: dict[int, list[str]] = {}
-        active: dict[int, dict[str | bytes, float]] = {}
+        known: dict[int, dict[str, float | str]] = {}
         for partition, customer_id in remembered:
-            known.setdefault(partition, []).append(customer_id)
             at = last[customer_id]
-            if at is not None:
-                active.setdefault(partition, {})[customer_id] = float(at)
+            known.setdefault(partition, {})[customer_id] = NO_ACTIVITY if at is None else float(at)
         async with self.client.pipeline(transaction=False) as pipe:
-            for partition, customer_ids in known.items():
-                pipe.sadd(self.keys.known(partition), *customer_ids)
-            for partition, scores in active.items():  # GT: a late, older event does not move it back
-                pipe.zadd(self.keys.activity(partition), scores, gt=True)
+            for partition, scores in known.items():  # GT: a late, older event does not move it back
+                await self.index.add(self.keys.known(partition), scores, pipe)
             await pipe.execute()
 
     async def read(self, customer_id: str) -> CustomerSnapshot:
@@ -271,9 +272,9 @@ class RedisCustomerStore:
             return [int(n) for n in await pipe.execute()]
 
     async def set_members_many(self, batch: Sequence[tuple[str, Mapping[str, bool]]]) -> None:
-        """Second step: the segments' member sets (other hash slots) follow the customers' sets;
-        per customer, segment -> whether the customer is a member (as its slot says). One SADD
-        and one SREM per segment at most (one customer's entry per segment: they commute)."""
+        """Second step: the segments' members (other hash slots) follow the customers' hashes;
+        per customer, segment -> whether the customer is a member (as its slot says). One add and
+        one removal per segment at most (one customer's entry per segment: they commute)."""
         adds: dict[str, list[str]] = {}
         removes: dict[str, list[str]] = {}
         for customer_id, membership in batch:
@@ -283,9 +284,9 @@ class RedisCustomerStore:
             return
         async with self.client.pipeline(transaction=False) as pipe:
             for segment_id, customer_ids in adds.items():
-                pipe.sadd(self.keys.members(segment_id), *customer_ids)
+                await self.index.add(self.keys.members(segment_id), dict.fromkeys(customer_ids, 0.0), pipe)
             for segment_id, customer_ids in removes.items():
-                pipe.srem(self.keys.members(segment_id), *customer_ids)
+                await self.index.remove(self.keys.members(segment_id), customer_ids, pipe)
             await pipe.execute()
 
     async def sync_members(self, customer_id: str, applied: Sequence[MembershipChange]) -> None:
@@ -330,41 +331,32 @@ class RedisCustomerStore:
 
     async def forget(self, partition: int, customer_id: str) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.srem(self.keys.known(partition), customer_id)
+            await self.index.remove(self.keys.known(partition), [customer_id], pipe)
             pipe.zrem(self.keys.expiry(partition), customer_id)
-            pipe.zrem(self.keys.activity(partition), customer_id)
             await pipe.execute()
 
     async def remember(self, partition: int, customer_id: str) -> None:
         """Remember the customer for sweeps. One known only from consent (no event applied, so no
-        `last`) is also put in the activity set as of their latest consent choice, so the retention
-        job finds them too; once an event comes its time takes over (`ZADD GT` both ways)."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.sadd(self.keys.known(partition), customer_id)
-            pipe.hgetall(self.keys.state(customer_id))
-            _, state = await pipe.execute()
+        `last`) is scored as of their latest consent choice, so the retention job finds them too;
+        once an event comes its time takes over (`GT` both ways). One with `last` keeps the score
+        their events gave (NO_ACTIVITY is below every score)."""
+        state = await self.client.hgetall(self.keys.state(customer_id))
         held = snapshot_of(customer_id, state.items())
         since = None if LAST in held.features else held.consent.last_choice()
-        if since is not None:
-            await self.client.zadd(self.keys.activity(partition), {customer_id: since}, gt=True)
+        score = NO_ACTIVITY if since is None else float(since)
+        await self.index.add(self.keys.known(partition), {customer_id: score})
 
     async def known_customers(self, partition: int) -> AsyncIterator[str]:
-        async for customer_id in self.client.sscan_iter(self.keys.known(partition), count=500):
+        async for customer_id in self.index.members(self.keys.known(partition)):
             yield customer_id
 
     async def known_count(self, partitions: Sequence[int]) -> int:
-        """How many customers the partitions' known sets hold."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            for partition in partitions:
-                pipe.scard(self.keys.known(partition))
-            return sum(int(n) for n in await pipe.execute())
+        """How many customers the partitions' known indexes hold."""
+        return sum(await self.index.size([self.keys.known(p) for p in partitions]))
 
     async def segment_sizes(self, segment_ids: Sequence[str]) -> list[int]:
         """Live members of each segment, in one pipeline (a catalogue of a thousand is one round trip)."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            for segment_id in segment_ids:
-                pipe.scard(self.keys.members(segment_id))
-            return [int(n) for n in await pipe.execute()]
+        return await self.index.size([self.keys.members(s) for s in segment_ids])
 
     async def read_many(self, customer_ids: Sequence[str]) -> list[CustomerSnapshot]:
         async with self.client.pipeline(transaction=False) as pipe:
@@ -396,13 +388,28 @@ class RedisCustomerStore:
         return heads
 
     async def inactive_since(self, partition: int, before: float, limit: int = 1000) -> list[str]:
-        """Customers of the partition whose last activity is at or before `before`, oldest first."""
-        key = self.keys.activity(partition)
-        return list(await self.client.zrangebyscore(key, "-inf", before, start=0, num=limit))
+        """Customers of the partition whose last activity is at or before `before`, oldest first:
+        up to `limit` from each bucket of its index (those without one, NO_ACTIVITY, excluded), the
+        oldest `limit` of them. A customer a split moved meanwhile can be missed: the next run reads them."""
+
+        def query(pipe: Any, key: str) -> Any:
+            return pipe.zrangebyscore(key, f"({NO_ACTIVITY}", before, start=0, num=limit, withscores=True)
+
+        due: list[tuple[float, str]] = []
+        async for answer in self.index.each_bucket(self.keys.known(partition), query):
+            due += [(float(score), customer_id) for customer_id, score in answer]
+        return [customer_id for _, customer_id in sorted(due)[:limit]]
 
     async def purge_features(self, customer_id: str, last: str) -> bool:
         """Delete the customer's features unless an event moved `last` since; whether it did."""
         return bool(await self._purge_features(keys=[self.keys.state(customer_id)], args=[last]))
 
     async def forget_activity(self, partition: int, customer_id: str) -> None:
-        await self.client.zrem(self.keys.activity(partition), customer_id)
+        """The customer stays known on the partition, without a last activity (NO_ACTIVITY)."""
+        await self.index.add(self.keys.known(partition), {customer_id: NO_ACTIVITY}, only_held=True)
+
+    async def known_scores(self, partition: int, customer_ids: Sequence[str]) -> list[float | None]:
+        """Each customer's score in the partition's known index (None: not known there; NO_ACTIVITY
+        as -inf: known without a last activity)."""
+        scores = await self.index.scores(self.keys.known(partition), customer_ids)
+        return [None if s is None else float(s) for s in scores]

@@ -96,26 +96,17 @@ async def customer_holdings(
     _: SegmentsRead, customer_id: CustomerIdPath, runtime: Runtime
 ) -> CustomerHoldings:
     """Every key of the layout that still names the customer (the erasure receipt's segmenter part)."""
-    keys, client = runtime.membership_reader.keys, runtime.membership_reader.client
-    names: list[str] = []
+    reader = runtime.membership_reader
+    keys, client = reader.keys, reader.client
     segment_ids = sorted(s.id for s in runtime.registry.all())
     partitions = range(runtime.settings.topic_partitions)
     async with client.pipeline(transaction=False) as pipe:
         pipe.hkeys(keys.state(customer_id))
         pipe.exists(keys.outbox(customer_id))
-        for segment_id in segment_ids:
-            pipe.sismember(keys.members(segment_id), customer_id)
-            names.append(f"members:{segment_id}")
-        for partition in partitions:
-            pipe.sismember(keys.known(partition), customer_id)
-            names.append(f"known:{partition}")
         for partition in partitions:
             pipe.zscore(keys.expiry(partition), customer_id)
-            names.append(f"expiry:{partition}")
-        for partition in partitions:
-            pipe.zscore(keys.activity(partition), customer_id)
-            names.append(f"activity:{partition}")
-        fields, outbox, *found = await pipe.execute()
+        fields, outbox, *expiring = await pipe.execute()
     held = held_parts(fields, bool(outbox))
-    held += [name for name, hit in zip(names, found, strict=True) if hit not in (None, 0, False)]
+    held += await reader.indexed_in(customer_id, segment_ids, list(partitions))
+    held += [f"expiry:{p}" for p, score in zip(partitions, expiring, strict=True) if score is not None]
     return CustomerHoldings(customer_id=customer_id, held=held)

@@ -118,7 +118,7 @@ async def members(
     cursor: Annotated[str, Query(pattern=r"^\d{1,20}$")] = "0",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> MembersPage:
-    """A page of live members (an SSCAN cursor: a page may hold a few more or fewer than `limit`)."""
+    """A page of live members (the cursor is a bucket: a page may hold some more or fewer than `limit`)."""
     if int(cursor) > MAX_CURSOR:
         message = f"a cursor is at most {MAX_CURSOR} (an unsigned 64-bit value)"
         raise unprocessable(["query", "cursor"], message)

@@ -30,10 +30,7 @@ class RedisTrainingSource:
         self.without_consent = 0
 
     async def population(self) -> int | None:
-        async with self._customers.client.pipeline(transaction=False) as pipe:
-            for partition in range(self._partitions):
-                pipe.scard(self._customers.keys.known(partition))
-            return sum(await pipe.execute())
+        return await self._customers.known_count(range(self._partitions))
 
     async def consented_features(self, purpose: str) -> AsyncIterator[Mapping[str, object]]:
         async for batch in self._batches():

@@ -21,7 +21,13 @@ from services.segmenter.adapters.redis_keys import CONSENT, KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from shared.events import ConsentChanged, CustomerEvent, MembershipChanged, new_event_id
 from tests.conftest import TEST_TOKENS
-from tests.support import TEST_PSEUDONYM_KEY, ServiceProcess, forget_redis_keys, stored_customer
+from tests.support import (
+    TEST_PSEUDONYM_KEY,
+    ServiceProcess,
+    forget_redis_keys,
+    segment_members,
+    stored_customer,
+)
 
 ADMIN = {"Authorization": "Bearer admin-token-0001"}
 FAST = {"SEGMENTER_SWEEP_INTERVAL_S": "0.5", "SEGMENTER_COMPLIANCE_INTERVAL_S": "1"}
@@ -275,7 +281,7 @@ class RedisView:
         return stored_customer(self.client, self.ns, customer).segments
 
     def members(self, segment: str) -> set[str]:
-        return set(self.client.smembers(f"{self.ns}seg:{{{segment}}}:members"))
+        return segment_members(self.client, self.ns, segment)
 
     def features(self, customer: str) -> dict[str, str]:
         """The stored features, without the bookkeeping fields (`_o:<partition>`, consent...)."""

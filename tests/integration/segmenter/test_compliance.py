@@ -6,11 +6,12 @@ from typing import Any
 
 import httpx
 
-from services.segmenter.adapters.redis_keys import SEGMENT
+from services.segmenter.adapters.redis_keys import SEGMENT, KeyLayout
 from shared.pseudonym import load_pseudonym_key, pseudonymize
 from shared.settings import ServiceSettings
 from tests.integration.segmenter.conftest import ADMIN, FAST, put_segment, wait_until
 from tests.integration.segmenter.test_invariants import metric
+from tests.support import index_add
 
 
 async def test_monitor_evicts_and_counts_a_membership_without_consent(
@@ -24,7 +25,7 @@ async def test_monitor_evicts_and_counts_a_membership_without_consent(
     await wait_until(lambda: redis_view.features("c-5").get("events") == "1", what="the event")
     # What a bug elsewhere could leave behind: a membership no consent allows.
     redis_view.client.hset(redis_view.state("c-5"), SEGMENT + "mail", "1")
-    redis_view.client.sadd(f"{redis_view.ns}seg:{{mail}}:members", "c-5")
+    index_add(redis_view.client, KeyLayout(redis_view.ns).members("mail"), "c-5")
 
     evicted = await wait_until(lambda: outputs.find("c-5", "mail", "left"), what="the monitor's eviction")
     assert evicted.reason == "consent_withdrawn"

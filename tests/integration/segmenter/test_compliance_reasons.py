@@ -47,7 +47,7 @@ async def sweeper(redis_url: str) -> AsyncIterator[tuple[RedisCustomerStore, Swe
 async def _member_without_consent(store: RedisCustomerStore, withdrawn_at: float) -> None:
     await store.apply_consent("c-1", {"marketing_email": PurposeConsent("denied", None, withdrawn_at, 1)})
     await store.client.hset(store.keys.state("c-1"), SEGMENT + "mail", "1")
-    await store.client.sadd(store.keys.members("mail"), "c-1")
+    await store.set_members_many([("c-1", {"mail": True})])
 
 
 async def test_a_grant_since_the_scan_keeps_the_member(sweeper: tuple) -> None:

@@ -17,6 +17,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from services.segmenter.adapters.redis_buckets import BucketedIndex
+from services.segmenter.adapters.redis_keys import KeyLayout
 from shared.events import ConsentStateSnapshot, ErasureRequested, PurposeState, new_event_id
 from tests.integration.segmenter.conftest import (
     ADMIN,
@@ -211,7 +213,8 @@ async def test_a_rebuild_after_redis_loss_does_not_bring_an_erased_customer_back
             await inputs.event(kept, "click")  # the loss is noticed, the partitions rebuilt
 
             async def kept_rebuilt() -> bool:
-                return await client.sismember(f"{namespace}seg:{{mail}}:members", kept) == 1
+                head = KeyLayout(namespace).members("mail")
+                return await BucketedIndex(client).scores(head, [kept]) != [None]
 
             await wait_until_async(kept_rebuilt, 90, "the kept member rebuilt")
             await wait_until(lambda: "lost" in httpx.get(f"{service.url}/metrics").text, what="the rebuild")

@@ -92,7 +92,7 @@ async def test_after_an_erasure_only_a_pseudonymous_marker_stays_and_older_input
         [EventWrite(0, 2, CUSTOMER, "e-2", "click", later, None, {}, int(later * 1000))], [(0, CUSTOMER)]
     )
     assert result is not None and result[0] is True
-    assert await store.client.sismember(store.keys.known(0), CUSTOMER)
+    assert (await store.known_scores(0, [CUSTOMER]))[0] is not None
 
 
 async def test_marking_an_erasure_unannounced_drops_only_the_consent_from_before_it(

@@ -97,7 +97,7 @@ class World:
         return None if s is None else s.required_purposes
 
     async def members(self, segment_id: str) -> set[str]:
-        return set(await self.store.client.smembers(self.store.keys.members(segment_id)))
+        return {c async for c in self.store.index.members(self.store.keys.members(segment_id))}
 
     async def grant(self, customer: str, purpose: str, expires_at: float | None = None) -> None:
         state = PurposeConsent("granted", expires_at, self.clock.now - 1)
@@ -163,7 +163,7 @@ async def test_a_recently_repeated_event_id_is_a_duplicate_and_erasure_refuses_o
     assert await store.erase("c-1", [], ErasureMark(int(time.time() * 1000))) is not None
     assert (await store.read("c-1")).features == {}
     assert await store.apply_events([old], [(0, "c-1")]) == [None]  # refused by the marker
-    assert not await store.holds("c-1") and not await store.client.sismember(store.keys.known(0), "c-1")
+    assert not await store.holds("c-1") and await store.known_scores(0, ["c-1"]) == [None]
     assert present(await store.apply_events([write(8)], []))[0][0] is True  # a new event after it
 
 
@@ -275,7 +275,7 @@ async def test_a_withheld_leftover_join_is_undone_with_a_left(world: World) -> N
     await world.store.apply_events([write(1)], [(0, "c-1")])
     await world.grant("c-1", "marketing_email", expires_at=world.clock.now - 1)  # lapsed since the crash
     join = await leftover_join(world, "c-1", "mail")
-    await world.store.client.sadd(world.store.keys.members("mail"), "c-1")
+    await world.store.set_members_many([("c-1", {"mail": True})])
     await world.membership.flush_outbox("c-1")
     assert join.event_id not in {m.event_id for m in world.published.messages}  # fail closed
     assert world.published.actions("c-1", "mail") == ["left"]  # it may have gone out before the crash
@@ -307,8 +307,7 @@ async def test_the_delete_job_spares_the_members_of_a_segment_defined_again(worl
         await world.store.apply_events([write(1, customer)], [(0, customer)])
         segments: dict[str | bytes, str] = {SEGMENT + "vip": "1", SEGMENT + "old": "1"}
         await world.store.client.hset(world.store.keys.state(customer), mapping=segments)
-        await world.store.client.sadd(world.store.keys.members("vip"), customer)
-        await world.store.client.sadd(world.store.keys.members("old"), customer)
+        await world.store.set_members_many([(customer, {"vip": True, "old": True})])
     # "vip" deleted (version 3), then defined again (version 4) before its delete job ran;
     # "old" deleted for good.
     world.registry.put(segment("vip", "purchase_count >= 1", version=4))

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from services.segmenter.adapters.redis_buckets import BucketedIndex
 from services.segmenter.adapters.redis_generation import RedisGenerationMarker
+from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.recovery import RedisRecovery
 
 
@@ -26,7 +28,7 @@ async def client(redis_url: str, topic_prefix: str) -> AsyncIterator[aioredis.Re
 def recovery(client: aioredis.Redis, prefix: str, data_dir: Path) -> RedisRecovery:
     marker = RedisGenerationMarker(client, f"sw:{prefix}", data_dir, 3)
     unused: Any = None  # check() never rebuilds: the run loop does
-    return RedisRecovery(marker, unused, unused, [f"sw:{prefix}known:{p}" for p in range(3)])
+    return RedisRecovery(marker, unused, unused, [KeyLayout(f"sw:{prefix}").known(p) for p in range(3)])
 
 
 async def test_first_start_loss_and_replacement(
@@ -62,7 +64,7 @@ async def test_first_start_loss_and_replacement(
 async def test_data_from_before_the_marker_is_kept(
     client: aioredis.Redis, topic_prefix: str, tmp_path: Path
 ) -> None:
-    await client.sadd(f"sw:{topic_prefix}known:1", "c-1")
+    await BucketedIndex(client).add(KeyLayout(f"sw:{topic_prefix}").known(1), {"c-1": 0.0})
     upgraded = recovery(client, topic_prefix, tmp_path)
     await upgraded.check()
     assert upgraded.cause is None and upgraded.closed == set()

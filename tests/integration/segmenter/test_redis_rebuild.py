@@ -20,7 +20,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.segmenter.adapters.redis_keys import CONSENT, SEGMENT
+from services.segmenter.adapters.redis_keys import CONSENT, SEGMENT, KeyLayout
 from services.segmenter.membership_state import last_announced
 from shared.events import (
     ConsentStateSnapshot,
@@ -40,7 +40,7 @@ from tests.integration.segmenter.conftest import (
     wait_until,
     wait_until_async,
 )
-from tests.support import OwnRedis, wait_for
+from tests.support import OwnRedis, index_remove, wait_for
 
 REBUILDING = "redis: rebuilding after data loss"
 
@@ -223,7 +223,7 @@ async def test_a_new_owner_announces_what_its_predecessor_committed_but_never_di
     view = RedisView(redis.Redis.from_url(own_redis.url, decode_responses=True), topic_prefix)
     view.client.hset(view.state("c-x"), CONSENT + "marketing_email", f"denied||{time.time()!r}")
     view.client.hdel(view.state("c-x"), SEGMENT + "mail")
-    view.client.srem(f"{view.ns}seg:{{mail}}:members", "c-x")
+    index_remove(view.client, KeyLayout(view.ns).members("mail"), "c-x")
 
     start_service("segmenter", REDIS_URL=own_redis.url, DATA_DIR=str(tmp_path / "next"), **FAST)
     left = await wait_until(lambda: announcements.find("c-x", "mail", "left"), 90, "the new owner's left")
