@@ -46,13 +46,13 @@ class BucketedIndex:
         self._scores = client.register_script(lua.INDEX_SCORES)
 
     async def add(
-        self, head: str, scores: Mapping[str, float | str], pipe: Any = None, only_held: bool = False
+        self, head: str, scores: Mapping[str, float | int | str], pipe: Any = None, only_held: bool = False
     ) -> None:
         """Add the members (or raise their scores: a lower one leaves it); with `only_held`, set
         the score of those already there and add no one."""
         args: list[Any] = ["XX" if only_held else "GT"]
         for member, score in scores.items():
-            args += [member, repr(score) if isinstance(score, float) else score]
+            args += [member, repr(score) if isinstance(score, float) else str(score)]
         await self._add(keys=[head], args=args, client=pipe or self.client)
 
     async def remove(self, head: str, members: Sequence[str], pipe: Any = None) -> None:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.segmenter.adapters.redis_buckets import BucketedIndex
-from services.segmenter.adapters.redis_store import RedisCustomerStore
+from services.segmenter.adapters.redis_store import EventWrite, RedisCustomerStore
 
 SCORES = [float("-inf"), -1e300, 0.0, 1.5, 7.0, 1e9]
 
@@ -110,3 +110,12 @@ async def test_the_inactive_are_found_across_buckets_oldest_first(store: RedisCu
     assert await store.inactive_since(0, 500.0, limit=5) == ["c-0", "c-1", "c-2", "c-4", "c-5"]
     assert len(await store.inactive_since(0, 500.0, limit=1000)) == 500
     assert await store.known_count([0, 1]) == 1_000
+
+
+async def test_an_event_scores_its_customer_by_the_second_rounded_up(store: RedisCustomerStore) -> None:
+    """Whole seconds are integers in a listpack; rounded up, the retention job is never early."""
+    write = EventWrite(0, 1, "c-1", "e-1", "click", 1_700_000_000.2, None, {}, 1_700_000_000_200)
+    await store.apply_events([write], [(0, "c-1")])
+    assert await store.known_scores(0, ["c-1"]) == [1_700_000_001.0]
+    assert await store.inactive_since(0, 1_700_000_000.5) == []
+    assert await store.inactive_since(0, 1_700_000_001.0) == ["c-1"]
