@@ -130,11 +130,26 @@ async def measure(settings: SegmenterSettings, workdir: Path, redis_url: str) ->
         )
     before = {"used": int(client.info("memory")["used_memory"]), "keys": int(client.dbsize())}
     granted = await grant(settings, redis_url, CUSTOMERS)
+    print(f"  granted {granted} customers; starting the segmenter", flush=True)  # noqa: T201
     timeout = max(600.0, CUSTOMERS / 200)
 
     def start() -> ServiceProcess:
         log, data = workdir / "segmenter.log", workdir / "data"
         return seg.start_segmenter(bootstrap, prefix, data, log, redis_url, ready_s=timeout)
+
+    progress = {"at": time.perf_counter(), "done": 0.0}
+
+    def drained(url: str, now: float) -> bool:
+        """Whether every event is processed; every 30 s the drain rate so far, so a run that cannot
+        finish in time is seen early."""
+        done = seg.processed(url)
+        if now - progress["at"] >= 30:
+            rate = (done - progress["done"]) / (now - progress["at"])
+            left = (CUSTOMERS - done) / rate if rate else float("inf")
+            line = f"  drained {done:.0f}/{CUSTOMERS}: {rate:.0f} events/s, about {left:.0f} s left"
+            print(line, flush=True)  # noqa: T201
+            progress.update(at=now, done=done)
+        return done >= CUSTOMERS
 
     started = time.perf_counter()
     segmenter = await asyncio.to_thread(start)
@@ -143,7 +158,7 @@ async def measure(settings: SegmenterSettings, workdir: Path, redis_url: str) ->
         pid = segmenter.process.pid
         rss_before = proc_status_bytes(pid, "VmRSS")
         await send_events(producer, prefix, CUSTOMERS)
-        await wait_for(lambda: seg.processed(segmenter.url) >= CUSTOMERS, timeout, "every event processed")
+        await wait_for(lambda: drained(segmenter.url, time.perf_counter()), timeout, "every event processed")
         await wait_for(lambda: settled(client, namespace, CUSTOMERS, granted), timeout, "every membership")
         elapsed = time.perf_counter() - started
         rss, peak = proc_status_bytes(pid, "VmRSS"), proc_status_bytes(pid, "VmHWM")
