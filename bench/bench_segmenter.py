@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -671,21 +671,25 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def main() -> int:
+def on_own_stack(measure: Callable[[str, str, Path], Coroutine[Any, Any, dict[str, Any]]]) -> dict[str, Any]:
+    """`measure(bootstrap, prefix, workdir)` on an embedded broker of its own (and a Redis, when
+    none answers), under a fresh topic prefix whose topics are deleted afterwards."""
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     workdir = Path(tempfile.mkdtemp(prefix="segwarden-bench-"))
     broker = EmbeddedBroker().start()
     redis_process = ensure_redis(REDIS_URL, workdir / "redis")
     try:
-        results = asyncio.run(run(broker.bootstrap, prefix, workdir))
-        out = report(results)
+        return asyncio.run(measure(broker.bootstrap, prefix, workdir))
     finally:
         settings = SegmenterSettings(kafka_bootstrap_servers=broker.bootstrap, topic_prefix=prefix)
         delete_topics(settings, [p.name for p in settings_plan(settings)])
         broker.stop()
         if redis_process:
             redis_process.terminate()
-    write_results("segmenter", out)
+
+
+def main() -> int:
+    write_results("segmenter", report(on_own_stack(run)))
     return 0
 
 

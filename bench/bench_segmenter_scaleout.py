@@ -26,9 +26,7 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,21 +35,19 @@ from aiokafka import AIOKafkaProducer
 
 from bench.bench_segmenter import (
     BACKLOG,
-    REDIS_URL,
     STEADY,
     backlog_records,
+    on_own_stack,
     pipe_rate,
     processed,
     produce_backlog,
     segment_definitions,
     send_records,
-    settings_plan,
     start_segmenter,
 )
 from bench.common import metric_total, ready, run_facts, scheduled_seconds, wait, write_results
 from services.segmenter.settings import SegmenterSettings
-from shared.embedded import EmbeddedBroker, ensure_redis
-from shared.kafka import delete_topics, ensure_topics
+from shared.kafka import ensure_topics
 from shared.topics import TopicPlan
 from tests.support import ServiceProcess
 
@@ -226,19 +222,7 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    prefix = f"bench{uuid.uuid4().hex[:6]}."
-    workdir = Path(tempfile.mkdtemp(prefix="segwarden-bench-"))
-    broker = EmbeddedBroker().start()
-    redis_process = ensure_redis(REDIS_URL, workdir / "redis")
-    try:
-        out = report(asyncio.run(run(broker.bootstrap, prefix, workdir)))
-    finally:
-        settings = SegmenterSettings(kafka_bootstrap_servers=broker.bootstrap, topic_prefix=prefix)
-        delete_topics(settings, [p.name for p in settings_plan(settings)])
-        broker.stop()
-        if redis_process:
-            redis_process.terminate()
-    write_results("segmenter_scaleout", out)
+    write_results("segmenter_scaleout", report(on_own_stack(run)))
     return 0
 
 
