@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from tests import support
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # One client for every poll of a service's /metrics: httpx.get builds a client (and its TLS context)
 # per call, 55 ms of CPU each here, so a bench polling two workers every 0.5 s took a fifth of a
@@ -50,12 +52,8 @@ def wait(check: Callable[[], bool], timeout: float) -> None:
 
 
 def metric_total(url: str, name: str) -> float:
-    """The sum of every series of metric `name` (all its labels) on `url`/metrics."""
-    total = 0.0
-    for line in _POLLER.get(f"{url}/metrics").text.splitlines():
-        if line.startswith((name + "{", name + " ")):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    """tests.support.metric_total through the one polling client."""
+    return support.metric_total(url, name, _POLLER)
 
 
 def ready(url: str) -> bool:

@@ -219,6 +219,13 @@ def read_topic(bootstrap: str, topic: str, count: int) -> list[bytes]:
         consumer.close()
 
 
+def metric_total(url: str, name: str, client: httpx.Client | None = None) -> float:
+    """The sum of every series of metric `name` (all its labels) on `url`/metrics; 0 when none."""
+    text = (client.get(f"{url}/metrics") if client else httpx.get(f"{url}/metrics", timeout=10)).text
+    series = (name + "{", name + " ")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(series))
+
+
 def forget_redis_keys(redis_url: str, prefix: str) -> None:
     """Delete every Redis key of a test's topic prefix (its services' namespace `sw:<prefix>`)."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)

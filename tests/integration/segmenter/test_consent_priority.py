@@ -19,7 +19,7 @@ import pytest
 from tests.integration.segmenter.conftest import Inputs, module_segmenter, put_segment, wait_until
 from tests.integration.segmenter.test_invariants import customers_of, settle
 from tests.integration.segmenter.workload import SEGMENTS, Model, check_stream
-from tests.support import ServiceProcess
+from tests.support import ServiceProcess, metric_total
 
 BACKLOG = 40_000  # events of the backlog customers, produced before the consent stream
 BACKLOG_CUSTOMERS = 200
@@ -48,9 +48,7 @@ def io_prefix(priority_segmenter: ServiceProcess) -> str:
 
 def processed(url: str) -> float:
     """Customer events the segmenter has handled (applied, duplicate, refused or dead-lettered)."""
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    prefix = "segwarden_segmenter_events_processed_total{"
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+    return metric_total(url, "segwarden_segmenter_events_processed_total")
 
 
 async def purchases(inputs: Inputs, model: Model, customer: str, amounts: list[int]) -> None:
