@@ -1,4 +1,4 @@
-"""A small override of faust's aiokafka consumer: our fetch wait and faust's co-partitioning assignor.
+"""Small overrides of faust: our fetch wait, faust's co-partitioning assignor, no table grace.
 
 faust-streaming 0.15.3 builds its worker consumer with a fixed `fetch_max_wait_ms=1500`; on the
 embedded broker an idle fetch sleeps out most of that wait, which is the whole eviction budget
@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from faust.tables import TableManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 
@@ -35,10 +36,26 @@ class _Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
 
 
+class _TablesDefinedAtImport(TableManager):
+    """faust's table manager without its start-up grace: faust sleeps 1 s before finalizing the
+    tables, so that tables defined while the app starts can still register. The segmenter defines
+    none (its state is in Redis), so the sleep delayed every start and the group join behind it by
+    a second; a table added after start is still refused ("Too late to add tables")."""
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
+
+
 class SegmenterFaustApp(faust.App):
-    """faust.App whose consumer waits at most `fetch_max_wait_ms` for data."""
+    """faust.App whose consumer waits at most `fetch_max_wait_ms` for data, and whose start does
+    not wait for tables to be defined."""
 
     fetch_max_wait_ms = 50
+
+    def __init__(self, id: str, **options: Any) -> None:
+        super().__init__(id, TableManager=_TablesDefinedAtImport, **options)
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
