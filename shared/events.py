@@ -10,6 +10,7 @@ import math
 import os
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -281,6 +282,22 @@ class SegmentDefinition(Message):
         if self.model is not None and self.cluster is None:
             raise ValueError("cluster: a model-based segment names its cluster")
         return self
+
+
+# A deleted segment's tombstone has no value to carry its version: this record header does
+# (decimal ASCII), so a reader can tell a tombstone older than the segment's re-creation from one
+# that deletes it. Tombstones published before the header existed have none.
+DEFINITION_VERSION_HEADER = "version"
+
+
+def tombstone_version(headers: Iterable[tuple[str, bytes]]) -> int | None:
+    """The deletion's version in a definition tombstone's headers: 0 when it has none, None when
+    the header is not a positive decimal number (the record is refused)."""
+    for name, value in headers:
+        if name == DEFINITION_VERSION_HEADER:
+            text = value.decode("ascii", errors="replace")
+            return int(text) if text.isdecimal() and len(text) <= 18 and int(text) >= 1 else None
+    return 0
 
 
 class MembershipChanged(Message):

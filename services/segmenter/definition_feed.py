@@ -11,7 +11,7 @@ from services.segmenter.adapters.kafka_compacted import KafkaCompactedReader
 from services.segmenter.handlers import DefinitionService
 from services.segmenter.rules import RuleError, compile_rule
 from shared.deadletter import DeadLetters, describe_error, send_dead_letter
-from shared.events import SegmentDefinition, key_id
+from shared.events import SegmentDefinition, key_id, tombstone_version
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +35,21 @@ class DefinitionFeed:
 
     async def _load_and_follow(self) -> None:
         stored = await self.service.load_store()
-        latest: dict[str, SegmentDefinition | None] = {}
+        # Per segment, its last record: the definition (None: a tombstone) and its version (0:
+        # a tombstone without one).
+        latest: dict[str, tuple[SegmentDefinition | None, int]] = {}
         for record in await self.reader.read_to_end():
             decoded = await self._decode(record)
             if decoded is not None:
-                latest[decoded[0]] = decoded[1]
-        for segment_id, definition in latest.items():
-            await self._apply(segment_id, definition)
+                segment_id, definition, deleted_at = decoded
+                latest[segment_id] = (definition, definition.version if definition else deleted_at)
+        for segment_id, (definition, version) in latest.items():
+            await self._apply(segment_id, definition, 0 if definition else version)
         for row in stored:
-            on_topic = latest.get(row.segment_id)
-            if row.segment_id not in latest or (on_topic is not None and on_topic.version < row.version):
+            # Republished when the topic lacks it or holds an older version (a crash between the
+            # store's write and the publish); a tombstone of unknown version wins, as it always did.
+            _, on_topic = latest.get(row.segment_id, (None, -1))
+            if on_topic == -1 or 0 < on_topic < row.version:
                 refused = _rule_error(row.definition)
                 if refused:  # stored by an older version with laxer limits: never republished
                     log.error(
@@ -53,29 +58,39 @@ class DefinitionFeed:
                     )
                     continue
                 log.info("republishing a definition the topic lacks", extra={"segment": row.segment_id})
-                await self.service.publisher.publish_definition(row.segment_id, row.definition)
+                await self.service.publisher.publish_definition(row.segment_id, row.definition, row.version)
                 await self._apply(row.segment_id, row.definition, row.version)
         self.service.loaded.set()
         async for record in self.reader.follow():
             decoded = await self._decode(record)
             if decoded is not None:
-                await self._apply(decoded[0], decoded[1])
+                await self._apply(*decoded)
 
     async def _apply(self, segment_id: str, definition: SegmentDefinition | None, version: int = 0) -> None:
+        """`version`: a deletion's, 0 when unknown (a tombstone without the header)."""
         if definition is not None:
             await self.service.store.upsert(definition)
-        else:
-            await self.service.store.mark_deleted(segment_id, self.service.versions.get(segment_id, version))
+        else:  # the store keeps the newer row if this tombstone is older
+            await self.service.store.mark_deleted(
+                segment_id, version or self.service.versions.get(segment_id, 0)
+            )
         await self.service.apply(segment_id, definition, version)
 
-    async def _decode(self, record: ConsumerRecord) -> tuple[str, SegmentDefinition | None] | None:
-        """(segment id, definition or None for a tombstone), or None after dead-lettering it."""
+    async def _decode(self, record: ConsumerRecord) -> tuple[str, SegmentDefinition | None, int] | None:
+        """(segment id, definition or None for a tombstone, the tombstone's version or 0), or None
+        after dead-lettering it."""
         if record.value is None:
             segment_id = key_id(record.key, "segment")
-            if segment_id is not None:
-                return segment_id, None
-            await send_dead_letter(self.dead_letters, record, "key: a tombstone's key is not a segment id")
-            return None
+            if segment_id is None:
+                await send_dead_letter(
+                    self.dead_letters, record, "key: a tombstone's key is not a segment id"
+                )
+                return None
+            version = tombstone_version(record.headers)
+            if version is None:
+                await send_dead_letter(self.dead_letters, record, "headers: version is not a positive number")
+                return None
+            return segment_id, None, version
         try:
             definition = SegmentDefinition.model_validate_json(record.value)
         except ValidationError as exc:
@@ -85,7 +100,7 @@ class DefinitionFeed:
         if refused:  # a rule the API would refuse (over a limit, personal data) is never applied
             await send_dead_letter(self.dead_letters, record, f"rule: {refused}")
             return None
-        return definition.segment_id, definition
+        return definition.segment_id, definition, 0
 
 
 def _rule_error(definition: SegmentDefinition | None) -> str | None:

@@ -328,12 +328,17 @@ class DefinitionService:
         # The customers are re-evaluated in the background (reevaluation.py), never in a request.
         self.on_change = on_change
         self.versions: dict[str, int] = {}
+        # Per deleted segment, the version of its deletion: a definition up to it is older than
+        # the deletion (this worker's own write, read back from the topic after it deleted).
+        self.deleted: dict[str, int] = {}
         self.loaded = asyncio.Event()
 
     async def load_store(self) -> list[StoredDefinition]:
         stored = await self.store.all()
         for row in stored:
             self.versions[row.segment_id] = max(self.versions.get(row.segment_id, 0), row.version)
+            if row.definition is None:
+                self.deleted[row.segment_id] = max(self.deleted.get(row.segment_id, 0), row.version)
         return stored
 
     def next_version(self, segment_id: str) -> int:
@@ -342,7 +347,7 @@ class DefinitionService:
     async def save(self, definition: SegmentDefinition) -> SegmentDefinition:
         """API write: own store first (it survives the broker), then the topic, then this worker."""
         await self.store.upsert(definition)
-        await self.publisher.publish_definition(definition.segment_id, definition)
+        await self.publisher.publish_definition(definition.segment_id, definition, definition.version)
         await self.apply(definition.segment_id, definition)
         return definition
 
@@ -352,22 +357,33 @@ class DefinitionService:
             return False
         version = self.next_version(segment_id)
         await self.store.mark_deleted(segment_id, version)
-        await self.publisher.publish_definition(segment_id, None)
+        await self.publisher.publish_definition(segment_id, None, version)
         await self.apply(segment_id, None, version)
         return True
 
     async def apply(self, segment_id: str, definition: SegmentDefinition | None, version: int = 0) -> None:
-        """Install a definition (or a deletion) from the topic or the API; repeats are no-ops."""
+        """Install a definition (or a deletion at `version`, 0 when unknown) from the topic or the
+        API; repeats are no-ops, and so is anything older than what is installed or deleted. The
+        API applies its own write at once, so the topic brings it back later, possibly after a
+        newer one: by version, a deleted segment is never brought back by its older definition,
+        nor a re-created one deleted by its older tombstone (the suite's stateful API test saw a
+        deleted segment answer 200)."""
         current = self.registry.get(segment_id)
         if definition is None:
+            if current is not None and version and current.definition.version > version:
+                return  # the tombstone of a deletion before the segment was put again
+            deleted_at = version or max(
+                self.versions.get(segment_id, 0), current.definition.version if current else 0
+            )
+            self.deleted[segment_id] = max(self.deleted.get(segment_id, 0), deleted_at)
+            self.versions[segment_id] = max(self.versions.get(segment_id, 0), deleted_at)
             if current is None:
                 return
             self.registry.remove(segment_id)
-            self.versions[segment_id] = max(
-                self.versions.get(segment_id, 0), version or current.definition.version
-            )
             self.on_change(segment_id, True)
             return
+        if definition.version <= self.deleted.get(segment_id, 0):
+            return  # a definition the segment's deletion came after
         if current is not None and current.definition.event_id == definition.event_id:
             return
         if current is not None and current.definition.version > definition.version:

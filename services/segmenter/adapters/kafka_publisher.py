@@ -20,7 +20,7 @@ from aiokafka.partitioner import murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from services.segmenter.metrics import JOINS_WITHHELD
-from shared.events import MembershipChanged, SegmentDefinition
+from shared.events import DEFINITION_VERSION_HEADER, MembershipChanged, SegmentDefinition
 from shared.metrics import MESSAGES_PUBLISHED
 from shared.topics import SEGMENT_DEFINITIONS, SEGMENT_MEMBERSHIP, SEGMENT_MEMBERSHIP_STATE, TopicNames
 
@@ -152,8 +152,18 @@ class KafkaMembershipPublisher:
             log.info("joins withheld while redis is rebuilt", extra={"joins": len(held)})
         return [(c, value) for c, value in records if c.event_id not in held]
 
-    async def publish_definition(self, segment_id: str, definition: SegmentDefinition | None) -> None:
-        """The definition, or a tombstone when the segment was deleted."""
-        value = definition.to_bytes() if definition is not None else None
-        await self.producer.send_and_wait(self.definitions_topic, value, key=segment_id.encode())
+    async def publish_definition(
+        self, segment_id: str, definition: SegmentDefinition | None, version: int
+    ) -> None:
+        """The definition, or a tombstone when the segment was deleted. A tombstone has no value
+        to carry its version, so the `version` header does (shared.events.DEFINITION_VERSION_HEADER)."""
+        if definition is not None:
+            await self.producer.send_and_wait(
+                self.definitions_topic, definition.to_bytes(), key=segment_id.encode()
+            )
+        else:
+            headers = [(DEFINITION_VERSION_HEADER, str(version).encode())]
+            await self.producer.send_and_wait(
+                self.definitions_topic, None, key=segment_id.encode(), headers=headers
+            )
         MESSAGES_PUBLISHED.labels(self.definitions_topic).inc()

@@ -120,7 +120,10 @@ class MembershipPublisher(Protocol):
 class DefinitionPublisher(Protocol):
     """Where segment definitions are spread to every worker (segment.definitions); None deletes."""
 
-    async def publish_definition(self, segment_id: str, definition: SegmentDefinition | None) -> None: ...
+    async def publish_definition(
+        self, segment_id: str, definition: SegmentDefinition | None, version: int
+    ) -> None:
+        """The definition, or (None) a tombstone carrying the deletion's `version`."""
 
 
 class DefinitionStore(Protocol):

@@ -265,7 +265,7 @@ class RecordingPublisher:
 
     def __init__(self) -> None:
         self.batches: list[list[MembershipChanged]] = []
-        self.definitions: list[tuple[str, SegmentDefinition | None]] = []
+        self.definitions: list[tuple[str, SegmentDefinition | None, int]] = []
 
     @property
     def sent(self) -> list[MembershipChanged]:
@@ -278,8 +278,10 @@ class RecordingPublisher:
             self.batches.append(list(changes))
         return list(changes)
 
-    async def publish_definition(self, segment_id: str, definition: SegmentDefinition | None) -> None:
-        self.definitions.append((segment_id, definition))
+    async def publish_definition(
+        self, segment_id: str, definition: SegmentDefinition | None, version: int
+    ) -> None:
+        self.definitions.append((segment_id, definition, version))
 
 
 class MemoryDefinitionStore:

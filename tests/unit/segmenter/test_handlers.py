@@ -294,7 +294,7 @@ async def test_a_definition_change_re_evaluates_the_owned_customers() -> None:
     stricter = _definition("open", "event_count >= 2", version=2)
     await definitions.save(stricter)
     await definitions.save(_definition("new", "event_count >= 1"))
-    assert [sid for sid, _ in s.publisher.definitions] == ["open", "new"]
+    assert [(sid, version) for sid, _, version in s.publisher.definitions] == [("open", 2), ("new", 1)]
     assert reevaluator.pending() == 2
     await reevaluator.pass_once()
     assert sorted(s.announced()[1:]) == [
@@ -319,10 +319,45 @@ async def test_a_deleted_segment_is_emptied_and_an_older_definition_ignored() ->
     assert marked[1:] == [("open", True)]
     assert s.registry.get("open") is None
     assert [(r.segment_id, r.version, r.definition) for r in await store.all()] == [("open", 3, None)]
-    assert s.publisher.definitions == [("open", None)]
+    assert s.publisher.definitions == [("open", None, 3)]
     sweeper = Sweeper(s.store, s.registry, s.membership, lambda: [0], TEST_PSEUDONYM_KEY)
     await sweeper.reevaluate({"open"}, deleted=True)
     assert s.announced()[1:] == [("open", "left", "segment_deleted")]
+
+
+async def test_the_topic_bringing_back_an_own_write_after_a_newer_one_changes_nothing() -> None:
+    """The API applies its writes at once; the definition feed reads them back later, by then
+    possibly older than the segment: a deleted segment stays deleted, a re-created one stays."""
+    registry, marked = SegmentRegistry(), []
+    definitions = DefinitionService(
+        registry, MemoryDefinitionStore(), RecordingPublisher(), lambda sid, gone: marked.append((sid, gone))
+    )
+    first = _definition("open", "event_count >= 1", version=1)
+    await definitions.save(first)
+    assert await definitions.delete("open")  # version 2
+    await definitions.apply("open", first)  # the feed reads the first PUT back
+    assert registry.get("open") is None
+
+    again = _definition("open", "event_count >= 3", version=definitions.next_version("open"))
+    await definitions.save(again)  # version 3
+    await definitions.apply("open", None, 2)  # the feed reads the deletion back
+    current = registry.get("open")
+    assert current is not None and current.definition == again
+    assert marked == [("open", False), ("open", True), ("open", False)]
+
+    await definitions.apply("open", None, 4)  # another worker's later deletion
+    assert registry.get("open") is None and definitions.next_version("open") == 5
+
+
+async def test_a_tombstone_without_its_version_still_deletes() -> None:
+    """Tombstones published before the version header existed carry none (version 0)."""
+    registry = SegmentRegistry()
+    definitions = DefinitionService(registry, MemoryDefinitionStore(), RecordingPublisher(), lambda *_: None)
+    await definitions.apply("open", _definition("open", "event_count >= 1", version=3))
+    await definitions.apply("open", None)
+    assert registry.get("open") is None
+    await definitions.apply("open", _definition("open", "event_count >= 1", version=3))
+    assert registry.get("open") is None  # deleted at the version it had
 
 
 async def test_an_erasure_leaves_every_segment_and_refuses_older_input() -> None:
