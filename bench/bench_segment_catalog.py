@@ -18,17 +18,13 @@ Targets (docs/benchmarks.md): eviction within 3x the floor at every k; PUT p99 u
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import sys
-import tempfile
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 
 import httpx
-import redis
 from aiokafka import AIOKafkaProducer
 
 from bench.bench_segmenter import (
@@ -36,20 +32,18 @@ from bench.bench_segmenter import (
     TOKEN,
     consent_change,
     consumer,
+    on_own_stack,
     processed,
-    settings_plan,
     start_segmenter,
     summary,
     transport_floor,
 )
 from bench.common import run_facts, write_results
 from services.segmenter.settings import SegmenterSettings
-from shared.embedded import EmbeddedBroker, ensure_redis
 from shared.events import CustomerEvent, MembershipChanged, new_event_id, utcnow
-from shared.kafka import delete_topics, ensure_topics
+from shared.kafka import ensure_topics
 from shared.topics import TopicPlan
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CUSTOMERS = 3_000  # "a few thousand", each in 1 to BACKGROUND_LEVELS segments
 BACKGROUND_LEVELS = 10
 CATALOG_SIZES = (20, 200, 1_000)
@@ -302,29 +296,8 @@ def report(results: dict[str, object]) -> dict[str, object]:
     return out
 
 
-def forget_redis_keys(namespace: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{namespace}*", count=1000))
-    for i in range(0, len(keys), 500):
-        client.unlink(*keys[i : i + 500])
-    client.close()
-
-
 def main() -> int:
-    prefix = f"benchcat{uuid.uuid4().hex[:6]}."
-    workdir = Path(tempfile.mkdtemp(prefix="segwarden-bench-"))
-    broker = EmbeddedBroker().start()
-    redis_process = ensure_redis(REDIS_URL, workdir / "redis")
-    try:
-        out = report(asyncio.run(run(broker.bootstrap, prefix, workdir)))
-    finally:
-        settings = SegmenterSettings(kafka_bootstrap_servers=broker.bootstrap, topic_prefix=prefix)
-        delete_topics(settings, [p.name for p in settings_plan(settings)])
-        broker.stop()
-        forget_redis_keys(settings.redis_namespace)
-        if redis_process:
-            redis_process.terminate()
-    write_results("segment_catalog", out)
+    write_results("segment_catalog", report(on_own_stack(run)))
     return 0
 
 

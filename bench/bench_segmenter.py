@@ -55,7 +55,7 @@ from shared.events import (
 )
 from shared.kafka import delete_topics, ensure_topics
 from shared.topics import TopicPlan
-from tests.support import ServiceProcess
+from tests.support import ServiceProcess, forget_redis_keys
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 PARTITIONS = 3
@@ -673,7 +673,7 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
 
 def on_own_stack(measure: Callable[[str, str, Path], Coroutine[Any, Any, dict[str, Any]]]) -> dict[str, Any]:
     """`measure(bootstrap, prefix, workdir)` on an embedded broker of its own (and a Redis, when
-    none answers), under a fresh topic prefix whose topics are deleted afterwards."""
+    none answers), under a fresh topic prefix whose topics and Redis keys are deleted afterwards."""
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     workdir = Path(tempfile.mkdtemp(prefix="segwarden-bench-"))
     broker = EmbeddedBroker().start()
@@ -684,6 +684,7 @@ def on_own_stack(measure: Callable[[str, str, Path], Coroutine[Any, Any, dict[st
         settings = SegmenterSettings(kafka_bootstrap_servers=broker.bootstrap, topic_prefix=prefix)
         delete_topics(settings, [p.name for p in settings_plan(settings)])
         broker.stop()
+        forget_redis_keys(REDIS_URL, prefix)
         if redis_process:
             redis_process.terminate()
 
