@@ -28,10 +28,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy import Engine, text
 
-from bench.common import run_facts, wait, write_results
+from bench.common import metric_total, ready, run_facts, wait, write_results
 from services.audit.adapters.ed25519 import Ed25519Signer
 from services.audit.adapters.sql_database import create_schema, make_engine
 from services.audit.adapters.sql_ledger import SqlLedgerStore
@@ -222,10 +221,10 @@ def bench_end_to_end(work: Path) -> dict[str, float]:
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        wait(lambda: httpx.get(f"{url}/readyz").status_code == 200, 90)
+        wait(lambda: ready(url), 90)
         produce(broker.bootstrap, f"{prefix}consent.changes")
         started = time.perf_counter()
-        wait(lambda: ledger_length(url) >= E2E_N, 120)
+        wait(lambda: metric_total(url, "segwarden_audit_ledger_length") >= E2E_N, 120)
         elapsed = time.perf_counter() - started
     finally:
         service.terminate()
@@ -255,13 +254,6 @@ def produce(bootstrap: str, topic: str) -> None:
         producer.send(topic, event.to_bytes(), key=event.customer_id.encode())
     producer.flush(60)
     producer.close()
-
-
-def ledger_length(url: str) -> int:
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith("segwarden_audit_ledger_length "):
-            return int(float(line.split()[1]))
-    return 0
 
 
 def report(results: dict[str, Any]) -> None:

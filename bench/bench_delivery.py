@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from bench.common import run_facts, wait, write_results
+from bench.common import ready, run_facts, wait, write_results
 from shared.embedded import EmbeddedBroker, free_port
 from shared.events import ConsentStateSnapshot, MembershipChanged, PurposeState, new_event_id, utcnow
 
@@ -93,7 +93,7 @@ def start_delivery(broker: EmbeddedBroker, work: Path, prefix: str) -> tuple[sub
     command = [sys.executable, "-m", "segwarden", "serve", "delivery"]
     service = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    wait(lambda: httpx.get(f"{url}/readyz").status_code == 200, 90)
+    wait(lambda: ready(url), 90)
     return service, url
 
 

@@ -38,7 +38,7 @@ from bench.bench_segmenter import (
     summary,
     transport_floor,
 )
-from bench.common import run_facts, write_results
+from bench.common import metric_total, run_facts, write_results
 from services.segmenter.settings import SegmenterSettings
 from shared.events import CustomerEvent, MembershipChanged, new_event_id, utcnow
 from shared.kafka import ensure_topics
@@ -123,10 +123,7 @@ def progress(line: str) -> None:
 
 
 def reevaluation_pending(url: str) -> float:
-    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
-        if line.startswith("segwarden_segmenter_reevaluation_pending_segments "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return metric_total(url, "segwarden_segmenter_reevaluation_pending_segments")
 
 
 async def settle(url: str) -> None:
@@ -136,10 +133,7 @@ async def settle(url: str) -> None:
 
 
 def consumed(url: str, topic: str) -> float:
-    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
-        if line.startswith(f'segwarden_messages_consumed_total{{topic="{topic}"}}'):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return metric_total(url, f'segwarden_messages_consumed_total{{topic="{topic}"}}')
 
 
 async def loaded(url: str, prefix: str) -> None:

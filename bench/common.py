@@ -52,7 +52,8 @@ def wait(check: Callable[[], bool], timeout: float) -> None:
 
 
 def metric_total(url: str, name: str) -> float:
-    """tests.support.metric_total through the one polling client."""
+    """tests.support.metric_total through the one polling client; `name` with its labels
+    (`name{topic="t"}`) reads that one series."""
     return support.metric_total(url, name, _POLLER)
 
 
