@@ -241,13 +241,23 @@ def module_segmenter(
 
 
 @pytest.fixture(scope="module")
+def shared_segmenter_env() -> dict[str, str]:
+    """The shared segmenter's settings: fast sweeps and compliance scans, unless a module overrides
+    this (with `{}` for the defaults, 30 s and 60 s, when they must mask nothing)."""
+    return FAST
+
+
+@pytest.fixture(scope="module")
 def shared_segmenter(
-    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    kafka_bootstrap: str,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    shared_segmenter_env: dict[str, str],
 ) -> Iterator[ServiceProcess]:
     """One segmenter for a whole module (its tests use distinct customers and segments): each
     start costs seconds of imports and a group join."""
     tmp = tmp_path_factory.mktemp("segmenter")
-    with module_segmenter(kafka_bootstrap, redis_url, tmp, **FAST) as service:
+    with module_segmenter(kafka_bootstrap, redis_url, tmp, **shared_segmenter_env) as service:
         yield service
 
 

@@ -10,13 +10,12 @@ the backlog was drained long before the last opt-out was announced."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.integration.segmenter.conftest import Inputs, module_segmenter, put_segment, wait_until
+from tests.integration.segmenter.conftest import Inputs, put_segment, wait_until
 from tests.integration.segmenter.test_invariants import customers_of, settle
 from tests.integration.segmenter.workload import SEGMENTS, Model, check_stream
 from tests.support import ServiceProcess, metric_total
@@ -27,23 +26,14 @@ STREAM = 30  # members who opt out, newcomers who grant, backlog customers who c
 
 
 @pytest.fixture(scope="module")
-def priority_segmenter(
-    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServiceProcess]:
+def shared_segmenter_env() -> dict[str, str]:
     """Sweeps and the compliance scan at their defaults (30 s, 60 s): they must mask nothing."""
-    tmp = tmp_path_factory.mktemp("segmenter-priority")
-    with module_segmenter(kafka_bootstrap, redis_url, tmp) as service:
-        yield service
+    return {}
 
 
 @pytest.fixture
-def segmenter(priority_segmenter: ServiceProcess) -> ServiceProcess:
-    return priority_segmenter
-
-
-@pytest.fixture
-def io_prefix(priority_segmenter: ServiceProcess) -> str:
-    return priority_segmenter.env["TOPIC_PREFIX"]
+def io_prefix(shared_prefix: str) -> str:
+    return shared_prefix
 
 
 def processed(url: str) -> float:

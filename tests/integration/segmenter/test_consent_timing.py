@@ -7,37 +7,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.integration.segmenter.conftest import module_segmenter, put_segment, wait_until
-from tests.support import ServiceProcess
+from tests.integration.segmenter.conftest import put_segment, wait_until
 
 log = logging.getLogger(__name__)
 
 
 @pytest.fixture(scope="module")
-def timing_segmenter(
-    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServiceProcess]:
+def shared_segmenter_env() -> dict[str, str]:
     """Sweep and compliance scan at their defaults (30 s, 60 s): nothing here may lean on them."""
-    tmp = tmp_path_factory.mktemp("segmenter-timing")
-    with module_segmenter(kafka_bootstrap, redis_url, tmp) as service:
-        yield service
+    return {}
 
 
 @pytest.fixture
-def segmenter(timing_segmenter: ServiceProcess) -> ServiceProcess:
-    return timing_segmenter
-
-
-@pytest.fixture
-def io_prefix(timing_segmenter: ServiceProcess) -> str:
-    return timing_segmenter.env["TOPIC_PREFIX"]
+def io_prefix(shared_prefix: str) -> str:
+    return shared_prefix
 
 
 async def _member(inputs: Any, outputs: Any, customer: str, segment: str, expires_at: datetime) -> None:
