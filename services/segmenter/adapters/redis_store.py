@@ -239,6 +239,12 @@ class RedisCustomerStore:
     async def outbox(self, customer_id: str) -> list[str]:
         return list(await self.client.lrange(self.keys.outbox(customer_id), 0, -1))
 
+    async def read_outboxes(self, customer_ids: Sequence[str]) -> list[list[str]]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for customer_id in customer_ids:
+                pipe.lrange(self.keys.outbox(customer_id), 0, -1)
+            return [list(box) for box in await pipe.execute()]
+
     async def clear_outbox(self, sent: Sequence[tuple[str, Sequence[str]]]) -> None:
         """Drop messages the broker acknowledged (or that were withheld) from their outboxes: one
         Lua step per customer, whatever the number of its messages, in one pipeline."""

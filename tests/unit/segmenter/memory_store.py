@@ -187,8 +187,8 @@ class MemoryCustomerStore:
                     outbox.append(message)
         return Committed(applied, list(outbox), frozenset(slot.segments))
 
-    async def outbox(self, customer_id: str) -> list[str]:
-        return list(self.outboxes.get(customer_id, []))
+    async def read_outboxes(self, customer_ids: Sequence[str]) -> list[list[str]]:
+        return [list(self.outboxes.get(c, [])) for c in customer_ids]
 
     async def outbox_lengths(self, customer_ids: Sequence[str]) -> list[int]:
         return [len(self.outboxes.get(c, [])) for c in customer_ids]

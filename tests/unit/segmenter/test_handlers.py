@@ -5,10 +5,13 @@ announces."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel
@@ -281,6 +284,46 @@ async def test_a_join_whose_grant_expired_while_it_waited_is_withheld_at_the_doo
     assert s.announced() == []  # never published, so its undo is not announced either
     assert (await s.store.read("c-1")).segments == set()
     assert s.store.outboxes["c-1"] == []
+
+
+async def test_a_batch_of_joins_is_admitted_with_one_store_call_of_each_kind() -> None:
+    """However many customers wait: the memory bench's drain (500 new customers a batch, half
+    joining a consent-gated segment) waited on one outbox read a customer at the door."""
+    barrier = GateBarrier()
+    s = segmenter(MAIL, barrier=barrier)
+    customers = [f"c-{i}" for i in range(50)]
+    for customer in customers:
+        await s.consent("granted", 1, customer=customer)
+    events = [
+        CustomerEvent(event_id=f"ev-{c}", customer_id=c, type="click", occurred_at=utcnow(), source="test")
+        for c in customers
+    ]
+    await s.handlers.on_events([_record("customer.events", e, next(s.offsets)) for e in events])
+    await barrier.waiting.wait()
+    calls = _count_calls(s.store)
+    barrier.gate.set()
+    await s.admitted()
+    assert barrier.asked == [sorted(customers)]
+    assert all(s.announced(c) == [("mail", "joined", "rule_matched")] for c in customers)
+    assert calls and max(calls.values()) == 1, calls
+
+
+def _count_calls(store: MemoryCustomerStore) -> Counter[str]:
+    """From now on, how often each of the store's coroutine methods is called."""
+    calls: Counter[str] = Counter()
+
+    def counted(name: str, method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return await method(*args, **kwargs)
+
+        return call
+
+    for name in dir(store):
+        method = getattr(store, name)
+        if not name.startswith("_") and inspect.iscoroutinefunction(method):
+            setattr(store, name, counted(name, method))
+    return calls
 
 
 async def test_a_definition_change_re_evaluates_the_owned_customers() -> None:
