@@ -25,9 +25,15 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/segwarden up
 
+# Two pytest workers (TEST_WORKERS=0 for one process): the tests spend about half their time
+# waiting on service start-ups and group joins, so two finish in about half the time on 2 cores
+# (docs/benchmarks.md, "Test suite duration"). A file's tests stay on one worker (loadfile), so a
+# module's shared services start once.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	$(BIN)/python -m tests.prepare
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 # The unit tests only: pure logic and fakes, no broker, Redis or database (seconds).
 test-fast: $(STAMP)
