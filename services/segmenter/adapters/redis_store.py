@@ -31,6 +31,7 @@ from shared.topics import Retention
 # The score in the known index of a customer without a last activity (never active, or let go by
 # the retention job): below every time, so any activity raises it (`GT`) and no retention run reads it.
 NO_ACTIVITY = "-inf"
+MARKER_CACHE_CAP = 8192  # marker keys kept at hand (about 2 MB)
 
 
 def activity_score(at: float) -> int:
@@ -64,6 +65,9 @@ def decode_consent(raw: dict[str, str]) -> ConsentView:
     return ConsentView({purpose: decode_one(value) for purpose, value in raw.items()})
 
 
+_HEAD = len(SEGMENT)  # and len(CONSENT): the prefixes snapshot_of tells apart by one slice
+
+
 def snapshot_of(customer_id: str, fields: Iterable[tuple[str, str]], outbox: int = 0) -> CustomerSnapshot:
     """A customer's hash (its field, value pairs) read apart: features are the fields without a leading
     `_`; the version, consent and segments have theirs (redis_keys); the offsets are skipped."""
@@ -71,13 +75,15 @@ def snapshot_of(customer_id: str, fields: Iterable[tuple[str, str]], outbox: int
     consent: dict[str, str] = {}
     segments: set[str] = set()
     version = 0
-    for field, value in fields:
-        if not field.startswith("_"):
+    for field, value in fields:  # read for every customer of every batch: one slice a field
+        if field[:1] != "_":
             features[field] = value
-        elif field.startswith(SEGMENT):
-            segments.add(field[len(SEGMENT) :])
-        elif field.startswith(CONSENT):
-            consent[field[len(CONSENT) :]] = value
+            continue
+        head = field[:_HEAD]
+        if head == SEGMENT:
+            segments.add(field[_HEAD:])
+        elif head == CONSENT:
+            consent[field[_HEAD:]] = value
         elif field == VERSION:
             version = int(value)
     return CustomerSnapshot(customer_id, version, features, decode_consent(consent), segments, int(outbox))
@@ -108,6 +114,9 @@ class RedisCustomerStore:
         self.keys = keys
         self.pseudonym_key = pseudonym_key  # names the erasure markers (never the raw id)
         self.marker_ttl_ms = marker_ttl_ms
+        # Customer id -> their marker's key: every batch names it for each of its customers, and
+        # the keyed hash (HMAC-SHA256) and slot look-up cost more than the rest of their Lua call.
+        self._markers: dict[str, str] = {}
         self.index = BucketedIndex(client)
         self._apply_events = client.register_script(lua.APPLY_EVENTS)
         self._read = client.register_script(lua.READ_CUSTOMER)
@@ -124,7 +133,13 @@ class RedisCustomerStore:
 
     def marker(self, customer_id: str) -> str:
         """The key of the customer's erasure marker (named by pseudonym)."""
-        return self.keys.erased(customer_id, pseudonymize(self.pseudonym_key, customer_id))
+        key = self._markers.get(customer_id)
+        if key is None:
+            key = self.keys.erased(customer_id, pseudonymize(self.pseudonym_key, customer_id))
+            if len(self._markers) >= MARKER_CACHE_CAP:
+                self._markers.clear()
+            self._markers[customer_id] = key
+        return key
 
     def _customer_keys(self, customer_id: str) -> list[str]:
         """KEYS of APPLY_EVENTS, APPLY_CONSENT and ERASE (READ_CUSTOMER takes the first two)."""

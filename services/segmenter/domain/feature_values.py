@@ -43,10 +43,29 @@ def rule_features(stored: Mapping[str, str], now: float) -> CustomerFeatures:
         if field.startswith(EVENT_PREFIX):
             features["events." + field[len(EVENT_PREFIX) :]] = int(raw)
         elif field.startswith(PROFILE_PREFIX):
-            value = json.loads(raw)
+            value = _profile_value(raw)
             if value is not None:  # a profile_update's null removes the attribute (a preference)
                 features["profile." + field[len(PROFILE_PREFIX) :]] = value
     return features
+
+
+# Profile values as JSON text -> their (immutable) value: a customer's are parsed at every
+# evaluation, the same few (a country, a tier) for many customers, and json.loads took longer
+# than the rest of rule_features. Short texts only, emptied when full.
+_PROFILE_VALUES: dict[str, Any] = {}
+PROFILE_CACHE_CAP, PROFILE_CACHE_TEXT = 4096, 64
+_UNPARSED = object()
+
+
+def _profile_value(raw: str) -> Any:
+    value = _PROFILE_VALUES.get(raw, _UNPARSED)
+    if value is _UNPARSED:
+        value = json.loads(raw)
+        if len(raw) <= PROFILE_CACHE_TEXT and (value is None or isinstance(value, str | int | float)):
+            if len(_PROFILE_VALUES) >= PROFILE_CACHE_CAP:
+                _PROFILE_VALUES.clear()
+            _PROFILE_VALUES[raw] = value
+    return value
 
 
 class CustomerFeatures(dict[str, Any]):

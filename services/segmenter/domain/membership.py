@@ -92,9 +92,12 @@ def decide(
                 changes.append(MembershipChange(segment.id, "left", "retention_expired"))
             continue
         purposes = segment.required_purposes
-        if purposes not in gaps:
-            gaps[purposes] = consent.why_not(purposes, now)
-        consent_gap = gaps[purposes]
+        if not purposes:
+            consent_gap = None  # a segment requiring none needs no look-up
+        elif purposes in gaps:
+            consent_gap = gaps[purposes]
+        else:
+            consent_gap = gaps[purposes] = consent.why_not(purposes, now)
         if consent_gap is not None:
             if was_member:
                 changes.append(MembershipChange(segment.id, "left", consent_gap))

@@ -29,6 +29,10 @@ class RetentionPolicy:
     def longest_s(self) -> float:
         return max(self.days.values()) * DAY
 
+    def shortest_any_s(self) -> float:
+        """At or below every segment's limit (segment_s), whatever purposes it requires."""
+        return min(self.days.values()) * DAY
+
     def segment_s(self, segment: Segment) -> float:
         known = [self.days[p] for p in segment.required_purposes if p in self.days]
         return min(known) * DAY if known else self.longest_s()
@@ -50,6 +54,8 @@ class RetentionPolicy:
         if last is None:
             return set()
         idle = now - last
+        if idle <= self.shortest_any_s():
+            return set()  # the common case, an active customer: no segment's limit is that short
         limits: dict[tuple[str, ...], float] = {}  # per set of purposes: a catalogue shares a few
         expired = set()
         for s in segments:

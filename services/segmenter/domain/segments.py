@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from services.segmenter.rules import CompiledRule, compile_rule
 from shared.events import SegmentDefinition
@@ -12,6 +13,7 @@ from shared.events import SegmentDefinition
 # Features an event of each type can change; any event changes the counters and recency.
 _EVERY_EVENT = ("event_count", "last_seen_days", "first_seen_days")
 _PURCHASE = ("total_spend", "purchase_count", "last_purchase_days")
+READING_CACHE_CAP = 1024  # feature sets whose segments the registry keeps at hand
 
 
 @dataclass(frozen=True)
@@ -19,11 +21,13 @@ class Segment:
     definition: SegmentDefinition
     rule: CompiledRule | None  # None for model-based segments (assigned by a clustering model)
 
-    @property
+    # Cached: read for every candidate of every evaluation, a property call each time was a
+    # measurable share of an event's cost (docs/benchmarks.md, 2026-12-02 "CPU per event").
+    @cached_property
     def id(self) -> str:
         return self.definition.segment_id
 
-    @property
+    @cached_property
     def required_purposes(self) -> tuple[str, ...]:
         return self.definition.required_purposes
 
@@ -66,10 +70,14 @@ class SegmentRegistry:
         self._segments: dict[str, Segment] = {}
         self._by_feature: dict[str, set[str]] = defaultdict(set)
         self._by_purpose: dict[str, set[str]] = defaultdict(set)
+        # reading()'s answers by the features asked: events of one type ask the same ones, and
+        # the union and sort per event were a share of its cost. Emptied on every change.
+        self._reading: dict[frozenset[str], list[Segment]] = {}
 
     def put(self, segment: Segment) -> Segment | None:
         """Install `segment`; returns the one it replaced."""
         previous = self.remove(segment.id)
+        self._reading.clear()
         self._segments[segment.id] = segment
         for feature in segment.rule.features if segment.rule else self._model_features:
             self._by_feature[feature].add(segment.id)
@@ -79,6 +87,7 @@ class SegmentRegistry:
 
     def remove(self, segment_id: str) -> Segment | None:
         segment = self._segments.pop(segment_id, None)
+        self._reading.clear()
         for index in (self._by_feature, self._by_purpose):
             for ids in index.values():
                 ids.discard(segment_id)
@@ -100,10 +109,17 @@ class SegmentRegistry:
 
     def reading(self, features: Iterable[str]) -> list[Segment]:
         """Segments whose condition reads any of `features`: the only ones an event can change."""
-        ids: set[str] = set()
-        for feature in features:
-            ids |= self._by_feature.get(feature, set())
-        return [self._segments[i] for i in sorted(ids)]
+        asked = frozenset(features)
+        found = self._reading.get(asked)
+        if found is None:
+            ids: set[str] = set()
+            for feature in asked:
+                ids |= self._by_feature.get(feature, set())
+            found = [self._segments[i] for i in sorted(ids)]
+            if len(self._reading) >= READING_CACHE_CAP:  # event types and attributes are open-ended
+                self._reading.clear()
+            self._reading[asked] = found
+        return list(found)
 
     def requiring(self, purposes: Iterable[str]) -> list[Segment]:
         ids: set[str] = set()

@@ -80,6 +80,9 @@ def test_features_from_stored_counters() -> None:
     assert features["profile.country"] == "DE" and "last_purchase_days" not in features
     # A stated preference is a profile attribute; a removed one (null) is missing, not None.
     assert features["profile.pref.interests"] == ["books"] and "profile.pref.frequency" not in features
+    # Parsed profile values are kept by their text, but a list is parsed anew: never shared.
+    again = rule_features(stored, NOW)
+    assert again == features and again["profile.pref.interests"] is not features["profile.pref.interests"]
     assert rule_features({}, NOW).get("events.click") is None  # an unknown customer has no features
 
 
@@ -100,6 +103,10 @@ def test_index_finds_only_segments_an_event_can_change() -> None:
     assert registry.requiring_among(["marketing_email"], {"spend", "clicks"}) == []
     registry.remove("de")
     assert registry.requiring(["marketing_email"]) == []
+    # The answers kept by feature set follow every change of the registry.
+    assert registry.reading(features_changed_by("profile_update", ["country"])) == []
+    registry.put(segment("views", "events.click > 1 or events.view > 1"))
+    assert [s.id for s in registry.reading(features_changed_by("click"))] == ["clicks", "views"]
 
 
 def test_small_groups_are_suppressed() -> None:

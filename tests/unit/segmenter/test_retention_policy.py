@@ -25,6 +25,7 @@ def test_a_segment_keeps_an_inactive_customer_for_the_shortest_retention_of_its_
     assert POLICY.segment_s(BOTH) == 30 * DAY
     assert POLICY.segment_s(OPEN) == 365 * DAY  # no purpose: the catalog's longest
     segments = [EMAIL, BOTH, LONG, OPEN]
+    assert POLICY.expired(segments, idle(6), consent(), NOW) == set()  # within the shortest of all
     assert POLICY.expired(segments, idle(29), consent(), NOW) == set()
     assert POLICY.expired(segments, idle(31), consent(), NOW) == {"email", "both"}
     assert POLICY.expired(segments, {"events": "1"}, consent(), NOW) == set()  # no activity known
