@@ -295,6 +295,24 @@ async def _cancel_until_done(tasks: list[asyncio.Task[None]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)  # retrieve what each ended with
 
 
+async def uninterrupted(awaitable: Awaitable[T]) -> T:
+    """`awaitable` run to its end even when the caller is cancelled meanwhile (each cancel, and
+    `_cancel_until_done`'s repeats, only wait for it); the cancel is raised once it is done. For
+    a step whose first half must not be cut from its second: a stop that cancels a publish after
+    the broker took the records, before the outbox was cleared, has the next owner send them
+    again (the segmenter's clean scale-in announced a `left` twice)."""
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError from (None if task.cancelled() else task.exception())
+    return task.result()
+
+
 async def within(seconds: float | None, awaitable: Awaitable[T]) -> T:
     """`awaitable`, or TimeoutError after `seconds` (None: no limit): asyncio.wait_for without
     its Python 3.11 flaw (gh-86296, fixed in 3.12): a cancel that arrives while the awaitable

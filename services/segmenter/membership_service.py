@@ -26,14 +26,19 @@ from services.segmenter.domain.customer import Committed, CustomerSnapshot, Pend
 from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.feature_values import rule_features
 from services.segmenter.domain.membership import Assign, MembershipChange, Trigger, decide
-from services.segmenter.domain.ports import ConsentBarrier, CustomerStore, MembershipPublisher
+from services.segmenter.domain.ports import (
+    BarrierTimeoutError,
+    ConsentBarrier,
+    CustomerStore,
+    MembershipPublisher,
+)
 from services.segmenter.domain.retention import RetentionPolicy
 from services.segmenter.domain.segments import Segment
 from services.segmenter.locks import KeyedLocks
 from services.segmenter.metrics import COMMIT_CONFLICTS, EVALUATION_SECONDS, MEMBERSHIP_CHANGES
 from shared.events import MembershipChanged, new_event_ids
 from shared.failpoints import failpoint
-from shared.supervise import describe_failure, retry
+from shared.supervise import describe_failure, retry, uninterrupted
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 20
@@ -348,6 +353,22 @@ class MembershipService:
             sent.append((o.customer_id, [*outbox, *undone]))
             done += [m.event_id for m in messages if m.event_id not in kept]
             done += [m.event_id for m in undone_messages]
+        # A stop (its tasks cancelled) waits for the send: what the broker took leaves the outbox.
+        await uninterrupted(self._send(published, encoded, sent, done, foreign))
+        for (action, reason), n in Counter((m.action, m.reason) for m in published).items():
+            MEMBERSHIP_CHANGES.labels(action, reason).inc(n)
+        self._wait_for_barrier(waiting)
+        return published
+
+    async def _send(
+        self,
+        published: list[MembershipChanged],
+        encoded: list[str],
+        sent: list[tuple[str, list[str]]],
+        done: list[str],
+        foreign: list[tuple[str, str]],
+    ) -> None:
+        """Publish, then clear what went out from the outboxes and from the unannounced joins."""
         # A handed-over join loses its mark before it may be published: a crash after the publish
         # must not leave a published join marked as never published (its leave would be dropped).
         await self.store.forget_unsent(foreign)
@@ -356,10 +377,6 @@ class MembershipService:
         await self.store.clear_outbox(sent)
         for event_id in done:
             self._unannounced.pop(event_id, None)
-        for (action, reason), n in Counter((m.action, m.reason) for m in published).items():
-            MEMBERSHIP_CHANGES.labels(action, reason).inc(n)
-        self._wait_for_barrier(waiting)
-        return published
 
     def _never_announced(
         self, box: list[MembershipChanged], withheld: set[str], unsent: set[str]
@@ -411,7 +428,15 @@ class MembershipService:
 
     async def _admit_once(self, todo: list[Waiting]) -> None:
         assert self.barrier is not None
-        await self.barrier.settled([cid for cid, _ in todo])
+        try:
+            await self.barrier.settled([cid for cid, _ in todo])
+        except BarrierTimeoutError as exc:
+            # Not retried (a TimeoutError is an OSError, which `retry` waits out): a timeout (a
+            # backlog, or a customer of the batch whose partition moved away, which never
+            # settles) leaves the joins to the relay, once out of `_waiting`. Retried in place,
+            # the scale-out test's joins of the partitions a worker kept waited for ever.
+            log.warning("joins not admitted yet", extra={"error": describe_failure(exc)})
+            return
         async with self.locks.hold_all(cid for cid, _ in todo):
             # What is still there (an eviction may have withheld it), in one round trip: one a
             # customer was a twentieth of the segmenter's time in the memory bench's drain.

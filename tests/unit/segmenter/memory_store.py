@@ -30,6 +30,7 @@ from services.segmenter.domain.customer import (
 )
 from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.membership import MembershipChange
+from services.segmenter.domain.ports import BarrierTimeoutError
 from services.segmenter.domain.segments import StoredDefinition
 from shared.deadletter import DeadLetters
 from shared.events import MembershipChanged, SegmentDefinition
@@ -284,6 +285,24 @@ class RecordingPublisher:
         self.definitions.append((segment_id, definition, version))
 
 
+class SlowAckPublisher(RecordingPublisher):
+    """A publisher whose broker takes each batch at once (it counts as sent) and acknowledges it
+    once `ack` is set; `sending` is set while a batch waits for its acknowledgement."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ack = asyncio.Event()
+        self.sending = asyncio.Event()
+
+    async def publish(
+        self, changes: Sequence[MembershipChanged], encoded: Sequence[bytes] | None = None
+    ) -> list[MembershipChanged]:
+        sent = await super().publish(changes, encoded)
+        self.sending.set()
+        await self.ack.wait()
+        return sent
+
+
 class MemoryDefinitionStore:
     """The definition store's port: the latest row per segment, a deletion keeping its version."""
 
@@ -314,6 +333,17 @@ class GateBarrier:
         self.asked.append(sorted(customer_ids))
         self.waiting.set()
         await self.gate.wait()
+
+
+class TimingOutBarrier:
+    """The consent barrier's port timing out while `stuck` (as for a partition that moved away)."""
+
+    def __init__(self) -> None:
+        self.stuck = True
+
+    async def settled(self, customer_ids: Collection[str]) -> None:
+        if self.stuck:
+            raise BarrierTimeoutError("consent partitions not read")
 
 
 class RecordingExpiryQueue:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel
 
@@ -37,6 +38,8 @@ from tests.unit.segmenter.memory_store import (
     RecordingExpiryQueue,
     RecordingProducer,
     RecordingPublisher,
+    SlowAckPublisher,
+    TimingOutBarrier,
     dead_letters,
 )
 from tests.unit.segmenter.test_membership import segment
@@ -120,7 +123,7 @@ def _record(topic: str, message: BaseModel, offset: int) -> ConsumerRecord:
     )
 
 
-def segmenter(*segments: Segment, barrier: GateBarrier | None = None) -> Segmenter:
+def segmenter(*segments: Segment, barrier: GateBarrier | TimingOutBarrier | None = None) -> Segmenter:
     store, publisher, registry = MemoryCustomerStore(), RecordingPublisher(), SegmentRegistry()
     now = [time.time()]
     for s in segments:
@@ -175,6 +178,26 @@ async def test_an_opt_out_evicts_from_every_segment_needing_the_purpose_in_one_p
     ]
     assert (await s.store.read("c-1")).segments == {"open"}
     assert s.store.members == {"mail": set(), "news": set(), "offers": set(), "open": {"c-1"}}
+
+
+async def test_a_stop_while_a_leave_is_acknowledged_clears_it_from_the_outbox() -> None:
+    """A worker stopping (its tasks cancelled) while the broker acknowledges a `left` it took
+    clears it from the outbox before the cancel goes on: left there, the next owner's reconcile
+    sent it again (the scale-out test saw the `left` twice across the second worker's clean stop)."""
+    s = segmenter(MAIL)
+    await s.consent("granted", 1)
+    await s.event()
+    slow = SlowAckPublisher()
+    s.membership.publisher = slow
+    withdrawal = asyncio.create_task(s.consent("denied", 2))
+    await slow.sending.wait()
+    withdrawal.cancel()  # the supervisor's stop
+    await asyncio.sleep(0)
+    slow.ack.set()
+    with pytest.raises(asyncio.CancelledError):
+        await withdrawal
+    assert [(m.segment_id, m.action) for m in slow.sent] == [("mail", "left")]
+    assert s.store.outboxes["c-1"] == []  # the next owner has nothing to send again
 
 
 async def test_a_redelivered_event_is_applied_and_announced_once() -> None:
@@ -255,6 +278,24 @@ async def test_a_join_is_withheld_until_the_barrier_passes() -> None:
     await s.admitted()
     assert s.announced()[1:] == [("mail", "joined", "rule_matched")]
     assert s.store.outboxes["c-1"] == []
+
+
+async def test_a_join_whose_barrier_timed_out_is_left_to_the_relay() -> None:
+    """A timed-out barrier ends the admission, so the sweep's relay can offer the join again.
+    Retried in place, the join kept its place among the waiting, the relay's offer was dropped,
+    and a batch with a customer whose partition had moved away never settled (the scale-out test:
+    joins of the partitions the first worker kept were never announced)."""
+    barrier = TimingOutBarrier()
+    s = segmenter(MAIL, barrier=barrier)
+    await s.consent("granted", 1)
+    await s.event()
+    async with asyncio.timeout(5):
+        await s.admitted()  # given up, not retried
+    assert s.announced() == []
+    barrier.stuck = False
+    await s.membership.flush_outbox("c-1")  # the sweep's relay
+    await s.admitted()
+    assert s.announced() == [("mail", "joined", "rule_matched")]
 
 
 async def test_a_join_whose_consent_lapsed_at_the_barrier_is_never_announced() -> None:

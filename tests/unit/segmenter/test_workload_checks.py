@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.events import ConsentChanged, MembershipChanged, new_event_id
-from tests.integration.segmenter.workload import Model, check_stream, replay
+from tests.integration.segmenter.workload import Model, check_stream, repeated, replay
 
 T0 = datetime(2026, 11, 30, tzinfo=UTC)
 
@@ -86,3 +86,24 @@ def test_a_join_kept_at_the_barrier_is_judged_by_when_it_went_out() -> None:
     with pytest.raises(AssertionError, match="join without consent"):
         check_stream([*regulars, late], model)
     check_stream([*regulars, late], model, {late.event_id: T0 + timedelta(seconds=5)})
+
+
+def test_a_repeated_event_id_is_one_change_and_named_by_repeated() -> None:
+    """At least once: consumers drop a repeat of an event id, so the stream checks pass it; a test
+    that forbids repeats (a clean stop) finds it with `repeated`, with the pair's history."""
+    grant, deny = change("marketing_email", "granted", 1), change("marketing_email", "denied", 3)
+    left = message("left", 4, deny.event_id)
+    stream = [message("joined", 2), left, left]
+    model = model_with(grant, deny)
+    check_stream(stream, model)
+    assert repeated(stream[:2], model) == ""
+    twice = repeated(stream, model)
+    assert twice.startswith("c / spenders announced:") and twice.count(left.event_id) == 2
+
+
+def test_a_left_twice_in_a_row_shows_the_pairs_history() -> None:
+    grant, deny = change("marketing_email", "granted", 1), change("marketing_email", "denied", 3)
+    first, second = message("left", 2), message("left", 4, deny.event_id)
+    with pytest.raises(AssertionError, match="left twice in a row") as failure:
+        check_stream([first, second], model_with(grant, deny))
+    assert first.event_id in str(failure.value) and deny.event_id in str(failure.value)
