@@ -35,21 +35,19 @@ class DefinitionFeed:
 
     async def _load_and_follow(self) -> None:
         stored = await self.service.load_store()
-        # Per segment, its last record: the definition (None: a tombstone) and its version (0:
-        # a tombstone without one).
+        # Per segment, its last record as decoded: (definition or None, a tombstone's version).
         latest: dict[str, tuple[SegmentDefinition | None, int]] = {}
         for record in await self.reader.read_to_end():
             decoded = await self._decode(record)
             if decoded is not None:
-                segment_id, definition, deleted_at = decoded
-                latest[segment_id] = (definition, definition.version if definition else deleted_at)
-        for segment_id, (definition, version) in latest.items():
-            await self._apply(segment_id, definition, 0 if definition else version)
+                latest[decoded[0]] = decoded[1:]
+        for segment_id, (definition, deleted_at) in latest.items():
+            await self._apply(segment_id, definition, deleted_at)
         for row in stored:
             # Republished when the topic lacks it or holds an older version (a crash between the
-            # store's write and the publish); a tombstone of unknown version wins, as it always did.
-            _, on_topic = latest.get(row.segment_id, (None, -1))
-            if on_topic == -1 or 0 < on_topic < row.version:
+            # store's write and the publish); a tombstone of unknown version (0) wins, as it always did.
+            on_topic = latest.get(row.segment_id)
+            if on_topic is None or 0 < _version_of(*on_topic) < row.version:
                 refused = _rule_error(row.definition)
                 if refused:  # stored by an older version with laxer limits: never republished
                     log.error(
@@ -101,6 +99,10 @@ class DefinitionFeed:
             await send_dead_letter(self.dead_letters, record, f"rule: {refused}")
             return None
         return definition.segment_id, definition, 0
+
+
+def _version_of(definition: SegmentDefinition | None, deleted_at: int) -> int:
+    return definition.version if definition is not None else deleted_at
 
 
 def _rule_error(definition: SegmentDefinition | None) -> str | None:

@@ -157,13 +157,9 @@ class KafkaMembershipPublisher:
     ) -> None:
         """The definition, or a tombstone when the segment was deleted. A tombstone has no value
         to carry its version, so the `version` header does (shared.events.DEFINITION_VERSION_HEADER)."""
-        if definition is not None:
-            await self.producer.send_and_wait(
-                self.definitions_topic, definition.to_bytes(), key=segment_id.encode()
-            )
-        else:
-            headers = [(DEFINITION_VERSION_HEADER, str(version).encode())]
-            await self.producer.send_and_wait(
-                self.definitions_topic, None, key=segment_id.encode(), headers=headers
-            )
+        value = definition.to_bytes() if definition is not None else None
+        headers = None if definition is not None else [(DEFINITION_VERSION_HEADER, str(version).encode())]
+        await self.producer.send_and_wait(
+            self.definitions_topic, value, key=segment_id.encode(), headers=headers
+        )
         MESSAGES_PUBLISHED.labels(self.definitions_topic).inc()
