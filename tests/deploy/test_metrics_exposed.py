@@ -3,11 +3,11 @@ metric that an alert rule or a dashboard reads is really exposed after some traf
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from tests.deploy.metric_names import alert_exprs, dashboard_exprs, exposed_names, names_in
 from tests.deploy.traffic import Stack, opt_out_traffic, start_stack, wait_until
+from tests.support import http_client
 
 pytestmark = pytest.mark.slow
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def scrape_all(stack: Stack) -> set[str]:
     names: set[str] = set()
     for service in stack.services.values():
-        response = httpx.get(f"{service.url}/metrics", timeout=10)
+        response = http_client.get(f"{service.url}/metrics", timeout=10)
         response.raise_for_status()
         names |= exposed_names(response.text)
     return names

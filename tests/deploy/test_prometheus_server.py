@@ -17,6 +17,7 @@ import yaml
 from shared.embedded import free_port
 from tests.deploy.conftest import DEPLOY
 from tests.deploy.traffic import opt_out_traffic, start_stack, wait_until
+from tests.support import http_client
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,7 @@ class PrometheusServer:
             )
 
     def query(self, promql: str) -> list[dict]:
-        response = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
+        response = http_client.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
         response.raise_for_status()
         return response.json()["data"]["result"]
 
@@ -65,7 +66,7 @@ class PrometheusServer:
 
     def ready(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
+            return http_client.get(f"{self.url}/-/ready", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -120,6 +121,6 @@ async def test_prometheus_scrapes_the_services_and_returns_the_eviction_histogra
     (p99,) = prometheus.query(f"histogram_quantile(0.99, sum by (le) ({HISTOGRAM}_bucket))")
     assert math.isfinite(float(p99["value"][1])) and float(p99["value"][1]) > 0, p99
     assert prometheus.up() == everyone_up
-    rules = httpx.get(f"{prometheus.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    rules = http_client.get(f"{prometheus.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
     unhealthy = [r["name"] for g in rules for r in g["rules"] if r["health"] == "err"]
     assert rules and not unhealthy, unhealthy

@@ -8,13 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 from aiokafka import AIOKafkaProducer
 
 from shared.events import CustomerEvent, new_event_id, utcnow
 from tests.conftest import bearer
 from tests.integration.delivery.receiver import Receiver
-from tests.support import ServiceProcess
+from tests.support import ServiceProcess, http_client
 
 SEGMENT = "deploy-active"
 CUSTOMER = "c-deploy-1"
@@ -65,7 +64,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, stack: Stac
 def put_consent(stack: Stack, status: str) -> None:
     body = {"status": status, "source": "deploy-test", "jurisdiction": "GDPR", "policy_version": "2026-03"}
     url = f"{stack.consent.url}/v1/customers/{CUSTOMER}/consents/{PURPOSE}"
-    response = httpx.put(url, json=body, headers=bearer(), timeout=10)
+    response = http_client.put(url, json=body, headers=bearer(), timeout=10)
     assert response.status_code == 200, response.text
 
 
@@ -86,13 +85,13 @@ def put_destination(stack: Stack) -> None:
         "signing_secret": stack.receiver.secret,
     }
     url = f"{stack.delivery.url}/v1/destinations/deploy"
-    response = httpx.put(url, json=spec, headers=bearer(), timeout=10)
+    response = http_client.put(url, json=spec, headers=bearer(), timeout=10)
     assert response.status_code == 201, response.text
 
 
 def is_member(stack: Stack) -> bool:
     url = f"{stack.segmenter.url}/v1/customers/{CUSTOMER}/segments"
-    response = httpx.get(url, headers=bearer(), timeout=10)
+    response = http_client.get(url, headers=bearer(), timeout=10)
     response.raise_for_status()
     segments = response.json()["segments"]
     return SEGMENT in [s if isinstance(s, str) else s["segment_id"] for s in segments]
@@ -111,7 +110,7 @@ async def opt_out_traffic(stack: Stack) -> None:
     """Join a customer to a consent-gated segment, opt them out, and feed each consumer a bad record."""
     put_destination(stack)
     segment = {"name": "Active", "rule": "event_count >= 1", "required_purposes": [PURPOSE]}
-    response = httpx.put(f"{stack.segmenter.url}/v1/segments/{SEGMENT}", json=segment, headers=bearer())
+    response = http_client.put(f"{stack.segmenter.url}/v1/segments/{SEGMENT}", json=segment, headers=bearer())
     assert response.status_code == 200, response.text
     put_consent(stack, "granted")
     event = CustomerEvent(
@@ -124,5 +123,5 @@ async def opt_out_traffic(stack: Stack) -> None:
     for topic in ("customer.events", "consent.requests"):
         await publish(stack, topic, b"{not json")
     wait_until(lambda: len(stack.receiver.bodies()) == 2, 60, "the join and the leave at the receiver", stack)
-    verify = httpx.get(f"{stack.audit.url}/v1/audit/verify", headers=bearer(), timeout=30)
+    verify = http_client.get(f"{stack.audit.url}/v1/audit/verify", headers=bearer(), timeout=30)
     assert verify.status_code == 200 and verify.json()["ok"] is True, verify.text

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from shared.embedded import free_port, port_open
-from tests.support import TANSU_GROUP_TIMING
+from tests.support import TANSU_GROUP_TIMING, http_client
 
 SERVICES = ("consent", "segmenter", "audit", "delivery")
 
@@ -41,7 +41,7 @@ class RunningStack:
 
     def ready(self, service: str) -> int:
         try:
-            return httpx.get(f"{self.url(service)}/readyz", timeout=8).status_code
+            return http_client.get(f"{self.url(service)}/readyz", timeout=8).status_code
         except httpx.HTTPError:
             return 0
 

@@ -9,6 +9,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.events import CustomerEvent, MembershipChanged, new_event_id, utcnow
+from tests.support import http_client
 
 SEGMENT = "e2e-spenders"
 MARKER = "e2e-repeat-buyers"
@@ -18,7 +19,7 @@ CUSTOMER = "jane.doe@e2e.example"
 
 def put_consent(stack, customer: str, purpose: str, status: str) -> httpx.Response:
     body = {"status": status, "source": "e2e", "jurisdiction": "GDPR", "policy_version": "2026-03"}
-    return httpx.put(
+    return http_client.put(
         f"{stack.url('consent')}/v1/customers/{customer}/consents/{purpose}",
         json=body,
         headers=stack.admin_headers(),
@@ -58,7 +59,7 @@ async def next_membership(
 
 
 def customer_segments(stack, customer: str) -> list:
-    response = httpx.get(
+    response = http_client.get(
         f"{stack.url('segmenter')}/v1/customers/{customer}/segments",
         headers=stack.admin_headers(),
         timeout=10,
@@ -78,7 +79,9 @@ async def test_opt_out_evicts_and_the_ledger_proves_it(stack_launcher) -> None:
         MARKER: {"name": "Repeat buyers", "rule": "purchase_count >= 2", "required_purposes": []},
     }
     for segment_id, body in segments.items():
-        response = httpx.put(f"{stack.url('segmenter')}/v1/segments/{segment_id}", json=body, headers=headers)
+        response = http_client.put(
+            f"{stack.url('segmenter')}/v1/segments/{segment_id}", json=body, headers=headers
+        )
         assert response.status_code == 200, response.text
     seen: list[MembershipChanged] = []
 
@@ -113,7 +116,7 @@ async def test_opt_out_evicts_and_the_ledger_proves_it(stack_launcher) -> None:
         await consumer.stop()
 
     def ledger_has_both_membership_changes() -> bool:
-        response = httpx.get(
+        response = http_client.get(
             f"{stack.url('audit')}/v1/audit",
             params={"customer_id": CUSTOMER, "kind": "membership_change"},
             headers=headers,
@@ -122,16 +125,19 @@ async def test_opt_out_evicts_and_the_ledger_proves_it(stack_launcher) -> None:
         return response.status_code == 200 and len(response.json()["records"]) >= 2
 
     stack.wait_until(ledger_has_both_membership_changes, 60, "the ledger to record join and leave")
-    records = httpx.get(
+    records = http_client.get(
         f"{stack.url('audit')}/v1/audit", params={"customer_id": CUSTOMER}, headers=headers, timeout=10
     ).json()["records"]
     assert CUSTOMER not in json.dumps(records)
     assert (
-        httpx.get(f"{stack.url('audit')}/v1/audit/verify", headers=headers, timeout=30).json()["ok"] is True
+        http_client.get(f"{stack.url('audit')}/v1/audit/verify", headers=headers, timeout=30).json()["ok"]
+        is True
     )
     assert SEGMENT not in customer_segments(stack, CUSTOMER)
     # The export calls the segmenter and the audit service with the id in the path.
-    export = httpx.get(f"{stack.url('consent')}/v1/customers/{CUSTOMER}/export", headers=headers, timeout=30)
+    export = http_client.get(
+        f"{stack.url('consent')}/v1/customers/{CUSTOMER}/export", headers=headers, timeout=30
+    )
     assert export.status_code == 200 and export.json()["segments"], export.text
     assert stack.interrupt() == 0
     assert_no_customer_id_logged(stack, [CUSTOMER])
@@ -165,13 +171,13 @@ def test_demo_drives_a_running_stack_and_measures_evictions(stack_launcher) -> N
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "demo-big-spenders" in result.stdout and "eviction latency p50" in result.stdout
-    members = httpx.get(
+    members = http_client.get(
         f"{stack.url('segmenter')}/v1/segments/demo-big-spenders/stats",
         headers=stack.admin_headers(),
         timeout=10,
     ).json()
     assert members["size"] >= 0
-    verify = httpx.get(
+    verify = http_client.get(
         f"{stack.url('audit')}/v1/audit/verify", headers=stack.admin_headers(), timeout=30
     ).json()
     assert verify["ok"] is True and verify["length"] > 12

@@ -6,9 +6,8 @@ import os
 import signal
 from pathlib import Path
 
-import httpx
-
 from tests.e2e.test_consent_to_eviction import put_consent
+from tests.support import http_client
 
 
 def broker_pid(port: int) -> int:
@@ -65,7 +64,7 @@ def write_records(stack) -> tuple[list, dict, list]:
     headers = stack.admin_headers()
     assert put_consent(stack, "c-restart", "marketing_sms", "granted").status_code == 200
     assert put_consent(stack, "c-restart", "marketing_sms", "denied").status_code == 200
-    response = httpx.put(f"{stack.url('segmenter')}/v1/segments/keepers", json=SEGMENT, headers=headers)
+    response = http_client.put(f"{stack.url('segmenter')}/v1/segments/keepers", json=SEGMENT, headers=headers)
     assert response.status_code == 200, response.text
     stack.wait_until(
         lambda: len(read_records(stack)[2]) >= 3, 60, "the ledger to hold the changes and definition"
@@ -75,15 +74,15 @@ def write_records(stack) -> tuple[list, dict, list]:
 
 def read_records(stack) -> tuple[list, dict, list]:
     headers = stack.admin_headers()
-    history = httpx.get(
+    history = http_client.get(
         f"{stack.url('consent')}/v1/customers/c-restart/consents/history", headers=headers, timeout=10
     ).json()["history"]
-    definition = httpx.get(
+    definition = http_client.get(
         f"{stack.url('segmenter')}/v1/segments/keepers", headers=headers, timeout=10
     ).json()
-    verify = httpx.get(f"{stack.url('audit')}/v1/audit/verify", headers=headers, timeout=30).json()
+    verify = http_client.get(f"{stack.url('audit')}/v1/audit/verify", headers=headers, timeout=30).json()
     assert verify["ok"] is True, verify
-    ledger = httpx.get(
+    ledger = http_client.get(
         f"{stack.url('audit')}/v1/audit", params={"limit": 1000}, headers=headers, timeout=30
     ).json()["records"]
     return history, definition, ledger
@@ -95,7 +94,7 @@ def test_broker_loss_is_reported_then_healed(stack_launcher) -> None:
     os.kill(broker_pid(stack.broker_port), signal.SIGKILL)
 
     def reports_kafka() -> bool:
-        response = httpx.get(f"{stack.url('consent')}/readyz", timeout=8)
+        response = http_client.get(f"{stack.url('consent')}/readyz", timeout=8)
         return response.status_code == 503 and "kafka" in response.text
 
     stack.wait_until(reports_kafka, 30, "consent /readyz to report the broker")

@@ -7,11 +7,9 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-import httpx
-
 from shared.events import utcnow
 from tests.faults.stack import FaultLog, Worker
-from tests.support import libfaketime, wait_for
+from tests.support import http_client, libfaketime, wait_for
 
 
 class SteppedClock:
@@ -44,5 +42,5 @@ class SteppedClock:
 
 
 def _server_time(worker: Worker) -> datetime:
-    response = httpx.get(f"{worker.url}/healthz", timeout=3)
+    response = http_client.get(f"{worker.url}/healthz", timeout=3)
     return parsedate_to_datetime(response.headers["date"])

@@ -17,7 +17,7 @@ from shared.embedded import free_port
 from tests.conftest import TEST_TOKENS
 from tests.faults.infra import OwnBroker
 from tests.faults.model import SEGMENTS
-from tests.support import OwnRedis, ServiceProcess, segment_members, stored_customer, wait_for
+from tests.support import OwnRedis, ServiceProcess, http_client, segment_members, stored_customer, wait_for
 
 ADMIN = {"Authorization": "Bearer admin-token-0001"}
 # Periodic repair is slow on purpose (production-like): recovery must come from the paths under test,
@@ -257,6 +257,6 @@ def _ready(worker: Worker) -> bool:
     if not worker.alive():
         return False
     try:
-        return httpx.get(f"{worker.url}/readyz", timeout=3).status_code == 200
+        return http_client.get(f"{worker.url}/readyz", timeout=3).status_code == 200
     except httpx.HTTPError:
         return False

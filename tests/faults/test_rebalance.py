@@ -9,14 +9,14 @@ from collections.abc import Callable
 import httpx
 
 from tests.faults.scenario import Scenario
-from tests.support import wait_for
+from tests.support import http_client, wait_for
 
 OWNED = "segwarden_segmenter_owned_partitions"
 
 
 def owned(url: str) -> float:
     try:
-        text = httpx.get(f"{url}/metrics", timeout=5).text
+        text = http_client.get(f"{url}/metrics", timeout=5).text
     except httpx.HTTPError:
         return 0.0
     return next((float(line.split()[1]) for line in text.splitlines() if line.startswith(OWNED + " ")), 0.0)

@@ -18,6 +18,7 @@ from kafka import KafkaProducer
 from shared.events import CustomerEvent, utcnow
 from tests.faults.model import Features, Model
 from tests.faults.stack import ADMIN, FaultStack
+from tests.support import http_client
 
 DEFAULT_SEED = 1010
 PURPOSES = ("marketing_email", "marketing_sms", "personalization")
@@ -210,7 +211,7 @@ class Workload:
             worker = self.stack.consents[self._turn % len(self.stack.consents)]
             sent = utcnow()
             try:
-                response = httpx.put(
+                response = http_client.put(
                     f"{worker.url}/v1/customers/{step.customer}/consents/{step.purpose}",
                     json=body,
                     headers=ADMIN,

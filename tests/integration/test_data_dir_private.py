@@ -6,9 +6,8 @@ import os
 import stat
 from pathlib import Path
 
-import httpx
-
 from tests.conftest import bearer
+from tests.support import http_client
 
 
 def shared_modes(root: Path) -> list[str]:
@@ -29,11 +28,15 @@ def test_files_under_data_dir_are_private_after_the_services_ran(start_service, 
         os.umask(inherited)
     consent, segmenter, audit = (service.wait_ready() for service in services)
     body = {"status": "granted", "source": "test", "jurisdiction": "GDPR", "policy_version": "1"}
-    put = httpx.put(f"{consent.url}/v1/customers/c-1/consents/marketing_email", json=body, headers=bearer())
+    put = http_client.put(
+        f"{consent.url}/v1/customers/c-1/consents/marketing_email", json=body, headers=bearer()
+    )
     assert put.status_code == 200, put.text
     segment = {"name": "s", "rule": "event_count >= 1"}
-    assert httpx.put(f"{segmenter.url}/v1/segments/s", json=segment, headers=bearer()).status_code == 200
-    assert httpx.post(f"{audit.url}/v1/audit/checkpoint", headers=bearer()).status_code == 200
+    assert (
+        http_client.put(f"{segmenter.url}/v1/segments/s", json=segment, headers=bearer()).status_code == 200
+    )
+    assert http_client.post(f"{audit.url}/v1/audit/checkpoint", headers=bearer()).status_code == 200
     for service in services:
         assert service.stop() is not None
 

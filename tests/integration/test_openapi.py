@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import service_environment
-from tests.support import ServiceProcess, forget_redis_keys
+from tests.support import ServiceProcess, forget_redis_keys, http_client
 
 SERVICES = ("consent", "segmenter", "audit", "delivery")
 ERROR_CODES = ("401", "403", "404", "413", "422")
@@ -75,7 +74,7 @@ def service(
 
 def test_openapi_declares_the_bearer_scheme_errors_and_body_examples(service: ServiceProcess) -> None:
     name = service.name
-    document = httpx.get(f"{service.url}/openapi.json").json()
+    document = http_client.get(f"{service.url}/openapi.json").json()
 
     schemes = document["components"]["securitySchemes"]
     bearer = [
@@ -107,14 +106,16 @@ def test_openapi_declares_the_bearer_scheme_errors_and_body_examples(service: Se
     assert "HTTPValidationError" not in document["components"]["schemas"]
 
     # The running service answers with that model, the old `detail` still in place.
-    refused = httpx.get(service.url + REFUSED[name][0])
+    refused = http_client.get(service.url + REFUSED[name][0])
     assert refused.status_code == 401
     assert refused.json() == {
         "detail": "missing or unknown bearer token",
         "status": 401,
         "message": "missing or unknown bearer token",
     }
-    invalid = httpx.get(service.url + REFUSED[name][1], headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    invalid = http_client.get(
+        service.url + REFUSED[name][1], headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
     body = invalid.json()
     assert invalid.status_code == 422 and body["status"] == 422, body
     assert body["detail"][0]["loc"][0] in ("path", "query") and body["detail"][0]["msg"] in body["message"]
@@ -156,6 +157,6 @@ def test_schemathesis_all_checks_pass_against_the_running_service(
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:] + service.log()
-    document = httpx.get(f"{service.url}/openapi.json").json()
+    document = http_client.get(f"{service.url}/openapi.json").json()
     tested = re.search(r"Tested: (\d+)", run.stdout)
     assert tested and int(tested.group(1)) == len(v1_operations(document)), run.stdout[-3000:]

@@ -6,10 +6,10 @@ import select
 import socket
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import bearer
+from tests.support import http_client
 
 # A route with a JSON body on each service (audit has none: its POST takes no body).
 BODY_ROUTES = {
@@ -67,18 +67,20 @@ def test_oversized_and_unauthenticated_bodies_are_refused_before_reading(start_s
 
     grown = rss_kib(service.process.pid) - before
     assert grown < 8 * 1024, f"{name} grew by {grown} KiB while refusing 150 MB of bodies"
-    limit = httpx.request(method, service.url + path, content=b"x" * (LIMIT + 1), headers=bearer())
+    limit = http_client.request(method, service.url + path, content=b"x" * (LIMIT + 1), headers=bearer())
     assert limit.status_code == 413 and "MAX_BODY_BYTES" in limit.json()["detail"]
 
-    malformed = httpx.request(
+    malformed = http_client.request(
         method, service.url + path, content=b"{not json", headers={"Content-Type": "application/json"}
     )
     assert malformed.status_code == 401, malformed.text
     assert malformed.headers["WWW-Authenticate"] == "Bearer"
-    unknown = httpx.request(method, service.url + path, content=b"{not json", headers=bearer("nope-nope-1"))
+    unknown = http_client.request(
+        method, service.url + path, content=b"{not json", headers=bearer("nope-nope-1")
+    )
     assert unknown.status_code == 401
     if name != "audit":
         json_headers = {**bearer(), "Content-Type": "application/json"}
-        parsed = httpx.request(method, service.url + path, content=b"{not json", headers=json_headers)
+        parsed = http_client.request(method, service.url + path, content=b"{not json", headers=json_headers)
         assert parsed.status_code == 422  # authenticated: now the body is parsed
-    assert httpx.get(f"{service.url}/healthz").status_code == 200  # operational routes stay open
+    assert http_client.get(f"{service.url}/healthz").status_code == 200  # operational routes stay open

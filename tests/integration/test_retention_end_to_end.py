@@ -20,7 +20,7 @@ from tests.integration.consent.conftest import choice, produce, put
 from tests.integration.consent.test_retention import one_day_catalog, retention_runs
 from tests.integration.segmenter.conftest import put_segment
 from tests.integration.segmenter.test_retention import FAKED
-from tests.support import ServiceProcess, stored_customer, wait_for
+from tests.support import ServiceProcess, http_client, stored_customer, wait_for
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 PURPOSE = "marketing_email"
@@ -37,7 +37,7 @@ def restart_on_the_real_clock(service: ServiceProcess, **env: str) -> None:
 def ledger(audit: ServiceProcess, customer: str) -> list[dict[str, Any]]:
     url = f"{audit.url}/v1/audit"
     params = {"customer_id": customer, "kind": "membership_change"}
-    records: list[dict[str, Any]] = httpx.get(url, params=params, headers=bearer(), timeout=10).json()[
+    records: list[dict[str, Any]] = http_client.get(url, params=params, headers=bearer(), timeout=10).json()[
         "records"
     ]
     return records
@@ -83,9 +83,11 @@ def test_a_customer_past_a_one_day_retention_is_let_go_by_both_services_and_the_
 
     # The segmenter kept no features; consent kept only the grant in force.
     assert not stored_customer(redis_client, f"sw:{topic_prefix}", customer).features
-    history = httpx.get(f"{consent.url}/v1/customers/{customer}/consents/history", headers=bearer()).json()
+    history = http_client.get(
+        f"{consent.url}/v1/customers/{customer}/consents/history", headers=bearer()
+    ).json()
     assert [h["status"] for h in history["history"]] == ["granted"]
-    states = httpx.get(f"{consent.url}/v1/customers/{customer}/consents", headers=bearer()).json()
+    states = http_client.get(f"{consent.url}/v1/customers/{customer}/consents", headers=bearer()).json()
     assert states["purposes"][PURPOSE]["effective"] is True
 
     # The ledger: each service's run that let the customer go (counts, no subject), and the leave.

@@ -5,10 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import httpx
 import pytest
 
 from shared.embedded import free_port
+from tests.support import http_client
 
 SERVICES = ["consent", "segmenter", "audit", "delivery"]
 
@@ -16,13 +16,13 @@ SERVICES = ["consent", "segmenter", "audit", "delivery"]
 @pytest.mark.parametrize("name", SERVICES)
 def test_service_serves_operational_endpoints(start_service, name: str) -> None:
     service = start_service(name).wait_ready()
-    assert httpx.get(f"{service.url}/healthz").json() == {"status": "ok"}
-    assert httpx.get(f"{service.url}/readyz").json()["status"] == "ready"
-    metrics = httpx.get(f"{service.url}/metrics")
+    assert http_client.get(f"{service.url}/healthz").json() == {"status": "ok"}
+    assert http_client.get(f"{service.url}/readyz").json()["status"] == "ready"
+    metrics = http_client.get(f"{service.url}/metrics")
     assert metrics.status_code == 200 and "segwarden_dependency_up" in metrics.text
-    spec = httpx.get(f"{service.url}/openapi.json").json()
+    spec = http_client.get(f"{service.url}/openapi.json").json()
     assert "/readyz" in spec["paths"]
-    assert httpx.get(f"{service.url}/docs").status_code == 200
+    assert http_client.get(f"{service.url}/docs").status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from kafka import KafkaProducer
 from sqlalchemy import Engine
@@ -26,6 +25,7 @@ from shared.events import (
 )
 from shared.topics import TopicNames, TopicSpec
 from tests.conftest import bearer
+from tests.support import http_client
 
 NOW = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
 
@@ -137,7 +137,7 @@ def all_records(url: str, token: str = "auditor-token-01", **params: Any) -> lis
     out: list[dict[str, Any]] = []
     after = -1
     while True:
-        page = httpx.get(
+        page = http_client.get(
             f"{url}/v1/audit", params={**params, "after_seq": after, "limit": 1000}, headers=bearer(token)
         )
         page.raise_for_status()
@@ -149,7 +149,7 @@ def all_records(url: str, token: str = "auditor-token-01", **params: Any) -> lis
 
 
 def ledger_length(url: str) -> int:
-    return int(httpx.get(f"{url}/v1/audit/verify", headers=bearer("auditor-token-01")).json()["length"])
+    return int(http_client.get(f"{url}/v1/audit/verify", headers=bearer("auditor-token-01")).json()["length"])
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

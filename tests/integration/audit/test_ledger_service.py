@@ -30,7 +30,7 @@ from tests.integration.audit.conftest import (
     membership,
     training,
 )
-from tests.support import read_topic, wait_for
+from tests.support import http_client, read_topic, wait_for
 from tests.unit.audit.rfc9162 import check_chain, check_signature, mth, verify_consistency, verify_inclusion
 
 SourceEvent = SegmentDefinition | ConsentChanged | MembershipChanged | ErasureRequested | ModelTrained
@@ -77,7 +77,7 @@ def test_records_every_source_event_once_verifiably(
 
     checkpoint = wait_for(
         lambda: (
-            (c := httpx.get(f"{audit.url}/v1/audit/checkpoint", headers=AUDITOR).json())["tree_size"]
+            (c := http_client.get(f"{audit.url}/v1/audit/checkpoint", headers=AUDITOR).json())["tree_size"]
             == len(records)
             and c
         ),
@@ -86,12 +86,12 @@ def test_records_every_source_event_once_verifiably(
     check_signature(checkpoint)
     leaves = [bytes.fromhex(r["hash"]) for r in records]
     assert checkpoint["root"] == mth(leaves).hex()
-    proof = httpx.get(f"{audit.url}/v1/audit/records/4/proof", headers=AUDITOR).json()
+    proof = http_client.get(f"{audit.url}/v1/audit/records/4/proof", headers=AUDITOR).json()
     assert proof["tree_size"] == len(records) and proof["root"] == checkpoint["root"]
     path = [bytes.fromhex(p) for p in proof["path"]]
     assert verify_inclusion(4, len(records), leaves[4], path, bytes.fromhex(checkpoint["root"]))
 
-    consistency = httpx.get(
+    consistency = http_client.get(
         f"{audit.url}/v1/audit/consistency", params={"first": 3, "second": len(records)}, headers=AUDITOR
     ).json()
     assert (
@@ -101,14 +101,14 @@ def test_records_every_source_event_once_verifiably(
     steps = [bytes.fromhex(p) for p in consistency["path"]]
     assert verify_consistency(3, len(records), mth(leaves[:3]), mth(leaves), steps)
 
-    verify = httpx.get(f"{audit.url}/v1/audit/verify", headers=AUDITOR).json()
+    verify = http_client.get(f"{audit.url}/v1/audit/verify", headers=AUDITOR).json()
     assert verify["ok"] and verify["first_bad_seq"] is None and verify["head"] == records[-1]["hash"]
     published = read_topic(kafka_bootstrap, TopicNames(topic_prefix).name(topics.AUDIT_LOG), len(records))
     assert [json.loads(v) for v in published[: len(records)]] == records
     assert all(AuditRecord.model_validate_json(v).subject != "c-0" for v in published)  # the topic's schema
     dead = read_topic(kafka_bootstrap, TopicNames(topic_prefix).dlq(topics.CONSENT_CHANGES), 1)
     assert json.loads(dead[0])["error"] and "customer_id" in json.loads(dead[0])["error"]
-    metrics = httpx.get(f"{audit.url}/metrics").text
+    metrics = http_client.get(f"{audit.url}/metrics").text
     assert 'segwarden_audit_records_appended_total{kind="consent_change"} 5.0' in metrics
     assert "segwarden_audit_duplicates_skipped_total 4.0" in metrics
     dlq_topic = TopicNames(topic_prefix).name(topics.CONSENT_CHANGES)
@@ -138,7 +138,7 @@ def test_free_text_and_unknown_fields_never_reach_the_ledger(start_service, sour
     # Asked for by the event's own id, the ledger maps it as it did when recording.
     asked = {"customer_id": email, "kind": "membership_change", "event_id": moved.event_id}
     assert all_records(audit.url, **asked) == [kept]
-    assert httpx.get(f"{audit.url}/v1/audit/verify", headers=AUDITOR).json()["ok"]
+    assert http_client.get(f"{audit.url}/v1/audit/verify", headers=AUDITOR).json()["ok"]
     stored = b"".join(p.read_bytes() for p in Path(service_env["DATA_DIR"]).glob("audit.db*"))
     assert b"carol" not in stored and b"Tuesday" not in stored and b"comment" not in stored
 
@@ -162,11 +162,11 @@ def assert_pseudonymous(records: list[dict], customers: list[str], data_dir: Pat
 
 
 def assert_auth_and_validation(url: str) -> None:
-    assert httpx.get(f"{url}/v1/audit").status_code == 401
-    assert httpx.get(f"{url}/v1/audit", headers=bearer("consent-reader-01")).status_code == 403
-    bad = httpx.get(f"{url}/v1/audit", params={"after_seq": "x"}, headers=AUDITOR)
+    assert http_client.get(f"{url}/v1/audit").status_code == 401
+    assert http_client.get(f"{url}/v1/audit", headers=bearer("consent-reader-01")).status_code == 403
+    bad = http_client.get(f"{url}/v1/audit", params={"after_seq": "x"}, headers=AUDITOR)
     assert bad.status_code == 422 and "after_seq" in bad.text
-    assert httpx.get(f"{url}/v1/audit/records/5/proof", headers=AUDITOR).status_code == 404
+    assert http_client.get(f"{url}/v1/audit/records/5/proof", headers=AUDITOR).status_code == 404
     huge = "9" * 26  # past the ledger's BIGINT: a 422 naming the field, never the driver's overflow
     cases: list[tuple[str, dict[str, str | int], str]] = [
         ("/v1/audit", {"after_seq": huge}, "after_seq"),
@@ -175,20 +175,20 @@ def assert_auth_and_validation(url: str) -> None:
         ("/v1/audit/consistency", {"first": 1, "second": huge}, "second"),
     ]
     for path, params, field in cases:
-        answer = httpx.get(f"{url}{path}", params=params, headers=AUDITOR)
+        answer = http_client.get(f"{url}{path}", params=params, headers=AUDITOR)
         assert answer.status_code == 422, (path, answer.text)
         assert answer.json()["detail"][0]["loc"][-1] == field
 
 
 def assert_records_of_processing(url: str) -> None:
     """Art. 30 records: live segments appear under the purposes they need; deleted ones do not."""
-    ropa = httpx.get(f"{url}/v1/ropa", headers=AUDITOR).json()["activities"]
+    ropa = http_client.get(f"{url}/v1/ropa", headers=AUDITOR).json()["activities"]
     by_purpose = {a["purpose"]: a for a in ropa}
     assert by_purpose["marketing_sms"]["segments"] == ["loyal-sms"]
     assert by_purpose["marketing_sms"]["recipients"] and by_purpose["marketing_sms"]["retention_days"] == 730
     assert by_purpose["marketing_email"]["segments"] == []
     assert "accountability" in by_purpose
-    csv = httpx.get(f"{url}/v1/ropa", params={"format": "csv"}, headers=AUDITOR)
+    csv = http_client.get(f"{url}/v1/ropa", params={"format": "csv"}, headers=AUDITOR)
     assert csv.headers["content-type"].startswith("text/csv")
     lines = csv.text.splitlines()
     assert lines[0].startswith("activity,purpose,") and any("loyal-sms" in line for line in lines[1:])
@@ -197,15 +197,15 @@ def assert_records_of_processing(url: str) -> None:
 def test_http_answers_while_the_broker_is_away(start_service) -> None:
     audit = start_service("audit", KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")
     wait_for(lambda: _answers(f"{audit.url}/healthz"), what="HTTP")
-    ready = httpx.get(f"{audit.url}/readyz")
+    ready = http_client.get(f"{audit.url}/readyz")
     assert ready.status_code == 503 and "kafka" in ready.json()["reasons"]
-    page = httpx.get(f"{audit.url}/v1/audit", headers=AUDITOR)
+    page = http_client.get(f"{audit.url}/v1/audit", headers=AUDITOR)
     assert page.status_code == 200 and page.json() == {"records": [], "next_after_seq": None}
-    assert httpx.get(f"{audit.url}/v1/audit/checkpoint", headers=AUDITOR).json()["tree_size"] == 0
+    assert http_client.get(f"{audit.url}/v1/audit/checkpoint", headers=AUDITOR).json()["tree_size"] == 0
 
 
 def _answers(url: str) -> bool:
     try:
-        return httpx.get(url).status_code == 200
+        return http_client.get(url).status_code == 200
     except httpx.HTTPError:
         return False

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 
-import httpx
 from kafka.admin import KafkaAdminClient
 
 from shared import topics
@@ -14,7 +13,7 @@ from shared.topics import TopicNames
 from tests.conftest import bearer
 from tests.integration.audit.conftest import all_records, consent, ledger_length, membership
 from tests.integration.audit.test_ledger_service import read_topic
-from tests.support import wait_for
+from tests.support import http_client, wait_for
 from tests.unit.audit.rfc9162 import check_chain, check_signature
 
 AUDITOR = bearer("auditor-token-01")
@@ -30,7 +29,7 @@ def produce(sources, count: int, chunk: int = 1) -> list[str]:
 
 
 def verified(url: str) -> dict:
-    report = httpx.get(f"{url}/v1/audit/verify", headers=AUDITOR).json()
+    report = http_client.get(f"{url}/v1/audit/verify", headers=AUDITOR).json()
     assert report["ok"], report
     return report
 
@@ -47,7 +46,7 @@ def test_replay_from_offset_zero_adds_nothing(start_service, sources, kafka_boot
         admin.close()
     audit.start().wait_ready()
     skipped = "segwarden_audit_duplicates_skipped_total 40.0"
-    wait_for(lambda: skipped in httpx.get(f"{audit.url}/metrics").text, what="the replay to be skipped")
+    wait_for(lambda: skipped in http_client.get(f"{audit.url}/metrics").text, what="the replay to be skipped")
     assert verified(audit.url)["length"] == len(ids)
 
 
@@ -74,13 +73,13 @@ def test_a_stack_restart_on_a_fresh_broker_keeps_ledger_key_and_audit_log(
     audit = start_service("audit", AUDIT_CHECKPOINT_INTERVAL_S="1").wait_ready()
     ids = produce(sources, 20, chunk=20)
     wait_for(lambda: ledger_length(audit.url) == len(ids), what="20 records")
-    before = httpx.post(f"{audit.url}/v1/audit/checkpoint", headers=AUDITOR).json()
+    before = http_client.post(f"{audit.url}/v1/audit/checkpoint", headers=AUDITOR).json()
     audit.stop()
     broker = EmbeddedBroker().start()  # the embedded broker forgets everything when it stops
     try:
         audit.env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
         audit.start().wait_ready()
-        after = httpx.get(f"{audit.url}/v1/audit/checkpoint", headers=AUDITOR).json()
+        after = http_client.get(f"{audit.url}/v1/audit/checkpoint", headers=AUDITOR).json()
         assert after["public_key"] == before["public_key"] and after["tree_size"] == len(ids)
         check_signature(after)
         records = all_records(audit.url)

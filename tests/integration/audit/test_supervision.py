@@ -6,11 +6,11 @@ import httpx
 
 from tests.integration.audit.conftest import all_records, ledger_length
 from tests.integration.audit.test_restarts import produce, verified
-from tests.support import wait_for
+from tests.support import http_client, wait_for
 
 
 def commit_retries(url: str) -> float:
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
+    for line in http_client.get(f"{url}/metrics").text.splitlines():
         if line.startswith('segwarden_step_retries_total{step="audit-commit"}'):
             return float(line.split()[-1])
     return 0.0
@@ -42,7 +42,7 @@ def test_readyz_names_a_task_that_keeps_failing(start_service, sources) -> None:
 
     def failing_task() -> str | None:
         try:
-            response = httpx.get(f"{audit.url}/readyz")
+            response = http_client.get(f"{audit.url}/readyz")
         except httpx.HTTPError:
             return None  # not serving yet
         reason = response.json().get("reasons", {}).get("tasks", "")
@@ -50,5 +50,5 @@ def test_readyz_names_a_task_that_keeps_failing(start_service, sources) -> None:
 
     reason = wait_for(failing_task, what="/readyz to name the failing consumer")
     assert "InjectedFaultError at failpoints.py" in reason
-    metrics = httpx.get(f"{audit.url}/metrics").text
+    metrics = http_client.get(f"{audit.url}/metrics").text
     assert 'segwarden_task_failures_total{task="consumer"}' in metrics

@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Locator, Page, sync_playwright
 from shared.embedded import free_port
 from tests.conftest import TEST_TOKENS
 from tests.integration.segmenter.conftest import FAST, module_segmenter
-from tests.support import ServiceProcess, present
+from tests.support import ServiceProcess, http_client, present
 
 Record = tuple[str | None, bytes | None]
 CHROMIUM = Path("/usr/bin/chromium")  # tests/prepare.py installs Debian's package
@@ -117,7 +117,7 @@ def browser(chromium: Browser) -> Iterator[Browser]:
 
 def link(service: ServiceProcess, customer_id: str) -> str:
     """A preference link for the customer (the URL never shows the customer id)."""
-    response = httpx.post(
+    response = http_client.post(
         f"{service.url}/v1/customers/{customer_id}/preference-link",
         json={"jurisdiction": "GDPR", "policy_version": "2026-03"},
         headers=WRITER,
@@ -215,7 +215,7 @@ def profiling_requests(customer: str, statuses: list[str]) -> list[bytes]:
 def put(
     service: ServiceProcess, customer_id: str, purpose: str, body: dict[str, object], **headers: str
 ) -> httpx.Response:
-    return httpx.put(
+    return http_client.put(
         f"{service.url}/v1/customers/{customer_id}/consents/{purpose}",
         json=body,
         headers={"Authorization": "Bearer consent-writer-01", **headers},

@@ -11,6 +11,7 @@ import pytest
 from shared.events import ConsentChanged, ConsentStateSnapshot
 from tests.conftest import bearer
 from tests.integration.consent.conftest import choice, for_key, put, read_topic, topic
+from tests.support import http_client
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,10 +31,10 @@ def test_every_endpoint_wants_a_known_token_with_its_scope(
 ) -> None:
     url = consent.url + path
     body = choice() if method == "PUT" else None
-    assert httpx.request(method, url, json=body).status_code == 401
-    assert httpx.request(method, url, json=body, headers=bearer("not-a-known-token")).status_code == 401
+    assert http_client.request(method, url, json=body).status_code == 401
+    assert http_client.request(method, url, json=body, headers=bearer("not-a-known-token")).status_code == 401
     lacking = "auditor-token-01"  # audit:read only
-    response = httpx.request(method, url, json=body, headers=bearer(lacking))
+    response = http_client.request(method, url, json=body, headers=bearer(lacking))
     assert response.status_code == 403 and scope in response.json()["detail"]
 
 
@@ -68,7 +69,9 @@ def test_unknown_purpose_is_named_with_the_known_ones(consent) -> None:
 
 
 def test_purposes_lists_the_shipped_catalog(consent) -> None:
-    purposes = httpx.get(f"{consent.url}/v1/purposes", headers=bearer("consent-reader-01")).json()["purposes"]
+    purposes = http_client.get(f"{consent.url}/v1/purposes", headers=bearer("consent-reader-01")).json()[
+        "purposes"
+    ]
     by_id = {p["id"]: p for p in purposes}
     assert set(by_id) == {
         "marketing_email",
@@ -83,7 +86,7 @@ def test_purposes_lists_the_shipped_catalog(consent) -> None:
 
 
 def test_without_records_every_purpose_is_denied(consent, customer) -> None:
-    body = httpx.get(
+    body = http_client.get(
         f"{consent.url}/v1/customers/{customer}/consents", headers=bearer("consent-reader-01")
     ).json()
     assert body["customer_id"] == customer
@@ -107,7 +110,9 @@ def test_a_grant_is_stored_published_and_read_back(consent, kafka_bootstrap, cus
     )
     assert record["previous_status"] is None and record["ip_truncated"] == "127.0.0.0"
     assert record["user_agent"] == "shop/1.0"
-    states = httpx.get(f"{consent.url}/v1/customers/{customer}/consents", headers=bearer()).json()["purposes"]
+    states = http_client.get(f"{consent.url}/v1/customers/{customer}/consents", headers=bearer()).json()[
+        "purposes"
+    ]
     assert (
         states["marketing_email"]["effective"] is True
         and states["marketing_email"]["source"] == "preference-center"
@@ -121,7 +126,7 @@ def test_a_grant_is_stored_published_and_read_back(consent, kafka_bootstrap, cus
     state = read_topic(kafka_bootstrap, topic(consent, "consent.state"), lambda r: bool(for_key(r, customer)))
     snapshot = ConsentStateSnapshot.model_validate_json(for_key(state, customer)[-1])
     assert set(snapshot.purposes) == set(states) and snapshot.purposes["marketing_email"].effective
-    metrics = httpx.get(f"{consent.url}/metrics").text
+    metrics = http_client.get(f"{consent.url}/metrics").text
     assert (
         'segwarden_consent_changes_total{published="true",purpose="marketing_email",'
         'reason="user",status="granted"}' in metrics
@@ -137,7 +142,9 @@ def test_a_repeated_choice_is_in_history_but_not_published(consent, kafka_bootst
     )
     last = put(consent, customer, "marketing_sms", choice("denied")).json()
     assert last["published"] is True and last["previous_status"] == "granted"
-    history = httpx.get(f"{consent.url}/v1/customers/{customer}/consents/history", headers=bearer()).json()
+    history = http_client.get(
+        f"{consent.url}/v1/customers/{customer}/consents/history", headers=bearer()
+    ).json()
     assert [(h["status"], h["source"]) for h in history["history"]] == [
         ("denied", "preference-center"),
         ("granted", "preference-center"),
@@ -184,9 +191,9 @@ def test_gpc_denies_every_sale_or_share_purpose(consent, kafka_bootstrap, custom
 def test_history_is_oldest_first_and_never_rewritten(consent, customer) -> None:
     statuses = ["granted", "denied", "granted", "denied", "denied"]
     ids = [put(consent, customer, "profiling", choice(s)).json()["event_id"] for s in statuses]
-    history = httpx.get(f"{consent.url}/v1/customers/{customer}/consents/history", headers=bearer()).json()[
-        "history"
-    ]
+    history = http_client.get(
+        f"{consent.url}/v1/customers/{customer}/consents/history", headers=bearer()
+    ).json()["history"]
     assert [h["event_id"] for h in history] == ids
     assert [h["status"] for h in history] == statuses
     assert [h["previous_status"] for h in history] == [None, "granted", "denied", "granted", "denied"]
@@ -196,6 +203,6 @@ def test_history_is_oldest_first_and_never_rewritten(consent, customer) -> None:
 
 def test_auth_is_checked_before_the_path_so_nothing_leaks(consent) -> None:
     url = f"{consent.url}/v1/customers/bad id!/consents/no_such_purpose"
-    assert httpx.put(url, json={}).status_code == 401
-    assert httpx.put(url, json={}, headers=bearer("consent-reader-01")).status_code == 403
-    assert httpx.put(url, json={}, headers=bearer("consent-writer-01")).status_code == 422
+    assert http_client.put(url, json={}).status_code == 401
+    assert http_client.put(url, json={}, headers=bearer("consent-reader-01")).status_code == 403
+    assert http_client.put(url, json={}, headers=bearer("consent-writer-01")).status_code == 422

@@ -22,7 +22,7 @@ from tests.integration.consent.conftest import (
     read_topic,
     topic,
 )
-from tests.support import present, wait_for
+from tests.support import http_client, present, wait_for
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 PURPOSES = ["marketing_email", "marketing_sms", "personalization", "profiling", "third_party_sharing"]
@@ -30,7 +30,7 @@ PURPOSES = ["marketing_email", "marketing_sms", "personalization", "profiling", 
 
 def _metric(service, name: str) -> float | None:
     try:
-        text = httpx.get(f"{service.url}/metrics", timeout=5).text
+        text = http_client.get(f"{service.url}/metrics", timeout=5).text
     except httpx.HTTPError:
         return None
     line = next((line for line in text.splitlines() if line.startswith(name + " ")), None)
@@ -43,7 +43,7 @@ def _published_ids(service, customers: list[str]) -> list[str]:
         url = f"{service.url}/v1/customers/{customer}/consents/history"
         ids += [
             h["event_id"]
-            for h in httpx.get(url, headers=bearer(), timeout=10).json()["history"]
+            for h in http_client.get(url, headers=bearer(), timeout=10).json()["history"]
             if h["published"]
         ]
     return ids
@@ -88,7 +88,7 @@ def test_sigkill_between_commit_and_publish_loses_nothing_and_duplicates_nothing
         "consent", KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}", CONSENT_PUBLISH_WAIT_S="0.1"
     )
     wait_for(lambda: _metric(service, "segwarden_consent_outbox_pending") is not None, what="HTTP up")
-    ready = httpx.get(f"{service.url}/readyz").json()
+    ready = http_client.get(f"{service.url}/readyz").json()
     assert ready["status"] == "unavailable" and "kafka" in ready["reasons"]
     customers = [f"c-crash-{n}" for n in range(3)]
     _burst(service, customers, rounds=2, published=False)
@@ -143,11 +143,15 @@ def test_a_restart_keeps_every_record_and_republishes_consent_state(
 ) -> None:
     service = start_service("consent").wait_ready()
     assert put(service, customer, "profiling", choice()).status_code == 200
-    before = httpx.get(f"{service.url}/v1/customers/{customer}/consents/history", headers=bearer()).json()
+    before = http_client.get(
+        f"{service.url}/v1/customers/{customer}/consents/history", headers=bearer()
+    ).json()
     read_topic(kafka_bootstrap, topic(service, "consent.state"), lambda r: bool(for_key(r, customer)))
     service.stop()
     service.start().wait_ready()
-    after = httpx.get(f"{service.url}/v1/customers/{customer}/consents/history", headers=bearer()).json()
+    after = http_client.get(
+        f"{service.url}/v1/customers/{customer}/consents/history", headers=bearer()
+    ).json()
     assert after == before
     state = read_topic(
         kafka_bootstrap, topic(service, "consent.state"), lambda r: len(for_key(r, customer)) >= 2
@@ -168,7 +172,7 @@ def test_a_broker_that_restarts_empty_gets_its_topics_and_state_back(
         assert put(service, customer, "marketing_email", choice()).status_code == 200
         read_topic(broker.bootstrap, topic(service, "consent.state"), lambda r: bool(for_key(r, customer)))
         broker.stop()
-        wait_for(lambda: httpx.get(f"{service.url}/readyz").status_code == 503, what="readyz to notice")
+        wait_for(lambda: http_client.get(f"{service.url}/readyz").status_code == 503, what="readyz to notice")
         errors = "segwarden_consent_publish_errors_total"
         wait_for(lambda: (_metric(service, errors) or 0) > 0, what="the relay to count failed attempts")
         broker = EmbeddedBroker(port, tmp_path / "broker.log").start()
@@ -195,7 +199,7 @@ def test_a_lost_database_is_reported_on_readyz_and_as_503(start_service, postgre
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as admin:
         admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     ready = wait_for(
-        lambda: (r := httpx.get(f"{service.url}/readyz", timeout=10)).status_code == 503 and r.json(),
+        lambda: (r := http_client.get(f"{service.url}/readyz", timeout=10)).status_code == 503 and r.json(),
         what="readyz to report the database",
     )
     assert "database" in ready["reasons"]
@@ -241,9 +245,9 @@ def test_a_kill_at_the_after_commit_failpoint_publishes_the_change_exactly_once(
     _killed(service)
     del service.env["FAILPOINTS"]
     service.start().wait_ready()
-    [granted] = httpx.get(f"{service.url}/v1/customers/{customer}/consents/history", headers=bearer()).json()[
-        "history"
-    ]
+    [granted] = http_client.get(
+        f"{service.url}/v1/customers/{customer}/consents/history", headers=bearer()
+    ).json()["history"]
     assert granted["published"] and granted["sequence"] is not None
     denial = put(service, customer, "profiling", choice("denied")).json()
     # The relay publishes in commit order: once the later denial is on the topic, so is all before it.
@@ -266,7 +270,7 @@ def test_a_kill_mid_batch_in_the_requests_consumer_records_each_request_once(
     service.start().wait_ready()
     url = f"{service.url}/v1/customers/{customer}/consents/history"
     history = wait_for(
-        lambda: len(h := httpx.get(url, headers=bearer()).json()["history"]) >= 3 and h,
+        lambda: len(h := http_client.get(url, headers=bearer()).json()["history"]) >= 3 and h,
         timeout=60,
         what="the third request after the restart",
     )

@@ -31,7 +31,7 @@ from tests.integration.consent.conftest import choice, produce, put, read_topic
 from tests.integration.consent.test_durability import _killed
 from tests.integration.segmenter.conftest import naming, put_segment
 from tests.integration.segmenter.test_erasure_final import refused, snapshot_of
-from tests.support import ServiceProcess, forget_redis_keys, wait_for
+from tests.support import ServiceProcess, forget_redis_keys, http_client, wait_for
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 DSR = bearer("dsr-officer-0001")
@@ -96,7 +96,7 @@ class Stack:
 
     def events_processed(self) -> float:
         """Events the segmenter is done with, whatever the outcome (applied, erased, duplicate)."""
-        text = httpx.get(f"{self.segmenter.url}/metrics", timeout=10).text
+        text = http_client.get(f"{self.segmenter.url}/metrics", timeout=10).text
         pattern = r"^segwarden_segmenter_events_processed_total\{[^}]*\} ([0-9.e+]+)$"
         return sum(float(value) for value in re.findall(pattern, text, re.M))
 
@@ -172,7 +172,7 @@ def own_stack(kafka_bootstrap: str, redis_url: str, start_service: Any, tmp_path
 
 def settled_receipt(consent: ServiceProcess, raw_id: str) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
-        response = httpx.get(f"{consent.url}/v1/customers/{raw_id}/erasure", headers=DSR, timeout=30)
+        response = http_client.get(f"{consent.url}/v1/customers/{raw_id}/erasure", headers=DSR, timeout=30)
         body: dict[str, Any] = response.json()
         return body if response.status_code == 200 and body["status"] == "done" else None
 
@@ -208,7 +208,7 @@ def assert_erased_everywhere(
     one leave, `erased`."""
     assert redis_naming(stack, customer) == []
     for segment in stack.segments:
-        members = httpx.get(
+        members = http_client.get(
             f"{stack.segmenter.url}/v1/segments/{segment}/members", headers=bearer(), timeout=10
         )
         assert customer not in members.text
@@ -216,7 +216,7 @@ def assert_erased_everywhere(
         if joined or announced:
             assert [action for action, _ in announced[:1]] == ["joined"], (segment, announced)
             assert announced[1:] == [("left", "erased")], (segment, announced)
-    records = httpx.get(
+    records = http_client.get(
         f"{stack.audit.url}/v1/audit",
         params={"customer_id": customer, "kind": "erasure_request"},
         headers=bearer(),
@@ -249,7 +249,7 @@ def test_an_erasure_under_an_event_backlog_leaves_nothing_and_is_announced_once(
     segmenter.send_signal(signal.SIGSTOP)
     try:
         stack.send_events(raw_id, backlog, before_erasure)
-        response = httpx.post(f"{consent.url}/v1/customers/{raw_id}/erasure", headers=DSR, timeout=30)
+        response = http_client.post(f"{consent.url}/v1/customers/{raw_id}/erasure", headers=DSR, timeout=30)
         assert response.status_code == 202
         event_id = response.json()["event_id"].encode()
         erasures = f"{stack.prefix}erasure.requests"
@@ -300,7 +300,7 @@ def test_a_sigkill_between_the_erasures_commit_and_its_publish_still_erases_ever
             postgres_rows_naming(env["CONSENT_DB_URL"], raw_id)
         )
     with pytest.raises(httpx.HTTPError):
-        httpx.post(f"{consent.url}/v1/customers/{raw_id}/erasure", headers=DSR, timeout=30)
+        http_client.post(f"{consent.url}/v1/customers/{raw_id}/erasure", headers=DSR, timeout=30)
     _killed(consent)
     del consent.env["FAILPOINTS"]
     consent.start().wait_ready(90)
@@ -312,7 +312,7 @@ def test_a_sigkill_between_the_erasures_commit_and_its_publish_still_erases_ever
 
 def held(stack: Stack, customer: str) -> set[str]:
     url = f"{stack.segmenter.url}/v1/customers/{customer}/erasure"
-    return set(httpx.get(url, headers=bearer(), timeout=10).json()["held"])
+    return set(http_client.get(url, headers=bearer(), timeout=10).json()["held"])
 
 
 def test_a_model_trained_before_an_erasure_leaves_no_trace_of_the_customer_under_data_dir(
@@ -347,7 +347,7 @@ def test_a_model_trained_before_an_erasure_leaves_no_trace_of_the_customer_under
     models = stack.data_dir / "models"
     assert {p.suffix for p in models.iterdir()} == {".json", ".pkl", ".png"}
 
-    response = httpx.post(f"{consent.url}/v1/customers/{raw_id}/erasure", headers=DSR, timeout=30)
+    response = http_client.post(f"{consent.url}/v1/customers/{raw_id}/erasure", headers=DSR, timeout=30)
     assert response.status_code == 202
     receipt = settled_receipt(consent, raw_id)
     assert_erased_everywhere(stack, consent, raw_id, receipt["event_id"])
@@ -368,7 +368,7 @@ def test_erasures_right_after_signup_then_late_events_and_old_consent_leave_noth
             assert put(consent, customer, purpose, choice()).status_code == 200
         stack.send_events(customer, 3, utcnow())
         before_erasure[customer] = utcnow()
-        response = httpx.post(f"{consent.url}/v1/customers/{customer}/erasure", headers=DSR, timeout=30)
+        response = http_client.post(f"{consent.url}/v1/customers/{customer}/erasure", headers=DSR, timeout=30)
         assert response.status_code == 202
         return str(response.json()["event_id"])
 

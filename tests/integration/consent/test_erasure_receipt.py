@@ -7,7 +7,6 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from kafka import KafkaProducer
@@ -16,7 +15,7 @@ from services.segmenter.adapters.redis_keys import KeyLayout
 from shared.events import CustomerEvent, new_event_id, utcnow
 from tests.conftest import bearer
 from tests.integration.consent.conftest import choice, put
-from tests.support import index_members, wait_for
+from tests.support import http_client, index_members, wait_for
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 DSR = bearer("dsr-officer-0001")
@@ -76,8 +75,8 @@ def test_an_erasure_receipt_shows_each_service_and_a_verifiable_inclusion_proof(
     for service in (segmenter, audit, consent):
         service.wait_ready(90)
     receipt_url = f"{consent.url}/v1/customers/{customer}/erasure"
-    assert httpx.get(receipt_url, headers=DSR).status_code == 404  # never erased
-    assert httpx.get(receipt_url, headers=bearer("consent-reader-01")).status_code == 403
+    assert http_client.get(receipt_url, headers=DSR).status_code == 404  # never erased
+    assert http_client.get(receipt_url, headers=bearer("consent-reader-01")).status_code == 403
     assert put(consent, customer, "marketing_email", choice()).status_code == 200
     send_event(kafka_bootstrap, topic_prefix, customer)
     holdings_url = f"{segmenter.url}/v1/customers/{customer}/erasure"
@@ -85,18 +84,18 @@ def test_an_erasure_receipt_shows_each_service_and_a_verifiable_inclusion_proof(
     wait_for(
         lambda: (
             {"customer:f", "customer:consent"}
-            <= set(httpx.get(holdings_url, headers=bearer()).json()["held"])
+            <= set(http_client.get(holdings_url, headers=bearer()).json()["held"])
         ),
         timeout=60,
         what="the segmenter's keys of the customer",
     )
 
-    erased = httpx.post(receipt_url, headers=DSR)
+    erased = http_client.post(receipt_url, headers=DSR)
     assert erased.status_code == 202
     event_id = erased.json()["event_id"]
 
     def settled() -> dict[str, Any] | None:
-        body = httpx.get(receipt_url, headers=DSR, timeout=30).json()
+        body = http_client.get(receipt_url, headers=DSR, timeout=30).json()
         return body if body["status"] == "done" else None
 
     # Done in every service: the segmenter forgets everything but its pseudonymous marker.
@@ -119,7 +118,7 @@ def test_an_erasure_receipt_shows_each_service_and_a_verifiable_inclusion_proof(
 
     # The ledger record is the erasure's, and the proof leads to a root the ledger's key signed.
     ledger = receipt["ledger"]
-    records = httpx.get(
+    records = http_client.get(
         f"{audit.url}/v1/audit", params={"customer_id": customer, "kind": "erasure_request"}, headers=bearer()
     ).json()["records"]
     [record] = [r for r in records if r["seq"] == ledger["seq"]]
@@ -142,12 +141,12 @@ def test_an_erasure_receipt_shows_each_service_and_a_verifiable_inclusion_proof(
     assert all("Apache Kafka" in t["bound"] for t in receipt["topics"])
 
     # The access bundle carries the receipt too.
-    bundle = httpx.get(f"{consent.url}/v1/customers/{customer}/export", headers=DSR, timeout=30).json()
+    bundle = http_client.get(f"{consent.url}/v1/customers/{customer}/export", headers=DSR, timeout=30).json()
     assert bundle["erasure"]["event_id"] == event_id
     assert bundle["erasure"]["services"]["audit"]["status"] == "done"
 
     # A service that does not answer turns its part (and the receipt) back to not proven.
     audit.stop()
-    receipt = httpx.get(receipt_url, headers=DSR, timeout=30).json()
+    receipt = http_client.get(receipt_url, headers=DSR, timeout=30).json()
     assert receipt["status"] == "pending" and receipt["services"]["audit"]["status"] == "unavailable"
     assert receipt["ledger"] is None

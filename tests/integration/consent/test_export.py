@@ -3,12 +3,11 @@ service, the destinations from the delivery service."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from tests.conftest import bearer
 from tests.integration.consent.conftest import choice, put
-from tests.support import wait_for
+from tests.support import http_client, wait_for
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
@@ -27,7 +26,7 @@ def test_export_gathers_segments_and_the_audit_trail(start_service, peer_segment
     url = f"{consent.url}/v1/customers/{customer}/export"
 
     def bundle_with_trail() -> dict | None:
-        bundle = httpx.get(url, headers=bearer("dsr-officer-0001"), timeout=30).json()
+        bundle = http_client.get(url, headers=bearer("dsr-officer-0001"), timeout=30).json()
         return bundle if bundle["audit"] else None
 
     bundle = wait_for(bundle_with_trail, timeout=60, what="the consent change in the audit trail")

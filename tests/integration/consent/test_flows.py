@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
 from shared.events import (
@@ -22,14 +21,14 @@ from shared.events import (
 from shared.pseudonym import pseudonymize
 from tests.conftest import bearer
 from tests.integration.consent.conftest import choice, for_key, produce, put, read_topic, tombstoned, topic
-from tests.support import present, wait_for
+from tests.support import http_client, present, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def _history(consent, customer: str) -> list[dict]:
     url = f"{consent.url}/v1/customers/{customer}/consents/history"
-    return httpx.get(url, headers=bearer(), timeout=10).json()["history"]
+    return http_client.get(url, headers=bearer(), timeout=10).json()["history"]
 
 
 def _request(customer: str, request_id: str, **fields: object) -> bytes:
@@ -121,7 +120,7 @@ def test_invalid_requests_go_to_the_dead_letter_topic_naming_the_field(
     assert letter.key_pseudonym == pseudonym and letter.value_bytes == len(payload)
     # One bad record never stops the stream: the valid one after it is recorded.
     assert wait_for(lambda: _history(consent, customer), what="the valid request after the bad one")
-    metrics = httpx.get(f"{consent.url}/metrics").text
+    metrics = http_client.get(f"{consent.url}/metrics").text
     assert f'segwarden_dead_letters_total{{topic="{topic(consent, "consent.requests")}"}}' in metrics
 
 
@@ -143,7 +142,9 @@ def test_a_lapsed_grant_is_denied_and_published_by_the_expiry_job(consent, kafka
         "expiry",
         True,
     )
-    states = httpx.get(f"{consent.url}/v1/customers/{customer}/consents", headers=bearer()).json()["purposes"]
+    states = http_client.get(f"{consent.url}/v1/customers/{customer}/consents", headers=bearer()).json()[
+        "purposes"
+    ]
     assert states["marketing_email"]["effective"] is False
 
 
@@ -200,12 +201,12 @@ def test_erasure_forgets_the_customer_and_tells_everyone(consent, kafka_bootstra
     for purpose in ("marketing_email", "profiling"):
         assert put(consent, customer, purpose, choice()).status_code == 200
     assert (
-        httpx.post(
+        http_client.post(
             f"{consent.url}/v1/customers/{customer}/erasure", headers=bearer("consent-writer-01")
         ).status_code
         == 403
     )
-    response = httpx.post(
+    response = http_client.post(
         f"{consent.url}/v1/customers/{customer}/erasure", headers=bearer("dsr-officer-0001")
     )
     assert response.status_code == 202
@@ -240,8 +241,8 @@ def test_export_bundles_consents_history_and_says_which_peer_is_unavailable(cons
     # The module's service points SEGMENTER_URL/AUDIT_URL at closed ports (see consent_env).
     assert put(consent, customer, "marketing_email", choice()).status_code == 200
     url = f"{consent.url}/v1/customers/{customer}/export"
-    assert httpx.get(url, headers=bearer("consent-reader-01")).status_code == 403
-    bundle = httpx.get(url, headers=bearer("dsr-officer-0001"), timeout=30).json()
+    assert http_client.get(url, headers=bearer("consent-reader-01")).status_code == 403
+    bundle = http_client.get(url, headers=bearer("dsr-officer-0001"), timeout=30).json()
     assert bundle["customer_id"] == customer
     assert bundle["consents"]["marketing_email"]["effective"] is True
     assert [h["purpose"] for h in bundle["history"]] == ["marketing_email"]
@@ -256,7 +257,7 @@ def test_erasures_right_after_signup_are_each_published_once(consent, kafka_boot
     def signup_then_erase(customer: str) -> str:
         assert put(consent, customer, "marketing_email", choice()).status_code == 200
         url = f"{consent.url}/v1/customers/{customer}/erasure"
-        response = httpx.post(url, headers=bearer("dsr-officer-0001"), timeout=10)
+        response = http_client.post(url, headers=bearer("dsr-officer-0001"), timeout=10)
         assert response.status_code == 202
         return response.json()["event_id"]
 

@@ -7,7 +7,6 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import httpx
 from playwright.sync_api import expect
 
 from services.consent.preference.links import KEY_FILE, LinkClaims, PreferenceLinks
@@ -15,7 +14,7 @@ from services.consent.preference.messages import MESSAGES
 from shared.catalog import load_catalog
 from shared.events import ConsentChanged, utcnow
 from tests.integration.consent.conftest import WRITER, choice, for_key, link, purpose, put, read_topic, topic
-from tests.support import ServiceProcess
+from tests.support import ServiceProcess, http_client
 
 EN = MESSAGES["en"]
 # What a browser with Global Privacy Control on exposes to scripts.
@@ -23,7 +22,7 @@ GPC_SCRIPT = "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl',
 
 
 def history(service: ServiceProcess, customer_id: str) -> list[dict[str, object]]:
-    response = httpx.get(f"{service.url}/v1/customers/{customer_id}/consents/history", headers=WRITER)
+    response = http_client.get(f"{service.url}/v1/customers/{customer_id}/consents/history", headers=WRITER)
     assert response.status_code == 200, response.text
     rows: list[dict[str, object]] = response.json()["history"]
     return rows
@@ -139,7 +138,7 @@ def test_expired_tampered_and_revoked_links_get_the_refusal_page(
 
     page.goto(url)
     expect(page.locator(".purpose")).to_have_count(5)  # the link works until it is revoked
-    revoked = httpx.delete(f"{consent.url}/v1/customers/{customer}/preference-link", headers=WRITER)
+    revoked = http_client.delete(f"{consent.url}/v1/customers/{customer}/preference-link", headers=WRITER)
     assert revoked.status_code == 204
     purpose(page, "marketing_email").get_by_role("button", name=EN["allow"]).click()
     expect(purpose(page, "marketing_email").locator(".outcome")).to_have_text(EN["failed"])
@@ -151,7 +150,7 @@ def test_expired_tampered_and_revoked_links_get_the_refusal_page(
 
 def test_an_erasure_revokes_the_customers_links(consent, browser, customer) -> None:
     url = link(consent, customer)
-    erased = httpx.post(
+    erased = http_client.post(
         f"{consent.url}/v1/customers/{customer}/erasure",
         headers={"Authorization": "Bearer dsr-officer-0001"},
         timeout=10,
@@ -180,7 +179,7 @@ def test_a_german_browser_gets_the_german_page(consent, browser, customer) -> No
 
 
 def test_the_site_declares_gpc_support(consent) -> None:
-    response = httpx.get(f"{consent.url}/.well-known/gpc.json")
+    response = http_client.get(f"{consent.url}/.well-known/gpc.json")
     assert response.status_code == 200
     assert response.json()["gpc"] is True
 
@@ -200,7 +199,7 @@ def test_the_customer_downloads_the_export_and_erases_after_confirming(consent, 
     assert bundle["unavailable"] == ["segmenter", "audit", "delivery"]  # this module's peers are closed ports
 
     # Without the confirmation nothing is erased, whether by a stray request or a cancelled step.
-    assert httpx.post(f"{url}/erasure", json={}, timeout=10).status_code == 422
+    assert http_client.post(f"{url}/erasure", json={}, timeout=10).status_code == 422
     erase = page.get_by_role("button", name=EN["erase"])
     confirm = page.get_by_role("button", name=EN["erase_confirm"])
     erase.click()
@@ -225,7 +224,7 @@ def test_a_link_expires_after_its_setting_and_opens_only_its_own_customers_page(
     other = f"{customer}-b"
     assert put(consent, other, "marketing_email", choice("granted")).status_code == 200
     before = utcnow()
-    response = httpx.post(
+    response = http_client.post(
         f"{consent.url}/v1/customers/{customer}/preference-link",
         json={"jurisdiction": "GDPR", "policy_version": "2026-03"},
         headers=WRITER,
@@ -238,10 +237,10 @@ def test_a_link_expires_after_its_setting_and_opens_only_its_own_customers_page(
     url = response.json()["url"]
     assert customer not in url
     # The page is the customer's own: nothing granted, though the other customer allowed e-mail.
-    html = httpx.get(url).text
+    html = http_client.get(url).text
     assert 'data-purpose="marketing_email" data-status="denied"' in html
     # The token opens the page and its calls only: it is no token of the API, for anyone.
     token = url.rsplit("/", 1)[1]
     for whose in (customer, other):
         history_url = f"{consent.url}/v1/customers/{whose}/consents/history"
-        assert httpx.get(history_url, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+        assert http_client.get(history_url, headers={"Authorization": f"Bearer {token}"}).status_code == 401

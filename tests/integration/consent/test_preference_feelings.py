@@ -7,20 +7,19 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import httpx
 from playwright.sync_api import expect
 
 from services.consent.preference.messages import MESSAGES
 from tests.integration.consent.conftest import WRITER, link
 from tests.integration.consent.test_preference_segments import serious_violations
-from tests.support import ServiceProcess
+from tests.support import ServiceProcess, http_client
 
 EN = MESSAGES["en"]
 OFFICER = {"Authorization": "Bearer dsr-officer-0001"}
 
 
 def counts(consent: ServiceProcess) -> dict[str, int]:
-    response = httpx.get(f"{consent.url}/v1/feedback/data-use", headers=OFFICER, timeout=10)
+    response = http_client.get(f"{consent.url}/v1/feedback/data-use", headers=OFFICER, timeout=10)
     assert response.status_code == 200, response.text
     assert response.json()["k_anonymity"] == 2
     found: dict[str, int] = response.json()["counts"]
@@ -51,19 +50,18 @@ def test_answers_are_counted_once_and_shown_k_anonymously_with_no_link_to_the_cu
     answer_on_the_page(browser, consent, second, "uneasy", tmp_path)
     assert counts(consent) == {"uneasy": 2}
     url = link(consent, third)
-    counted = httpx.post(f"{url}/feeling", json={"answer": "comfortable"}, timeout=10)
+    counted = http_client.post(f"{url}/feeling", json={"answer": "comfortable"}, timeout=10)
     assert counted.status_code == 200 and counted.json() == {"counted": True}
     assert counts(consent) == {"uneasy": 2}  # the one "comfortable" stays hidden
-    again = httpx.post(f"{link(consent, first)}/feeling", json={"answer": "comfortable"}, timeout=10)
+    again = http_client.post(f"{link(consent, first)}/feeling", json={"answer": "comfortable"}, timeout=10)
     assert again.json() == {"counted": False}
     assert counts(consent) == {"uneasy": 2}
-    assert httpx.post(f"{url}/feeling", json={"answer": "angry"}, timeout=10).json()["detail"][0]["loc"] == [
-        "body", "answer",
-    ]  # fmt: skip
-    metrics = httpx.get(f"{consent.url}/metrics", timeout=10).text
+    refused = http_client.post(f"{url}/feeling", json={"answer": "angry"}, timeout=10)
+    assert refused.json()["detail"][0]["loc"] == ["body", "answer"]
+    metrics = http_client.get(f"{consent.url}/metrics", timeout=10).text
     assert 'segwarden_consent_data_use_answers_total{counted="true"} 3.0' in metrics
     assert 'segwarden_consent_data_use_answers_total{counted="false"} 1.0' in metrics
-    forbidden = httpx.get(f"{consent.url}/v1/feedback/data-use", headers=WRITER, timeout=10)
+    forbidden = http_client.get(f"{consent.url}/v1/feedback/data-use", headers=WRITER, timeout=10)
     assert forbidden.status_code == 403
 
     page = browser.new_page()
@@ -80,7 +78,7 @@ def test_answers_are_counted_once_and_shown_k_anonymously_with_no_link_to_the_cu
         rows = connection.execute("SELECT answer, count FROM data_use_feelings ORDER BY answer").fetchall()
         assert rows == [("comfortable", 1), ("uneasy", 2)]
         assert connection.execute("SELECT count(*) FROM data_use_answered").fetchone() == (3,)
-    erased = httpx.post(f"{consent.url}/v1/customers/{first}/erasure", headers=OFFICER, timeout=10)
+    erased = http_client.post(f"{consent.url}/v1/customers/{first}/erasure", headers=OFFICER, timeout=10)
     assert erased.status_code == 202
     with sqlite3.connect(database) as connection:  # whether they answered goes; the counts stay
         assert connection.execute("SELECT count(*) FROM data_use_answered").fetchone() == (2,)

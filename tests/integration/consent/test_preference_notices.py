@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import yaml
 from playwright.sync_api import expect
 
@@ -14,7 +13,7 @@ from services.consent.preference.messages import MESSAGES
 from shared.catalog import load_catalog
 from tests.integration.consent.conftest import WRITER, choice, link, purpose, put
 from tests.integration.consent.test_preference_segments import serious_violations
-from tests.support import ServiceProcess
+from tests.support import ServiceProcess, http_client
 
 EN = MESSAGES["en"]
 NEW_NOTICE = "We send you e-mail about offers, now also from our partner shops."
@@ -30,7 +29,7 @@ def _catalog_with_a_newer_email_notice(path: Path) -> Path:
 
 
 def _records(service: ServiceProcess, customer: str) -> list[tuple[object, object]]:
-    response = httpx.get(f"{service.url}/v1/customers/{customer}/consents/history", headers=WRITER)
+    response = http_client.get(f"{service.url}/v1/customers/{customer}/consents/history", headers=WRITER)
     assert response.status_code == 200, response.text
     return [(row["status"], row["notice_version"]) for row in response.json()["history"]]
 

@@ -13,7 +13,7 @@ from shared.events import CustomerEvent, new_event_id, utcnow
 from tests.integration.consent.conftest import choice, link, produce, purpose, put
 from tests.integration.segmenter.conftest import ADMIN, put_segment
 from tests.prepare import AXE_SCRIPT
-from tests.support import ServiceProcess, wait_for
+from tests.support import ServiceProcess, http_client, wait_for
 
 EN = MESSAGES["en"]
 
@@ -25,7 +25,7 @@ def stack(preference_stack: tuple[ServiceProcess, ServiceProcess]) -> tuple[Serv
 
 
 def segments_of(segmenter: ServiceProcess, customer: str) -> list[str]:
-    response = httpx.get(f"{segmenter.url}/v1/customers/{customer}/segments", headers=ADMIN, timeout=10)
+    response = http_client.get(f"{segmenter.url}/v1/customers/{customer}/segments", headers=ADMIN, timeout=10)
     assert response.status_code == 200, response.text
     found: list[str] = response.json()["segments"]
     return found

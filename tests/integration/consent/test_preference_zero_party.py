@@ -13,7 +13,7 @@ from shared.events import CustomerEvent
 from tests.integration.consent.conftest import choice, for_key, link, put, read_topic, topic
 from tests.integration.consent.test_preference_segments import segments_of, serious_violations, stack
 from tests.integration.segmenter.conftest import ADMIN
-from tests.support import wait_for
+from tests.support import http_client, wait_for
 
 EN = MESSAGES["en"]
 __all__ = ["stack"]  # the module's fixture: a segmenter and a consent service on one prefix
@@ -87,9 +87,9 @@ def test_a_preference_outside_the_catalog_gets_422_naming_the_field(stack, custo
         ("frequency", {"value": "daily"}, ["body", "value"]),
     ]
     for key, body, where in cases:
-        response = httpx.put(f"{url}/preferences/{key}", json=body, timeout=10)
+        response = http_client.put(f"{url}/preferences/{key}", json=body, timeout=10)
         assert response.status_code == 422, (key, body, response.text)
         assert response.json()["detail"][0]["loc"] == where
-    stated = httpx.put(f"{url}/preferences/frequency", json={"value": "monthly"}, timeout=10)
+    stated = http_client.put(f"{url}/preferences/frequency", json={"value": "monthly"}, timeout=10)
     assert stated.status_code == 200 and stated.json()["feature"] == "profile.pref.frequency"
     assert stated.json()["used_by"] == []

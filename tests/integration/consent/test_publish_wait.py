@@ -6,10 +6,10 @@ import json
 import sqlite3
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.integration.consent.conftest import choice, for_key, put, read_topic, topic
+from tests.support import http_client
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
@@ -23,7 +23,7 @@ def _unsent(data_dir: str, customer: str) -> tuple[int, int]:
 
 
 def _metric(service, name: str) -> float:
-    text = httpx.get(f"{service.url}/metrics", timeout=5).text
+    text = http_client.get(f"{service.url}/metrics", timeout=5).text
     line = next(line for line in text.splitlines() if line.startswith(name + " "))
     return float(line.split()[1])
 

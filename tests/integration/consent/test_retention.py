@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
 from shared.catalog import load_catalog
 from tests.conftest import bearer
 from tests.integration.consent.conftest import choice, put
-from tests.support import libfaketime, wait_for
+from tests.support import http_client, libfaketime, wait_for
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
@@ -26,7 +25,7 @@ def one_day_catalog(path: Path) -> Path:
 
 
 def _retired(service) -> float:
-    text = httpx.get(f"{service.url}/metrics", timeout=5).text
+    text = http_client.get(f"{service.url}/metrics", timeout=5).text
     name = 'segwarden_consent_history_retired_total{purpose="marketing_email"}'
     line = next((line for line in text.splitlines() if line.startswith(name + " ")), None)
     return float(line.split()[1]) if line else 0.0
@@ -35,7 +34,9 @@ def _retired(service) -> float:
 def retention_runs(audit, service: str) -> list[dict]:
     """The ledger's `retention_run` records of `service`, oldest first."""
     url = f"{audit.url}/v1/audit"
-    records = httpx.get(url, params={"kind": "retention_run"}, headers=bearer(), timeout=10).json()["records"]
+    records = http_client.get(url, params={"kind": "retention_run"}, headers=bearer(), timeout=10).json()[
+        "records"
+    ]
     return [r for r in records if r["payload"]["service"] == service]
 
 
@@ -74,11 +75,13 @@ def test_history_older_than_its_retention_is_pseudonymized_by_the_job(
     runs = retention_runs(audit, "consent")
     assert len(runs) >= 2 and customer not in str(runs) and all(r["subject"] is None for r in runs)
     url = f"{service.url}/v1/customers/{customer}/consents/history"
-    history = httpx.get(url, headers=bearer(), timeout=10).json()["history"]
+    history = http_client.get(url, headers=bearer(), timeout=10).json()["history"]
     # The grant in force of each purpose stays, with what it was recorded with.
     assert [(h["purpose"], h["status"]) for h in history] == [
         ("marketing_email", "granted"),
         ("profiling", "granted"),
     ]
-    states = httpx.get(f"{service.url}/v1/customers/{customer}/consents", headers=bearer(), timeout=10).json()
+    states = http_client.get(
+        f"{service.url}/v1/customers/{customer}/consents", headers=bearer(), timeout=10
+    ).json()
     assert states["purposes"]["marketing_email"]["effective"] is True

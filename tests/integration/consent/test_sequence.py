@@ -6,13 +6,12 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-import httpx
 import pytest
 
 from shared.events import ConsentChanged, ConsentStateSnapshot
 from tests.conftest import bearer
 from tests.integration.consent.conftest import choice, for_key, put, read_topic, topic
-from tests.support import ServiceProcess, libfaketime
+from tests.support import ServiceProcess, http_client, libfaketime
 
 pytestmark = [pytest.mark.timeout(180)]
 PURPOSE = "marketing_sms"
@@ -20,7 +19,7 @@ PURPOSE = "marketing_sms"
 
 def history(service: ServiceProcess, customer: str) -> list[dict]:
     url = f"{service.url}/v1/customers/{customer}/consents/history"
-    return httpx.get(url, headers=bearer(), timeout=10).json()["history"]
+    return http_client.get(url, headers=bearer(), timeout=10).json()["history"]
 
 
 def burst(services: list[ServiceProcess], customer: str, statuses: list[str]) -> None:
@@ -130,7 +129,7 @@ def test_a_clock_stepped_back_leaves_the_order_to_the_sequence(
     stamps = [datetime.fromisoformat(r["recorded_at"]) for r in rows]
     assert stamps[3] < stamps[2], "the clock did not step back: the fault was not injected"
     check_ordered(kafka_bootstrap, service, customer, rows)
-    states = httpx.get(f"{service.url}/v1/customers/{customer}/consents", headers=bearer()).json()
+    states = http_client.get(f"{service.url}/v1/customers/{customer}/consents", headers=bearer()).json()
     assert (states["purposes"][PURPOSE]["status"], states["purposes"][PURPOSE]["sequence"]) == (
         "denied",
         rows[-1]["sequence"],

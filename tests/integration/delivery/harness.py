@@ -9,7 +9,6 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from shared.events import (
@@ -23,7 +22,7 @@ from shared.events import (
 )
 from tests.conftest import bearer
 from tests.integration.delivery.receiver import Receiver
-from tests.support import ServiceProcess, wait_for
+from tests.support import ServiceProcess, http_client, wait_for
 
 PURPOSE = "marketing_email"
 
@@ -69,7 +68,7 @@ def put_destination(
         "agreement": agreement(expires_on or date.today() + timedelta(days=365)),
         "signing_secret": target.secret,
     }
-    response = httpx.put(f"{service.url}/v1/destinations/{destination_id}", json=spec, headers=bearer())
+    response = http_client.put(f"{service.url}/v1/destinations/{destination_id}", json=spec, headers=bearer())
     assert response.status_code == expected, response.text
     return dict(response.json())
 
@@ -167,7 +166,7 @@ def delivery(start_service: Any, **env: str) -> ServiceProcess:
 
 def shown(service: ServiceProcess, destination_id: str) -> dict[str, Any]:
     """What `GET /v1/destinations/{id}` shows."""
-    response = httpx.get(f"{service.url}/v1/destinations/{destination_id}", headers=bearer())
+    response = http_client.get(f"{service.url}/v1/destinations/{destination_id}", headers=bearer())
     response.raise_for_status()
     return dict(response.json())
 
@@ -180,5 +179,5 @@ def metric(service: ServiceProcess, name: str, destination_id: str) -> float:
 def sample(service: ServiceProcess, name: str, destination_id: str) -> float | None:
     """A metric of one destination, None while it has none (a gauge not set yet, or removed)."""
     pattern = re.compile(rf'^{name}\{{destination="{re.escape(destination_id)}"\}} (\S+)$', re.M)
-    found = pattern.search(httpx.get(f"{service.url}/metrics").text)
+    found = pattern.search(http_client.get(f"{service.url}/metrics").text)
     return float(found.group(1)) if found else None

@@ -12,7 +12,7 @@ import httpx
 
 from shared.embedded import free_port
 from tests.integration.delivery.webhook import read_log
-from tests.support import wait_for
+from tests.support import http_client, wait_for
 
 
 class Receiver:
@@ -37,13 +37,13 @@ class Receiver:
 
     def _up(self) -> bool:
         try:
-            return httpx.put(f"http://127.0.0.1:{self.port}/_control", json={}).status_code == 204
+            return http_client.put(f"http://127.0.0.1:{self.port}/_control", json={}).status_code == 204
         except httpx.TransportError:
             return False
 
     def set(self, **control: Any) -> None:
         self.control |= {k: v for k, v in control.items() if k != "hang"}
-        httpx.put(f"http://127.0.0.1:{self.port}/_control", json=control).raise_for_status()
+        http_client.put(f"http://127.0.0.1:{self.port}/_control", json=control).raise_for_status()
 
     @property
     def attempts(self) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-import httpx
 from kafka import KafkaProducer
 
 from tests.conftest import bearer
@@ -24,7 +23,7 @@ from tests.integration.delivery.harness import (
     sample,
     shown,
 )
-from tests.support import ServiceProcess, wait_for
+from tests.support import ServiceProcess, http_client, wait_for
 
 BREAKER = {"DELIVERY_BREAKER_FAILURES": "2", "DELIVERY_BREAKER_COOLDOWN_S": "0.5"}
 CUSTOMERS = ["c-1", "c-2", "c-3"]
@@ -131,6 +130,6 @@ def test_410_gone_pauses_the_destination_until_a_put_resumes_it(
     assert answers.pop(first) == [410, 200] and list(answers.values()) == [[200]]
     assert metric(service, "segwarden_delivery_paused_total", "gone") == 1
     wait_for(lambda: sample(service, PAUSED_NOW, "gone") == 0, what="the paused gauge back at 0")
-    assert httpx.delete(f"{service.url}/v1/destinations/gone", headers=bearer()).status_code == 204
+    assert http_client.delete(f"{service.url}/v1/destinations/gone", headers=bearer()).status_code == 204
     # A deleted destination's series goes, so an alert on it does not stay firing.
     wait_for(lambda: sample(service, PAUSED_NOW, "gone") is None, what="the gauge of a deleted one gone")

@@ -11,7 +11,6 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from kafka import KafkaProducer
 
 from shared.embedded import free_port
@@ -25,7 +24,7 @@ from tests.integration.delivery.harness import (
     receiver,
     shown,
 )
-from tests.support import read_topic, wait_for
+from tests.support import http_client, read_topic, wait_for
 
 CUSTOMER = "c-records-7"
 DSR = bearer("dsr-officer-0001")
@@ -33,7 +32,7 @@ DSR = bearer("dsr-officer-0001")
 
 def ledger(audit: Any, kind: str) -> list[dict[str, Any]]:
     params = {"customer_id": CUSTOMER, "kind": kind}
-    response = httpx.get(f"{audit.url}/v1/audit", params=params, headers=bearer())
+    response = http_client.get(f"{audit.url}/v1/audit", params=params, headers=bearer())
     response.raise_for_status()
     return list(response.json()["records"])
 
@@ -114,8 +113,8 @@ def test_propagation_the_access_export_and_the_ropa_show_the_destinations(
     wait_for(lambda: down.attempts, what="an attempt at down")
 
     url = f"{service.url}/v1/customers/{CUSTOMER}/propagation"
-    assert httpx.get(url, headers=bearer("consent-reader-01")).status_code == 403
-    shown = httpx.get(url, headers=DSR).json()
+    assert http_client.get(url, headers=bearer("consent-reader-01")).status_code == 403
+    shown = http_client.get(url, headers=DSR).json()
     by_id = {d["destination_id"]: d for d in shown["destinations"]}
     assert by_id["mailer"]["processor"] == "Mailer GmbH" and by_id["mailer"]["country"] == "DE"
     (reached,), (pending,) = by_id["mailer"]["segments"], by_id["down"]["segments"]
@@ -124,18 +123,18 @@ def test_propagation_the_access_export_and_the_ropa_show_the_destinations(
     assert (pending["held"], pending["last_status"], pending["reached"]) == (True, "pending", False)
 
     export = f"{consent.url}/v1/customers/{CUSTOMER}/export"
-    bundle = httpx.get(export, headers=DSR, timeout=30).json()
+    bundle = http_client.get(export, headers=DSR, timeout=30).json()
     assert bundle["destinations"] == shown["destinations"] and bundle["unavailable"] == ["segmenter"]
-    ropa = httpx.get(f"{audit.url}/v1/ropa", headers=bearer()).json()
+    ropa = http_client.get(f"{audit.url}/v1/ropa", headers=bearer()).json()
     email = next(a for a in ropa["activities"] if a["purpose"] == "marketing_email")
     named = [r for r in email["recipients"] if r.startswith("destination ")]
     assert len(named) == 2 and all("processor Mailer GmbH, DE, transfer none" in r for r in named)
     assert ropa["unavailable"] == []
 
     service.kill()  # the export and the RoPA say the delivery service did not answer
-    bundle = httpx.get(export, headers=DSR, timeout=30).json()
+    bundle = http_client.get(export, headers=DSR, timeout=30).json()
     assert bundle["destinations"] is None and bundle["unavailable"] == ["segmenter", "delivery"]
-    assert httpx.get(f"{audit.url}/v1/ropa", headers=bearer()).json()["unavailable"] == ["delivery"]
+    assert http_client.get(f"{audit.url}/v1/ropa", headers=bearer()).json()["unavailable"] == ["delivery"]
 
 
 def test_each_change_to_a_destination_reaches_the_ledger_without_its_secret(
@@ -153,11 +152,11 @@ def test_each_change_to_a_destination_reaches_the_ledger_without_its_secret(
     gone.set(fail_first=0)
     put_destination(service, "partner", gone, expected=200)  # resumes it
     wait_for(lambda: shown(service, "partner")["deliveries"] == {"delivered": 1}, what="the resumed join")
-    assert httpx.delete(f"{service.url}/v1/destinations/partner", headers=bearer()).status_code == 204
+    assert http_client.delete(f"{service.url}/v1/destinations/partner", headers=bearer()).status_code == 204
 
     def changes() -> list[dict[str, Any]]:
         params = {"kind": "destination_change"}
-        response = httpx.get(f"{audit.url}/v1/audit", params=params, headers=bearer())
+        response = http_client.get(f"{audit.url}/v1/audit", params=params, headers=bearer())
         response.raise_for_status()
         return list(response.json()["records"])
 

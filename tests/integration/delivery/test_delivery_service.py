@@ -8,7 +8,6 @@ import uuid
 from datetime import date, timedelta
 from typing import Any
 
-import httpx
 from kafka import KafkaProducer
 
 from tests.conftest import bearer
@@ -22,7 +21,7 @@ from tests.integration.delivery.harness import (
     receiver,
     sample,
 )
-from tests.support import ServiceProcess, read_topic, wait_for
+from tests.support import ServiceProcess, http_client, read_topic, wait_for
 
 
 def test_consented_customers_are_delivered_signed_under_a_pseudonym_per_destination(
@@ -68,7 +67,7 @@ def test_a_withdrawal_delivers_left_while_the_segment_still_holds(
 def applied_consent(service: ServiceProcess, customer_id: str) -> dict[str, Any]:
     """The delivery service's `GET /v1/customers/{id}/consent` (with the consent service's scope)."""
     url = f"{service.url}/v1/customers/{customer_id}/consent"
-    response = httpx.get(url, headers=bearer("internal-token-01"), timeout=10)
+    response = http_client.get(url, headers=bearer("internal-token-01"), timeout=10)
     assert response.status_code == 200, response.text
     purposes: dict[str, Any] = response.json()["purposes"]
     return purposes
@@ -169,10 +168,10 @@ def test_a_destination_needs_purposes_of_the_catalog(start_service: Any, receive
     service = delivery(start_service)
     spec = {"name": "x", "endpoint": receiver(receivers).url, "segments": ["vip"], "signing_secret": "s" * 32}
     url = f"{service.url}/v1/destinations/x"
-    refused = httpx.put(url, json=spec | {"purposes": [PURPOSE, "no_such_purpose"]}, headers=bearer())
+    refused = http_client.put(url, json=spec | {"purposes": [PURPOSE, "no_such_purpose"]}, headers=bearer())
     assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "purposes", 1]
-    assert httpx.get(url, headers=bearer()).status_code == 404
-    shown = httpx.put(url, json=spec | {"purposes": [PURPOSE]}, headers=bearer()).json()
+    assert http_client.get(url, headers=bearer()).status_code == 404
+    shown = http_client.put(url, json=spec | {"purposes": [PURPOSE]}, headers=bearer()).json()
     assert (shown["status"], shown["reason"]) == ("suspended", "no data-processing agreement")
 
 
@@ -190,7 +189,7 @@ def test_an_expired_agreement_stops_delivery_and_says_why(
     topics.consent("c-1", granted=True, sequence=1)
     topics.membership("c-1", "joined")
     wait_for(current.bodies, what="the join at the destination in force")
-    got = httpx.get(f"{service.url}/v1/destinations/lapsed", headers=bearer()).json()
+    got = http_client.get(f"{service.url}/v1/destinations/lapsed", headers=bearer()).json()
     assert got["status"] == "suspended" and got["deliveries"] == {}
     assert lapsed.attempts == []
     suspended = "segwarden_delivery_destination_suspended"
@@ -217,7 +216,7 @@ def test_a_failing_receiver_gets_each_change_once_in_order(
     topics.membership("c-1", "left", reason="rule_unmatched")
 
     def settled(destination_id: str) -> dict[str, int] | None:
-        response = httpx.get(f"{service.url}/v1/destinations/{destination_id}", headers=bearer())
+        response = http_client.get(f"{service.url}/v1/destinations/{destination_id}", headers=bearer())
         counts: dict[str, int] = response.json()["deliveries"]
         return counts if "pending" not in counts else None
 
@@ -268,7 +267,9 @@ def test_a_delivery_killed_while_retrying_sends_the_change_once_after_its_restar
     wait_for(down.bodies, timeout=60, what="the join after the restart")
     assert len({attempt["key"] for attempt in down.attempts}) == 1
     counts = wait_for(
-        lambda: httpx.get(f"{service.url}/v1/destinations/mailer", headers=bearer()).json()["deliveries"],
+        lambda: http_client.get(f"{service.url}/v1/destinations/mailer", headers=bearer()).json()[
+            "deliveries"
+        ],
         what="the outbox",
     )
     assert counts == {"delivered": 1}
@@ -286,7 +287,9 @@ def delivered_once(service: ServiceProcess, target: Receiver) -> None:
     wait_for(target.bodies, timeout=60, what="the join")
     assert len(target.bodies()) == 1 and len({a["key"] for a in target.attempts}) == 1
     counts = wait_for(
-        lambda: httpx.get(f"{service.url}/v1/destinations/mailer", headers=bearer()).json()["deliveries"],
+        lambda: http_client.get(f"{service.url}/v1/destinations/mailer", headers=bearer()).json()[
+            "deliveries"
+        ],
         what="the outbox",
     )
     assert counts == {"delivered": 1}
@@ -338,7 +341,7 @@ def test_the_retention_job_prunes_ended_webhooks_but_keeps_the_latest(
     def pruned() -> float:
         found = re.search(
             r'^segwarden_delivery_pruned_total\{kind="webhooks"\} (\S+)$',
-            httpx.get(f"{service.url}/metrics").text,
+            http_client.get(f"{service.url}/metrics").text,
             re.M,
         )
         return float(found.group(1)) if found else 0.0
@@ -346,11 +349,13 @@ def test_the_retention_job_prunes_ended_webhooks_but_keeps_the_latest(
     wait_for(lambda: pruned() >= 1, what="the join pruned")
     # The leave is the latest of its destination, segment and customer: the propagation keeps it.
     assert shown_deliveries(service) == {"delivered": 1}
-    propagation = httpx.get(f"{service.url}/v1/customers/c-1/propagation", headers=bearer("dsr-officer-0001"))
+    propagation = http_client.get(
+        f"{service.url}/v1/customers/c-1/propagation", headers=bearer("dsr-officer-0001")
+    )
     (segment,) = propagation.json()["destinations"][0]["segments"]
     assert (segment["last_action"], segment["held"]) == ("left", False)
 
 
 def shown_deliveries(service: ServiceProcess) -> dict[str, int]:
-    got = httpx.get(f"{service.url}/v1/destinations/mailer", headers=bearer()).json()
+    got = http_client.get(f"{service.url}/v1/destinations/mailer", headers=bearer()).json()
     return dict(got["deliveries"])

@@ -13,7 +13,7 @@ from shared.embedded import free_port
 from shared.events import ConsentStateSnapshot, ConsentStatus, PurposeState, new_event_id
 from shared.kafka import ensure_topics
 from tests.integration.segmenter.conftest import ADMIN, FAST, put_segment, wait_until
-from tests.support import wait_for
+from tests.support import http_client, wait_for
 
 
 async def test_consent_state_is_loaded_before_ready(
@@ -48,15 +48,15 @@ def test_http_answers_while_the_broker_is_away(start_service: Any) -> None:
 
     def answers() -> httpx.Response | None:
         try:
-            return httpx.get(f"{service.url}/readyz", timeout=5)
+            return http_client.get(f"{service.url}/readyz", timeout=5)
         except httpx.HTTPError:
             return None
 
     ready = wait_for(answers, 60, "HTTP to answer")
     assert ready.status_code == 503 and "kafka" in ready.json()["reasons"]
     assert "consent" in ready.json()["reasons"] and "definitions" in ready.json()["reasons"]
-    assert httpx.get(f"{service.url}/healthz").status_code == 200
-    listing = httpx.get(f"{service.url}/v1/segments", headers=ADMIN)
+    assert http_client.get(f"{service.url}/healthz").status_code == 200
+    listing = http_client.get(f"{service.url}/v1/segments", headers=ADMIN)
     assert listing.status_code == 503 and "broker" in listing.json()["detail"]
 
 

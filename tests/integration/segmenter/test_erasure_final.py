@@ -31,7 +31,7 @@ from tests.integration.segmenter.conftest import (
     wait_until,
     wait_until_async,
 )
-from tests.support import OwnRedis
+from tests.support import OwnRedis, http_client
 
 PURPOSE = "marketing_email"
 
@@ -55,7 +55,7 @@ def unique(name: str) -> str:
 
 def refused(url: str) -> float:
     """Inputs the segmenter refused as older than their customer's erasure, all kinds together."""
-    text = httpx.get(f"{url}/metrics", timeout=10).text
+    text = http_client.get(f"{url}/metrics", timeout=10).text
     found = re.findall(r"^segwarden_segmenter_erased_input_refused_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)
     return sum(float(value) for value in found)
 
@@ -217,7 +217,9 @@ async def test_a_rebuild_after_redis_loss_does_not_bring_an_erased_customer_back
                 return await BucketedIndex(client).scores(head, [kept]) != [None]
 
             await wait_until_async(kept_rebuilt, 90, "the kept member rebuilt")
-            await wait_until(lambda: "lost" in httpx.get(f"{service.url}/metrics").text, what="the rebuild")
+            await wait_until(
+                lambda: "lost" in http_client.get(f"{service.url}/metrics").text, what="the rebuild"
+            )
             baseline = refused(service.url)
             await inputs.event(erased, "click", occurred_at=datetime.now(UTC) - timedelta(hours=1))
             await wait_until(lambda: refused(service.url) > baseline, what="the late event refused")

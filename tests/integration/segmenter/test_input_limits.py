@@ -6,11 +6,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from aiokafka import AIOKafkaConsumer
 
 from shared.events import DeadLetter, SegmentDefinition, new_event_id
 from tests.integration.segmenter.conftest import ADMIN, FAST, wait_until
+from tests.support import http_client
 
 
 async def dead_letters(bootstrap: str, topic: str, wanted: int) -> list[DeadLetter]:
@@ -52,7 +52,7 @@ async def test_a_rule_over_the_limits_on_the_topic_is_dead_lettered_and_readines
     await inputs.send("segment.definitions", "after", definition("after", "event_count >= 1"))
 
     def status(segment_id: str) -> int:
-        return httpx.get(f"{segmenter.url}/v1/segments/{segment_id}", headers=ADMIN).status_code
+        return http_client.get(f"{segmenter.url}/v1/segments/{segment_id}", headers=ADMIN).status_code
 
     await wait_until(lambda: status("after") == 200, what="the definition after the bad one")
     assert status("huge") == 404
@@ -108,7 +108,7 @@ async def test_tombstones_with_keys_that_are_no_ids_are_dead_lettered_and_a_rest
         await inputs.producer.send_and_wait(f"{topic_prefix}segment.definitions", None, key=key)
     await inputs.send("segment.definitions", "after", definition("after", "event_count >= 1"))
     await wait_until(
-        lambda: httpx.get(f"{segmenter.url}/v1/segments/after", headers=ADMIN).status_code == 200,
+        lambda: http_client.get(f"{segmenter.url}/v1/segments/after", headers=ADMIN).status_code == 200,
         what="the definition after the bad tombstones",
     )
     for topic in ("consent.state", "segment.definitions"):

@@ -21,7 +21,7 @@ from tests.integration.segmenter.workload import (
     replay,
     run_workload,
 )
-from tests.support import wait_for
+from tests.support import http_client, wait_for
 
 
 def define_segments(url: str) -> None:
@@ -61,7 +61,7 @@ OWNED = "segwarden_segmenter_owned_partitions"
 
 
 def metric(url: str, name: str) -> float:
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
+    for line in http_client.get(f"{url}/metrics").text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"no metric {name}")

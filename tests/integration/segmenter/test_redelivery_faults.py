@@ -15,7 +15,7 @@ import pytest
 from services.segmenter.reevaluation import TASK
 from services.segmenter.sweeps import CHUNK
 from tests.integration.segmenter.conftest import ADMIN, Outputs, RedisView, put_segment, wait_until
-from tests.support import ServiceProcess
+from tests.support import ServiceProcess, http_client
 
 SLOW = {"SEGMENTER_SWEEP_INTERVAL_S": "600", "SEGMENTER_COMPLIANCE_INTERVAL_S": "600"}
 EXPECTED = {"anyone": {"c-1", "c-2"}, "mail": {"c-1"}}
@@ -30,7 +30,9 @@ def last_actions(outputs: Outputs) -> dict[tuple[str, str], str]:
 
 
 def api_members(service: ServiceProcess, segment: str) -> set[str]:
-    response = httpx.get(f"{service.url}/v1/segments/{segment}/members?limit=100", headers=ADMIN, timeout=5)
+    response = http_client.get(
+        f"{service.url}/v1/segments/{segment}/members?limit=100", headers=ADMIN, timeout=5
+    )
     return set(response.json()["members"]) if response.status_code == 200 else set()
 
 
@@ -95,13 +97,13 @@ async def test_an_error_at_every_step_is_retried_to_convergence(
 
 def failing_tasks(service: ServiceProcess) -> str:
     """The `tasks` reason of /readyz ("" while ready)."""
-    body = httpx.get(f"{service.url}/readyz", timeout=5).json()
+    body = http_client.get(f"{service.url}/readyz", timeout=5).json()
     return str(body.get("reasons", {}).get("tasks", ""))
 
 
 def reevaluation_done(service: ServiceProcess) -> bool:
     """No segment is waiting for (or in) a background re-evaluation."""
-    metrics = httpx.get(f"{service.url}/metrics", timeout=5).text
+    metrics = http_client.get(f"{service.url}/metrics", timeout=5).text
     return "segwarden_segmenter_reevaluation_pending_segments 0.0" in metrics
 
 
@@ -139,7 +141,7 @@ async def test_a_reevaluation_that_raises_is_counted_shown_and_retried_to_member
         ),
         what="the retried job to add both customers",
     )
-    metrics = httpx.get(f"{service.url}/metrics", timeout=5).text
+    metrics = http_client.get(f"{service.url}/metrics", timeout=5).text
     assert f'segwarden_task_failures_total{{task="{TASK}"}} 3.0' in metrics
     await wait_until(lambda: failing_tasks(service) == "", what="/readyz clear again")
 
@@ -156,7 +158,7 @@ async def test_deleting_a_segment_ends_its_failing_reevaluation(
         await wait_until(lambda: f"{TASK}: failed" in failing_tasks(service), what="failing")
         assert api.delete("/v1/segments/doomed").status_code == 200
     # The deletion replaced the failing re-evaluation (emptying reads no chunk to evaluate).
-    await wait_until(lambda: httpx.get(f"{service.url}/readyz").status_code == 200, what="ready again")
+    await wait_until(lambda: http_client.get(f"{service.url}/readyz").status_code == 200, what="ready again")
     assert failing_tasks(service) == "" and reevaluation_done(service)
     assert redis_view.members("doomed") == set()
 
@@ -208,7 +210,7 @@ async def test_a_kill_in_the_middle_of_a_reevaluation_is_redone_by_the_next_star
 def processed(service: ServiceProcess, outcome: str) -> float:
     """Events the service counted with `outcome` (applied, duplicate, ...), all types together."""
     total = 0.0
-    for line in httpx.get(f"{service.url}/metrics", timeout=5).text.splitlines():
+    for line in http_client.get(f"{service.url}/metrics", timeout=5).text.splitlines():
         if line.startswith("segwarden_segmenter_events_processed_total{") and f'outcome="{outcome}"' in line:
             total += float(line.rsplit(" ", 1)[1])
     return total

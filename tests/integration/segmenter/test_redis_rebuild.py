@@ -40,7 +40,7 @@ from tests.integration.segmenter.conftest import (
     wait_until,
     wait_until_async,
 )
-from tests.support import OwnRedis, index_remove, wait_for
+from tests.support import OwnRedis, http_client, index_remove, wait_for
 
 REBUILDING = "redis: rebuilding after data loss"
 
@@ -149,7 +149,7 @@ async def test_flushdb_while_running_then_an_opt_out_is_announced(
     assert "c-out" not in view.members("mail")
     state = await announced_state(kafka_bootstrap, topic_prefix + "segment.membership.state")
     assert ("mail", "c-stay") in state and ("mail", "c-out") not in state
-    metrics = httpx.get(f"{service.url}/metrics").text
+    metrics = http_client.get(f"{service.url}/metrics").text
     assert 'segwarden_segmenter_redis_rebuilds_total{cause="lost"} 1.0' in metrics
 
 
@@ -198,7 +198,7 @@ async def test_redis_restart_fails_closed_rebuilds_and_announces(
         m for t, m in announcements.received if m.action == "joined" and rebuilding[0] <= t <= rebuilding[-1]
     ]
     assert joins_meanwhile == [], "a joined was published while readyz said the rebuild was under way"
-    metrics = httpx.get(f"{service.url}/metrics").text
+    metrics = http_client.get(f"{service.url}/metrics").text
     assert "segwarden_segmenter_joins_withheld_total" in metrics
     assert "segwarden_segmenter_redis_rebuilding 0.0" in metrics
 
@@ -278,7 +278,7 @@ async def test_a_rebuild_killed_between_a_silent_join_and_its_member_set_is_put_
 
 
 def metric_value(url: str, line_start: str) -> float:
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
+    for line in http_client.get(f"{url}/metrics").text.splitlines():
         if line.startswith(line_start):
             return float(line.split()[-1])
     return 0.0

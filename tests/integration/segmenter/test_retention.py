@@ -29,7 +29,7 @@ from tests.integration.segmenter.conftest import (
     wait_until,
 )
 from tests.integration.segmenter.test_redis_rebuild import announced_state
-from tests.support import ServiceProcess, index_score, libfaketime
+from tests.support import ServiceProcess, http_client, index_score, libfaketime
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 PURPOSE = "marketing_email"
@@ -66,7 +66,7 @@ def io_prefix(aged_segmenter: ServiceProcess) -> str:
 
 
 def _purged(service: ServiceProcess) -> float:
-    text = httpx.get(f"{service.url}/metrics", timeout=5).text
+    text = http_client.get(f"{service.url}/metrics", timeout=5).text
     name = "segwarden_segmenter_retention_purged_total"
     line = next((line for line in text.splitlines() if line.startswith(name + " ")), None)
     return float(line.split()[1]) if line else 0.0

@@ -12,6 +12,7 @@ import pytest
 
 from services.segmenter.adapters.kafka_publisher import customer_partition
 from tests.integration.segmenter.conftest import put_segment, wait_until
+from tests.support import http_client
 
 SEGMENTS = 300
 PARTITIONS = 3  # module_segmenter's TOPIC_PARTITIONS
@@ -99,7 +100,7 @@ async def test_segments_defined_after_the_customers_get_them_from_the_background
     segments = define(api, "late", 50, "profile.late >= 1")  # each PUT answers before its re-evaluation
 
     def done() -> bool:
-        metrics = httpx.get(f"{segmenter.url}/metrics", timeout=5).text
+        metrics = http_client.get(f"{segmenter.url}/metrics", timeout=5).text
         return "segwarden_segmenter_reevaluation_pending_segments 0.0" in metrics
 
     await wait_until(

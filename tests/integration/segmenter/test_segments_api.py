@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer
 
 from tests.conftest import bearer
 from tests.integration.segmenter.conftest import ADMIN, put_segment, wait_until
-from tests.support import wait_for
+from tests.support import http_client, wait_for
 
 
 @pytest.fixture
@@ -46,15 +46,15 @@ def test_bad_rules_unknown_names_and_missing_scopes_are_refused(api: httpx.Clien
     assert api.get("/v1/segments/s1").status_code == 404
 
     assert api.get("/v1/models").json() == []  # none trained under this DATA_DIR
-    assert httpx.get(f"{segmenter.url}/v1/models").status_code == 401
+    assert http_client.get(f"{segmenter.url}/v1/models").status_code == 401
     url = f"{segmenter.url}/v1/segments"
-    assert httpx.get(url).status_code == 401
-    assert httpx.get(url, headers=bearer("not-a-token-at-all")).status_code == 401
-    assert httpx.get(url, headers=bearer("consent-reader-01")).status_code == 403
-    assert httpx.get(url, headers=bearer("segments-rw-0001")).status_code == 200
+    assert http_client.get(url).status_code == 401
+    assert http_client.get(url, headers=bearer("not-a-token-at-all")).status_code == 401
+    assert http_client.get(url, headers=bearer("consent-reader-01")).status_code == 403
+    assert http_client.get(url, headers=bearer("segments-rw-0001")).status_code == 200
     body = {"name": "s", "rule": "event_count > 1"}
-    assert httpx.put(f"{url}/s2", json=body, headers=bearer("auditor-token-01")).status_code == 403
-    assert httpx.put(f"{url}/s2", json=body, headers=bearer("segments-rw-0001")).status_code == 200
+    assert http_client.put(f"{url}/s2", json=body, headers=bearer("auditor-token-01")).status_code == 403
+    assert http_client.put(f"{url}/s2", json=body, headers=bearer("segments-rw-0001")).status_code == 200
 
 
 def test_rules_over_the_limits_or_holding_personal_data_get_422_with_the_position(api: httpx.Client) -> None:
