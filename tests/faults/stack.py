@@ -26,6 +26,10 @@ SEGMENTER_ENV = {
     "SEGMENTER_SWEEP_INTERVAL_S": "30",
     "SEGMENTER_COMPLIANCE_INTERVAL_S": "60",
     "SEGMENTER_EVENT_BATCH_WAIT_S": "0.05",
+    # Small batches, so phase 1's hundred events make at least eight whatever the pace they are
+    # sent at: a failpoint armed for the n-th batch (kill@6) fires by the count, not by the timing
+    # (with 500, a faster sender put them into fewer batches and the kill never came).
+    "SEGMENTER_EVENT_BATCH_SIZE": "12",
 }
 REARMS = 5
 SEGMENT_IDS = [s.segment_id for s in SEGMENTS]
