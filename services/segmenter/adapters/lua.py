@@ -29,12 +29,16 @@ end
 """
 
 
-# KEYS: the customer's hash (redis_keys: features, `_v` version, `_c:<purpose>` consent,
-# `_s:<segment>` segments, `_o:`/`_t:`/`_r` offsets), outbox, erasure marker (one customer's).
-# ARGV[1]: the customer's events of one batch as one JSON array (one argument, not ten per
-# event: packing arguments was the Redis client's largest cost), in offset order per partition,
-# each an array of strings: offset field, offset, event_id, type, occurred_at (epoch), purchase
-# amount or "", record timestamp (ms, "0" unknown), then profile attr/JSON pairs. An event is
+# KEYS: per customer, three keys: their hash (redis_keys: features, `_v` version, `_c:<purpose>`
+# consent, `_s:<segment>` segments, `_o:`/`_t:`/`_r` offsets), outbox, erasure marker; one
+# customer or many (a batch's customers on a standalone Redis, those of one hash slot on a
+# cluster: each customer's three keys share a slot, so a call of one slot's customers is too).
+# ARGV[1]: per customer, their events of one batch, as one JSON array (one argument, not ten
+# per event: packing arguments was the Redis client's largest cost; one call for many customers,
+# not one each: the call's packing, writes and dispatch were the next), in offset order per
+# partition, each an array of strings: offset field, offset, event_id, type, occurred_at
+# (epoch), purchase amount or "", record timestamp (ms, "0" unknown), then profile attr/JSON
+# pairs. Each customer's events are applied as follows. An event is
 # applied once: its offset must be above the highest applied offset of its partition (the
 # `_o:<partition>` field; a partition arrives in offset order) unless its record timestamp is
 # later than every one applied from that partition (`_t:<partition>`): then the topic was created
@@ -43,60 +47,66 @@ end
 # (`_r`: 12 hex digits of the SHA-1 of each, newest first; a producer's retry lands shortly after
 # the original). Bookkeeping fields start with `_`. An event from before the customer's erasure
 # (occurred, or written to its topic, at or before the marker's `at`) writes nothing. The version
-# moves once for the call. Returns {per event 1 applied | 0 duplicate | -1 erased, the hash,
-# outbox length}: the state after all of them (a duplicate returns it too, so a retry can
-# re-plan from it).
+# moves once for each customer with an event applied. Returns, per customer, {per event 1
+# applied | 0 duplicate | -1 erased, the hash, outbox length}: the state after all of their
+# events (a duplicate returns it too, so a retry can re-plan from it).
 RECENT = 4
 APPLY_EVENTS = (
     MARKER
     + """
-local f = KEYS[1]
-local mat = marker(KEYS[3])
-local outcomes, any_applied = {}, false
-for _, e in ipairs(cjson.decode(ARGV[1])) do
-  local ofield, offset, eid, etype, at, amount, tstext = e[1], e[2], e[3], e[4], e[5], e[6], e[7]
-  local ts, t = tonumber(tstext), tonumber(at)
-  local outcome = 0
-  if before(mat, nil, t * 1000, nil) or (ts > 0 and before(mat, nil, ts, nil)) then
-    outcome = -1
-  else
-    local tf = '_t' .. string.sub(ofield, 3)
-    local seen = redis.call('HMGET', f, ofield, '_r', tf)
-    local recreated = ts > 0 and seen[3] and ts > tonumber(seen[3])
-    local newer = (not seen[1]) or tonumber(seen[1]) < tonumber(offset) or recreated
-    local id = string.sub(redis.sha1hex(eid), 1, 12)
-    local recent = seen[2] or ''
-    local repeated = false
-    for k = 1, #recent, 12 do
-      if string.sub(recent, k, k + 11) == id then repeated = true end
-    end
-    if newer and not repeated then
-      redis.call('HINCRBY', f, 'events', 1)
-      redis.call('HINCRBY', f, 'e:' .. etype, 1)
-      local first = redis.call('HGET', f, 'first')
-      if (not first) or tonumber(first) > t then redis.call('HSET', f, 'first', at) end
-      local last = redis.call('HGET', f, 'last')
-      if (not last) or tonumber(last) < t then redis.call('HSET', f, 'last', at) end
-      if amount ~= '' then
-        redis.call('HINCRBYFLOAT', f, 'spend', amount)
-        redis.call('HINCRBY', f, 'purchases', 1)
-        local lp = redis.call('HGET', f, 'lastp')
-        if (not lp) or tonumber(lp) < t then redis.call('HSET', f, 'lastp', at) end
+local function apply(f, outbox, marker_key, events)
+  local mat = marker(marker_key)
+  local outcomes, any_applied = {}, false
+  for _, e in ipairs(events) do
+    local ofield, offset, eid, etype, at, amount, tstext = e[1], e[2], e[3], e[4], e[5], e[6], e[7]
+    local ts, t = tonumber(tstext), tonumber(at)
+    local outcome = 0
+    if before(mat, nil, t * 1000, nil) or (ts > 0 and before(mat, nil, ts, nil)) then
+      outcome = -1
+    else
+      local tf = '_t' .. string.sub(ofield, 3)
+      local seen = redis.call('HMGET', f, ofield, '_r', tf)
+      local recreated = ts > 0 and seen[3] and ts > tonumber(seen[3])
+      local newer = (not seen[1]) or tonumber(seen[1]) < tonumber(offset) or recreated
+      local id = string.sub(redis.sha1hex(eid), 1, 12)
+      local recent = seen[2] or ''
+      local repeated = false
+      for k = 1, #recent, 12 do
+        if string.sub(recent, k, k + 11) == id then repeated = true end
       end
-      for k = 8, #e, 2 do redis.call('HSET', f, 'p:' .. e[k], e[k + 1]) end
-      redis.call('HSET', f, ofield, offset, '_r', string.sub(id .. recent, 1, 12 * """
+      if newer and not repeated then
+        redis.call('HINCRBY', f, 'events', 1)
+        redis.call('HINCRBY', f, 'e:' .. etype, 1)
+        local first = redis.call('HGET', f, 'first')
+        if (not first) or tonumber(first) > t then redis.call('HSET', f, 'first', at) end
+        local last = redis.call('HGET', f, 'last')
+        if (not last) or tonumber(last) < t then redis.call('HSET', f, 'last', at) end
+        if amount ~= '' then
+          redis.call('HINCRBYFLOAT', f, 'spend', amount)
+          redis.call('HINCRBY', f, 'purchases', 1)
+          local lp = redis.call('HGET', f, 'lastp')
+          if (not lp) or tonumber(lp) < t then redis.call('HSET', f, 'lastp', at) end
+        end
+        for k = 8, #e, 2 do redis.call('HSET', f, 'p:' .. e[k], e[k + 1]) end
+        redis.call('HSET', f, ofield, offset, '_r', string.sub(id .. recent, 1, 12 * """
     + str(RECENT)
     + """))
-      outcome, any_applied = 1, true
-    elseif newer then
-      redis.call('HSET', f, ofield, offset)
+        outcome, any_applied = 1, true
+      elseif newer then
+        redis.call('HSET', f, ofield, offset)
+      end
+      if newer and ((not seen[3]) or ts > tonumber(seen[3])) then redis.call('HSET', f, tf, tstext) end
     end
-    if newer and ((not seen[3]) or ts > tonumber(seen[3])) then redis.call('HSET', f, tf, tstext) end
+    table.insert(outcomes, outcome)
   end
-  table.insert(outcomes, outcome)
+  if any_applied then redis.call('HINCRBY', f, '_v', 1) end
+  return {outcomes, redis.call('HGETALL', f), redis.call('LLEN', outbox)}
 end
-if any_applied then redis.call('HINCRBY', f, '_v', 1) end
-return {outcomes, redis.call('HGETALL', f), redis.call('LLEN', KEYS[2])}
+local out = {}
+for c, events in ipairs(cjson.decode(ARGV[1])) do
+  out[c] = apply(KEYS[3 * c - 2], KEYS[3 * c - 1], KEYS[3 * c], events)
+end
+return out
 """
 )
 

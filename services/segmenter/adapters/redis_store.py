@@ -12,7 +12,14 @@ import redis.asyncio as aioredis
 
 from services.segmenter.adapters import lua
 from services.segmenter.adapters.redis_buckets import BucketedIndex
-from services.segmenter.adapters.redis_keys import CONSENT, SEGMENT, UNSENT, VERSION, KeyLayout
+from services.segmenter.adapters.redis_keys import (
+    CONSENT,
+    SEGMENT,
+    UNSENT,
+    VERSION,
+    KeyLayout,
+    calls_by_slot,
+)
 from services.segmenter.domain.consent import ConsentView, PurposeConsent
 from services.segmenter.domain.customer import (
     Committed,
@@ -32,6 +39,10 @@ from shared.topics import Retention
 # the retention job): below every time, so any activity raises it (`GT`) and no retention run reads it.
 NO_ACTIVITY = "-inf"
 MARKER_CACHE_CAP = 8192  # marker keys kept at hand (about 2 MB)
+# Customers a Lua call of a batch takes at most: one call for many customers costs the client and
+# Redis less than one each, and the cap bounds how long one call holds Redis (the consent path's
+# calls wait behind it).
+CUSTOMERS_PER_CALL = 100
 
 
 def activity_score(at: float) -> int:
@@ -109,8 +120,12 @@ class RedisCustomerStore:
         keys: KeyLayout,
         pseudonym_key: bytes,
         marker_ttl_ms: int = Retention().erasure_marker_ms(),
+        customers_per_call: int = CUSTOMERS_PER_CALL,
     ) -> None:
         self.client = client
+        # A call's customers share a hash slot on a cluster (redis_keys.calls_by_slot).
+        self.by_slot = isinstance(client, aioredis.RedisCluster)
+        self.customers_per_call = customers_per_call
         self.keys = keys
         self.pseudonym_key = pseudonym_key  # names the erasure markers (never the raw id)
         self.marker_ttl_ms = marker_ttl_ms
@@ -151,29 +166,32 @@ class RedisCustomerStore:
     async def apply_events(
         self, writes: Sequence[EventWrite], known: Iterable[tuple[int, str]]
     ) -> list[EventResult]:
-        """Apply every event, one Lua step per customer (its events in order) and one pipeline
-        for all: per event whether it was applied now (False for a redelivery, an offset at or
-        below its partition's applied one) and the customer's state after all of its events, or
-        None when it is from before the customer's erasure. Then the customers of `known`
-        (partition, customer) are remembered unless all their events were refused: the caller
-        holds their locks, so no erasure of theirs runs in between."""
+        """Apply every event, each customer's in order, in Lua calls of many customers (one hash
+        slot each on a cluster) and one pipeline for all: per event whether it was applied now
+        (False for a redelivery, an offset at or below its partition's applied one) and the
+        customer's state after all of its events, or None when it is from before the customer's
+        erasure. Then the customers of `known` (partition, customer) are remembered unless all
+        their events were refused: the caller holds their locks, so no erasure of theirs runs in
+        between."""
         by_customer: dict[str, list[int]] = {}
         for i, w in enumerate(writes):
             by_customer.setdefault(w.customer_id, []).append(i)
+        calls = calls_by_slot(by_customer, self.by_slot, self.customers_per_call)
         async with self.client.pipeline(transaction=False) as pipe:
-            for customer_id, indexes in by_customer.items():
-                events = orjson.dumps([_event_args(writes[i]) for i in indexes])
-                keys = self._customer_keys(customer_id)
+            for customers in calls:
+                events = orjson.dumps([[_event_args(writes[i]) for i in by_customer[c]] for c in customers])
+                keys = [key for c in customers for key in self._customer_keys(c)]
                 await self._apply_events(keys=keys, args=[events], client=pipe)
-            results = await pipe.execute()
+            replies = await pipe.execute()
         out: list[EventResult] = [None] * len(writes)
         last: dict[str, str | None] = {}
-        for (customer_id, indexes), (outcomes, *state) in zip(by_customer.items(), results, strict=True):
-            snapshot = _state(customer_id, *state)
-            for i, outcome in zip(indexes, outcomes, strict=True):
-                out[i] = None if outcome == -1 else (outcome == 1, snapshot)
-            if any(outcome != -1 for outcome in outcomes):
-                last[customer_id] = snapshot.features.get(LAST)
+        for customers, reply in zip(calls, replies, strict=True):
+            for customer_id, (outcomes, *state) in zip(customers, reply, strict=True):
+                snapshot = _state(customer_id, *state)
+                for i, outcome in zip(by_customer[customer_id], outcomes, strict=True):
+                    out[i] = None if outcome == -1 else (outcome == 1, snapshot)
+                if any(outcome != -1 for outcome in outcomes):
+                    last[customer_id] = snapshot.features.get(LAST)
         await self._remember_active([(p, c) for p, c in known if c in last], last)
         return out
 
