@@ -165,38 +165,49 @@ local function segments(key)
 end
 """
 
-# KEYS: the customer's hash, outbox.  ARGV: expected version, now, then ops "j"|"l",
-# segment, message, n, n required purposes.  Refuses (-1) when the customer changed since it
-# was read; a join whose consent is not effective now is not applied (fail closed). An applied
-# op's message joins the outbox in the same step, so a crash before the publish loses nothing.
-# With no ops it only reads. Returns {applied segments, the whole outbox (older leftovers first),
-# the customer's segments after the commit (the truth the segments' member sets follow)}.
+# KEYS: per customer, their hash and outbox (one customer or many: see APPLY_EVENTS).  ARGV:
+# now, then per customer: their expected version, a count of ops, the ops "j"|"l", segment,
+# message, n, n required purposes. A customer changed since they were read is refused (-1); a
+# join whose consent is not effective now is not applied (fail closed). An applied op's message
+# joins the outbox in the same step, so a crash before the publish loses nothing. With no ops it
+# only reads. Returns per customer -1 or {applied segments, the whole outbox (older leftovers
+# first), the customer's segments after the commit (the truth the segments' member sets follow)}.
 COMMIT = (
     SEGMENTS
     + """
-if (redis.call('HGET', KEYS[1], '_v') or '0') ~= ARGV[1] then return -1 end
-local now, applied, i = tonumber(ARGV[2]), {}, 3
-while i <= #ARGV do
-  local action, sid, message, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local done = false
-  if action == 'j' then
-    local ok = true
-    for k = 1, n do
-      local s = redis.call('HGET', KEYS[1], '_c:' .. ARGV[i + 3 + k])
-      local status, exp = string.match(s or '', '^([^|]*)|([^|]*)|')
-      if status ~= 'granted' or (exp ~= '' and tonumber(exp) <= now) then ok = false end
-    end
-    done = ok and redis.call('HSETNX', KEYS[1], '_s:' .. sid, '1') == 1
-  else
-    done = redis.call('HDEL', KEYS[1], '_s:' .. sid) == 1
+local function joinable(f, i, n, now)
+  for k = 1, n do
+    local s = redis.call('HGET', f, '_c:' .. ARGV[i + 3 + k])
+    local status, exp = string.match(s or '', '^([^|]*)|([^|]*)|')
+    if status ~= 'granted' or (exp ~= '' and tonumber(exp) <= now) then return false end
   end
-  if done then
-    table.insert(applied, sid)
-    if message ~= '' then redis.call('RPUSH', KEYS[2], message) end
-  end
-  i = i + 4 + n
+  return true
 end
-return {applied, redis.call('LRANGE', KEYS[2], 0, -1), segments(KEYS[1])}
+local now, out, i = tonumber(ARGV[1]), {}, 2
+for c = 1, #KEYS / 2 do
+  local f, box = KEYS[2 * c - 1], KEYS[2 * c]
+  local fresh = (redis.call('HGET', f, '_v') or '0') == ARGV[i]
+  local ops, applied = tonumber(ARGV[i + 1]), {}
+  i = i + 2
+  for _ = 1, ops do
+    local action, sid, message, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+    if fresh then
+      local done
+      if action == 'j' then
+        done = joinable(f, i, n, now) and redis.call('HSETNX', f, '_s:' .. sid, '1') == 1
+      else
+        done = redis.call('HDEL', f, '_s:' .. sid) == 1
+      end
+      if done then
+        table.insert(applied, sid)
+        if message ~= '' then redis.call('RPUSH', box, message) end
+      end
+    end
+    i = i + 4 + n
+  end
+  if fresh then out[c] = {applied, redis.call('LRANGE', box, 0, -1), segments(f)} else out[c] = -1 end
+end
+return out
 """
 )
 

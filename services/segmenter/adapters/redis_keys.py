@@ -17,7 +17,7 @@ by a hash tag that only shares the slot number (see `slot_tag`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -48,14 +48,15 @@ def slot_tag(customer_id: str) -> str:
     return _slot_tags()[key_slot(f"c:{customer_id}".encode())]
 
 
-def calls_by_slot(customer_ids: Iterable[str], by_slot: bool, most: int) -> list[list[str]]:
-    """The customers in groups of at most `most`, one Lua call each (adapters/lua.py): on a Redis
-    Cluster (`by_slot`) a group's customers share a hash slot, as each one's keys do, so the call
-    touches one slot; on a standalone Redis, where a call may touch any key, in the order given."""
-    groups: dict[int, list[str]] = {}
-    for customer_id in customer_ids:
+def calls_by_slot(customer_ids: Sequence[str], by_slot: bool, most: int) -> list[list[int]]:
+    """The positions of the customers in groups of at most `most`, one Lua call each
+    (adapters/lua.py): on a Redis Cluster (`by_slot`) a group's customers share a hash slot, as
+    each one's keys do, so the call touches one slot; on a standalone Redis, where a call may
+    touch any key, in the order given."""
+    groups: dict[int, list[int]] = {}
+    for i, customer_id in enumerate(customer_ids):
         slot = key_slot(f"c:{customer_id}".encode()) if by_slot else 0
-        groups.setdefault(slot, []).append(customer_id)
+        groups.setdefault(slot, []).append(i)
     return [group[i : i + most] for group in groups.values() for i in range(0, len(group), most)]
 
 

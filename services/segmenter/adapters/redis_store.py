@@ -176,17 +176,21 @@ class RedisCustomerStore:
         by_customer: dict[str, list[int]] = {}
         for i, w in enumerate(writes):
             by_customer.setdefault(w.customer_id, []).append(i)
-        calls = calls_by_slot(by_customer, self.by_slot, self.customers_per_call)
+        customers = list(by_customer)
+        calls = [
+            [customers[i] for i in call]
+            for call in calls_by_slot(customers, self.by_slot, self.customers_per_call)
+        ]
         async with self.client.pipeline(transaction=False) as pipe:
-            for customers in calls:
-                events = orjson.dumps([[_event_args(writes[i]) for i in by_customer[c]] for c in customers])
-                keys = [key for c in customers for key in self._customer_keys(c)]
+            for call in calls:
+                events = orjson.dumps([[_event_args(writes[i]) for i in by_customer[c]] for c in call])
+                keys = [key for c in call for key in self._customer_keys(c)]
                 await self._apply_events(keys=keys, args=[events], client=pipe)
             replies = await pipe.execute()
         out: list[EventResult] = [None] * len(writes)
         last: dict[str, str | None] = {}
-        for customers, reply in zip(calls, replies, strict=True):
-            for customer_id, (outcomes, *state) in zip(customers, reply, strict=True):
+        for call, reply in zip(calls, replies, strict=True):
+            for customer_id, (outcomes, *state) in zip(call, reply, strict=True):
                 snapshot = _state(customer_id, *state)
                 for i, outcome in zip(by_customer[customer_id], outcomes, strict=True):
                     out[i] = None if outcome == -1 else (outcome == 1, snapshot)
@@ -228,45 +232,42 @@ class RedisCustomerStore:
         )
         return ConsentApplied(bool(changed), int(refused), _state(customer_id, flat, outbox))
 
-    def _commit_call(
-        self, snapshot: CustomerSnapshot, pending: Sequence[Pending], now: float
-    ) -> tuple[list[str], list[Any]]:
-        cid = snapshot.customer_id
-        args: list[Any] = [str(snapshot.version), repr(now)]
+    @staticmethod
+    def _commit_args(snapshot: CustomerSnapshot, pending: Sequence[Pending]) -> list[Any]:
+        """One customer's part of COMMIT's ARGV: expected version, op count, the ops."""
+        args: list[Any] = [str(snapshot.version), len(pending)]
         for change, message in pending:
             action = "j" if change.action == "joined" else "l"
-            args += [
-                action,
-                change.segment_id,
-                message,
-                len(change.required_purposes),
-                *change.required_purposes,
-            ]
-        return [self.keys.state(cid), self.keys.outbox(cid)], args
+            purposes = change.required_purposes
+            args += [action, change.segment_id, message, len(purposes), *purposes]
+        return args
 
     async def commit_many(
         self, batch: Sequence[tuple[CustomerSnapshot, Sequence[Pending]]], now: float
     ) -> list[Committed | None]:
-        """Apply each customer's changes if it is unchanged since its snapshot (else None), in one pipeline.
+        """Apply each customer's changes if it is unchanged since its snapshot (else None), in Lua
+        calls of many customers (one hash slot each on a cluster) and one pipeline.
 
         Returns the changes that took effect (a join whose consent is not effective now does not)
         and the customer's outbox: the messages of applied changes, after any older leftovers.
         """
         if not batch:
             return []
+        ids = [snapshot.customer_id for snapshot, _ in batch]
+        calls = calls_by_slot(ids, self.by_slot, self.customers_per_call)
         async with self.client.pipeline(transaction=False) as pipe:
-            for snapshot, pending in batch:
-                keys, args = self._commit_call(snapshot, pending, now)
+            for call in calls:
+                keys = [key for i in call for key in (self.keys.state(ids[i]), self.keys.outbox(ids[i]))]
+                args = [repr(now), *(arg for i in call for arg in self._commit_args(*batch[i]))]
                 await self._commit(keys=keys, args=args, client=pipe)
-            results = await pipe.execute()
-        out: list[Committed | None] = []
-        for (_, pending), result in zip(batch, results, strict=True):
-            if result == -1:
-                out.append(None)
-                continue
-            done = set(result[0])
-            applied = [c for c, _ in pending if c.segment_id in done]
-            out.append(Committed(applied, list(result[1]), frozenset(result[2])))
+            replies = await pipe.execute()
+        out: list[Committed | None] = [None] * len(batch)
+        for call, reply in zip(calls, replies, strict=True):
+            for i, result in zip(call, reply, strict=True):
+                if result != -1:
+                    done, pending = set(result[0]), batch[i][1]
+                    applied = [c for c, _ in pending if c.segment_id in done]
+                    out[i] = Committed(applied, list(result[1]), frozenset(result[2]))
         return out
 
     async def outbox(self, customer_id: str) -> list[str]:
