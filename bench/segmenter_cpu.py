@@ -75,7 +75,14 @@ async def rounds(tree: Path, bootstrap: str, redis_url: str, pids: dict[str, int
         os.chdir(tree)  # `-m segwarden` imports the tree it starts in
         os.environ["PYTHONPATH"] = str(tree)
         segmenter = await asyncio.to_thread(
-            start_segmenter, bootstrap, prefix, workdir / "data", workdir / "segmenter.log", redis_url
+            # A first start replays the backlog before it is ready: minutes on a loaded machine.
+            start_segmenter,
+            bootstrap,
+            prefix,
+            workdir / "data",
+            workdir / "segmenter.log",
+            redis_url,
+            900,
         )
         try:
             assert segmenter.process is not None

@@ -1,4 +1,4 @@
-"""Lua scripts that update one customer's keys (one hash slot) atomically."""
+"""Lua scripts that update customers' keys atomically; on a cluster each call stays in one hash slot."""
 
 # The erasure marker (redis_keys.KeyLayout.erased, in the customer's slot): a hash `at` (ms) and
 # `seq` (the erasure's consent sequence, absent when unknown). Input is from before the erasure
