@@ -152,6 +152,7 @@ class SegmenterRuntime:
             ),
         )
         await supervisor.retry("consent consumer", self.consent.start)
+        handlers.give_way = self.consent.give_way  # a batch pauses for them at its yield points too
         self.membership.barrier = self.consent  # joins wait until the follower read the opt-outs
         self.events = events = KafkaEventFollower(
             settings,

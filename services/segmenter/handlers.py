@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka.structs import ConsumerRecord
@@ -116,6 +116,9 @@ class StreamHandlers:
         self.membership = membership
         self.dead_letters = dead_letters
         self.expiry = expiry
+        # Awaited at a batch's yield points: returns once the consent changes already fetched are
+        # handled (KafkaConsentFollower.give_way). None: the batch only yields to the loop.
+        self.give_way: Callable[[], Awaitable[None]] | None = None
 
     async def on_events(self, records: Sequence[ConsumerRecord]) -> None:
         """A batch: one Lua step per customer for its feature updates (one pipeline for all), then
@@ -165,12 +168,24 @@ class StreamHandlers:
             ERASED_INPUT_REFUSED.labels("event").inc(erased)
         plans = []
         for i, entry in enumerate(latest.values()):
-            if i % YIELD_EVERY == YIELD_EVERY - 1:
-                # A batch's evaluation is the longest stretch without an await: let the consent
-                # follower's eviction in between (it must never wait behind an event batch).
-                await asyncio.sleep(0)
+            if i % YIELD_EVERY == 0:
+                await self._give_way()
             plans.append(self._plan(entry))
+        await self._give_way()
         await self.membership.apply_many([p for p in plans if p is not None])
+
+    async def _give_way(self) -> None:
+        """A yield point of a batch, where it holds no customer's lock: first the loop runs what is
+        ready (the consent follower's fetch among it), then the batch waits until every consent
+        change already fetched is handled. Only yielding, an eviction's each await (some ten Redis
+        round trips and a produce) came back after another stretch of the batch's evaluation,
+        and it waited for the rest of the batch, its commit and publish included (docs/segmenter.md,
+        "Why consent changes have their own consumer"). A change of a customer of this batch
+        bumps their version, so the batch's commit of their stale snapshot is refused and decided
+        again from a fresh read (MembershipService._commit_many)."""
+        await asyncio.sleep(0)
+        if self.give_way is not None:
+            await self.give_way()
 
     def _plan(self, entry: _Latest) -> Plan | None:
         cause = Cause(entry.event.event_id, entry.event.occurred_at)
