@@ -14,7 +14,9 @@ batch's start + 1, short when that batch holds several records; but a fetch retu
 batches, so a position past that start with nothing unhandled means the whole batch is handled.
 
 Event batches give way to it (`give_way`): one starts only once the changes already fetched are
-handled, so a change waits for at most the batch in flight when it was fetched.
+handled, and pauses for them at each of its yield points (handlers.StreamHandlers._give_way), so
+a change fetched mid-batch waits for at most the step in flight (the batch's Redis step, or its
+commit and publish, which hold its customers' locks).
 """
 
 from __future__ import annotations
@@ -90,13 +92,14 @@ class KafkaConsentFollower(AssignmentFollower, ConsentBarrier):
 
     async def give_way(self) -> None:
         """Return once the consent changes fetched before the call are handled (or failed, to be
-        read again). The event follower awaits it before each batch: both followers share one event
-        loop, and under a saturating event load each await of a change's handling (some ten Redis
-        round trips and a produce) waited behind a batch's work, so 1.4 changes a second were
-        handled where 21 were without the load, and an opt-out waited behind the grants before
-        it (docs/segmenter.md, "Why consent changes have their own consumer"). Only what is
-        already fetched is waited for: a stream of changes still lets a batch through between two
-        of its fetches."""
+        read again). The event follower awaits it before each batch, and the batch at each of its
+        yield points (never while it holds a customer's lock, which a change may need): both
+        followers share one event loop, and under a saturating event load each await of a
+        change's handling (some ten Redis round trips and a produce) waited behind a batch's work,
+        so 1.4 changes a second were handled where 21 were without the load, and an opt-out
+        waited behind the grants before it (docs/segmenter.md, "Why consent changes have their
+        own consumer"). Only what is already fetched is waited for: a stream of changes still
+        lets a batch through between two of its fetches."""
         fetch = self._fetches
         while self._fetches_done < fetch:
             progress = self._progress
