@@ -35,6 +35,7 @@ from services.segmenter.membership_service import MembershipService
 from services.segmenter.modeling.assign import ModelAssigner
 from services.segmenter.modeling.feature_vector import SOURCE_FEATURES
 from services.segmenter.modeling.store import model_store
+from services.segmenter.pacing import COMPLIANCE, SWEEP, Pacer
 from services.segmenter.rebuild import StateRebuilder
 from services.segmenter.reconcile import AnnouncedReconciler
 from services.segmenter.recovery import CHECK_INTERVAL_S, HeldStreamHandlers, RedisRecovery
@@ -95,6 +96,14 @@ class SegmenterRuntime:
         self.membership: MembershipService | None = None
         self.sweeper: Sweeper | None = None
         self.reevaluator = SegmentReevaluator()
+        # Passes over every owned customer give way to live input (the followers, once started).
+        self.pacer = Pacer(
+            min_rate=settings.segmenter_pass_min_rate,
+            intervals={
+                SWEEP: settings.segmenter_sweep_interval_s,
+                COMPLIANCE: settings.segmenter_compliance_interval_s,
+            },
+        )
         self.expiry: ExpiryScheduler | None = None
         self.stream: Any = None
         self.consent: KafkaConsentFollower | None = None
@@ -165,6 +174,7 @@ class SegmenterRuntime:
             give_way=self.consent.give_way,  # consent changes never wait behind a batch of events
         )
         await supervisor.retry("events consumer", events.start)
+        self.pacer.inputs = (self.consent, events)
         self.stream = create_stream_app(settings, handlers)
         on_assignment(self.stream, settings, self._follow)
         supervisor.spawn("consent-follower", self.consent.run)
@@ -181,6 +191,7 @@ class SegmenterRuntime:
             lambda: owned_partitions(self.stream, settings),
             pseudonym_key,
             self.recovery.trusted,
+            self.pacer,
         )
         # A definition may have changed while no worker ran: bring the owned customers up to date.
         self.reevaluator.sweeper = sweeper
@@ -230,7 +241,9 @@ class SegmenterRuntime:
         rebuilder = StateRebuilder(
             settings, self.store, self.registry, self.membership, self._positions, self.expiry.track
         )
-        reconciler = AnnouncedReconciler(settings, self.store, self.registry, self.membership, publisher)
+        reconciler = AnnouncedReconciler(
+            settings, self.store, self.registry, self.membership, publisher, self.pacer
+        )
         return RedisRecovery(marker, rebuilder, reconciler, [keys.known(p) for p in range(n)])
 
     async def _follow(self, partitions: list[int]) -> None:

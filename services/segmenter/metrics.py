@@ -86,3 +86,20 @@ REEVALUATED_CUSTOMERS = Counter(
     "segwarden_segmenter_reevaluated_customers_total",
     "Customers visited by re-evaluation passes after definition or model changes.",
 )
+PASS_PAUSED = Counter(
+    "segwarden_segmenter_pass_paused_seconds_total",
+    "Seconds passes over every owned customer (pass: sweep, compliance, reevaluation, reconcile) "
+    "waited between chunks for live input (an event backlog, consent changes being handled).",
+    ["pass"],
+)
+PASS_SECONDS = Gauge(
+    "segwarden_segmenter_pass_seconds",
+    "How long the last completed pass of each kind took, pauses included.",
+    ["pass"],
+)
+PASS_OVERRUNS = Counter(
+    "segwarden_segmenter_pass_overruns_total",
+    "Passes that took longer than their schedule (a sweep or compliance scan longer than its "
+    "interval; a start-up pass slower than SEGMENTER_PASS_MIN_RATE customers a second).",
+    ["pass"],
+)

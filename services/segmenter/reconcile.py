@@ -27,6 +27,7 @@ from services.segmenter.domain.segments import SegmentRegistry
 from services.segmenter.membership_service import MembershipService
 from services.segmenter.membership_state import AnnouncedMembership
 from services.segmenter.metrics import MEMBERSHIP_CHANGES
+from services.segmenter.pacing import RECONCILE, Pacer
 from services.segmenter.settings import SegmenterSettings
 from shared.events import MembershipChanged, new_event_id
 from shared.kafka import topic_names
@@ -44,12 +45,14 @@ class AnnouncedReconciler:
         registry: SegmentRegistry,
         membership: MembershipService,
         publisher: KafkaMembershipPublisher,
+        pacer: Pacer | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.registry = registry
         self.membership = membership
         self.publisher = publisher
+        self.pacer = pacer or Pacer()  # between two chunks live input goes first (pacing.py)
 
     async def reconcile(self, partitions: Sequence[int]) -> int:
         """Make the announced membership of these partitions agree with Redis; messages published."""
@@ -62,8 +65,11 @@ class AnnouncedReconciler:
             for partition in partitions:
                 customers.update([c async for c in self.store.known_customers(partition)])
             ordered, published = sorted(customers), 0
-            for i in range(0, len(ordered), CHUNK):
-                published += await self._chunk(announced, ordered[i : i + CHUNK])
+            with self.pacer.begin(RECONCILE, len(ordered)) as pace:
+                for i in range(0, len(ordered), CHUNK):
+                    chunk = ordered[i : i + CHUNK]
+                    await pace.step(len(chunk))  # no lock held: the last chunk's are released
+                    published += await self._chunk(announced, chunk)
         finally:
             self.publisher.observers.remove(announced.observe)
         log.info(

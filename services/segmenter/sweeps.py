@@ -27,6 +27,7 @@ from services.segmenter.metrics import (
     SEGMENT_SIZE,
     SWEEPS,
 )
+from services.segmenter.pacing import COMPLIANCE, REEVALUATION, SWEEP, PacedPass, Pacer
 from shared.failpoints import failpoint
 from shared.pseudonym import pseudonymize
 
@@ -46,6 +47,7 @@ class Sweeper:
         owned: Callable[[], list[int]],
         pseudonym_key: bytes,
         trusted: Callable[[int], bool] | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -55,26 +57,32 @@ class Sweeper:
         # Whether a partition's features can be trusted now (RedisRecovery.trusted): a partition
         # being rebuilt has them dropped, and its rebuild decides every segment anyway.
         self.trusted = trusted or (lambda _partition: True)
+        # Between two chunks of a pass live input goes first, at a minimum pace (pacing.py).
+        self.pacer = pacer or Pacer()
 
-    async def customers(self, partition: int, size: int = CHUNK) -> AsyncIterator[list[str]]:
-        """The partition's known customers, in chunks."""
+    async def customers(self, partition: int, pace: PacedPass, size: int = CHUNK) -> AsyncIterator[list[str]]:
+        """The partition's known customers, in chunks; before each, `pace` lets live input go first."""
         chunk: list[str] = []
         async for customer_id in self.store.known_customers(partition):
             chunk.append(customer_id)
             if len(chunk) >= size:
+                await pace.step(len(chunk))
                 yield chunk
                 chunk = []
         if chunk:
+            await pace.step(len(chunk))
             yield chunk
 
-    async def snapshots(self, partition: int, size: int = CHUNK) -> AsyncIterator[list[CustomerSnapshot]]:
-        """The partition's known customers, read in pipelined chunks."""
-        async for chunk in self.customers(partition, size):
+    async def snapshots(
+        self, partition: int, pace: PacedPass, size: int = CHUNK
+    ) -> AsyncIterator[list[CustomerSnapshot]]:
+        """The partition's known customers, read in pipelined chunks, paced as `customers`."""
+        async for chunk in self.customers(partition, pace, size):
             yield await self.store.read_many(chunk)
 
-    async def relay_outboxes(self, partition: int) -> None:
+    async def relay_outboxes(self, partition: int, pace: PacedPass) -> None:
         """Publish what a crashed worker committed but never got acknowledged."""
-        async for chunk in self.customers(partition):
+        async for chunk in self.customers(partition, pace):
             lengths = await self.store.outbox_lengths(chunk)
             for customer_id, length in zip(chunk, lengths, strict=True):
                 if length:
@@ -84,11 +92,13 @@ class Sweeper:
         time_segments = self.registry.time_sensitive()
         owned = self.owned()
         OWNED_PARTITIONS.set(len(owned))
-        for partition in owned:
-            await self.relay_outboxes(partition)
-            if time_segments and self.trusted(partition):
-                async for chunk in self.snapshots(partition):
-                    await self._reconcile(chunk, time_segments, ON_SWEEP)
+        visits = 2 if time_segments else 1  # each customer's outbox, then its time-based segments
+        with self.pacer.begin(SWEEP, visits * await self.store.known_count(owned)) as pace:
+            for partition in owned:
+                await self.relay_outboxes(partition, pace)
+                if time_segments and self.trusted(partition):
+                    async for chunk in self.snapshots(partition, pace):
+                        await self._reconcile(chunk, time_segments, ON_SWEEP)
         segment_ids = [s.id for s in self.registry.all()]
         for segment_id, size in zip(segment_ids, await self.store.segment_sizes(segment_ids), strict=True):
             SEGMENT_SIZE.labels(segment_id).set(size)
@@ -100,23 +110,25 @@ class Sweeper:
             await self._empty(segment_ids)
             return
         owned = self.owned()
-        REEVALUATION_PENDING_CUSTOMERS.set(await self.store.known_count(owned))
+        total = await self.store.known_count(owned)
+        REEVALUATION_PENDING_CUSTOMERS.set(total)
         # A chunk is evaluated in one go on the event loop: bounded in customers x segments, so
         # a thousand segments changed at once do not hold up an opt-out or a PUT for long.
         size = max(1, min(CHUNK, EVALUATIONS_PER_CHUNK // max(1, len(segment_ids))))
-        for partition in owned:
-            if not self.trusted(partition):
-                # Left to its rebuild: evaluated now, its customers would read as having no
-                # features and leave (`segment_changed`) only to be announced joined again.
-                continue
-            async for chunk in self.snapshots(partition, size):
-                failpoint("segmenter.reevaluate_mid_batch")  # read, not yet applied
-                # Looked up per chunk: a segment changed or deleted since the pass began is
-                # evaluated by its current definition (or not at all) from here on.
-                segments = [s for s in map(self.registry.get, sorted(segment_ids)) if s is not None]
-                await self._reconcile(chunk, segments, ON_DEFINITION)
-                REEVALUATION_PENDING_CUSTOMERS.dec(len(chunk))
-                REEVALUATED_CUSTOMERS.inc(len(chunk))
+        with self.pacer.begin(REEVALUATION, total) as pace:
+            for partition in owned:
+                if not self.trusted(partition):
+                    # Left to its rebuild: evaluated now, its customers would read as having no
+                    # features and leave (`segment_changed`) only to be announced joined again.
+                    continue
+                async for chunk in self.snapshots(partition, pace, size):
+                    failpoint("segmenter.reevaluate_mid_batch")  # read, not yet applied
+                    # Looked up per chunk: a segment changed or deleted since the pass began is
+                    # evaluated by its current definition (or not at all) from here on.
+                    segments = [s for s in map(self.registry.get, sorted(segment_ids)) if s is not None]
+                    await self._reconcile(chunk, segments, ON_DEFINITION)
+                    REEVALUATION_PENDING_CUSTOMERS.dec(len(chunk))
+                    REEVALUATED_CUSTOMERS.inc(len(chunk))
 
     async def _empty(self, segment_ids: set[str]) -> None:
         """Evict the members of deleted segments (`segment_deleted`). A segment defined again
@@ -127,17 +139,24 @@ class Sweeper:
         def still_deleted(segment_id: str) -> bool:
             return self.registry.get(segment_id) is None
 
-        for partition in self.owned():
-            async for chunk in self.snapshots(partition):
-                for snapshot in chunk:
-                    gone = dict.fromkeys(segment_ids & snapshot.segments, "segment_deleted")
-                    if not gone:
-                        continue
-                    await self.membership.evict(snapshot.customer_id, gone, NO_CAUSE, still_deleted)
-                    back = [s for s in map(self.registry.get, gone) if s is not None]
-                    if back:
-                        fresh = await self.store.read(snapshot.customer_id)
-                        await self.membership.reconcile(fresh, back, ON_DEFINITION, NO_CAUSE)
+        owned = self.owned()
+        with self.pacer.begin(REEVALUATION, await self.store.known_count(owned)) as pace:
+            for partition in owned:
+                async for chunk in self.snapshots(partition, pace):
+                    for snapshot in chunk:
+                        await self._evict_deleted(snapshot, segment_ids, still_deleted)
+
+    async def _evict_deleted(
+        self, snapshot: CustomerSnapshot, segment_ids: set[str], still_deleted: Callable[[str], bool]
+    ) -> None:
+        gone = dict.fromkeys(segment_ids & snapshot.segments, "segment_deleted")
+        if not gone:
+            return
+        await self.membership.evict(snapshot.customer_id, gone, NO_CAUSE, still_deleted)
+        back = [s for s in map(self.registry.get, gone) if s is not None]
+        if back:
+            fresh = await self.store.read(snapshot.customer_id)
+            await self.membership.reconcile(fresh, back, ON_DEFINITION, NO_CAUSE)
 
     async def _reconcile(
         self, chunk: list[CustomerSnapshot], segments: list[Segment], trigger: Trigger
@@ -155,11 +174,12 @@ class Sweeper:
 
     async def compliance_once(self) -> int:
         """Evict every membership without effective consent; the number of violations found."""
-        violations = 0
-        for partition in self.owned():
-            async for chunk in self.snapshots(partition):
-                for snapshot in chunk:
-                    violations += await self._check(snapshot)
+        violations, owned = 0, self.owned()
+        with self.pacer.begin(COMPLIANCE, await self.store.known_count(owned)) as pace:
+            for partition in owned:
+                async for chunk in self.snapshots(partition, pace):
+                    for snapshot in chunk:
+                        violations += await self._check(snapshot)
         COMPLIANCE_SCANS.inc()
         return violations
 

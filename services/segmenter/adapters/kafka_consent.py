@@ -32,7 +32,7 @@ from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord
 
 from services.segmenter.adapters.kafka_following import AssignmentFollower
-from services.segmenter.domain.ports import BarrierTimeoutError, ConsentBarrier
+from services.segmenter.domain.ports import BarrierTimeoutError, ConsentBarrier, LiveInput
 from shared.failpoints import failpoint
 from shared.settings import ServiceSettings
 from shared.supervise import within
@@ -45,7 +45,7 @@ BARRIER_TIMEOUT_S = 20.0
 POLL_S = 0.1  # a waiter re-checks this often even without news (an empty fetch moves nothing)
 
 
-class KafkaConsentFollower(AssignmentFollower, ConsentBarrier):
+class KafkaConsentFollower(AssignmentFollower, ConsentBarrier, LiveInput):
     client_id = "segwarden-segmenter-consent"
 
     def __init__(self, settings: ServiceSettings, topic: str, group_id: str, handle: Handler) -> None:
@@ -104,6 +104,11 @@ class KafkaConsentFollower(AssignmentFollower, ConsentBarrier):
         while self._fetches_done < fetch:
             progress = self._progress
             await progress.wait()
+
+    def waiting(self) -> bool:
+        """Whether changes are fetched and not yet handled (LiveInput: the passes over every
+        customer pause for them, services/segmenter/pacing.py)."""
+        return self._fetches_done < self._fetches
 
     async def _handle_all(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         """Handle each change at once; commit once per fetched batch (a redelivery is harmless)."""

@@ -107,6 +107,11 @@ class KafkaEventFollower(AssignmentFollower):
         except Exception:  # revoked meanwhile, or no position yet: the end offset rules
             return None
 
+    def waiting(self) -> bool:
+        """Whether events wait (LiveInput, services/segmenter/pacing.py): a batch in flight, or
+        records behind a partition's end (known once the partition committed in this process)."""
+        return self._busy.locked() or any(self.lag().values())
+
     def lag(self) -> dict[int, int]:
         """Records behind the partition end, per owned partition (clamped: see shared.kafka)."""
         if self.consumer is None:

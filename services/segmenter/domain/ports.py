@@ -156,3 +156,11 @@ class ConsentBarrier(Protocol):
         """Return once every consent change of these customers committed before the call has been
         handled; raise BarrierTimeoutError when that takes too long."""
         ...
+
+
+class LiveInput(Protocol):
+    """Input the passes over every owned customer give way to (services/segmenter/pacing.py)."""
+
+    def waiting(self) -> bool:
+        """Whether input is waiting to be handled now."""
+        ...

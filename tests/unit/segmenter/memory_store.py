@@ -369,3 +369,28 @@ class RecordingProducer:
 def dead_letters(producer: RecordingProducer) -> DeadLetters:
     """DeadLetters names aiokafka's producer; the fake has the one method it calls."""
     return DeadLetters(cast(AIOKafkaProducer, producer), TEST_PSEUDONYM_KEY)
+
+
+class FakeClock:
+    """A monotonic clock that moves only when someone sleeps on it (or a test moves it)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+class Backlog:
+    """The live input's port: input waits until `clock` reaches `clears_at` (None: for ever)."""
+
+    def __init__(self, clock: FakeClock, clears_at: float | None = None) -> None:
+        self.clock = clock
+        self.clears_at = clears_at
+
+    def waiting(self) -> bool:
+        return self.clears_at is None or self.clock.now < self.clears_at

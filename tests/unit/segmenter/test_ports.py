@@ -10,6 +10,7 @@ import inspect
 import pytest
 
 from services.segmenter.adapters.kafka_consent import KafkaConsentFollower
+from services.segmenter.adapters.kafka_events import KafkaEventFollower
 from services.segmenter.adapters.kafka_publisher import KafkaMembershipPublisher
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.adapters.sqlite_definitions import SqliteDefinitionStore
@@ -19,11 +20,13 @@ from services.segmenter.domain.ports import (
     DefinitionPublisher,
     DefinitionStore,
     ExpiryQueue,
+    LiveInput,
     MembershipPublisher,
     SweptCustomerStore,
 )
 from services.segmenter.expiry import ExpiryScheduler
 from tests.unit.segmenter.memory_store import (
+    Backlog,
     GateBarrier,
     MemoryCustomerStore,
     MemoryDefinitionStore,
@@ -38,6 +41,7 @@ DEFINITION_PUBLISHERS: list[type[DefinitionPublisher]] = [KafkaMembershipPublish
 DEFINITION_STORES: list[type[DefinitionStore]] = [SqliteDefinitionStore, MemoryDefinitionStore]
 BARRIERS: list[type[ConsentBarrier]] = [KafkaConsentFollower, GateBarrier]
 EXPIRY_QUEUES: list[type[ExpiryQueue]] = [ExpiryScheduler, RecordingExpiryQueue]
+LIVE_INPUTS: list[type[LiveInput]] = [KafkaConsentFollower, KafkaEventFollower, Backlog]
 
 PAIRS = [
     *((SweptCustomerStore, c) for c in CUSTOMER_STORES),
@@ -46,6 +50,7 @@ PAIRS = [
     *((DefinitionStore, c) for c in DEFINITION_STORES),
     *((ConsentBarrier, c) for c in BARRIERS),
     *((ExpiryQueue, c) for c in EXPIRY_QUEUES),
+    *((LiveInput, c) for c in LIVE_INPUTS),
 ]
 
 
