@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
 from bench import bench_segmenter as seg
-from bench.common import run_facts, write_results
+from bench.common import metric_total, run_facts, write_results
 from bench.segmenter_memory import bytes_by_kind, proc_status_bytes
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore
@@ -50,6 +50,7 @@ from shared.pseudonym import load_pseudonym_key
 from tests.support import ServiceProcess
 
 CUSTOMERS = int(os.environ.get("BENCH_MEMORY_CUSTOMERS", "200000"))
+PASSES = ("sweep", "compliance", "reevaluation", "reconcile")
 GATED, ALWAYS = "evict-me", "recent"  # joined by every granted customer / by every customer
 
 
@@ -112,6 +113,11 @@ async def wait_for(check: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(1.0)  # /metrics and SCARD cost the segmenter little: poll gently
 
 
+def pass_paused(url: str, pass_name: str) -> float:
+    """Seconds the segmenter's passes of this kind gave way to live input (services/segmenter/pacing.py)."""
+    return round(metric_total(url, f'segwarden_segmenter_pass_paused_seconds_total{{pass="{pass_name}"}}'), 1)
+
+
 def memberships(client: redis.Redis, namespace: str) -> int:
     """Members of every segment: the `count` of each segment's index head."""
     heads = list(client.scan_iter(f"{namespace}seg:*:members", count=1000))
@@ -137,12 +143,15 @@ async def measure(settings: SegmenterSettings, workdir: Path, redis_url: str) ->
         log, data = workdir / "segmenter.log", workdir / "data"
         return seg.start_segmenter(bootstrap, prefix, data, log, redis_url, ready_s=timeout)
 
-    progress = {"at": time.perf_counter(), "done": 0.0}
+    progress = {"at": time.perf_counter(), "done": 0.0, "first": 0.0, "last": 0.0}
 
     def drained(url: str, now: float) -> bool:
         """Whether every event is processed; every 30 s the drain rate so far, so a run that cannot
         finish in time is seen early."""
         done = seg.processed(url)
+        if done and not progress["first"]:
+            progress["first"] = now  # the drain rate counts from the first event processed
+        progress["last"] = now
         if now - progress["at"] >= 30:
             rate = (done - progress["done"]) / (now - progress["at"])
             left = (CUSTOMERS - done) / rate if rate else float("inf")
@@ -161,6 +170,7 @@ async def measure(settings: SegmenterSettings, workdir: Path, redis_url: str) ->
         await wait_for(lambda: drained(segmenter.url, time.perf_counter()), timeout, "every event processed")
         await wait_for(lambda: settled(client, namespace, CUSTOMERS, granted), timeout, "every membership")
         elapsed = time.perf_counter() - started
+        paused = {p: pass_paused(segmenter.url, p) for p in PASSES}
         rss, peak = proc_status_bytes(pid, "VmRSS"), proc_status_bytes(pid, "VmHWM")
         used, keys = int(client.info("memory")["used_memory"]), int(client.dbsize())
         members = memberships(client, namespace)
@@ -174,6 +184,8 @@ async def measure(settings: SegmenterSettings, workdir: Path, redis_url: str) ->
         "granted": granted,
         "memberships": members,
         "load_and_settle_s": round(elapsed, 1),
+        "drain_events_per_s": round(CUSTOMERS / max(1e-9, progress["last"] - progress["first"])),
+        "passes_paused_s": paused,
         "redis_bytes_per_customer": round((used - before["used"]) / CUSTOMERS),
         "redis_bytes_per_membership_of_member_sets": round(
             sum(v["bytes"] for k, v in kinds.items() if k.startswith("seg:")) / max(1, members)
@@ -191,7 +203,9 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
     lines = [
         f"segmenter memory benchmark ({out['machine']}, {out['at']}, load average {out['load_average']:.1f})",
         f"  {out['customers']} customers ({out['granted']} granted), {out['memberships']} memberships,"
-        f" loaded and settled in {out['load_and_settle_s']} s",
+        f" loaded and settled in {out['load_and_settle_s']} s,"
+        f" drained at {out['drain_events_per_s']} events/s",
+        f"  passes paused for live input    {out['passes_paused_s']} s",
         f"  Redis used_memory per customer  {out['redis_bytes_per_customer']} bytes (target <= 400)",
         f"  member sets per membership      {out['redis_bytes_per_membership_of_member_sets']} bytes",
         f"  keys per customer               {out['redis_keys_per_customer']}",
