@@ -46,8 +46,11 @@ class Pacer:
         self.sleep = sleep
         self.poll_s = poll_s
 
-    def waiting(self) -> bool:
-        return any(i.waiting() for i in self.inputs)
+    async def waiting(self) -> bool:
+        for live in self.inputs:
+            if await live.waiting():
+                return True
+        return False
 
     def begin(self, name: str, total: int) -> PacedPass:
         """A pass named `name` (the metrics' label) that is to visit `total` customers."""
@@ -89,7 +92,7 @@ class PacedPass:
         schedule (never before the first chunk, nor after the last: the pass is done then)."""
         pacer = self.pacer
         began = pacer.clock()
-        while pacer.waiting() and (slack := self.slack()) > 0:
+        while (slack := self.slack()) > 0 and await pacer.waiting():
             await pacer.sleep(min(pacer.poll_s, slack))
         paused = pacer.clock() - began
         if paused > 0:

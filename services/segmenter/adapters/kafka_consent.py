@@ -105,7 +105,7 @@ class KafkaConsentFollower(AssignmentFollower, ConsentBarrier, LiveInput):
             progress = self._progress
             await progress.wait()
 
-    def waiting(self) -> bool:
+    async def waiting(self) -> bool:
         """Whether changes are fetched and not yet handled (LiveInput: the passes over every
         customer pause for them, services/segmenter/pacing.py)."""
         return self._fetches_done < self._fetches

@@ -107,10 +107,18 @@ class KafkaEventFollower(AssignmentFollower):
         except Exception:  # revoked meanwhile, or no position yet: the end offset rules
             return None
 
-    def waiting(self) -> bool:
-        """Whether events wait (LiveInput, services/segmenter/pacing.py): a batch in flight, or
-        records behind a partition's end (known once the partition committed in this process)."""
-        return self._busy.locked() or any(self.lag().values())
+    async def waiting(self) -> bool:
+        """Whether events wait (LiveInput, services/segmenter/pacing.py): a batch in flight, or a
+        partition's end past this follower's position (the position is known without a round trip)."""
+        if self._busy.locked():
+            return True
+        assert self.consumer is not None
+        for partition in self.partitions:
+            end = self.consumer.highwater(TopicPartition(self.topic, partition))
+            position = await self.position(partition)
+            if end is not None and position is not None and end > position:
+                return True
+        return False
 
     def lag(self) -> dict[int, int]:
         """Records behind the partition end, per owned partition (clamped: see shared.kafka)."""

@@ -161,6 +161,6 @@ class ConsentBarrier(Protocol):
 class LiveInput(Protocol):
     """Input the passes over every owned customer give way to (services/segmenter/pacing.py)."""
 
-    def waiting(self) -> bool:
+    async def waiting(self) -> bool:
         """Whether input is waiting to be handled now."""
         ...

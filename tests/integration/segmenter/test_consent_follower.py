@@ -1,5 +1,6 @@
 """The dedicated consent consumer against the real broker: a revocation mid-batch and a crash
-mid-batch neither end it nor lose a consent change."""
+mid-batch neither end it nor lose a consent change; it and the event consumer say when their
+input waits (what the passes over every customer give way to)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from services.segmenter.adapters.kafka_consent import KafkaConsentFollower
+from services.segmenter.adapters.kafka_events import KafkaEventFollower
 from shared import failpoints
 from shared.kafka import ensure_topics
 from shared.settings import ServiceSettings
@@ -128,7 +130,8 @@ async def test_an_event_batch_gives_way_to_the_changes_fetched_until_they_are_ha
     topic: tuple[ServiceSettings, str], topic_prefix: str
 ) -> None:
     """`give_way` (awaited before each event batch) returns once the fetched changes are handled,
-    and also when their handling failed (they are read again later): it never hangs on them."""
+    and also when their handling failed (they are read again later): it never hangs on them.
+    `waiting` (what the passes over every customer pause for) says so meanwhile."""
     settings, name = topic
     handled: list[str] = []
     release = asyncio.Event()
@@ -154,6 +157,7 @@ async def test_an_event_batch_gives_way_to_the_changes_fetched_until_they_are_ha
         for _ in range(20):
             await asyncio.sleep(0)
         assert not waiting.done(), "an event batch went ahead of a change being handled"
+        assert await follower.waiting()  # and the passes over every customer pause (pacing.py)
         release.set()
         await waiting  # the failed round counts as done: the batch goes on, the change comes again
         assert supervisor.reasons()["consent-follower"].startswith("failed 1 time(s)")
@@ -161,6 +165,50 @@ async def test_an_event_batch_gives_way_to_the_changes_fetched_until_they_are_ha
         await wait_until(lambda: want <= set(handled), what="every change after the failure")
         assert f"{in_flight}-5" in handled
         await follower.give_way()  # nothing fetched is left: no wait
+        assert not await follower.waiting()
+    finally:
+        await supervisor.stop()
+        await follower.stop()
+
+
+async def test_the_event_follower_says_events_wait_until_every_record_is_handled(
+    topic: tuple[ServiceSettings, str], topic_prefix: str
+) -> None:
+    """`KafkaEventFollower.waiting` (what the passes over every customer pause for) holds from
+    the first batch until the last record is handled, between batches too, whatever partition
+    has yet to commit in this process; then it does not."""
+    settings, name = topic
+    handled: list[str] = []
+    release = asyncio.Event()
+    seen: list[tuple[int, bool]] = []  # (records handled, waiting) between batches
+
+    async def handle(records: list[ConsumerRecord]) -> None:
+        await release.wait()
+        handled.extend(r.value.decode() for r in records)
+
+    async def watch() -> None:
+        while len(handled) < 2 * PER_PARTITION:
+            seen.append((len(handled), await follower.waiting()))
+            await asyncio.sleep(0)
+
+    follower = KafkaEventFollower(settings, name, f"{topic_prefix}events", (5, 0.05), handle)
+    await follower.start()
+    supervisor = Supervisor()
+    try:
+        await follower.follow([0, 1])
+        supervisor.spawn("event-follower", follower.run)
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await follower.waiting():
+            assert asyncio.get_running_loop().time() < deadline, "no batch in flight"
+            await asyncio.sleep(0.05)
+        watcher = asyncio.create_task(watch())
+        release.set()
+        await wait_until(lambda: len(handled) == 2 * PER_PARTITION, what="every record")
+        await watcher
+        assert len({n for n, _ in seen}) > 2  # watched across several batches
+        assert all(waiting for _, waiting in seen)
+        await wait_until(lambda: follower.committed == {0: PER_PARTITION, 1: PER_PARTITION}, what="commits")
+        assert not await follower.waiting()
     finally:
         await supervisor.stop()
         await follower.stop()

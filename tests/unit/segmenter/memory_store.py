@@ -392,5 +392,5 @@ class Backlog:
         self.clock = clock
         self.clears_at = clears_at
 
-    def waiting(self) -> bool:
+    async def waiting(self) -> bool:
         return self.clears_at is None or self.clock.now < self.clears_at
