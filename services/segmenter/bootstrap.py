@@ -98,7 +98,7 @@ class SegmenterRuntime:
         self.reevaluator = SegmentReevaluator()
         # Passes over every owned customer give way to live input (the followers, once started).
         self.pacer = Pacer(
-            min_rate=settings.segmenter_pass_min_rate,
+            ratio=settings.segmenter_pass_pause_ratio,
             intervals={
                 SWEEP: settings.segmenter_sweep_interval_s,
                 COMPLIANCE: settings.segmenter_compliance_interval_s,

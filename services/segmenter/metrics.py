@@ -99,7 +99,6 @@ PASS_SECONDS = Gauge(
 )
 PASS_OVERRUNS = Counter(
     "segwarden_segmenter_pass_overruns_total",
-    "Passes that took longer than their schedule (a sweep or compliance scan longer than its "
-    "interval; a start-up pass slower than SEGMENTER_PASS_MIN_RATE customers a second).",
+    "Sweeps and compliance scans that took longer than their interval, pauses included.",
     ["pass"],
 )

@@ -21,9 +21,9 @@ class SegmenterSettings(ServiceSettings):
     segmenter_retention_interval_s: float = renamed(
         "segmenter_retention_interval_s", "retention_interval_s", default=3600.0, gt=0
     )
-    # Customers a second every pass over the owned customers keeps at least while live input waits
-    # (the start-up reconcile and re-evaluation; the sweep and compliance scan keep their interval).
-    segmenter_pass_min_rate: float = Field(500.0, gt=0)
+    # A pass over every owned customer waits for live input at most this many times as long as it
+    # has worked (a sweep or compliance scan longer while ahead of its interval); 0: never.
+    segmenter_pass_pause_ratio: float = Field(3.0, ge=0)
     # customer.events is read in batches of at most this many records; an idle fetch waits this long.
     segmenter_event_batch_size: int = renamed(
         "segmenter_event_batch_size", "event_batch_size", default=500, ge=1, le=10_000

@@ -4,8 +4,8 @@ The adapters implement them: `RedisCustomerStore` the customer store (and the sw
 jobs of `sweeps.py` read), `KafkaMembershipPublisher` both publishers, `SqliteDefinitionStore`
 the definition store, `KafkaConsentFollower` the consent barrier, `ExpiryScheduler` the expiry
 queue, both followers (`KafkaConsentFollower`, `KafkaEventFollower`) the live input that the
-passes over every customer give way to (`pacing.py`). mypy checks each where `bootstrap.py` hands it to a use case, and
-tests/unit/segmenter/test_ports.py names every pair; in-memory fakes
+passes over every customer give way to (`pacing.py`). mypy checks each where `bootstrap.py`
+hands it to a use case, and tests/unit/segmenter/test_ports.py names every pair; in-memory fakes
 (tests/unit/segmenter/memory_store.py) stand in for them in the use cases' unit tests.
 """
 

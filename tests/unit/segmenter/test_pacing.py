@@ -67,63 +67,68 @@ def left(s: Segmenter, segment_id: str, reason: str) -> set[str]:
 
 async def test_a_pass_waits_while_input_is_pending_and_completes_once_it_clears() -> None:
     s, clock = await populated(OPEN), FakeClock()
-    # 1,000 customers at 100 a second: due within 10 s, each chunk 2 s after the one before.
-    pacer = Pacer([Backlog(clock, clears_at=1.0)], min_rate=100, clock=clock, sleep=clock.sleep)
+    pacer = Pacer([Backlog(clock, clears_at=1.0)], ratio=3, clock=clock, sleep=clock.sleep)
     sweeper = Sweeper(s.store, s.registry, s.membership, lambda: [0], TEST_PSEUDONYM_KEY, pacer=pacer)
-    times, paused = reads_at(s, clock), sampled("segwarden_segmenter_pass_paused_seconds_total", REEVALUATION)
+    times = reads_at(s, clock, work_s=0.5)  # each chunk takes 0.5 s
+    paused = sampled("segwarden_segmenter_pass_paused_seconds_total", REEVALUATION)
     s.registry.put(STRICTER)
     await sweeper.reevaluate({"open"}, deleted=False)
-    # The first chunk at once, the next once the backlog cleared, the rest without a pause.
-    assert times == pytest.approx([0.0, 1.0, 1.0, 1.0, 1.0])
+    # The first chunk at once, the next once the input cleared, the rest without a pause.
+    assert times == pytest.approx([0.0, 1.0, 1.5, 2.0, 2.5])
     assert len(left(s, "open", "segment_changed")) == CUSTOMERS  # every customer re-evaluated
     paused = sampled("segwarden_segmenter_pass_paused_seconds_total", REEVALUATION) - paused
-    assert paused == pytest.approx(1.0)
+    assert paused == pytest.approx(0.5)
 
 
 async def test_a_pass_goes_on_at_its_minimum_pace_when_the_backlog_never_clears() -> None:
     s, clock = await populated(OPEN), FakeClock()
-    pacer = Pacer([Backlog(clock)], min_rate=100, clock=clock, sleep=clock.sleep)
+    pacer = Pacer([Backlog(clock)], ratio=3, clock=clock, sleep=clock.sleep)
     sweeper = Sweeper(s.store, s.registry, s.membership, lambda: [0], TEST_PSEUDONYM_KEY, pacer=pacer)
-    times, overruns = reads_at(s, clock), sampled("segwarden_segmenter_pass_overruns_total", REEVALUATION)
+    times = reads_at(s, clock, work_s=0.5)
     s.registry.put(STRICTER)
     await sweeper.reevaluate({"open"}, deleted=False)
-    # Each chunk when its schedule says (200 customers every 2 s), none waits after the last.
+    # Before each chunk it pauses until it has paused three times as long as it worked; none after
+    # the last chunk: 8.5 s, within 4 x its 2.5 s of work.
     assert times == pytest.approx([0.0, 2.0, 4.0, 6.0, 8.0])
     assert len(left(s, "open", "segment_changed")) == CUSTOMERS
-    assert sampled("segwarden_segmenter_pass_overruns_total", REEVALUATION) == overruns
+    assert sampled("segwarden_segmenter_pass_seconds", REEVALUATION) == pytest.approx(8.5)
 
 
 async def test_without_pending_input_a_pass_never_pauses() -> None:
     s, clock = await populated(OPEN), FakeClock()
-    pacer = Pacer([Backlog(clock, clears_at=0.0)], min_rate=100, clock=clock, sleep=clock.sleep)
+    pacer = Pacer([Backlog(clock, clears_at=0.0)], ratio=3, clock=clock, sleep=clock.sleep)
     sweeper = Sweeper(s.store, s.registry, s.membership, lambda: [0], TEST_PSEUDONYM_KEY, pacer=pacer)
-    times = reads_at(s, clock)
+    times = reads_at(s, clock, work_s=0.5)
     s.registry.put(STRICTER)
     await sweeper.reevaluate({"open"}, deleted=False)
-    assert times == [0.0] * 5
+    assert times == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
 
 
-async def test_a_compliance_scan_under_a_lasting_backlog_evicts_within_its_interval() -> None:
+async def test_a_compliance_scan_under_a_lasting_backlog_spreads_over_its_interval_and_evicts() -> None:
     s, clock = await populated(MAIL, granted=True), FakeClock()
     # Withdrawals recorded but never acted on (as after a crash): the scan's to find.
     lapsed = [f"c-{i:04}" for i in range(0, CUSTOMERS, 97)]
     for customer_id in lapsed:
         await s.store.apply_consent(customer_id, {EMAIL: PurposeConsent("denied", None, s.now[0] - 60, 2)})
-    pacer = Pacer([Backlog(clock)], intervals={COMPLIANCE: 10.0}, clock=clock, sleep=clock.sleep)
+    pacer = Pacer([Backlog(clock)], ratio=3, intervals={COMPLIANCE: 20.0}, clock=clock, sleep=clock.sleep)
     sweeper = Sweeper(s.store, s.registry, s.membership, lambda: [0], TEST_PSEUDONYM_KEY, pacer=pacer)
-    times = reads_at(s, clock)
+    times = reads_at(s, clock, work_s=0.5)
+    overruns = sampled("segwarden_segmenter_pass_overruns_total", COMPLIANCE)
     assert await sweeper.compliance_once() == len(lapsed)
     assert left(s, "mail", "consent_withdrawn") == set(lapsed)
-    assert max(times) < 10.0  # the last chunk within the interval, though input never stopped
+    # Each chunk when its schedule says (200 customers every 4 s): longer than three times its
+    # work allows, and done within the interval although input never stopped.
+    assert times == pytest.approx([0.0, 4.0, 8.0, 12.0, 16.0])
+    assert sampled("segwarden_segmenter_pass_overruns_total", COMPLIANCE) == overruns
 
 
-async def test_a_pass_whose_work_outlasts_its_interval_never_pauses_and_counts_the_overrun() -> None:
+async def test_a_scan_whose_paced_work_outlasts_its_interval_still_ends_and_counts_the_overrun() -> None:
     s, clock = await populated(MAIL, granted=True), FakeClock()
-    pacer = Pacer([Backlog(clock)], intervals={COMPLIANCE: 1.0}, clock=clock, sleep=clock.sleep)
+    pacer = Pacer([Backlog(clock)], ratio=3, intervals={COMPLIANCE: 1.0}, clock=clock, sleep=clock.sleep)
     sweeper = Sweeper(s.store, s.registry, s.membership, lambda: [0], TEST_PSEUDONYM_KEY, pacer=pacer)
-    times = reads_at(s, clock, work_s=0.5)  # 2.5 s of work for a 1 s interval: always behind
+    times = reads_at(s, clock, work_s=0.5)  # 2.5 s of work for a 1 s interval
     overruns = sampled("segwarden_segmenter_pass_overruns_total", COMPLIANCE)
     await sweeper.compliance_once()
-    assert times == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
+    assert times == pytest.approx([0.0, 2.0, 4.0, 6.0, 8.0])  # at most 4 x its work: 10 s
     assert sampled("segwarden_segmenter_pass_overruns_total", COMPLIANCE) == overruns + 1
-    assert sampled("segwarden_segmenter_pass_seconds", COMPLIANCE) == pytest.approx(2.5)
+    assert sampled("segwarden_segmenter_pass_seconds", COMPLIANCE) == pytest.approx(8.5)
