@@ -9,6 +9,7 @@ Segments with changes still in the customer's outbox (joins waiting for the cons
 left to it: the outbox announces them.
 Each customer is compared under its lock, after its outbox (a crashed owner's leftovers) went out,
 and the member sets of the segments it is in or was announced in follow its slot first.
+Between two chunks of customers the pass gives way to waiting live input (pacing.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 The sweep re-evaluates time-sensitive segments (rules reading *_days features; grant expiries
 have their own scheduler, services/segmenter/expiry.py); the compliance monitor checks every
 live membership against the effective consent and evicts (and counts, as a metric that must
-stay 0) any violation.
+stay 0) any violation. Every pass here goes in chunks and, between two, gives way to waiting live
+input through the injected Pacer (pacing.py), with bounded pauses.
 """
 
 from __future__ import annotations
