@@ -23,7 +23,7 @@ from pathlib import Path
 import aiohttp
 from aiokafka import AIOKafkaConsumer
 
-from bench.common import run_facts, write_results
+from bench.common import cpu_seconds, run_facts, write_results
 from services.consent import handlers
 from services.consent.adapters.sql_engine import make_engine, run_migrations
 from services.consent.adapters.sql_store import SqlConsentStore
@@ -154,12 +154,6 @@ def run_service(bootstrap: str, db_url: str, data_dir: Path) -> dict[str, float]
         "p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))],
         "service_cpu_ms_per_put": 1000 * cpu / len(latencies),
     }
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_database() -> str | None:

@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,13 +37,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
 from bench import bench_segmenter as seg
-from bench.common import metric_total, run_facts, write_results
+from bench.common import metric_total, own_redis, run_facts, write_results
 from bench.segmenter_memory import bytes_by_kind, proc_status_bytes
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
 from services.segmenter.settings import SegmenterSettings
-from shared.embedded import EmbeddedBroker, ensure_redis, free_port
+from shared.embedded import EmbeddedBroker
 from shared.kafka import delete_topics, ensure_topics, topic_names
 from shared.pseudonym import load_pseudonym_key
 from tests.support import ServiceProcess
@@ -52,14 +51,6 @@ from tests.support import ServiceProcess
 CUSTOMERS = int(os.environ.get("BENCH_MEMORY_CUSTOMERS", "200000"))
 PASSES = ("sweep", "compliance", "reevaluation", "reconcile")
 GATED, ALWAYS = "evict-me", "recent"  # joined by every granted customer / by every customer
-
-
-def own_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A redis-server of the bench's own: nothing answers on a fresh free port, so ensure_redis starts one."""
-    url = f"redis://127.0.0.1:{free_port()}/0"
-    process = ensure_redis(url, data_dir)
-    assert process is not None
-    return process, url
 
 
 def customer(i: int) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from shared.embedded import ensure_redis, free_port
 from tests import support
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -72,3 +74,18 @@ def scheduled_seconds(pid: int) -> tuple[float, float]:
             continue
         ran, waited = ran + int(on_cpu), waited + int(on_queue)
     return ran / 1e9, waited / 1e9
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads; Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server of the bench's own, answering: nothing answers on a fresh free port, so
+    ensure_redis starts one (its CPU and INFO are then the bench's alone)."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    process = ensure_redis(url, data_dir)
+    assert process is not None
+    return process, url

@@ -39,22 +39,15 @@ from bench.bench_segmenter import (
     send_records,
     start_segmenter,
 )
+from bench.common import cpu_seconds, own_redis
 from services.segmenter.settings import SegmenterSettings
-from shared.embedded import EmbeddedBroker, start_redis_server
+from shared.embedded import EmbeddedBroker
 from shared.kafka import ensure_topics
-from tests.support import free_port
 
 ROUNDS = int(os.environ.get("BENCH_CPU_ROUNDS", "3"))
 PAIRS = int(os.environ.get("BENCH_CPU_PAIRS", "3"))
-TICK = os.sysconf("SC_CLK_TCK")
 # A path: py-spy's collapsed stacks of the segmenter for 8 s of each run's first round (bench/profiling.py).
 PROFILE_TO = os.environ.get("BENCH_CPU_PROFILE")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process (all its threads), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 async def rounds(tree: Path, bootstrap: str, redis_url: str, pids: dict[str, int]) -> list[dict[str, float]]:
@@ -120,15 +113,13 @@ async def rounds(tree: Path, bootstrap: str, redis_url: str, pids: dict[str, int
 def run_tree(tree: Path) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="segwarden-cpu-stack-"))
     broker = EmbeddedBroker().start()
-    port = free_port()
-    redis_process = start_redis_server("redis-server", port, workdir / "redis")
+    redis_process, redis_url = own_redis(workdir / "redis")
     try:
-        time.sleep(0.5)
         assert broker.process is not None
         pids = {"redis": redis_process.pid, "broker": broker.process.pid}
         started = time.strftime("%H:%M:%S", time.gmtime())
         load = os.getloadavg()[0]
-        measured = asyncio.run(rounds(tree, broker.bootstrap, f"redis://127.0.0.1:{port}/0", pids))
+        measured = asyncio.run(rounds(tree, broker.bootstrap, redis_url, pids))
     finally:
         broker.stop()
         redis_process.terminate()
@@ -139,13 +130,11 @@ def run_tree(tree: Path) -> dict[str, Any]:
 
 def main() -> int:
     trees = [Path(t).resolve() for t in sys.argv[1:]] or [Path.cwd()]
-    runs = []
     for _ in range(PAIRS if len(trees) > 1 else 1):
         for tree in trees:
             run = run_tree(tree)
             median = statistics.median(r["segmenter_us"] for r in run["rounds"])
             print(json.dumps(run | {"segmenter_us_median": median}), flush=True)  # noqa: T201
-            runs.append(run)
     return 0
 
 
