@@ -80,7 +80,7 @@ async def rounds(tree: Path, bootstrap: str, redis_url: str, pids: dict[str, int
         try:
             assert segmenter.process is not None
             pids = {**pids, "segmenter": segmenter.process.pid}
-            await drain_rate(segmenter.url, BACKLOG)
+            await drain_rate(segmenter, BACKLOG)
             out = []
             for n in range(ROUNDS):
                 records = list(backlog_records(STEADY, seed=10 + n))
