@@ -4,8 +4,9 @@
 decides as they do: an event is applied once per partition offset and event id, consent only
 moves to a state that supersedes the held one, a commit is refused when the customer changed
 since its snapshot, a join whose consent is not effective at commit does not take effect, and
-nothing from before an erasure is applied. It leaves out what the use cases never see: topics
-created again, activity and expiry queues. The Redis store keeps its integration tests
+nothing from before an erasure is applied; a record later than every one applied from its
+partition is new even at a lower offset (the topic was created again). It leaves out what the use
+cases never see: activity and expiry queues. The Redis store keeps its integration tests
 (tests/integration/segmenter/).
 """
 
@@ -48,6 +49,7 @@ class Slot:
     consent: dict[str, PurposeConsent] = field(default_factory=dict)
     segments: set[str] = field(default_factory=set)
     offsets: dict[int, int] = field(default_factory=dict)  # partition -> highest applied offset
+    stamps: dict[int, int] = field(default_factory=dict)  # partition -> latest record timestamp (ms)
     recent: list[str] = field(default_factory=list)  # event ids applied lately, newest first
     unsent: set[str] = field(default_factory=set)  # joins handed over as never published
 
@@ -118,7 +120,9 @@ class MemoryCustomerStore:
                 outcomes.append(None)
                 continue
             slot = self._slot(w.customer_id)
-            newer = slot.offsets.get(w.partition, -1) < w.offset
+            stamp = slot.stamps.get(w.partition)
+            recreated = w.timestamp_ms > 0 and stamp is not None and w.timestamp_ms > stamp
+            newer = slot.offsets.get(w.partition, -1) < w.offset or recreated
             applied = newer and w.event_id not in slot.recent
             if applied:
                 _apply_features(slot.features, w)
@@ -126,6 +130,8 @@ class MemoryCustomerStore:
                 bumped.add(w.customer_id)
             if newer:
                 slot.offsets[w.partition] = w.offset
+                if stamp is None or w.timestamp_ms > stamp:
+                    slot.stamps[w.partition] = w.timestamp_ms
             outcomes.append((w.customer_id, applied))
         for customer_id in bumped:
             self.slots[customer_id].version += 1
