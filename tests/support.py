@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -18,7 +19,7 @@ import redis
 from kafka import KafkaConsumer, TopicPartition
 
 from services.segmenter.adapters import lua
-from services.segmenter.adapters.redis_buckets import bucket_count, bucket_key
+from services.segmenter.adapters.redis_buckets import adding, bucket_count, bucket_key, removing
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import snapshot_of
 from services.segmenter.domain.customer import CustomerSnapshot
@@ -257,11 +258,13 @@ def segment_members(client: redis.Redis, namespace: str, segment: str) -> set[st
 
 def index_add(client: redis.Redis, head: str, member: str, score: float = 0.0) -> None:
     """Put a member in a bucketed index with the segmenter's own script (a test's drift)."""
-    client.register_script(lua.INDEX_ADD)(keys=[head], args=["GT", member, repr(score)])
+    change = adding(head, {member: score})
+    client.register_script(lua.INDEX_UPDATE)(keys=[head], args=[json.dumps([change[1]])])
 
 
 def index_remove(client: redis.Redis, head: str, member: str) -> None:
-    client.register_script(lua.INDEX_REMOVE)(keys=[head], args=[member])
+    change = removing(head, [member])
+    client.register_script(lua.INDEX_UPDATE)(keys=[head], args=[json.dumps([change[1]])])
 
 
 def index_score(client: redis.Redis, head: str, member: str) -> float | None:

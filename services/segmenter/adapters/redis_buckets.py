@@ -13,12 +13,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
 from services.segmenter.adapters import lua
+from services.segmenter.adapters.redis_keys import calls_by_slot
 
 # Buckets read per round trip when going through a whole index.
 BUCKETS_PER_READ = 64
+# Indexes changed per Lua call (lua.INDEX_UPDATE): an opt-out from 1,000 segments is five calls.
+HEADS_PER_CALL = 200
+
+# One index's change for lua.INDEX_UPDATE: its head, then "GT"/"XX" and member, score pairs, or
+# "REM" and members.
+IndexChange = tuple[str, list[str]]
 
 # Queues one read of a bucket (its key) on a pipeline.
 BucketRead = Callable[[Any, str], Any]
@@ -38,11 +46,24 @@ def bucket_count(fields: Sequence[str | None]) -> int:
     return 2**level + split if fields[0] is not None else 0
 
 
+def adding(head: str, scores: Mapping[str, float | int | str], only_held: bool = False) -> IndexChange:
+    """Add the members with their scores (or raise them); with `only_held`, set only those there."""
+    change = ["XX" if only_held else "GT"]
+    for member, score in scores.items():
+        change += [member, repr(score) if isinstance(score, float) else str(score)]
+    return head, change
+
+
+def removing(head: str, members: Sequence[str]) -> IndexChange:
+    return head, ["REM", *members]
+
+
 class BucketedIndex:
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
-        self._add = client.register_script(lua.INDEX_ADD)
-        self._remove = client.register_script(lua.INDEX_REMOVE)
+        # A call's heads share a hash slot on a cluster (redis_keys.calls_by_slot).
+        self.by_slot = isinstance(client, aioredis.RedisCluster)
+        self._update = client.register_script(lua.INDEX_UPDATE)
         self._scores = client.register_script(lua.INDEX_SCORES)
 
     async def add(
@@ -50,13 +71,17 @@ class BucketedIndex:
     ) -> None:
         """Add the members (or raise their scores: a lower one leaves it); with `only_held`, set
         the score of those already there and add no one."""
-        args: list[Any] = ["XX" if only_held else "GT"]
-        for member, score in scores.items():
-            args += [member, repr(score) if isinstance(score, float) else str(score)]
-        await self._add(keys=[head], args=args, client=pipe or self.client)
+        await self.update([adding(head, scores, only_held)], pipe)
 
     async def remove(self, head: str, members: Sequence[str], pipe: Any = None) -> None:
-        await self._remove(keys=[head], args=list(members), client=pipe or self.client)
+        await self.update([removing(head, members)], pipe)
+
+    async def update(self, changes: Sequence[IndexChange], pipe: Any = None) -> None:
+        """Change many indexes, in Lua calls of many heads (one hash slot each on a cluster)."""
+        heads = [head for head, _ in changes]
+        for call in calls_by_slot(heads, self.by_slot, HEADS_PER_CALL, key=str):
+            args = orjson.dumps([changes[i][1] for i in call])
+            await self._update(keys=[heads[i] for i in call], args=[args], client=pipe or self.client)
 
     async def scores(self, head: str, members: Sequence[str], pipe: Any = None) -> Any:
         """Each member's score (None when absent); in a pipeline, its answer is that list."""

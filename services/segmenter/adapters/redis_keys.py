@@ -17,7 +17,7 @@ by a hash tag that only shares the slot number (see `slot_tag`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -48,14 +48,21 @@ def slot_tag(customer_id: str) -> str:
     return _slot_tags()[key_slot(f"c:{customer_id}".encode())]
 
 
-def calls_by_slot(customer_ids: Sequence[str], by_slot: bool, most: int) -> list[list[int]]:
-    """The positions of the customers in groups of at most `most`, one Lua call each
-    (adapters/lua.py): on a Redis Cluster (`by_slot`) a group's customers share a hash slot, as
-    each one's keys do, so the call touches one slot; on a standalone Redis, where a call may
-    touch any key, in the order given."""
+def customer_tag(customer_id: str) -> str:
+    """What the hash slot of every key of the customer is computed from (KeyLayout.customer)."""
+    return f"c:{customer_id}"
+
+
+def calls_by_slot(
+    names: Sequence[str], by_slot: bool, most: int, key: Callable[[str], str] = customer_tag
+) -> list[list[int]]:
+    """The positions of the names (customers; with `key=str`, keys) in groups of at most `most`,
+    one Lua call each (adapters/lua.py): on a Redis Cluster (`by_slot`) a group's names share a
+    hash slot, as each one's keys do, so the call touches one slot; on a standalone Redis, where
+    a call may touch any key, in the order given."""
     groups: dict[int, list[int]] = {}
-    for i, customer_id in enumerate(customer_ids):
-        slot = key_slot(f"c:{customer_id}".encode()) if by_slot else 0
+    for i, name in enumerate(names):
+        slot = key_slot(key(name).encode()) if by_slot else 0
         groups.setdefault(slot, []).append(i)
     return [group[i : i + most] for group in groups.values() for i in range(0, len(group), most)]
 

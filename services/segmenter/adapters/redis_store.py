@@ -11,7 +11,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from services.segmenter.adapters import lua
-from services.segmenter.adapters.redis_buckets import BucketedIndex
+from services.segmenter.adapters.redis_buckets import BucketedIndex, adding, removing
 from services.segmenter.adapters.redis_keys import (
     CONSENT,
     SEGMENT,
@@ -330,14 +330,12 @@ class RedisCustomerStore:
         for customer_id, membership in batch:
             for segment_id, member in membership.items():
                 (adds if member else removes).setdefault(segment_id, []).append(customer_id)
-        if not adds and not removes:
-            return
-        async with self.client.pipeline(transaction=False) as pipe:
-            for segment_id, customer_ids in adds.items():
-                await self.index.add(self.keys.members(segment_id), dict.fromkeys(customer_ids, 0.0), pipe)
-            for segment_id, customer_ids in removes.items():
-                await self.index.remove(self.keys.members(segment_id), customer_ids, pipe)
-            await pipe.execute()
+        changes = [adding(self.keys.members(s), dict.fromkeys(c, 0.0)) for s, c in adds.items()]
+        changes += [removing(self.keys.members(s), c) for s, c in removes.items()]
+        if changes:
+            async with self.client.pipeline(transaction=False) as pipe:
+                await self.index.update(changes, pipe)
+                await pipe.execute()
 
     async def sync_members(self, customer_id: str, applied: Sequence[MembershipChange]) -> None:
         """The member sets of the segments `applied` changed follow those changes."""

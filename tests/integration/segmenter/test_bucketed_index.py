@@ -9,7 +9,7 @@ import uuid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.segmenter.adapters.redis_buckets import BucketedIndex
+from services.segmenter.adapters.redis_buckets import BucketedIndex, adding, removing
 from services.segmenter.adapters.redis_store import EventWrite, RedisCustomerStore
 
 SCORES = [float("-inf"), -1e300, 0.0, 1.5, 7.0, 1e9]
@@ -119,3 +119,51 @@ async def test_an_event_scores_its_customer_by_the_second_rounded_up(store: Redi
     assert await store.known_scores(0, ["c-1"]) == [1_700_000_001.0]
     assert await store.inactive_since(0, 1_700_000_000.5) == []
     assert await store.inactive_since(0, 1_700_000_001.0) == ["c-1"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.booleans(),
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.integers(0, 2),  # which index
+                st.sampled_from(["GT", "XX", "remove"]),
+                st.lists(st.tuples(st.integers(0, 80), st.sampled_from(SCORES)), min_size=1, max_size=40),
+            ),
+            min_size=2,
+            max_size=6,
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+async def test_many_indexes_changed_in_one_update_hold_what_dicts_would(
+    store: RedisCustomerStore, by_slot: bool, steps: list[list[tuple[int, str, list[tuple[int, float]]]]]
+) -> None:
+    """Each step one `update` of several indexes (one Lua call on a standalone Redis; one per
+    hash slot as on a cluster with `by_slot`), an index maybe changed twice in it: every index
+    ends as a dict given the same changes in the same order."""
+    index = BucketedIndex(store.client)
+    index.by_slot = by_slot
+    heads = [f"{store.keys.namespace}{{test-index-{i}}}:{uuid.uuid4().hex[:8]}" for i in range(3)]
+    models: list[dict[str, float]] = [{}, {}, {}]
+    for step in steps:
+        changes = []
+        for which, op, items in step:
+            pairs, model = {f"m-{n}": score for n, score in items}, models[which]
+            if op == "remove":
+                changes.append(removing(heads[which], list(pairs)))
+                for member in pairs:
+                    model.pop(member, None)
+                continue
+            changes.append(adding(heads[which], pairs, only_held=op == "XX"))
+            for member, score in pairs.items():
+                held = model.get(member)
+                if (held is None and op == "GT") or (held is not None and (op == "XX" or score > held)):
+                    model[member] = score
+        await index.update(changes)
+    for head, model in zip(heads, models, strict=True):
+        members = sorted(await listed(index, head, 64))
+        assert members == sorted(model) and await index.size([head]) == [len(model)]
+        assert [float(s) for s in await index.scores(head, members)] == [model[m] for m in members]
