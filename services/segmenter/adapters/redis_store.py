@@ -233,14 +233,13 @@ class RedisCustomerStore:
         return ConsentApplied(bool(changed), int(refused), _state(customer_id, flat, outbox))
 
     @staticmethod
-    def _commit_args(snapshot: CustomerSnapshot, pending: Sequence[Pending]) -> list[Any]:
-        """One customer's part of COMMIT's ARGV: expected version, op count, the ops."""
-        args: list[Any] = [str(snapshot.version), len(pending)]
+    def _commit_entry(snapshot: CustomerSnapshot, pending: Sequence[Pending]) -> list[Any]:
+        """One customer's entry in COMMIT's JSON argument: expected version, the ops."""
+        ops = []
         for change, message in pending:
             action = "j" if change.action == "joined" else "l"
-            purposes = change.required_purposes
-            args += [action, change.segment_id, message, len(purposes), *purposes]
-        return args
+            ops.append([action, change.segment_id, message, *change.required_purposes])
+        return [str(snapshot.version), ops]
 
     async def commit_many(
         self, batch: Sequence[tuple[CustomerSnapshot, Sequence[Pending]]], now: float
@@ -258,8 +257,8 @@ class RedisCustomerStore:
         async with self.client.pipeline(transaction=False) as pipe:
             for call in calls:
                 keys = [key for i in call for key in (self.keys.state(ids[i]), self.keys.outbox(ids[i]))]
-                args = [repr(now), *(arg for i in call for arg in self._commit_args(*batch[i]))]
-                await self._commit(keys=keys, args=args, client=pipe)
+                entries = orjson.dumps([self._commit_entry(*batch[i]) for i in call])
+                await self._commit(keys=keys, args=[repr(now), entries], client=pipe)
             replies = await pipe.execute()
         out: list[Committed | None] = [None] * len(batch)
         for call, reply in zip(calls, replies, strict=True):
