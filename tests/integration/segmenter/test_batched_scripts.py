@@ -19,26 +19,13 @@ from redis.crc import key_slot
 from services.segmenter.adapters.redis_keys import KeyLayout, calls_by_slot
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
-from services.segmenter.domain.customer import EventWrite
 from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.membership import MembershipChange
+from tests.integration.segmenter.test_events_script import T, event_lists, write
 from tests.support import TEST_PSEUDONYM_KEY
 
 CUSTOMERS = [f"c-{i}" for i in range(6)]
-T = 1_800_000_000.0
-
-events = st.lists(
-    st.tuples(
-        st.sampled_from(CUSTOMERS),
-        st.integers(0, 1),  # partition
-        st.integers(0, 8),  # offset: repeats and going back are redeliveries
-        st.integers(0, 5),  # event id from a small pool: a producer's retry
-        st.sampled_from(["click", "purchase", "profile_update"]),
-        st.integers(0, 20),  # occurred_at and the record timestamp, seconds after T
-    ),
-    min_size=1,
-    max_size=12,
-)
+events = event_lists(CUSTOMERS)
 ops = st.lists(
     st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(["joined", "left"]), st.booleans()),
     max_size=3,
@@ -54,15 +41,6 @@ steps = st.lists(
     min_size=1,
     max_size=8,
 )
-
-
-def write(customer: str, partition: int, offset: int, eid: int, kind: str, at: int) -> EventWrite:
-    amount = 10.0 + at if kind == "purchase" else None
-    profile: dict[str, Any] = {"tier": f"t{at % 3}"} if kind == "profile_update" else {}
-    occurred = T + at
-    return EventWrite(
-        partition, offset, customer, f"e-{eid}", kind, occurred, amount, profile, int(occurred * 1000)
-    )
 
 
 async def run_steps(store: RedisCustomerStore, todo: list[Any]) -> list[Any]:

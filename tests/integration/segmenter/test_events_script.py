@@ -25,19 +25,25 @@ from tests.unit.segmenter.memory_store import MemoryCustomerStore
 CUSTOMERS = ["a", "b", "c"]
 T = 1_800_000_000.0
 
-events = st.lists(
-    st.tuples(
-        st.sampled_from(CUSTOMERS),
-        st.integers(0, 1),  # partition
-        st.integers(0, 6),  # offset: repeats and going back are redeliveries
-        st.integers(0, 6),  # event id from a small pool: a producer's retry
-        st.sampled_from(["click", "purchase", "profile_update"]),
-        st.integers(0, 30),  # occurred_at, seconds after T
-        st.integers(0, 30),  # record timestamp, seconds after T; 0 unknown
-    ),
-    min_size=1,
-    max_size=15,
-)
+
+def event_lists(customers: list[str]) -> st.SearchStrategy[list[tuple[str, int, int, int, str, int, int]]]:
+    """Batches of events, each the arguments of `write`."""
+    return st.lists(
+        st.tuples(
+            st.sampled_from(customers),
+            st.integers(0, 1),  # partition
+            st.integers(0, 6),  # offset: repeats and going back are redeliveries
+            st.integers(0, 6),  # event id from a small pool: a producer's retry
+            st.sampled_from(["click", "purchase", "profile_update"]),
+            st.integers(0, 30),  # occurred_at, seconds after T
+            st.integers(0, 30),  # record timestamp, seconds after T; 0 unknown
+        ),
+        min_size=1,
+        max_size=15,
+    )
+
+
+events = event_lists(CUSTOMERS)
 steps = st.lists(
     st.one_of(
         st.tuples(st.just("events"), events),
