@@ -10,7 +10,6 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-import redis
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +21,7 @@ from services.segmenter.domain.consent import PurposeConsent
 from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.membership import MembershipChange
 from tests.integration.segmenter.test_events_script import T, event_lists, write
-from tests.support import TEST_PSEUDONYM_KEY
+from tests.support import TEST_PSEUDONYM_KEY, forget_redis_keys
 
 CUSTOMERS = [f"c-{i}" for i in range(6)]
 events = event_lists(CUSTOMERS)
@@ -74,7 +73,8 @@ async def run_steps(store: RedisCustomerStore, todo: list[Any]) -> list[Any]:
 
 async def compare(url: str, todo: list[Any]) -> list[list[Any]]:
     client = aioredis.Redis.from_url(url, decode_responses=True)
-    namespaces = [f"sw:t{uuid.uuid4().hex[:10]}." for _ in range(3)]
+    prefixes = [f"t{uuid.uuid4().hex[:10]}." for _ in range(3)]
+    namespaces = [f"sw:{prefix}" for prefix in prefixes]
     try:
         one_each = RedisCustomerStore(
             client, KeyLayout(namespaces[0]), TEST_PSEUDONYM_KEY, customers_per_call=1
@@ -86,11 +86,8 @@ async def compare(url: str, todo: list[Any]) -> list[list[Any]]:
         by_slot.by_slot = True  # as on a cluster: calls of one slot's customers, two at most
         return [await run_steps(store, todo) for store in (one_each, all_in_one, by_slot)]
     finally:
-        sync = redis.Redis.from_url(url)
-        for namespace in namespaces:
-            for key in sync.scan_iter(f"{namespace}*"):
-                sync.delete(key)
-        sync.close()
+        for prefix in prefixes:
+            forget_redis_keys(url, prefix)
         await client.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
 
 

@@ -10,7 +10,6 @@ import asyncio
 import uuid
 from typing import Any
 
-import redis
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,7 +18,7 @@ from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.domain.customer import CustomerSnapshot, EventResult, EventWrite
 from services.segmenter.domain.erasure import ErasureMark
-from tests.support import TEST_PSEUDONYM_KEY
+from tests.support import TEST_PSEUDONYM_KEY, forget_redis_keys
 from tests.unit.segmenter.memory_store import MemoryCustomerStore
 
 CUSTOMERS = ["a", "b", "c"]
@@ -75,8 +74,11 @@ def outcomes(results: list[EventResult]) -> list[Any]:
 
 async def run(url: str, todo: list[Any]) -> tuple[list[Any], list[Any]]:
     client = aioredis.Redis.from_url(url, decode_responses=True)
-    namespace = f"sw:t{uuid.uuid4().hex[:10]}."
-    store, model = RedisCustomerStore(client, KeyLayout(namespace), TEST_PSEUDONYM_KEY), MemoryCustomerStore()
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    store, model = (
+        RedisCustomerStore(client, KeyLayout(f"sw:{prefix}"), TEST_PSEUDONYM_KEY),
+        MemoryCustomerStore(),
+    )
     seen: list[Any] = []
     expected: list[Any] = []
     try:
@@ -96,10 +98,7 @@ async def run(url: str, todo: list[Any]) -> tuple[list[Any], list[Any]]:
             expected.append(comparable(await model.read(customer)))
         return seen, expected
     finally:
-        sync = redis.Redis.from_url(url)
-        for key in sync.scan_iter(f"{namespace}*"):
-            sync.delete(key)
-        sync.close()
+        forget_redis_keys(url, prefix)
         await client.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
 
 
