@@ -19,7 +19,7 @@ import redis
 from kafka import KafkaConsumer, TopicPartition
 
 from services.segmenter.adapters import lua
-from services.segmenter.adapters.redis_buckets import adding, bucket_count, bucket_key, removing
+from services.segmenter.adapters.redis_buckets import IndexChange, adding, bucket_count, bucket_key, removing
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import snapshot_of
 from services.segmenter.domain.customer import CustomerSnapshot
@@ -258,13 +258,16 @@ def segment_members(client: redis.Redis, namespace: str, segment: str) -> set[st
 
 def index_add(client: redis.Redis, head: str, member: str, score: float = 0.0) -> None:
     """Put a member in a bucketed index with the segmenter's own script (a test's drift)."""
-    change = adding(head, {member: score})
-    client.register_script(lua.INDEX_UPDATE)(keys=[head], args=[json.dumps([change[1]])])
+    _index_update(client, adding(head, {member: score}))
 
 
 def index_remove(client: redis.Redis, head: str, member: str) -> None:
-    change = removing(head, [member])
-    client.register_script(lua.INDEX_UPDATE)(keys=[head], args=[json.dumps([change[1]])])
+    _index_update(client, removing(head, [member]))
+
+
+def _index_update(client: redis.Redis, change: IndexChange) -> None:
+    head, ops = change
+    client.register_script(lua.INDEX_UPDATE)(keys=[head], args=[json.dumps([ops])])
 
 
 def index_score(client: redis.Redis, head: str, member: str) -> float | None:

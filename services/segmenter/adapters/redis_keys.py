@@ -45,7 +45,7 @@ def _slot_tags() -> dict[int, str]:
 def slot_tag(customer_id: str) -> str:
     """A hash tag with the slot of `{c:<customer_id>}` that does not contain the id: the marker's
     Lua runs with the customer's keys (one slot) and the key reveals 14 bits of a hash, no more."""
-    return _slot_tags()[key_slot(f"c:{customer_id}".encode())]
+    return _slot_tags()[key_slot(customer_tag(customer_id).encode())]
 
 
 def customer_tag(customer_id: str) -> str:
