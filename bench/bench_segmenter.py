@@ -44,7 +44,14 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench import profiling
-from bench.common import RESULTS_DIR, metric_total, run_facts, write_results
+from bench.common import (
+    RESULTS_DIR,
+    bucket_quantile,
+    histogram_buckets,
+    metric_total,
+    run_facts,
+    write_results,
+)
 from services.segmenter.settings import SegmenterSettings
 from shared.embedded import EmbeddedBroker, ensure_redis
 from shared.events import (
@@ -73,6 +80,7 @@ QUIX_PYTHON = os.environ.get("QUIX_PYTHON", "")
 PROFILE = os.environ.get("BENCH_PROFILE", "") == "1"
 PROFILE_STACKS = RESULTS_DIR / "segmenter-profile.txt"
 TOKEN = "bench-admin-token"
+LOOP_LAG = "segwarden_event_loop_lag_seconds"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -432,6 +440,7 @@ async def eviction_latencies(
             floor_pipe(bootstrap, prefix, "l") as hop,
         ):
             before, sent_before = await asyncio.to_thread(processed, url), sent.value
+            lag_before = await asyncio.to_thread(histogram_buckets, url, LOOP_LAG)
             started = time.perf_counter()
             for i, customer in enumerate(EVICTED):
                 floor = await hop()
@@ -449,7 +458,14 @@ async def eviction_latencies(
     finally:
         await reader.stop()
     done = await asyncio.to_thread(processed, url) - before
-    rates = {"load_sent_per_s": sent_during / elapsed, "processed_per_s": done / elapsed}
+    lag = await asyncio.to_thread(histogram_buckets, url, LOOP_LAG)
+    rates = {
+        "load_sent_per_s": sent_during / elapsed,
+        "processed_per_s": done / elapsed,
+        # Bucket bounds, not measurements: the loop's lag meanwhile lies at or below them.
+        "loop_lag_p50_at_most_s": bucket_quantile(lag_before, lag, 0.5),
+        "loop_lag_p99_at_most_s": bucket_quantile(lag_before, lag, 0.99),
+    }
     return latencies, floors, rates
 
 
@@ -647,6 +663,10 @@ async def run(bootstrap: str, prefix: str, workdir: Path) -> dict[str, Any]:
     return {"floor": floor, "pipe_rate": pipe, "faust_rate": faust_only, "peer": peer, **phases}
 
 
+def _ms(seconds: float | None) -> str:
+    return "none observed" if seconds is None else f"{seconds * 1000:g} ms"
+
+
 def report(results: dict[str, Any]) -> dict[str, Any]:
     floor, evictions = summary(results["floor"]), summary(results["evictions"])
     loaded_floor = summary(results["loaded_floor"])
@@ -669,6 +689,8 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
         "eviction_p99_over_loaded_floor_p99": round(evictions["p99_ms"] / loaded_floor["p99_ms"], 2),
         "eviction_load_sent_per_s": round(load["load_sent_per_s"]),
         "eviction_load_processed_per_s": round(load["processed_per_s"]),
+        "eviction_loop_lag_p50_at_most_s": load["loop_lag_p50_at_most_s"],
+        "eviction_loop_lag_p99_at_most_s": load["loop_lag_p99_at_most_s"],
         "pipe_events_per_s": round(pipe),
         "faust_noop_agent_events_per_s": round(float(results["faust_rate"])),
         "peer": peer if isinstance(peer, str) else {k: round(v, 2) for k, v in peer.items()},
@@ -700,6 +722,8 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
         f"  eviction p99 / floor p99  {out['eviction_p99_over_floor_p99']}x  (target <= 3x)",
         f"  floor under the same load p50 {loaded_floor['p50_ms']} ms  p99 {loaded_floor['p99_ms']} ms;"
         f"  eviction p99 / it {out['eviction_p99_over_loaded_floor_p99']}x",
+        f"  segmenter's loop lag meanwhile  p50 <= {_ms(out['eviction_loop_lag_p50_at_most_s'])}"
+        f"  p99 <= {_ms(out['eviction_loop_lag_p99_at_most_s'])}  (bucket bounds)",
         f"  bare pipe                 {out['pipe_events_per_s']} events/s",
         f"  faust agent doing nothing {out['faust_noop_agent_events_per_s']} events/s",
         f"  peer (Quix Streams)       {peer_line}",

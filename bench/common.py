@@ -59,6 +59,28 @@ def metric_total(url: str, name: str) -> float:
     return support.metric_total(url, name, _POLLER)
 
 
+def histogram_buckets(url: str, name: str) -> dict[float, float]:
+    """A histogram's cumulative bucket counts on `url`/metrics, by upper bound (+Inf as inf)."""
+    text = _POLLER.get(f"{url}/metrics").text
+    head = f'{name}_bucket{{le="'
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith(head):
+            bound, _, count = line[len(head) :].partition('"} ')
+            buckets[float(bound)] = float(count)
+    return buckets
+
+
+def bucket_quantile(before: Mapping[float, float], after: Mapping[float, float], q: float) -> float | None:
+    """The upper bound of the bucket holding quantile `q` of what was observed between two readings
+    of `histogram_buckets` (None when nothing was)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return None
+    return next(b for b, n in zip(bounds, counts, strict=True) if n >= q * counts[-1])
+
+
 def ready(url: str) -> bool:
     return _POLLER.get(f"{url}/readyz").status_code == 200
 

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import load_tokens
 from shared.kafka import broker_answers
+from shared.loop_lag import watch_loop_lag
 from shared.metrics import DEPENDENCY_UP, HTTP_REQUEST_SECONDS
 from shared.settings import ServiceSettings
 from shared.supervise import within
@@ -278,6 +279,7 @@ def create_service_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.supervisor.spawn("loop-lag", watch_loop_lag)
         if start_in_background:
             runtime.supervisor.spawn("startup", runtime.start, restart=False)
         else:

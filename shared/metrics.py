@@ -42,3 +42,9 @@ TASK_RUNNING = Gauge(
 STEP_RETRIES = Counter(
     "segwarden_step_retries_total", "Transient failures of a retried step (start-up or per record).", ["step"]
 )
+EVENT_LOOP_LAG = Histogram(
+    "segwarden_event_loop_lag_seconds",
+    "How late a timer of the service's event loop fired: the longest stretch another task ran "
+    "without an await, which every other task (an eviction's each step) waited for.",
+    buckets=LATENCY_BUCKETS,
+)

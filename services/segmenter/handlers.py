@@ -47,6 +47,7 @@ from shared.metrics import MESSAGES_CONSUMED
 
 log = logging.getLogger(__name__)
 YIELD_EVERY = 64  # customers evaluated between two yields to the event loop
+DECODES_BETWEEN_YIELDS = 256  # records decoded between two yields (the follower gives way before a batch)
 # The source the consent service's expiry job writes on the denials it records.
 EXPIRY_SOURCE = "segwarden-expiry"
 
@@ -131,7 +132,9 @@ class StreamHandlers:
             MESSAGES_CONSUMED.labels(topic).inc(n)
         outcomes: Counter[tuple[str, str]] = Counter()
         decoded: list[tuple[ConsumerRecord, CustomerEvent]] = []
-        for record in records:
+        for i, record in enumerate(records):
+            if i and i % DECODES_BETWEEN_YIELDS == 0:
+                await self._give_way()  # no lock held yet: consent changes go first
             event = await decode_or_dead_letter(self.dead_letters, record, CustomerEvent)
             if event is None:
                 outcomes["invalid", "dead_letter"] += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -105,6 +106,13 @@ def _state(customer_id: str, flat: Sequence[str], outbox: int) -> CustomerSnapsh
     return snapshot_of(customer_id, zip(flat[::2], flat[1::2], strict=True), outbox)
 
 
+async def _turn() -> None:
+    """Let the loop run between two Lua calls' worth of a batch's packing or parsing: an eviction
+    waits for the loop at each of its awaits, and without a turn it waited for a whole batch's
+    stretch at each (docs/benchmarks.md, the batch sizes of 2026-12-02)."""
+    await asyncio.sleep(0)
+
+
 def _event_args(w: EventWrite) -> list[str]:
     """One event's entry in APPLY_EVENTS' JSON argument: strings only (Lua's numbers are doubles)."""
     profile = [item for attr, value in w.profile.items() for item in (attr, json.dumps(value))]
@@ -186,10 +194,12 @@ class RedisCustomerStore:
                 events = orjson.dumps([[_event_args(writes[i]) for i in by_customer[c]] for c in call])
                 keys = [key for c in call for key in self._customer_keys(c)]
                 await self._apply_events(keys=keys, args=[events], client=pipe)
+                await _turn()
             replies = await pipe.execute()
         out: list[EventResult] = [None] * len(writes)
         last: dict[str, str | None] = {}
         for call, reply in zip(calls, replies, strict=True):
+            await _turn()
             for customer_id, (outcomes, *state) in zip(call, reply, strict=True):
                 snapshot = _state(customer_id, *state)
                 for i, outcome in zip(by_customer[customer_id], outcomes, strict=True):
@@ -259,9 +269,11 @@ class RedisCustomerStore:
                 keys = [key for i in call for key in (self.keys.state(ids[i]), self.keys.outbox(ids[i]))]
                 entries = orjson.dumps([self._commit_entry(*batch[i]) for i in call])
                 await self._commit(keys=keys, args=[repr(now), entries], client=pipe)
+                await _turn()
             replies = await pipe.execute()
         out: list[Committed | None] = [None] * len(batch)
         for call, reply in zip(calls, replies, strict=True):
+            await _turn()
             for i, result in zip(call, reply, strict=True):
                 if result != -1:
                     done, pending = set(result[0]), batch[i][1]

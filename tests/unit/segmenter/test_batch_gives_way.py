@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from services.segmenter.domain.customer import EventResult, EventWrite
+from services.segmenter.handlers import DECODES_BETWEEN_YIELDS
 from services.segmenter.membership_service import Plan
 from shared.events import CustomerEvent, MembershipChanged, utcnow
 from tests.unit.segmenter.test_handlers import MAIL, OPEN, Segmenter, _record, segmenter
@@ -117,3 +118,30 @@ def _click(customer: str, offset: int) -> Any:
         event_id=f"ev-{customer}", customer_id=customer, type="click", occurred_at=utcnow(), source="test"
     )
     return _record("customer.events", event, offset)
+
+
+async def test_a_change_fetched_before_a_long_batch_is_handled_while_the_batch_decodes() -> None:
+    """A batch of more records than handlers.DECODES_BETWEEN_YIELDS gives way while decoding, before
+    its features are written: a change waiting then is not held up by the batch's Redis step."""
+    s = segmenter(MAIL, OPEN)
+    await s.consent("granted", 1, customer="member")
+    await s.event(customer="member", event_id="ev-member")  # in `mail` and `open`
+    changes = FetchedChanges()
+    s.handlers.give_way = changes.give_way
+    with_round_trips(s)
+    log: list[tuple[str, str]] = []
+    logging_order(s, log)
+    apply_events = s.store.apply_events
+
+    async def applied(writes: Sequence[EventWrite], known: Any) -> list[EventResult]:
+        log.append(("apply_events", str(len(writes))))
+        return await apply_events(writes, known)
+
+    s.store.apply_events = applied  # type: ignore[method-assign]
+    records = [_click(f"c-{i}", offset) for offset, i in enumerate(range(DECODES_BETWEEN_YIELDS + 1), 100)]
+    changes.fetch(s.consent("denied", 10, customer="member"))
+    await s.handlers.on_events(records)
+
+    assert log.index(("left", "member")) < log.index(("apply_events", str(len(records))))
+    assert s.announced("member")[-1] == ("mail", "left", "consent_withdrawn")
+    assert len(s.store.members["open"]) == len(records) + 1  # the batch went on
