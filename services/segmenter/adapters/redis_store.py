@@ -42,8 +42,9 @@ NO_ACTIVITY = "-inf"
 MARKER_CACHE_CAP = 8192  # marker keys kept at hand (about 2 MB)
 # Customers a Lua call of a batch takes at most: one call for many customers costs the client and
 # Redis less than one each, and the cap bounds how long one call holds Redis (the consent path's
-# calls wait behind it).
-CUSTOMERS_PER_CALL = 100
+# calls wait behind it). 25 rather than 100: the same CPU an event, and a lower eviction p99 under
+# load on a slow machine (docs/benchmarks.md, 2026-12-03).
+CUSTOMERS_PER_CALL = 25
 
 
 def activity_score(at: float) -> int:
