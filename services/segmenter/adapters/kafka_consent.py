@@ -163,6 +163,10 @@ class KafkaConsentFollower(AssignmentFollower, ConsentBarrier, LiveInput):
         deadline = time.monotonic() + timeout
         while True:
             progress = self._progress
+            if moved := sorted(tp.partition for tp in tps if tp.partition not in self.partitions):
+                # Never read here again: the next owner admits these joins (hand_over); waiting
+                # out the timeout held them (and a compliance scan) 20 s for nothing.
+                raise BarrierTimeoutError(f"consent partitions {moved} are not followed here")
             if all([await self._past(tp, end) for tp, end in ends.items()]):
                 return
             left = deadline - time.monotonic()

@@ -14,6 +14,7 @@ from aiokafka.structs import ConsumerRecord
 
 from services.segmenter.adapters.kafka_consent import KafkaConsentFollower
 from services.segmenter.adapters.kafka_events import KafkaEventFollower
+from services.segmenter.domain.ports import BarrierTimeoutError
 from shared import failpoints
 from shared.kafka import ensure_topics
 from shared.settings import ServiceSettings
@@ -104,6 +105,38 @@ async def test_a_crash_mid_batch_is_restarted_and_the_batch_is_read_again(
         assert "InjectedFaultError" in supervisor.reasons()["consent-follower"]
     finally:
         await supervisor.stop()
+        await follower.stop()
+
+
+async def test_the_barrier_gives_up_at_once_on_a_partition_not_followed_here(
+    topic: tuple[ServiceSettings, str], topic_prefix: str
+) -> None:
+    """A customer whose consent partition this worker does not follow (moved away in a
+    rebalance) never settles here: `settled` says so at once, also when the partition goes away
+    while it waits, instead of holding the joins for the whole timeout (an hour here: a wait
+    for it would end the test by its own limit, not by the error)."""
+    settings, name = topic
+    follower = KafkaConsentFollower(
+        settings, name, f"{topic_prefix}follower", lambda record: asyncio.sleep(0)
+    )
+    await follower.start()
+    try:
+        await follower.follow([0, 1])
+        first = {
+            p: next(c for c in (f"c{i}" for i in range(1000)) if follower.partition_of(c) == p)
+            for p in (0, 1)
+        }
+        await follower.follow([0])
+        with pytest.raises(BarrierTimeoutError, match=r"\[1\] are not followed"):
+            await asyncio.wait_for(follower.settled([first[0], first[1]], timeout=3600), 60)
+        # Partition 0 is followed but not read (the follower does not run), so `settled` cannot
+        # return: it waits, until the partition goes away too.
+        await follower.follow([0, 1])
+        waiting = asyncio.create_task(follower.settled([first[0]], timeout=3600))
+        await follower.follow([1])
+        with pytest.raises(BarrierTimeoutError, match=r"\[0\] are not followed"):
+            await asyncio.wait_for(waiting, 60)
+    finally:
         await follower.stop()
 
 
