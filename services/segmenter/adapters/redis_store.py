@@ -282,9 +282,6 @@ class RedisCustomerStore:
                     out[i] = Committed(applied, list(result[1]), frozenset(result[2]))
         return out
 
-    async def outbox(self, customer_id: str) -> list[str]:
-        return list(await self.client.lrange(self.keys.outbox(customer_id), 0, -1))
-
     async def read_outboxes(self, customer_ids: Sequence[str]) -> list[list[str]]:
         async with self.client.pipeline(transaction=False) as pipe:
             for customer_id in customer_ids:

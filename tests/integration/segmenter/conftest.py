@@ -33,6 +33,11 @@ ADMIN = {"Authorization": "Bearer admin-token-0001"}
 FAST = {"SEGMENTER_SWEEP_INTERVAL_S": "0.5", "SEGMENTER_COMPLIANCE_INTERVAL_S": "1"}
 
 
+async def outbox_of(store: RedisCustomerStore, customer_id: str) -> list[str]:
+    """A customer's outbox, oldest message first."""
+    return (await store.read_outboxes([customer_id]))[0]
+
+
 async def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -25,6 +25,7 @@ from services.segmenter.membership_service import Cause, MembershipService
 from services.segmenter.membership_state import AnnouncedMembership
 from services.segmenter.reconcile import AnnouncedReconciler
 from shared.events import MembershipChanged
+from tests.integration.segmenter.conftest import outbox_of
 from tests.support import TEST_PSEUDONYM_KEY
 from tests.unit.segmenter.test_membership import segment
 
@@ -153,7 +154,7 @@ async def test_a_join_waits_and_an_opt_out_meanwhile_withholds_it(parts: tuple) 
     assert await _consent(store, membership, "denied", 2) == []  # never announced, so no leave either
     barrier.gate.set()
     await _quiet(membership)
-    assert _mail(membership) == [] and await store.outbox("c-1") == []
+    assert _mail(membership) == [] and await outbox_of(store, "c-1") == []
     assert (await store.read("c-1")).segments == {"open"}
 
 
@@ -166,7 +167,7 @@ async def test_an_admitted_join_goes_out_once_the_barrier_passes(parts: tuple) -
     barrier.gate.set()
     await _quiet(membership)
     assert _mail(membership) == [("joined", "consent_granted")]
-    assert await store.outbox("c-1") == []
+    assert await outbox_of(store, "c-1") == []
 
 
 async def test_a_dropped_connection_while_admitting_is_waited_out_not_left_to_the_sweep(parts: tuple) -> None:
@@ -177,7 +178,7 @@ async def test_a_dropped_connection_while_admitting_is_waited_out_not_left_to_th
     await _consent(store, membership, "granted", 1)
     await _quiet(membership)
     assert _mail(membership) == [("joined", "consent_granted")] and len(barrier.asked) == 2
-    assert await store.outbox("c-1") == []
+    assert await outbox_of(store, "c-1") == []
 
 
 async def test_a_reconcile_meanwhile_leaves_a_waiting_join_to_its_outbox(parts: tuple) -> None:
@@ -202,7 +203,7 @@ async def test_a_reconcile_meanwhile_leaves_a_waiting_join_to_its_outbox(parts: 
     await _consent(store, membership, "denied", 2)
     barrier.gate.set()
     await _quiet(membership)
-    assert _mail(membership) == [] and await store.outbox("c-1") == []
+    assert _mail(membership) == [] and await outbox_of(store, "c-1") == []
     assert (await store.read("c-1")).segments == {"open"}
 
 
@@ -217,7 +218,7 @@ async def test_a_join_kept_at_the_barrier_through_a_handover_is_not_left_by_the_
     await _consent(store, old_owner, "granted", 1)
     await _click(store, "c-2")
     await _consent(store, old_owner, "granted", 1, "c-2")
-    assert _mail(old_owner) == [] and await store.outbox("c-1"), "the join waits in the outbox"
+    assert _mail(old_owner) == [] and await outbox_of(store, "c-1"), "the join waits in the outbox"
     await old_owner.hand_over(lambda customer: True)  # the revocation
     opened = GateBarrier()
     opened.gate.set()
@@ -232,11 +233,11 @@ async def test_a_join_kept_at_the_barrier_through_a_handover_is_not_left_by_the_
         publisher.lose = True
         await new_owner.flush_outbox("c-2")
         await _quiet(new_owner)
-        assert _mail(old_owner, "c-2") == [("joined", "consent_granted")] and await store.outbox("c-2")
+        assert _mail(old_owner, "c-2") == [("joined", "consent_granted")] and await outbox_of(store, "c-2")
         publisher.lose = False
         await _consent(store, new_owner, "denied", 2, "c-2")
         assert _mail(old_owner, "c-2") == [("joined", "consent_granted"), ("left", "consent_withdrawn")]
     finally:
         await new_owner.close()
-    assert await store.outbox("c-1") == await store.outbox("c-2") == []
+    assert await outbox_of(store, "c-1") == await outbox_of(store, "c-2") == []
     assert (await store.read("c-1")).segments == {"open"}

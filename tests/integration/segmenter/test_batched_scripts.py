@@ -20,6 +20,7 @@ from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
 from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.membership import MembershipChange
+from tests.integration.segmenter.conftest import outbox_of
 from tests.integration.segmenter.test_events_script import T, event_lists, write
 from tests.support import TEST_PSEUDONYM_KEY, forget_redis_keys
 
@@ -67,7 +68,7 @@ async def run_steps(store: RedisCustomerStore, todo: list[Any]) -> list[Any]:
             out.append(await store.mark_erased(step[1], ErasureMark(int((T + step[2]) * 1000))))
     for customer in CUSTOMERS:
         out.append(await store.client.hgetall(store.keys.state(customer)))
-        out.append(await store.outbox(customer))
+        out.append(await outbox_of(store, customer))
     return out
 
 

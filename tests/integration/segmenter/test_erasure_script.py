@@ -10,7 +10,7 @@ from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
 from services.segmenter.domain.customer import EventWrite
 from services.segmenter.domain.erasure import ErasureMark
-from tests.integration.segmenter.conftest import naming
+from tests.integration.segmenter.conftest import naming, outbox_of
 
 CUSTOMER = "c-erasure-7f3a"  # distinctive: a scan for it finds nothing else
 
@@ -35,7 +35,7 @@ async def test_erasure_deletes_the_data_and_queues_every_left_in_one_step(store:
         "c-1", [("a", "left-a"), ("b", "left-b")], ErasureMark(int(time.time() * 1000))
     )
     assert outbox == ["older", "left-a", "left-b"]
-    assert await store.outbox("c-1") == outbox
+    assert await outbox_of(store, "c-1") == outbox
     snapshot = await store.read("c-1")
     assert (snapshot.features, snapshot.consent.purposes, snapshot.segments) == ({}, {}, set())
 
@@ -49,7 +49,7 @@ async def test_erasure_refuses_messages_that_miss_a_segment_and_keeps_the_data(
         assert await store.erase("c-2", stale, mark) is None
     snapshot = await store.read("c-2")
     assert snapshot.segments == {"a", "b"} and snapshot.features and "profiling" in snapshot.consent.purposes
-    assert await store.outbox("c-2") == ["older"]
+    assert await outbox_of(store, "c-2") == ["older"]
     assert not await store.client.exists(store.marker("c-2"))
 
 

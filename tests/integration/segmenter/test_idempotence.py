@@ -33,6 +33,7 @@ from shared.events import (
     utcnow,
 )
 from shared.failpoints import InjectedFaultError
+from tests.integration.segmenter.conftest import outbox_of
 from tests.support import present
 
 
@@ -202,7 +203,7 @@ async def test_a_failure_after_the_slot_commit_is_repaired_by_the_retry(world: W
     assert await world.members("buyers") == set() and world.published.messages == []
     await handlers.on_events([record])
     assert await world.members("buyers") == {"c-1"} and world.published.actions("c-1", "buyers") == ["joined"]
-    assert await world.store.outbox("c-1") == []
+    assert await outbox_of(world.store, "c-1") == []
 
 
 class NoExpiry:
@@ -239,7 +240,7 @@ async def test_a_withdrawal_failing_after_its_slot_commit_is_announced_on_the_re
     assert (await world.store.read("c-1")).segments == set()  # committed, neither synced nor announced
     await handlers.on_consent_change(record)  # the retry: the change is already recorded
     assert world.published.actions("c-1", "mail") == ["joined", "left"]
-    assert await world.members("mail") == set() and await world.store.outbox("c-1") == []
+    assert await world.members("mail") == set() and await outbox_of(world.store, "c-1") == []
 
 
 async def leftover_join(world: World, customer: str, segment_id: str) -> MembershipChanged:
@@ -267,7 +268,7 @@ async def test_a_leftover_is_flushed_with_its_member_sets_even_when_nothing_is_p
     assert world.membership.plan(snapshot, [], ON_EVENT, NO_CAUSE) is not None
     await world.membership.reconcile(snapshot, [], ON_EVENT, NO_CAUSE)
     assert [m.event_id for m in world.published.messages] == [join.event_id]
-    assert await world.members("buyers") == {"c-1"} and await world.store.outbox("c-1") == []
+    assert await world.members("buyers") == {"c-1"} and await outbox_of(world.store, "c-1") == []
 
 
 async def test_a_withheld_leftover_join_is_undone_with_a_left(world: World) -> None:
@@ -281,7 +282,7 @@ async def test_a_withheld_leftover_join_is_undone_with_a_left(world: World) -> N
     assert world.published.actions("c-1", "mail") == ["left"]  # it may have gone out before the crash
     assert world.published.messages[0].reason == "consent_expired"
     assert (await world.store.read("c-1")).segments == set() and await world.members("mail") == set()
-    assert await world.store.outbox("c-1") == []
+    assert await outbox_of(world.store, "c-1") == []
 
 
 async def test_a_join_withheld_before_it_was_ever_published_is_undone_silently(world: World) -> None:
@@ -299,7 +300,7 @@ async def test_a_join_withheld_before_it_was_ever_published_is_undone_silently(w
     await world.membership.reconcile(results[0][1], present([world.registry.get("mail")]), ON_EVENT, NO_CAUSE)
     assert world.published.messages == []
     assert (await world.store.read("c-1")).segments == set() and await world.members("mail") == set()
-    assert await world.store.outbox("c-1") == []
+    assert await outbox_of(world.store, "c-1") == []
 
 
 async def test_the_delete_job_spares_the_members_of_a_segment_defined_again(world: World) -> None:
