@@ -28,7 +28,7 @@ from services.segmenter.domain.segments import (
     StoredDefinition,
     features_changed_by,
 )
-from services.segmenter.membership_service import Cause, MembershipService, Plan
+from services.segmenter.membership_service import CUSTOMERS_BETWEEN_YIELDS, Cause, MembershipService, Plan
 from services.segmenter.metrics import ERASED_INPUT_REFUSED, EVENTS_PROCESSED, EVICTION_LATENCY
 from services.segmenter.rules import RuleError
 from shared.deadletter import DeadLetters, decode_or_dead_letter, send_dead_letter
@@ -46,7 +46,6 @@ from shared.failpoints import failpoint
 from shared.metrics import MESSAGES_CONSUMED
 
 log = logging.getLogger(__name__)
-YIELD_EVERY = 64  # customers evaluated between two yields to the event loop
 DECODES_BETWEEN_YIELDS = 256  # records decoded between two yields (the follower gives way before a batch)
 # The source the consent service's expiry job writes on the denials it records.
 EXPIRY_SOURCE = "segwarden-expiry"
@@ -171,7 +170,7 @@ class StreamHandlers:
             ERASED_INPUT_REFUSED.labels("event").inc(erased)
         plans = []
         for i, entry in enumerate(latest.values()):
-            if i % YIELD_EVERY == 0:
+            if i % CUSTOMERS_BETWEEN_YIELDS == 0:
                 await self._give_way()
             plans.append(self._plan(entry))
         await self._give_way()

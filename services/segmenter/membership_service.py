@@ -44,9 +44,10 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 20
 UNANNOUNCED_CAP = 100_000
 BUILT_CAP = 20_000
-# Customers decided and encoded between two turns of the loop in a batch's commit: an eviction
-# waits for the loop at each of its awaits (docs/benchmarks.md, the batch sizes of 2026-12-02).
-DECISIONS_BETWEEN_YIELDS = 64
+# Customers a batch evaluates (handlers.py), or decides and encodes for its commit, between two
+# turns of the loop: an eviction waits for the loop at each of its awaits (docs/benchmarks.md, the
+# batch sizes of 2026-12-02).
+CUSTOMERS_BETWEEN_YIELDS = 64
 Decider = Callable[[CustomerSnapshot, float], list[MembershipChange]]
 Message = Callable[[MembershipChange], str]  # the JSON announcing a change, "" for none
 # Joins (and what follows them in their segment) waiting for the barrier: customer, event ids.
@@ -247,7 +248,7 @@ class MembershipService:
         now = self.clock()
         todo = []
         for i, p in enumerate(plans):
-            if i and i % DECISIONS_BETWEEN_YIELDS == 0:
+            if i and i % CUSTOMERS_BETWEEN_YIELDS == 0:
                 await asyncio.sleep(0)  # under the customers' locks: only the loop's turn
             changes = p.decided if p.decided is not None else p.decide(p.snapshot, now)
             if changes or p.repair is not None or p.snapshot.outbox:

@@ -14,7 +14,7 @@ from services.segmenter.membership_service import Plan
 from shared.events import CustomerEvent, MembershipChanged, utcnow
 from tests.unit.segmenter.test_handlers import MAIL, OPEN, Segmenter, _record, segmenter
 
-BATCH = 300  # customers of the batch: several yield points (handlers.YIELD_EVERY)
+BATCH = 300  # customers of the batch: several yield points (membership_service.CUSTOMERS_BETWEEN_YIELDS)
 ROUND_TRIPS = (
     "apply_events",
     "apply_consent",
