@@ -140,6 +140,37 @@ async def test_the_barrier_gives_up_at_once_on_a_partition_not_followed_here(
         await follower.stop()
 
 
+async def test_the_barrier_does_not_wait_behind_the_follower_s_fetch(
+    topic: tuple[ServiceSettings, str], topic_prefix: str
+) -> None:
+    """Once every change is handled, `settled` returns without waiting for the follower's fetch in
+    flight, which the broker holds for the whole fetch wait (5 s here) when nothing is new: its
+    ListOffsets go on a connection of their own. On the follower's, they were answered only
+    after that fetch, about 5 s later, past the 2.5 s allowed here."""
+    settings, name = topic
+    slow_fetch = settings.model_copy(update={"kafka_fetch_max_wait_ms": 5000})
+    handled: list[str] = []
+
+    async def handle(record: ConsumerRecord) -> None:
+        handled.append(record.value.decode())
+
+    follower = KafkaConsentFollower(slow_fetch, name, f"{topic_prefix}follower", handle)
+    await follower.start()
+    supervisor = Supervisor()
+    try:
+        await follower.follow([0, 1])
+        supervisor.spawn("consent-follower", follower.run)
+        await wait_until(lambda: len(handled) == 2 * PER_PARTITION, what="every change")
+        customers = [
+            next(c for c in (f"c{i}" for i in range(1000)) if follower.partition_of(c) == p) for p in (0, 1)
+        ]
+        for _ in range(3):  # each time behind a fetch that has just gone out, or is well under way
+            await asyncio.wait_for(follower.settled(customers), 2.5)
+    finally:
+        await supervisor.stop()
+        await follower.stop()
+
+
 async def test_readyz_names_the_consent_follower_while_it_keeps_failing(start_service, kafka_io) -> None:
     inputs, _ = kafka_io
     segmenter = start_service("segmenter", FAILPOINTS="segmenter.consent_mid_batch=raise@1x100000")
