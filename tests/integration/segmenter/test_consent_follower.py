@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -41,6 +42,33 @@ async def topic(kafka_bootstrap: str, topic_prefix: str) -> AsyncIterator[tuple[
         await producer.stop()
     yield settings, name
     failpoints.configure("")
+
+
+def customer_on(follower: KafkaConsentFollower, partition: int) -> str:
+    """A customer whose consent changes go to `partition`."""
+    return next(c for c in (f"c{i}" for i in range(1000)) if follower.partition_of(c) == partition)
+
+
+@asynccontextmanager
+async def recording(
+    settings: ServiceSettings, name: str, group_id: str
+) -> AsyncIterator[tuple[KafkaConsentFollower, list[str], Supervisor]]:
+    """A follower of both partitions, running under a supervisor, that records each change it handles."""
+    handled: list[str] = []
+
+    async def handle(record: ConsumerRecord) -> None:
+        handled.append(record.value.decode())
+
+    follower = KafkaConsentFollower(settings, name, group_id, handle)
+    await follower.start()
+    supervisor = Supervisor()
+    try:
+        await follower.follow([0, 1])
+        supervisor.spawn("consent-follower", follower.run)
+        yield follower, handled, supervisor
+    finally:
+        await supervisor.stop()
+        await follower.stop()
 
 
 async def committed(follower: KafkaConsentFollower, topic: str, partition: int) -> int:
@@ -87,25 +115,12 @@ async def test_a_crash_mid_batch_is_restarted_and_the_batch_is_read_again(
     topic: tuple[ServiceSettings, str], topic_prefix: str
 ) -> None:
     settings, name = topic
-    handled: list[str] = []
-
-    async def handle(record: ConsumerRecord) -> None:
-        handled.append(record.value.decode())
-
-    follower = KafkaConsentFollower(settings, name, f"{topic_prefix}follower", handle)
-    await follower.start()
-    supervisor = Supervisor()
     failpoints.configure("segmenter.consent_mid_batch=raise@3")  # after the third change
-    try:
-        await follower.follow([0, 1])
-        supervisor.spawn("consent-follower", follower.run)
+    async with recording(settings, name, f"{topic_prefix}follower") as (_, handled, supervisor):
         want = {f"{p}-{i}" for p in (0, 1) for i in range(PER_PARTITION)}
         await wait_until(lambda: want <= set(handled), what="every change after the crash")
         assert len(handled) > len(want)  # the failed batch was read again, not skipped
         assert "InjectedFaultError" in supervisor.reasons()["consent-follower"]
-    finally:
-        await supervisor.stop()
-        await follower.stop()
 
 
 async def test_the_barrier_gives_up_at_once_on_a_partition_not_followed_here(
@@ -122,10 +137,7 @@ async def test_the_barrier_gives_up_at_once_on_a_partition_not_followed_here(
     await follower.start()
     try:
         await follower.follow([0, 1])
-        first = {
-            p: next(c for c in (f"c{i}" for i in range(1000)) if follower.partition_of(c) == p)
-            for p in (0, 1)
-        }
+        first = {p: customer_on(follower, p) for p in (0, 1)}
         await follower.follow([0])
         with pytest.raises(BarrierTimeoutError, match=r"\[1\] are not followed"):
             await asyncio.wait_for(follower.settled([first[0], first[1]], timeout=3600), 60)
@@ -149,26 +161,11 @@ async def test_the_barrier_does_not_wait_behind_the_follower_s_fetch(
     after that fetch, about 5 s later, past the 2.5 s allowed here."""
     settings, name = topic
     slow_fetch = settings.model_copy(update={"kafka_fetch_max_wait_ms": 5000})
-    handled: list[str] = []
-
-    async def handle(record: ConsumerRecord) -> None:
-        handled.append(record.value.decode())
-
-    follower = KafkaConsentFollower(slow_fetch, name, f"{topic_prefix}follower", handle)
-    await follower.start()
-    supervisor = Supervisor()
-    try:
-        await follower.follow([0, 1])
-        supervisor.spawn("consent-follower", follower.run)
+    async with recording(slow_fetch, name, f"{topic_prefix}follower") as (follower, handled, _):
         await wait_until(lambda: len(handled) == 2 * PER_PARTITION, what="every change")
-        customers = [
-            next(c for c in (f"c{i}" for i in range(1000)) if follower.partition_of(c) == p) for p in (0, 1)
-        ]
+        customers = [customer_on(follower, 0), customer_on(follower, 1)]
         for _ in range(3):  # each time behind a fetch that has just gone out, or is well under way
             await asyncio.wait_for(follower.settled(customers), 2.5)
-    finally:
-        await supervisor.stop()
-        await follower.stop()
 
 
 async def test_readyz_names_the_consent_follower_while_it_keeps_failing(start_service, kafka_io) -> None:
