@@ -29,13 +29,20 @@ from services.segmenter.domain.membership import Assign, MembershipChange, Trigg
 from services.segmenter.domain.ports import (
     BarrierTimeoutError,
     ConsentBarrier,
+    ConsentPartitionMovedError,
     CustomerStore,
     MembershipPublisher,
 )
 from services.segmenter.domain.retention import RetentionPolicy
 from services.segmenter.domain.segments import Segment
 from services.segmenter.locks import KeyedLocks
-from services.segmenter.metrics import COMMIT_CONFLICTS, EVALUATION_SECONDS, MEMBERSHIP_CHANGES
+from services.segmenter.metrics import (
+    ADMISSION_WAIT,
+    ADMISSIONS_DEFERRED,
+    COMMIT_CONFLICTS,
+    EVALUATION_SECONDS,
+    MEMBERSHIP_CHANGES,
+)
 from shared.events import MembershipChanged, new_event_ids
 from shared.failpoints import failpoint
 from shared.supervise import describe_failure, retry, uninterrupted
@@ -432,15 +439,20 @@ class MembershipService:
 
     async def _admit_once(self, todo: list[Waiting]) -> None:
         assert self.barrier is not None
+        started = time.monotonic()
         try:
             await self.barrier.settled([cid for cid, _ in todo])
         except BarrierTimeoutError as exc:
+            ADMISSIONS_DEFERRED.labels(
+                "moved" if isinstance(exc, ConsentPartitionMovedError) else "timeout"
+            ).inc()
             # Not retried (a TimeoutError is an OSError, which `retry` waits out): a timeout (a
             # backlog, or a customer of the batch whose partition moved away, which never
             # settles) leaves the joins to the relay, once out of `_waiting`. Retried in place,
             # the scale-out test's joins of the partitions a worker kept waited for ever.
             log.warning("joins not admitted yet", extra={"error": describe_failure(exc)})
             return
+        ADMISSION_WAIT.observe(time.monotonic() - started)
         async with self.locks.hold_all(cid for cid, _ in todo):
             # What is still there (an eviction may have withheld it), in one round trip: one a
             # customer was a twentieth of the segmenter's time in the memory bench's drain.

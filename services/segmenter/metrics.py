@@ -64,6 +64,19 @@ REBUILD_EVENTS_REPLAYED = Counter(
     "segwarden_segmenter_rebuild_events_replayed_total",
     "customer.events records replayed into Redis by a rebuild.",
 )
+ADMISSION_WAIT = Histogram(
+    "segwarden_segmenter_admission_wait_seconds",
+    "How long an admission of joins that need consent waited at the consent barrier (until every "
+    "consent change of its customers' partitions written before it was handled).",
+    buckets=LATENCY_BUCKETS,
+)
+ADMISSIONS_DEFERRED = Counter(
+    "segwarden_segmenter_admissions_deferred_total",
+    "Admissions given up at the consent barrier, their joins left in the outbox for the sweep's "
+    "relay, by reason: timeout (no consent change handled for 20 s: a stall or a long backlog) or "
+    "moved (a customer's consent partition is no longer this worker's).",
+    ["reason"],
+)
 JOINS_WITHHELD = Counter(
     "segwarden_segmenter_joins_withheld_total",
     "Joins not published because their partition was being rebuilt (announced after the rebuild).",

@@ -32,7 +32,12 @@ from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord
 
 from services.segmenter.adapters.kafka_following import AssignmentFollower
-from services.segmenter.domain.ports import BarrierTimeoutError, ConsentBarrier, LiveInput
+from services.segmenter.domain.ports import (
+    BarrierTimeoutError,
+    ConsentBarrier,
+    ConsentPartitionMovedError,
+    LiveInput,
+)
 from shared.failpoints import failpoint
 from shared.kafka import make_consumer
 from shared.settings import ServiceSettings
@@ -185,7 +190,7 @@ class KafkaConsentFollower(AssignmentFollower, ConsentBarrier, LiveInput):
             if moved := sorted(tp.partition for tp in tps if tp.partition not in self.partitions):
                 # Never read here again: the next owner admits these joins (hand_over); waiting
                 # out the timeout held them (and a compliance scan) 20 s for nothing.
-                raise BarrierTimeoutError(f"consent partitions {moved} are not followed here")
+                raise ConsentPartitionMovedError(f"consent partitions {moved} are not followed here")
             if all([await self._past(tp, end) for tp, end in ends.items()]):
                 return
             left = deadline - time.monotonic()

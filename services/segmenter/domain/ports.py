@@ -149,6 +149,11 @@ class BarrierTimeoutError(TimeoutError):
     """The consent changes of a customer were not all read in time (a backlog or a rebalance)."""
 
 
+class ConsentPartitionMovedError(BarrierTimeoutError):
+    """A customer's consent partition is not followed by this worker (it moved away in a
+    rebalance): it never settles here, so there is nothing to wait for."""
+
+
 class ConsentBarrier(Protocol):
     """What an admission waits on, so no `joined` overtakes an opt-out already written. Evictions
     never wait on it."""

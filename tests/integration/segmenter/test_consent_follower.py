@@ -15,7 +15,7 @@ from aiokafka.structs import ConsumerRecord
 
 from services.segmenter.adapters.kafka_consent import KafkaConsentFollower
 from services.segmenter.adapters.kafka_events import KafkaEventFollower
-from services.segmenter.domain.ports import BarrierTimeoutError
+from services.segmenter.domain.ports import ConsentPartitionMovedError
 from shared import failpoints
 from shared.kafka import ensure_topics
 from shared.settings import ServiceSettings
@@ -139,14 +139,14 @@ async def test_the_barrier_gives_up_at_once_on_a_partition_not_followed_here(
         await follower.follow([0, 1])
         first = {p: customer_on(follower, p) for p in (0, 1)}
         await follower.follow([0])
-        with pytest.raises(BarrierTimeoutError, match=r"\[1\] are not followed"):
+        with pytest.raises(ConsentPartitionMovedError, match=r"\[1\] are not followed"):
             await asyncio.wait_for(follower.settled([first[0], first[1]], timeout=3600), 60)
         # Partition 0 is followed but not read (the follower does not run), so `settled` cannot
         # return: it waits, until the partition goes away too.
         await follower.follow([0, 1])
         waiting = asyncio.create_task(follower.settled([first[0]], timeout=3600))
         await follower.follow([1])
-        with pytest.raises(BarrierTimeoutError, match=r"\[0\] are not followed"):
+        with pytest.raises(ConsentPartitionMovedError, match=r"\[0\] are not followed"):
             await asyncio.wait_for(waiting, 60)
     finally:
         await follower.stop()

@@ -342,14 +342,16 @@ class GateBarrier:
 
 
 class TimingOutBarrier:
-    """The consent barrier's port timing out while `stuck` (as for a partition that moved away)."""
+    """The consent barrier's port failing with `error` while `stuck`: a timeout, or a partition
+    that moved away (ConsentPartitionMovedError)."""
 
-    def __init__(self) -> None:
+    def __init__(self, error: type[BarrierTimeoutError] = BarrierTimeoutError) -> None:
         self.stuck = True
+        self.error = error
 
     async def settled(self, customer_ids: Collection[str]) -> None:
         if self.stuck:
-            raise BarrierTimeoutError("consent partitions not read")
+            raise self.error("consent partitions not read")
 
 
 class RecordingExpiryQueue:

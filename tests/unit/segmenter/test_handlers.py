@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
+from services.segmenter.domain.ports import BarrierTimeoutError, ConsentPartitionMovedError
 from services.segmenter.domain.segments import Segment, SegmentRegistry
 from services.segmenter.handlers import DefinitionService, StreamHandlers
 from services.segmenter.membership_service import MembershipService
@@ -280,22 +282,41 @@ async def test_a_join_is_withheld_until_the_barrier_passes() -> None:
     assert s.store.outboxes["c-1"] == []
 
 
-async def test_a_join_whose_barrier_timed_out_is_left_to_the_relay() -> None:
-    """A timed-out barrier ends the admission, so the sweep's relay can offer the join again.
-    Retried in place, the join kept its place among the waiting, the relay's offer was dropped,
-    and a batch with a customer whose partition had moved away never settled (the scale-out test:
-    joins of the partitions the first worker kept were never announced)."""
-    barrier = TimingOutBarrier()
+def _deferred(reason: str) -> float:
+    return (
+        REGISTRY.get_sample_value("segwarden_segmenter_admissions_deferred_total", {"reason": reason}) or 0.0
+    )
+
+
+def _admissions_waited() -> float:
+    return REGISTRY.get_sample_value("segwarden_segmenter_admission_wait_seconds_count") or 0.0
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"), [(BarrierTimeoutError, "timeout"), (ConsentPartitionMovedError, "moved")]
+)
+async def test_a_join_whose_barrier_timed_out_is_left_to_the_relay(
+    error: type[BarrierTimeoutError], reason: str
+) -> None:
+    """A timed-out barrier (or one whose partition moved away) ends the admission, so the sweep's
+    relay can offer the join again; it is counted by reason, and the admission that passes is
+    timed. Retried in place, the join kept its place among the waiting, the relay's offer was
+    dropped, and a batch with a customer whose partition had moved away never settled (the
+    scale-out test: joins of the partitions the first worker kept were never announced)."""
+    barrier = TimingOutBarrier(error)
     s = segmenter(MAIL, barrier=barrier)
+    deferred, waited = _deferred(reason), _admissions_waited()
     await s.consent("granted", 1)
     await s.event()
     async with asyncio.timeout(5):
         await s.admitted()  # given up, not retried
     assert s.announced() == []
+    assert (_deferred(reason), _admissions_waited()) == (deferred + 1, waited)
     barrier.stuck = False
     await s.membership.flush_outbox("c-1")  # the sweep's relay
     await s.admitted()
     assert s.announced() == [("mail", "joined", "rule_matched")]
+    assert (_deferred(reason), _admissions_waited()) == (deferred + 1, waited + 1)
 
 
 async def test_a_join_whose_consent_lapsed_at_the_barrier_is_never_announced() -> None:
