@@ -77,6 +77,9 @@ ADMISSIONS_DEFERRED = Counter(
     "moved (a customer's consent partition is no longer this worker's).",
     ["reason"],
 )
+# Both series exist from the start, at 0, so an alert's `increase` sees the first deferral.
+ADMISSIONS_DEFERRED.labels("timeout")
+ADMISSIONS_DEFERRED.labels("moved")
 JOINS_WITHHELD = Counter(
     "segwarden_segmenter_joins_withheld_total",
     "Joins not published because their partition was being rebuilt (announced after the rebuild).",
