@@ -9,7 +9,7 @@ key and honours tombstones.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
@@ -47,13 +47,24 @@ class AnnouncedMembership:
     by whatever this worker publishes while the record is read and compared (the publisher's
     observer), so a change announced meanwhile is never announced twice or contradicted."""
 
-    def __init__(self) -> None:
+    def __init__(self, wanted: Callable[[str], bool] = lambda _customer: True) -> None:
         self.joined: dict[str, set[str]] = {}  # customer -> segments announced as joined
         self._meanwhile: dict[Key, bool] = {}
         self._loaded = False
+        # Whose announcements are kept: a reconcile's customers still to compare. Kept for every
+        # change published while a paced reconcile ran, they grew with every join of a drain
+        # (some 40 MB at 200,000 customers: docs/benchmarks.md, 2026-12-03).
+        self.wanted = wanted
+
+    def forget(self, customer_ids: Iterable[str]) -> None:
+        """Drop what is known of these customers (compared already, or not to be)."""
+        for customer_id in customer_ids:
+            self.joined.pop(customer_id, None)
 
     def observe(self, changes: Sequence[MembershipChanged]) -> None:
         for c in changes:
+            if not self.wanted(c.customer_id):
+                continue
             key, joined = (c.segment_id, c.customer_id), c.action == "joined"
             if self._loaded:
                 self._set(key, joined)
@@ -62,7 +73,8 @@ class AnnouncedMembership:
 
     def load(self, records: Iterable[ConsumerRecord]) -> None:
         for key in last_announced(records):
-            self._set(key, True)
+            if self.wanted(key[1]):
+                self._set(key, True)
         for key, joined in self._meanwhile.items():
             self._set(key, joined)
         self._meanwhile.clear()

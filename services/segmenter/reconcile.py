@@ -57,20 +57,24 @@ class AnnouncedReconciler:
 
     async def reconcile(self, partitions: Sequence[int]) -> int:
         """Make the announced membership of these partitions agree with Redis; messages published."""
-        announced = AnnouncedMembership()
+        n = self.publisher.partitions
+        announced = AnnouncedMembership(lambda c: customer_partition(c, n) in partitions)
         self.publisher.observers.append(announced.observe)
         try:
             await self._load(announced, partitions)
-            n = self.publisher.partitions
-            customers = {c for c in announced.joined if customer_partition(c, n) in partitions}
+            customers = set(announced.joined)
             for partition in partitions:
                 customers.update([c async for c in self.store.known_customers(partition)])
             ordered, published = sorted(customers), 0
+            # From now on only the customers still to compare: a chunk compared is forgotten.
+            announced.wanted = customers.__contains__
             with self.pacer.begin(RECONCILE, len(ordered)) as pace:
                 for i in range(0, len(ordered), CHUNK):
                     chunk = ordered[i : i + CHUNK]
                     await pace.step(len(chunk))  # no lock held: the last chunk's are released
                     published += await self._chunk(announced, chunk)
+                    customers.difference_update(chunk)
+                    announced.forget(chunk)
         finally:
             self.publisher.observers.remove(announced.observe)
         log.info(

@@ -68,3 +68,22 @@ def test_state_records_go_to_the_partition_of_the_customer_id_key() -> None:
     for customer in ("c-1", "alice@example.com", "C.9:x", "42"):
         expected = DefaultPartitioner()(customer.encode(), partitions, partitions)
         assert customer_partition(customer, 6) == expected
+
+
+def test_only_the_wanted_customers_are_kept_and_a_forgotten_one_is_gone() -> None:
+    """A reconcile keeps what was announced of its own customers only, and drops each once compared:
+    kept for everyone while a paced reconcile ran, the changes published meanwhile grew with the
+    drain."""
+    announced = AnnouncedMembership(lambda customer: customer != "c-9")
+    announced.observe([change("mail", "c-9", "joined")])  # while reading: not wanted either
+    announced.load(
+        [
+            record(0, "mail", "c-1", change("mail", "c-1", "joined").to_bytes()),
+            record(1, "mail", "c-9", change("mail", "c-9", "joined").to_bytes()),
+        ]
+    )
+    assert announced.joined == {"c-1": {"mail"}}
+    announced.observe([change("sms", "c-9", "joined"), change("sms", "c-1", "joined")])
+    assert announced.joined == {"c-1": {"mail", "sms"}}
+    announced.forget(["c-1"])
+    assert announced.joined == {}
