@@ -78,8 +78,9 @@ class KafkaConsentFollower(AssignmentFollower, ConsentBarrier, LiveInput):
         await super().start()
 
     async def stop(self) -> None:
-        if self._ends is not None:
-            await self._ends.stop()
+        ends, self._ends = self._ends, None  # a start after this one makes a new one
+        if ends is not None:
+            await ends.stop()
         await super().stop()
 
     async def follow(self, partitions: Iterable[int]) -> None:
