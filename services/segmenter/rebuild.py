@@ -2,7 +2,7 @@
 
 Order: the erasure markers from `erasure.requests`; consent from `consent.state` (what is from
 before an erasure refused); features, dropped for every known customer, by replaying
-`customer.events` from the start of retention up to where faust's consumer is (skipping what
+`customer.events` from the start of retention up to where the event follower is (skipping what
 an erasure request since deleted), while the partitions' event handlers wait; then membership,
 decided again for every known customer and committed silently (the announcements are the
 reconciler's job, against what was announced before). Everything is idempotent: features start
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 CHUNK = 200
 NO_CAUSE = Cause(None, None)
-# partition -> the next offset faust's consumer will fetch (None when it has not fetched yet)
+# partition -> the next offset the event follower returns (None when it has not fetched yet)
 Positions = Callable[[Sequence[int]], Awaitable[dict[int, int | None]]]
 Track = Callable[[int, str], Awaitable[None]]  # remember a customer and queue its grant's expiry
 
@@ -120,7 +120,7 @@ class StateRebuilder:
     async def replay(
         self, partitions: Sequence[int], erased: dict[str, ErasureMark], positions: dict[int, int | None]
     ) -> int:
-        """customer.events from the beginning up to faust's positions (or the end, if further)."""
+        """customer.events from the beginning up to the event follower's positions (or the end, if further)."""
         reader = self._reader(CUSTOMER_EVENTS, partitions)
         await reader.start()
         replayed = 0

@@ -214,8 +214,11 @@ class RedisRecovery:
                 self.cause = "takeover"
                 REDIS_REBUILDS.labels("takeover").inc()
             REDIS_REBUILDING.set(1)
-            positions = await self.rebuilder.positions(stale)  # before the hold: faust must not wait
             async with self._held(stale):
+                # Only once no handler is in flight: a batch taken and applied after an earlier
+                # reading would be forgotten with the features and not replayed (the replay stops
+                # there, or at an end offset, which the embedded broker under-reports).
+                positions = await self.rebuilder.positions(stale)
                 await self.rebuilder.rebuild(stale, positions)
                 async with self._lock:
                     if generation != self.generation:

@@ -2,7 +2,7 @@
 
 The rebuild of a worker's Redis state reads only the partitions it owns (of the customer
 topics, co-partitioned): `consent.state`, `erasure.requests`, `segment.membership.state` to
-their end, and `customer.events` up to the positions faust has reached.
+their end, and `customer.events` up to the positions the event follower has reached.
 """
 
 from __future__ import annotations

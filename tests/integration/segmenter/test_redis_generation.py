@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -13,6 +14,7 @@ from services.segmenter.adapters.redis_buckets import BucketedIndex
 from services.segmenter.adapters.redis_generation import RedisGenerationMarker
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.recovery import RedisRecovery
+from shared.supervise import Supervisor, within
 
 
 @pytest.fixture
@@ -82,3 +84,66 @@ async def test_the_gate_notices_a_loss_before_a_join_goes_out(
     assert await worker.closed_partitions() == set()
     await client.delete(f"sw:{topic_prefix}generation")
     assert await worker.closed_partitions() == {0, 1, 2} and worker.cause == "lost"
+
+
+class EventFollower:
+    """What the recovery sees of the event follower: a position that each batch taken advances."""
+
+    def __init__(self) -> None:
+        self.position = 0  # the next offset the consumer returns
+        self.applied = 0  # the end of the last batch applied
+
+    async def run(self, recovery: RedisRecovery) -> None:
+        while True:
+            self.position += 10  # a batch taken from the consumer...
+            async with recovery.admit([0]):
+                self.applied = self.position  # ...and applied, unless its partition is held
+            await asyncio.sleep(0)
+
+
+class Rebuilder:
+    """Records what the rebuild was to replay, against what had been applied when it started."""
+
+    def __init__(self, follower: EventFollower) -> None:
+        self.follower = follower
+        self.rebuilt = asyncio.Event()
+        self.stops: dict[int, int | None] = {}
+        self.applied = -1
+
+    async def positions(self, partitions: list[int]) -> dict[int, int | None]:
+        position = self.follower.position
+        await asyncio.sleep(0)  # as the real one, whose answer comes back through the event loop
+        return dict.fromkeys(partitions, position)
+
+    async def rebuild(self, partitions: list[int], positions: dict[int, int | None]) -> None:
+        self.stops, self.applied = positions, self.follower.applied
+        self.rebuilt.set()
+
+
+class Reconciler:
+    async def reconcile(self, partitions: list[int]) -> None:
+        pass
+
+
+async def test_the_replay_reaches_every_batch_applied_before_it(
+    client: aioredis.Redis, topic_prefix: str, tmp_path: Path
+) -> None:
+    """The fault suite lost a customer's events after a Redis restart: a batch applied between the
+    reading of the follower's positions and the hold was forgotten with the features, and the
+    replay stopped short of it."""
+    follower = EventFollower()
+    rebuilder = Rebuilder(follower)
+    marker = RedisGenerationMarker(client, f"sw:{topic_prefix}", tmp_path, 3)
+    keys = [KeyLayout(f"sw:{topic_prefix}").known(p) for p in range(3)]
+    worker = RedisRecovery(marker, cast(Any, rebuilder), cast(Any, Reconciler()), keys)
+    await worker.check()
+    await worker.follow([0], assigned=True)
+    supervisor = Supervisor()  # stops them as the service does (a cancel can be lost in redis-py)
+    supervisor.spawn("event-follower", lambda: follower.run(worker))
+    supervisor.spawn("redis-rebuild", worker.run)
+    try:
+        await within(10, rebuilder.rebuilt.wait())
+    finally:
+        await supervisor.stop()
+    stop = rebuilder.stops[0]
+    assert stop is not None and stop >= rebuilder.applied > 0
