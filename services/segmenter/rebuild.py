@@ -120,7 +120,8 @@ class StateRebuilder:
     async def replay(
         self, partitions: Sequence[int], erased: dict[str, ErasureMark], positions: dict[int, int | None]
     ) -> int:
-        """customer.events from the beginning up to the event follower's positions (or the end, if further)."""
+        """customer.events from the beginning up to the event follower's positions (or the end,
+        if further)."""
         reader = self._reader(CUSTOMER_EVENTS, partitions)
         await reader.start()
         replayed = 0
