@@ -201,12 +201,12 @@ class Supervisor:
         since the work it was doing no longer needs doing (a job superseded by a newer one)."""
         task = self._tasks.pop(name, None)
         if task is not None:
-            await _cancel_until_done([task])
+            await cancel_until_done([task])
         self._health.pop(name, None)
 
     async def stop(self) -> None:
         """Cancel every task and wait until each has ended."""
-        await _cancel_until_done(list(self._tasks.values()))
+        await cancel_until_done(list(self._tasks.values()))
         self._tasks.clear()
 
     def _stable(self, health: _Health, now: float) -> bool:
@@ -283,10 +283,12 @@ def for_each(
     return handle_each
 
 
-async def _cancel_until_done(tasks: list[asyncio.Task[None]]) -> None:
+async def cancel_until_done(tasks: Sequence[asyncio.Task[None]]) -> None:
     """Cancel `tasks`, and again every RECANCEL_S those still running: a cancel can be lost on the
-    way (see `within`; seen in the segmenter's consent follower even once its own waits were
-    safe), and a task that dropped one must still end."""
+    way, and a task that dropped one must still end. redis-py (8.x) sends every command through
+    `asyncio.wait_for` (its `socket_timeout`, 5 s by default), whose Python 3.11 flaw `within`
+    describes: a task cancelled as a command's send completes runs on as if it had not been (seen
+    in the segmenter's consent follower; a loop of SETs, cancelled, reproduces it in a few tries)."""
     pending = set(tasks)
     while pending:
         for task in pending:
@@ -297,7 +299,7 @@ async def _cancel_until_done(tasks: list[asyncio.Task[None]]) -> None:
 
 async def uninterrupted(awaitable: Awaitable[T]) -> T:
     """`awaitable` run to its end even when the caller is cancelled meanwhile (each cancel, and
-    `_cancel_until_done`'s repeats, only wait for it); the cancel is raised once it is done. For
+    `cancel_until_done`'s repeats, only wait for it); the cancel is raised once it is done. For
     a step whose first half must not be cut from its second: a stop that cancels a publish after
     the broker took the records, before the outbox was cleared, has the next owner send them
     again (the segmenter's clean scale-in announced a `left` twice)."""

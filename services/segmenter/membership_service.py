@@ -45,7 +45,7 @@ from services.segmenter.metrics import (
 )
 from shared.events import MembershipChanged, new_event_ids
 from shared.failpoints import failpoint
-from shared.supervise import describe_failure, retry, uninterrupted
+from shared.supervise import cancel_until_done, describe_failure, retry, uninterrupted
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 20
@@ -485,9 +485,7 @@ class MembershipService:
 
     async def close(self) -> None:
         """Stop admitting (what waits stays in the outbox for the next owner's relay, handed over)."""
-        for task in list(self._releases):
-            task.cancel()
-        await asyncio.gather(*self._releases, return_exceptions=True)
+        await cancel_until_done(list(self._releases))
         await self.hand_over(lambda _customer: True)
 
     def _may_join(self, fresh: CustomerSnapshot, message: MembershipChanged, now: float) -> bool:

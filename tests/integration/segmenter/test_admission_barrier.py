@@ -6,6 +6,7 @@ again at the door; a `left` is published while the barrier is still closed."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import UTC, datetime
@@ -25,7 +26,8 @@ from services.segmenter.membership_service import Cause, MembershipService
 from services.segmenter.membership_state import AnnouncedMembership
 from services.segmenter.reconcile import AnnouncedReconciler
 from shared.events import MembershipChanged
-from tests.integration.segmenter.conftest import outbox_of
+from shared.supervise import within
+from tests.integration.segmenter.conftest import outbox_of, wait_until
 from tests.support import TEST_PSEUDONYM_KEY
 from tests.unit.segmenter.test_membership import segment
 
@@ -48,6 +50,26 @@ class GateBarrier(ConsentBarrier):
             self.drops -= 1
             raise RedisConnectionError("Connection closed by server.")
         await self.gate.wait()
+
+
+class StubbornBarrier(GateBarrier):
+    """Drops the first cancel of its wait, as a redis-py call can on Python 3.11 (see
+    shared.supervise.cancel_until_done)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = False
+
+    async def settled(self, customer_ids: Collection[str]) -> None:
+        self.asked.append(sorted(customer_ids))
+        while True:
+            try:
+                await self.gate.wait()
+                return
+            except asyncio.CancelledError:
+                if self.dropped:
+                    raise
+                self.dropped = True
 
 
 class RecordingPublisher:
@@ -241,3 +263,15 @@ async def test_a_join_kept_at_the_barrier_through_a_handover_is_not_left_by_the_
         await new_owner.close()
     assert await outbox_of(store, "c-1") == await outbox_of(store, "c-2") == []
     assert (await store.read("c-1")).segments == {"open"}
+
+
+async def test_a_close_ends_a_waiting_join_whose_task_dropped_a_cancel(parts: tuple) -> None:
+    """The stop must not wait for the barrier (it may never pass): the join stays in the outbox."""
+    store, membership, _ = parts
+    membership.barrier = barrier = StubbornBarrier()
+    await _click(store)
+    await _consent(store, membership, "granted", 1)
+    await wait_until(lambda: barrier.asked, 10.0, "the join to wait at the barrier")
+    await within(10.0, membership.close())
+    assert barrier.dropped and _mail(membership) == []
+    assert [json.loads(m)["action"] for m in await outbox_of(store, "c-1")] == ["joined"]
