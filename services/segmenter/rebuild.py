@@ -1,7 +1,8 @@
 """Rebuilds the Redis state of some partitions from the topics, without announcing anything.
 
 Order: the erasure markers from `erasure.requests`; consent from `consent.state` (what is from
-before an erasure refused); features, dropped for every known customer, by replaying
+before an erasure refused); features, dropped for every known customer and for every customer
+the replay meets (known or not: each replay has a number, adapters/lua.py), by replaying
 `customer.events` from the start of retention up to where the event follower is (skipping what
 an erasure request since deleted), while the partitions' event handlers wait; then membership,
 decided again for every known customer and committed silently (the announcements are the
@@ -122,6 +123,7 @@ class StateRebuilder:
     ) -> int:
         """customer.events from the beginning up to the event follower's positions (or the end,
         if further)."""
+        number = await self.store.next_replay()  # each customer met starts over, known or not
         reader = self._reader(CUSTOMER_EVENTS, partitions)
         await reader.start()
         replayed = 0
@@ -129,13 +131,15 @@ class StateRebuilder:
             ends = await reader.end_offsets()
             stops = {p: max(ends.get(p, 0), positions.get(p) or 0) for p in partitions}
             async for records in reader.batches_until(stops):
-                replayed += await self._apply(records, erased)
+                replayed += await self._apply(records, erased, number)
                 failpoint("segmenter.rebuild_mid_replay")
         finally:
             await reader.stop()
         return replayed
 
-    async def _apply(self, records: Sequence[ConsumerRecord], erased: dict[str, ErasureMark]) -> int:
+    async def _apply(
+        self, records: Sequence[ConsumerRecord], erased: dict[str, ErasureMark], replay: str
+    ) -> int:
         writes, known = [], set()
         for record in records:
             event = _decode(record, CustomerEvent)
@@ -147,7 +151,7 @@ class StateRebuilder:
             writes.append(event_write(record, event))
             known.add((record.partition, event.customer_id))
         if writes:
-            await self.store.apply_events(writes, known)
+            await self.store.apply_events(writes, known, replay)
             REBUILD_EVENTS_REPLAYED.inc(len(writes))
         return len(writes)
 

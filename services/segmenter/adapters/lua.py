@@ -29,6 +29,25 @@ end
 """
 
 
+# A customer's hash made ready for a rebuild's replay: the features and the applied offsets go,
+# so the replay counts every event again; consent, segments and the version stay (consent is
+# loaded again and only moves forward; segments are what the reconciler compares the rebuilt
+# decision with). Returns how many fields went.
+FORGET = """
+local function forget(key)
+  local gone = 0
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    local head = string.sub(field, 1, 3)
+    if head ~= '_c:' and head ~= '_s:' and field ~= '_v' then
+      redis.call('HDEL', key, field)
+      gone = gone + 1
+    end
+  end
+  return gone
+end
+"""
+
+
 # KEYS: per customer, three keys: their hash (redis_keys: features, `_v` version, `_c:<purpose>`
 # consent, `_s:<segment>` segments, `_o:`/`_t:`/`_r` offsets), outbox, erasure marker; one
 # customer or many (a batch's customers on a standalone Redis, those of one hash slot on a
@@ -49,14 +68,20 @@ end
 # (occurred, or written to its topic, at or before the marker's `at`) writes nothing. The version
 # moves once for each customer with an event applied. Returns, per customer, {per event 1
 # applied | 0 duplicate | -1 erased, the hash, outbox length}: the state after all of their
-# events (a duplicate returns it too, so a retry can re-plan from it).
+# events (a duplicate returns it too, so a retry can re-plan from it). ARGV[2], in a rebuild's
+# replay only: the replay's number (KeyLayout.replays). A customer whose `_b` field is not that
+# number starts over at their first event not refused (FORGET, then `_b` set), so the replay
+# counts every event of every customer it meets, also of one the rebuild did not know: after a
+# Redis loss a batch's features reached the new Redis, the known index's write did not, and the
+# replay refused the customer's earlier events as redeliveries.
 RECENT = 4
 APPLY_EVENTS = (
     MARKER
+    + FORGET
     + """
-local function apply(f, outbox, marker_key, events)
+local function apply(f, outbox, marker_key, events, replay)
   local mat = marker(marker_key)
-  local outcomes, any_applied = {}, false
+  local outcomes, any_applied, started = {}, false, replay == ''
   for _, e in ipairs(events) do
     local ofield, offset, eid, etype, at, amount, tstext = e[1], e[2], e[3], e[4], e[5], e[6], e[7]
     local ts, t = tonumber(tstext), tonumber(at)
@@ -64,6 +89,13 @@ local function apply(f, outbox, marker_key, events)
     if before(mat, nil, t * 1000, nil) or (ts > 0 and before(mat, nil, ts, nil)) then
       outcome = -1
     else
+      if not started then
+        started = true
+        if redis.call('HGET', f, '_b') ~= replay then
+          forget(f)
+          redis.call('HSET', f, '_b', replay)
+        end
+      end
       local tf = '_t' .. string.sub(ofield, 3)
       local seen = redis.call('HMGET', f, ofield, '_r', tf)
       local recreated = ts > 0 and seen[3] and ts > tonumber(seen[3])
@@ -102,9 +134,9 @@ local function apply(f, outbox, marker_key, events)
   if any_applied then redis.call('HINCRBY', f, '_v', 1) end
   return {outcomes, redis.call('HGETALL', f), redis.call('LLEN', outbox)}
 end
-local out = {}
+local out, replay = {}, ARGV[2] or ''
 for c, events in ipairs(cjson.decode(ARGV[1])) do
-  out[c] = apply(KEYS[3 * c - 2], KEYS[3 * c - 1], KEYS[3 * c], events)
+  out[c] = apply(KEYS[3 * c - 2], KEYS[3 * c - 1], KEYS[3 * c], events, replay)
 end
 return out
 """
@@ -289,21 +321,9 @@ redis.call('HINCRBY', KEYS[1], '_v', 1)
 return 1
 """
 
-# KEYS: the customer's hash.  A rebuild's first step (rebuild.StateRebuilder.forget_features):
-# the features and the applied offsets go, so the replay counts every event again; consent,
-# segments and the version stay (consent is loaded again and only moves forward; segments are
-# what the reconciler compares the rebuilt decision with). Returns how many fields went.
-FORGET_FEATURES = """
-local gone = 0
-for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
-  local head = string.sub(field, 1, 3)
-  if head ~= '_c:' and head ~= '_s:' and field ~= '_v' then
-    redis.call('HDEL', KEYS[1], field)
-    gone = gone + 1
-  end
-end
-return gone
-"""
+# KEYS: the customer's hash.  A rebuild's first step (rebuild.StateRebuilder.forget_features),
+# for every customer it knows (FORGET, above APPLY_EVENTS). Returns how many fields went.
+FORGET_FEATURES = FORGET + "return forget(KEYS[1])"
 
 # A bucketed index (adapters/redis_buckets.py): a set of members with scores, split over sorted
 # sets small enough to stay listpacks (zset-max-listpack-entries, 128 by default) by linear

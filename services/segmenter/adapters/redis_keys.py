@@ -6,7 +6,8 @@ Redis 7.0 keeps a small set of strings as a hashtable (about 200 bytes), where a
 one listpack. The hash holds the features under their own names (domain.features) and, under
 names that start with `_` (never a feature's), the bookkeeping: the version (VERSION), each
 purpose's consent (CONSENT + purpose), each segment the customer is in (SEGMENT + segment id),
-the applied offsets (`_o:`, `_t:`, `_r`, adapters/lua.py).
+the applied offsets (`_o:`, `_t:`, `_r`, adapters/lua.py) and, once a rebuild replayed the
+customer's events, that replay's number (`_b`).
 On Redis Cluster the hash tag `{c:<customer_id>}` puts the hash and the outbox in one slot, so
 one Lua script updates them atomically; a segment's members `{<segment_id>}` live in their own
 slot and are updated in a second step. The members and the customers known on a partition are
@@ -97,6 +98,11 @@ class KeyLayout:
         a customer known only from consent, their latest choice; -inf for none or once the retention
         job let them go), so the retention job finds the inactive without reading everyone."""
         return f"{self.namespace}{{known:{partition}}}"
+
+    def replays(self) -> str:
+        """The number of the latest rebuild replay (a counter): a customer's hash keeps the one
+        that last started their features over (`_b`, adapters/lua.py APPLY_EVENTS)."""
+        return f"{self.namespace}replays"
 
     def expiry(self, partition: int) -> str:
         """Sorted set customer -> earliest consent expiry of one partition, for the expiry sweep."""

@@ -173,7 +173,7 @@ class RedisCustomerStore:
         return [mark.at_ms, "" if mark.sequence is None else mark.sequence, self.marker_ttl_ms]
 
     async def apply_events(
-        self, writes: Sequence[EventWrite], known: Iterable[tuple[int, str]]
+        self, writes: Sequence[EventWrite], known: Iterable[tuple[int, str]], replay: str = ""
     ) -> list[EventResult]:
         """Apply every event, each customer's in order, in Lua calls of many customers (one hash
         slot each on a cluster) and one pipeline for all: per event whether it was applied now
@@ -181,7 +181,8 @@ class RedisCustomerStore:
         customer's state after all of its events, or None when it is from before the customer's
         erasure. Then the customers of `known` (partition, customer) are remembered unless all
         their events were refused: the caller holds their locks, so no erasure of theirs runs in
-        between."""
+        between. `replay`: a rebuild's replay number (`next_replay`), under which every customer
+        starts over at their first event (adapters/lua.py, APPLY_EVENTS)."""
         by_customer: dict[str, list[int]] = {}
         for i, w in enumerate(writes):
             by_customer.setdefault(w.customer_id, []).append(i)
@@ -194,7 +195,7 @@ class RedisCustomerStore:
             for call in calls:
                 events = orjson.dumps([[_event_args(writes[i]) for i in by_customer[c]] for c in call])
                 keys = [key for c in call for key in self._customer_keys(c)]
-                await self._apply_events(keys=keys, args=[events], client=pipe)
+                await self._apply_events(keys=keys, args=[events, replay], client=pipe)
                 await _turn()
             replies = await pipe.execute()
         out: list[EventResult] = [None] * len(writes)
@@ -377,6 +378,10 @@ class RedisCustomerStore:
                 pipe.hgetall(self.keys.state(customer_id))
             rows = await pipe.execute()
         return [snapshot_of(cid, row.items()).consent for cid, row in zip(customer_ids, rows, strict=True)]
+
+    async def next_replay(self) -> str:
+        """A number no earlier replay of this Redis had, for `apply_events(replay=...)`."""
+        return str(await self.client.incr(self.keys.replays()))
 
     async def forget_features(self, customer_ids: Sequence[str]) -> None:
         """Drop the customers' features and applied offsets (a rebuild starts them over); their

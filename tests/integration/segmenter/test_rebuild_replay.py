@@ -1,0 +1,82 @@
+"""The rebuild's replay, in-process against the real broker and Redis.
+
+The fault it injects: after Redis was lost, a batch's features were written to the new Redis but
+its customers were never added to the known index (its write failed, or the worker died between
+the two). The rebuild drops the features of the customers it knows, so it missed this one, and
+the replay refused their earlier events as redeliveries: their offsets were below the one the
+batch had applied. Spend and counts came back as the last batch alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+
+from services.segmenter.adapters.redis_store import RedisCustomerStore
+from services.segmenter.handlers import event_write
+from services.segmenter.rebuild import StateRebuilder
+from services.segmenter.settings import SegmenterSettings
+from shared.events import CustomerEvent, new_event_id
+from shared.kafka import ensure_topics
+from tests.integration.segmenter.test_idempotence import World
+
+
+def purchase(customer: str, amount: float) -> CustomerEvent:
+    return CustomerEvent(
+        event_id=new_event_id(),
+        customer_id=customer,
+        type="purchase",
+        occurred_at=datetime.now(UTC),
+        source="test",
+        attributes={"amount": amount, "currency": "EUR"},
+    )
+
+
+async def produce(settings: SegmenterSettings, events: list[CustomerEvent]) -> list[ConsumerRecord]:
+    """The events on customer.events, as the consumer reads them back."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        records = []
+        for event in events:
+            key, value = event.customer_id.encode(), event.to_bytes()
+            meta = await producer.send_and_wait(f"{settings.topic_prefix}customer.events", value, key)
+            at = (meta.topic, meta.partition, meta.offset, meta.timestamp)
+            records.append(ConsumerRecord(*at, 0, key, value, None, 0, 0, ()))
+        return records
+    finally:
+        await producer.stop()
+
+
+async def test_a_customer_written_but_never_remembered_is_rebuilt_from_all_their_events(
+    store: RedisCustomerStore, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    settings = SegmenterSettings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        topic_partitions=1,
+        data_dir=tmp_path,
+    )
+    await asyncio.to_thread(ensure_topics, settings)
+    events = [purchase("c-1", amount) for amount in (10.0, 20.0, 30.0)]
+    records = await produce(settings, events)
+    # Redis was lost after the first two; the third was applied to the new one, not remembered.
+    await store.apply_events([event_write(records[2], events[2])], [])
+    world = World(store)
+
+    async def untracked(partition: int, customer_id: str) -> None:
+        pass
+
+    async def positions(partitions: Any) -> dict[int, int | None]:
+        return dict.fromkeys(partitions, records[-1].offset + 1)
+
+    rebuilder = StateRebuilder(settings, store, world.registry, world.membership, positions, untracked)
+    await rebuilder.rebuild([0], await positions([0]))
+    features = (await store.read("c-1")).features
+    assert (features["purchases"], float(features["spend"]), features["events"]) == ("3", 60.0, "3")
+    assert await store.known_scores(0, ["c-1"]) != [None]  # and remembered now
