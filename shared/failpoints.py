@@ -31,6 +31,7 @@ NAMES = frozenset(
         "segmenter.after_member_sync",
         "segmenter.after_publish",
         "segmenter.events_mid_batch",
+        "segmenter.events_between_writes",
         "segmenter.consent_mid_batch",
         "segmenter.rebuild_mid_replay",
         "segmenter.rebuild_after_settle_commit",

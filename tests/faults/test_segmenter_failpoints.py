@@ -16,6 +16,7 @@ STEPS = {
     "segmenter.after_member_sync": 8,
     "segmenter.after_publish": 8,
     "segmenter.events_mid_batch": 6,
+    "segmenter.events_between_writes": 6,
     "segmenter.consent_mid_batch": 20,
 }
 AFTER_A_COMMIT = {"segmenter.after_slot_commit", "segmenter.after_member_sync", "segmenter.after_publish"}

@@ -33,6 +33,7 @@ from services.segmenter.domain.customer import (
 from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.feature_values import LAST
 from services.segmenter.domain.membership import MembershipChange
+from shared.failpoints import failpoint
 from shared.pseudonym import pseudonymize
 from shared.topics import Retention
 
@@ -208,6 +209,7 @@ class RedisCustomerStore:
                     out[i] = None if outcome == -1 else (outcome == 1, snapshot)
                 if any(outcome != -1 for outcome in outcomes):
                     last[customer_id] = snapshot.features.get(LAST)
+        failpoint("segmenter.events_between_writes")  # features written, customers not yet known
         await self._remember_active([(p, c) for p, c in known if c in last], last)
         return out
 

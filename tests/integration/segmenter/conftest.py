@@ -17,6 +17,7 @@ import redis
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from services.segmenter.adapters.kafka_publisher import customer_partition
 from services.segmenter.adapters.redis_keys import CONSENT, KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from shared.events import ConsentChanged, CustomerEvent, MembershipChanged, new_event_id
@@ -25,6 +26,7 @@ from tests.support import (
     TEST_PSEUDONYM_KEY,
     ServiceProcess,
     forget_redis_keys,
+    index_members,
     segment_members,
     stored_customer,
 )
@@ -304,6 +306,12 @@ class RedisView:
 
     def outbox(self, customer: str) -> list[str]:
         return list(self.client.lrange(f"{self.ns}{{c:{customer}}}:outbox", 0, -1))
+
+    def known(self, customer: str, partitions: int = 3) -> bool:
+        """Whether the customer is in their partition's known index (what sweeps and retention
+        walk; TOPIC_PARTITIONS is 3 in the tests' services)."""
+        head = KeyLayout(self.ns).known(customer_partition(customer, partitions))
+        return customer in index_members(self.client, head)
 
 
 @pytest.fixture

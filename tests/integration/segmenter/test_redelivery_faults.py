@@ -19,7 +19,13 @@ from tests.support import ServiceProcess, http_client
 
 SLOW = {"SEGMENTER_SWEEP_INTERVAL_S": "600", "SEGMENTER_COMPLIANCE_INTERVAL_S": "600"}
 EXPECTED = {"anyone": {"c-1", "c-2"}, "mail": {"c-1"}}
-STEPS = ("events_mid_batch", "after_slot_commit", "after_member_sync", "after_publish")
+STEPS = (
+    "events_between_writes",
+    "events_mid_batch",
+    "after_slot_commit",
+    "after_member_sync",
+    "after_publish",
+)
 
 
 def last_actions(outputs: Outputs) -> dict[tuple[str, str], str]:
@@ -59,6 +65,7 @@ async def assert_converged(
     await wait_until(converged, timeout=60, what="member sets, API and announcements to converge")
     assert redis_view.segments_of("c-1") == {"anyone", "mail"} and redis_view.segments_of("c-2") == {"anyone"}
     assert redis_view.features("c-1")["purchases"] == "1" and redis_view.features("c-2")["events"] == "1"
+    assert redis_view.known("c-1") and redis_view.known("c-2")  # the sweeps and retention find them
     # And the path goes on: a withdrawal evicts and is announced.
     await inputs.consent("c-1", "marketing_email", "denied")
     await wait_until(lambda: last_actions(outputs).get(("c-1", "mail")) == "left", what="the left")
