@@ -10,14 +10,17 @@ batch had applied. Spend and counts came back as the last batch alone.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from services.segmenter.adapters.redis_store import RedisCustomerStore
+from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.handlers import event_write
 from services.segmenter.rebuild import StateRebuilder
 from services.segmenter.settings import SegmenterSettings
@@ -53,9 +56,23 @@ async def produce(settings: SegmenterSettings, events: list[CustomerEvent]) -> l
         await producer.stop()
 
 
-async def test_a_customer_written_but_never_remembered_is_rebuilt_from_all_their_events(
-    store: RedisCustomerStore, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
-) -> None:
+async def rebuild(store: RedisCustomerStore, settings: SegmenterSettings, end: int) -> None:
+    """Partition 0 rebuilt, the event follower being at `end`."""
+    world = World(store)
+
+    async def untracked(partition: int, customer_id: str) -> None:
+        pass
+
+    async def positions(partitions: Any) -> dict[int, int | None]:
+        return dict.fromkeys(partitions, end)
+
+    rebuilder = StateRebuilder(settings, store, world.registry, world.membership, positions, untracked)
+    await rebuilder.rebuild([0], await positions([0]))
+
+
+@pytest.fixture
+async def settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> SegmenterSettings:
+    """One partition of the test's own topics."""
     settings = SegmenterSettings(
         kafka_bootstrap_servers=kafka_bootstrap,
         topic_prefix=topic_prefix,
@@ -63,20 +80,30 @@ async def test_a_customer_written_but_never_remembered_is_rebuilt_from_all_their
         data_dir=tmp_path,
     )
     await asyncio.to_thread(ensure_topics, settings)
+    return settings
+
+
+async def test_a_customer_written_but_never_remembered_is_rebuilt_from_all_their_events(
+    store: RedisCustomerStore, settings: SegmenterSettings
+) -> None:
     events = [purchase("c-1", amount) for amount in (10.0, 20.0, 30.0)]
     records = await produce(settings, events)
     # Redis was lost after the first two; the third was applied to the new one, not remembered.
     await store.apply_events([event_write(records[2], events[2])], [])
-    world = World(store)
-
-    async def untracked(partition: int, customer_id: str) -> None:
-        pass
-
-    async def positions(partitions: Any) -> dict[int, int | None]:
-        return dict.fromkeys(partitions, records[-1].offset + 1)
-
-    rebuilder = StateRebuilder(settings, store, world.registry, world.membership, positions, untracked)
-    await rebuilder.rebuild([0], await positions([0]))
+    await rebuild(store, settings, records[-1].offset + 1)
     features = (await store.read("c-1")).features
     assert (features["purchases"], float(features["spend"]), features["events"]) == ("3", 60.0, "3")
     assert await store.known_scores(0, ["c-1"]) != [None]  # and remembered now
+
+
+async def test_the_replay_gives_an_erased_customer_no_state_back(
+    store: RedisCustomerStore, settings: SegmenterSettings
+) -> None:
+    """Starting a customer over writes their replay number only once an event of theirs is
+    applied: an erasure's marker refusing every one (here without its request on the topic, so
+    the script alone refuses them) leaves no hash behind."""
+    records = await produce(settings, [purchase("c-2", 10.0), purchase("c-2", 20.0)])
+    await store.mark_erased("c-2", ErasureMark(at_ms=int(time.time() * 1000) + 1))
+    await rebuild(store, settings, records[-1].offset + 1)
+    assert not await store.holds("c-2")
+    assert await store.known_scores(0, ["c-2"]) == [None]
