@@ -90,8 +90,8 @@ def bench_append(url: str) -> dict[str, float]:
         )
         rows = [
             {"seq": seq, "body": body.decode(), "hash": hash_}
-            for chunk in SqlLedgerStore(engine).rows()
-            for seq, body, hash_ in chunk
+            for run in SqlLedgerStore(engine).runs()
+            for seq, (body, hash_) in enumerate(run.records, run.first)
         ]
         insert_runs.append(timed(partial(raw_insert, engine, rows)))
         engine.dispose()
@@ -133,9 +133,9 @@ def bench_verify(url: str, data_dir: Path, count: int = VERIFY_N) -> dict[str, f
     signer = Ed25519Signer.from_data_dir(data_dir)
     Checkpointer(ledger, SqlCheckpointStore(engine), signer).checkpoint()
     checkpoints = SqlCheckpointStore(engine).all()
-    rows = [row for chunk in ledger.rows() for row in chunk]
-    previous = [GENESIS, *(row[2] for row in rows)]  # each record's prev_hash
-    bodies = [(bytes.fromhex(prev), row[1]) for prev, row in zip(previous, rows, strict=False)]
+    records = [record for run in ledger.runs() for record in run.records]
+    previous = [GENESIS, *(stored for _, stored in records)]  # each record's prev_hash
+    bodies = [(bytes.fromhex(prev), body) for prev, (body, _) in zip(previous, records, strict=False)]
     kinds = ("one", "parallel", "merkle", "floor", "floor_parallel")
     runs: dict[str, list[float]] = {kind: [] for kind in kinds}
     check = partial(checked_verify, ledger, checkpoints, signer, count)

@@ -10,10 +10,10 @@ from sqlalchemy import Engine, select
 from services.audit.adapters.sql_append import AppendBatch, known_definition, read_head
 from services.audit.adapters.sql_database import lock_ledger, writer_connection
 from services.audit.adapters.sql_merkle import backfill_nodes, read_subtrees, store_nodes
-from services.audit.adapters.sql_rows import read_rows
+from services.audit.adapters.sql_rows import RUN_SIZE, read_runs
 from services.audit.adapters.sql_tables import definitions, records, underived_columns
 from services.audit.adapters.verify_workers import WorkerStore, check_ranges
-from services.audit.domain.ledger import AppendResult, Row, SealedRecord, format_at
+from services.audit.domain.ledger import AppendResult, Run, SealedRecord, format_at
 from services.audit.domain.merkle import Part
 from services.audit.domain.ranges import RangeCheck, SeqRange, check_range
 from services.audit.domain.sources import KnownDefinition, SourceItem
@@ -35,8 +35,9 @@ _COLUMNS = (
 class SqlLedgerStore:
     """The ledger in one SQL table; each append is one transaction holding the writer lock."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, run_size: int = RUN_SIZE) -> None:
         self.engine = engine
+        self.run_size = run_size  # records a verifying read
 
     def append(self, items: Sequence[SourceItem], now: datetime | None = None) -> AppendResult:
         """Append one record per new source item, with the Merkle nodes they complete; items already
@@ -80,12 +81,11 @@ class SqlLedgerStore:
         with self.engine.connect() as connection:
             return [SealedRecord(*row) for row in connection.execute(query)]
 
-    def rows(self, start: int = 0, stop: int | None = None, chunk: int = 20_000) -> Iterator[list[Row]]:
-        """(seq, stored bytes, hash) of seq in [start, stop) in seq order, in chunks, without loading
-        the ledger."""
+    def runs(self, start: int = 0, stop: int | None = None) -> Iterator[Run]:
+        """The records of seq in [start, stop) in seq order, in runs, without loading the ledger."""
         with self.engine.connect() as connection:
             driver = connection.connection.driver_connection
-            yield from read_rows(driver, connection.dialect.name, start, stop, chunk)
+            yield from read_runs(driver, connection.dialect.name, start, stop, self.run_size)
 
     def check_ranges(self, ranges: list[SeqRange], progress: Progress | None) -> list[RangeCheck]:
         """Each range checked by a worker process of its own that reads the store itself (an
@@ -93,10 +93,10 @@ class SqlLedgerStore:
         url = self.engine.url
         if url.get_backend_name() == "postgresql":
             address = url.set(drivername="postgresql").render_as_string(hide_password=False)
-            return check_ranges(WorkerStore("postgresql", address), ranges, progress)
+            return check_ranges(WorkerStore("postgresql", address, self.run_size), ranges, progress)
         if url.database and url.database != ":memory:":
-            return check_ranges(WorkerStore("sqlite", url.database), ranges, progress)
-        return [check_range(span, self.rows(max(span.start - 1, 0), span.stop), progress) for span in ranges]
+            return check_ranges(WorkerStore("sqlite", url.database, self.run_size), ranges, progress)
+        return [check_range(span, self.runs(max(span.start - 1, 0), span.stop), progress) for span in ranges]
 
     def underived_columns(self) -> list[str]:
         """The ledger's columns that are no longer generated from `body` as migration 0002 made

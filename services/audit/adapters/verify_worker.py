@@ -1,7 +1,7 @@
 """One verify worker: `python -m services.audit.adapters.verify_worker` checks one seq range.
 
 It reads its job (the store and the range, `WorkerStore` and `SeqRange` as JSON) on stdin,
-reads the rows itself, prints `progress N` after each chunk and `result {...}` (a `RangeCheck`)
+reads the records itself, prints `progress N` after each run and `result {...}` (a `RangeCheck`)
 at the end. It imports only the standard library, the domain and `sql_rows` (and psycopg for
 PostgreSQL), so it starts in a fraction of the time the service's SQL stack would take.
 """
@@ -14,16 +14,18 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from services.audit.adapters.sql_rows import read_rows
+from services.audit.adapters.sql_rows import RUN_SIZE, read_runs
 from services.audit.domain.ranges import SeqRange, check_range
 
 
 @dataclass(frozen=True)
 class WorkerStore:
-    """Where a worker reads: a SQLite file's path, or a libpq connection string."""
+    """Where a worker reads (a SQLite file's path, or a libpq connection string), and how many
+    records a read."""
 
     dialect: str
     address: str
+    run_size: int = RUN_SIZE
 
 
 def _connect(store: WorkerStore) -> Any:
@@ -43,8 +45,8 @@ def main() -> None:
     span, store = SeqRange(wanted["start"], wanted["stop"], tuple(wanted["picks"])), WorkerStore(**job)
     connection = _connect(store)
     try:
-        rows = read_rows(connection, store.dialect, max(span.start - 1, 0), span.stop)
-        found = check_range(span, rows, lambda n: _say(f"progress {n}"))
+        runs = read_runs(connection, store.dialect, max(span.start - 1, 0), span.stop, store.run_size)
+        found = check_range(span, runs, lambda n: _say(f"progress {n}"))
     finally:
         connection.close()
     _say(f"result {json.dumps(asdict(found))}")

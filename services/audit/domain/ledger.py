@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -111,40 +111,79 @@ def seal_with_body(entry: LedgerEntry, seq: int, at: str, prev_hash: str) -> tup
     return record, body
 
 
-# A stored record as verification reads it: (seq, the canonical bytes hashed, hash).
+# A stored record with its seq: (seq, the canonical bytes hashed, hash).
 Row = tuple[int, bytes, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Stored records of consecutive seq from `first`: (canonical bytes hashed, hash) of each.
+
+    Verification reads the ledger as runs, so a store that can vouch for a range's seqs (a
+    unique key and as many records as the range has seqs) need not hand over a seq a record:
+    reading one costs SQLite a tenth of a microsecond, a fifth of hashing the record.
+    """
+
+    first: int
+    records: Sequence[tuple[bytes, str]]
+
+    @property
+    def stop(self) -> int:
+        return self.first + len(self.records)
+
+    def split(self, count: int) -> tuple[Run, Run]:
+        """The first `count` records, and the rest."""
+        head, tail = self.records[:count], self.records[count:]
+        return Run(self.first, head), Run(self.first + len(head), tail)
+
+
+def runs(rows: Iterable[Row], size: int) -> Iterator[Run]:
+    """Rows in seq order as runs of up to `size`: a new one wherever a seq does not follow the
+    one before."""
+    first, records, expected = 0, list[tuple[bytes, str]](), None
+    for seq, body, stored in rows:
+        if seq != expected or len(records) == size:
+            if records:
+                yield Run(first, records)
+            first, records = seq, []
+        records.append((body, stored))
+        expected = seq + 1
+    if records:
+        yield Run(first, records)
 
 
 @dataclass
 class ChainCheck:
-    """Feeds stored rows in seq order; stops believing at the first record that does not link."""
+    """Feeds stored runs in seq order; stops believing at the first record that does not link."""
 
     length: int = 0
     head: str = GENESIS
     first_bad_seq: int | None = None
     reason: str | None = None
 
-    def feed(self, rows: Iterable[Row]) -> bool:
-        """Check a chunk of rows; False once a bad record was found.
+    def feed(self, run: Run) -> bool:
+        """Check the next run; False once a bad record was found.
 
         Each record's hash must be SHA-256 of the previous record's hash and its stored bytes,
         from GENESIS on: a changed, missing or moved record breaks the link at its seq (the
         bytes name their own seq and prev_hash, so they cannot be moved intact).
         """
-        expected, head, reason = self.length, self.head, None
-        link = bytes.fromhex(head)
+        if run.first != self.length:
+            self.first_bad_seq = self.length
+            self.reason = f"record {self.length} is missing or out of place (found {run.first})"
+            return False
+        linked, reason = 0, None
+        link = bytes.fromhex(self.head)
         sha256 = _sha256
-        for seq, body, stored in rows:
-            if seq != expected:
-                reason = f"record {expected} is missing or out of place (found {seq})"
-                break
+        for body, stored in run.records:
             link = sha256(link + body).digest()
             if link.hex() != stored:
                 reason = "hash does not match the record's contents"
                 break
-            expected, head = expected + 1, stored
-        self.length, self.head = expected, head
+            linked += 1
+        if linked:
+            self.length, self.head = self.length + linked, run.records[linked - 1][1]
         if reason is not None:
-            self.first_bad_seq, self.reason = expected, reason
+            self.first_bad_seq, self.reason = self.length, reason
             return False
         return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from services.audit.domain.ledger import GENESIS, ChainCheck, Row
+from services.audit.domain.ledger import GENESIS, ChainCheck, Run
 
 # Below this many records a range is not worth a process of its own (its start costs some 0.1 s).
 RECORDS_PER_WORKER = 50_000
@@ -50,21 +50,21 @@ def plan_ranges(
 
 
 def check_range(
-    span: SeqRange, chunks: Iterable[Sequence[Row]], progress: Callable[[int], None] | None = None
+    span: SeqRange, runs: Iterable[Run], progress: Callable[[int], None] | None = None
 ) -> RangeCheck:
-    """Verify `span` from rows of seq >= start - 1 in seq order (the first one only lends its hash).
+    """Verify `span` from runs of seq >= start - 1 in seq order (the first record only lends its hash).
 
     A range that ends early is bad at the first missing seq, as is one whose previous record is
     missing: the ledger had `stop` records when the ranges were planned.
     """
     chain, picks = ChainCheck(length=span.start), set(span.picks)
     picked: dict[int, str] = {}
-    for chunk in _after_previous(span, chain, chunks):
+    for run in _after_previous(span, chain, runs):
         first = chain.length
-        intact = chain.feed(chunk)
-        picked.update((seq, chunk[seq - first][2]) for seq in picks if first <= seq < chain.length)
+        intact = chain.feed(run)
+        picked.update((seq, run.records[seq - first][1]) for seq in picks if first <= seq < chain.length)
         if progress is not None:
-            progress(len(chunk))
+            progress(len(run.records))
         if not intact:
             break
     if chain.first_bad_seq is None and chain.length < span.stop:
@@ -72,21 +72,19 @@ def check_range(
     return RangeCheck(chain.length, chain.head, chain.first_bad_seq, chain.reason, picked)
 
 
-def _after_previous(
-    span: SeqRange, chain: ChainCheck, chunks: Iterable[Sequence[Row]]
-) -> Iterable[Sequence[Row]]:
-    """The chunks without the record before the range, whose stored hash becomes the chain's head."""
+def _after_previous(span: SeqRange, chain: ChainCheck, runs: Iterable[Run]) -> Iterable[Run]:
+    """The runs without the record before the range, whose stored hash becomes the chain's head."""
     waiting = span.start > 0
-    for chunk in chunks:
-        if waiting and chunk:
-            waiting, (seq, _, stored) = False, chunk[0]
-            if seq != span.start - 1:
+    for run in runs:
+        if waiting and run.records:
+            waiting = False
+            if run.first != span.start - 1:
                 chain.length = chain.first_bad_seq = span.start - 1
-                chain.reason = f"record {span.start - 1} is missing or out of place (found {seq})"
+                chain.reason = f"record {span.start - 1} is missing or out of place (found {run.first})"
                 return
-            chain.head, chunk = stored, chunk[1:]
-        if chunk:
-            yield chunk
+            chain.head, run = run.records[0][1], run.split(1)[1]
+        if run.records:
+            yield run
 
 
 def join_ranges(checks: Sequence[RangeCheck]) -> RangeCheck:

@@ -1,6 +1,6 @@
 """Verification of the whole ledger: the hash chain, then every signed checkpoint's Merkle root.
 
-Streams the records in chunks, so memory stays flat however long the ledger is; with `workers`,
+Streams the records in runs, so memory stays flat however long the ledger is; with `workers`,
 the chain is checked in seq ranges at once, one process each (`ranges.py`).
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from services.audit.domain.checkpoints import Checkpoint, Verifier, checkpoint_text, head_text
-from services.audit.domain.ledger import GENESIS, ChainCheck, Row
+from services.audit.domain.ledger import GENESIS, ChainCheck, Run
 from services.audit.domain.merkle import MerkleFrontier
 from services.audit.domain.ranges import RECORDS_PER_WORKER, RangeCheck, SeqRange, join_ranges, plan_ranges
 
@@ -19,8 +19,8 @@ Progress = Callable[[int], None]
 
 
 class LedgerRows(Protocol):
-    def rows(self) -> Iterator[list[Row]]:
-        """The stored records from seq 0 in seq order, in chunks."""
+    def runs(self) -> Iterator[Run]:
+        """The stored records from seq 0 in seq order, in runs."""
         ...
 
     def underived_columns(self) -> list[str]:
@@ -60,17 +60,17 @@ class _CheckpointCheck:
         self.size, self.last_hash = 0, GENESIS
         self.good_size, self.checked = 0, 0
         self.failure: tuple[int, str] | None = None
-        self.feed([])  # a checkpoint of the empty tree is reached before any record
+        self.feed(Run(0, []))  # a checkpoint of the empty tree is reached before any record
 
-    def feed(self, rows: list[Row]) -> None:
-        """Take the next verified records (contiguous, in seq order)."""
+    def feed(self, run: Run) -> None:
+        """Take the next verified records (contiguous with those before)."""
         while self.failure is None and self.pending:
             reach = self.pending[0].tree_size - self.size
-            if reach > len(rows):
-                self._grow(rows)
+            if reach > len(run.records):
+                self._grow(run)
                 return
-            self._grow(rows[:reach])
-            rows = rows[reach:]
+            reached, run = run.split(reach)
+            self._grow(reached)
             self._check(self.pending.pop(0))
 
     def reach(self, length: int, hashes: dict[int, str]) -> None:
@@ -81,11 +81,11 @@ class _CheckpointCheck:
             self.size, self.last_hash = head.tree_size, hashes.get(head.tree_size - 1, GENESIS)
             self._check(head)
 
-    def _grow(self, rows: list[Row]) -> None:
-        if rows:
-            self.size, self.last_hash = rows[-1][0] + 1, rows[-1][2]
+    def _grow(self, run: Run) -> None:
+        if run.records:
+            self.size, self.last_hash = run.stop, run.records[-1][1]
             if self.frontier is not None:
-                self.frontier.extend([bytes.fromhex(row[2]) for row in rows])
+                self.frontier.extend([bytes.fromhex(stored) for _, stored in run.records])
 
     def _check(self, head: Checkpoint) -> None:
         if not self._signed(head):
@@ -130,12 +130,12 @@ def verify_ledger(
         if len(ranges) > 1:
             return _verify_ranges(ledger, ranges, heads, progress)
     chain = ChainCheck()
-    for rows in ledger.rows():
+    for run in ledger.runs():
         before = chain.length
-        intact = chain.feed(rows)
-        heads.feed(rows[: chain.length - before])
+        intact = chain.feed(run)
+        heads.feed(run.split(chain.length - before)[0])
         if progress is not None:
-            progress(len(rows))
+            progress(len(run.records))
         if not intact:
             break
     return _report(chain, heads)

@@ -16,7 +16,9 @@ from sqlalchemy.exc import DBAPIError
 from services.audit.adapters.ed25519 import Ed25519Signer
 from services.audit.adapters.sql_database import create_schema, make_engine
 from services.audit.adapters.sql_ledger import SqlLedgerStore
+from services.audit.adapters.sql_rows import RUN_SIZE
 from services.audit.adapters.sql_side_stores import SqlCheckpointStore
+from services.audit.adapters.sql_tables import ledger_ddl
 from services.audit.adapters.verify_workers import WorkerStore, check_ranges
 from services.audit.domain.ledger import LedgerEntry, canonical
 from services.audit.domain.ranges import SeqRange
@@ -36,10 +38,12 @@ def fill(engine: Engine, count: int) -> SqlLedgerStore:
     return ledger
 
 
-def verify(engine: Engine, signer: Ed25519Signer, merkle: bool = False, workers: int = 1) -> VerifyReport:
+def verify(
+    engine: Engine, signer: Ed25519Signer, merkle: bool = False, workers: int = 1, run_size: int = RUN_SIZE
+) -> VerifyReport:
     """Verify in this process, or with `workers` processes checking a range each ([0, 5), [5, 10)
-    of the ten records `fill` appends)."""
-    ledger, checkpoints = SqlLedgerStore(engine), SqlCheckpointStore(engine).all()
+    of the ten records `fill` appends), reading `run_size` records at a time."""
+    ledger, checkpoints = SqlLedgerStore(engine, run_size), SqlCheckpointStore(engine).all()
     return verify_ledger(ledger, checkpoints, signer, merkle=merkle, workers=workers, records_per_worker=1)
 
 
@@ -62,8 +66,9 @@ def test_appends_chain_and_skip_duplicates(engine: Engine) -> None:
     records = ledger.find(None, None, -1, 100)
     assert [record.event_id for record in records] == [f"e-{i}" for i in range(10)]
     check_chain([record.to_dict() for record in records])
-    rows = [row for chunk in ledger.rows(chunk=3) for row in chunk]
-    assert [(seq, body) for seq, body, _ in rows] == [(r.seq, canonical(*astuple(r)[:7])) for r in records]
+    runs = SqlLedgerStore(engine, run_size=3).runs()
+    read = [(seq, body) for run in runs for seq, (body, _) in enumerate(run.records, run.first)]
+    assert read == [(r.seq, canonical(*astuple(r)[:7])) for r in records]
 
 
 @pytest.mark.parametrize(
@@ -109,16 +114,47 @@ def test_the_database_refuses_updates_and_deletes(engine: Engine, statement: str
     ],
 )
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-pass", "two-workers"])
+# Runs of 3: seq ranges read without their seqs until one comes up short; of 512: ten records are
+# one short range, read with their seqs.
+@pytest.mark.parametrize("run_size", [3, RUN_SIZE], ids=["runs-of-3", "runs-of-512"])
 def test_verify_names_the_first_bad_seq(
-    engine: Engine, tmp_path: Path, statements: list[str], first_bad: int, workers: int
+    engine: Engine, tmp_path: Path, statements: list[str], first_bad: int, workers: int, run_size: int
 ) -> None:
     ledger, signer = fill(engine, 10), Ed25519Signer.from_data_dir(tmp_path)
     Checkpointer(ledger, SqlCheckpointStore(engine), signer).checkpoint()
-    intact = verify(engine, signer, workers=workers)
+    intact = verify(engine, signer, workers=workers, run_size=run_size)
     assert intact.ok and intact.length == 10 and intact.checkpoints_checked == 1, intact
     tamper(engine, *statements)
-    report = verify(engine, signer, workers=workers)
+    report = verify(engine, signer, workers=workers, run_size=run_size)
     assert not report.ok and report.first_bad_seq == first_bad, report
+
+
+def test_a_ledger_whose_seq_is_no_longer_its_key_is_read_with_every_seq(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Without the key a seq range can hold a seq twice and miss another and still be full, so
+    the records are read with their seqs: a duplicate is named as such, not as a bad hash."""
+    ledger, signer = fill(engine, 10), Ed25519Signer.from_data_dir(tmp_path)
+    Checkpointer(ledger, SqlCheckpointStore(engine), signer).checkpoint()
+    if engine.dialect.name == "postgresql":
+        unkeyed = [
+            "ALTER TABLE audit_records DROP CONSTRAINT audit_records_pkey",
+            "DROP INDEX ix_audit_records_event_id",  # unique too: the duplicate would be refused
+        ]
+    else:  # SQLite cannot drop a key: the table is made again without it
+        unkeyed = [
+            "ALTER TABLE audit_records RENAME TO keyed_records",
+            ledger_ddl("sqlite", "audit_records").replace("seq INTEGER PRIMARY KEY", "seq INTEGER"),
+            "INSERT INTO audit_records (seq, body, hash) SELECT seq, body, hash FROM keyed_records",
+            "DROP TABLE keyed_records",
+        ]
+    duplicate = (
+        "INSERT INTO audit_records (seq, body, hash) SELECT seq, body, hash FROM audit_records WHERE seq = 4"
+    )
+    tamper(engine, *unkeyed, duplicate, "DELETE FROM audit_records WHERE seq = 5")
+    report = verify(engine, signer, run_size=3)  # [3, 6) holds 3, 4, 4: three records
+    assert not report.ok and report.first_bad_seq == 5, report
+    assert report.reason == "record 5 is missing or out of place (found 4)", report
 
 
 @pytest.mark.parametrize(

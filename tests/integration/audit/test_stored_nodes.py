@@ -26,7 +26,7 @@ def append(ledger: SqlLedgerStore, start: int, stop: int, batch: int = 777) -> N
 
 
 def leaves(ledger: SqlLedgerStore) -> list[bytes]:
-    return [bytes.fromhex(row[2]) for chunk in ledger.rows() for row in chunk]
+    return [bytes.fromhex(stored) for run in ledger.runs() for _, stored in run.records]
 
 
 def rows_read(engine: Engine, work: Callable[[], T]) -> tuple[T, int]:

@@ -9,7 +9,17 @@ from dataclasses import astuple, replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.audit.domain.ledger import GENESIS, ChainCheck, LedgerEntry, SealedRecord, canonical, seal
+from services.audit.domain.ledger import (
+    GENESIS,
+    ChainCheck,
+    LedgerEntry,
+    Row,
+    Run,
+    SealedRecord,
+    canonical,
+    runs,
+    seal,
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -37,6 +47,11 @@ def stored(record: SealedRecord) -> tuple[int, bytes, str]:
     return record.seq, canonical(*astuple(record)[:7]), record.hash
 
 
+def feed(check: ChainCheck, rows: list[Row], size: int = 512) -> bool:
+    """Feed rows as a store that reads them with their seqs hands them over."""
+    return all(check.feed(run) for run in runs(rows, size))
+
+
 def chain(items: list[LedgerEntry]) -> list[SealedRecord]:
     out, head = [], GENESIS
     for seq, entry in enumerate(items):
@@ -60,15 +75,36 @@ def test_seal_hashes_exactly_as_the_contract_says(entry, seq, prev) -> None:
 def test_an_intact_chain_verifies(items) -> None:
     records = chain(items)
     check = ChainCheck()
-    assert check.feed([stored(r) for r in records])
+    assert feed(check, [stored(r) for r in records])
     assert (check.length, check.head, check.first_bad_seq) == (len(records), records[-1].hash, None)
 
 
-def test_chunks_verify_like_one_stream() -> None:
+@given(st.integers(1, 11))
+def test_runs_of_any_size_verify_like_one_stream(size) -> None:
     rows = [stored(r) for r in chain([LedgerEntry("k", None, str(i), {"i": i}) for i in range(10)])]
     check = ChainCheck()
-    assert check.feed(rows[:3]) and check.feed(rows[3:7]) and check.feed(rows[7:])
-    assert check.length == 10
+    assert feed(check, rows, size)
+    assert (check.length, check.head) == (10, rows[-1][2])
+
+
+def test_rows_become_runs_cut_at_each_seq_that_does_not_follow_and_at_the_size() -> None:
+    rows: list[Row] = [(seq, b"%d" % seq, f"h{seq}") for seq in (0, 1, 2, 3, 5, 6, 6, 9)]
+    assert [(run.first, [body for body, _ in run.records]) for run in runs(rows, 3)] == [
+        (0, [b"0", b"1", b"2"]),
+        (3, [b"3"]),
+        (5, [b"5", b"6"]),
+        (6, [b"6"]),
+        (9, [b"9"]),
+    ]
+
+
+def test_a_run_that_does_not_start_where_the_chain_ends_is_bad_there() -> None:
+    rows = [stored(r) for r in chain([LedgerEntry("k", None, str(i), {"i": i}) for i in range(4)])]
+    check = ChainCheck()
+    assert check.feed(Run(0, [record[1:] for record in rows[:2]]))
+    assert not check.feed(Run(3, [rows[3][1:]]))
+    assert (check.first_bad_seq, check.length, check.head) == (2, 2, rows[1][2])
+    assert check.reason == "record 2 is missing or out of place (found 3)"
 
 
 @settings(max_examples=40)
@@ -83,5 +119,5 @@ def test_edit_deletion_and_swap_name_the_first_bad_seq(items, data) -> None:
     swapped[k], swapped[k + 1] = replace(records[k + 1], seq=k), replace(records[k], seq=k + 1)
     for rows in (edited, deleted, swapped):
         check = ChainCheck()
-        assert not check.feed([stored(r) for r in rows])
+        assert not feed(check, [stored(r) for r in rows])
         assert check.first_bad_seq == k and check.length == k

@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.audit.domain.ledger import ChainCheck, LedgerEntry, Row
+from services.audit.domain.ledger import ChainCheck, LedgerEntry, Row, Run, runs
 from services.audit.domain.ranges import SeqRange, check_range, join_ranges, plan_ranges
-from tests.unit.audit.test_ledger import chain, stored
+from tests.unit.audit.test_ledger import chain, feed, stored
 
 
 def ledger_rows(count: int) -> list[Row]:
@@ -28,10 +28,9 @@ def tampered(rows: list[Row], fault: str, k: int) -> list[Row]:
     return out
 
 
-def as_read(rows: list[Row], span: SeqRange, chunk: int) -> list[list[Row]]:
-    """What a worker's query returns: seq in [start - 1, stop), in chunks."""
-    wanted = [row for row in rows if max(span.start - 1, 0) <= row[0] < span.stop]
-    return [wanted[i : i + chunk] for i in range(0, len(wanted), chunk)]
+def as_read(rows: list[Row], span: SeqRange, size: int) -> list[Run]:
+    """What a worker reads: seq in [start - 1, stop), in runs."""
+    return list(runs([row for row in rows if max(span.start - 1, 0) <= row[0] < span.stop], size))
 
 
 @settings(max_examples=300)
@@ -46,7 +45,7 @@ def test_ranges_joined_find_the_first_bad_seq_of_one_pass(count, fault, data, wo
     k = data.draw(st.integers(0, count - 2))
     rows = tampered(ledger_rows(count), fault, k)
     one_pass = ChainCheck()
-    one_pass.feed(rows)
+    feed(one_pass, rows)
     picks = data.draw(st.lists(st.integers(0, count - 1), max_size=4))
     ranges = plan_ranges(count, workers, picks, smallest=1)
     joined = join_ranges([check_range(span, as_read(rows, span, chunk)) for span in ranges])
@@ -61,13 +60,13 @@ def test_ranges_joined_find_the_first_bad_seq_of_one_pass(count, fault, data, wo
 
 def test_a_range_whose_previous_record_is_missing_is_bad_there() -> None:
     rows = ledger_rows(6)
-    found = check_range(SeqRange(3, 6), [rows[3:]])
+    found = check_range(SeqRange(3, 6), runs(rows[3:], 512))
     assert (found.first_bad_seq, found.length) == (2, 2)
 
 
 def test_a_range_that_ends_early_is_bad_at_the_first_missing_seq() -> None:
     rows = ledger_rows(6)
-    found = check_range(SeqRange(3, 6), [rows[2:5]])
+    found = check_range(SeqRange(3, 6), runs(rows[2:5], 512))
     assert (found.first_bad_seq, found.length, found.head) == (5, 5, rows[4][2])
 
 
