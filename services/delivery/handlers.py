@@ -26,7 +26,7 @@ from services.delivery.domain.webhooks import (
 )
 from shared.events import ConsentChanged, ConsentStateSnapshot, MembershipChanged
 from shared.failpoints import failpoint
-from shared.supervise import within
+from shared.supervise import cancel_until_done, uninterrupted, within
 
 log = logging.getLogger(__name__)
 Update = Callable[[set[str], Consent], tuple[set[str], Consent]]
@@ -147,8 +147,17 @@ class Dispatcher:
                     with contextlib.suppress(TimeoutError):
                         await within(wait, self._wake.wait())
         finally:
-            for task in in_flight:
-                task.cancel()
+            if in_flight:
+                await uninterrupted(self._let_end(in_flight))
+
+    async def _let_end(self, in_flight: set[asyncio.Task[None]]) -> None:
+        """A stop lets the attempts in flight end and record what their receiver said, so that a
+        restart does not send them again; each POST ends within the timeout, so this waits at
+        most the lease, then cancels what is left (a store that hangs) and waits for that too,
+        so no attempt is still running when the store closes."""
+        log.info("stopping: waiting for the webhooks in flight", extra={"in_flight": len(in_flight)})
+        _, unfinished = await asyncio.wait(in_flight, timeout=self.policy.lease_s)
+        await cancel_until_done(list(unfinished))
 
     async def _start_due(self, in_flight: set[asyncio.Task[None]]) -> None:
         """Claim what is due (a lease, so it is not due again while in flight) and start it."""

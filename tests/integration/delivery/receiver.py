@@ -46,6 +46,12 @@ class Receiver:
         http_client.put(f"http://127.0.0.1:{self.port}/_control", json=control).raise_for_status()
 
     @property
+    def waiting(self) -> int:
+        """Requests held unanswered by `hang`."""
+        response = http_client.get(f"http://127.0.0.1:{self.port}/_control")
+        return int(response.raise_for_status().json()["waiting"])
+
+    @property
     def attempts(self) -> list[dict[str, Any]]:
         return read_log(self.log_path)
 

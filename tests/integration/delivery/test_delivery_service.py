@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import uuid
 from datetime import date, timedelta
 from typing import Any
@@ -322,6 +323,32 @@ def test_a_kill_after_the_receiver_acknowledged_resends_under_the_same_key(
     # Sent again once the lease ran out (at least once); the receiver's key makes it once.
     wait_for(lambda: len(mailer.attempts) == 2, timeout=60, what="the resend after the restart")
     delivered_once(service, mailer)
+
+
+def test_a_stop_waits_for_the_webhook_in_flight_and_records_its_answer(
+    start_service: Any, receivers: Receivers, producer: KafkaProducer, topic_prefix: str
+) -> None:
+    """SIGTERM while a POST waits for its answer: the stop lets it end (within the timeout) and
+    marks it delivered, so the restart sends nothing again. Cancelled instead, the receiver has
+    it but the outbox does not, and the restart sends it a second time once its lease is out."""
+    service = delivery(start_service, DELIVERY_TIMEOUT_S="30")
+    mailer = receiver(receivers)
+    mailer.set(hang=True)
+    put_destination(service, "mailer", mailer)
+    topics = Topics(producer, topic_prefix)
+    topics.consent("c-1", granted=True, sequence=1)
+    topics.membership("c-1", "joined")
+    wait_for(lambda: mailer.waiting == 1, what="the POST in flight")
+    assert service.process is not None
+    service.process.terminate()
+    wait_for(lambda: "waiting for the webhooks in flight" in service.log(), what="the stop to wait")
+    mailer.set(hang=False)
+    # uvicorn raises the signal again once it has shut down: a clean stop ends by SIGTERM.
+    assert service.process.wait(30) in (0, -signal.SIGTERM), service.log()
+    service.start().wait_ready()
+    counts = http_client.get(f"{service.url}/v1/destinations/mailer", headers=bearer()).json()
+    assert counts["deliveries"] == {"delivered": 1}
+    assert len(mailer.attempts) == 1
 
 
 def test_the_retention_job_prunes_ended_webhooks_but_keeps_the_latest(

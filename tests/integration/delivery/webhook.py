@@ -5,7 +5,7 @@ with the service's code: `t=<unix>,v1=<hex>` over `<t>.<body>`, at most five min
 every attempt to LOG (one JSON line, flushed before it answers), so what it saw outlives a kill and
 a restart. `PUT /_control` sets how it answers: `fail_first` (the first N attempts, counted over the
 log, get `status`, 503 by default; 410 makes a gone endpoint) and `hang` (requests wait, unanswered,
-until it is cleared: an endpoint that times out).
+until it is cleared: an endpoint that times out). `GET /_control` says how many requests wait.
 
 The standard library only: the tests start a receiver process many times, and importing the test
 harness (httpx, kafka, pytest) cost each start about half a second of CPU on a loaded machine.
@@ -42,6 +42,7 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 def serve(port: int, secret: str, log_path: Path) -> None:
     control: dict[str, Any] = {"fail_first": 0, "status": 503}
+    waiting = [0]  # requests held by `hang`
     answering = threading.Event()
     answering.set()
     lock = threading.Lock()
@@ -54,9 +55,20 @@ def serve(port: int, secret: str, log_path: Path) -> None:
                 (answering.clear if settings["hang"] else answering.set)()
             self._answer(204)
 
+        def do_GET(self) -> None:  # noqa: N802
+            shown = json.dumps({"waiting": waiting[0]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(shown)))
+            self.end_headers()
+            self.wfile.write(shown)
+
         def do_POST(self) -> None:  # noqa: N802
             body = self.rfile.read(int(self.headers["Content-Length"]))
+            with lock:
+                waiting[0] += 1
             answering.wait()
+            with lock:
+                waiting[0] -= 1
             signed = verify(secret, self.headers["Segwarden-Signature"], body)
             with lock, log_path.open("a") as log:
                 seen = len(read_log(log_path))
