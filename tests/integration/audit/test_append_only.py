@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import astuple
 from pathlib import Path
 
@@ -127,6 +128,28 @@ def test_verify_names_the_first_bad_seq(
     tamper(engine, *statements)
     report = verify(engine, signer, workers=workers, run_size=run_size)
     assert not report.ok and report.first_bad_seq == first_bad, report
+
+
+def test_verification_beside_appends_is_intact_as_far_as_it_read(engine: Engine, tmp_path: Path) -> None:
+    """Its runs are separate statements, so the ledger grows between them (the service verifies
+    beside its consumer): every verification is intact, none shorter than the one before."""
+    ledger, signer = fill(engine, 10), Ed25519Signer.from_data_dir(tmp_path)
+    Checkpointer(ledger, SqlCheckpointStore(engine), signer).checkpoint()
+
+    def append() -> None:
+        for i in range(40):
+            ledger.append([LedgerEntry("consent_change", None, f"more-{i}-{j}", {"i": i}) for j in range(7)])
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    reports = [verify(engine, signer, run_size=3)]
+    while writer.is_alive():
+        reports.append(verify(engine, signer, run_size=3))
+    writer.join()
+    reports.append(verify(engine, signer, run_size=3))
+    assert all(report.ok for report in reports), [r for r in reports if not r.ok]
+    lengths = [report.length for report in reports]
+    assert lengths == sorted(lengths) and lengths[-1] == 10 + 40 * 7, lengths
 
 
 def test_a_ledger_whose_seq_is_no_longer_its_key_is_read_with_every_seq(
