@@ -130,6 +130,27 @@ def test_verify_names_the_first_bad_seq(
     assert not report.ok and report.first_bad_seq == first_bad, report
 
 
+@pytest.mark.parametrize("run_size", [3, RUN_SIZE], ids=["runs-of-3", "runs-of-512"])
+def test_a_record_without_its_bytes_is_named_not_a_crash(
+    engine: Engine, tmp_path: Path, run_size: int
+) -> None:
+    ledger, signer = fill(engine, 10), Ed25519Signer.from_data_dir(tmp_path)
+    Checkpointer(ledger, SqlCheckpointStore(engine), signer).checkpoint()
+    if engine.dialect.name == "postgresql":
+        nullable = ["ALTER TABLE audit_records ALTER COLUMN body DROP NOT NULL"]
+    else:  # made again without NOT NULL
+        nullable = [
+            "ALTER TABLE audit_records RENAME TO strict_records",
+            ledger_ddl("sqlite", "audit_records").replace("body TEXT NOT NULL", "body TEXT"),
+            "INSERT INTO audit_records (seq, body, hash) SELECT seq, body, hash FROM strict_records",
+            "DROP TABLE strict_records",
+        ]
+    tamper(engine, *nullable, "UPDATE audit_records SET body = NULL WHERE seq = 4")
+    report = verify(engine, signer, run_size=run_size)
+    assert not report.ok and report.first_bad_seq == 4, report
+    assert report.reason == "the record's stored bytes are missing", report
+
+
 def test_verification_beside_appends_is_intact_as_far_as_it_read(engine: Engine, tmp_path: Path) -> None:
     """Its runs are separate statements, so the ledger grows between them (the service verifies
     beside its consumer): every verification is intact, none shorter than the one before."""
