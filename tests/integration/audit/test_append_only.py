@@ -48,6 +48,17 @@ def verify(
     return verify_ledger(ledger, checkpoints, signer, merkle=merkle, workers=workers, records_per_worker=1)
 
 
+def made_again(old: str, new: str) -> list[str]:
+    """SQLite cannot drop a constraint: the statements that make the ledger's table again with
+    `old` in its DDL replaced by `new`, its rows kept."""
+    return [
+        "ALTER TABLE audit_records RENAME TO old_records",
+        ledger_ddl("sqlite", "audit_records").replace(old, new),
+        "INSERT INTO audit_records (seq, body, hash) SELECT seq, body, hash FROM old_records",
+        "DROP TABLE old_records",
+    ]
+
+
 def tamper(engine: Engine, *statements: str) -> None:
     """Change rows behind the service's back: drop the guard triggers, then edit."""
     with engine.begin() as connection:
@@ -138,13 +149,8 @@ def test_a_record_without_its_bytes_is_named_not_a_crash(
     Checkpointer(ledger, SqlCheckpointStore(engine), signer).checkpoint()
     if engine.dialect.name == "postgresql":
         nullable = ["ALTER TABLE audit_records ALTER COLUMN body DROP NOT NULL"]
-    else:  # made again without NOT NULL
-        nullable = [
-            "ALTER TABLE audit_records RENAME TO strict_records",
-            ledger_ddl("sqlite", "audit_records").replace("body TEXT NOT NULL", "body TEXT"),
-            "INSERT INTO audit_records (seq, body, hash) SELECT seq, body, hash FROM strict_records",
-            "DROP TABLE strict_records",
-        ]
+    else:
+        nullable = made_again("body TEXT NOT NULL", "body TEXT")
     tamper(engine, *nullable, "UPDATE audit_records SET body = NULL WHERE seq = 4")
     report = verify(engine, signer, run_size=run_size)
     assert not report.ok and report.first_bad_seq == 4, report
@@ -185,13 +191,8 @@ def test_a_ledger_whose_seq_is_no_longer_its_key_is_read_with_every_seq(
             "ALTER TABLE audit_records DROP CONSTRAINT audit_records_pkey",
             "DROP INDEX ix_audit_records_event_id",  # unique too: the duplicate would be refused
         ]
-    else:  # SQLite cannot drop a key: the table is made again without it
-        unkeyed = [
-            "ALTER TABLE audit_records RENAME TO keyed_records",
-            ledger_ddl("sqlite", "audit_records").replace("seq INTEGER PRIMARY KEY", "seq INTEGER"),
-            "INSERT INTO audit_records (seq, body, hash) SELECT seq, body, hash FROM keyed_records",
-            "DROP TABLE keyed_records",
-        ]
+    else:
+        unkeyed = made_again("seq INTEGER PRIMARY KEY", "seq INTEGER")
     duplicate = (
         "INSERT INTO audit_records (seq, body, hash) SELECT seq, body, hash FROM audit_records WHERE seq = 4"
     )
