@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from services.audit import cli as audit_cli
 from services.segmenter.modeling import cli as model_cli
 from shared.auth import AuthConfigError
+from shared.database import StoreInUseError
 from shared.embedded import InfrastructureError
 from shared.files import keep_files_private
 from shared.http import ConfigurationError
@@ -47,6 +48,7 @@ SETTING_ERRORS = (
     AuthConfigError,
     PseudonymKeyError,
     InfrastructureError,
+    StoreInUseError,  # two processes on a DATA_DIR that is one process's
 )
 
 

@@ -114,6 +114,23 @@ def upgrade_sqlite_file(path: str | Path, migrations: Path) -> None:
             engine.dispose()
 
 
+class StoreInUseError(RuntimeError):
+    """Another process holds a store that only one process may use."""
+
+
+def hold_for_this_process(path: str) -> int:
+    """Take the exclusive lock of `<path>.owner` for as long as the returned descriptor stays
+    open (the kernel drops it when the process ends, however it ends), or raise StoreInUseError
+    at once: a second process on the file would not wait its turn, it would run beside."""
+    descriptor = os.open(f"{path}.owner", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise StoreInUseError(f"{path} is in use by another process (it holds {path}.owner)") from None
+    return descriptor
+
+
 @contextmanager
 def _exclusive(lock_file: Path) -> Iterator[None]:
     descriptor = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)

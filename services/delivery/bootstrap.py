@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 
 import httpx
@@ -16,7 +17,7 @@ from services.delivery.handlers import DestinationGauges, Dispatcher, Pruner, Re
 from services.delivery.settings import DeliverySettings
 from shared import topics
 from shared.catalog import load_catalog
-from shared.database import sqlite_file
+from shared.database import hold_for_this_process, sqlite_file
 from shared.deadletter import DeadLetters
 from shared.http import ReadinessCheck, database_ready, kafka_ready
 from shared.kafka import (
@@ -34,6 +35,9 @@ class DeliveryRuntime:
     def __init__(self, settings: DeliverySettings) -> None:
         self.settings = settings
         self.path = sqlite_file(settings.db_url)
+        # One process a store: a second dispatcher would keep breakers and relays of its own
+        # beside the first (docs/delivery.md); it is refused before it opens the file.
+        self.owner = hold_for_this_process(self.path)
         self.connection = open_database(self.path)
         self.pseudonym_key = load_pseudonym_key(settings)
         self.store = SqliteDeliveryStore(self.connection, self.pseudonym_key)
@@ -82,6 +86,7 @@ class DeliveryRuntime:
             await self.producer.stop()
         await self.http.aclose()
         self.connection.close()
+        os.close(self.owner)
 
     def destination_changed(self) -> None:
         """A destination was created, changed, paused, resumed or deleted: refresh its gauges and

@@ -351,6 +351,24 @@ def test_a_stop_waits_for_the_webhook_in_flight_and_records_its_answer(
     assert len(mailer.attempts) == 1
 
 
+def test_a_second_process_on_the_store_is_refused_and_the_first_goes_on(
+    start_service: Any, receivers: Receivers, producer: KafkaProducer, topic_prefix: str
+) -> None:
+    """The store is one process's: a second one on the same DATA_DIR (a scale-up by mistake)
+    would keep circuits and relays of its own beside the first; it exits before opening it."""
+    first = delivery(start_service)
+    second = start_service("delivery")
+    assert second.process is not None
+    assert second.process.wait(60) == 2  # a configuration mistake: one line, no traceback
+    assert re.search(r"^segwarden: \S+delivery\.db is in use by another process", second.log(), re.M)
+    mailer = receiver(receivers)
+    put_destination(first.wait_ready(), "mailer", mailer)
+    topics = Topics(producer, topic_prefix)
+    topics.consent("c-1", granted=True, sequence=1)
+    topics.membership("c-1", "joined")
+    delivered_once(first, mailer)
+
+
 def test_the_retention_job_prunes_ended_webhooks_but_keeps_the_latest(
     start_service: Any, receivers: Receivers, producer: KafkaProducer, topic_prefix: str, kafka_bootstrap: str
 ) -> None:
