@@ -30,6 +30,10 @@ from shared.kafka import (
 from shared.pseudonym import load_pseudonym_key
 from shared.supervise import Supervisor
 
+# A webhook in flight is leased for the timeout (which bounds the whole POST) and this margin
+# for the store updates around it; a stop waits at most that long for the webhooks in flight.
+LEASE_MARGIN_S = 5.0
+
 
 class DeliveryRuntime:
     def __init__(self, settings: DeliverySettings) -> None:
@@ -51,8 +55,7 @@ class DeliveryRuntime:
             settings.delivery_max_attempts,
             settings.delivery_retry_initial_s,
             settings.delivery_retry_cap_s,
-            # The POST is bounded by the timeout; the margin covers the store updates around it.
-            lease_s=settings.delivery_timeout_s + 5,
+            lease_s=settings.delivery_timeout_s + LEASE_MARGIN_S,
             breaker_failures=settings.delivery_breaker_failures,
             breaker_cooldown_s=settings.delivery_breaker_cooldown_s,
         )

@@ -8,6 +8,7 @@ import pytest
 
 from services.audit.settings import AuditSettings
 from services.consent.settings import ConsentSettings
+from services.delivery.bootstrap import LEASE_MARGIN_S
 from services.delivery.settings import DeliverySettings
 from services.segmenter.settings import SegmenterSettings
 from shared.auth import INTERNAL_SCOPES, TokenRegistry
@@ -68,6 +69,15 @@ def test_one_kraft_broker_by_default_and_three_in_the_cluster_profile() -> None:
 
 def test_the_segmenter_runs_two_replicas() -> None:
     assert SERVICES["segmenter"]["deploy"]["replicas"] == 2
+
+
+def test_a_stop_of_delivery_is_given_the_time_its_webhooks_in_flight_may_take() -> None:
+    """A stop waits for the webhooks in flight for up to their lease (docs/delivery.md): compose
+    must wait longer than that before its SIGKILL (its default is 10 s)."""
+    lease = DeliverySettings.model_fields["delivery_timeout_s"].default + LEASE_MARGIN_S
+    grace = COMPOSE["services"]["delivery"]["stop_grace_period"]
+    assert "DELIVERY_TIMEOUT_S" not in COMPOSE["services"]["delivery"]["environment"]
+    assert re.fullmatch(r"\d+s", grace) and int(grace[:-1]) > lease
 
 
 def test_redis_persists_to_a_volume() -> None:

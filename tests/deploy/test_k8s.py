@@ -10,6 +10,7 @@ import yaml
 
 from services.audit.settings import AuditSettings
 from services.consent.settings import ConsentSettings
+from services.delivery.bootstrap import LEASE_MARGIN_S
 from services.delivery.settings import DeliverySettings
 from services.segmenter.settings import SegmenterSettings
 from shared.settings import ServiceSettings
@@ -161,3 +162,9 @@ def test_the_policy_ports_are_the_container_ports() -> None:
     for name in PORTS:
         (port,) = container(name)["ports"]
         assert {p for _, p in paths(POLICIES[name], "ingress")} == {port["containerPort"]}
+
+
+def test_a_stop_of_delivery_is_given_the_time_its_webhooks_in_flight_may_take() -> None:
+    """As in compose: the pod's grace before its SIGKILL exceeds the lease of a webhook in flight."""
+    lease = DeliverySettings.model_fields["delivery_timeout_s"].default + LEASE_MARGIN_S
+    assert DEPLOYMENTS["delivery"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > lease
