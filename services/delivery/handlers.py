@@ -156,8 +156,8 @@ class Dispatcher:
         most the lease, then cancels what is left (a store that hangs) and waits for that too,
         so no attempt is still running when the store closes."""
         log.info("stopping: waiting for the webhooks in flight", extra={"in_flight": len(in_flight)})
-        _, unfinished = await asyncio.wait(in_flight, timeout=self.policy.lease_s)
-        await cancel_until_done(list(unfinished))
+        await asyncio.wait(in_flight, timeout=self.policy.lease_s)
+        await cancel_until_done(list(in_flight))  # the ended ones too: their outcome is retrieved
 
     async def _start_due(self, in_flight: set[asyncio.Task[None]]) -> None:
         """Claim what is due (a lease, so it is not due again while in flight) and start it."""
