@@ -27,7 +27,7 @@ from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.consent_loader import load_consent_state
 from services.segmenter.domain.customer import CustomerSnapshot
 from services.segmenter.domain.erasure import ErasureMark
-from services.segmenter.domain.membership import ON_SWEEP
+from services.segmenter.domain.membership import ON_SWEEP, member_flags
 from services.segmenter.domain.segments import SegmentRegistry
 from services.segmenter.handlers import erasure_mark, event_write
 from services.segmenter.membership_service import MAX_ATTEMPTS, Cause, CommitConflictError, MembershipService
@@ -171,24 +171,36 @@ class StateRebuilder:
         async with AsyncExitStack() as stack:
             for customer_id in sorted(set(customer_ids)):
                 await stack.enter_async_context(self.membership.locks.hold(customer_id))
-            for snapshot in await self.store.read_many(customer_ids):
-                await self._settle_one(snapshot)
-
-    async def _settle_one(self, snapshot: CustomerSnapshot) -> None:
-        segments = self.registry.all()
-        for _ in range(MAX_ATTEMPTS):
-            plan = self.membership.plan(snapshot, segments, ON_SWEEP, NO_CAUSE)
-            now = time.time()
-            changes = plan.decide(snapshot, now) if plan else []
-            if not changes:
-                return
-            result = (await self.store.commit_many([(snapshot, [(c, "") for c in changes])], now))[0]
-            if result is not None:
-                failpoint("segmenter.rebuild_after_settle_commit")  # slot decided, member sets not yet
-                await self.store.sync_members(snapshot.customer_id, result.applied)
-                return
-            snapshot = await self.store.read(snapshot.customer_id)
+            snapshots = await self.store.read_many(customer_ids)
+            for _ in range(MAX_ATTEMPTS):
+                snapshots = await self._settle_many(snapshots)
+                if not snapshots:
+                    return
         raise CommitConflictError(f"no stable version after {MAX_ATTEMPTS} attempts")
+
+    async def _settle_many(self, snapshots: Sequence[CustomerSnapshot]) -> list[CustomerSnapshot]:
+        """Decide every customer and commit their changes silently, all in one `commit_many` and
+        one member-set write (one at a time, a rebuild spent some 0.8 ms a customer here, three
+        quarters of it: bench_segmenter_rebuild); the customers whose commit was refused (changed
+        since their snapshot: a consent change), read again."""
+        segments, now = self.registry.all(), time.time()
+        decided = []
+        for snapshot in snapshots:
+            plan = self.membership.plan(snapshot, segments, ON_SWEEP, NO_CAUSE)
+            changes = plan.decide(snapshot, now) if plan else []
+            if changes:
+                decided.append((snapshot, [(change, "") for change in changes]))
+        results = await self.store.commit_many(decided, now)
+        applied = [
+            (snapshot.customer_id, member_flags(result.applied))
+            for (snapshot, _), result in zip(decided, results, strict=True)
+            if result is not None
+        ]
+        if applied:
+            failpoint("segmenter.rebuild_after_settle_commit")  # slots decided, member sets not yet
+            await self.store.set_members_many(applied)
+        refused = [s.customer_id for (s, _), result in zip(decided, results, strict=True) if result is None]
+        return await self.store.read_many(refused) if refused else []
 
 
 def _decode(record: ConsumerRecord, schema: type[M]) -> M | None:

@@ -32,7 +32,7 @@ from services.segmenter.domain.customer import (
 )
 from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.domain.feature_values import LAST
-from services.segmenter.domain.membership import MembershipChange
+from services.segmenter.domain.membership import MembershipChange, member_flags
 from shared.failpoints import failpoint
 from shared.pseudonym import pseudonymize
 from shared.topics import Retention
@@ -351,7 +351,7 @@ class RedisCustomerStore:
 
     async def sync_members(self, customer_id: str, applied: Sequence[MembershipChange]) -> None:
         """The member sets of the segments `applied` changed follow those changes."""
-        await self.set_members_many([(customer_id, {c.segment_id: c.action == "joined" for c in applied})])
+        await self.set_members_many([(customer_id, member_flags(applied))])
 
     async def erase(
         self, customer_id: str, left: Sequence[tuple[str, str]], mark: ErasureMark

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,11 @@ class MembershipChange:
     def is_eviction(self) -> bool:
         """A leave because consent is no longer effective: decided from consent alone."""
         return self.action == "left" and self.reason in EVICTIONS
+
+
+def member_flags(applied: Sequence[MembershipChange]) -> dict[str, bool]:
+    """Segment -> member, as the changes that took effect leave a customer's member sets."""
+    return {change.segment_id: change.action == "joined" for change in applied}
 
 
 # The leave reasons that consent alone decides (domain.consent.ConsentView.why_not).

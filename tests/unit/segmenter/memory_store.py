@@ -30,7 +30,7 @@ from services.segmenter.domain.customer import (
     Pending,
 )
 from services.segmenter.domain.erasure import ErasureMark
-from services.segmenter.domain.membership import MembershipChange
+from services.segmenter.domain.membership import MembershipChange, member_flags
 from services.segmenter.domain.ports import BarrierTimeoutError
 from services.segmenter.domain.segments import StoredDefinition
 from shared.deadletter import DeadLetters
@@ -230,7 +230,7 @@ class MemoryCustomerStore:
                     members.discard(customer_id)
 
     async def sync_members(self, customer_id: str, applied: Sequence[MembershipChange]) -> None:
-        await self.set_members_many([(customer_id, {c.segment_id: c.action == "joined" for c in applied})])
+        await self.set_members_many([(customer_id, member_flags(applied))])
 
     async def erase(
         self, customer_id: str, left: Sequence[tuple[str, str]], mark: ErasureMark
