@@ -49,6 +49,7 @@ from bench.common import (
     bucket_quantile,
     histogram_buckets,
     metric_total,
+    own_redis,
     run_facts,
     write_results,
 )
@@ -178,6 +179,23 @@ def segment_definitions() -> list[SegmentDefinition]:
         )
         for sid, rule, purposes in rules
     ]
+
+
+async def send_definitions(producer: AIOKafkaProducer, prefix: str) -> None:
+    """The 20 segments on `segment.definitions`, where the segmenter reads them at start."""
+    for definition in segment_definitions():
+        await producer.send(
+            prefix + "segment.definitions", definition.to_bytes(), key=definition.segment_id.encode()
+        )
+    await producer.flush()
+
+
+async def producer_with_definitions(bootstrap: str, prefix: str) -> AIOKafkaProducer:
+    """A started producer, the 20 segments already sent with it (the caller stops it)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    await send_definitions(producer, prefix)
+    return producer
 
 
 def random_event(rng: random.Random, customer: str) -> CustomerEvent:
@@ -606,10 +624,7 @@ async def segmenter_phases(
     bootstrap: str, prefix: str, producer: AIOKafkaProducer, workdir: Path
 ) -> dict[str, Any]:
     """First events (a cold start on a backlog), returning customers, then eviction under load."""
-    for definition in segment_definitions():
-        await producer.send(
-            prefix + "segment.definitions", definition.to_bytes(), key=definition.segment_id.encode()
-        )
+    await send_definitions(producer, prefix)
     await produce_backlog(producer, prefix + "customer.events", BACKLOG, seed=1)
 
     segmenter = launch_segmenter(bootstrap, prefix, workdir / "data", workdir / "segmenter.log")
@@ -761,6 +776,31 @@ def on_own_stack(measure: Callable[[str, str, Path], Coroutine[Any, Any, dict[st
         forget_redis_keys(REDIS_URL, prefix)
         if redis_process:
             redis_process.terminate()
+
+
+def on_private_stack(
+    tag: str, measure: Callable[[SegmenterSettings, Path, str], Coroutine[Any, Any, dict[str, Any]]]
+) -> dict[str, Any]:
+    """`measure(settings, workdir, redis_url)` on an embedded broker and a redis-server of its own
+    (a free port: its INFO and a FLUSHDB there are the bench's alone, never the shared 6379),
+    under a fresh topic prefix whose topics are deleted afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"segwarden-bench-{tag}-"))
+    broker = EmbeddedBroker().start()
+    redis_process, redis_url = own_redis(workdir / "redis")
+    settings = SegmenterSettings(
+        kafka_bootstrap_servers=broker.bootstrap,
+        topic_prefix=f"bench{tag}{uuid.uuid4().hex[:6]}.",
+        topic_partitions=PARTITIONS,
+        data_dir=workdir / "data",
+    )
+    try:
+        ensure_topics(settings)
+        return asyncio.run(measure(settings, workdir, redis_url))
+    finally:
+        delete_topics(settings, [p.name for p in settings_plan(settings)])
+        broker.stop()
+        redis_process.terminate()
+        redis_process.wait(10)
 
 
 def main() -> int:

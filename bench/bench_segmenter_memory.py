@@ -25,9 +25,7 @@ import json
 import os
 import random
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +35,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
 from bench import bench_segmenter as seg
-from bench.common import metric_total, own_redis, run_facts, write_results
+from bench.common import metric_total, run_facts, write_results
 from bench.segmenter_memory import bytes_by_kind, proc_status_bytes
 from services.segmenter.adapters.redis_keys import KeyLayout
 from services.segmenter.adapters.redis_store import RedisCustomerStore
 from services.segmenter.domain.consent import PurposeConsent
 from services.segmenter.settings import SegmenterSettings
-from shared.embedded import EmbeddedBroker
-from shared.kafka import delete_topics, ensure_topics, topic_names
 from shared.pseudonym import load_pseudonym_key
 from tests.support import ServiceProcess
 
@@ -119,12 +115,7 @@ async def measure(settings: SegmenterSettings, workdir: Path, redis_url: str) ->
     bootstrap, prefix = settings.kafka_bootstrap_servers, settings.topic_prefix
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     namespace = f"sw:{prefix}"
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
-    await producer.start()
-    for definition in seg.segment_definitions():
-        await producer.send(
-            prefix + "segment.definitions", definition.to_bytes(), key=definition.segment_id.encode()
-        )
+    producer = await seg.producer_with_definitions(bootstrap, prefix)
     before = {"used": int(client.info("memory")["used_memory"]), "keys": int(client.dbsize())}
     granted = await grant(settings, redis_url, CUSTOMERS)
     print(f"  granted {granted} customers; starting the segmenter", flush=True)  # noqa: T201
@@ -215,24 +206,7 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    prefix = f"benchm{uuid.uuid4().hex[:6]}."
-    workdir = Path(tempfile.mkdtemp(prefix="segwarden-bench-memory-"))
-    broker = EmbeddedBroker().start()
-    redis_process, redis_url = own_redis(workdir / "redis")
-    settings = SegmenterSettings(
-        kafka_bootstrap_servers=broker.bootstrap,
-        topic_prefix=prefix,
-        topic_partitions=seg.PARTITIONS,
-        data_dir=workdir / "data",
-    )
-    try:
-        ensure_topics(settings)
-        out = report(asyncio.run(measure(settings, workdir, redis_url)))
-    finally:
-        delete_topics(settings, [p.name for p in topic_names(settings).plan()])
-        broker.stop()
-        redis_process.terminate()
-        redis_process.wait(10)
+    out = report(seg.on_private_stack("memory", measure))
     write_results("segmenter-memory", out)
     print(json.dumps({k: v for k, v in out.items() if k != "by_kind"}))  # noqa: T201
     return 0

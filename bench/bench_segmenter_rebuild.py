@@ -22,9 +22,7 @@ import json
 import os
 import random
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +31,8 @@ from aiokafka import AIOKafkaProducer
 
 from bench import bench_segmenter as seg
 from bench.bench_segmenter_memory import memberships
-from bench.common import metric_total, own_redis, ready, run_facts, write_results
+from bench.common import metric_total, ready, run_facts, write_results
 from services.segmenter.settings import SegmenterSettings
-from shared.embedded import EmbeddedBroker
-from shared.kafka import delete_topics, ensure_topics, topic_names
 
 EVENTS = int(os.environ.get("BENCH_REBUILD_EVENTS", "100000"))
 CUSTOMERS = int(os.environ.get("BENCH_REBUILD_CUSTOMERS", "20000"))
@@ -67,15 +63,9 @@ async def measure(settings: SegmenterSettings, workdir: Path, redis_url: str) ->
     bootstrap, prefix = settings.kafka_bootstrap_servers, settings.topic_prefix
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     namespace = f"sw:{prefix}"
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
-    await producer.start()
+    producer = await seg.producer_with_definitions(bootstrap, prefix)
     segmenter = None
     try:
-        for definition in seg.segment_definitions():
-            await producer.send(
-                prefix + "segment.definitions", definition.to_bytes(), key=definition.segment_id.encode()
-            )
-        await producer.flush()
         segmenter = await asyncio.to_thread(
             seg.start_segmenter, bootstrap, prefix, workdir / "data", workdir / "segmenter.log", redis_url
         )
@@ -143,24 +133,7 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    prefix = f"benchr{uuid.uuid4().hex[:6]}."
-    workdir = Path(tempfile.mkdtemp(prefix="segwarden-bench-rebuild-"))
-    broker = EmbeddedBroker().start()
-    redis_process, redis_url = own_redis(workdir / "redis")
-    settings = SegmenterSettings(
-        kafka_bootstrap_servers=broker.bootstrap,
-        topic_prefix=prefix,
-        topic_partitions=seg.PARTITIONS,
-        data_dir=workdir / "data",
-    )
-    try:
-        ensure_topics(settings)
-        out = report(asyncio.run(measure(settings, workdir, redis_url)))
-    finally:
-        delete_topics(settings, [p.name for p in topic_names(settings).plan()])
-        broker.stop()
-        redis_process.terminate()
-        redis_process.wait(10)
+    out = report(seg.on_private_stack("rebuild", measure))
     write_results("segmenter-rebuild", out)
     print(json.dumps(out))  # noqa: T201
     return 0
