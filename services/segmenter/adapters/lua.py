@@ -132,6 +132,11 @@ local function apply(f, outbox, marker_key, events, replay)
     table.insert(outcomes, outcome)
   end
   if any_applied then redis.call('HINCRBY', f, '_v', 1) end
+  if replay ~= '' then
+    -- A replay keeps nothing of the reply but the last activity (for the known index).
+    local last = redis.call('HGET', f, 'last')
+    return {outcomes, last and {'last', last} or {}, 0}
+  end
   return {outcomes, redis.call('HGETALL', f), redis.call('LLEN', outbox)}
 end
 local out, replay = {}, ARGV[2] or ''

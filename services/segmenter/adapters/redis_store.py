@@ -183,7 +183,9 @@ class RedisCustomerStore:
         erasure. Then the customers of `known` (partition, customer) are remembered unless all
         their events were refused: the caller holds their locks, so no erasure of theirs runs in
         between. `replay`: a rebuild's replay number (`next_replay`), under which every customer
-        starts over at their first event (adapters/lua.py, APPLY_EVENTS)."""
+        starts over at their first event (adapters/lua.py, APPLY_EVENTS), and the state returned
+        holds only the last activity (a replay keeps nothing else of it: the whole hash for every
+        customer of every call cost the replay about a quarter of its CPU)."""
         by_customer: dict[str, list[int]] = {}
         for i, w in enumerate(writes):
             by_customer.setdefault(w.customer_id, []).append(i)

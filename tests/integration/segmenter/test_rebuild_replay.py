@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.segmenter.adapters.redis_keys import KeyLayout
-from services.segmenter.adapters.redis_store import RedisCustomerStore
+from services.segmenter.adapters.redis_store import RedisCustomerStore, activity_score
 from services.segmenter.domain.erasure import ErasureMark
 from services.segmenter.handlers import event_write
 from services.segmenter.rebuild import StateRebuilder
@@ -104,7 +104,9 @@ async def test_a_customer_written_but_never_remembered_is_rebuilt_from_all_their
     await rebuild(store, one_partition, records[-1].offset + 1)
     features = (await store.read("c-1")).features
     assert (features["purchases"], float(features["spend"]), features["events"]) == ("3", 60.0, "3")
-    assert await store.known_scores(0, ["c-1"]) != [None]  # and remembered now
+    # And remembered now, with its last activity: the replay's reply carries only that field.
+    latest = max(event.occurred_at.timestamp() for event in events)
+    assert await store.known_scores(0, ["c-1"]) == [float(activity_score(latest))]
 
 
 async def test_the_replay_gives_an_erased_customer_no_state_back(
