@@ -31,10 +31,8 @@ def _full_ranges(
 ) -> Generator[Run, None, int]:
     """Runs of the seq ranges [start, start + size), ... while each holds all its seqs; returns
     the start of the first range that does not."""
-    if dialect == "postgresql":
-        cursor, body, mark = driver.cursor(binary=True), _PG_BODY, "%s"
-    else:
-        cursor, body, mark = driver.cursor(), _SQLITE_BODY, "?"
+    body, mark = _body_and_mark(dialect)
+    cursor = driver.cursor(binary=True) if dialect == "postgresql" else driver.cursor()
     query = f"SELECT {body}, hash FROM audit_records WHERE seq >= {mark} AND seq < {mark} ORDER BY seq"
     try:
         while (wanted := size if stop is None else min(size, stop - start)) > 0:
@@ -53,10 +51,8 @@ def _rows(driver: Any, dialect: str, start: int, stop: int | None, size: int) ->
     """(seq, stored bytes, hash) of seq in [start, stop) in seq order. Row tuples from the
     driver's cursor (server-side on PostgreSQL): SQLAlchemy's row objects cost more than hashing
     the record."""
-    if dialect == "postgresql":
-        cursor, body, mark = driver.cursor(name="audit_rows", binary=True), _PG_BODY, "%s"
-    else:
-        cursor, body, mark = driver.cursor(), _SQLITE_BODY, "?"
+    body, mark = _body_and_mark(dialect)
+    cursor = driver.cursor(name="audit_rows", binary=True) if dialect == "postgresql" else driver.cursor()
     bound, args = ("", (start,)) if stop is None else (f" AND seq < {mark}", (start, stop))
     cursor.execute(
         f"SELECT seq, {body}, hash FROM audit_records WHERE seq >= {mark}{bound} ORDER BY seq", args
@@ -68,9 +64,10 @@ def _rows(driver: Any, dialect: str, start: int, stop: int | None, size: int) ->
         cursor.close()
 
 
-# Binary on PostgreSQL: the body arrives as its bytes, not as hex text to decode (3x the CPU).
-_PG_BODY = "convert_to(body, 'UTF8')"
-_SQLITE_BODY = "CAST(body AS BLOB)"
+def _body_and_mark(dialect: str) -> tuple[str, str]:
+    """How the query selects the stored bytes, and the driver's parameter mark. Binary on
+    PostgreSQL: the body arrives as its bytes, not as hex text to decode (3x the CPU)."""
+    return ("convert_to(body, 'UTF8')", "%s") if dialect == "postgresql" else ("CAST(body AS BLOB)", "?")
 
 
 def _seq_is_unique(driver: Any, dialect: str) -> bool:

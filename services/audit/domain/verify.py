@@ -133,7 +133,7 @@ def verify_ledger(
     for run in ledger.runs():
         before = chain.length
         intact = chain.feed(run)
-        heads.feed(run.split(chain.length - before)[0])
+        heads.feed(run if intact else run.split(chain.length - before)[0])  # the verified part
         if progress is not None:
             progress(len(run.records))
         if not intact:
