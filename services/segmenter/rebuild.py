@@ -190,16 +190,15 @@ class StateRebuilder:
             changes = plan.decide(snapshot, now) if plan else []
             if changes:
                 decided.append((snapshot, [(change, "") for change in changes]))
-        results = await self.store.commit_many(decided, now)
-        applied = [
-            (snapshot.customer_id, member_flags(result.applied))
-            for (snapshot, _), result in zip(decided, results, strict=True)
-            if result is not None
-        ]
+        applied, refused = [], []
+        for (snapshot, _), result in zip(decided, await self.store.commit_many(decided, now), strict=True):
+            if result is None:
+                refused.append(snapshot.customer_id)
+            else:
+                applied.append((snapshot.customer_id, member_flags(result.applied)))
         if applied:
             failpoint("segmenter.rebuild_after_settle_commit")  # slots decided, member sets not yet
             await self.store.set_members_many(applied)
-        refused = [s.customer_id for (s, _), result in zip(decided, results, strict=True) if result is None]
         return await self.store.read_many(refused) if refused else []
 
 
