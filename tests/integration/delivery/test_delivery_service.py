@@ -21,6 +21,7 @@ from tests.integration.delivery.harness import (
     put_destination,
     receiver,
     sample,
+    shown,
 )
 from tests.support import ServiceProcess, http_client, read_topic, wait_for
 
@@ -347,8 +348,7 @@ def test_a_stop_waits_for_the_webhook_in_flight_and_records_its_answer(
     # uvicorn raises the signal again once it has shut down: a clean stop ends by SIGTERM.
     assert service.process.wait(30) in (0, -signal.SIGTERM), service.log()
     service.start().wait_ready()
-    counts = http_client.get(f"{service.url}/v1/destinations/mailer", headers=bearer()).json()
-    assert counts["deliveries"] == {"delivered": 1}
+    assert shown(service, "mailer")["deliveries"] == {"delivered": 1}
     assert len(mailer.attempts) == 1
 
 
